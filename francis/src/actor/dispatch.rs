@@ -1,0 +1,105 @@
+//! The contract between `#[francis::actor]` and the host: the [`Actor`] trait the macro
+//! implements, its method table ([`MethodInfo`]), and the typed proxy hook ([`Proxy`]).
+//!
+//! Users never implement these by hand; the macro generates them from an `impl` block.
+
+use crate::actor::context::ActorContext;
+use crate::actor::envelope::{CodecError, Envelope};
+use crate::actor::reference::RawRef;
+use crate::clock::BoxFuture;
+
+/// How a method runs against its actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MethodKind {
+    /// `&mut self`: an exclusive turn; nothing else runs on the actor meanwhile.
+    Exclusive,
+    /// `&self`: a shared read turn; runs alongside other reads, never alongside a write.
+    Shared,
+    /// `#[alarm]`: an exclusive turn started by a durable alarm; not invokable directly.
+    Alarm,
+}
+
+/// One entry of an actor's method table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodInfo {
+    /// The stable wire name.
+    pub name: &'static str,
+    /// How it runs.
+    pub kind: MethodKind,
+    /// Its index, passed back to [`Actor::call_mut`] / [`Actor::call_ref`].
+    pub index: u16,
+}
+
+/// Why dispatching a call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DispatchError {
+    /// The arguments did not decode into the method's parameter types.
+    BadArguments(CodecError),
+    /// The method's result could not be encoded.
+    BadResult(CodecError),
+    /// The method returned its error type; `payload` holds the encoded error.
+    Actor {
+        /// The error's `Display` text.
+        message: String,
+        /// The encoded error value (MessagePack), so the caller gets it back typed.
+        payload: Envelope,
+    },
+    /// The index does not name a method of this kind (a macro/host mismatch).
+    NoSuchMethod,
+}
+
+impl DispatchError {
+    /// Wrap a method's error value.
+    pub fn actor<E: serde::Serialize + std::fmt::Display>(error: &E) -> Self {
+        let message = error.to_string();
+        match Envelope::encode(error) {
+            Ok(payload) => DispatchError::Actor { message, payload },
+            Err(e) => DispatchError::BadResult(e),
+        }
+    }
+
+    /// Encode a method's successful result.
+    pub fn encode_ok<T: serde::Serialize>(value: &T) -> Result<Envelope, DispatchError> {
+        Envelope::encode(value).map_err(DispatchError::BadResult)
+    }
+}
+
+/// A typed proxy generated for one actor type; [`crate::ActorRef`] dereferences to it, which is
+/// how `actor_ref.increment(1)` works without a trait import.
+pub trait Proxy: Clone + Send + Sync + 'static {
+    /// Wrap an untyped reference.
+    fn from_raw(raw: RawRef) -> Self;
+    /// The untyped reference inside.
+    fn raw(&self) -> &RawRef;
+}
+
+/// A virtual actor type. Implemented by `#[francis::actor]`; see the crate docs for how to write one.
+pub trait Actor: Sized + Send + Sync + 'static {
+    /// The stable wire name of the type (default: the type name in snake_case).
+    const NAME: &'static str;
+
+    /// The typed proxy that [`crate::ActorRef<Self>`] dereferences to.
+    type Proxy: Proxy;
+
+    /// Create a fresh instance for a new activation.
+    fn activate(ctx: &ActorContext) -> Self;
+
+    /// The method table.
+    fn methods() -> &'static [MethodInfo];
+
+    /// Look a method up by wire name.
+    fn method(name: &str) -> Option<MethodInfo> {
+        Self::methods().iter().find(|m| m.name == name).copied()
+    }
+
+    /// Run an exclusive or alarm method (the caller holds the exclusive turn).
+    fn call_mut<'a>(&'a mut self, index: u16, args: Envelope) -> BoxFuture<'a, Result<Envelope, DispatchError>>;
+
+    /// Run a shared method (the caller holds a read turn).
+    fn call_ref<'a>(&'a self, index: u16, args: Envelope) -> BoxFuture<'a, Result<Envelope, DispatchError>>;
+
+    /// The deactivation hook, run once when the activation ends (idle, halt, shutdown).
+    fn deactivate(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}

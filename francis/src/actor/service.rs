@@ -1,0 +1,178 @@
+//! [`Service`]: the handle for invoking actors and managing their state and alarms, and the
+//! small [`HostHandle`] trait it calls into, which each host implementation provides.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::actor::alarm::AlarmSpec;
+use crate::actor::dispatch::Actor;
+use crate::actor::envelope::Envelope;
+use crate::actor::reference::{ActorRef, RawRef};
+use crate::clock::{BoxFuture, SharedClock};
+use crate::error::{Error, validate_name};
+use crate::store::{ActorKey, AlarmRecord, ListStatesOptions, StateList, Store};
+
+/// Options for one invocation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InvokeOptions {
+    /// Only call the actor if it is already active somewhere; never activate it.
+    pub active_only: bool,
+    /// Only allow shared (`&self`) methods: the call fails with [`Error::NotReadOnly`] if the
+    /// method takes an exclusive turn (what `peek` routes of HTTP bridges use).
+    pub read_only: bool,
+}
+
+/// What a host provides to [`Service`], [`crate::ActorRef`], [`crate::State`] and
+/// [`crate::ActorContext`]. Implemented by the host; users do not implement it.
+pub trait HostHandle: Send + Sync + 'static {
+    /// Invoke a method (routing, activation, turn lock, dispatch).
+    fn invoke(&self, key: ActorKey, method: String, args: Envelope, options: InvokeOptions)
+    -> BoxFuture<'_, Result<Envelope, Error>>;
+    /// The store (or the remote coordinator speaking the same API).
+    fn store(&self) -> &Arc<dyn Store>;
+    /// The clock.
+    fn clock(&self) -> &SharedClock;
+    /// Halt an actor active on this host, draining its current turn.
+    fn halt(&self, key: ActorKey) -> BoxFuture<'_, Result<(), Error>>;
+    /// Halt every actor active on this host.
+    fn halt_all(&self) -> BoxFuture<'_, Result<(), Error>>;
+    /// Halt an actor in the background (safe from inside its own turn).
+    fn halt_deferred(&self, key: ActorKey);
+    /// Check an alarm handler against the registered actor type, if this host knows the type.
+    fn check_alarm_handler(&self, actor_type: &str, handler: &str) -> Result<(), Error>;
+    /// Tell the alarm loop an alarm changed, so it polls soon.
+    fn alarms_changed(&self);
+}
+
+/// The handle to the actors of a cluster: typed references, untyped invocation, state and
+/// alarms. Cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    handle: Arc<dyn HostHandle>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// Wrap a host handle (used by host implementations).
+    pub fn new(handle: Arc<dyn HostHandle>) -> Self {
+        Service { handle }
+    }
+
+    pub(crate) fn handle(&self) -> &Arc<dyn HostHandle> {
+        &self.handle
+    }
+
+    /// A typed reference to actor `id` of type `A`; calls go through plain method calls on it.
+    pub fn actor<A: Actor>(&self, id: impl Into<String>) -> ActorRef<A> {
+        ActorRef::from_raw(self.raw_ref(A::NAME, id))
+    }
+
+    /// An untyped reference to any actor.
+    pub fn raw_ref(&self, actor_type: impl Into<String>, id: impl Into<String>) -> RawRef {
+        RawRef::new(self.clone(), ActorKey::new(actor_type, id), InvokeOptions::default())
+    }
+
+    /// Invoke a method by name with an encoded payload: the path HTTP bridges use.
+    /// An actor's own error comes back as [`Error::Actor`] with its encoded value.
+    pub async fn invoke(&self, actor_type: &str, id: &str, method: &str, args: Envelope) -> Result<Envelope, Error> {
+        self.invoke_with(actor_type, id, method, args, InvokeOptions::default()).await
+    }
+
+    /// [`Service::invoke`] with options (e.g. active-only).
+    pub async fn invoke_with(
+        &self,
+        actor_type: &str,
+        id: &str,
+        method: &str,
+        args: Envelope,
+        options: InvokeOptions,
+    ) -> Result<Envelope, Error> {
+        let key = checked_key(actor_type, id)?;
+        validate_name("method", method)?;
+        self.handle.invoke(key, method.to_owned(), args, options).await
+    }
+
+    /// Halt an actor active on this host, waiting for its current turn to finish. Its state is
+    /// kept; the next call activates it again.
+    pub async fn halt(&self, actor_type: &str, id: &str) -> Result<(), Error> {
+        let key = checked_key(actor_type, id)?;
+        self.handle.halt(key).await
+    }
+
+    /// Halt every actor active on this host.
+    pub async fn halt_all(&self) -> Result<(), Error> {
+        self.handle.halt_all().await
+    }
+
+    /// Read an actor's state (MessagePack bytes decoded into `T`); `None` if it has none.
+    pub async fn get_state<T: serde::de::DeserializeOwned>(&self, actor_type: &str, id: &str) -> Result<Option<T>, Error> {
+        let key = checked_key(actor_type, id)?;
+        match self.handle.store().get_state(&key).await? {
+            Some(bytes) => Ok(Some(Envelope::from_msgpack_bytes(bytes).decode()?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Write an actor's state from outside the actor. Prefer [`crate::State`] inside actors:
+    /// an active actor's cached state does not see this write until it is reactivated.
+    pub async fn set_state<T: serde::Serialize>(
+        &self,
+        actor_type: &str,
+        id: &str,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> Result<(), Error> {
+        let key = checked_key(actor_type, id)?;
+        let bytes = Envelope::encode(value)?.into_bytes();
+        Ok(self.handle.store().set_state(&key, &bytes, ttl).await?)
+    }
+
+    /// Delete an actor's state; returns whether it had any.
+    pub async fn delete_state(&self, actor_type: &str, id: &str) -> Result<bool, Error> {
+        let key = checked_key(actor_type, id)?;
+        Ok(self.handle.store().delete_state(&key).await?)
+    }
+
+    /// List the states of one actor type, ordered by ID, a page at a time.
+    pub async fn list_states(&self, actor_type: &str, options: &ListStatesOptions) -> Result<StateList, Error> {
+        validate_name("actor type", actor_type)?;
+        Ok(self.handle.store().list_states(actor_type, options).await?)
+    }
+
+    /// Create or replace alarm `name` of an actor.
+    pub async fn set_alarm(&self, actor_type: &str, id: &str, name: &str, spec: AlarmSpec) -> Result<(), Error> {
+        let key = checked_key(actor_type, id)?;
+        validate_name("alarm name", name)?;
+        validate_name("alarm handler", &spec.handler)?;
+        self.handle.check_alarm_handler(actor_type, &spec.handler)?;
+        let record = spec.into_record(self.handle.clock().now_ms())?;
+        self.handle.store().set_alarm(&key, name, &record).await?;
+        self.handle.alarms_changed();
+        Ok(())
+    }
+
+    /// An actor's alarm, if it exists.
+    pub async fn get_alarm(&self, actor_type: &str, id: &str, name: &str) -> Result<Option<AlarmRecord>, Error> {
+        let key = checked_key(actor_type, id)?;
+        validate_name("alarm name", name)?;
+        Ok(self.handle.store().get_alarm(&key, name).await?)
+    }
+
+    /// Delete an actor's alarm; returns whether it existed.
+    pub async fn delete_alarm(&self, actor_type: &str, id: &str, name: &str) -> Result<bool, Error> {
+        let key = checked_key(actor_type, id)?;
+        validate_name("alarm name", name)?;
+        Ok(self.handle.store().delete_alarm(&key, name).await?)
+    }
+}
+
+fn checked_key(actor_type: &str, id: &str) -> Result<ActorKey, Error> {
+    validate_name("actor type", actor_type)?;
+    validate_name("actor ID", id)?;
+    Ok(ActorKey::new(actor_type, id))
+}

@@ -1,0 +1,157 @@
+//! The framework's error type, [`Error`], and [`CallError`], what a typed call returns: either
+//! the actor's own error type, unchanged, or a framework error.
+
+use crate::actor::envelope::{CodecError, Envelope};
+use crate::store::{ActorKey, StoreError};
+
+/// A framework error: the call could not be delivered, dispatched or completed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No host in the cluster registers this actor type.
+    #[error("actor type {actor_type:?} is not registered; register it with `.register::<YourActor>()` on the host builder (or check the spelling)")]
+    UnknownActorType {
+        /// The type asked for.
+        actor_type: String,
+    },
+    /// The actor type has no method with this name.
+    #[error("actor type {actor_type:?} has no method {method:?}; its methods are: {known}")]
+    UnknownMethod {
+        /// The actor type.
+        actor_type: String,
+        /// The method asked for.
+        method: String,
+        /// The methods it has, comma-separated.
+        known: String,
+    },
+    /// The method is an alarm handler; it runs when an alarm fires, not by invocation.
+    #[error("method {method:?} of actor type {actor_type:?} is an alarm handler: schedule it with an alarm instead of invoking it")]
+    NotInvokable {
+        /// The actor type.
+        actor_type: String,
+        /// The method.
+        method: String,
+    },
+    /// A read-only call named a method that takes an exclusive turn.
+    #[error("method {method:?} of actor type {actor_type:?} takes an exclusive turn (`&mut self`); read-only calls can only use `&self` methods")]
+    NotReadOnly {
+        /// The actor type.
+        actor_type: String,
+        /// The method.
+        method: String,
+    },
+    /// The arguments did not decode into the method's parameter types.
+    #[error("bad arguments for {actor_type}.{method}: {reason}")]
+    BadArguments {
+        /// The actor type.
+        actor_type: String,
+        /// The method.
+        method: String,
+        /// What did not decode.
+        reason: String,
+    },
+    /// The actor method returned an error. `payload` holds the encoded error value.
+    #[error("actor {key} method {method} failed: {message}")]
+    Actor {
+        /// The actor.
+        key: ActorKey,
+        /// The method.
+        method: String,
+        /// The error's display text.
+        message: String,
+        /// The encoded error value.
+        payload: Envelope,
+    },
+    /// An actor type, ID, method or alarm name is empty or contains `/`.
+    #[error("invalid {what} {value:?}: it must be non-empty and must not contain '/'")]
+    InvalidName {
+        /// Which component.
+        what: &'static str,
+        /// The offending value.
+        value: String,
+    },
+    /// The call was active-only and the actor is not active.
+    #[error("actor {key} is not active (the call asked not to activate it)")]
+    NotActive {
+        /// The actor.
+        key: ActorKey,
+    },
+    /// The actor was halting or halted while the call waited; retry after a short delay.
+    #[error("actor {key} was halted; retry the call after a short delay")]
+    Halted {
+        /// The actor.
+        key: ActorKey,
+    },
+    /// `halt` was asked for an actor that is not active on this host.
+    #[error("actor {key} is not active on this host")]
+    NotHosted {
+        /// The actor.
+        key: ActorKey,
+    },
+    /// No healthy host can run the actor now.
+    #[error("no host can run actor type {actor_type:?} now: none registers it, or every host is at its concurrency limit")]
+    NoHost {
+        /// The actor type.
+        actor_type: String,
+    },
+    /// The actor is placed on another host that this host cannot reach.
+    #[error("actor {key} is placed on another host at {address}, which this host cannot reach")]
+    Unreachable {
+        /// The actor.
+        key: ActorKey,
+        /// The owning host's address.
+        address: String,
+    },
+    /// The actor method panicked; the activation stays usable, but the turn's work may be partial.
+    #[error("actor {key} method {method} panicked; see the host's log")]
+    Panicked {
+        /// The actor.
+        key: ActorKey,
+        /// The method.
+        method: String,
+    },
+    /// An alarm specification is invalid.
+    #[error("invalid alarm: {0}")]
+    InvalidAlarm(String),
+    /// A payload could not be encoded or decoded.
+    #[error("payload error: {0}")]
+    Codec(#[from] CodecError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The host is shutting down and takes no new work.
+    #[error("the host is shutting down")]
+    ShuttingDown,
+    /// The host configuration is invalid.
+    #[error("invalid host configuration: {0}")]
+    Config(String),
+}
+
+/// The result of a typed call: the actor's own error `E`, or a framework [`Error`].
+#[derive(Debug, thiserror::Error)]
+pub enum CallError<E> {
+    /// The actor method returned this error.
+    #[error("{0}")]
+    Actor(E),
+    /// The call failed in the framework.
+    #[error(transparent)]
+    Francis(#[from] Error),
+}
+
+impl<E> CallError<E> {
+    /// The actor's error, if that is what this is.
+    pub fn actor_error(&self) -> Option<&E> {
+        match self {
+            CallError::Actor(e) => Some(e),
+            CallError::Francis(_) => None,
+        }
+    }
+}
+
+/// Check one component of an actor address (type, ID, method, alarm name).
+pub(crate) fn validate_name(what: &'static str, value: &str) -> Result<(), Error> {
+    if value.is_empty() || value.contains('/') {
+        return Err(Error::InvalidName { what, value: value.to_owned() });
+    }
+    Ok(())
+}

@@ -1,0 +1,339 @@
+//! One process's actor host: [`Host::local()`] builds it (address, store, PSKs, actor types),
+//! [`Host::service`] hands out the [`Service`], and [`Host::run`] drives the background work
+//! (heartbeats, alarms, idle deactivation, cleanup) until shutdown.
+
+mod activation;
+pub(crate) mod alarms;
+pub(crate) mod core;
+mod options;
+mod registry;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::actor::dispatch::Actor;
+use crate::actor::service::Service;
+use crate::clock::{SharedClock, SystemClock, duration_ms};
+use crate::error::Error;
+use crate::store::memory::MemoryStore;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{HostRegistration, Store, StoreError, StoreOptions};
+
+pub use options::ActorOptions;
+pub(crate) use options::HostTimings;
+
+use self::core::HostCore;
+use self::registry::{ActorTypeEntry, Registry};
+
+/// The shortest runtime PSK accepted, in bytes.
+pub const MIN_PSK_LEN: usize = 32;
+
+/// A running actor host.
+pub struct Host {
+    core: Arc<HostCore>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").field("host_id", &self.core.host_id).finish_non_exhaustive()
+    }
+}
+
+enum StoreChoice {
+    Unset,
+    Memory,
+    Sqlite(PathBuf),
+    Shared(Arc<dyn Store>),
+}
+
+/// Builds a [`Host`]. Errors are collected and reported together by [`HostBuilder::build`].
+#[must_use = "a host builder does nothing until `.build().await`"]
+pub struct HostBuilder {
+    address: Option<String>,
+    store: StoreChoice,
+    psks: Vec<Vec<u8>>,
+    types: Vec<ActorTypeEntry>,
+    timings: HostTimings,
+    clock: Option<SharedClock>,
+    errors: Vec<String>,
+}
+
+impl Host {
+    /// Start building a host of the local topology: it embeds its store (in-memory or a SQLite
+    /// file) and coordinates through it.
+    pub fn local() -> HostBuilder {
+        HostBuilder {
+            address: None,
+            store: StoreChoice::Unset,
+            psks: Vec::new(),
+            types: Vec::new(),
+            timings: HostTimings::default(),
+            clock: None,
+            errors: Vec::new(),
+        }
+    }
+
+    /// The handle for calling actors and managing their state and alarms.
+    pub fn service(&self) -> Service {
+        Service::new(self.core.clone())
+    }
+
+    /// This host's ID in the cluster.
+    pub fn host_id(&self) -> &str {
+        &self.core.host_id
+    }
+
+    /// How many activations are live on this host now.
+    pub fn active_actors(&self) -> usize {
+        self.core.active_count()
+    }
+
+    pub(crate) fn core(&self) -> &Arc<HostCore> {
+        &self.core
+    }
+
+    /// Run the host until `shutdown` completes (e.g. `tokio::signal::ctrl_c()`), then shut down
+    /// gracefully: stop taking calls, let running alarms finish, halt every activation (running
+    /// turns get the grace period), and leave the cluster. Returns an error if the host lost
+    /// its registration (it stops serving first, so its actors can move elsewhere safely).
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
+        let core = self.core;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let alarms = tokio::spawn(alarms::alarm_loop(core.clone(), stop_rx.clone()));
+        let idle = tokio::spawn(idle_loop(core.clone(), stop_rx.clone()));
+        let cleanup = tokio::spawn(cleanup_loop(core.clone(), stop_rx.clone()));
+        let result = tokio::select! {
+            _ = shutdown => Ok(()),
+            failure = heartbeat_loop(core.clone()) => Err(failure),
+        };
+        tracing::info!(host = %core.host_id, "host shutting down");
+        core.begin_shutdown();
+        let _ = stop_tx.send(true);
+        for task in [alarms, idle, cleanup] {
+            let _ = task.await;
+        }
+        core.halt_all_local().await;
+        match core.store.unregister_host(&core.host_id).await {
+            Ok(()) | Err(StoreError::HostUnregistered { .. }) => {}
+            Err(e) => tracing::warn!(error = %e, "could not unregister host"),
+        }
+        result
+    }
+}
+
+impl HostBuilder {
+    /// The `host:port` address other hosts use to reach this one (required).
+    pub fn address(mut self, address: impl Into<String>) -> Self {
+        self.address = Some(address.into());
+        self
+    }
+
+    /// Keep state and alarms in memory only (lost when the process exits): for tests and
+    /// throwaway single-host setups.
+    pub fn memory_store(mut self) -> Self {
+        self.store = StoreChoice::Memory;
+        self
+    }
+
+    /// Keep state and alarms in a SQLite file (created, and migrated, if needed).
+    pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Self {
+        self.store = StoreChoice::Sqlite(path.into());
+        self
+    }
+
+    /// Use an already opened store (its clock and health deadline are used).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = StoreChoice::Shared(store);
+        self
+    }
+
+    /// Add a runtime pre-shared key (at least 32 bytes). The first key derives the cluster CA
+    /// that secures host-to-host traffic; later keys are trusted too, for rotation.
+    pub fn runtime_psk(mut self, psk: impl AsRef<[u8]>) -> Self {
+        self.psks.push(psk.as_ref().to_vec());
+        self
+    }
+
+    /// Register actor type `A` with default options.
+    pub fn register<A: Actor>(self) -> Self {
+        self.register_with::<A>(ActorOptions::default())
+    }
+
+    /// Register actor type `A` with options.
+    pub fn register_with<A: Actor>(mut self, options: ActorOptions) -> Self {
+        if let Err(e) = options.validate(A::NAME) {
+            self.errors.push(e.to_string());
+        }
+        if self.types.iter().any(|t| t.name == A::NAME) {
+            self.errors.push(format!("actor type {:?} is registered twice; register each type once", A::NAME));
+        }
+        self.types.push(ActorTypeEntry::new::<A>(options));
+        self
+    }
+
+    /// How long running turns may take to finish at shutdown or halt before they are
+    /// cancelled (default 30 s).
+    pub fn shutdown_grace_period(mut self, grace: Duration) -> Self {
+        self.timings.shutdown_grace_period = grace;
+        self
+    }
+
+    /// A host whose heartbeat is older than this is considered dead (default 20 s, at least 1 s).
+    pub fn health_check_deadline(mut self, deadline: Duration) -> Self {
+        self.timings.health_check_deadline = deadline;
+        self
+    }
+
+    /// How often due alarms are polled (default 1.5 s).
+    pub fn alarms_poll_interval(mut self, interval: Duration) -> Self {
+        self.timings.alarms_poll_interval = interval;
+        self
+    }
+
+    /// How long an alarm lease lasts without renewal (default 20 s).
+    pub fn alarms_lease_duration(mut self, lease: Duration) -> Self {
+        self.timings.alarms_lease_duration = lease;
+        self
+    }
+
+    /// Use this clock instead of the system clock (for tests; see `francis::testing`).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    pub(crate) fn timings_mut(&mut self) -> &mut HostTimings {
+        &mut self.timings
+    }
+
+    /// Check the configuration, open the store, and register the host in the cluster.
+    pub async fn build(self) -> Result<Host, Error> {
+        let HostBuilder { address, store, psks, types, timings, clock, mut errors } = self;
+        let address = match address {
+            Some(address) => {
+                if let Err(e) = check_address(&address) {
+                    errors.push(e);
+                }
+                address
+            }
+            None => {
+                errors.push("no address: call .address(\"127.0.0.1:7571\") with the host:port peers use to reach this host".into());
+                String::new()
+            }
+        };
+        if psks.is_empty() {
+            errors.push(format!(
+                "no runtime PSK: call .runtime_psk(..) with a secret of at least {MIN_PSK_LEN} bytes shared by every host of the cluster"
+            ));
+        }
+        for (i, psk) in psks.iter().enumerate() {
+            if psk.len() < MIN_PSK_LEN {
+                errors.push(format!(
+                    "runtime PSK #{} is {} bytes long; it must be at least {MIN_PSK_LEN} bytes (e.g. `openssl rand -hex 32`)",
+                    i + 1,
+                    psk.len()
+                ));
+            }
+        }
+        if timings.health_check_deadline < Duration::from_secs(1) {
+            errors.push("health check deadline is under 1 s; give at least 1 s (default 20 s)".into());
+        }
+        if timings.alarms_poll_interval < Duration::from_millis(100) {
+            errors.push("alarms poll interval is under 100 ms; give at least 100 ms (default 1.5 s)".into());
+        }
+        if timings.alarms_lease_duration < Duration::from_secs(1) {
+            errors.push("alarms lease duration is under 1 s; give at least 1 s (default 20 s)".into());
+        }
+        if matches!(store, StoreChoice::Unset) {
+            errors.push("no store: call .sqlite(\"data.db\") for durable state, or .memory_store() for tests".into());
+        }
+        if !errors.is_empty() {
+            return Err(Error::Config(errors.join("; ")));
+        }
+        let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let options = StoreOptions { clock: clock.clone(), health_check_deadline: timings.health_check_deadline };
+        let store: Arc<dyn Store> = match store {
+            StoreChoice::Memory => Arc::new(MemoryStore::new(options)),
+            StoreChoice::Sqlite(path) => Arc::new(SqliteStore::open(&path, options).await?),
+            StoreChoice::Shared(store) => store,
+            StoreChoice::Unset => return Err(Error::Config("no store".into())),
+        };
+        let clock = store.options().clock.clone();
+        let registration = HostRegistration { address, actor_types: types.iter().map(ActorTypeEntry::registration).collect() };
+        let host_id = store.register_host(&registration).await?;
+        tracing::info!(host = %host_id, address = %registration.address, types = registration.actor_types.len(), "host registered");
+        let registry: Registry = types.into_iter().map(|t| (t.name, Arc::new(t))).collect();
+        Ok(Host { core: HostCore::new(host_id, store, clock, registry, timings) })
+    }
+}
+
+fn check_address(address: &str) -> Result<(), String> {
+    let port = address.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>()));
+    match port {
+        Some((host, Ok(port))) if !host.is_empty() && port != 0 => Ok(()),
+        _ => Err(format!("address {address:?} is not host:port with a non-zero port, e.g. \"127.0.0.1:7571\"")),
+    }
+}
+
+/// Heartbeat until the registration is lost; returns the reason. Beats every quarter of the
+/// deadline, and gives up (so the host stops serving) once three quarters of the deadline have
+/// passed without a successful beat: before any other host may take its actors over.
+async fn heartbeat_loop(core: Arc<HostCore>) -> Error {
+    let deadline = duration_ms(core.timings.health_check_deadline);
+    let every = (deadline / 4).max(1);
+    let mut last_ok = core.clock.now_ms();
+    loop {
+        core.clock.sleep_until(core.clock.now_ms().saturating_add(every)).await;
+        match core.store.heartbeat(&core.host_id).await {
+            Ok(()) => last_ok = core.clock.now_ms(),
+            Err(e @ StoreError::HostUnregistered { .. }) => {
+                tracing::error!(error = %e, "host lost its registration; stopping");
+                return e.into();
+            }
+            Err(e) => {
+                let silent = core.clock.now_ms() - last_ok;
+                tracing::warn!(error = %e, silent_ms = silent, "heartbeat failed");
+                if silent >= deadline * 3 / 4 {
+                    tracing::error!("heartbeats failing for too long; stopping before the cluster declares this host dead");
+                    return e.into();
+                }
+            }
+        }
+    }
+}
+
+/// Periodically deactivate idle activations.
+async fn idle_loop(core: Arc<HostCore>, mut stop: watch::Receiver<bool>) {
+    let every = duration_ms(core.timings.idle_scan_interval);
+    loop {
+        tokio::select! {
+            _ = core.clock.sleep_until(core.clock.now_ms().saturating_add(every)) => { core.reap_idle().await; }
+            _ = stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// Periodically delete expired hosts and state.
+async fn cleanup_loop(core: Arc<HostCore>, mut stop: watch::Receiver<bool>) {
+    let every = duration_ms(core.timings.cleanup_interval);
+    loop {
+        tokio::select! {
+            _ = core.clock.sleep_until(core.clock.now_ms().saturating_add(every)) => {
+                match core.store.cleanup().await {
+                    Ok(stats) => tracing::debug!(hosts = stats.hosts, states = stats.states, "cleanup"),
+                    Err(e) => tracing::warn!(error = %e, "cleanup failed"),
+                }
+            }
+            _ = stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// Completes once `stop` turns true (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await.map(|_| ());
+}

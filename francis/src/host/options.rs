@@ -1,0 +1,138 @@
+//! Per-actor-type registration options ([`ActorOptions`]) and host-wide timing settings.
+
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// How a registered actor type behaves on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActorOptions {
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) deactivation_timeout: Duration,
+    pub(crate) concurrency_limit: u32,
+    pub(crate) alarm_max_attempts: u32,
+    pub(crate) alarm_initial_retry_delay: Duration,
+}
+
+impl Default for ActorOptions {
+    fn default() -> Self {
+        ActorOptions {
+            idle_timeout: Some(Duration::from_secs(300)),
+            deactivation_timeout: Duration::from_secs(5),
+            concurrency_limit: 0,
+            alarm_max_attempts: 3,
+            alarm_initial_retry_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+impl ActorOptions {
+    /// Deactivate an activation after it has been idle this long (default 5 minutes).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Never deactivate for idleness (activations live until halted or the host stops).
+    pub fn never_idle(mut self) -> Self {
+        self.idle_timeout = None;
+        self
+    }
+
+    /// How long the deactivation hook may run (default 5 seconds; zero skips the hook).
+    pub fn deactivation_timeout(mut self, timeout: Duration) -> Self {
+        self.deactivation_timeout = timeout;
+        self
+    }
+
+    /// At most this many activations of the type on one host (default 0 = unlimited).
+    pub fn concurrency_limit(mut self, limit: u32) -> Self {
+        self.concurrency_limit = limit;
+        self
+    }
+
+    /// How many times an alarm occurrence runs before it is dropped (default 3, at least 1).
+    pub fn alarm_max_attempts(mut self, attempts: u32) -> Self {
+        self.alarm_max_attempts = attempts;
+        self
+    }
+
+    /// The delay before the first alarm retry; later retries back off by 1.5x up to 10x
+    /// (default 2 seconds).
+    pub fn alarm_retry_delay(mut self, delay: Duration) -> Self {
+        self.alarm_initial_retry_delay = delay;
+        self
+    }
+
+    pub(crate) fn validate(&self, actor_type: &str) -> Result<(), Error> {
+        if self.idle_timeout == Some(Duration::ZERO) {
+            return Err(Error::Config(format!(
+                "actor type {actor_type:?}: idle timeout is zero; give a positive duration, or call never_idle() to keep activations alive"
+            )));
+        }
+        if self.alarm_max_attempts == 0 {
+            return Err(Error::Config(format!(
+                "actor type {actor_type:?}: alarm_max_attempts is 0; an alarm must run at least once (default 3)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The backoff before retry number `failures` (1 = first retry): the initial delay times
+    /// `min(1.5^(failures-1), 10)`, with ±10% jitter. Not truncated to whole multiples.
+    pub(crate) fn retry_delay(&self, failures: u32) -> Duration {
+        let exponent = failures.saturating_sub(1).min(64) as i32;
+        let multiplier = 1.5f64.powi(exponent).min(10.0);
+        let jitter = rand::random_range(0.9..1.1);
+        self.alarm_initial_retry_delay.mul_f64(multiplier * jitter)
+    }
+}
+
+/// Host-wide timing settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HostTimings {
+    pub shutdown_grace_period: Duration,
+    pub health_check_deadline: Duration,
+    pub alarms_poll_interval: Duration,
+    pub alarms_lease_duration: Duration,
+    pub alarms_fetch_ahead: Duration,
+    pub alarms_batch_size: u32,
+    pub idle_scan_interval: Duration,
+    pub cleanup_interval: Duration,
+}
+
+impl Default for HostTimings {
+    fn default() -> Self {
+        HostTimings {
+            shutdown_grace_period: Duration::from_secs(30),
+            health_check_deadline: Duration::from_secs(20),
+            alarms_poll_interval: Duration::from_millis(1500),
+            alarms_lease_duration: Duration::from_secs(20),
+            alarms_fetch_ahead: Duration::from_millis(2500),
+            alarms_batch_size: 25,
+            idle_scan_interval: Duration::from_secs(1),
+            cleanup_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_by_half_and_is_capped_at_ten_times() {
+        let opts = ActorOptions::default().alarm_retry_delay(Duration::from_secs(2));
+        for (failures, expected) in [(1u32, 2.0f64), (2, 3.0), (3, 4.5), (4, 6.75), (10, 20.0), (1000, 20.0)] {
+            let got = opts.retry_delay(failures).as_secs_f64();
+            assert!(got >= expected * 0.9 - 1e-9 && got <= expected * 1.1 + 1e-9, "failures={failures}: {got}");
+        }
+    }
+
+    #[test]
+    fn zero_idle_timeout_and_zero_attempts_are_refused() {
+        assert!(ActorOptions::default().idle_timeout(Duration::ZERO).validate("t").is_err());
+        assert!(ActorOptions::default().alarm_max_attempts(0).validate("t").is_err());
+        assert!(ActorOptions::default().never_idle().validate("t").is_ok());
+    }
+}

@@ -1,0 +1,67 @@
+//! The registered actor types of a host: name, options, method table, and a type-erased
+//! factory that creates an [`ActivationDyn`] for a given actor ID.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::actor::context::ActorContext;
+use crate::actor::dispatch::{Actor, MethodInfo};
+use crate::actor::service::Service;
+use crate::clock::{SharedClock, duration_ms};
+use crate::host::activation::{Activation, ActivationDyn};
+use crate::host::options::ActorOptions;
+use crate::store::{ActorKey, ActorTypeRegistration};
+
+type Factory = fn(&ActorTypeEntry, Service, ActorKey, SharedClock) -> Arc<dyn ActivationDyn>;
+
+/// One registered actor type.
+pub(crate) struct ActorTypeEntry {
+    pub name: &'static str,
+    pub options: ActorOptions,
+    pub methods: &'static [MethodInfo],
+    factory: Factory,
+}
+
+impl ActorTypeEntry {
+    pub fn new<A: Actor>(options: ActorOptions) -> Self {
+        ActorTypeEntry { name: A::NAME, options, methods: A::methods(), factory: activate::<A> }
+    }
+
+    /// Look a method up by wire name.
+    pub fn method(&self, name: &str) -> Option<MethodInfo> {
+        self.methods.iter().find(|m| m.name == name).copied()
+    }
+
+    /// The method names, for error messages.
+    pub fn method_names(&self) -> String {
+        let names: Vec<&str> = self.methods.iter().map(|m| m.name).collect();
+        if names.is_empty() { "(none)".to_owned() } else { names.join(", ") }
+    }
+
+    /// Create a fresh activation.
+    pub fn activate(&self, service: Service, key: ActorKey, clock: SharedClock) -> Arc<dyn ActivationDyn> {
+        (self.factory)(self, service, key, clock)
+    }
+
+    /// How the store sees this type.
+    pub fn registration(&self) -> ActorTypeRegistration {
+        ActorTypeRegistration {
+            actor_type: self.name.to_owned(),
+            idle_timeout: self.options.idle_timeout,
+            concurrency_limit: self.options.concurrency_limit,
+        }
+    }
+}
+
+fn activate<A: Actor>(entry: &ActorTypeEntry, service: Service, key: ActorKey, clock: SharedClock) -> Arc<dyn ActivationDyn> {
+    let (halting_tx, halting_rx) = watch::channel(false);
+    let ctx = ActorContext::new(service, key.clone(), halting_rx);
+    let actor = A::activate(&ctx);
+    let idle_ms = entry.options.idle_timeout.map(duration_ms);
+    Arc::new(Activation::new(key, actor, halting_tx, idle_ms, clock))
+}
+
+/// The set of registered types, frozen once the host is built.
+pub(crate) type Registry = HashMap<&'static str, Arc<ActorTypeEntry>>;
