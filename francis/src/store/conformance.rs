@@ -1,0 +1,1210 @@
+//! The store conformance suite: every [`Store`] implementation must pass these cases, which are
+//! written once against the trait and instantiated per store (`conformance::memory::*`,
+//! `conformance::sqlite::*`). Time is driven by a [`ManualClock`].
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::memory::MemoryStore;
+use super::sqlite::SqliteStore;
+use super::*;
+use crate::clock::{Clock, ManualClock};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+const IDLE: Duration = Duration::from_secs(60);
+const LEASE: Duration = Duration::from_secs(10);
+
+/// A store under test, its clock, and (for SQLite) the directory holding its file.
+struct Harness {
+    store: Arc<dyn Store>,
+    clock: ManualClock,
+    _dir: Option<TempDir>,
+}
+
+fn options(clock: &ManualClock) -> StoreOptions {
+    StoreOptions {
+        clock: Arc::new(clock.clone()),
+        health_check_deadline: DEADLINE,
+    }
+}
+
+async fn memory_harness() -> Harness {
+    let clock = ManualClock::new(1_700_000_000_000);
+    Harness {
+        store: Arc::new(MemoryStore::new(options(&clock))),
+        clock,
+        _dir: None,
+    }
+}
+
+async fn sqlite_harness() -> Harness {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("francis.db"), options(&clock))
+        .await
+        .unwrap();
+    Harness {
+        store: Arc::new(store),
+        clock,
+        _dir: Some(dir),
+    }
+}
+
+fn registration(address: &str, types: &[(&str, u32)]) -> HostRegistration {
+    HostRegistration {
+        address: address.to_owned(),
+        actor_types: types
+            .iter()
+            .map(|&(actor_type, concurrency_limit)| ActorTypeRegistration {
+                actor_type: actor_type.to_owned(),
+                idle_timeout: Some(IDLE),
+                concurrency_limit,
+            })
+            .collect(),
+    }
+}
+
+fn key(actor_type: &str, actor_id: &str) -> ActorKey {
+    ActorKey::new(actor_type, actor_id)
+}
+
+fn fetch(hosts: &[&HostId], horizon_ms: i64, batch_size: u32) -> FetchAlarms {
+    FetchAlarms {
+        hosts: hosts.iter().map(|h| (*h).clone()).collect(),
+        horizon_ms,
+        lease_duration: LEASE,
+        batch_size,
+    }
+}
+
+impl Harness {
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn advance_ms(&self, ms: u64) {
+        self.clock.advance(Duration::from_millis(ms));
+    }
+
+    /// Register a host serving `types` as `(actor type, concurrency limit)`.
+    async fn host(&self, address: &str, types: &[(&str, u32)]) -> HostId {
+        self.store
+            .register_host(&registration(address, types))
+            .await
+            .unwrap()
+    }
+
+    async fn lookup(&self, key: &ActorKey) -> Result<Placement, StoreError> {
+        self.store
+            .lookup_actor(key, &LookupOptions::default())
+            .await
+    }
+
+    async fn lookup_on(
+        &self,
+        key: &ActorKey,
+        allowed: &[&HostId],
+    ) -> Result<Placement, StoreError> {
+        let options = LookupOptions {
+            active_only: false,
+            allowed_hosts: Some(allowed.iter().map(|h| (*h).clone()).collect()),
+        };
+        self.store.lookup_actor(key, &options).await
+    }
+
+    /// The host an actor is active on, without allocating.
+    async fn active_host(&self, key: &ActorKey) -> Option<HostId> {
+        let options = LookupOptions {
+            active_only: true,
+            allowed_hosts: None,
+        };
+        match self.store.lookup_actor(key, &options).await {
+            Ok(p) => Some(p.host_id),
+            Err(StoreError::NotActive { .. }) => None,
+            Err(e) => panic!("active-only lookup failed: {e}"),
+        }
+    }
+
+    /// Set a one-shot alarm due at `due_ms`.
+    async fn alarm(&self, key: &ActorKey, name: &str, due_ms: i64) {
+        self.store
+            .set_alarm(key, name, &AlarmRecord::new("ring", due_ms))
+            .await
+            .unwrap();
+    }
+
+    async fn fetch(&self, hosts: &[&HostId], batch_size: u32) -> Vec<AlarmLease> {
+        self.store
+            .fetch_and_lease_alarms(&fetch(hosts, self.now(), batch_size))
+            .await
+            .unwrap()
+    }
+
+    async fn is_valid(&self, lease: &AlarmLease) -> bool {
+        self.store.get_leased_alarm(lease).await.unwrap().is_some()
+    }
+}
+
+// ---- hosts -------------------------------------------------------------------------------------
+
+async fn host_register_lists_healthy_hosts(h: Harness) {
+    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    h.advance_ms(5);
+    let b = h.host("10.0.0.2:7000", &[("counter", 0)]).await;
+    assert_ne!(a, b);
+    let hosts = h.store.list_hosts().await.unwrap();
+    let listed: HashMap<_, _> = hosts
+        .iter()
+        .map(|i| (i.host_id.clone(), (i.address.as_str(), i.last_heartbeat_ms)))
+        .collect();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[&a], ("10.0.0.1:7000", h.now() - 5));
+    assert_eq!(listed[&b], ("10.0.0.2:7000", h.now()));
+}
+
+async fn host_duplicate_address_rejected_until_expired(h: Harness) {
+    let first = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let dup = h
+        .store
+        .register_host(&registration("10.0.0.1:7000", &[]))
+        .await;
+    assert!(
+        matches!(dup, Err(StoreError::HostAlreadyRegistered { address }) if address == "10.0.0.1:7000")
+    );
+
+    // Once the first registration's heartbeat expired, the address is free again.
+    h.advance_ms(DEADLINE.as_millis() as u64 + 1);
+    let second = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    assert_ne!(first, second);
+    let hosts = h.store.list_hosts().await.unwrap();
+    assert_eq!(
+        hosts.iter().map(|i| &i.host_id).collect::<Vec<_>>(),
+        vec![&second]
+    );
+}
+
+async fn heartbeat_keeps_host_alive_and_expired_host_cannot_revive(h: Harness) {
+    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    h.advance_ms(20_000);
+    h.store.heartbeat(&a).await.unwrap();
+    h.advance_ms(20_000);
+    // 40s after registering, but only 20s after the heartbeat: still healthy.
+    assert_eq!(h.store.list_hosts().await.unwrap().len(), 1);
+    h.store.heartbeat(&a).await.unwrap();
+
+    h.advance_ms(DEADLINE.as_millis() as u64 + 1);
+    assert!(h.store.list_hosts().await.unwrap().is_empty());
+    assert!(
+        matches!(h.store.heartbeat(&a).await, Err(StoreError::HostUnregistered { host_id }) if host_id == a)
+    );
+    assert!(matches!(
+        h.store.heartbeat("no-such-host").await,
+        Err(StoreError::HostUnregistered { .. })
+    ));
+}
+
+async fn unregister_host_removes_host_and_placements(h: Harness) {
+    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let k = key("counter", "1");
+    h.lookup(&k).await.unwrap();
+    h.store.unregister_host(&a).await.unwrap();
+    assert!(h.store.list_hosts().await.unwrap().is_empty());
+    assert_eq!(h.active_host(&k).await, None);
+    assert!(matches!(
+        h.store.unregister_host(&a).await,
+        Err(StoreError::HostUnregistered { .. })
+    ));
+
+    // An expired host is reported as unregistered, and is deleted anyway.
+    let b = h.host("10.0.0.2:7000", &[("counter", 0)]).await;
+    h.advance_ms(DEADLINE.as_millis() as u64 + 1);
+    assert!(matches!(
+        h.store.unregister_host(&b).await,
+        Err(StoreError::HostUnregistered { .. })
+    ));
+    assert_eq!(h.store.cleanup().await.unwrap().hosts, 0);
+}
+
+// ---- placement ---------------------------------------------------------------------------------
+
+async fn lookup_allocates_then_returns_existing(h: Harness) {
+    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let k = key("counter", "1");
+    assert_eq!(h.active_host(&k).await, None);
+    let placed = h.lookup(&k).await.unwrap();
+    assert_eq!(
+        placed,
+        Placement {
+            host_id: a.clone(),
+            address: "10.0.0.1:7000".into(),
+            idle_timeout: Some(IDLE)
+        }
+    );
+
+    // Another host joining does not move the actor.
+    h.host("10.0.0.2:7000", &[("counter", 0)]).await;
+    for _ in 0..10 {
+        assert_eq!(h.lookup(&k).await.unwrap(), placed);
+    }
+    assert_eq!(h.active_host(&k).await, Some(a));
+}
+
+async fn lookup_active_only_does_not_allocate(h: Harness) {
+    h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let k = key("counter", "1");
+    let options = LookupOptions {
+        active_only: true,
+        allowed_hosts: None,
+    };
+    assert!(
+        matches!(h.store.lookup_actor(&k, &options).await, Err(StoreError::NotActive { key }) if key == k)
+    );
+    assert!(matches!(
+        h.store.lookup_actor(&k, &options).await,
+        Err(StoreError::NotActive { .. })
+    ));
+}
+
+async fn lookup_unsupported_type_is_no_host(h: Harness) {
+    h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let err = h.lookup(&key("greeter", "1")).await;
+    assert!(matches!(err, Err(StoreError::NoHost { actor_type }) if actor_type == "greeter"));
+}
+
+async fn lookup_respects_allowed_hosts(h: Harness) {
+    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let b = h.host("10.0.0.2:7000", &[("counter", 0)]).await;
+    for i in 0..20 {
+        let placed = h
+            .lookup_on(&key("counter", &i.to_string()), &[&b])
+            .await
+            .unwrap();
+        assert_eq!(placed.host_id, b);
+    }
+    // An existing placement outside the allowed hosts is not reported as usable.
+    assert!(matches!(
+        h.lookup_on(&key("counter", "0"), &[&a]).await,
+        Err(StoreError::NoHost { .. })
+    ));
+    assert!(matches!(
+        h.lookup_on(&key("counter", "new"), &[]).await,
+        Err(StoreError::NoHost { .. })
+    ));
+    assert_eq!(h.active_host(&key("counter", "0")).await, Some(b));
+}
+
+async fn lookup_replaces_placement_on_unhealthy_host(h: Harness) {
+    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let k = key("counter", "1");
+    assert_eq!(h.lookup(&k).await.unwrap().host_id, a);
+    let b = h.host("10.0.0.2:7000", &[("counter", 0)]).await;
+    h.advance_ms(20_000);
+    h.store.heartbeat(&b).await.unwrap();
+    h.advance_ms(20_000);
+    // a is now dead, b is alive: the stale placement is neither active nor kept.
+    assert_eq!(h.active_host(&k).await, None);
+    let placed = h.lookup(&k).await.unwrap();
+    assert_eq!(placed.host_id, b);
+    assert_eq!(placed.address, "10.0.0.2:7000");
+    assert_eq!(h.active_host(&k).await, Some(b));
+}
+
+async fn capacity_limit_gives_no_host_until_freed(h: Harness) {
+    let a = h
+        .host("10.0.0.1:7000", &[("counter", 2), ("greeter", 0)])
+        .await;
+    h.lookup(&key("counter", "1")).await.unwrap();
+    h.lookup(&key("counter", "2")).await.unwrap();
+    assert!(matches!(
+        h.lookup(&key("counter", "3")).await,
+        Err(StoreError::NoHost { .. })
+    ));
+    // The limit is per type: other types still fit, and existing actors are still found.
+    h.lookup(&key("greeter", "1")).await.unwrap();
+    assert_eq!(h.lookup(&key("counter", "1")).await.unwrap().host_id, a);
+
+    assert!(
+        h.store
+            .remove_actor(&key("counter", "1"), &a)
+            .await
+            .unwrap()
+    );
+    assert_eq!(h.lookup(&key("counter", "3")).await.unwrap().host_id, a);
+    assert!(matches!(
+        h.lookup(&key("counter", "1")).await,
+        Err(StoreError::NoHost { .. })
+    ));
+}
+
+async fn remove_actor_is_host_scoped(h: Harness) {
+    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let b = h.host("10.0.0.2:7000", &[("counter", 0)]).await;
+    let k = key("counter", "1");
+    let owner = h.lookup_on(&k, &[&a]).await.unwrap().host_id;
+    assert_eq!(owner, a);
+    assert!(!h.store.remove_actor(&k, &b).await.unwrap());
+    assert_eq!(h.active_host(&k).await, Some(a.clone()));
+    assert!(h.store.remove_actor(&k, &a).await.unwrap());
+    assert_eq!(h.active_host(&k).await, None);
+    assert!(!h.store.remove_actor(&k, &a).await.unwrap());
+}
+
+async fn concurrent_lookups_are_single_activation(h: Harness) {
+    let mut hosts = Vec::new();
+    for i in 0..20 {
+        hosts.push(h.host(&format!("10.0.0.{i}:7000"), &[("counter", 0)]).await);
+    }
+    let k = key("counter", "hot");
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let store = Arc::clone(&h.store);
+            let k = k.clone();
+            tokio::spawn(async move { store.lookup_actor(&k, &LookupOptions::default()).await })
+        })
+        .collect();
+    let mut owners = HashSet::new();
+    for task in tasks {
+        owners.insert(task.await.unwrap().unwrap().host_id);
+    }
+    assert_eq!(
+        owners.len(),
+        1,
+        "one actor was placed on several hosts: {owners:?}"
+    );
+    assert!(hosts.contains(owners.iter().next().unwrap()));
+}
+
+// ---- state -------------------------------------------------------------------------------------
+
+async fn state_set_get_delete(h: Harness) {
+    let k = key("counter", "1");
+    assert_eq!(h.store.get_state(&k).await.unwrap(), None);
+    h.store.set_state(&k, b"one", None).await.unwrap();
+    h.store
+        .set_state(&key("counter", "2"), b"other", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.store.get_state(&k).await.unwrap().as_deref(),
+        Some(&b"one"[..])
+    );
+    h.store.set_state(&k, b"two", None).await.unwrap();
+    assert_eq!(
+        h.store.get_state(&k).await.unwrap().as_deref(),
+        Some(&b"two"[..])
+    );
+    assert!(h.store.delete_state(&k).await.unwrap());
+    assert_eq!(h.store.get_state(&k).await.unwrap(), None);
+    assert!(!h.store.delete_state(&k).await.unwrap());
+    assert_eq!(
+        h.store
+            .get_state(&key("counter", "2"))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"other"[..])
+    );
+}
+
+async fn state_ttl_hides_expired_and_overwrite_clears_it(h: Harness) {
+    let k = key("counter", "1");
+    h.store
+        .set_state(&k, b"short", Some(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    h.advance_ms(4_999);
+    assert!(h.store.get_state(&k).await.unwrap().is_some());
+    h.advance_ms(1);
+    assert_eq!(h.store.get_state(&k).await.unwrap(), None);
+    assert!(
+        !h.store.delete_state(&k).await.unwrap(),
+        "expired state counts as absent"
+    );
+
+    h.store
+        .set_state(&k, b"ttl", Some(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    h.store.set_state(&k, b"forever", None).await.unwrap();
+    h.advance_ms(3_600_000);
+    assert_eq!(
+        h.store.get_state(&k).await.unwrap().as_deref(),
+        Some(&b"forever"[..])
+    );
+}
+
+async fn list_states_pages_live_states_in_id_order(h: Harness) {
+    for i in (0..25).rev() {
+        h.store
+            .set_state(&key("counter", &format!("c{i:02}")), &[i as u8], None)
+            .await
+            .unwrap();
+    }
+    h.store
+        .set_state(
+            &key("counter", "c05"),
+            b"gone",
+            Some(Duration::from_secs(1)),
+        )
+        .await
+        .unwrap();
+    h.store
+        .set_state(&key("greeter", "c00"), b"other type", None)
+        .await
+        .unwrap();
+    h.advance_ms(1_000);
+
+    let mut ids = Vec::new();
+    let mut after = None;
+    loop {
+        let options = ListStatesOptions {
+            include_data: false,
+            after: after.clone(),
+            limit: 10,
+        };
+        let page = h.store.list_states("counter", &options).await.unwrap();
+        assert!(page.entries.len() <= 10);
+        assert!(page.entries.iter().all(|e| e.data.is_none()));
+        ids.extend(page.entries.iter().map(|e| e.actor_id.clone()));
+        if !page.has_more {
+            break;
+        }
+        after = page.entries.last().map(|e| e.actor_id.clone());
+    }
+    let expected: Vec<String> = (0..25)
+        .filter(|&i| i != 5)
+        .map(|i| format!("c{i:02}"))
+        .collect();
+    assert_eq!(ids, expected);
+
+    let options = ListStatesOptions {
+        include_data: true,
+        after: Some("c22".into()),
+        limit: 10,
+    };
+    let page = h.store.list_states("counter", &options).await.unwrap();
+    assert!(!page.has_more);
+    assert_eq!(
+        page.entries,
+        vec![
+            StateEntry {
+                actor_id: "c23".into(),
+                data: Some(vec![23])
+            },
+            StateEntry {
+                actor_id: "c24".into(),
+                data: Some(vec![24])
+            },
+        ]
+    );
+    // Exactly a full last page has nothing more.
+    let options = ListStatesOptions {
+        include_data: false,
+        after: Some("c21".into()),
+        limit: 3,
+    };
+    assert!(
+        !h.store
+            .list_states("counter", &options)
+            .await
+            .unwrap()
+            .has_more
+    );
+}
+
+async fn list_states_limit_defaults_and_cap(h: Harness) {
+    for i in 0..1_005 {
+        h.store
+            .set_state(&key("counter", &format!("{i:04}")), b"x", None)
+            .await
+            .unwrap();
+    }
+    let page = |limit| ListStatesOptions {
+        include_data: false,
+        after: None,
+        limit,
+    };
+    let default = h.store.list_states("counter", &page(0)).await.unwrap();
+    assert_eq!(default.entries.len(), 100);
+    assert!(default.has_more);
+    let capped = h.store.list_states("counter", &page(5_000)).await.unwrap();
+    assert_eq!(capped.entries.len(), 1_000);
+    assert!(capped.has_more);
+    assert_eq!(capped.entries.last().unwrap().actor_id, "0999");
+}
+
+async fn cleanup_removes_expired_hosts_and_state(h: Harness) {
+    let old = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    h.lookup(&key("counter", "1")).await.unwrap();
+    h.store
+        .set_state(&key("counter", "1"), b"ttl", Some(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    h.store
+        .set_state(&key("counter", "2"), b"keep", None)
+        .await
+        .unwrap();
+    h.advance_ms(DEADLINE.as_millis() as u64 + 1);
+    let live = h.host("10.0.0.2:7000", &[("other", 0)]).await;
+    h.store
+        .set_state(&key("counter", "3"), b"ttl", Some(Duration::from_secs(1)))
+        .await
+        .unwrap();
+
+    // Registering already pruned the dead host; cleanup finds the expired state.
+    let stats = h.store.cleanup().await.unwrap();
+    assert_eq!(
+        stats,
+        CleanupStats {
+            hosts: 0,
+            states: 1
+        }
+    );
+    assert!(matches!(
+        h.store.heartbeat(&old).await,
+        Err(StoreError::HostUnregistered { .. })
+    ));
+
+    h.advance_ms(DEADLINE.as_millis() as u64 + 1);
+    let stats = h.store.cleanup().await.unwrap();
+    assert_eq!(
+        stats,
+        CleanupStats {
+            hosts: 1,
+            states: 1
+        }
+    );
+    assert_eq!(h.store.cleanup().await.unwrap(), CleanupStats::default());
+    assert!(matches!(
+        h.store.unregister_host(&live).await,
+        Err(StoreError::HostUnregistered { .. })
+    ));
+    assert!(
+        h.store
+            .get_state(&key("counter", "2"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+// ---- alarms ------------------------------------------------------------------------------------
+
+async fn alarm_set_get_delete(h: Harness) {
+    let k = key("counter", "1");
+    let mut record = AlarmRecord::new("tick", h.now() + 1_000);
+    record.interval = Some("PT1M".into());
+    record.ttl_ms = Some(h.now() + 3_600_000);
+    record.data = Some(vec![1, 2, 3]);
+    record.scheduled_ms = h.now() + 500;
+    record.attempts = 2;
+    h.store.set_alarm(&k, "a", &record).await.unwrap();
+    assert_eq!(h.store.get_alarm(&k, "a").await.unwrap(), Some(record));
+    assert_eq!(h.store.get_alarm(&k, "b").await.unwrap(), None);
+    assert_eq!(
+        h.store.get_alarm(&key("counter", "2"), "a").await.unwrap(),
+        None
+    );
+    assert!(h.store.delete_alarm(&k, "a").await.unwrap());
+    assert!(!h.store.delete_alarm(&k, "a").await.unwrap());
+    assert_eq!(h.store.get_alarm(&k, "a").await.unwrap(), None);
+}
+
+async fn alarm_set_identical_keeps_id_and_lease_changed_replaces(h: Harness) {
+    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let k = key("counter", "1");
+    let record = AlarmRecord {
+        data: Some(vec![7]),
+        ..AlarmRecord::new("tick", h.now())
+    };
+    h.store.set_alarm(&k, "a", &record).await.unwrap();
+    let lease = h.fetch(&[&a], 10).await.remove(0);
+
+    // Same properties (attempts and nominal time are not compared): nothing changes.
+    let same = AlarmRecord {
+        attempts: 3,
+        scheduled_ms: record.due_ms - 1,
+        ..record.clone()
+    };
+    h.store.set_alarm(&k, "a", &same).await.unwrap();
+    assert_eq!(
+        h.store.get_leased_alarm(&lease).await.unwrap(),
+        Some(record.clone())
+    );
+
+    // Changed data: a new alarm ID, the lease is gone, attempts come from the record.
+    let changed = AlarmRecord {
+        data: Some(vec![8]),
+        attempts: 1,
+        ..record.clone()
+    };
+    h.store.set_alarm(&k, "a", &changed).await.unwrap();
+    assert!(!h.is_valid(&lease).await);
+    assert_eq!(h.store.get_alarm(&k, "a").await.unwrap(), Some(changed));
+    let again = h.fetch(&[&a], 10).await;
+    assert_eq!(again.len(), 1, "the replaced alarm is free to lease again");
+    assert_ne!(again[0].alarm_id, lease.alarm_id);
+}
+
+async fn fetch_respects_horizon_batch_order_and_leases(h: Harness) {
+    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let now = h.now();
+    h.alarm(&key("counter", "late"), "a", now + 10).await;
+    h.alarm(&key("counter", "first"), "a", now - 10).await;
+    h.alarm(&key("counter", "second"), "a", now).await;
+    h.alarm(&key("counter", "future"), "a", now + 11).await;
+
+    let batch = h
+        .store
+        .fetch_and_lease_alarms(&fetch(&[&a], now + 10, 2))
+        .await
+        .unwrap();
+    let ids: Vec<_> = batch
+        .iter()
+        .map(|l| (l.key.actor_id.as_str(), l.due_ms))
+        .collect();
+    assert_eq!(ids, vec![("first", now - 10), ("second", now)]);
+    assert!(
+        batch
+            .iter()
+            .all(|l| l.expires_ms == now + LEASE.as_millis() as i64 && l.name == "a")
+    );
+
+    let rest = h
+        .store
+        .fetch_and_lease_alarms(&fetch(&[&a], now + 10, 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.iter()
+            .map(|l| l.key.actor_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["late"]
+    );
+    assert!(
+        h.store
+            .fetch_and_lease_alarms(&fetch(&[&a], now + 10, 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // At its expiry instant a lease still holds; just after, the alarms can be leased again.
+    h.store.heartbeat(&a).await.unwrap();
+    h.advance_ms(LEASE.as_millis() as u64);
+    assert!(h.is_valid(&batch[0]).await);
+    assert!(
+        h.store
+            .fetch_and_lease_alarms(&fetch(&[&a], now + 10, 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    h.advance_ms(1);
+    let again = h
+        .store
+        .fetch_and_lease_alarms(&fetch(&[&a], now + 10, 10))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 3);
+    assert!(again.iter().all(|l| {
+        batch
+            .iter()
+            .chain(&rest)
+            .all(|old| old.lease_id != l.lease_id)
+    }));
+    assert!(!h.is_valid(&batch[0]).await);
+}
+
+async fn fetch_places_unplaced_actors_on_fetching_host(h: Harness) {
+    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let b = h.host("10.0.0.2:7000", &[("counter", 0)]).await;
+    let k = key("counter", "1");
+    h.alarm(&k, "a", h.now()).await;
+    let leases = h.fetch(&[&b], 10).await;
+    assert_eq!(leases.len(), 1);
+    assert_eq!(h.active_host(&k).await, Some(b));
+    assert!(h.fetch(&[&a], 10).await.is_empty());
+}
+
+async fn fetch_skips_actors_active_on_another_healthy_host(h: Harness) {
+    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let b = h.host("10.0.0.2:7000", &[("counter", 0)]).await;
+    let k = key("counter", "1");
+    h.lookup_on(&k, &[&b]).await.unwrap();
+    h.alarm(&k, "a", h.now()).await;
+    assert!(h.fetch(&[&a], 10).await.is_empty());
+    assert_eq!(h.active_host(&k).await, Some(b.clone()));
+    assert_eq!(h.fetch(&[&b], 10).await.len(), 1);
+}
+
+async fn fetch_takes_actors_on_unhealthy_hosts(h: Harness) {
+    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let b = h.host("10.0.0.2:7000", &[("counter", 0)]).await;
+    let k = key("counter", "1");
+    h.lookup_on(&k, &[&b]).await.unwrap();
+    h.alarm(&k, "a", h.now()).await;
+    h.advance_ms(20_000);
+    h.store.heartbeat(&a).await.unwrap();
+    h.advance_ms(20_000);
+    let leases = h.fetch(&[&a], 10).await;
+    assert_eq!(leases.len(), 1);
+    assert_eq!(h.active_host(&k).await, Some(a));
+}
+
+async fn fetch_needs_a_supporting_host_with_capacity(h: Harness) {
+    let a = h.host("10.0.0.1:7000", &[("counter", 1)]).await;
+    h.alarm(&key("greeter", "1"), "a", h.now() - 4).await;
+    h.alarm(&key("counter", "1"), "a", h.now() - 3).await;
+    h.alarm(&key("counter", "2"), "a", h.now() - 2).await;
+    h.alarm(&key("counter", "1"), "b", h.now() - 1).await;
+    assert!(h.fetch(&[], 10).await.is_empty());
+
+    // Only one counter fits on a; both its alarms can run there; the greeter has no host.
+    let leases = h.fetch(&[&a], 10).await;
+    let leased: Vec<_> = leases
+        .iter()
+        .map(|l| (l.key.actor_id.as_str(), l.name.as_str()))
+        .collect();
+    assert_eq!(leased, vec![("1", "a"), ("1", "b")]);
+    assert_eq!(h.active_host(&key("counter", "1")).await, Some(a.clone()));
+    assert_eq!(h.active_host(&key("counter", "2")).await, None);
+    assert!(h.fetch(&[&a], 10).await.is_empty());
+    assert!(h.fetch(&[&"no-such-host".to_owned()], 10).await.is_empty());
+}
+
+async fn concurrent_fetches_lease_each_alarm_once(h: Harness) {
+    let mut hosts = Vec::new();
+    for i in 0..20 {
+        hosts.push(h.host(&format!("10.0.0.{i}:7000"), &[("counter", 0)]).await);
+    }
+    for i in 0..50 {
+        h.alarm(&key("counter", &i.to_string()), "a", h.now() - 1_000 + i)
+            .await;
+    }
+    let horizon = h.now();
+    let tasks: Vec<_> = hosts
+        .iter()
+        .map(|host| {
+            let store = Arc::clone(&h.store);
+            let request = fetch(&[host], horizon, 5);
+            tokio::spawn(async move { store.fetch_and_lease_alarms(&request).await })
+        })
+        .collect();
+    let mut leased: HashMap<ActorKey, HostId> = HashMap::new();
+    for (host, task) in hosts.iter().zip(tasks) {
+        for lease in task.await.unwrap().unwrap() {
+            assert!(
+                leased.insert(lease.key.clone(), host.clone()).is_none(),
+                "{} leased twice",
+                lease.key
+            );
+        }
+    }
+    assert_eq!(leased.len(), 50);
+    for (k, host) in &leased {
+        assert_eq!(
+            h.active_host(k).await.as_ref(),
+            Some(host),
+            "{k} is placed where its alarm was leased"
+        );
+    }
+}
+
+async fn leased_ops_reject_foreign_expired_and_replaced_leases(h: Harness) {
+    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let k = key("counter", "1");
+    h.alarm(&k, "a", h.now()).await;
+    let lease = h.fetch(&[&a], 10).await.remove(0);
+    let reschedule = AlarmCompletion::Reschedule {
+        due_ms: h.now() + 60_000,
+        keep_lease: true,
+    };
+
+    let foreign = AlarmLease {
+        lease_id: uuid::Uuid::new_v4().to_string(),
+        ..lease.clone()
+    };
+    let other_alarm = AlarmLease {
+        alarm_id: uuid::Uuid::now_v7().to_string(),
+        ..lease.clone()
+    };
+    for bad in [&foreign, &other_alarm] {
+        assert_eq!(h.store.get_leased_alarm(bad).await.unwrap(), None);
+        assert_eq!(
+            h.store
+                .complete_leased_alarm(bad, &AlarmCompletion::Delete, LEASE)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            h.store
+                .complete_leased_alarm(bad, &reschedule, LEASE)
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(!h.store.release_alarm_lease(bad).await.unwrap());
+    }
+    assert_eq!(
+        h.store.get_leased_alarm(&lease).await.unwrap(),
+        Some(AlarmRecord::new("ring", lease.due_ms))
+    );
+
+    // Expired.
+    h.advance_ms(LEASE.as_millis() as u64 + 1);
+    assert_eq!(h.store.get_leased_alarm(&lease).await.unwrap(), None);
+    assert_eq!(
+        h.store
+            .complete_leased_alarm(&lease, &AlarmCompletion::Delete, LEASE)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(!h.store.release_alarm_lease(&lease).await.unwrap());
+    assert!(h.store.get_alarm(&k, "a").await.unwrap().is_some());
+
+    // Replaced by a different alarm under the same name.
+    let lease = h.fetch(&[&a], 10).await.remove(0);
+    h.alarm(&k, "a", h.now() - 1).await;
+    assert_eq!(
+        h.store
+            .complete_leased_alarm(&lease, &reschedule, LEASE)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(!h.store.release_alarm_lease(&lease).await.unwrap());
+    assert_eq!(
+        h.store.get_alarm(&k, "a").await.unwrap().map(|r| r.due_ms),
+        Some(h.now() - 1)
+    );
+
+    // Released: valid once, then no more.
+    let lease = h.fetch(&[&a], 10).await.remove(0);
+    assert!(h.store.release_alarm_lease(&lease).await.unwrap());
+    assert!(!h.store.release_alarm_lease(&lease).await.unwrap());
+    assert_eq!(
+        h.fetch(&[&a], 10).await.len(),
+        1,
+        "a released alarm can be leased again"
+    );
+}
+
+async fn complete_delete_removes_alarm(h: Harness) {
+    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let k = key("counter", "1");
+    h.alarm(&k, "a", h.now()).await;
+    let lease = h.fetch(&[&a], 10).await.remove(0);
+    let done = h
+        .store
+        .complete_leased_alarm(&lease, &AlarmCompletion::Delete, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(done, Some(lease.clone()));
+    assert_eq!(h.store.get_alarm(&k, "a").await.unwrap(), None);
+    assert!(!h.store.delete_alarm(&k, "a").await.unwrap());
+}
+
+async fn complete_retry_then_reschedule_updates_fields(h: Harness) {
+    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let k = key("counter", "1");
+    let nominal = h.now();
+    h.alarm(&k, "a", nominal).await;
+    let lease = h.fetch(&[&a], 10).await.remove(0);
+    h.advance_ms(1_000);
+
+    // Retry, keeping the lease: new due time and attempts, same nominal time, lease refreshed.
+    let retry = AlarmCompletion::Retry {
+        due_ms: h.now() + 5_000,
+        attempts: 1,
+        keep_lease: true,
+    };
+    let kept = h
+        .store
+        .complete_leased_alarm(&lease, &retry, LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.lease_id, lease.lease_id);
+    assert_eq!(kept.due_ms, h.now() + 5_000);
+    assert_eq!(kept.expires_ms, h.now() + LEASE.as_millis() as i64);
+    let record = h.store.get_leased_alarm(&kept).await.unwrap().unwrap();
+    assert_eq!(
+        (record.due_ms, record.scheduled_ms, record.attempts),
+        (h.now() + 5_000, nominal, 1)
+    );
+
+    // Retry, releasing the lease: the old lease is dead and another fetch may take it when due.
+    let retry = AlarmCompletion::Retry {
+        due_ms: h.now() + 5_000,
+        attempts: 2,
+        keep_lease: false,
+    };
+    let released = h
+        .store
+        .complete_leased_alarm(&kept, &retry, LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(released.due_ms, h.now() + 5_000);
+    assert!(!h.is_valid(&kept).await);
+    assert!(h.fetch(&[&a], 10).await.is_empty(), "not due yet");
+    h.advance_ms(5_000);
+    let lease = h.fetch(&[&a], 10).await.remove(0);
+    assert_eq!(
+        h.store
+            .get_leased_alarm(&lease)
+            .await
+            .unwrap()
+            .map(|r| r.attempts),
+        Some(2)
+    );
+
+    // Reschedule: next occurrence is also the nominal time, attempts reset.
+    let next = h.now() + 60_000;
+    let kept = h
+        .store
+        .complete_leased_alarm(
+            &lease,
+            &AlarmCompletion::Reschedule {
+                due_ms: next,
+                keep_lease: true,
+            },
+            LEASE,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (kept.due_ms, kept.expires_ms),
+        (next, h.now() + LEASE.as_millis() as i64)
+    );
+    let record = h.store.get_leased_alarm(&kept).await.unwrap().unwrap();
+    assert_eq!(
+        (record.due_ms, record.scheduled_ms, record.attempts),
+        (next, next, 0)
+    );
+
+    let reschedule = AlarmCompletion::Reschedule {
+        due_ms: next + 1,
+        keep_lease: false,
+    };
+    assert!(
+        h.store
+            .complete_leased_alarm(&kept, &reschedule, LEASE)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(!h.is_valid(&kept).await);
+    let record = h.store.get_alarm(&k, "a").await.unwrap().unwrap();
+    assert_eq!((record.due_ms, record.scheduled_ms), (next + 1, next + 1));
+}
+
+async fn renew_extends_only_live_leases_of_actors_on_host(h: Harness) {
+    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let b = h.host("10.0.0.2:7000", &[("counter", 0)]).await;
+    let (on_a, expiring, on_b) = (
+        key("counter", "a"),
+        key("counter", "expiring"),
+        key("counter", "b"),
+    );
+    h.lookup_on(&on_a, &[&a]).await.unwrap();
+    h.lookup_on(&expiring, &[&a]).await.unwrap();
+    h.lookup_on(&on_b, &[&b]).await.unwrap();
+    h.alarm(&expiring, "x", h.now() - 1).await;
+    h.alarm(&on_a, "x", h.now()).await;
+    h.alarm(&on_b, "x", h.now()).await;
+    let short = FetchAlarms {
+        lease_duration: Duration::from_secs(1),
+        ..fetch(&[&a], h.now(), 1)
+    };
+    let expired_lease = h
+        .store
+        .fetch_and_lease_alarms(&short)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(expired_lease.key, expiring);
+    let lease_a = h.fetch(&[&a], 10).await.remove(0);
+    let lease_b = h.fetch(&[&b], 10).await.remove(0);
+
+    h.advance_ms(2_000);
+    let renewed = h
+        .store
+        .renew_alarm_leases(&a, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        renewed,
+        vec![AlarmLease {
+            expires_ms: h.now() + 30_000,
+            ..lease_a.clone()
+        }]
+    );
+    assert!(!h.is_valid(&expired_lease).await);
+
+    // b's lease kept its original expiry.
+    h.advance_ms(LEASE.as_millis() as u64);
+    assert!(!h.is_valid(&lease_b).await);
+    assert!(h.is_valid(&lease_a).await);
+    assert!(
+        h.store
+            .renew_alarm_leases("no-such-host", LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn removing_placement_releases_alarm_leases(h: Harness) {
+    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let b = h.host("10.0.0.2:7000", &[("counter", 0)]).await;
+    let (k1, k2) = (key("counter", "1"), key("counter", "2"));
+    h.alarm(&k1, "a", h.now() - 1).await;
+    h.alarm(&k2, "a", h.now()).await;
+    let leases = h.fetch(&[&a], 10).await;
+    assert_eq!(leases.len(), 2);
+
+    assert!(h.store.remove_actor(&k1, &a).await.unwrap());
+    assert!(!h.is_valid(&leases[0]).await);
+    assert!(h.is_valid(&leases[1]).await);
+    let taken = h.fetch(&[&b], 10).await;
+    assert_eq!(taken.iter().map(|l| &l.key).collect::<Vec<_>>(), vec![&k1]);
+
+    h.store.unregister_host(&a).await.unwrap();
+    assert!(!h.is_valid(&leases[1]).await);
+    let taken = h.fetch(&[&b], 10).await;
+    assert_eq!(taken.iter().map(|l| &l.key).collect::<Vec<_>>(), vec![&k2]);
+}
+
+/// Instantiate every case for one store, as `$store::$case` tests.
+macro_rules! store_cases {
+    ($store:ident, $harness:ident, [$($case:ident),* $(,)?]) => {
+        mod $store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case(super::$harness().await).await;
+                }
+            )*
+        }
+    };
+}
+
+/// Instantiate every case for every store.
+macro_rules! conformance_suite {
+    ($($case:ident),* $(,)?) => {
+        store_cases!(memory, memory_harness, [$($case),*]);
+        store_cases!(sqlite, sqlite_harness, [$($case),*]);
+    };
+}
+
+conformance_suite!(
+    host_register_lists_healthy_hosts,
+    host_duplicate_address_rejected_until_expired,
+    heartbeat_keeps_host_alive_and_expired_host_cannot_revive,
+    unregister_host_removes_host_and_placements,
+    lookup_allocates_then_returns_existing,
+    lookup_active_only_does_not_allocate,
+    lookup_unsupported_type_is_no_host,
+    lookup_respects_allowed_hosts,
+    lookup_replaces_placement_on_unhealthy_host,
+    capacity_limit_gives_no_host_until_freed,
+    remove_actor_is_host_scoped,
+    concurrent_lookups_are_single_activation,
+    state_set_get_delete,
+    state_ttl_hides_expired_and_overwrite_clears_it,
+    list_states_pages_live_states_in_id_order,
+    list_states_limit_defaults_and_cap,
+    cleanup_removes_expired_hosts_and_state,
+    alarm_set_get_delete,
+    alarm_set_identical_keeps_id_and_lease_changed_replaces,
+    fetch_respects_horizon_batch_order_and_leases,
+    fetch_places_unplaced_actors_on_fetching_host,
+    fetch_skips_actors_active_on_another_healthy_host,
+    fetch_takes_actors_on_unhealthy_hosts,
+    fetch_needs_a_supporting_host_with_capacity,
+    concurrent_fetches_lease_each_alarm_once,
+    leased_ops_reject_foreign_expired_and_replaced_leases,
+    complete_delete_removes_alarm,
+    complete_retry_then_reschedule_updates_fields,
+    renew_extends_only_live_leases_of_actors_on_host,
+    removing_placement_releases_alarm_leases,
+);
+
+#[tokio::test]
+async fn sqlite_state_and_alarms_survive_reopening() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("francis.db");
+    let k = key("counter", "1");
+    let record = AlarmRecord {
+        data: Some(vec![1]),
+        ..AlarmRecord::new("tick", clock.now_ms() + 1_000)
+    };
+    let host = {
+        let store = SqliteStore::open(&path, options(&clock)).await.unwrap();
+        let host = store
+            .register_host(&registration("10.0.0.1:7000", &[("counter", 0)]))
+            .await
+            .unwrap();
+        store.set_state(&k, b"durable", None).await.unwrap();
+        store.set_alarm(&k, "a", &record).await.unwrap();
+        store.close().await;
+        host
+    };
+    let store = SqliteStore::open(&path, options(&clock)).await.unwrap();
+    assert_eq!(
+        store.get_state(&k).await.unwrap().as_deref(),
+        Some(&b"durable"[..])
+    );
+    assert_eq!(store.get_alarm(&k, "a").await.unwrap(), Some(record));
+    store.heartbeat(&host).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_handles_sharing_one_file_agree() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("francis.db");
+    // Several handles open one fresh file at once, as processes of one cluster starting together.
+    let opens: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(SqliteStore::open(path.clone(), options(&clock))))
+        .collect();
+    let mut stores = Vec::new();
+    for open in opens {
+        stores.push(Arc::new(open.await.unwrap().unwrap()));
+    }
+    for (i, store) in stores.iter().enumerate() {
+        let address = format!("10.0.0.{i}:7000");
+        store
+            .register_host(&registration(&address, &[("counter", 0)]))
+            .await
+            .unwrap();
+    }
+    assert_eq!(stores[0].list_hosts().await.unwrap().len(), 4);
+
+    let k = key("counter", "hot");
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = Arc::clone(&stores[i % stores.len()]);
+            let k = k.clone();
+            tokio::spawn(async move { store.lookup_actor(&k, &LookupOptions::default()).await })
+        })
+        .collect();
+    let mut owners = HashSet::new();
+    for task in tasks {
+        owners.insert(task.await.unwrap().unwrap().host_id);
+    }
+    assert_eq!(
+        owners.len(),
+        1,
+        "one actor was placed on several hosts: {owners:?}"
+    );
+}

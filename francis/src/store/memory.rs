@@ -1,0 +1,761 @@
+//! The in-process store: every table is a map under one mutex. Non-durable; for tests,
+//! single-process development and as the reference behaviour of the [`Store`] contract.
+//!
+//! The bottom of this file also holds the small pure helpers the SQLite store shares with it
+//! (host choice with capacity, page limits, lease refresh), so both judge facts identically.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::seq::IndexedRandom;
+
+use super::{
+    ActorKey, ActorTypeRegistration, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats,
+    FetchAlarms, HostId, HostInfo, HostRegistration, ListStatesOptions, LookupOptions, Placement,
+    StateEntry, StateList, Store, StoreError, StoreOptions,
+};
+use crate::clock::duration_ms;
+
+/// A [`Store`] that keeps everything in memory, in this process only.
+pub struct MemoryStore {
+    options: StoreOptions,
+    inner: Mutex<Tables>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Tables {
+    hosts: BTreeMap<HostId, HostRow>,
+    placements: HashMap<ActorKey, PlacementRow>,
+    states: BTreeMap<ActorKey, StateRow>,
+    alarms: BTreeMap<(ActorKey, String), AlarmRow>,
+}
+
+struct HostRow {
+    address: String,
+    last_heartbeat_ms: i64,
+    actor_types: HashMap<String, ActorTypeRegistration>,
+}
+
+struct PlacementRow {
+    host_id: HostId,
+    idle_timeout: Option<Duration>,
+}
+
+struct StateRow {
+    data: Vec<u8>,
+    expires_ms: Option<i64>,
+}
+
+struct AlarmRow {
+    alarm_id: String,
+    record: AlarmRecord,
+    lease: Option<LeaseRow>,
+}
+
+struct LeaseRow {
+    lease_id: String,
+    expires_ms: i64,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new(options: StoreOptions) -> Self {
+        MemoryStore {
+            options,
+            inner: Mutex::new(Tables::default()),
+        }
+    }
+
+    /// Lock the tables. A panic elsewhere while holding the lock cannot leave a half-applied
+    /// change (every mutation is a plain map operation), so a poisoned lock is still usable.
+    fn tables(&self) -> MutexGuard<'_, Tables> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now(&self) -> i64 {
+        self.options.clock.now_ms()
+    }
+
+    /// Current time and the oldest heartbeat a healthy host may have.
+    fn now_and_threshold(&self) -> (i64, i64) {
+        let now = self.now();
+        (now, health_threshold(&self.options, now))
+    }
+}
+
+impl Tables {
+    fn healthy_host(&self, host_id: &str, threshold: i64) -> Option<&HostRow> {
+        self.hosts
+            .get(host_id)
+            .filter(|h| h.last_heartbeat_ms >= threshold)
+    }
+
+    /// Delete a placement and release the leases of the actor's alarms.
+    fn remove_placement(&mut self, key: &ActorKey) -> Option<PlacementRow> {
+        let removed = self.placements.remove(key)?;
+        for (_, alarm) in self.alarms_of_mut(key) {
+            alarm.lease = None;
+        }
+        Some(removed)
+    }
+
+    fn alarms_of_mut<'a>(
+        &'a mut self,
+        key: &'a ActorKey,
+    ) -> impl Iterator<Item = (&'a String, &'a mut AlarmRow)> {
+        let start = (key.clone(), String::new());
+        self.alarms
+            .range_mut(start..)
+            .take_while(move |((k, _), _)| k == key)
+            .map(|((_, name), alarm)| (name, alarm))
+    }
+
+    /// Delete a host with its actor types and placements.
+    fn remove_host(&mut self, host_id: &str) -> Option<HostRow> {
+        let removed = self.hosts.remove(host_id)?;
+        let keys: Vec<ActorKey> = self
+            .placements
+            .iter()
+            .filter(|(_, p)| p.host_id == host_id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &keys {
+            self.remove_placement(key);
+        }
+        Some(removed)
+    }
+
+    fn prune_expired_hosts(&mut self, threshold: i64) -> u64 {
+        let expired: Vec<HostId> = self
+            .hosts
+            .iter()
+            .filter(|(_, h)| h.last_heartbeat_ms < threshold)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for host_id in &expired {
+            self.remove_host(host_id);
+        }
+        expired.len() as u64
+    }
+
+    /// Capacity of healthy hosts per actor type, optionally narrowed to one type and some hosts.
+    fn slots(
+        &self,
+        threshold: i64,
+        actor_type: Option<&str>,
+        hosts: Option<&[HostId]>,
+    ) -> Vec<HostSlot> {
+        let mut active: HashMap<(&str, &str), u64> = HashMap::new();
+        for (key, p) in &self.placements {
+            *active
+                .entry((p.host_id.as_str(), key.actor_type.as_str()))
+                .or_default() += 1;
+        }
+        let mut slots = Vec::new();
+        for (host_id, host) in &self.hosts {
+            if host.last_heartbeat_ms < threshold || hosts.is_some_and(|hs| !hs.contains(host_id)) {
+                continue;
+            }
+            for t in host.actor_types.values() {
+                if actor_type.is_some_and(|a| a != t.actor_type) {
+                    continue;
+                }
+                slots.push(HostSlot {
+                    host_id: host_id.clone(),
+                    address: host.address.clone(),
+                    actor_type: t.actor_type.clone(),
+                    idle_timeout: t.idle_timeout,
+                    concurrency_limit: t.concurrency_limit,
+                    active: active
+                        .get(&(host_id.as_str(), t.actor_type.as_str()))
+                        .copied()
+                        .unwrap_or(0),
+                });
+            }
+        }
+        slots
+    }
+
+    /// Place an actor on a slot's host, replacing any stale placement.
+    fn place(&mut self, key: &ActorKey, slot: &HostSlot) {
+        self.remove_placement(key);
+        self.placements.insert(
+            key.clone(),
+            PlacementRow {
+                host_id: slot.host_id.clone(),
+                idle_timeout: slot.idle_timeout,
+            },
+        );
+    }
+
+    /// The alarm behind a lease, if the lease is valid at `now`.
+    fn leased_alarm_mut(&mut self, lease: &AlarmLease, now: i64) -> Option<&mut AlarmRow> {
+        self.alarms
+            .get_mut(&(lease.key.clone(), lease.name.clone()))
+            .filter(|a| {
+                a.alarm_id == lease.alarm_id
+                    && a.lease
+                        .as_ref()
+                        .is_some_and(|l| l.lease_id == lease.lease_id && l.expires_ms >= now)
+            })
+    }
+}
+
+impl StateRow {
+    fn is_live(&self, now: i64) -> bool {
+        self.expires_ms.is_none_or(|e| e > now)
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    async fn register_host(&self, registration: &HostRegistration) -> Result<HostId, StoreError> {
+        let (now, threshold) = self.now_and_threshold();
+        let mut t = self.tables();
+        t.prune_expired_hosts(threshold);
+        if t.hosts.values().any(|h| h.address == registration.address) {
+            return Err(StoreError::HostAlreadyRegistered {
+                address: registration.address.clone(),
+            });
+        }
+        let host_id = new_host_id();
+        let actor_types = registration
+            .actor_types
+            .iter()
+            .map(|a| (a.actor_type.clone(), a.clone()))
+            .collect();
+        t.hosts.insert(
+            host_id.clone(),
+            HostRow {
+                address: registration.address.clone(),
+                last_heartbeat_ms: now,
+                actor_types,
+            },
+        );
+        Ok(host_id)
+    }
+
+    async fn heartbeat(&self, host_id: &str) -> Result<(), StoreError> {
+        let (now, threshold) = self.now_and_threshold();
+        let mut t = self.tables();
+        match t
+            .hosts
+            .get_mut(host_id)
+            .filter(|h| h.last_heartbeat_ms >= threshold)
+        {
+            Some(host) => {
+                host.last_heartbeat_ms = now;
+                Ok(())
+            }
+            None => Err(StoreError::HostUnregistered {
+                host_id: host_id.to_owned(),
+            }),
+        }
+    }
+
+    async fn unregister_host(&self, host_id: &str) -> Result<(), StoreError> {
+        let (_, threshold) = self.now_and_threshold();
+        match self.tables().remove_host(host_id) {
+            Some(host) if host.last_heartbeat_ms >= threshold => Ok(()),
+            _ => Err(StoreError::HostUnregistered {
+                host_id: host_id.to_owned(),
+            }),
+        }
+    }
+
+    async fn list_hosts(&self) -> Result<Vec<HostInfo>, StoreError> {
+        let (_, threshold) = self.now_and_threshold();
+        let t = self.tables();
+        Ok(t.hosts
+            .iter()
+            .filter(|(_, h)| h.last_heartbeat_ms >= threshold)
+            .map(|(id, h)| HostInfo {
+                host_id: id.clone(),
+                address: h.address.clone(),
+                last_heartbeat_ms: h.last_heartbeat_ms,
+            })
+            .collect())
+    }
+
+    async fn lookup_actor(
+        &self,
+        key: &ActorKey,
+        options: &LookupOptions,
+    ) -> Result<Placement, StoreError> {
+        let (_, threshold) = self.now_and_threshold();
+        let mut t = self.tables();
+        if let Some(p) = t.placements.get(key)
+            && let Some(host) = t.healthy_host(&p.host_id, threshold)
+        {
+            let placement = Placement {
+                host_id: p.host_id.clone(),
+                address: host.address.clone(),
+                idle_timeout: p.idle_timeout,
+            };
+            return check_allowed(key, placement, options);
+        }
+        if options.active_only {
+            return Err(StoreError::NotActive { key: key.clone() });
+        }
+        let mut slots = t.slots(
+            threshold,
+            Some(&key.actor_type),
+            options.allowed_hosts.as_deref(),
+        );
+        let slot = reserve_slot(&mut slots, &key.actor_type).ok_or_else(|| StoreError::NoHost {
+            actor_type: key.actor_type.clone(),
+        })?;
+        t.place(key, &slot);
+        Ok(slot.into_placement())
+    }
+
+    async fn remove_actor(&self, key: &ActorKey, host_id: &str) -> Result<bool, StoreError> {
+        let mut t = self.tables();
+        if t.placements.get(key).is_none_or(|p| p.host_id != host_id) {
+            return Ok(false);
+        }
+        Ok(t.remove_placement(key).is_some())
+    }
+
+    async fn get_state(&self, key: &ActorKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let now = self.now();
+        Ok(self
+            .tables()
+            .states
+            .get(key)
+            .filter(|s| s.is_live(now))
+            .map(|s| s.data.clone()))
+    }
+
+    async fn set_state(
+        &self,
+        key: &ActorKey,
+        data: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let expires_ms = expiry_after(self.now(), ttl);
+        self.tables().states.insert(
+            key.clone(),
+            StateRow {
+                data: data.to_vec(),
+                expires_ms,
+            },
+        );
+        Ok(())
+    }
+
+    async fn delete_state(&self, key: &ActorKey) -> Result<bool, StoreError> {
+        let now = self.now();
+        Ok(self
+            .tables()
+            .states
+            .remove(key)
+            .is_some_and(|s| s.is_live(now)))
+    }
+
+    async fn list_states(
+        &self,
+        actor_type: &str,
+        options: &ListStatesOptions,
+    ) -> Result<StateList, StoreError> {
+        let now = self.now();
+        let limit = page_limit(options.limit);
+        let start = match &options.after {
+            Some(after) => Bound::Excluded(ActorKey::new(actor_type, after.as_str())),
+            None => Bound::Included(ActorKey::new(actor_type, "")),
+        };
+        let t = self.tables();
+        let rows = t
+            .states
+            .range((start, Bound::Unbounded))
+            .take_while(|(k, _)| k.actor_type == actor_type)
+            .filter(|(_, s)| s.is_live(now))
+            .take(limit + 1)
+            .map(|(k, s)| StateEntry {
+                actor_id: k.actor_id.clone(),
+                data: options.include_data.then(|| s.data.clone()),
+            })
+            .collect();
+        Ok(state_page(rows, limit))
+    }
+
+    async fn set_alarm(
+        &self,
+        key: &ActorKey,
+        name: &str,
+        alarm: &AlarmRecord,
+    ) -> Result<(), StoreError> {
+        let mut t = self.tables();
+        let slot = (key.clone(), name.to_owned());
+        if t.alarms
+            .get(&slot)
+            .is_some_and(|row| same_alarm_properties(&row.record, alarm))
+        {
+            return Ok(());
+        }
+        t.alarms.insert(
+            slot,
+            AlarmRow {
+                alarm_id: new_alarm_id(),
+                record: alarm.clone(),
+                lease: None,
+            },
+        );
+        Ok(())
+    }
+
+    async fn get_alarm(
+        &self,
+        key: &ActorKey,
+        name: &str,
+    ) -> Result<Option<AlarmRecord>, StoreError> {
+        Ok(self
+            .tables()
+            .alarms
+            .get(&(key.clone(), name.to_owned()))
+            .map(|a| a.record.clone()))
+    }
+
+    async fn delete_alarm(&self, key: &ActorKey, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .tables()
+            .alarms
+            .remove(&(key.clone(), name.to_owned()))
+            .is_some())
+    }
+
+    async fn fetch_and_lease_alarms(
+        &self,
+        request: &FetchAlarms,
+    ) -> Result<Vec<AlarmLease>, StoreError> {
+        if request.hosts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (now, threshold) = self.now_and_threshold();
+        let expires_ms = now.saturating_add(duration_ms(request.lease_duration));
+        let mut t = self.tables();
+        let mut slots = t.slots(threshold, None, Some(&request.hosts));
+        let supported: HashSet<&str> = slots.iter().map(|s| s.actor_type.as_str()).collect();
+
+        // Where the actor lives now: `None` = free to place, `Some(true)` = on a requested host.
+        let live_on_requested = |t: &Tables, key: &ActorKey| -> Option<bool> {
+            let p = t.placements.get(key)?;
+            t.healthy_host(&p.host_id, threshold)?;
+            Some(request.hosts.contains(&p.host_id))
+        };
+        let mut candidates: Vec<(i64, String, ActorKey, String)> = t
+            .alarms
+            .iter()
+            .filter(|((key, _), a)| {
+                a.record.due_ms <= request.horizon_ms
+                    && a.lease.as_ref().is_none_or(|l| l.expires_ms < now)
+                    && supported.contains(key.actor_type.as_str())
+                    && live_on_requested(&t, key) != Some(false)
+            })
+            .map(|((key, name), a)| {
+                (
+                    a.record.due_ms,
+                    a.alarm_id.clone(),
+                    key.clone(),
+                    name.clone(),
+                )
+            })
+            .collect();
+        candidates.sort();
+        candidates.truncate(request.batch_size as usize);
+
+        let mut leases = Vec::with_capacity(candidates.len());
+        for (due_ms, alarm_id, key, name) in candidates {
+            if live_on_requested(&t, &key).is_none() {
+                let Some(slot) = reserve_slot(&mut slots, &key.actor_type) else {
+                    continue;
+                };
+                t.place(&key, &slot);
+            }
+            let lease_id = new_lease_id();
+            if let Some(alarm) = t.alarms.get_mut(&(key.clone(), name.clone())) {
+                alarm.lease = Some(LeaseRow {
+                    lease_id: lease_id.clone(),
+                    expires_ms,
+                });
+            }
+            leases.push(AlarmLease {
+                key,
+                name,
+                alarm_id,
+                lease_id,
+                due_ms,
+                expires_ms,
+            });
+        }
+        Ok(leases)
+    }
+
+    async fn get_leased_alarm(
+        &self,
+        lease: &AlarmLease,
+    ) -> Result<Option<AlarmRecord>, StoreError> {
+        let now = self.now();
+        Ok(self
+            .tables()
+            .leased_alarm_mut(lease, now)
+            .map(|a| a.record.clone()))
+    }
+
+    async fn complete_leased_alarm(
+        &self,
+        lease: &AlarmLease,
+        completion: &AlarmCompletion,
+        lease_duration: Duration,
+    ) -> Result<Option<AlarmLease>, StoreError> {
+        let now = self.now();
+        let mut t = self.tables();
+        let Some(alarm) = t.leased_alarm_mut(lease, now) else {
+            return Ok(None);
+        };
+        let Some(update) = CompletionUpdate::of(completion) else {
+            t.alarms.remove(&(lease.key.clone(), lease.name.clone()));
+            return Ok(Some(lease.clone()));
+        };
+        let updated = update.lease_after(lease, now, lease_duration);
+        alarm.record.due_ms = update.due_ms;
+        alarm.record.scheduled_ms = update.scheduled_ms.unwrap_or(alarm.record.scheduled_ms);
+        alarm.record.attempts = update.attempts;
+        alarm.lease = update.keep_lease.then(|| LeaseRow {
+            lease_id: updated.lease_id.clone(),
+            expires_ms: updated.expires_ms,
+        });
+        Ok(Some(updated))
+    }
+
+    async fn release_alarm_lease(&self, lease: &AlarmLease) -> Result<bool, StoreError> {
+        let now = self.now();
+        let mut t = self.tables();
+        let Some(alarm) = t.leased_alarm_mut(lease, now) else {
+            return Ok(false);
+        };
+        alarm.lease = None;
+        Ok(true)
+    }
+
+    async fn renew_alarm_leases(
+        &self,
+        host_id: &str,
+        lease_duration: Duration,
+    ) -> Result<Vec<AlarmLease>, StoreError> {
+        let (now, threshold) = self.now_and_threshold();
+        let expires_ms = now.saturating_add(duration_ms(lease_duration));
+        let mut guard = self.tables();
+        let t = &mut *guard;
+        if t.healthy_host(host_id, threshold).is_none() {
+            return Ok(Vec::new());
+        }
+        let mut leases = Vec::new();
+        for ((key, name), alarm) in &mut t.alarms {
+            if t.placements.get(key).is_none_or(|p| p.host_id != host_id) {
+                continue;
+            }
+            let Some(lease) = alarm.lease.as_mut().filter(|l| l.expires_ms >= now) else {
+                continue;
+            };
+            lease.expires_ms = expires_ms;
+            leases.push(AlarmLease {
+                key: key.clone(),
+                name: name.clone(),
+                alarm_id: alarm.alarm_id.clone(),
+                lease_id: lease.lease_id.clone(),
+                due_ms: alarm.record.due_ms,
+                expires_ms,
+            });
+        }
+        sort_leases(&mut leases);
+        Ok(leases)
+    }
+
+    async fn cleanup(&self) -> Result<CleanupStats, StoreError> {
+        let (now, threshold) = self.now_and_threshold();
+        let mut t = self.tables();
+        let hosts = t.prune_expired_hosts(threshold);
+        let before = t.states.len();
+        t.states.retain(|_, s| s.is_live(now));
+        Ok(CleanupStats {
+            hosts,
+            states: (before - t.states.len()) as u64,
+        })
+    }
+}
+
+// ---- helpers shared with the SQLite store -----------------------------------------------------
+
+/// The oldest heartbeat a healthy host may have at `now`.
+pub(crate) fn health_threshold(options: &StoreOptions, now: i64) -> i64 {
+    now.saturating_sub(duration_ms(options.health_check_deadline))
+}
+
+/// When something written at `now` with this TTL expires (`None` = never).
+pub(crate) fn expiry_after(now: i64, ttl: Option<Duration>) -> Option<i64> {
+    ttl.map(|d| now.saturating_add(duration_ms(d)))
+}
+
+/// A new host ID (UUIDv7: time-ordered).
+pub(crate) fn new_host_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// A new alarm row ID (UUIDv7: time-ordered).
+pub(crate) fn new_alarm_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// A new lease ID (UUIDv4: unguessable).
+pub(crate) fn new_lease_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The effective page size of [`ListStatesOptions::limit`].
+pub(crate) fn page_limit(limit: u32) -> usize {
+    match limit {
+        0 => 100,
+        l => l.min(1000) as usize,
+    }
+}
+
+/// Turn up to `limit + 1` fetched entries into a page.
+pub(crate) fn state_page(mut entries: Vec<StateEntry>, limit: usize) -> StateList {
+    let has_more = entries.len() > limit;
+    entries.truncate(limit);
+    StateList { entries, has_more }
+}
+
+/// Whether re-setting `new` over `old` changes nothing that [`Store::set_alarm`] compares.
+fn same_alarm_properties(old: &AlarmRecord, new: &AlarmRecord) -> bool {
+    old.handler == new.handler
+        && old.due_ms == new.due_ms
+        && old.interval == new.interval
+        && old.ttl_ms == new.ttl_ms
+        && old.data == new.data
+}
+
+/// An existing placement is only acceptable if it is on one of the allowed hosts.
+pub(crate) fn check_allowed(
+    key: &ActorKey,
+    placement: Placement,
+    options: &LookupOptions,
+) -> Result<Placement, StoreError> {
+    match &options.allowed_hosts {
+        Some(allowed) if !allowed.contains(&placement.host_id) => Err(StoreError::NoHost {
+            actor_type: key.actor_type.clone(),
+        }),
+        _ => Ok(placement),
+    }
+}
+
+/// One healthy host's capacity for one actor type.
+#[derive(Debug, Clone)]
+pub(crate) struct HostSlot {
+    pub(crate) host_id: HostId,
+    pub(crate) address: String,
+    pub(crate) actor_type: String,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) concurrency_limit: u32,
+    pub(crate) active: u64,
+}
+
+impl HostSlot {
+    fn has_capacity(&self) -> bool {
+        self.concurrency_limit == 0 || self.active < u64::from(self.concurrency_limit)
+    }
+
+    pub(crate) fn into_placement(self) -> Placement {
+        Placement {
+            host_id: self.host_id,
+            address: self.address,
+            idle_timeout: self.idle_timeout,
+        }
+    }
+}
+
+/// Pick a random slot of `actor_type` with capacity and count one more activation on it.
+pub(crate) fn reserve_slot(slots: &mut [HostSlot], actor_type: &str) -> Option<HostSlot> {
+    let open: Vec<usize> = (0..slots.len())
+        .filter(|&i| slots[i].actor_type == actor_type && slots[i].has_capacity())
+        .collect();
+    let slot = slots.get_mut(*open.choose(&mut rand::rng())?)?;
+    slot.active += 1;
+    Some(slot.clone())
+}
+
+/// Order leases as fetches return them: by due time, then alarm ID.
+pub(crate) fn sort_leases(leases: &mut [AlarmLease]) {
+    leases.sort_by(|a, b| (a.due_ms, &a.alarm_id).cmp(&(b.due_ms, &b.alarm_id)));
+}
+
+/// The row changes of a non-deleting [`AlarmCompletion`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CompletionUpdate {
+    pub(crate) due_ms: i64,
+    /// The new nominal time; `None` keeps the current one.
+    pub(crate) scheduled_ms: Option<i64>,
+    pub(crate) attempts: u32,
+    pub(crate) keep_lease: bool,
+}
+
+impl CompletionUpdate {
+    /// `None` for [`AlarmCompletion::Delete`].
+    pub(crate) fn of(completion: &AlarmCompletion) -> Option<Self> {
+        match *completion {
+            AlarmCompletion::Delete => None,
+            AlarmCompletion::Reschedule { due_ms, keep_lease } => Some(CompletionUpdate {
+                due_ms,
+                scheduled_ms: Some(due_ms),
+                attempts: 0,
+                keep_lease,
+            }),
+            AlarmCompletion::Retry {
+                due_ms,
+                attempts,
+                keep_lease,
+            } => Some(CompletionUpdate {
+                due_ms,
+                scheduled_ms: None,
+                attempts,
+                keep_lease,
+            }),
+        }
+    }
+
+    /// The lease as it stands after this update: new due time, and refreshed when kept (a
+    /// released lease keeps its old expiry, but is no longer valid).
+    pub(crate) fn lease_after(
+        &self,
+        lease: &AlarmLease,
+        now: i64,
+        lease_duration: Duration,
+    ) -> AlarmLease {
+        let expires_ms = if self.keep_lease {
+            now.saturating_add(duration_ms(lease_duration))
+        } else {
+            lease.expires_ms
+        };
+        AlarmLease {
+            due_ms: self.due_ms,
+            expires_ms,
+            ..lease.clone()
+        }
+    }
+}
