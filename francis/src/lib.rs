@@ -34,6 +34,8 @@ pub mod actor;
 pub mod clock;
 pub mod error;
 pub mod host;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod store;
 pub mod testing;
 pub mod time;

@@ -42,13 +42,13 @@ impl TestHost {
     /// Start building a test host. The virtual clock starts at the current real time.
     pub fn builder() -> TestHostBuilder {
         let clock = ManualClock::starting_now();
-        let mut builder = Host::local()
-            .address("test-host:1")
+        let builder = Host::local()
+            .address(format!("test-host-{}:1", uuid::Uuid::new_v4().simple()))
             .runtime_psk([0u8; crate::host::MIN_PSK_LEN])
             .health_check_deadline(FOREVER)
             .alarms_lease_duration(FOREVER)
+            .shutdown_grace_period(Duration::from_secs(5))
             .clock(Arc::new(clock.clone()));
-        builder.timings_mut().shutdown_grace_period = Duration::from_secs(5);
         TestHostBuilder { builder, clock, sqlite: None }
     }
 
@@ -108,6 +108,15 @@ impl TestHost {
     pub async fn halt_all(&self) {
         self.host.core().halt_all_local().await;
     }
+
+    /// Shut the host down as `Host::run` does at the end: halt every activation and leave the
+    /// cluster, so another host can take over the same store (e.g. to test a restart).
+    pub async fn shutdown(self) -> Result<(), Error> {
+        let core = self.host.core();
+        core.begin_shutdown();
+        core.halt_all_local().await;
+        Ok(core.store.unregister_host(&core.host_id).await?)
+    }
 }
 
 impl TestHostBuilder {
@@ -120,6 +129,19 @@ impl TestHostBuilder {
     /// Register actor type `A` with options.
     pub fn register_with<A: Actor>(mut self, options: ActorOptions) -> Self {
         self.builder = self.builder.register_with::<A>(options);
+        self
+    }
+
+    /// Share a value with every actor (see `HostBuilder::data`).
+    pub fn data<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.builder = self.builder.data(value);
+        self
+    }
+
+    /// How long running turns may take to finish when halted before they are cancelled
+    /// (default 5 s in tests).
+    pub fn shutdown_grace_period(mut self, grace: Duration) -> Self {
+        self.builder = self.builder.shutdown_grace_period(grace);
         self
     }
 

@@ -145,3 +145,9 @@ impl AlarmBuilder {
         target.service().set_alarm(&key.actor_type, &key.actor_id, &name, spec).await
     }
 }
+
+impl From<Duration> for Interval {
+    fn from(d: Duration) -> Self {
+        Interval::from_duration(d)
+    }
+}

@@ -1,6 +1,9 @@
 //! [`ActorContext`]: what an activation is given when it starts: its address, the service, its
 //! durable state handle, and a signal that tells it the activation is being halted.
 
+use std::any::TypeId;
+use std::sync::Arc;
+
 use tokio::sync::watch;
 
 use crate::actor::dispatch::Actor;
@@ -79,6 +82,13 @@ impl ActorContext {
     /// safe to call from inside a method).
     pub fn halt(&self) {
         self.service.handle().halt_deferred(self.key.clone());
+    }
+
+    /// Application data of type `T` registered on the host with `HostBuilder::data` (a
+    /// database pool, a config, a client): how actors get their dependencies.
+    pub fn data<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        let any = self.service.handle().app_data(TypeId::of::<T>())?;
+        any.downcast::<T>().ok()
     }
 
     /// The current time according to the host's clock (virtual in `francis::testing`).

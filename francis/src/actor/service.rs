@@ -1,6 +1,7 @@
 //! [`Service`]: the handle for invoking actors and managing their state and alarms, and the
 //! small [`HostHandle`] trait it calls into, which each host implementation provides.
 
+use std::any::{Any, TypeId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +43,8 @@ pub trait HostHandle: Send + Sync + 'static {
     fn check_alarm_handler(&self, actor_type: &str, handler: &str) -> Result<(), Error>;
     /// Tell the alarm loop an alarm changed, so it polls soon.
     fn alarms_changed(&self);
+    /// Application data registered on the host under this type.
+    fn app_data(&self, type_id: TypeId) -> Option<Arc<dyn Any + Send + Sync>>;
 }
 
 /// The handle to the actors of a cluster: typed references, untyped invocation, state and

@@ -2,6 +2,7 @@
 //! (find or activate, take the turn, dispatch), halting and idle deactivation. It implements
 //! [`HostHandle`], which is what [`Service`] and actor references call into.
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -19,6 +20,9 @@ use crate::host::options::HostTimings;
 use crate::host::registry::{ActorTypeEntry, Registry};
 use crate::store::{ActorKey, HostId, LookupOptions, Store, StoreError};
 
+/// Application data by type, shared with every activation.
+pub(crate) type AppData = HashMap<TypeId, Arc<dyn Any + Send + Sync>>;
+
 /// How long a busy activation's idle deactivation is put off.
 const IDLE_BUSY_POSTPONE_MS: i64 = 10_000;
 
@@ -30,6 +34,7 @@ pub(crate) struct HostCore {
     pub types: Registry,
     pub timings: HostTimings,
     pub alarm_wake: Notify,
+    app_data: AppData,
     table: RwLock<HashMap<ActorKey, Arc<dyn ActivationDyn>>>,
     create_lock: Mutex<()>,
     shutting_down: AtomicBool,
@@ -37,8 +42,16 @@ pub(crate) struct HostCore {
 }
 
 impl HostCore {
-    pub fn new(host_id: HostId, store: Arc<dyn Store>, clock: SharedClock, types: Registry, timings: HostTimings) -> Arc<Self> {
+    pub fn new(
+        host_id: HostId,
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+        types: Registry,
+        timings: HostTimings,
+        app_data: AppData,
+    ) -> Arc<Self> {
         Arc::new_cyclic(|this| HostCore {
+            app_data,
             host_id,
             store,
             clock,
@@ -303,6 +316,10 @@ impl HostHandle for HostCore {
 
     fn alarms_changed(&self) {
         self.alarm_wake.notify_one();
+    }
+
+    fn app_data(&self, type_id: TypeId) -> Option<Arc<dyn Any + Send + Sync>> {
+        self.app_data.get(&type_id).cloned()
     }
 }
 

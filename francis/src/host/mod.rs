@@ -26,7 +26,7 @@ use crate::store::{HostRegistration, Store, StoreError, StoreOptions};
 pub use options::ActorOptions;
 pub(crate) use options::HostTimings;
 
-use self::core::HostCore;
+use self::core::{AppData, HostCore};
 use self::registry::{ActorTypeEntry, Registry};
 
 /// The shortest runtime PSK accepted, in bytes.
@@ -59,6 +59,7 @@ pub struct HostBuilder {
     types: Vec<ActorTypeEntry>,
     timings: HostTimings,
     clock: Option<SharedClock>,
+    app_data: AppData,
     errors: Vec<String>,
 }
 
@@ -73,6 +74,7 @@ impl Host {
             types: Vec::new(),
             timings: HostTimings::default(),
             clock: None,
+            app_data: AppData::new(),
             errors: Vec::new(),
         }
     }
@@ -200,19 +202,22 @@ impl HostBuilder {
         self
     }
 
+    /// Share a value with every actor: `ctx.data::<T>()` in `activate` returns it. One value
+    /// per type; a second call with the same type replaces the first.
+    pub fn data<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.app_data.insert(std::any::TypeId::of::<T>(), Arc::new(value));
+        self
+    }
+
     /// Use this clock instead of the system clock (for tests; see `francis::testing`).
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = Some(clock);
         self
     }
 
-    pub(crate) fn timings_mut(&mut self) -> &mut HostTimings {
-        &mut self.timings
-    }
-
     /// Check the configuration, open the store, and register the host in the cluster.
     pub async fn build(self) -> Result<Host, Error> {
-        let HostBuilder { address, store, psks, types, timings, clock, mut errors } = self;
+        let HostBuilder { address, store, psks, types, timings, clock, app_data, mut errors } = self;
         let address = match address {
             Some(address) => {
                 if let Err(e) = check_address(&address) {
@@ -267,7 +272,7 @@ impl HostBuilder {
         let host_id = store.register_host(&registration).await?;
         tracing::info!(host = %host_id, address = %registration.address, types = registration.actor_types.len(), "host registered");
         let registry: Registry = types.into_iter().map(|t| (t.name, Arc::new(t))).collect();
-        Ok(Host { core: HostCore::new(host_id, store, clock, registry, timings) })
+        Ok(Host { core: HostCore::new(host_id, store, clock, registry, timings, app_data) })
     }
 }
 

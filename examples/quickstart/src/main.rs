@@ -1,0 +1,93 @@
+//! Francis quickstart: one host with a durable counter actor on an embedded SQLite file, behind
+//! the HTTP control API of the docs.
+//!
+//! ```text
+//! cargo run -p quickstart
+//! curl -X POST localhost:8080/invoke/counter/alice/increment --data '{"In": 42}'   # {"Out":42}
+//! ```
+
+mod counter;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use francis::prelude::*;
+
+use crate::counter::Counter;
+
+/// Francis quickstart: a counter actor behind an HTTP control server.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address of the HTTP control server.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    worker_address: SocketAddr,
+    /// Peer address of the actor host (how other hosts would reach it).
+    #[arg(long, default_value = "127.0.0.1:7571")]
+    actor_host_address: String,
+    /// SQLite file holding actor state and alarms.
+    #[arg(long, default_value = "data.db")]
+    db: PathBuf,
+    /// Deactivate counters idle for this long (e.g. "10s", "5m").
+    #[arg(long, default_value = "5m", value_parser = francis::time::parse_duration)]
+    idle_timeout: Duration,
+}
+
+/// A development-only cluster key; set FRANCIS_RUNTIME_PSK in any real deployment.
+const DEV_PSK: &str = "quickstart-dev-psk-change-me-in-production!";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let args = Args::parse();
+    let psk = std::env::var("FRANCIS_RUNTIME_PSK").unwrap_or_else(|_| {
+        tracing::warn!("FRANCIS_RUNTIME_PSK is not set; using the quickstart's development key");
+        DEV_PSK.to_owned()
+    });
+
+    let host = Host::local()
+        .address(&args.actor_host_address)
+        .sqlite(&args.db)
+        .runtime_psk(psk)
+        .register_with::<Counter>(ActorOptions::default().idle_timeout(args.idle_timeout))
+        .shutdown_grace_period(Duration::from_secs(10))
+        .build()
+        .await
+        .context("starting the actor host")?;
+
+    let listener = tokio::net::TcpListener::bind(args.worker_address)
+        .await
+        .with_context(|| format!("binding the control server to {}", args.worker_address))?;
+    tracing::info!(address = %args.worker_address, db = %args.db.display(), "quickstart ready");
+
+    let app = francis::http::router(host.service());
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    let (served, hosted) = tokio::join!(server, host.run(shutdown_signal()));
+    served.context("control server")?;
+    hosted.context("actor host")?;
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

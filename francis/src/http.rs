@@ -1,0 +1,191 @@
+//! An HTTP control server for any cluster: the curl API of the docs, as an axum [`Router`].
+//! Enable the `http` feature. It is a bridge: it calls actors untyped, by type, ID and method,
+//! with JSON bodies.
+//!
+//! | Route | Body | Does |
+//! |---|---|---|
+//! | `POST /invoke/{type}/{id}/{method}` | method arguments as JSON | invoke (activates on demand) |
+//! | `POST /peek/{type}/{id}/{method}` | method arguments as JSON | invoke a read (`&self`) method only |
+//! | `POST /halt/{type}/{id}` | — | halt the actor if active on this host |
+//! | `POST /halt-all` | — | halt every actor on this host |
+//! | `POST /alarm/{type}/{id}/{name}` | `{"dueTime", "interval", "ttl", "data", "handler"}` | set an alarm |
+//! | `DELETE /alarm/{type}/{id}/{name}` | — | delete an alarm |
+//!
+//! Arguments: a method with one parameter takes the JSON value itself (`{"In": 42}`), several
+//! parameters take a JSON array, none takes an empty body. Errors come back as
+//! `{"error": "...", "code": "..."}`, plus `"actorError"` (the actor's own error value) when the
+//! actor method returned an error.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::actor::alarm::{AlarmSpec, Due, Ttl};
+use crate::actor::envelope::Envelope;
+use crate::actor::service::{InvokeOptions, Service};
+use crate::error::Error;
+use crate::time::{Interval, parse_duration, parse_timestamp};
+
+/// The control API routes, bound to a service.
+pub fn router(service: Service) -> Router {
+    Router::new()
+        .route("/invoke/{actor_type}/{id}/{method}", post(invoke))
+        .route("/peek/{actor_type}/{id}/{method}", post(peek))
+        .route("/halt/{actor_type}/{id}", post(halt))
+        .route("/halt-all", post(halt_all))
+        .route("/alarm/{actor_type}/{id}/{name}", post(set_alarm).delete(delete_alarm))
+        .with_state(service)
+}
+
+async fn invoke(State(service): State<Service>, Path((ty, id, method)): Path<(String, String, String)>, body: Bytes) -> Response {
+    call(&service, &ty, &id, &method, body, InvokeOptions::default()).await
+}
+
+async fn peek(State(service): State<Service>, Path((ty, id, method)): Path<(String, String, String)>, body: Bytes) -> Response {
+    call(&service, &ty, &id, &method, body, InvokeOptions { read_only: true, ..InvokeOptions::default() }).await
+}
+
+async fn call(service: &Service, ty: &str, id: &str, method: &str, body: Bytes, options: InvokeOptions) -> Response {
+    let args = Envelope::from_json_bytes(body.to_vec());
+    match service.invoke_with(ty, id, method, args, options).await.and_then(|out| Ok(out.to_json()?)) {
+        Ok(value) => (StatusCode::OK, axum::Json(value)).into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+async fn halt(State(service): State<Service>, Path((ty, id)): Path<(String, String)>) -> Response {
+    match service.halt(&ty, &id).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+async fn halt_all(State(service): State<Service>) -> Response {
+    match service.halt_all().await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+/// The alarm body of the docs: `dueTime` (RFC 3339 or Unix ms; default now), `interval` (Go
+/// duration or ISO 8601; default none), `ttl` (RFC 3339 deadline, or a duration after the due
+/// time), `data` (any JSON), `handler` (the `#[alarm]` method; default: the alarm's name).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlarmBody {
+    #[serde(rename = "dueTime")]
+    due_time: Option<Value>,
+    interval: Option<String>,
+    ttl: Option<String>,
+    data: Option<Value>,
+    handler: Option<String>,
+}
+
+async fn set_alarm(State(service): State<Service>, Path((ty, id, name)): Path<(String, String, String)>, body: Bytes) -> Response {
+    let spec = match alarm_spec(&name, &body) {
+        Ok(spec) => spec,
+        Err(message) => return error_response(Error::InvalidAlarm(message)),
+    };
+    match service.set_alarm(&ty, &id, &name, spec).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+fn alarm_spec(name: &str, body: &[u8]) -> Result<AlarmSpec, String> {
+    let body: AlarmBody = if body.iter().all(u8::is_ascii_whitespace) {
+        AlarmBody::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| format!("the body is not a valid alarm ({e}); expected {{\"dueTime\", \"interval\", \"ttl\", \"data\", \"handler\"}}"))?
+    };
+    let mut spec = AlarmSpec::new(body.handler.unwrap_or_else(|| name.to_owned()));
+    spec.due = match body.due_time {
+        None | Some(Value::Null) => Due::Now,
+        Some(Value::Number(n)) => Due::AtMs(n.as_i64().ok_or("dueTime must be whole Unix milliseconds")?),
+        Some(Value::String(s)) => Due::AtMs(parse_timestamp(&s).map_err(|e| format!("dueTime: {e}"))?),
+        Some(other) => return Err(format!("dueTime must be an RFC 3339 time or Unix milliseconds, not {other}")),
+    };
+    spec.interval = body.interval.map(|s| s.parse::<Interval>().map_err(|e| format!("interval: {e}"))).transpose()?;
+    spec.ttl = match body.ttl {
+        None => None,
+        Some(s) => Some(match parse_timestamp(&s) {
+            Ok(ms) => Ttl::UntilMs(ms),
+            Err(_) => Ttl::For(parse_duration(&s).map_err(|e| format!("ttl must be an RFC 3339 time or a duration: {e}"))?),
+        }),
+    };
+    spec.data = match body.data {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(Envelope::json(&value).map_err(|e| e.to_string())?),
+    };
+    Ok(spec)
+}
+
+async fn delete_alarm(State(service): State<Service>, Path((ty, id, name)): Path<(String, String, String)>) -> Response {
+    match service.delete_alarm(&ty, &id, &name).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => (StatusCode::NOT_FOUND, axum::Json(json!({"error": format!("no alarm {name:?} on {ty}/{id}"), "code": "alarm_not_found"}))).into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+/// The HTTP status and error code for a framework error.
+fn classify(e: &Error) -> (StatusCode, &'static str) {
+    match e {
+        Error::UnknownActorType { .. } => (StatusCode::NOT_FOUND, "unknown_actor_type"),
+        Error::UnknownMethod { .. } => (StatusCode::NOT_FOUND, "unknown_method"),
+        Error::NotActive { .. } => (StatusCode::NOT_FOUND, "actor_not_active"),
+        Error::NotHosted { .. } => (StatusCode::NOT_FOUND, "actor_not_hosted"),
+        Error::NotInvokable { .. } | Error::NotReadOnly { .. } => (StatusCode::BAD_REQUEST, "method_not_allowed"),
+        Error::BadArguments { .. } | Error::Codec(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+        Error::InvalidName { .. } | Error::InvalidAlarm(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+        Error::Actor { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "actor_error"),
+        Error::Halted { .. } | Error::NoHost { .. } | Error::ShuttingDown | Error::Unreachable { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+fn error_response(e: Error) -> Response {
+    let (status, code) = classify(&e);
+    let mut body = json!({"error": e.to_string(), "code": code});
+    if let Error::Actor { payload, .. } = &e
+        && let Ok(value) = payload.to_json()
+    {
+        body["actorError"] = value;
+    }
+    if status.is_server_error() {
+        tracing::warn!(error = %e, "control API request failed");
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alarm_body_of_the_docs_parses() {
+        let body = br#"{"dueTime":"2026-01-01T00:00:00Z","interval":"60s","ttl":"2028-10-08T10:00:02Z","data":{"Hello":"World"}}"#;
+        let spec = alarm_spec("alarm1", body).unwrap();
+        assert_eq!(spec.handler, "alarm1");
+        assert_eq!(spec.due, Due::AtMs(1_767_225_600_000));
+        assert_eq!(spec.interval.unwrap().to_string(), "PT1M");
+        assert_eq!(spec.ttl, Some(Ttl::UntilMs(1_854_784_802_000)));
+        assert_eq!(spec.data.unwrap().to_json().unwrap(), json!({"Hello": "World"}));
+    }
+
+    #[test]
+    fn bad_alarm_bodies_say_what_is_wrong() {
+        assert!(alarm_spec("a", br#"{"interval":"soon"}"#).unwrap_err().starts_with("interval:"));
+        assert!(alarm_spec("a", br#"{"dueTime":true}"#).unwrap_err().contains("dueTime"));
+        assert!(alarm_spec("a", br#"{"due":1}"#).unwrap_err().contains("unknown field"));
+        assert!(alarm_spec("a", br#"{"ttl":"whenever"}"#).unwrap_err().starts_with("ttl"));
+        assert_eq!(alarm_spec("a", b"").unwrap().due, Due::Now);
+    }
+}
