@@ -10,5 +10,8 @@ struct Cli {}
 
 fn main() {
     let _cli = Cli::parse();
-    println!("francis {}: run `francis --help` for usage.", env!("CARGO_PKG_VERSION"));
+    println!(
+        "francis {}: run `francis --help` for usage.",
+        env!("CARGO_PKG_VERSION")
+    );
 }

@@ -9,7 +9,9 @@ use crate::store::{ActorKey, StoreError};
 #[non_exhaustive]
 pub enum Error {
     /// No host in the cluster registers this actor type.
-    #[error("actor type {actor_type:?} is not registered; register it with `.register::<YourActor>()` on the host builder (or check the spelling)")]
+    #[error(
+        "actor type {actor_type:?} is not registered; register it with `.register::<YourActor>()` on the host builder (or check the spelling)"
+    )]
     UnknownActorType {
         /// The type asked for.
         actor_type: String,
@@ -25,7 +27,9 @@ pub enum Error {
         known: String,
     },
     /// The method is an alarm handler; it runs when an alarm fires, not by invocation.
-    #[error("method {method:?} of actor type {actor_type:?} is an alarm handler: schedule it with an alarm instead of invoking it")]
+    #[error(
+        "method {method:?} of actor type {actor_type:?} is an alarm handler: schedule it with an alarm instead of invoking it"
+    )]
     NotInvokable {
         /// The actor type.
         actor_type: String,
@@ -33,7 +37,9 @@ pub enum Error {
         method: String,
     },
     /// A read-only call named a method that takes an exclusive turn.
-    #[error("method {method:?} of actor type {actor_type:?} takes an exclusive turn (`&mut self`); read-only calls can only use `&self` methods")]
+    #[error(
+        "method {method:?} of actor type {actor_type:?} takes an exclusive turn (`&mut self`); read-only calls can only use `&self` methods"
+    )]
     NotReadOnly {
         /// The actor type.
         actor_type: String,
@@ -50,18 +56,9 @@ pub enum Error {
         /// What did not decode.
         reason: String,
     },
-    /// The actor method returned an error. `payload` holds the encoded error value.
-    #[error("actor {key} method {method} failed: {message}")]
-    Actor {
-        /// The actor.
-        key: ActorKey,
-        /// The method.
-        method: String,
-        /// The error's display text.
-        message: String,
-        /// The encoded error value.
-        payload: Envelope,
-    },
+    /// The actor method returned an error; the failure holds its encoded value.
+    #[error("actor {} method {} failed: {}", .0.key, .0.method, .0.message)]
+    Actor(Box<ActorFailure>),
     /// An actor type, ID, method or alarm name is empty or contains `/`.
     #[error("invalid {what} {value:?}: it must be non-empty and must not contain '/'")]
     InvalidName {
@@ -89,7 +86,9 @@ pub enum Error {
         key: ActorKey,
     },
     /// No healthy host can run the actor now.
-    #[error("no host can run actor type {actor_type:?} now: none registers it, or every host is at its concurrency limit")]
+    #[error(
+        "no host can run actor type {actor_type:?} now: none registers it, or every host is at its concurrency limit"
+    )]
     NoHost {
         /// The actor type.
         actor_type: String,
@@ -127,6 +126,19 @@ pub enum Error {
     Config(String),
 }
 
+/// An actor method's own error, as an untyped caller receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActorFailure {
+    /// The actor.
+    pub key: ActorKey,
+    /// The method.
+    pub method: String,
+    /// The error's display text.
+    pub message: String,
+    /// The encoded error value (decode it into the actor's error type, or to JSON).
+    pub payload: Envelope,
+}
+
 /// The result of a typed call: the actor's own error `E`, or a framework [`Error`].
 #[derive(Debug, thiserror::Error)]
 pub enum CallError<E> {
@@ -151,7 +163,10 @@ impl<E> CallError<E> {
 /// Check one component of an actor address (type, ID, method, alarm name).
 pub(crate) fn validate_name(what: &'static str, value: &str) -> Result<(), Error> {
     if value.is_empty() || value.contains('/') {
-        return Err(Error::InvalidName { what, value: value.to_owned() });
+        return Err(Error::InvalidName {
+            what,
+            value: value.to_owned(),
+        });
     }
     Ok(())
 }

@@ -38,21 +38,54 @@ pub fn router(service: Service) -> Router {
         .route("/peek/{actor_type}/{id}/{method}", post(peek))
         .route("/halt/{actor_type}/{id}", post(halt))
         .route("/halt-all", post(halt_all))
-        .route("/alarm/{actor_type}/{id}/{name}", post(set_alarm).delete(delete_alarm))
+        .route(
+            "/alarm/{actor_type}/{id}/{name}",
+            post(set_alarm).delete(delete_alarm),
+        )
         .with_state(service)
 }
 
-async fn invoke(State(service): State<Service>, Path((ty, id, method)): Path<(String, String, String)>, body: Bytes) -> Response {
+async fn invoke(
+    State(service): State<Service>,
+    Path((ty, id, method)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
     call(&service, &ty, &id, &method, body, InvokeOptions::default()).await
 }
 
-async fn peek(State(service): State<Service>, Path((ty, id, method)): Path<(String, String, String)>, body: Bytes) -> Response {
-    call(&service, &ty, &id, &method, body, InvokeOptions { read_only: true, ..InvokeOptions::default() }).await
+async fn peek(
+    State(service): State<Service>,
+    Path((ty, id, method)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    call(
+        &service,
+        &ty,
+        &id,
+        &method,
+        body,
+        InvokeOptions {
+            read_only: true,
+            ..InvokeOptions::default()
+        },
+    )
+    .await
 }
 
-async fn call(service: &Service, ty: &str, id: &str, method: &str, body: Bytes, options: InvokeOptions) -> Response {
+async fn call(
+    service: &Service,
+    ty: &str,
+    id: &str,
+    method: &str,
+    body: Bytes,
+    options: InvokeOptions,
+) -> Response {
     let args = Envelope::from_json_bytes(body.to_vec());
-    match service.invoke_with(ty, id, method, args, options).await.and_then(|out| Ok(out.to_json()?)) {
+    match service
+        .invoke_with(ty, id, method, args, options)
+        .await
+        .and_then(|out| Ok(out.to_json()?))
+    {
         Ok(value) => (StatusCode::OK, axum::Json(value)).into_response(),
         Err(e) => error_response(e),
     }
@@ -86,7 +119,11 @@ struct AlarmBody {
     handler: Option<String>,
 }
 
-async fn set_alarm(State(service): State<Service>, Path((ty, id, name)): Path<(String, String, String)>, body: Bytes) -> Response {
+async fn set_alarm(
+    State(service): State<Service>,
+    Path((ty, id, name)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
     let spec = match alarm_spec(&name, &body) {
         Ok(spec) => spec,
         Err(message) => return error_response(Error::InvalidAlarm(message)),
@@ -106,16 +143,31 @@ fn alarm_spec(name: &str, body: &[u8]) -> Result<AlarmSpec, String> {
     let mut spec = AlarmSpec::new(body.handler.unwrap_or_else(|| name.to_owned()));
     spec.due = match body.due_time {
         None | Some(Value::Null) => Due::Now,
-        Some(Value::Number(n)) => Due::AtMs(n.as_i64().ok_or("dueTime must be whole Unix milliseconds")?),
-        Some(Value::String(s)) => Due::AtMs(parse_timestamp(&s).map_err(|e| format!("dueTime: {e}"))?),
-        Some(other) => return Err(format!("dueTime must be an RFC 3339 time or Unix milliseconds, not {other}")),
+        Some(Value::Number(n)) => Due::AtMs(
+            n.as_i64()
+                .ok_or("dueTime must be whole Unix milliseconds")?,
+        ),
+        Some(Value::String(s)) => {
+            Due::AtMs(parse_timestamp(&s).map_err(|e| format!("dueTime: {e}"))?)
+        }
+        Some(other) => {
+            return Err(format!(
+                "dueTime must be an RFC 3339 time or Unix milliseconds, not {other}"
+            ));
+        }
     };
-    spec.interval = body.interval.map(|s| s.parse::<Interval>().map_err(|e| format!("interval: {e}"))).transpose()?;
+    spec.interval = body
+        .interval
+        .map(|s| s.parse::<Interval>().map_err(|e| format!("interval: {e}")))
+        .transpose()?;
     spec.ttl = match body.ttl {
         None => None,
         Some(s) => Some(match parse_timestamp(&s) {
             Ok(ms) => Ttl::UntilMs(ms),
-            Err(_) => Ttl::For(parse_duration(&s).map_err(|e| format!("ttl must be an RFC 3339 time or a duration: {e}"))?),
+            Err(_) => Ttl::For(
+                parse_duration(&s)
+                    .map_err(|e| format!("ttl must be an RFC 3339 time or a duration: {e}"))?,
+            ),
         }),
     };
     spec.data = match body.data {
@@ -125,7 +177,10 @@ fn alarm_spec(name: &str, body: &[u8]) -> Result<AlarmSpec, String> {
     Ok(spec)
 }
 
-async fn delete_alarm(State(service): State<Service>, Path((ty, id, name)): Path<(String, String, String)>) -> Response {
+async fn delete_alarm(
+    State(service): State<Service>,
+    Path((ty, id, name)): Path<(String, String, String)>,
+) -> Response {
     match service.delete_alarm(&ty, &id, &name).await {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => (StatusCode::NOT_FOUND, axum::Json(json!({"error": format!("no alarm {name:?} on {ty}/{id}"), "code": "alarm_not_found"}))).into_response(),
@@ -140,13 +195,18 @@ fn classify(e: &Error) -> (StatusCode, &'static str) {
         Error::UnknownMethod { .. } => (StatusCode::NOT_FOUND, "unknown_method"),
         Error::NotActive { .. } => (StatusCode::NOT_FOUND, "actor_not_active"),
         Error::NotHosted { .. } => (StatusCode::NOT_FOUND, "actor_not_hosted"),
-        Error::NotInvokable { .. } | Error::NotReadOnly { .. } => (StatusCode::BAD_REQUEST, "method_not_allowed"),
-        Error::BadArguments { .. } | Error::Codec(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-        Error::InvalidName { .. } | Error::InvalidAlarm(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-        Error::Actor { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "actor_error"),
-        Error::Halted { .. } | Error::NoHost { .. } | Error::ShuttingDown | Error::Unreachable { .. } => {
-            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        Error::NotInvokable { .. } | Error::NotReadOnly { .. } => {
+            (StatusCode::BAD_REQUEST, "method_not_allowed")
         }
+        Error::BadArguments { .. } | Error::Codec(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+        Error::InvalidName { .. } | Error::InvalidAlarm(_) => {
+            (StatusCode::BAD_REQUEST, "bad_request")
+        }
+        Error::Actor(_) => (StatusCode::UNPROCESSABLE_ENTITY, "actor_error"),
+        Error::Halted { .. }
+        | Error::NoHost { .. }
+        | Error::ShuttingDown
+        | Error::Unreachable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
@@ -154,8 +214,8 @@ fn classify(e: &Error) -> (StatusCode, &'static str) {
 fn error_response(e: Error) -> Response {
     let (status, code) = classify(&e);
     let mut body = json!({"error": e.to_string(), "code": code});
-    if let Error::Actor { payload, .. } = &e
-        && let Ok(value) = payload.to_json()
+    if let Error::Actor(failure) = &e
+        && let Ok(value) = failure.payload.to_json()
     {
         body["actorError"] = value;
     }
@@ -176,16 +236,35 @@ mod tests {
         assert_eq!(spec.handler, "alarm1");
         assert_eq!(spec.due, Due::AtMs(1_767_225_600_000));
         assert_eq!(spec.interval.unwrap().to_string(), "PT1M");
-        assert_eq!(spec.ttl, Some(Ttl::UntilMs(1_854_784_802_000)));
-        assert_eq!(spec.data.unwrap().to_json().unwrap(), json!({"Hello": "World"}));
+        assert_eq!(spec.ttl, Some(Ttl::UntilMs(1_854_612_002_000)));
+        assert_eq!(
+            spec.data.unwrap().to_json().unwrap(),
+            json!({"Hello": "World"})
+        );
     }
 
     #[test]
     fn bad_alarm_bodies_say_what_is_wrong() {
-        assert!(alarm_spec("a", br#"{"interval":"soon"}"#).unwrap_err().starts_with("interval:"));
-        assert!(alarm_spec("a", br#"{"dueTime":true}"#).unwrap_err().contains("dueTime"));
-        assert!(alarm_spec("a", br#"{"due":1}"#).unwrap_err().contains("unknown field"));
-        assert!(alarm_spec("a", br#"{"ttl":"whenever"}"#).unwrap_err().starts_with("ttl"));
+        assert!(
+            alarm_spec("a", br#"{"interval":"soon"}"#)
+                .unwrap_err()
+                .starts_with("interval:")
+        );
+        assert!(
+            alarm_spec("a", br#"{"dueTime":true}"#)
+                .unwrap_err()
+                .contains("dueTime")
+        );
+        assert!(
+            alarm_spec("a", br#"{"due":1}"#)
+                .unwrap_err()
+                .contains("unknown field")
+        );
+        assert!(
+            alarm_spec("a", br#"{"ttl":"whenever"}"#)
+                .unwrap_err()
+                .starts_with("ttl")
+        );
         assert_eq!(alarm_spec("a", b"").unwrap().due, Due::Now);
     }
 }

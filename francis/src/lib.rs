@@ -40,8 +40,10 @@ pub mod store;
 pub mod testing;
 pub mod time;
 
-pub use actor::{ActorContext, ActorRef, AlarmBuilder, AlarmSpec, Envelope, RawRef, Service, State};
-pub use error::{CallError, Error};
+pub use actor::{
+    ActorContext, ActorRef, AlarmBuilder, AlarmSpec, Envelope, RawRef, Service, State,
+};
+pub use error::{ActorFailure, CallError, Error};
 pub use francis_macros::actor;
 pub use host::{ActorOptions, Host};
 

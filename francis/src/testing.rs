@@ -49,7 +49,11 @@ impl TestHost {
             .alarms_lease_duration(FOREVER)
             .shutdown_grace_period(Duration::from_secs(5))
             .clock(Arc::new(clock.clone()));
-        TestHostBuilder { builder, clock, sqlite: None }
+        TestHostBuilder {
+            builder,
+            clock,
+            sqlite: None,
+        }
     }
 
     /// The service handle.
@@ -69,7 +73,8 @@ impl TestHost {
 
     /// The virtual time now.
     pub fn now(&self) -> jiff::Timestamp {
-        jiff::Timestamp::from_millisecond(self.clock.now_ms()).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        jiff::Timestamp::from_millisecond(self.clock.now_ms())
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
     }
 
     /// The store behind the host.
@@ -84,7 +89,11 @@ impl TestHost {
     pub async fn advance(&self, by: Duration) -> Result<usize, Error> {
         let target = self.clock.now_ms().saturating_add(duration_ms(by));
         let clock = self.clock.clone();
-        let ran = self.host.core().run_alarms_until(target, &move |ms| clock.set(ms)).await?;
+        let ran = self
+            .host
+            .core()
+            .run_alarms_until(target, &move |ms| clock.set(ms))
+            .await?;
         self.host.core().reap_idle().await;
         Ok(ran)
     }
@@ -163,6 +172,9 @@ impl TestHostBuilder {
             Some(path) => self.builder.sqlite(path),
             None => self.builder.memory_store(),
         };
-        Ok(TestHost { host: builder.build().await?, clock: self.clock })
+        Ok(TestHost {
+            host: builder.build().await?,
+            clock: self.clock,
+        })
     }
 }

@@ -80,8 +80,15 @@ struct Counter {
 #[francis::actor]
 impl Counter {
     fn activate(ctx: &ActorContext) -> Self {
-        let probe = ctx.data::<Arc<Probe>>().map(|p| (*p).clone()).unwrap_or_else(|| Arc::new(Probe::new(0)));
-        Counter { ctx: ctx.clone(), state: ctx.state(), probe }
+        let probe = ctx
+            .data::<Arc<Probe>>()
+            .map(|p| (*p).clone())
+            .unwrap_or_else(|| Arc::new(Probe::new(0)));
+        Counter {
+            ctx: ctx.clone(),
+            state: ctx.state(),
+            probe,
+        }
     }
 
     /// Read-modify-write with a suspension in the middle: overlapping turns would lose updates.
@@ -112,7 +119,12 @@ impl Counter {
     /// A shared turn that holds until the test opens the gate.
     pub async fn hold(&self, tag: String) -> Result<(), TestError> {
         self.probe.push(format!("start {tag}"));
-        self.probe.gate.acquire().await.map_err(|_| TestError::Planned)?.forget();
+        self.probe
+            .gate
+            .acquire()
+            .await
+            .map_err(|_| TestError::Planned)?
+            .forget();
         self.probe.push(format!("end {tag}"));
         Ok(())
     }
@@ -145,8 +157,29 @@ impl Counter {
         panic!("boom")
     }
 
+    pub async fn list_all(
+        &self,
+        after: Option<String>,
+    ) -> Result<(Vec<(String, i64)>, bool), TestError> {
+        let options = francis::store::ListStatesOptions {
+            after,
+            limit: 2,
+            ..Default::default()
+        };
+        let page = self.state.list(&options).await?;
+        Ok((
+            page.entries
+                .into_iter()
+                .map(|(id, c)| (id, c.value))
+                .collect(),
+            page.has_more,
+        ))
+    }
+
     pub async fn put_with_ttl(&mut self, value: i64) -> Result<(), TestError> {
-        self.state.set_with_ttl(Count { value }, Duration::from_secs(30)).await?;
+        self.state
+            .set_with_ttl(Count { value }, Duration::from_secs(30))
+            .await?;
         Ok(())
     }
 
@@ -155,7 +188,11 @@ impl Counter {
         let at = self.ctx.now().as_millisecond() - self.probe.t0_ms;
         self.probe.push(format!("{} @{at}", note.text));
         let run = self.probe.alarm_runs.fetch_add(1, Ordering::SeqCst);
-        if run < note.fail_times { Err(TestError::Planned) } else { Ok(()) }
+        if run < note.fail_times {
+            Err(TestError::Planned)
+        } else {
+            Ok(())
+        }
     }
 
     async fn deactivate(&mut self) {
@@ -183,7 +220,10 @@ async fn host() -> (TestHost, Arc<Probe>) {
 }
 
 fn note(text: &str, fail_times: usize) -> Note {
-    Note { text: text.to_owned(), fail_times }
+    Note {
+        text: text.to_owned(),
+        fail_times,
+    }
 }
 
 #[tokio::test]
@@ -198,36 +238,97 @@ async fn typed_calls_keep_state_and_errors_keep_their_type() {
         Err(CallError::Actor(TestError::Negative(-1))) => {}
         other => panic!("expected the actor's own error, got {other:?}"),
     }
-    assert_eq!(alice.get().await.unwrap(), 7, "a failed call changes nothing");
+    assert_eq!(
+        alice.get().await.unwrap(),
+        7,
+        "a failed call changes nothing"
+    );
 }
 
 #[tokio::test]
 async fn untyped_calls_speak_json_and_explain_mistakes() {
     let (host, _) = host().await;
     let service = host.service();
-    let out = service.invoke("counter", "u", "add", Envelope::from_json_bytes(b"5".to_vec())).await.unwrap();
+    let out = service
+        .invoke(
+            "counter",
+            "u",
+            "add",
+            Envelope::from_json_bytes(b"5".to_vec()),
+        )
+        .await
+        .unwrap();
     assert_eq!(out.to_json().unwrap(), serde_json::json!(5));
 
-    let err = service.invoke("nope", "u", "add", Envelope::empty()).await.unwrap_err();
+    let err = service
+        .invoke("nope", "u", "add", Envelope::empty())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::UnknownActorType { .. }), "{err}");
-    let err = service.invoke("counter", "u", "nope", Envelope::empty()).await.unwrap_err();
-    assert!(err.to_string().contains("add") && err.to_string().contains("get"), "lists the methods: {err}");
-    let err = service.invoke("counter", "u", "add", Envelope::from_json_bytes(b"\"x\"".to_vec())).await.unwrap_err();
+    let err = service
+        .invoke("counter", "u", "nope", Envelope::empty())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("add") && err.to_string().contains("get"),
+        "lists the methods: {err}"
+    );
+    let err = service
+        .invoke(
+            "counter",
+            "u",
+            "add",
+            Envelope::from_json_bytes(b"\"x\"".to_vec()),
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::BadArguments { .. }), "{err}");
-    let err = service.invoke("counter", "u", "remind", Envelope::empty()).await.unwrap_err();
+    let err = service
+        .invoke("counter", "u", "remind", Envelope::empty())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::NotInvokable { .. }), "{err}");
-    let err = service.invoke("counter", "a/b", "get", Envelope::empty()).await.unwrap_err();
+    let err = service
+        .invoke("counter", "a/b", "get", Envelope::empty())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidName { .. }), "{err}");
-    let read_only = InvokeOptions { read_only: true, ..Default::default() };
-    let err = service.invoke_with("counter", "u", "add", Envelope::from_json_bytes(b"1".to_vec()), read_only).await.unwrap_err();
+    let read_only = InvokeOptions {
+        read_only: true,
+        ..Default::default()
+    };
+    let err = service
+        .invoke_with(
+            "counter",
+            "u",
+            "add",
+            Envelope::from_json_bytes(b"1".to_vec()),
+            read_only,
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::NotReadOnly { .. }), "{err}");
-    let out = service.invoke_with("counter", "u", "get", Envelope::empty(), read_only).await.unwrap();
+    let out = service
+        .invoke_with("counter", "u", "get", Envelope::empty(), read_only)
+        .await
+        .unwrap();
     assert_eq!(out.to_json().unwrap(), serde_json::json!(5));
 
-    match service.invoke("counter", "u", "add", Envelope::from_json_bytes(b"-3".to_vec())).await {
-        Err(Error::Actor { payload, message, .. }) => {
-            assert_eq!(payload.to_json().unwrap(), serde_json::json!({"Negative": -3}));
-            assert_eq!(message, "negative amount -3");
+    match service
+        .invoke(
+            "counter",
+            "u",
+            "add",
+            Envelope::from_json_bytes(b"-3".to_vec()),
+        )
+        .await
+    {
+        Err(Error::Actor(failure)) => {
+            assert_eq!(
+                failure.payload.to_json().unwrap(),
+                serde_json::json!({"Negative": -3})
+            );
+            assert_eq!(failure.message, "negative amount -3");
         }
         other => panic!("expected an actor error, got {other:?}"),
     }
@@ -237,10 +338,12 @@ async fn untyped_calls_speak_json_and_explain_mistakes() {
 async fn exclusive_turns_never_overlap() {
     let (host, probe) = host().await;
     let actor = host.actor::<Counter>("busy");
-    let calls: Vec<_> = (0..50).map(|_| {
-        let actor = actor.clone();
-        tokio::spawn(async move { actor.add(1).await.unwrap() })
-    }).collect();
+    let calls: Vec<_> = (0..50)
+        .map(|_| {
+            let actor = actor.clone();
+            tokio::spawn(async move { actor.add(1).await.unwrap() })
+        })
+        .collect();
     for call in calls {
         call.await.unwrap();
     }
@@ -264,15 +367,28 @@ async fn shared_turns_run_together() {
 async fn a_queued_write_holds_back_later_reads() {
     let (host, probe) = host().await;
     let actor = host.actor::<Counter>("fifo");
-    let reader = { let a = actor.clone(); tokio::spawn(async move { a.hold("A".into()).await }) };
+    let reader = {
+        let a = actor.clone();
+        tokio::spawn(async move { a.hold("A".into()).await })
+    };
     while !probe.log().contains(&"start A".to_owned()) {
         tokio::task::yield_now().await;
     }
-    let writer = { let a = actor.clone(); tokio::spawn(async move { a.write("W".into()).await }) };
+    let writer = {
+        let a = actor.clone();
+        tokio::spawn(async move { a.write("W".into()).await })
+    };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let late_reader = { let a = actor.clone(); tokio::spawn(async move { a.read("B".into()).await }) };
+    let late_reader = {
+        let a = actor.clone();
+        tokio::spawn(async move { a.read("B".into()).await })
+    };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(probe.log(), vec!["start A"], "the writer waits for the reader, and the late reader waits for the writer");
+    assert_eq!(
+        probe.log(),
+        vec!["start A"],
+        "the writer waits for the reader, and the late reader waits for the writer"
+    );
     probe.gate.add_permits(1);
     for task in [reader, writer, late_reader] {
         task.await.unwrap().unwrap();
@@ -282,17 +398,25 @@ async fn a_queued_write_holds_back_later_reads() {
 
 #[tokio::test]
 async fn idle_actors_deactivate_and_come_back_with_their_state() {
-    let (host, probe) = host_with(ActorOptions::default().idle_timeout(Duration::from_secs(10))).await;
+    let (host, probe) =
+        host_with(ActorOptions::default().idle_timeout(Duration::from_secs(10))).await;
     let actor = host.actor::<Counter>("sleepy");
     actor.add(3).await.unwrap();
     host.advance(Duration::from_secs(9)).await.unwrap();
     assert!(host.is_active::<Counter>("sleepy"));
     actor.get().await.unwrap();
     host.advance(Duration::from_secs(9)).await.unwrap();
-    assert!(host.is_active::<Counter>("sleepy"), "each call pushes the idle deadline back");
+    assert!(
+        host.is_active::<Counter>("sleepy"),
+        "each call pushes the idle deadline back"
+    );
     host.advance(Duration::from_secs(2)).await.unwrap();
     assert!(!host.is_active::<Counter>("sleepy"));
-    assert_eq!(probe.deactivations.load(Ordering::SeqCst), 1, "the deactivate hook ran once");
+    assert_eq!(
+        probe.deactivations.load(Ordering::SeqCst),
+        1,
+        "the deactivate hook ran once"
+    );
     assert_eq!(actor.get().await.unwrap(), 3);
     assert!(host.is_active::<Counter>("sleepy"));
 }
@@ -314,7 +438,10 @@ async fn halting_runs_the_hook_and_the_next_call_reactivates() {
     service.halt("counter", "h").await.unwrap();
     assert!(!host.is_active::<Counter>("h"));
     assert_eq!(probe.deactivations.load(Ordering::SeqCst), 1);
-    assert!(matches!(service.halt("counter", "h").await, Err(Error::NotHosted { .. })));
+    assert!(matches!(
+        service.halt("counter", "h").await,
+        Err(Error::NotHosted { .. })
+    ));
     assert_eq!(actor.get().await.unwrap(), 4);
 
     host.actor::<Counter>("h2").add(1).await.unwrap();
@@ -327,14 +454,32 @@ async fn halting_runs_the_hook_and_the_next_call_reactivates() {
 async fn a_halt_signals_the_running_turn_and_cancels_it_after_the_grace_period() {
     let (host, _) = host().await;
     let actor = host.actor::<Counter>("slow");
-    let waiting = { let a = actor.clone(); tokio::spawn(async move { a.wait_for_halt().await }) };
+    let waiting = {
+        let a = actor.clone();
+        tokio::spawn(async move { a.wait_for_halt().await })
+    };
     tokio::time::sleep(Duration::from_millis(50)).await;
-    tokio::time::timeout(Duration::from_secs(5), host.service().halt("counter", "slow")).await.unwrap().unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        host.service().halt("counter", "slow"),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(waiting.await.unwrap().unwrap(), "halting");
 
-    let stubborn = { let a = actor.clone(); tokio::spawn(async move { a.stubborn().await }) };
+    let stubborn = {
+        let a = actor.clone();
+        tokio::spawn(async move { a.stubborn().await })
+    };
     tokio::time::sleep(Duration::from_millis(50)).await;
-    tokio::time::timeout(Duration::from_secs(5), host.service().halt("counter", "slow")).await.expect("grace period is 300 ms").unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        host.service().halt("counter", "slow"),
+    )
+    .await
+    .expect("grace period is 300 ms")
+    .unwrap();
     match stubborn.await.unwrap() {
         Err(CallError::Francis(Error::Halted { .. })) => {}
         other => panic!("expected the turn to be cancelled, got {other:?}"),
@@ -359,7 +504,10 @@ async fn a_panicking_method_is_an_error_not_a_crash() {
     let (host, _) = host().await;
     let actor = host.actor::<Counter>("p");
     actor.add(1).await.unwrap();
-    assert!(matches!(actor.boom().await, Err(CallError::Francis(Error::Panicked { .. }))));
+    assert!(matches!(
+        actor.boom().await,
+        Err(CallError::Francis(Error::Panicked { .. }))
+    ));
     assert_eq!(actor.add(1).await.unwrap(), 2, "the actor stays usable");
 }
 
@@ -368,9 +516,28 @@ async fn concurrency_limit_caps_activations_per_host() {
     let (host, _) = host_with(ActorOptions::default().concurrency_limit(2)).await;
     host.actor::<Counter>("a").add(1).await.unwrap();
     host.actor::<Counter>("b").add(1).await.unwrap();
-    assert!(matches!(host.actor::<Counter>("c").get().await, Err(CallError::Francis(Error::NoHost { .. }))));
+    assert!(matches!(
+        host.actor::<Counter>("c").get().await,
+        Err(CallError::Francis(Error::NoHost { .. }))
+    ));
     host.service().halt("counter", "a").await.unwrap();
     assert_eq!(host.actor::<Counter>("c").get().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn actors_can_page_through_the_states_of_their_type() {
+    let (host, _) = host().await;
+    for (id, n) in [("c", 3), ("a", 1), ("b", 2)] {
+        host.actor::<Counter>(id).add(n).await.unwrap();
+    }
+    let lister = host.actor::<Counter>("a");
+    let (page, more) = lister.list_all(None).await.unwrap();
+    assert_eq!(
+        (page, more),
+        (vec![("a".to_owned(), 1), ("b".to_owned(), 2)], true)
+    );
+    let (page, more) = lister.list_all(Some("b".into())).await.unwrap();
+    assert_eq!((page, more), (vec![("c".to_owned(), 3)], false));
 }
 
 #[tokio::test]
@@ -383,14 +550,23 @@ async fn state_with_ttl_expires() {
     assert_eq!(actor.get().await.unwrap(), 9);
     host.advance(Duration::from_secs(2)).await.unwrap();
     host.halt_all().await;
-    assert_eq!(actor.get().await.unwrap(), 0, "expired state reads as missing");
+    assert_eq!(
+        actor.get().await.unwrap(),
+        0,
+        "expired state reads as missing"
+    );
 }
 
 #[tokio::test]
 async fn a_one_shot_alarm_fires_once_at_its_due_time_and_is_deleted() {
     let (host, probe) = host().await;
     let actor = host.actor::<Counter>("once");
-    actor.alarm_remind(note("hello", 0)).after(Duration::from_secs(60)).set().await.unwrap();
+    actor
+        .alarm_remind(note("hello", 0))
+        .after(Duration::from_secs(60))
+        .set()
+        .await
+        .unwrap();
     assert!(actor.get_alarm("remind").await.unwrap().is_some());
     assert_eq!(host.advance(Duration::from_secs(59)).await.unwrap(), 0);
     assert_eq!(host.advance(Duration::from_secs(1)).await.unwrap(), 1);
@@ -413,17 +589,41 @@ async fn repeating_alarms_keep_their_schedule_until_the_ttl() {
         .await
         .unwrap();
     host.advance(Duration::from_secs(1000)).await.unwrap();
-    assert_eq!(probe.log(), vec!["tick @10000", "tick @70000", "tick @130000"]);
-    assert!(actor.get_alarm("remind").await.unwrap().is_none(), "removed once the TTL passed");
+    assert_eq!(
+        probe.log(),
+        vec!["tick @10000", "tick @70000", "tick @130000"]
+    );
+    assert!(
+        actor.get_alarm("remind").await.unwrap().is_none(),
+        "removed once the TTL passed"
+    );
 }
 
 #[tokio::test]
 async fn alarms_are_named_and_replaced_by_name() {
     let (host, probe) = host().await;
     let actor = host.actor::<Counter>("names");
-    actor.alarm_remind(note("a", 0)).after(Duration::from_secs(5)).name("first").set().await.unwrap();
-    actor.alarm_remind(note("b", 0)).after(Duration::from_secs(5)).name("second").set().await.unwrap();
-    actor.alarm_remind(note("b2", 0)).after(Duration::from_secs(7)).name("second").set().await.unwrap();
+    actor
+        .alarm_remind(note("a", 0))
+        .after(Duration::from_secs(5))
+        .name("first")
+        .set()
+        .await
+        .unwrap();
+    actor
+        .alarm_remind(note("b", 0))
+        .after(Duration::from_secs(5))
+        .name("second")
+        .set()
+        .await
+        .unwrap();
+    actor
+        .alarm_remind(note("b2", 0))
+        .after(Duration::from_secs(7))
+        .name("second")
+        .set()
+        .await
+        .unwrap();
     assert!(actor.delete_alarm("first").await.unwrap());
     host.advance(Duration::from_secs(10)).await.unwrap();
     assert_eq!(probe.log(), vec!["b2 @7000"]);
@@ -431,17 +631,36 @@ async fn alarms_are_named_and_replaced_by_name() {
 
 #[tokio::test]
 async fn a_failing_alarm_runs_exactly_max_attempts_times_with_growing_backoff() {
-    let options = ActorOptions::default().alarm_max_attempts(3).alarm_retry_delay(Duration::from_secs(10));
+    let options = ActorOptions::default()
+        .alarm_max_attempts(3)
+        .alarm_retry_delay(Duration::from_secs(10));
     let (host, probe) = host_with(options).await;
     let actor = host.actor::<Counter>("flaky");
-    actor.alarm_remind(note("try", usize::MAX)).set().await.unwrap();
+    actor
+        .alarm_remind(note("try", usize::MAX))
+        .set()
+        .await
+        .unwrap();
     host.advance(Duration::from_secs(3600)).await.unwrap();
-    let times: Vec<i64> = probe.log().iter().map(|l| l.trim_start_matches("try @").parse().unwrap()).collect();
+    let times: Vec<i64> = probe
+        .log()
+        .iter()
+        .map(|l| l.trim_start_matches("try @").parse().unwrap())
+        .collect();
     assert_eq!(times.len(), 3, "exactly max_attempts executions: {times:?}");
     let (first, second) = (times[1] - times[0], times[2] - times[1]);
-    assert!((9_000..=11_000).contains(&first), "first retry after ~10 s: {times:?}");
-    assert!((13_500..=16_500).contains(&second), "second retry after ~15 s: {times:?}");
-    assert!(actor.get_alarm("remind").await.unwrap().is_none(), "dropped after the last attempt");
+    assert!(
+        (9_000..=11_000).contains(&first),
+        "first retry after ~10 s: {times:?}"
+    );
+    assert!(
+        (13_500..=16_500).contains(&second),
+        "second retry after ~15 s: {times:?}"
+    );
+    assert!(
+        actor.get_alarm("remind").await.unwrap().is_none(),
+        "dropped after the last attempt"
+    );
 }
 
 #[tokio::test]
@@ -457,8 +676,15 @@ async fn a_retried_alarm_that_succeeds_is_done() {
 #[tokio::test]
 async fn alarms_for_unknown_handlers_are_refused() {
     let (host, _) = host().await;
-    let err = host.service().set_alarm("counter", "x", "a", AlarmSpec::new("add")).await.unwrap_err();
-    assert!(err.to_string().contains("remind"), "names the real handlers: {err}");
+    let err = host
+        .service()
+        .set_alarm("counter", "x", "a", AlarmSpec::new("add"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("remind"),
+        "names the real handlers: {err}"
+    );
 }
 
 #[tokio::test]
@@ -466,13 +692,32 @@ async fn state_and_alarms_survive_a_restart_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data.db");
     let start = jiff::Timestamp::from_millisecond(T0).unwrap();
-    let first = TestHost::builder().start_at(start).sqlite(&path).register::<Counter>().build().await.unwrap();
+    let first = TestHost::builder()
+        .start_at(start)
+        .sqlite(&path)
+        .register::<Counter>()
+        .build()
+        .await
+        .unwrap();
     first.actor::<Counter>("d").add(11).await.unwrap();
-    first.actor::<Counter>("d").alarm_remind(note("later", 0)).after(Duration::from_secs(30)).set().await.unwrap();
+    first
+        .actor::<Counter>("d")
+        .alarm_remind(note("later", 0))
+        .after(Duration::from_secs(30))
+        .set()
+        .await
+        .unwrap();
     first.shutdown().await.unwrap();
 
     let probe = Arc::new(Probe::new(T0));
-    let second = TestHost::builder().start_at(start).sqlite(&path).data(probe.clone()).register::<Counter>().build().await.unwrap();
+    let second = TestHost::builder()
+        .start_at(start)
+        .sqlite(&path)
+        .data(probe.clone())
+        .register::<Counter>()
+        .build()
+        .await
+        .unwrap();
     assert_eq!(second.actor::<Counter>("d").get().await.unwrap(), 11);
     second.advance(Duration::from_secs(30)).await.unwrap();
     assert_eq!(probe.log(), vec!["later @30000"]);
@@ -480,10 +725,28 @@ async fn state_and_alarms_survive_a_restart_on_sqlite() {
 
 #[tokio::test]
 async fn bad_host_configuration_is_refused_with_the_fix() {
-    let err = Host::local().register::<Counter>().build().await.unwrap_err().to_string();
-    assert!(err.contains("no address") && err.contains("no runtime PSK") && err.contains("no store"), "{err}");
-    let err = Host::local().address("127.0.0.1:0").runtime_psk("short").memory_store().build().await.unwrap_err().to_string();
-    assert!(err.contains("non-zero port") && err.contains("at least 32 bytes"), "{err}");
+    let err = Host::local()
+        .register::<Counter>()
+        .build()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no address") && err.contains("no runtime PSK") && err.contains("no store"),
+        "{err}"
+    );
+    let err = Host::local()
+        .address("127.0.0.1:0")
+        .runtime_psk("short")
+        .memory_store()
+        .build()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("non-zero port") && err.contains("at least 32 bytes"),
+        "{err}"
+    );
     let err = Host::local()
         .address("127.0.0.1:7000")
         .runtime_psk([1u8; 32])
@@ -517,7 +780,18 @@ async fn a_running_host_shuts_down_gracefully() {
     let actor = service.actor::<Counter>("r");
     assert_eq!(actor.add(2).await.unwrap(), 2);
     stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), running).await.unwrap().unwrap().unwrap();
-    assert_eq!(probe.deactivations.load(Ordering::SeqCst), 1, "shutdown deactivates every actor");
-    assert!(matches!(actor.get().await, Err(CallError::Francis(Error::ShuttingDown))));
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        probe.deactivations.load(Ordering::SeqCst),
+        1,
+        "shutdown deactivates every actor"
+    );
+    assert!(matches!(
+        actor.get().await,
+        Err(CallError::Francis(Error::ShuttingDown))
+    ));
 }

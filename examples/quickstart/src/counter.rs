@@ -59,7 +59,10 @@ impl Counter {
     /// Add `input.by` and return the new value.
     pub async fn increment(&mut self, input: Input) -> Result<Output, CounterError> {
         let mut count = self.count.get().await?;
-        count.value = count.value.checked_add(input.by).ok_or(CounterError::Overflow)?;
+        count.value = count
+            .value
+            .checked_add(input.by)
+            .ok_or(CounterError::Overflow)?;
         let value = count.value;
         self.count.set(count).await?;
         Ok(Output { value })
@@ -67,7 +70,9 @@ impl Counter {
 
     /// The current value.
     pub async fn get(&self) -> Result<Output, CounterError> {
-        Ok(Output { value: self.count.get().await?.value })
+        Ok(Output {
+            value: self.count.get().await?.value,
+        })
     }
 
     /// How many times the `tick` alarm has fired.
@@ -79,11 +84,12 @@ impl Counter {
     #[alarm]
     pub async fn tick(&mut self, data: serde_json::Value) -> Result<(), CounterError> {
         tracing::info!(%data, "tick");
-        self.count.update(|c| {
-            c.value += 1;
-            c.ticks += 1;
-        })
-        .await?;
+        self.count
+            .update(|c| {
+                c.value += 1;
+                c.ticks += 1;
+            })
+            .await?;
         Ok(())
     }
 }

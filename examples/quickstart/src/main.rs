@@ -42,7 +42,9 @@ const DEV_PSK: &str = "quickstart-dev-psk-change-me-in-production!";
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let args = Args::parse();
     let psk = std::env::var("FRANCIS_RUNTIME_PSK").unwrap_or_else(|_| {
@@ -50,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
         DEV_PSK.to_owned()
     });
 
+    // ANCHOR: host
     let host = Host::local()
         .address(&args.actor_host_address)
         .sqlite(&args.db)
@@ -59,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
         .build()
         .await
         .context("starting the actor host")?;
+    // ANCHOR_END: host
 
     let listener = tokio::net::TcpListener::bind(args.worker_address)
         .await

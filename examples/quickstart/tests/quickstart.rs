@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Quickstart {
@@ -28,32 +32,64 @@ impl Quickstart {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        let qs = Quickstart { child, base: format!("http://127.0.0.1:{http}") };
+        let qs = Quickstart {
+            child,
+            base: format!("http://127.0.0.1:{http}"),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while reqwest::Client::new().post(format!("{}/halt-all", qs.base)).send().await.is_err() {
-            assert!(Instant::now() < deadline, "quickstart did not start serving within 30 s");
+        while reqwest::Client::new()
+            .post(format!("{}/halt-all", qs.base))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "quickstart did not start serving within 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         qs
     }
 
     async fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        let response = reqwest::Client::new().post(format!("{}{path}", self.base)).body(body.to_owned()).send().await.unwrap();
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
-        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() })
+        (
+            status,
+            if text.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).unwrap()
+            },
+        )
     }
 
     fn stop(mut self) {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 assert!(status.success(), "quickstart exited with {status}");
                 return;
             }
-            assert!(Instant::now() < deadline, "quickstart did not stop within 30 s of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "quickstart did not stop within 30 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -70,40 +106,107 @@ async fn counts_survive_a_restart_and_mistakes_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let qs = Quickstart::start(dir.path()).await;
 
-    assert_eq!(qs.post("/invoke/counter/alice/increment", r#"{"In": 42}"#).await, (200, json!({"Out": 42})));
-    assert_eq!(qs.post("/invoke/counter/alice/increment", r#"{"In": 1}"#).await, (200, json!({"Out": 43})));
-    assert_eq!(qs.post("/invoke/counter/bob/increment", r#"{"In": 7}"#).await, (200, json!({"Out": 7})));
-    assert_eq!(qs.post("/peek/counter/alice/get", "").await, (200, json!({"Out": 43})));
+    assert_eq!(
+        qs.post("/invoke/counter/alice/increment", r#"{"In": 42}"#)
+            .await,
+        (200, json!({"Out": 42}))
+    );
+    assert_eq!(
+        qs.post("/invoke/counter/alice/increment", r#"{"In": 1}"#)
+            .await,
+        (200, json!({"Out": 43}))
+    );
+    assert_eq!(
+        qs.post("/invoke/counter/bob/increment", r#"{"In": 7}"#)
+            .await,
+        (200, json!({"Out": 7}))
+    );
+    assert_eq!(
+        qs.post("/peek/counter/alice/get", "").await,
+        (200, json!({"Out": 43}))
+    );
 
-    let (status, body) = qs.post("/peek/counter/alice/increment", r#"{"In": 1}"#).await;
+    let (status, body) = qs
+        .post("/peek/counter/alice/increment", r#"{"In": 1}"#)
+        .await;
     assert_eq!(status, 400, "{body}");
     let (status, body) = qs.post("/invoke/nope/alice/increment", "").await;
-    assert_eq!((status, body["code"].as_str()), (404, Some("unknown_actor_type")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("unknown_actor_type")),
+        "{body}"
+    );
     let (status, body) = qs.post("/invoke/counter/alice/nope", "").await;
-    assert!(status == 404 && body["error"].as_str().unwrap().contains("increment"), "{body}");
-    let (status, body) = qs.post("/invoke/counter/alice/increment", r#"{"In": "many"}"#).await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("bad_request")), "{body}");
-    let (status, body) = qs.post("/invoke/counter/alice/increment", r#"{"In": 9223372036854775807}"#).await;
-    assert_eq!((status, &body["actorError"]), (422, &json!("Overflow")), "{body}");
+    assert!(
+        status == 404 && body["error"].as_str().unwrap().contains("increment"),
+        "{body}"
+    );
+    let (status, body) = qs
+        .post("/invoke/counter/alice/increment", r#"{"In": "many"}"#)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("bad_request")),
+        "{body}"
+    );
+    let (status, body) = qs
+        .post(
+            "/invoke/counter/alice/increment",
+            r#"{"In": 9223372036854775807}"#,
+        )
+        .await;
+    assert_eq!(
+        (status, &body["actorError"]),
+        (422, &json!("Overflow")),
+        "{body}"
+    );
 
     // An alarm due now fires within a poll interval or two, and bumps the counter.
-    let (status, body) = qs.post("/alarm/counter/carol/tick", r#"{"data": {"Hello": "World"}}"#).await;
+    let (status, body) = qs
+        .post(
+            "/alarm/counter/carol/tick",
+            r#"{"data": {"Hello": "World"}}"#,
+        )
+        .await;
     assert_eq!(status, 204, "{body}");
     let deadline = Instant::now() + Duration::from_secs(20);
     while qs.post("/peek/counter/carol/get", "").await.1 != json!({"Out": 1}) {
-        assert!(Instant::now() < deadline, "the alarm did not fire within 20 s");
+        assert!(
+            Instant::now() < deadline,
+            "the alarm did not fire within 20 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (status, body) = qs.post("/alarm/counter/carol/tick", r#"{"interval": "soon"}"#).await;
-    assert!(status == 400 && body["error"].as_str().unwrap().contains("interval"), "{body}");
+    let (status, body) = qs
+        .post("/alarm/counter/carol/tick", r#"{"interval": "soon"}"#)
+        .await;
+    assert!(
+        status == 400 && body["error"].as_str().unwrap().contains("interval"),
+        "{body}"
+    );
 
     assert_eq!(qs.post("/halt/counter/alice", "").await.0, 204);
-    assert_eq!(qs.post("/halt/counter/alice", "").await.0, 404, "no longer active");
+    assert_eq!(
+        qs.post("/halt/counter/alice", "").await.0,
+        404,
+        "no longer active"
+    );
     qs.stop();
 
     let qs = Quickstart::start(dir.path()).await;
-    assert_eq!(qs.post("/peek/counter/alice/get", "").await, (200, json!({"Out": 43})));
-    assert_eq!(qs.post("/invoke/counter/bob/increment", r#"{"In": 1}"#).await, (200, json!({"Out": 8})));
-    assert_eq!(qs.post("/peek/counter/carol/get", "").await, (200, json!({"Out": 1})), "the one-shot alarm did not fire again");
+    assert_eq!(
+        qs.post("/peek/counter/alice/get", "").await,
+        (200, json!({"Out": 43}))
+    );
+    assert_eq!(
+        qs.post("/invoke/counter/bob/increment", r#"{"In": 1}"#)
+            .await,
+        (200, json!({"Out": 8}))
+    );
+    assert_eq!(
+        qs.post("/peek/counter/carol/get", "").await,
+        (200, json!({"Out": 1})),
+        "the one-shot alarm did not fire again"
+    );
     qs.stop();
 }

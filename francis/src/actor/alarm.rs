@@ -48,7 +48,13 @@ pub struct AlarmSpec {
 impl AlarmSpec {
     /// A one-shot alarm for `handler`, due now, without payload.
     pub fn new(handler: impl Into<String>) -> Self {
-        AlarmSpec { handler: handler.into(), due: Due::Now, interval: None, ttl: None, data: None }
+        AlarmSpec {
+            handler: handler.into(),
+            due: Due::Now,
+            interval: None,
+            ttl: None,
+            data: None,
+        }
     }
 
     /// Turn the spec into a stored record, resolving relative times against `now_ms`.
@@ -96,7 +102,12 @@ pub struct AlarmBuilder {
 impl AlarmBuilder {
     /// Start a builder for `handler` on `target` with an encoded payload (used by generated code).
     pub fn new<T: serde::Serialize>(target: RawRef, handler: &'static str, data: &T) -> Self {
-        AlarmBuilder { target, name: None, data: Envelope::encode(data), spec: AlarmSpec::new(handler) }
+        AlarmBuilder {
+            target,
+            name: None,
+            data: Envelope::encode(data),
+            spec: AlarmSpec::new(handler),
+        }
     }
 
     /// Fire at this time.
@@ -138,11 +149,19 @@ impl AlarmBuilder {
 
     /// Store the alarm, replacing any alarm of the same name on this actor.
     pub async fn set(self) -> Result<(), Error> {
-        let AlarmBuilder { target, name, data, mut spec } = self;
+        let AlarmBuilder {
+            target,
+            name,
+            data,
+            mut spec,
+        } = self;
         spec.data = Some(data?);
         let name = name.unwrap_or_else(|| spec.handler.clone());
         let key = target.key();
-        target.service().set_alarm(&key.actor_type, &key.actor_id, &name, spec).await
+        target
+            .service()
+            .set_alarm(&key.actor_type, &key.actor_id, &name, spec)
+            .await
     }
 }
 

@@ -23,14 +23,20 @@ pub struct ActorContext {
 
 impl std::fmt::Debug for ActorContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ActorContext").field("key", &self.key).finish_non_exhaustive()
+        f.debug_struct("ActorContext")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
     }
 }
 
 impl ActorContext {
     /// Build a context (used by hosts and by `francis::testing`).
     pub fn new(service: Service, key: ActorKey, halting: watch::Receiver<bool>) -> Self {
-        ActorContext { service, key, halting }
+        ActorContext {
+            service,
+            key,
+            halting,
+        }
     }
 
     /// The actor's ID.

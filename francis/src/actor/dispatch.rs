@@ -93,10 +93,18 @@ pub trait Actor: Sized + Send + Sync + 'static {
     }
 
     /// Run an exclusive or alarm method (the caller holds the exclusive turn).
-    fn call_mut<'a>(&'a mut self, index: u16, args: Envelope) -> BoxFuture<'a, Result<Envelope, DispatchError>>;
+    fn call_mut<'a>(
+        &'a mut self,
+        index: u16,
+        args: Envelope,
+    ) -> BoxFuture<'a, Result<Envelope, DispatchError>>;
 
     /// Run a shared method (the caller holds a read turn).
-    fn call_ref<'a>(&'a self, index: u16, args: Envelope) -> BoxFuture<'a, Result<Envelope, DispatchError>>;
+    fn call_ref<'a>(
+        &'a self,
+        index: u16,
+        args: Envelope,
+    ) -> BoxFuture<'a, Result<Envelope, DispatchError>>;
 
     /// The deactivation hook, run once when the activation ends (idle, halt, shutdown).
     fn deactivate(&mut self) -> BoxFuture<'_, ()> {

@@ -32,31 +32,46 @@ const MSGPACK_NIL: &[u8] = &[0xc0];
 impl Envelope {
     /// An envelope with no payload.
     pub fn empty() -> Self {
-        Envelope { format: Format::MsgPack, bytes: Vec::new() }
+        Envelope {
+            format: Format::MsgPack,
+            bytes: Vec::new(),
+        }
     }
 
     /// Encode a value with MessagePack (named fields).
     pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Self, CodecError> {
         rmp_serde::to_vec_named(value)
-            .map(|bytes| Envelope { format: Format::MsgPack, bytes })
+            .map(|bytes| Envelope {
+                format: Format::MsgPack,
+                bytes,
+            })
             .map_err(|e| CodecError(format!("cannot encode payload as MessagePack: {e}")))
     }
 
     /// Encode a value as JSON.
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self, CodecError> {
         serde_json::to_vec(value)
-            .map(|bytes| Envelope { format: Format::Json, bytes })
+            .map(|bytes| Envelope {
+                format: Format::Json,
+                bytes,
+            })
             .map_err(|e| CodecError(format!("cannot encode payload as JSON: {e}")))
     }
 
     /// Wrap bytes that already hold JSON (e.g. an HTTP request body). Empty bytes mean no payload.
     pub fn from_json_bytes(bytes: impl Into<Vec<u8>>) -> Self {
-        Envelope { format: Format::Json, bytes: bytes.into() }
+        Envelope {
+            format: Format::Json,
+            bytes: bytes.into(),
+        }
     }
 
     /// Wrap bytes that already hold MessagePack. Empty bytes mean no payload.
     pub fn from_msgpack_bytes(bytes: impl Into<Vec<u8>>) -> Self {
-        Envelope { format: Format::MsgPack, bytes: bytes.into() }
+        Envelope {
+            format: Format::MsgPack,
+            bytes: bytes.into(),
+        }
     }
 
     /// The encoding of the bytes.
@@ -83,11 +98,19 @@ impl Envelope {
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, CodecError> {
         match self.format {
             Format::MsgPack => {
-                let bytes = if self.bytes.is_empty() { MSGPACK_NIL } else { &self.bytes };
+                let bytes = if self.bytes.is_empty() {
+                    MSGPACK_NIL
+                } else {
+                    &self.bytes
+                };
                 rmp_serde::from_slice(bytes).map_err(|e| CodecError(e.to_string()))
             }
             Format::Json => {
-                let bytes: &[u8] = if self.bytes.iter().all(u8::is_ascii_whitespace) { b"null" } else { &self.bytes };
+                let bytes: &[u8] = if self.bytes.iter().all(u8::is_ascii_whitespace) {
+                    b"null"
+                } else {
+                    &self.bytes
+                };
                 serde_json::from_slice(bytes).map_err(|e| CodecError(e.to_string()))
             }
         }
@@ -148,12 +171,19 @@ mod tests {
     #[test]
     fn empty_payload_decodes_as_unit_and_none() {
         Envelope::empty().decode::<()>().unwrap();
-        assert_eq!(Envelope::from_json_bytes(Vec::new()).decode::<Option<i64>>().unwrap(), None);
+        assert_eq!(
+            Envelope::from_json_bytes(Vec::new())
+                .decode::<Option<i64>>()
+                .unwrap(),
+            None
+        );
     }
 
     #[test]
     fn wrong_shape_is_a_clear_error() {
-        let err = Envelope::from_json_bytes(b"\"x\"".to_vec()).decode::<i64>().unwrap_err();
+        let err = Envelope::from_json_bytes(b"\"x\"".to_vec())
+            .decode::<i64>()
+            .unwrap_err();
         assert!(err.0.contains("invalid type"), "{err}");
     }
 }

@@ -15,4 +15,4 @@ pub use dispatch::{Actor, DispatchError, MethodInfo, MethodKind, Proxy};
 pub use envelope::{CodecError, Envelope, Format};
 pub use reference::{ActorRef, RawRef};
 pub use service::{HostHandle, InvokeOptions, Service};
-pub use state::State;
+pub use state::{State, StatePage};

@@ -24,7 +24,11 @@ pub struct RawRef {
 
 impl RawRef {
     pub(crate) fn new(service: Service, key: ActorKey, options: InvokeOptions) -> Self {
-        RawRef { service, key, options }
+        RawRef {
+            service,
+            key,
+            options,
+        }
     }
 
     /// The actor's address.
@@ -48,7 +52,11 @@ impl RawRef {
     }
 
     /// Call a method with typed arguments and result (used by generated proxies).
-    pub async fn call<Args, R, E>(&self, method: &'static str, args: &Args) -> Result<R, CallError<E>>
+    pub async fn call<Args, R, E>(
+        &self,
+        method: &'static str,
+        args: &Args,
+    ) -> Result<R, CallError<E>>
     where
         Args: Serialize + ?Sized,
         R: DeserializeOwned,
@@ -57,10 +65,10 @@ impl RawRef {
         let args = Envelope::encode(args).map_err(Error::from)?;
         match self.invoke(method, args).await {
             Ok(out) => Ok(out.decode().map_err(Error::from)?),
-            Err(Error::Actor { payload, key, method, message }) => match payload.decode::<E>() {
+            Err(Error::Actor(failure)) => match failure.payload.decode::<E>() {
                 Ok(e) => Err(CallError::Actor(e)),
                 // The error did not decode as `E` (e.g. a version mismatch): keep its text.
-                Err(_) => Err(CallError::Francis(Error::Actor { key, method, message, payload })),
+                Err(_) => Err(CallError::Francis(Error::Actor(failure))),
             },
             Err(e) => Err(CallError::Francis(e)),
         }
@@ -68,7 +76,10 @@ impl RawRef {
 
     /// Invoke a method by name with an encoded payload.
     pub async fn invoke(&self, method: &str, args: Envelope) -> Result<Envelope, Error> {
-        self.service.handle().invoke(self.key.clone(), method.to_owned(), args, self.options).await
+        self.service
+            .handle()
+            .invoke(self.key.clone(), method.to_owned(), args, self.options)
+            .await
     }
 
     /// Start a typed alarm setter for `handler` (used by generated proxies).
@@ -78,17 +89,23 @@ impl RawRef {
 
     /// This actor's alarm `name`, if set.
     pub async fn get_alarm(&self, name: &str) -> Result<Option<AlarmRecord>, Error> {
-        self.service.get_alarm(&self.key.actor_type, &self.key.actor_id, name).await
+        self.service
+            .get_alarm(&self.key.actor_type, &self.key.actor_id, name)
+            .await
     }
 
     /// Delete this actor's alarm `name`; returns whether it existed.
     pub async fn delete_alarm(&self, name: &str) -> Result<bool, Error> {
-        self.service.delete_alarm(&self.key.actor_type, &self.key.actor_id, name).await
+        self.service
+            .delete_alarm(&self.key.actor_type, &self.key.actor_id, name)
+            .await
     }
 
     /// Halt this actor if it is active on this host (waits for its current turn).
     pub async fn halt(&self) -> Result<(), Error> {
-        self.service.halt(&self.key.actor_type, &self.key.actor_id).await
+        self.service
+            .halt(&self.key.actor_type, &self.key.actor_id)
+            .await
     }
 }
 
@@ -101,7 +118,10 @@ pub struct ActorRef<A: Actor> {
 impl<A: Actor> ActorRef<A> {
     /// Wrap an untyped reference (its type should be `A::NAME`).
     pub fn from_raw(raw: RawRef) -> Self {
-        ActorRef { proxy: A::Proxy::from_raw(raw), _actor: PhantomData }
+        ActorRef {
+            proxy: A::Proxy::from_raw(raw),
+            _actor: PhantomData,
+        }
     }
 
     /// The untyped reference.
@@ -113,14 +133,24 @@ impl<A: Actor> ActorRef<A> {
     /// [`Error::NotActive`] unless it is already active.
     pub fn active_only(&self) -> Self {
         let raw = self.raw();
-        let options = InvokeOptions { active_only: true, ..raw.options() };
-        Self::from_raw(RawRef::new(raw.service().clone(), raw.key().clone(), options))
+        let options = InvokeOptions {
+            active_only: true,
+            ..raw.options()
+        };
+        Self::from_raw(RawRef::new(
+            raw.service().clone(),
+            raw.key().clone(),
+            options,
+        ))
     }
 }
 
 impl<A: Actor> Clone for ActorRef<A> {
     fn clone(&self) -> Self {
-        ActorRef { proxy: self.proxy.clone(), _actor: PhantomData }
+        ActorRef {
+            proxy: self.proxy.clone(),
+            _actor: PhantomData,
+        }
     }
 }
 

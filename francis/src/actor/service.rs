@@ -27,8 +27,13 @@ pub struct InvokeOptions {
 /// [`crate::ActorContext`]. Implemented by the host; users do not implement it.
 pub trait HostHandle: Send + Sync + 'static {
     /// Invoke a method (routing, activation, turn lock, dispatch).
-    fn invoke(&self, key: ActorKey, method: String, args: Envelope, options: InvokeOptions)
-    -> BoxFuture<'_, Result<Envelope, Error>>;
+    fn invoke(
+        &self,
+        key: ActorKey,
+        method: String,
+        args: Envelope,
+        options: InvokeOptions,
+    ) -> BoxFuture<'_, Result<Envelope, Error>>;
     /// The store (or the remote coordinator speaking the same API).
     fn store(&self) -> &Arc<dyn Store>;
     /// The clock.
@@ -77,13 +82,24 @@ impl Service {
 
     /// An untyped reference to any actor.
     pub fn raw_ref(&self, actor_type: impl Into<String>, id: impl Into<String>) -> RawRef {
-        RawRef::new(self.clone(), ActorKey::new(actor_type, id), InvokeOptions::default())
+        RawRef::new(
+            self.clone(),
+            ActorKey::new(actor_type, id),
+            InvokeOptions::default(),
+        )
     }
 
     /// Invoke a method by name with an encoded payload: the path HTTP bridges use.
     /// An actor's own error comes back as [`Error::Actor`] with its encoded value.
-    pub async fn invoke(&self, actor_type: &str, id: &str, method: &str, args: Envelope) -> Result<Envelope, Error> {
-        self.invoke_with(actor_type, id, method, args, InvokeOptions::default()).await
+    pub async fn invoke(
+        &self,
+        actor_type: &str,
+        id: &str,
+        method: &str,
+        args: Envelope,
+    ) -> Result<Envelope, Error> {
+        self.invoke_with(actor_type, id, method, args, InvokeOptions::default())
+            .await
     }
 
     /// [`Service::invoke`] with options (e.g. active-only).
@@ -97,7 +113,9 @@ impl Service {
     ) -> Result<Envelope, Error> {
         let key = checked_key(actor_type, id)?;
         validate_name("method", method)?;
-        self.handle.invoke(key, method.to_owned(), args, options).await
+        self.handle
+            .invoke(key, method.to_owned(), args, options)
+            .await
     }
 
     /// Halt an actor active on this host, waiting for its current turn to finish. Its state is
@@ -113,7 +131,11 @@ impl Service {
     }
 
     /// Read an actor's state (MessagePack bytes decoded into `T`); `None` if it has none.
-    pub async fn get_state<T: serde::de::DeserializeOwned>(&self, actor_type: &str, id: &str) -> Result<Option<T>, Error> {
+    pub async fn get_state<T: serde::de::DeserializeOwned>(
+        &self,
+        actor_type: &str,
+        id: &str,
+    ) -> Result<Option<T>, Error> {
         let key = checked_key(actor_type, id)?;
         match self.handle.store().get_state(&key).await? {
             Some(bytes) => Ok(Some(Envelope::from_msgpack_bytes(bytes).decode()?)),
@@ -142,13 +164,23 @@ impl Service {
     }
 
     /// List the states of one actor type, ordered by ID, a page at a time.
-    pub async fn list_states(&self, actor_type: &str, options: &ListStatesOptions) -> Result<StateList, Error> {
+    pub async fn list_states(
+        &self,
+        actor_type: &str,
+        options: &ListStatesOptions,
+    ) -> Result<StateList, Error> {
         validate_name("actor type", actor_type)?;
         Ok(self.handle.store().list_states(actor_type, options).await?)
     }
 
     /// Create or replace alarm `name` of an actor.
-    pub async fn set_alarm(&self, actor_type: &str, id: &str, name: &str, spec: AlarmSpec) -> Result<(), Error> {
+    pub async fn set_alarm(
+        &self,
+        actor_type: &str,
+        id: &str,
+        name: &str,
+        spec: AlarmSpec,
+    ) -> Result<(), Error> {
         let key = checked_key(actor_type, id)?;
         validate_name("alarm name", name)?;
         validate_name("alarm handler", &spec.handler)?;
@@ -160,14 +192,24 @@ impl Service {
     }
 
     /// An actor's alarm, if it exists.
-    pub async fn get_alarm(&self, actor_type: &str, id: &str, name: &str) -> Result<Option<AlarmRecord>, Error> {
+    pub async fn get_alarm(
+        &self,
+        actor_type: &str,
+        id: &str,
+        name: &str,
+    ) -> Result<Option<AlarmRecord>, Error> {
         let key = checked_key(actor_type, id)?;
         validate_name("alarm name", name)?;
         Ok(self.handle.store().get_alarm(&key, name).await?)
     }
 
     /// Delete an actor's alarm; returns whether it existed.
-    pub async fn delete_alarm(&self, actor_type: &str, id: &str, name: &str) -> Result<bool, Error> {
+    pub async fn delete_alarm(
+        &self,
+        actor_type: &str,
+        id: &str,
+        name: &str,
+    ) -> Result<bool, Error> {
         let key = checked_key(actor_type, id)?;
         validate_name("alarm name", name)?;
         Ok(self.handle.store().delete_alarm(&key, name).await?)

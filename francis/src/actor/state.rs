@@ -13,7 +13,27 @@ use tokio::sync::OnceCell;
 
 use crate::actor::envelope::Envelope;
 use crate::error::Error;
-use crate::store::{ActorKey, Store};
+use crate::store::{ActorKey, ListStatesOptions, Store};
+
+/// One page of [`State::list`]: `(actor ID, state)` pairs ordered by ID.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatePage<T> {
+    /// The entries of this page.
+    pub entries: Vec<(String, T)>,
+    /// Whether more entries follow; pass the last ID as `after` to get them.
+    pub has_more: bool,
+}
+
+impl<T> StatePage<T> {
+    /// The cursor for the next page, if there is one.
+    pub fn next_after(&self) -> Option<&str> {
+        if self.has_more {
+            self.entries.last().map(|(id, _)| id.as_str())
+        } else {
+            None
+        }
+    }
+}
 
 /// A typed handle on one actor's durable state (MessagePack in the store).
 pub struct State<T> {
@@ -24,13 +44,20 @@ pub struct State<T> {
 
 impl<T> std::fmt::Debug for State<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State").field("key", &self.key).field("cached", &self.cache.initialized()).finish()
+        f.debug_struct("State")
+            .field("key", &self.key)
+            .field("cached", &self.cache.initialized())
+            .finish()
     }
 }
 
 impl<T> State<T> {
     pub(crate) fn new(store: Arc<dyn Store>, key: ActorKey) -> Self {
-        State { store, key, cache: OnceCell::new() }
+        State {
+            store,
+            key,
+            cache: OnceCell::new(),
+        }
     }
 }
 
@@ -44,7 +71,9 @@ where
             .cache
             .get_or_try_init(|| async {
                 match self.store.get_state(&self.key).await? {
-                    Some(bytes) => Ok::<_, Error>(Some(Envelope::from_msgpack_bytes(bytes).decode::<T>()?)),
+                    Some(bytes) => {
+                        Ok::<_, Error>(Some(Envelope::from_msgpack_bytes(bytes).decode::<T>()?))
+                    }
                     None => Ok(None),
                 }
             })
@@ -92,6 +121,30 @@ where
                 Err(e.into())
             }
         }
+    }
+
+    /// List the states of every actor of this actor's type, ordered by ID, a page at a time
+    /// (`options.limit`: 0 means 100, at most 1000; `options.after`: the last ID of the
+    /// previous page). Reads the store directly, bypassing this handle's cache.
+    pub async fn list(&self, options: &ListStatesOptions) -> Result<StatePage<T>, Error> {
+        let options = ListStatesOptions {
+            include_data: true,
+            ..options.clone()
+        };
+        let list = self
+            .store
+            .list_states(&self.key.actor_type, &options)
+            .await?;
+        let mut entries = Vec::with_capacity(list.entries.len());
+        for entry in list.entries {
+            let value =
+                Envelope::from_msgpack_bytes(entry.data.unwrap_or_default()).decode::<T>()?;
+            entries.push((entry.actor_id, value));
+        }
+        Ok(StatePage {
+            entries,
+            has_more: list.has_more,
+        })
     }
 
     async fn write(&mut self, value: T, ttl: Option<Duration>) -> Result<(), Error> {

@@ -23,7 +23,11 @@ use crate::store::ActorKey;
 /// deactivation hook.
 pub(crate) trait Turn: Send {
     /// Run method `index` with `args` in this turn.
-    fn call(&mut self, index: u16, args: Envelope) -> BoxFuture<'_, Result<Envelope, DispatchError>>;
+    fn call(
+        &mut self,
+        index: u16,
+        args: Envelope,
+    ) -> BoxFuture<'_, Result<Envelope, DispatchError>>;
     /// Run the deactivation hook (no-op for shared turns).
     fn deactivate(&mut self) -> BoxFuture<'_, ()>;
 }
@@ -32,7 +36,11 @@ struct WriteTurn<A>(OwnedRwLockWriteGuard<A>);
 struct ReadTurn<A>(OwnedRwLockReadGuard<A>);
 
 impl<A: Actor> Turn for WriteTurn<A> {
-    fn call(&mut self, index: u16, args: Envelope) -> BoxFuture<'_, Result<Envelope, DispatchError>> {
+    fn call(
+        &mut self,
+        index: u16,
+        args: Envelope,
+    ) -> BoxFuture<'_, Result<Envelope, DispatchError>> {
         self.0.call_mut(index, args)
     }
     fn deactivate(&mut self) -> BoxFuture<'_, ()> {
@@ -41,7 +49,11 @@ impl<A: Actor> Turn for WriteTurn<A> {
 }
 
 impl<A: Actor> Turn for ReadTurn<A> {
-    fn call(&mut self, index: u16, args: Envelope) -> BoxFuture<'_, Result<Envelope, DispatchError>> {
+    fn call(
+        &mut self,
+        index: u16,
+        args: Envelope,
+    ) -> BoxFuture<'_, Result<Envelope, DispatchError>> {
         self.0.call_ref(index, args)
     }
     fn deactivate(&mut self) -> BoxFuture<'_, ()> {
@@ -128,7 +140,9 @@ impl<A: Actor> Activation<A> {
     }
 
     fn halted_error(&self) -> Error {
-        Error::Halted { key: self.key.clone() }
+        Error::Halted {
+            key: self.key.clone(),
+        }
     }
 }
 
@@ -144,7 +158,9 @@ impl<A: Actor> ActivationDyn for Activation<A> {
             }
             let turn: Box<dyn Turn> = match kind {
                 MethodKind::Shared => Box::new(ReadTurn(self.actor.clone().read_owned().await)),
-                MethodKind::Exclusive | MethodKind::Alarm => Box::new(WriteTurn(self.actor.clone().write_owned().await)),
+                MethodKind::Exclusive | MethodKind::Alarm => {
+                    Box::new(WriteTurn(self.actor.clone().write_owned().await))
+                }
             };
             if self.is_halted() {
                 return Err(self.halted_error());
@@ -155,7 +171,9 @@ impl<A: Actor> ActivationDyn for Activation<A> {
     }
 
     fn lock_for_halt(self: Arc<Self>) -> BoxFuture<'static, Box<dyn Turn>> {
-        Box::pin(async move { Box::new(WriteTurn(self.actor.clone().write_owned().await)) as Box<dyn Turn> })
+        Box::pin(async move {
+            Box::new(WriteTurn(self.actor.clone().write_owned().await)) as Box<dyn Turn>
+        })
     }
 
     fn try_lock_exclusive(self: Arc<Self>) -> Option<Box<dyn Turn>> {

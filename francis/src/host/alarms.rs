@@ -6,8 +6,8 @@
 //! ([`alarm_loop`]), and the step-by-step driver of `francis::testing`, which moves a virtual
 //! clock from one due time to the next ([`HostCore::run_alarms_until`]).
 
-use std::collections::{BinaryHeap, HashSet};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
@@ -18,8 +18,8 @@ use crate::actor::envelope::Envelope;
 use crate::clock::duration_ms;
 use crate::error::Error;
 use crate::host::core::HostCore;
-use crate::host::stopped;
 use crate::host::options::ActorOptions;
+use crate::host::stopped;
 use crate::store::{AlarmCompletion, AlarmLease, AlarmRecord, FetchAlarms};
 use crate::time::{Interval, next_occurrence};
 
@@ -77,7 +77,10 @@ impl HostCore {
                 return None;
             }
         };
-        let outcome = match entry.method(&record.handler).filter(|m| m.kind == MethodKind::Alarm) {
+        let outcome = match entry
+            .method(&record.handler)
+            .filter(|m| m.kind == MethodKind::Alarm)
+        {
             None => Outcome::Failed(format!(
                 "actor type {:?} has no alarm handler {:?}",
                 lease.key.actor_type, record.handler
@@ -98,9 +101,18 @@ impl HostCore {
             }
             outcome => self.completion(&lease, &record, &entry.options, outcome),
         };
-        match self.store.complete_leased_alarm(&lease, &completion, self.timings.alarms_lease_duration).await {
+        match self
+            .store
+            .complete_leased_alarm(&lease, &completion, self.timings.alarms_lease_duration)
+            .await
+        {
             Ok(Some(updated)) => match completion {
-                AlarmCompletion::Reschedule { keep_lease: true, .. } | AlarmCompletion::Retry { keep_lease: true, .. } => Some(updated),
+                AlarmCompletion::Reschedule {
+                    keep_lease: true, ..
+                }
+                | AlarmCompletion::Retry {
+                    keep_lease: true, ..
+                } => Some(updated),
                 _ => None,
             },
             Ok(None) => None,
@@ -112,7 +124,13 @@ impl HostCore {
     }
 
     /// Decide what happens to an occurrence after it ran.
-    fn completion(&self, lease: &AlarmLease, record: &AlarmRecord, options: &ActorOptions, outcome: Outcome) -> AlarmCompletion {
+    fn completion(
+        &self,
+        lease: &AlarmLease,
+        record: &AlarmRecord,
+        options: &ActorOptions,
+        outcome: Outcome,
+    ) -> AlarmCompletion {
         let now = self.clock.now_ms();
         let keep_window = duration_ms(self.timings.alarms_poll_interval);
         if let Outcome::Failed(reason) = outcome {
@@ -120,7 +138,11 @@ impl HostCore {
             if failures < options.alarm_max_attempts {
                 let due_ms = now.saturating_add(duration_ms(options.retry_delay(failures)));
                 tracing::warn!(actor = %lease.key, alarm = %lease.name, attempt = failures, error = %reason, "alarm failed; will retry");
-                return AlarmCompletion::Retry { due_ms, attempts: failures, keep_lease: due_ms - now <= keep_window };
+                return AlarmCompletion::Retry {
+                    due_ms,
+                    attempts: failures,
+                    keep_lease: due_ms - now <= keep_window,
+                };
             }
             tracing::error!(
                 actor = %lease.key, alarm = %lease.name, attempts = failures, error = %reason,
@@ -128,7 +150,9 @@ impl HostCore {
             );
         }
         // Success, or a failed occurrence that was dropped: move on to the next occurrence.
-        let Some(text) = &record.interval else { return AlarmCompletion::Delete };
+        let Some(text) = &record.interval else {
+            return AlarmCompletion::Delete;
+        };
         let interval = match text.parse::<Interval>() {
             Ok(interval) => interval,
             Err(e) => {
@@ -138,7 +162,10 @@ impl HostCore {
         };
         match next_occurrence(record.scheduled_ms, &interval, now) {
             Some(next) if record.ttl_ms.is_none_or(|ttl| next <= ttl) => {
-                AlarmCompletion::Reschedule { due_ms: next, keep_lease: next - now <= keep_window }
+                AlarmCompletion::Reschedule {
+                    due_ms: next,
+                    keep_lease: next - now <= keep_window,
+                }
             }
             _ => AlarmCompletion::Delete,
         }
@@ -153,13 +180,28 @@ impl HostCore {
     /// Drive alarms on a virtual clock: repeatedly take the earliest alarm due by `target_ms`,
     /// move the clock to its due time, and run it, until none is left; then set the clock to
     /// `target_ms`. Used by `francis::testing`, whose clock is a [`crate::clock::ManualClock`].
-    pub(crate) async fn run_alarms_until(&self, target_ms: i64, set_clock: &(dyn Fn(i64) + Send + Sync)) -> Result<usize, Error> {
+    pub(crate) async fn run_alarms_until(
+        &self,
+        target_ms: i64,
+        set_clock: &(dyn Fn(i64) + Send + Sync),
+    ) -> Result<usize, Error> {
         let mut queue: BinaryHeap<Reverse<(i64, String, LeaseSlot)>> = BinaryHeap::new();
         let mut ran = 0;
         loop {
-            if queue.peek().is_none_or(|Reverse((due, _, _))| *due > target_ms) {
-                for lease in self.store.fetch_and_lease_alarms(&self.fetch_request(target_ms)).await? {
-                    queue.push(Reverse((lease.due_ms, lease.alarm_id.clone(), LeaseSlot(lease))));
+            if queue
+                .peek()
+                .is_none_or(|Reverse((due, _, _))| *due > target_ms)
+            {
+                for lease in self
+                    .store
+                    .fetch_and_lease_alarms(&self.fetch_request(target_ms))
+                    .await?
+                {
+                    queue.push(Reverse((
+                        lease.due_ms,
+                        lease.alarm_id.clone(),
+                        LeaseSlot(lease),
+                    )));
                 }
             }
             match queue.pop() {
@@ -169,7 +211,11 @@ impl HostCore {
                     }
                     ran += 1;
                     if let Some(kept) = self.execute_alarm(lease).await {
-                        queue.push(Reverse((kept.due_ms, kept.alarm_id.clone(), LeaseSlot(kept))));
+                        queue.push(Reverse((
+                            kept.due_ms,
+                            kept.alarm_id.clone(),
+                            LeaseSlot(kept),
+                        )));
                     }
                 }
                 _ => break,
@@ -209,19 +255,35 @@ pub(crate) async fn alarm_loop(core: Arc<HostCore>, mut shutdown: watch::Receive
     loop {
         let now = core.clock.now_ms();
         let horizon = now.saturating_add(duration_ms(core.timings.alarms_fetch_ahead));
-        match core.store.fetch_and_lease_alarms(&core.fetch_request(horizon)).await {
+        match core
+            .store
+            .fetch_and_lease_alarms(&core.fetch_request(horizon))
+            .await
+        {
             Ok(leases) => {
                 for lease in leases {
-                    let fresh = in_flight.lock().map(|mut set| set.insert(lease.alarm_id.clone())).unwrap_or(false);
+                    let fresh = in_flight
+                        .lock()
+                        .map(|mut set| set.insert(lease.alarm_id.clone()))
+                        .unwrap_or(false);
                     if fresh {
-                        tasks.spawn(run_occurrences(core.clone(), lease, in_flight.clone(), shutdown.clone()));
+                        tasks.spawn(run_occurrences(
+                            core.clone(),
+                            lease,
+                            in_flight.clone(),
+                            shutdown.clone(),
+                        ));
                     }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not fetch due alarms"),
         }
         if now >= next_renew {
-            if let Err(e) = core.store.renew_alarm_leases(&core.host_id, core.timings.alarms_lease_duration).await {
+            if let Err(e) = core
+                .store
+                .renew_alarm_leases(&core.host_id, core.timings.alarms_lease_duration)
+                .await
+            {
                 tracing::warn!(error = %e, "could not renew alarm leases");
             }
             next_renew = now.saturating_add(renew_ms);
@@ -237,7 +299,12 @@ pub(crate) async fn alarm_loop(core: Arc<HostCore>, mut shutdown: watch::Receive
 }
 
 /// Run a leased alarm at its due time, and again while this host keeps its lease.
-async fn run_occurrences(core: Arc<HostCore>, mut lease: AlarmLease, in_flight: Arc<Mutex<HashSet<String>>>, mut shutdown: watch::Receiver<bool>) {
+async fn run_occurrences(
+    core: Arc<HostCore>,
+    mut lease: AlarmLease,
+    in_flight: Arc<Mutex<HashSet<String>>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let alarm_id = lease.alarm_id.clone();
     loop {
         tokio::select! {
@@ -260,5 +327,9 @@ async fn run_occurrences(core: Arc<HostCore>, mut lease: AlarmLease, in_flight: 
 /// How often held leases are renewed: half the lease when it is short, else 10 s before expiry.
 fn renew_interval(lease: std::time::Duration) -> std::time::Duration {
     let ten = std::time::Duration::from_secs(10);
-    if lease < 2 * ten { lease / 2 } else { lease - ten }
+    if lease < 2 * ten {
+        lease / 2
+    } else {
+        lease - ten
+    }
 }

@@ -14,7 +14,7 @@ use crate::actor::dispatch::{DispatchError, MethodInfo, MethodKind};
 use crate::actor::envelope::Envelope;
 use crate::actor::service::{HostHandle, InvokeOptions, Service};
 use crate::clock::{BoxFuture, SharedClock};
-use crate::error::Error;
+use crate::error::{ActorFailure, Error};
 use crate::host::activation::{ActivationDyn, Turn};
 use crate::host::options::HostTimings;
 use crate::host::registry::{ActorTypeEntry, Registry};
@@ -67,7 +67,10 @@ impl HostCore {
 
     /// A service handle on this host (fails only while the host is being dropped).
     pub fn service(&self) -> Result<Service, Error> {
-        self.this.upgrade().map(|core| Service::new(core)).ok_or(Error::ShuttingDown)
+        self.this
+            .upgrade()
+            .map(|core| Service::new(core))
+            .ok_or(Error::ShuttingDown)
     }
 
     /// Refuse new work from now on.
@@ -94,10 +97,20 @@ impl HostCore {
     }
 
     fn actor_type(&self, actor_type: &str) -> Result<&Arc<ActorTypeEntry>, Error> {
-        self.types.get(actor_type).ok_or_else(|| Error::UnknownActorType { actor_type: actor_type.to_owned() })
+        self.types
+            .get(actor_type)
+            .ok_or_else(|| Error::UnknownActorType {
+                actor_type: actor_type.to_owned(),
+            })
     }
 
-    async fn invoke_local(&self, key: ActorKey, method: String, args: Envelope, options: InvokeOptions) -> Result<Envelope, Error> {
+    async fn invoke_local(
+        &self,
+        key: ActorKey,
+        method: String,
+        args: Envelope,
+        options: InvokeOptions,
+    ) -> Result<Envelope, Error> {
         if self.is_shutting_down() {
             return Err(Error::ShuttingDown);
         }
@@ -108,15 +121,25 @@ impl HostCore {
             known: entry.method_names(),
         })?;
         match info.kind {
-            MethodKind::Alarm => return Err(Error::NotInvokable { actor_type: key.actor_type.clone(), method }),
+            MethodKind::Alarm => {
+                return Err(Error::NotInvokable {
+                    actor_type: key.actor_type.clone(),
+                    method,
+                });
+            }
             MethodKind::Exclusive if options.read_only => {
-                return Err(Error::NotReadOnly { actor_type: key.actor_type.clone(), method });
+                return Err(Error::NotReadOnly {
+                    actor_type: key.actor_type.clone(),
+                    method,
+                });
             }
             _ => {}
         }
         let mut retried = false;
         loop {
-            let activation = self.find_or_activate(&key, entry, options.active_only).await?;
+            let activation = self
+                .find_or_activate(&key, entry, options.active_only)
+                .await?;
             match activation.clone().lock(info.kind).await {
                 Ok(turn) => return self.run_turn(&activation, turn, info, args).await,
                 // The activation was halted while we waited: wait until it is gone, then try
@@ -143,9 +166,16 @@ impl HostCore {
         if active_only {
             return Err(Error::NotActive { key: key.clone() });
         }
-        let placement = self.store.lookup_actor(key, &LookupOptions::default()).await.map_err(store_error)?;
+        let placement = self
+            .store
+            .lookup_actor(key, &LookupOptions::default())
+            .await
+            .map_err(store_error)?;
         if placement.host_id != self.host_id {
-            return Err(Error::Unreachable { key: key.clone(), address: placement.address });
+            return Err(Error::Unreachable {
+                key: key.clone(),
+                address: placement.address,
+            });
         }
         let _create = self.create_lock.lock().map_err(|_| Error::ShuttingDown)?;
         if let Some(activation) = self.lookup_local(key) {
@@ -175,7 +205,10 @@ impl HostCore {
             Err(join) if join.is_cancelled() => Err(Error::Halted { key: key.clone() }),
             Err(_) => {
                 tracing::error!(actor = %key, method = info.name, "actor method panicked");
-                Err(Error::Panicked { key: key.clone(), method: info.name.to_owned() })
+                Err(Error::Panicked {
+                    key: key.clone(),
+                    method: info.name.to_owned(),
+                })
             }
         }
     }
@@ -183,7 +216,11 @@ impl HostCore {
     /// Halt one activation: stop new turns, wait for the running one (cancelling it after the
     /// grace period), run the deactivation hook, drop the placement, forget the activation.
     /// `held` is an exclusive turn the caller already holds (idle deactivation).
-    pub async fn halt_activation(&self, activation: Arc<dyn ActivationDyn>, held: Option<Box<dyn Turn>>) {
+    pub async fn halt_activation(
+        &self,
+        activation: Arc<dyn ActivationDyn>,
+        held: Option<Box<dyn Turn>>,
+    ) {
         if !activation.begin_halt() {
             drop(held);
             activation.removed().await;
@@ -204,8 +241,16 @@ impl HostCore {
                 }
             }
         };
-        let hook_timeout = self.types.get(key.actor_type.as_str()).map(|e| e.options.deactivation_timeout).unwrap_or_default();
-        if !hook_timeout.is_zero() && tokio::time::timeout(hook_timeout, turn.deactivate()).await.is_err() {
+        let hook_timeout = self
+            .types
+            .get(key.actor_type.as_str())
+            .map(|e| e.options.deactivation_timeout)
+            .unwrap_or_default();
+        if !hook_timeout.is_zero()
+            && tokio::time::timeout(hook_timeout, turn.deactivate())
+                .await
+                .is_err()
+        {
             tracing::warn!(actor = %key, ?hook_timeout, "deactivation hook timed out");
         }
         // Drop the placement while the halted instance is still in the table, so a concurrent
@@ -214,7 +259,9 @@ impl HostCore {
             tracing::warn!(actor = %key, error = %e, "could not remove placement");
         }
         if let Ok(mut table) = self.table.write()
-            && table.get(&key).is_some_and(|current| Arc::ptr_eq(current, &activation))
+            && table
+                .get(&key)
+                .is_some_and(|current| Arc::ptr_eq(current, &activation))
         {
             table.remove(&key);
         }
@@ -225,8 +272,14 @@ impl HostCore {
 
     /// Halt every activation on this host, in parallel.
     pub async fn halt_all_local(&self) {
-        let Some(core) = self.this.upgrade() else { return };
-        let activations: Vec<_> = self.table.read().map(|t| t.values().cloned().collect()).unwrap_or_default();
+        let Some(core) = self.this.upgrade() else {
+            return;
+        };
+        let activations: Vec<_> = self
+            .table
+            .read()
+            .map(|t| t.values().cloned().collect())
+            .unwrap_or_default();
         let mut set = JoinSet::new();
         for activation in activations {
             let core = core.clone();
@@ -238,12 +291,19 @@ impl HostCore {
     /// Deactivate every activation whose idle deadline has passed and which is not busy; busy
     /// ones are looked at again 10 seconds later. Returns how many were deactivated.
     pub async fn reap_idle(&self) -> usize {
-        let Some(core) = self.this.upgrade() else { return 0 };
+        let Some(core) = self.this.upgrade() else {
+            return 0;
+        };
         let now = self.clock.now_ms();
         let due: Vec<_> = self
             .table
             .read()
-            .map(|t| t.values().filter(|a| a.idle_at_ms() <= now && !a.is_halted()).cloned().collect())
+            .map(|t| {
+                t.values()
+                    .filter(|a| a.idle_at_ms() <= now && !a.is_halted())
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         let mut set = JoinSet::new();
         for activation in due {
@@ -264,7 +324,13 @@ impl HostCore {
 }
 
 impl HostHandle for HostCore {
-    fn invoke(&self, key: ActorKey, method: String, args: Envelope, options: InvokeOptions) -> BoxFuture<'_, Result<Envelope, Error>> {
+    fn invoke(
+        &self,
+        key: ActorKey,
+        method: String,
+        args: Envelope,
+        options: InvokeOptions,
+    ) -> BoxFuture<'_, Result<Envelope, Error>> {
         Box::pin(self.invoke_local(key, method, args, options))
     }
 
@@ -292,7 +358,9 @@ impl HostHandle for HostCore {
     }
 
     fn halt_deferred(&self, key: ActorKey) {
-        let Some(core) = self.this.upgrade() else { return };
+        let Some(core) = self.this.upgrade() else {
+            return;
+        };
         tokio::spawn(async move {
             if let Some(activation) = core.lookup_local(&key) {
                 core.halt_activation(activation, None).await;
@@ -301,14 +369,25 @@ impl HostHandle for HostCore {
     }
 
     fn check_alarm_handler(&self, actor_type: &str, handler: &str) -> Result<(), Error> {
-        let Some(entry) = self.types.get(actor_type) else { return Ok(()) };
+        let Some(entry) = self.types.get(actor_type) else {
+            return Ok(());
+        };
         match entry.method(handler) {
             Some(info) if info.kind == MethodKind::Alarm => Ok(()),
             _ => {
-                let handlers: Vec<&str> = entry.methods.iter().filter(|m| m.kind == MethodKind::Alarm).map(|m| m.name).collect();
+                let handlers: Vec<&str> = entry
+                    .methods
+                    .iter()
+                    .filter(|m| m.kind == MethodKind::Alarm)
+                    .map(|m| m.name)
+                    .collect();
                 Err(Error::InvalidAlarm(format!(
                     "actor type {actor_type:?} has no alarm handler {handler:?}; its #[alarm] methods are: {}",
-                    if handlers.is_empty() { "(none)".to_owned() } else { handlers.join(", ") }
+                    if handlers.is_empty() {
+                        "(none)".to_owned()
+                    } else {
+                        handlers.join(", ")
+                    }
                 )))
             }
         }
@@ -360,9 +439,16 @@ pub(crate) fn dispatch_error(key: &ActorKey, method: &str, e: DispatchError) -> 
             reason: reason.0,
         },
         DispatchError::BadResult(e) => Error::Codec(e),
-        DispatchError::Actor { message, payload } => Error::Actor { key: key.clone(), method: method.to_owned(), message, payload },
-        DispatchError::NoSuchMethod => {
-            Error::UnknownMethod { actor_type: key.actor_type.clone(), method: method.to_owned(), known: String::new() }
-        }
+        DispatchError::Actor { message, payload } => Error::Actor(Box::new(ActorFailure {
+            key: key.clone(),
+            method: method.to_owned(),
+            message,
+            payload,
+        })),
+        DispatchError::NoSuchMethod => Error::UnknownMethod {
+            actor_type: key.actor_type.clone(),
+            method: method.to_owned(),
+            known: String::new(),
+        },
     }
 }

@@ -39,7 +39,9 @@ pub struct Host {
 
 impl std::fmt::Debug for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Host").field("host_id", &self.core.host_id).finish_non_exhaustive()
+        f.debug_struct("Host")
+            .field("host_id", &self.core.host_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -171,7 +173,10 @@ impl HostBuilder {
             self.errors.push(e.to_string());
         }
         if self.types.iter().any(|t| t.name == A::NAME) {
-            self.errors.push(format!("actor type {:?} is registered twice; register each type once", A::NAME));
+            self.errors.push(format!(
+                "actor type {:?} is registered twice; register each type once",
+                A::NAME
+            ));
         }
         self.types.push(ActorTypeEntry::new::<A>(options));
         self
@@ -205,7 +210,8 @@ impl HostBuilder {
     /// Share a value with every actor: `ctx.data::<T>()` in `activate` returns it. One value
     /// per type; a second call with the same type replaces the first.
     pub fn data<T: Send + Sync + 'static>(mut self, value: T) -> Self {
-        self.app_data.insert(std::any::TypeId::of::<T>(), Arc::new(value));
+        self.app_data
+            .insert(std::any::TypeId::of::<T>(), Arc::new(value));
         self
     }
 
@@ -217,7 +223,16 @@ impl HostBuilder {
 
     /// Check the configuration, open the store, and register the host in the cluster.
     pub async fn build(self) -> Result<Host, Error> {
-        let HostBuilder { address, store, psks, types, timings, clock, app_data, mut errors } = self;
+        let HostBuilder {
+            address,
+            store,
+            psks,
+            types,
+            timings,
+            clock,
+            app_data,
+            mut errors,
+        } = self;
         let address = match address {
             Some(address) => {
                 if let Err(e) = check_address(&address) {
@@ -245,13 +260,19 @@ impl HostBuilder {
             }
         }
         if timings.health_check_deadline < Duration::from_secs(1) {
-            errors.push("health check deadline is under 1 s; give at least 1 s (default 20 s)".into());
+            errors.push(
+                "health check deadline is under 1 s; give at least 1 s (default 20 s)".into(),
+            );
         }
         if timings.alarms_poll_interval < Duration::from_millis(100) {
-            errors.push("alarms poll interval is under 100 ms; give at least 100 ms (default 1.5 s)".into());
+            errors.push(
+                "alarms poll interval is under 100 ms; give at least 100 ms (default 1.5 s)".into(),
+            );
         }
         if timings.alarms_lease_duration < Duration::from_secs(1) {
-            errors.push("alarms lease duration is under 1 s; give at least 1 s (default 20 s)".into());
+            errors.push(
+                "alarms lease duration is under 1 s; give at least 1 s (default 20 s)".into(),
+            );
         }
         if matches!(store, StoreChoice::Unset) {
             errors.push("no store: call .sqlite(\"data.db\") for durable state, or .memory_store() for tests".into());
@@ -260,7 +281,10 @@ impl HostBuilder {
             return Err(Error::Config(errors.join("; ")));
         }
         let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let options = StoreOptions { clock: clock.clone(), health_check_deadline: timings.health_check_deadline };
+        let options = StoreOptions {
+            clock: clock.clone(),
+            health_check_deadline: timings.health_check_deadline,
+        };
         let store: Arc<dyn Store> = match store {
             StoreChoice::Memory => Arc::new(MemoryStore::new(options)),
             StoreChoice::Sqlite(path) => Arc::new(SqliteStore::open(&path, options).await?),
@@ -268,19 +292,28 @@ impl HostBuilder {
             StoreChoice::Unset => return Err(Error::Config("no store".into())),
         };
         let clock = store.options().clock.clone();
-        let registration = HostRegistration { address, actor_types: types.iter().map(ActorTypeEntry::registration).collect() };
+        let registration = HostRegistration {
+            address,
+            actor_types: types.iter().map(ActorTypeEntry::registration).collect(),
+        };
         let host_id = store.register_host(&registration).await?;
         tracing::info!(host = %host_id, address = %registration.address, types = registration.actor_types.len(), "host registered");
         let registry: Registry = types.into_iter().map(|t| (t.name, Arc::new(t))).collect();
-        Ok(Host { core: HostCore::new(host_id, store, clock, registry, timings, app_data) })
+        Ok(Host {
+            core: HostCore::new(host_id, store, clock, registry, timings, app_data),
+        })
     }
 }
 
 fn check_address(address: &str) -> Result<(), String> {
-    let port = address.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>()));
+    let port = address
+        .rsplit_once(':')
+        .map(|(host, port)| (host, port.parse::<u16>()));
     match port {
         Some((host, Ok(port))) if !host.is_empty() && port != 0 => Ok(()),
-        _ => Err(format!("address {address:?} is not host:port with a non-zero port, e.g. \"127.0.0.1:7571\"")),
+        _ => Err(format!(
+            "address {address:?} is not host:port with a non-zero port, e.g. \"127.0.0.1:7571\""
+        )),
     }
 }
 
@@ -292,7 +325,9 @@ async fn heartbeat_loop(core: Arc<HostCore>) -> Error {
     let every = (deadline / 4).max(1);
     let mut last_ok = core.clock.now_ms();
     loop {
-        core.clock.sleep_until(core.clock.now_ms().saturating_add(every)).await;
+        core.clock
+            .sleep_until(core.clock.now_ms().saturating_add(every))
+            .await;
         match core.store.heartbeat(&core.host_id).await {
             Ok(()) => last_ok = core.clock.now_ms(),
             Err(e @ StoreError::HostUnregistered { .. }) => {
@@ -303,7 +338,9 @@ async fn heartbeat_loop(core: Arc<HostCore>) -> Error {
                 let silent = core.clock.now_ms() - last_ok;
                 tracing::warn!(error = %e, silent_ms = silent, "heartbeat failed");
                 if silent >= deadline * 3 / 4 {
-                    tracing::error!("heartbeats failing for too long; stopping before the cluster declares this host dead");
+                    tracing::error!(
+                        "heartbeats failing for too long; stopping before the cluster declares this host dead"
+                    );
                     return e.into();
                 }
             }

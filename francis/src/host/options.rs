@@ -123,16 +123,36 @@ mod tests {
     #[test]
     fn backoff_grows_by_half_and_is_capped_at_ten_times() {
         let opts = ActorOptions::default().alarm_retry_delay(Duration::from_secs(2));
-        for (failures, expected) in [(1u32, 2.0f64), (2, 3.0), (3, 4.5), (4, 6.75), (10, 20.0), (1000, 20.0)] {
+        for (failures, expected) in [
+            (1u32, 2.0f64),
+            (2, 3.0),
+            (3, 4.5),
+            (4, 6.75),
+            (10, 20.0),
+            (1000, 20.0),
+        ] {
             let got = opts.retry_delay(failures).as_secs_f64();
-            assert!(got >= expected * 0.9 - 1e-9 && got <= expected * 1.1 + 1e-9, "failures={failures}: {got}");
+            assert!(
+                got >= expected * 0.9 - 1e-9 && got <= expected * 1.1 + 1e-9,
+                "failures={failures}: {got}"
+            );
         }
     }
 
     #[test]
     fn zero_idle_timeout_and_zero_attempts_are_refused() {
-        assert!(ActorOptions::default().idle_timeout(Duration::ZERO).validate("t").is_err());
-        assert!(ActorOptions::default().alarm_max_attempts(0).validate("t").is_err());
+        assert!(
+            ActorOptions::default()
+                .idle_timeout(Duration::ZERO)
+                .validate("t")
+                .is_err()
+        );
+        assert!(
+            ActorOptions::default()
+                .alarm_max_attempts(0)
+                .validate("t")
+                .is_err()
+        );
         assert!(ActorOptions::default().never_idle().validate("t").is_ok());
     }
 }

@@ -26,7 +26,12 @@ pub(crate) struct ActorTypeEntry {
 
 impl ActorTypeEntry {
     pub fn new<A: Actor>(options: ActorOptions) -> Self {
-        ActorTypeEntry { name: A::NAME, options, methods: A::methods(), factory: activate::<A> }
+        ActorTypeEntry {
+            name: A::NAME,
+            options,
+            methods: A::methods(),
+            factory: activate::<A>,
+        }
     }
 
     /// Look a method up by wire name.
@@ -37,11 +42,20 @@ impl ActorTypeEntry {
     /// The method names, for error messages.
     pub fn method_names(&self) -> String {
         let names: Vec<&str> = self.methods.iter().map(|m| m.name).collect();
-        if names.is_empty() { "(none)".to_owned() } else { names.join(", ") }
+        if names.is_empty() {
+            "(none)".to_owned()
+        } else {
+            names.join(", ")
+        }
     }
 
     /// Create a fresh activation.
-    pub fn activate(&self, service: Service, key: ActorKey, clock: SharedClock) -> Arc<dyn ActivationDyn> {
+    pub fn activate(
+        &self,
+        service: Service,
+        key: ActorKey,
+        clock: SharedClock,
+    ) -> Arc<dyn ActivationDyn> {
         (self.factory)(self, service, key, clock)
     }
 
@@ -55,7 +69,12 @@ impl ActorTypeEntry {
     }
 }
 
-fn activate<A: Actor>(entry: &ActorTypeEntry, service: Service, key: ActorKey, clock: SharedClock) -> Arc<dyn ActivationDyn> {
+fn activate<A: Actor>(
+    entry: &ActorTypeEntry,
+    service: Service,
+    key: ActorKey,
+    clock: SharedClock,
+) -> Arc<dyn ActivationDyn> {
     let (halting_tx, halting_rx) = watch::channel(false);
     let ctx = ActorContext::new(service, key.clone(), halting_rx);
     let actor = A::activate(&ctx);

@@ -36,7 +36,10 @@ pub struct ActorKey {
 impl ActorKey {
     /// Build a key from a type name and an ID.
     pub fn new(actor_type: impl Into<String>, actor_id: impl Into<String>) -> Self {
-        ActorKey { actor_type: actor_type.into(), actor_id: actor_id.into() }
+        ActorKey {
+            actor_type: actor_type.into(),
+            actor_id: actor_id.into(),
+        }
     }
 }
 
@@ -252,19 +255,25 @@ pub struct CleanupStats {
 #[non_exhaustive]
 pub enum StoreError {
     /// A healthy host already holds this address.
-    #[error("a healthy host is already registered at address {address}; stop it or use another address")]
+    #[error(
+        "a healthy host is already registered at address {address}; stop it or use another address"
+    )]
     HostAlreadyRegistered {
         /// The contested address.
         address: String,
     },
     /// The host is unknown or its heartbeat expired; it must stop serving and register again.
-    #[error("host {host_id} is not registered (unknown, or its heartbeat expired); it must register again")]
+    #[error(
+        "host {host_id} is not registered (unknown, or its heartbeat expired); it must register again"
+    )]
     HostUnregistered {
         /// The host.
         host_id: HostId,
     },
     /// No healthy host can take this actor (type unsupported, or every host at its limit).
-    #[error("no healthy host can run actor type {actor_type:?}: none registers it, or all are at their concurrency limit")]
+    #[error(
+        "no healthy host can run actor type {actor_type:?}: none registers it, or all are at their concurrency limit"
+    )]
     NoHost {
         /// The actor type.
         actor_type: String,
@@ -321,7 +330,11 @@ pub trait Store: Send + Sync + 'static {
     /// Find the host of an actor, placing it on a random healthy host that supports its type and
     /// has capacity when it has no live placement (unless `active_only`). Atomic: concurrent
     /// lookups of one actor from many hosts all get the same answer.
-    async fn lookup_actor(&self, key: &ActorKey, options: &LookupOptions) -> Result<Placement, StoreError>;
+    async fn lookup_actor(
+        &self,
+        key: &ActorKey,
+        options: &LookupOptions,
+    ) -> Result<Placement, StoreError>;
 
     /// Delete an actor's placement, but only if `host_id` holds it (a host never removes another
     /// host's placement). Releases the leases of the actor's alarms. Returns whether a row was
@@ -335,23 +348,41 @@ pub trait Store: Send + Sync + 'static {
 
     /// Write an actor's state. With a TTL the state expires after it; without one any previous
     /// expiry is cleared.
-    async fn set_state(&self, key: &ActorKey, data: &[u8], ttl: Option<Duration>) -> Result<(), StoreError>;
+    async fn set_state(
+        &self,
+        key: &ActorKey,
+        data: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError>;
 
     /// Delete an actor's state. Returns whether live state existed.
     async fn delete_state(&self, key: &ActorKey) -> Result<bool, StoreError>;
 
     /// List the live states of one actor type, ordered by actor ID.
-    async fn list_states(&self, actor_type: &str, options: &ListStatesOptions) -> Result<StateList, StoreError>;
+    async fn list_states(
+        &self,
+        actor_type: &str,
+        options: &ListStatesOptions,
+    ) -> Result<StateList, StoreError>;
 
     // ---- alarms ------------------------------------------------------------------------------
 
     /// Create or replace an alarm. Re-setting identical properties (handler, due, interval,
     /// TTL, data) is a no-op that keeps the alarm's ID and any live lease; any change gives the
     /// alarm a new ID, resets its attempts and drops its lease.
-    async fn set_alarm(&self, key: &ActorKey, name: &str, alarm: &AlarmRecord) -> Result<(), StoreError>;
+    async fn set_alarm(
+        &self,
+        key: &ActorKey,
+        name: &str,
+        alarm: &AlarmRecord,
+    ) -> Result<(), StoreError>;
 
     /// An alarm, or `None`.
-    async fn get_alarm(&self, key: &ActorKey, name: &str) -> Result<Option<AlarmRecord>, StoreError>;
+    async fn get_alarm(
+        &self,
+        key: &ActorKey,
+        name: &str,
+    ) -> Result<Option<AlarmRecord>, StoreError>;
 
     /// Delete an alarm (and so invalidate any lease on it). Returns whether it existed.
     async fn delete_alarm(&self, key: &ActorKey, name: &str) -> Result<bool, StoreError>;
@@ -360,11 +391,15 @@ pub trait Store: Send + Sync + 'static {
     /// unplaced, placed on an unhealthy host, or placed on one of `request.hosts`. Unplaced
     /// actors are placed on a requested host with capacity. Concurrent fetches from many hosts
     /// lease each alarm exactly once. Ordered by due time.
-    async fn fetch_and_lease_alarms(&self, request: &FetchAlarms) -> Result<Vec<AlarmLease>, StoreError>;
+    async fn fetch_and_lease_alarms(
+        &self,
+        request: &FetchAlarms,
+    ) -> Result<Vec<AlarmLease>, StoreError>;
 
     /// The alarm behind a lease, if the lease is still valid (same alarm ID and lease ID, not
     /// expired); `None` otherwise.
-    async fn get_leased_alarm(&self, lease: &AlarmLease) -> Result<Option<AlarmRecord>, StoreError>;
+    async fn get_leased_alarm(&self, lease: &AlarmLease)
+    -> Result<Option<AlarmRecord>, StoreError>;
 
     /// Finish a leased occurrence. Returns `None` if the lease was no longer valid (nothing was
     /// changed), else the lease as it stands after the change (refreshed when kept).
@@ -380,7 +415,11 @@ pub trait Store: Send + Sync + 'static {
     async fn release_alarm_lease(&self, lease: &AlarmLease) -> Result<bool, StoreError>;
 
     /// Extend every live lease on alarms whose actor is placed on `host_id`, returning them.
-    async fn renew_alarm_leases(&self, host_id: &str, lease_duration: Duration) -> Result<Vec<AlarmLease>, StoreError>;
+    async fn renew_alarm_leases(
+        &self,
+        host_id: &str,
+        lease_duration: Duration,
+    ) -> Result<Vec<AlarmLease>, StoreError>;
 
     // ---- maintenance -------------------------------------------------------------------------
 
