@@ -3,22 +3,70 @@
 //! Distributed virtual actors for Rust. Actors are addressed by type and ID, activated on
 //! demand, run one turn at a time, keep durable state, and get durable alarms.
 //!
-//! ```ignore
+//! ```
+//! use std::time::Duration;
 //! use francis::prelude::*;
 //!
 //! #[derive(Default, Clone, Serialize, Deserialize)]
 //! struct Count { value: i64 }
 //!
-//! struct Counter { state: State<Count> }
+//! #[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+//! enum CounterError {
+//!     #[error("storage: {0}")]
+//!     Storage(String),
+//! }
+//! impl From<francis::Error> for CounterError {
+//!     fn from(e: francis::Error) -> Self { CounterError::Storage(e.to_string()) }
+//! }
+//!
+//! struct Counter { count: State<Count> }
 //!
 //! #[francis::actor]
 //! impl Counter {
-//!     fn activate(ctx: &ActorContext) -> Self { Counter { state: ctx.state() } }
+//!     fn activate(ctx: &ActorContext) -> Self { Counter { count: ctx.state() } }
 //!
+//!     /// `&mut self`: an exclusive turn.
 //!     pub async fn increment(&mut self, by: i64) -> Result<i64, CounterError> {
-//!         Ok(self.state.update(|c| { c.value += by; c.value }).await?)
+//!         Ok(self.count.update(|c| { c.value += by; c.value }).await?)
+//!     }
+//!
+//!     /// `&self`: a shared read turn.
+//!     pub async fn get(&self) -> Result<i64, CounterError> {
+//!         Ok(self.count.get().await?.value)
+//!     }
+//!
+//!     /// Runs when an alarm fires.
+//!     #[alarm]
+//!     pub async fn tick(&mut self, by: i64) -> Result<(), CounterError> {
+//!         self.count.update(|c| c.value += by).await?;
+//!         Ok(())
 //!     }
 //! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> anyhow::Result<()> {
+//! let dir = tempfile::tempdir()?;
+//! let host = Host::local()
+//!     .address("127.0.0.1:7571")
+//!     .sqlite(dir.path().join("data.db"))
+//!     .runtime_psk("an example cluster key of 32+ bytes!")
+//!     .register::<Counter>()
+//!     .build()
+//!     .await?;
+//! let service = host.service();
+//!
+//! let alice: ActorRef<Counter> = service.actor("alice");
+//! assert_eq!(alice.increment(5).await?, 5);
+//! assert_eq!(alice.get().await?, 5);
+//! alice.alarm_tick(10).after(Duration::from_secs(60)).every(Duration::from_secs(60)).set().await?;
+//!
+//! // Untyped, as HTTP bridges call it:
+//! let out = service.invoke("counter", "alice", "increment", Envelope::json(&1)?).await?;
+//! assert_eq!(out.to_json()?, serde_json::json!(6));
+//!
+//! // Serve until Ctrl-C: host.run(async { tokio::signal::ctrl_c().await.ok(); }).await?;
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! Module map (dependencies point downward only):

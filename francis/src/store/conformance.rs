@@ -151,9 +151,9 @@ impl Harness {
 // ---- hosts -------------------------------------------------------------------------------------
 
 async fn host_register_lists_healthy_hosts(h: Harness) {
-    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
     h.advance_ms(5);
-    let b = h.host("10.0.0.2:7000", &[("counter", 0)]).await;
+    let b = h.host("127.0.0.2:7000", &[("counter", 0)]).await;
     assert_ne!(a, b);
     let hosts = h.store.list_hosts().await.unwrap();
     let listed: HashMap<_, _> = hosts
@@ -161,23 +161,23 @@ async fn host_register_lists_healthy_hosts(h: Harness) {
         .map(|i| (i.host_id.clone(), (i.address.as_str(), i.last_heartbeat_ms)))
         .collect();
     assert_eq!(listed.len(), 2);
-    assert_eq!(listed[&a], ("10.0.0.1:7000", h.now() - 5));
-    assert_eq!(listed[&b], ("10.0.0.2:7000", h.now()));
+    assert_eq!(listed[&a], ("127.0.0.1:7000", h.now() - 5));
+    assert_eq!(listed[&b], ("127.0.0.2:7000", h.now()));
 }
 
 async fn host_duplicate_address_rejected_until_expired(h: Harness) {
-    let first = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let first = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
     let dup = h
         .store
-        .register_host(&registration("10.0.0.1:7000", &[]))
+        .register_host(&registration("127.0.0.1:7000", &[]))
         .await;
     assert!(
-        matches!(dup, Err(StoreError::HostAlreadyRegistered { address }) if address == "10.0.0.1:7000")
+        matches!(dup, Err(StoreError::HostAlreadyRegistered { address }) if address == "127.0.0.1:7000")
     );
 
     // Once the first registration's heartbeat expired, the address is free again.
     h.advance_ms(DEADLINE.as_millis() as u64 + 1);
-    let second = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let second = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
     assert_ne!(first, second);
     let hosts = h.store.list_hosts().await.unwrap();
     assert_eq!(
@@ -187,7 +187,7 @@ async fn host_duplicate_address_rejected_until_expired(h: Harness) {
 }
 
 async fn heartbeat_keeps_host_alive_and_expired_host_cannot_revive(h: Harness) {
-    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
     h.advance_ms(20_000);
     h.store.heartbeat(&a).await.unwrap();
     h.advance_ms(20_000);
@@ -207,7 +207,7 @@ async fn heartbeat_keeps_host_alive_and_expired_host_cannot_revive(h: Harness) {
 }
 
 async fn unregister_host_removes_host_and_placements(h: Harness) {
-    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
     let k = key("counter", "1");
     h.lookup(&k).await.unwrap();
     h.store.unregister_host(&a).await.unwrap();
@@ -219,7 +219,7 @@ async fn unregister_host_removes_host_and_placements(h: Harness) {
     ));
 
     // An expired host is reported as unregistered, and is deleted anyway.
-    let b = h.host("10.0.0.2:7000", &[("counter", 0)]).await;
+    let b = h.host("127.0.0.2:7000", &[("counter", 0)]).await;
     h.advance_ms(DEADLINE.as_millis() as u64 + 1);
     assert!(matches!(
         h.store.unregister_host(&b).await,
@@ -231,7 +231,7 @@ async fn unregister_host_removes_host_and_placements(h: Harness) {
 // ---- placement ---------------------------------------------------------------------------------
 
 async fn lookup_allocates_then_returns_existing(h: Harness) {
-    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
     let k = key("counter", "1");
     assert_eq!(h.active_host(&k).await, None);
     let placed = h.lookup(&k).await.unwrap();
@@ -239,13 +239,13 @@ async fn lookup_allocates_then_returns_existing(h: Harness) {
         placed,
         Placement {
             host_id: a.clone(),
-            address: "10.0.0.1:7000".into(),
+            address: "127.0.0.1:7000".into(),
             idle_timeout: Some(IDLE)
         }
     );
 
     // Another host joining does not move the actor.
-    h.host("10.0.0.2:7000", &[("counter", 0)]).await;
+    h.host("127.0.0.2:7000", &[("counter", 0)]).await;
     for _ in 0..10 {
         assert_eq!(h.lookup(&k).await.unwrap(), placed);
     }
@@ -253,7 +253,7 @@ async fn lookup_allocates_then_returns_existing(h: Harness) {
 }
 
 async fn lookup_active_only_does_not_allocate(h: Harness) {
-    h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    h.host("127.0.0.1:7000", &[("counter", 0)]).await;
     let k = key("counter", "1");
     let options = LookupOptions {
         active_only: true,
@@ -269,14 +269,14 @@ async fn lookup_active_only_does_not_allocate(h: Harness) {
 }
 
 async fn lookup_unsupported_type_is_no_host(h: Harness) {
-    h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    h.host("127.0.0.1:7000", &[("counter", 0)]).await;
     let err = h.lookup(&key("greeter", "1")).await;
     assert!(matches!(err, Err(StoreError::NoHost { actor_type }) if actor_type == "greeter"));
 }
 
 async fn lookup_respects_allowed_hosts(h: Harness) {
-    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
-    let b = h.host("10.0.0.2:7000", &[("counter", 0)]).await;
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
+    let b = h.host("127.0.0.2:7000", &[("counter", 0)]).await;
     for i in 0..20 {
         let placed = h
             .lookup_on(&key("counter", &i.to_string()), &[&b])
@@ -297,10 +297,10 @@ async fn lookup_respects_allowed_hosts(h: Harness) {
 }
 
 async fn lookup_replaces_placement_on_unhealthy_host(h: Harness) {
-    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
     let k = key("counter", "1");
     assert_eq!(h.lookup(&k).await.unwrap().host_id, a);
-    let b = h.host("10.0.0.2:7000", &[("counter", 0)]).await;
+    let b = h.host("127.0.0.2:7000", &[("counter", 0)]).await;
     h.advance_ms(20_000);
     h.store.heartbeat(&b).await.unwrap();
     h.advance_ms(20_000);
@@ -308,13 +308,13 @@ async fn lookup_replaces_placement_on_unhealthy_host(h: Harness) {
     assert_eq!(h.active_host(&k).await, None);
     let placed = h.lookup(&k).await.unwrap();
     assert_eq!(placed.host_id, b);
-    assert_eq!(placed.address, "10.0.0.2:7000");
+    assert_eq!(placed.address, "127.0.0.2:7000");
     assert_eq!(h.active_host(&k).await, Some(b));
 }
 
 async fn capacity_limit_gives_no_host_until_freed(h: Harness) {
     let a = h
-        .host("10.0.0.1:7000", &[("counter", 2), ("greeter", 0)])
+        .host("127.0.0.1:7000", &[("counter", 2), ("greeter", 0)])
         .await;
     h.lookup(&key("counter", "1")).await.unwrap();
     h.lookup(&key("counter", "2")).await.unwrap();
@@ -340,8 +340,8 @@ async fn capacity_limit_gives_no_host_until_freed(h: Harness) {
 }
 
 async fn remove_actor_is_host_scoped(h: Harness) {
-    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
-    let b = h.host("10.0.0.2:7000", &[("counter", 0)]).await;
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
+    let b = h.host("127.0.0.2:7000", &[("counter", 0)]).await;
     let k = key("counter", "1");
     let owner = h.lookup_on(&k, &[&a]).await.unwrap().host_id;
     assert_eq!(owner, a);
@@ -355,7 +355,10 @@ async fn remove_actor_is_host_scoped(h: Harness) {
 async fn concurrent_lookups_are_single_activation(h: Harness) {
     let mut hosts = Vec::new();
     for i in 0..20 {
-        hosts.push(h.host(&format!("10.0.0.{i}:7000"), &[("counter", 0)]).await);
+        hosts.push(
+            h.host(&format!("127.0.0.{i}:7000"), &[("counter", 0)])
+                .await,
+        );
     }
     let k = key("counter", "hot");
     let tasks: Vec<_> = (0..50)
@@ -537,7 +540,7 @@ async fn list_states_limit_defaults_and_cap(h: Harness) {
 }
 
 async fn cleanup_removes_expired_hosts_and_state(h: Harness) {
-    let old = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let old = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
     h.lookup(&key("counter", "1")).await.unwrap();
     h.store
         .set_state(&key("counter", "1"), b"ttl", Some(Duration::from_secs(1)))
@@ -548,7 +551,7 @@ async fn cleanup_removes_expired_hosts_and_state(h: Harness) {
         .await
         .unwrap();
     h.advance_ms(DEADLINE.as_millis() as u64 + 1);
-    let live = h.host("10.0.0.2:7000", &[("other", 0)]).await;
+    let live = h.host("127.0.0.2:7000", &[("other", 0)]).await;
     h.store
         .set_state(&key("counter", "3"), b"ttl", Some(Duration::from_secs(1)))
         .await
@@ -614,7 +617,7 @@ async fn alarm_set_get_delete(h: Harness) {
 }
 
 async fn alarm_set_identical_keeps_id_and_lease_changed_replaces(h: Harness) {
-    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
     let k = key("counter", "1");
     let record = AlarmRecord {
         data: Some(vec![7]),
@@ -650,7 +653,7 @@ async fn alarm_set_identical_keeps_id_and_lease_changed_replaces(h: Harness) {
 }
 
 async fn fetch_respects_horizon_batch_order_and_leases(h: Harness) {
-    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
     let now = h.now();
     h.alarm(&key("counter", "late"), "a", now + 10).await;
     h.alarm(&key("counter", "first"), "a", now - 10).await;
@@ -720,8 +723,8 @@ async fn fetch_respects_horizon_batch_order_and_leases(h: Harness) {
 }
 
 async fn fetch_places_unplaced_actors_on_fetching_host(h: Harness) {
-    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
-    let b = h.host("10.0.0.2:7000", &[("counter", 0)]).await;
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
+    let b = h.host("127.0.0.2:7000", &[("counter", 0)]).await;
     let k = key("counter", "1");
     h.alarm(&k, "a", h.now()).await;
     let leases = h.fetch(&[&b], 10).await;
@@ -731,8 +734,8 @@ async fn fetch_places_unplaced_actors_on_fetching_host(h: Harness) {
 }
 
 async fn fetch_skips_actors_active_on_another_healthy_host(h: Harness) {
-    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
-    let b = h.host("10.0.0.2:7000", &[("counter", 0)]).await;
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
+    let b = h.host("127.0.0.2:7000", &[("counter", 0)]).await;
     let k = key("counter", "1");
     h.lookup_on(&k, &[&b]).await.unwrap();
     h.alarm(&k, "a", h.now()).await;
@@ -742,8 +745,8 @@ async fn fetch_skips_actors_active_on_another_healthy_host(h: Harness) {
 }
 
 async fn fetch_takes_actors_on_unhealthy_hosts(h: Harness) {
-    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
-    let b = h.host("10.0.0.2:7000", &[("counter", 0)]).await;
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
+    let b = h.host("127.0.0.2:7000", &[("counter", 0)]).await;
     let k = key("counter", "1");
     h.lookup_on(&k, &[&b]).await.unwrap();
     h.alarm(&k, "a", h.now()).await;
@@ -756,7 +759,7 @@ async fn fetch_takes_actors_on_unhealthy_hosts(h: Harness) {
 }
 
 async fn fetch_needs_a_supporting_host_with_capacity(h: Harness) {
-    let a = h.host("10.0.0.1:7000", &[("counter", 1)]).await;
+    let a = h.host("127.0.0.1:7000", &[("counter", 1)]).await;
     h.alarm(&key("greeter", "1"), "a", h.now() - 4).await;
     h.alarm(&key("counter", "1"), "a", h.now() - 3).await;
     h.alarm(&key("counter", "2"), "a", h.now() - 2).await;
@@ -779,7 +782,10 @@ async fn fetch_needs_a_supporting_host_with_capacity(h: Harness) {
 async fn concurrent_fetches_lease_each_alarm_once(h: Harness) {
     let mut hosts = Vec::new();
     for i in 0..20 {
-        hosts.push(h.host(&format!("10.0.0.{i}:7000"), &[("counter", 0)]).await);
+        hosts.push(
+            h.host(&format!("127.0.0.{i}:7000"), &[("counter", 0)])
+                .await,
+        );
     }
     for i in 0..50 {
         h.alarm(&key("counter", &i.to_string()), "a", h.now() - 1_000 + i)
@@ -815,7 +821,7 @@ async fn concurrent_fetches_lease_each_alarm_once(h: Harness) {
 }
 
 async fn leased_ops_reject_foreign_expired_and_replaced_leases(h: Harness) {
-    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
     let k = key("counter", "1");
     h.alarm(&k, "a", h.now()).await;
     let lease = h.fetch(&[&a], 10).await.remove(0);
@@ -896,7 +902,7 @@ async fn leased_ops_reject_foreign_expired_and_replaced_leases(h: Harness) {
 }
 
 async fn complete_delete_removes_alarm(h: Harness) {
-    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
     let k = key("counter", "1");
     h.alarm(&k, "a", h.now()).await;
     let lease = h.fetch(&[&a], 10).await.remove(0);
@@ -911,7 +917,7 @@ async fn complete_delete_removes_alarm(h: Harness) {
 }
 
 async fn complete_retry_then_reschedule_updates_fields(h: Harness) {
-    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
     let k = key("counter", "1");
     let nominal = h.now();
     h.alarm(&k, "a", nominal).await;
@@ -1007,8 +1013,8 @@ async fn complete_retry_then_reschedule_updates_fields(h: Harness) {
 }
 
 async fn renew_extends_only_live_leases_of_actors_on_host(h: Harness) {
-    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
-    let b = h.host("10.0.0.2:7000", &[("counter", 0)]).await;
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
+    let b = h.host("127.0.0.2:7000", &[("counter", 0)]).await;
     let (on_a, expiring, on_b) = (
         key("counter", "a"),
         key("counter", "expiring"),
@@ -1063,8 +1069,8 @@ async fn renew_extends_only_live_leases_of_actors_on_host(h: Harness) {
 }
 
 async fn removing_placement_releases_alarm_leases(h: Harness) {
-    let a = h.host("10.0.0.1:7000", &[("counter", 0)]).await;
-    let b = h.host("10.0.0.2:7000", &[("counter", 0)]).await;
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
+    let b = h.host("127.0.0.2:7000", &[("counter", 0)]).await;
     let (k1, k2) = (key("counter", "1"), key("counter", "2"));
     h.alarm(&k1, "a", h.now() - 1).await;
     h.alarm(&k2, "a", h.now()).await;
@@ -1151,7 +1157,7 @@ async fn sqlite_state_and_alarms_survive_reopening() {
     let host = {
         let store = SqliteStore::open(&path, options(&clock)).await.unwrap();
         let host = store
-            .register_host(&registration("10.0.0.1:7000", &[("counter", 0)]))
+            .register_host(&registration("127.0.0.1:7000", &[("counter", 0)]))
             .await
             .unwrap();
         store.set_state(&k, b"durable", None).await.unwrap();
@@ -1182,7 +1188,7 @@ async fn sqlite_handles_sharing_one_file_agree() {
         stores.push(Arc::new(open.await.unwrap().unwrap()));
     }
     for (i, store) in stores.iter().enumerate() {
-        let address = format!("10.0.0.{i}:7000");
+        let address = format!("127.0.0.{i}:7000");
         store
             .register_host(&registration(&address, &[("counter", 0)]))
             .await
