@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use crate::clock::SharedClock;
 
 pub mod memory;
+mod rules;
 pub mod sqlite;
 
 #[cfg(test)]

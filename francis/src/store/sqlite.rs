@@ -16,7 +16,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, SqliteConnection, SqliteExecutor, Transaction};
 
-use super::memory::{
+use super::rules::{
     CompletionUpdate, HostSlot, check_allowed, expiry_after, health_threshold, new_alarm_id,
     new_host_id, new_lease_id, page_limit, reserve_slot, sort_leases, state_page,
 };
