@@ -364,6 +364,26 @@ async fn shared_turns_run_together() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_arriving_during_a_long_read_runs_at_once() {
+    let (host, probe) = host().await;
+    let actor = host.actor::<Counter>("overlap");
+    let long_read = {
+        let a = actor.clone();
+        tokio::spawn(async move { a.hold("A".into()).await })
+    };
+    while !probe.log().contains(&"start A".to_owned()) {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::timeout(Duration::from_secs(10), actor.read("B".into()))
+        .await
+        .expect("a read must not wait for another read when no write is queued")
+        .unwrap();
+    probe.gate.add_permits(1);
+    long_read.await.unwrap().unwrap();
+    assert_eq!(probe.log(), vec!["start A", "B", "end A"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_write_holds_back_later_reads() {
     let (host, probe) = host().await;
     let actor = host.actor::<Counter>("fifo");

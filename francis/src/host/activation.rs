@@ -1,234 +1,411 @@
-//! One live activation: the actor instance behind its turn lock, its idle deadline, and its
-//! halting state. Type-erased behind [`ActivationDyn`] so the host can keep activations of every
-//! type in one table.
+//! One live activation: the actor instance owned by its own task, fed by a mailbox.
 //!
-//! The turn lock is tokio's fair read-write lock: exclusive turns (`&mut self`, alarms) run
-//! alone, shared turns (`&self`) run together, waiters are served in FIFO order, and a queued
-//! writer holds back readers that arrive after it, so writers never starve.
+//! Calls queue in FIFO order. An exclusive call (`&mut self`, alarms) runs alone. Shared calls
+//! (`&self`) run together: once one starts, every shared call that arrives joins it, until an
+//! exclusive call queues up; that call then holds back everything behind it, so writers never
+//! starve. The actor's task drains its queue without handing control back between turns, and a
+//! turn cannot be cut short by a caller that gives up waiting.
+//!
+//! Halting sets a flag the task checks before each turn: the turn in progress finishes (or is
+//! cancelled after the grace period), queued calls are answered "halted" with their arguments
+//! so callers can retry on a fresh activation, and the deactivation hook runs last.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::time::Duration;
 
-use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock, watch};
-use tokio::task::AbortHandle;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::actor::dispatch::{Actor, DispatchError, MethodKind};
 use crate::actor::envelope::Envelope;
 use crate::clock::{BoxFuture, SharedClock};
-use crate::error::Error;
 use crate::store::ActorKey;
 
-/// A held turn on an activation: call methods in it, and (exclusive turns) run the
-/// deactivation hook.
-pub(crate) trait Turn: Send {
-    /// Run method `index` with `args` in this turn.
-    fn call(
+/// Why a turn produced no result.
+#[derive(Debug)]
+pub(crate) enum TurnError {
+    /// The method failed to decode, encode, or returned its error.
+    Dispatch(DispatchError),
+    /// The activation is halting. `args` is given back when the method never ran, so the call
+    /// can be retried on a fresh activation; it is `None` when the turn was cancelled mid-way.
+    Halted { args: Option<Envelope> },
+    /// The method panicked.
+    Panicked,
+}
+
+/// An actor in an exclusive turn, as work that needs direct access sees it (alarms).
+pub(crate) trait ExclusiveActor: Send {
+    /// Run an exclusive or alarm method.
+    fn call_exclusive(
         &mut self,
         index: u16,
         args: Envelope,
     ) -> BoxFuture<'_, Result<Envelope, DispatchError>>;
-    /// Run the deactivation hook (no-op for shared turns).
-    fn deactivate(&mut self) -> BoxFuture<'_, ()>;
 }
 
-struct WriteTurn<A>(OwnedRwLockWriteGuard<A>);
-struct ReadTurn<A>(OwnedRwLockReadGuard<A>);
-
-impl<A: Actor> Turn for WriteTurn<A> {
-    fn call(
+impl<A: Actor> ExclusiveActor for A {
+    fn call_exclusive(
         &mut self,
         index: u16,
         args: Envelope,
     ) -> BoxFuture<'_, Result<Envelope, DispatchError>> {
-        self.0.call_mut(index, args)
-    }
-    fn deactivate(&mut self) -> BoxFuture<'_, ()> {
-        self.0.deactivate()
+        Actor::call_mut(self, index, args)
     }
 }
 
-impl<A: Actor> Turn for ReadTurn<A> {
-    fn call(
-        &mut self,
+/// Work run in an exclusive turn with the actor itself (e.g. an alarm occurrence, which reads
+/// its lease, runs the handler and completes the lease before the turn ends).
+pub(crate) trait ExclusiveJob: Send {
+    /// Run the job.
+    fn run<'a>(self: Box<Self>, actor: &'a mut dyn ExclusiveActor) -> BoxFuture<'a, ()>;
+}
+
+/// Counts a queued or running command; the activation is busy while any exists.
+struct InFlight(Arc<Shared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+enum Command {
+    Call {
+        kind: MethodKind,
         index: u16,
         args: Envelope,
-    ) -> BoxFuture<'_, Result<Envelope, DispatchError>> {
-        self.0.call_ref(index, args)
-    }
-    fn deactivate(&mut self) -> BoxFuture<'_, ()> {
-        Box::pin(async {})
+        reply: oneshot::Sender<Result<Envelope, TurnError>>,
+        _busy: InFlight,
+    },
+    Job {
+        job: Box<dyn ExclusiveJob>,
+        _busy: InFlight,
+    },
+    /// Nudges an idle task so it notices a halt.
+    Wake,
+}
+
+impl Command {
+    /// Answer "halted" without running, giving the arguments back.
+    fn refuse(self) {
+        if let Command::Call { args, reply, .. } = self {
+            let _ = reply.send(Err(TurnError::Halted { args: Some(args) }));
+        }
     }
 }
 
-/// An activation of any actor type.
-pub(crate) trait ActivationDyn: Send + Sync + 'static {
-    /// The actor's address.
-    fn key(&self) -> &ActorKey;
-    /// Wait for a turn of the given kind. Fails with [`Error::Halted`] if the activation is
-    /// (or becomes) halted before the turn is granted.
-    fn lock(self: Arc<Self>, kind: MethodKind) -> BoxFuture<'static, Result<Box<dyn Turn>, Error>>;
-    /// Take the exclusive turn for halting, ignoring the halted flag.
-    fn lock_for_halt(self: Arc<Self>) -> BoxFuture<'static, Box<dyn Turn>>;
-    /// Take the exclusive turn only if nobody holds any turn now.
-    fn try_lock_exclusive(self: Arc<Self>) -> Option<Box<dyn Turn>>;
-    /// When the activation becomes idle (Unix ms; `i64::MAX` = never).
-    fn idle_at_ms(&self) -> i64;
-    /// Push the idle deadline to `at_ms`.
-    fn postpone_idle(&self, at_ms: i64);
-    /// Mark the activation halted and tell the actor; `false` if it already was.
-    fn begin_halt(&self) -> bool;
-    /// Whether halting has begun.
-    fn is_halted(&self) -> bool;
-    /// Track a running turn task so a halt can cancel it after the grace period.
-    fn track(&self, handle: AbortHandle) -> u64;
-    /// Stop tracking a finished turn task.
-    fn untrack(&self, id: u64);
-    /// Cancel every running turn task.
-    fn abort_running(&self);
-    /// Mark the activation as gone (removed from the host's table).
-    fn mark_removed(&self);
-    /// Wait until the activation is gone.
-    fn removed(&self) -> BoxFuture<'static, ()>;
-}
-
-/// The live activation of an actor of type `A`.
-pub(crate) struct Activation<A> {
-    key: ActorKey,
-    actor: Arc<RwLock<A>>,
+/// State shared by an activation's handle and its task.
+struct Shared {
     halted: AtomicBool,
-    halting: watch::Sender<bool>,
-    removed: watch::Sender<bool>,
+    in_flight: AtomicUsize,
     idle_at_ms: AtomicI64,
     idle_timeout_ms: Option<i64>,
     clock: SharedClock,
-    running: Mutex<HashMap<u64, AbortHandle>>,
-    next_turn: AtomicU64,
+    halting: watch::Sender<bool>,
+    abort: watch::Sender<bool>,
+    done: watch::Sender<bool>,
+    removed: watch::Sender<bool>,
 }
 
-impl<A: Actor> Activation<A> {
-    /// Wrap a fresh instance. `halting` is the sender whose receiver the actor's context holds.
-    pub(crate) fn new(
+impl Shared {
+    fn touch(&self) {
+        if let Some(timeout) = self.idle_timeout_ms {
+            self.idle_at_ms.store(
+                self.clock.now_ms().saturating_add(timeout),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    fn busy(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+}
+
+/// The handle on a live activation.
+pub(crate) struct Activation {
+    key: ActorKey,
+    mailbox: mpsc::UnboundedSender<Command>,
+    shared: Arc<Shared>,
+}
+
+/// How an activation is set up.
+pub(crate) struct ActivationSettings {
+    pub idle_timeout_ms: Option<i64>,
+    pub deactivation_timeout: Duration,
+    pub clock: SharedClock,
+}
+
+impl Activation {
+    /// Start the task that owns `actor`. `halting` is the sender whose receiver the actor's
+    /// context holds.
+    pub(crate) fn spawn<A: Actor>(
         key: ActorKey,
         actor: A,
         halting: watch::Sender<bool>,
-        idle_timeout_ms: Option<i64>,
-        clock: SharedClock,
-    ) -> Self {
-        let (removed, _) = watch::channel(false);
-        let activation = Activation {
-            key,
-            actor: Arc::new(RwLock::new(actor)),
+        settings: ActivationSettings,
+    ) -> Arc<Self> {
+        let (mailbox, inbox) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
             halted: AtomicBool::new(false),
-            halting,
-            removed,
+            in_flight: AtomicUsize::new(0),
             idle_at_ms: AtomicI64::new(i64::MAX),
-            idle_timeout_ms,
-            clock,
-            running: Mutex::new(HashMap::new()),
-            next_turn: AtomicU64::new(0),
-        };
-        activation.touch();
-        activation
+            idle_timeout_ms: settings.idle_timeout_ms,
+            clock: settings.clock,
+            halting,
+            abort: watch::channel(false).0,
+            done: watch::channel(false).0,
+            removed: watch::channel(false).0,
+        });
+        shared.touch();
+        tokio::spawn(run(
+            actor,
+            inbox,
+            shared.clone(),
+            settings.deactivation_timeout,
+        ));
+        Arc::new(Activation {
+            key,
+            mailbox,
+            shared,
+        })
     }
 
-    fn touch(&self) {
-        if let Some(timeout) = self.idle_timeout_ms {
-            let at = self.clock.now_ms().saturating_add(timeout);
-            self.idle_at_ms.store(at, Ordering::Relaxed);
-        }
-    }
-
-    fn halted_error(&self) -> Error {
-        Error::Halted {
-            key: self.key.clone(),
-        }
-    }
-}
-
-impl<A: Actor> ActivationDyn for Activation<A> {
-    fn key(&self) -> &ActorKey {
+    /// The actor's address.
+    pub(crate) fn key(&self) -> &ActorKey {
         &self.key
     }
 
-    fn lock(self: Arc<Self>, kind: MethodKind) -> BoxFuture<'static, Result<Box<dyn Turn>, Error>> {
-        Box::pin(async move {
-            if self.is_halted() {
-                return Err(self.halted_error());
-            }
-            let turn: Box<dyn Turn> = match kind {
-                MethodKind::Shared => Box::new(ReadTurn(self.actor.clone().read_owned().await)),
-                MethodKind::Exclusive | MethodKind::Alarm => {
-                    Box::new(WriteTurn(self.actor.clone().write_owned().await))
-                }
-            };
-            if self.is_halted() {
-                return Err(self.halted_error());
-            }
-            self.touch();
-            Ok(turn)
-        })
+    /// Run method `index` in a turn of the given kind and wait for its result.
+    pub(crate) async fn call(
+        &self,
+        kind: MethodKind,
+        index: u16,
+        args: Envelope,
+    ) -> Result<Envelope, TurnError> {
+        if self.is_halted() {
+            return Err(TurnError::Halted { args: Some(args) });
+        }
+        let (reply, result) = oneshot::channel();
+        let command = Command::Call {
+            kind,
+            index,
+            args,
+            reply,
+            _busy: self.shared.busy(),
+        };
+        if let Err(mpsc::error::SendError(command)) = self.mailbox.send(command) {
+            command.refuse();
+        }
+        result
+            .await
+            .unwrap_or(Err(TurnError::Halted { args: None }))
     }
 
-    fn lock_for_halt(self: Arc<Self>) -> BoxFuture<'static, Box<dyn Turn>> {
-        Box::pin(async move {
-            Box::new(WriteTurn(self.actor.clone().write_owned().await)) as Box<dyn Turn>
-        })
+    /// Queue work for an exclusive turn. Returns `false` if the activation is halting (the job
+    /// is dropped unrun).
+    pub(crate) fn run_exclusive(&self, job: Box<dyn ExclusiveJob>) -> bool {
+        !self.is_halted()
+            && self
+                .mailbox
+                .send(Command::Job {
+                    job,
+                    _busy: self.shared.busy(),
+                })
+                .is_ok()
     }
 
-    fn try_lock_exclusive(self: Arc<Self>) -> Option<Box<dyn Turn>> {
-        let guard = self.actor.clone().try_write_owned().ok()?;
-        Some(Box::new(WriteTurn(guard)))
+    /// Whether any call or job is queued or running.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.shared.in_flight.load(Ordering::Acquire) > 0
     }
 
-    fn idle_at_ms(&self) -> i64 {
-        self.idle_at_ms.load(Ordering::Relaxed)
+    /// When the activation becomes idle (Unix ms; `i64::MAX` = never).
+    pub(crate) fn idle_at_ms(&self) -> i64 {
+        self.shared.idle_at_ms.load(Ordering::Relaxed)
     }
 
-    fn postpone_idle(&self, at_ms: i64) {
-        self.idle_at_ms.fetch_max(at_ms, Ordering::Relaxed);
+    /// Push the idle deadline to at least `at_ms`.
+    pub(crate) fn postpone_idle(&self, at_ms: i64) {
+        self.shared.idle_at_ms.fetch_max(at_ms, Ordering::Relaxed);
     }
 
-    fn begin_halt(&self) -> bool {
-        if self.halted.swap(true, Ordering::SeqCst) {
+    /// Start halting: no new turns, the actor is told. `false` if it already was halting.
+    pub(crate) fn begin_halt(&self) -> bool {
+        if self.shared.halted.swap(true, Ordering::SeqCst) {
             return false;
         }
-        self.halting.send_replace(true);
+        self.shared.halting.send_replace(true);
+        let _ = self.mailbox.send(Command::Wake);
         true
     }
 
-    fn is_halted(&self) -> bool {
-        self.halted.load(Ordering::SeqCst)
+    /// Whether halting has begun.
+    pub(crate) fn is_halted(&self) -> bool {
+        self.shared.halted.load(Ordering::SeqCst)
     }
 
-    fn track(&self, handle: AbortHandle) -> u64 {
-        let id = self.next_turn.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut running) = self.running.lock() {
-            running.insert(id, handle);
+    /// Cancel the turn in progress (after the grace period).
+    pub(crate) fn abort(&self) {
+        self.shared.abort.send_replace(true);
+    }
+
+    /// Completes once the task has stopped: last turn over, deactivation hook run.
+    pub(crate) async fn stopped(&self) {
+        wait_true(&mut self.shared.done.subscribe()).await;
+    }
+
+    /// Mark the activation as gone from the host's table.
+    pub(crate) fn mark_removed(&self) {
+        self.shared.removed.send_replace(true);
+    }
+
+    /// Completes once the activation is gone from the host's table.
+    pub(crate) fn removed(&self) -> BoxFuture<'static, ()> {
+        let mut rx = self.shared.removed.subscribe();
+        Box::pin(async move { wait_true(&mut rx).await })
+    }
+}
+
+/// Completes once the watched flag is true (or its sender is gone).
+async fn wait_true(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|flag| *flag).await.map(|_| ());
+}
+
+/// Run `work` unless the activation is aborted first.
+async fn unless_aborted<F: std::future::Future>(
+    work: F,
+    abort: &mut watch::Receiver<bool>,
+) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        out = work => Some(out),
+        _ = wait_true(abort) => None,
+    }
+}
+
+/// A method call with panics turned into [`TurnError::Panicked`].
+async fn guarded(
+    call: BoxFuture<'_, Result<Envelope, DispatchError>>,
+) -> Result<Envelope, TurnError> {
+    match AssertUnwindSafe(call).catch_unwind().await {
+        Ok(result) => result.map_err(TurnError::Dispatch),
+        Err(_) => Err(TurnError::Panicked),
+    }
+}
+
+/// One shared turn of a batch.
+async fn shared_turn<A: Actor>(
+    reader: &A,
+    index: u16,
+    args: Envelope,
+    reply: oneshot::Sender<Result<Envelope, TurnError>>,
+    busy: InFlight,
+) {
+    let result = guarded(reader.call_ref(index, args)).await;
+    let _ = reply.send(result);
+    drop(busy);
+}
+
+/// The activation's task: serve the mailbox until halted, then deactivate.
+async fn run<A: Actor>(
+    mut actor: A,
+    mut inbox: mpsc::UnboundedReceiver<Command>,
+    shared: Arc<Shared>,
+    deactivation_timeout: Duration,
+) {
+    let mut abort = shared.abort.subscribe();
+    let mut next: Option<Command> = None;
+    loop {
+        let command = match next.take() {
+            Some(command) => command,
+            None => match inbox.recv().await {
+                Some(command) => command,
+                None => break,
+            },
+        };
+        if shared.halted.load(Ordering::SeqCst) {
+            command.refuse();
+            break;
         }
-        id
-    }
-
-    fn untrack(&self, id: u64) {
-        if let Ok(mut running) = self.running.lock() {
-            running.remove(&id);
+        shared.touch();
+        match command {
+            Command::Wake => {}
+            Command::Call {
+                kind: MethodKind::Shared,
+                index,
+                args,
+                reply,
+                _busy,
+            } => {
+                // A shared batch: it runs until its last turn ends, and takes in every shared
+                // call that arrives meanwhile, until an exclusive call queues up; from then on
+                // everything waits behind that call, in order.
+                let reader = &actor;
+                let mut running = FuturesUnordered::new();
+                running.push(shared_turn(reader, index, args, reply, _busy));
+                let batch = async {
+                    let mut open = true;
+                    while !running.is_empty() {
+                        tokio::select! {
+                            biased;
+                            _ = running.next() => {}
+                            queued = inbox.recv(), if open => match queued {
+                                Some(Command::Call { kind: MethodKind::Shared, index, args, reply, _busy })
+                                    if !shared.halted.load(Ordering::SeqCst) =>
+                                {
+                                    running.push(shared_turn(reader, index, args, reply, _busy));
+                                }
+                                Some(Command::Wake) => {}
+                                Some(other) => {
+                                    next = Some(other);
+                                    open = false;
+                                }
+                                None => open = false,
+                            },
+                        }
+                    }
+                };
+                // Cancelled turns drop their reply senders: their callers see "halted".
+                unless_aborted(batch, &mut abort).await;
+            }
+            Command::Call {
+                index,
+                args,
+                reply,
+                _busy,
+                ..
+            } => {
+                if let Some(result) =
+                    unless_aborted(guarded(actor.call_mut(index, args)), &mut abort).await
+                {
+                    let _ = reply.send(result);
+                }
+            }
+            Command::Job { job, _busy } => {
+                let work = AssertUnwindSafe(job.run(&mut actor)).catch_unwind();
+                if let Some(Err(_)) = unless_aborted(work, &mut abort).await {
+                    tracing::error!("a job panicked inside an exclusive turn");
+                }
+            }
         }
     }
-
-    fn abort_running(&self) {
-        if let Ok(running) = self.running.lock() {
-            running.values().for_each(AbortHandle::abort);
+    inbox.close();
+    while let Ok(command) = inbox.try_recv() {
+        command.refuse();
+    }
+    if !deactivation_timeout.is_zero() {
+        let hook = AssertUnwindSafe(actor.deactivate()).catch_unwind();
+        match tokio::time::timeout(deactivation_timeout, hook).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => tracing::error!("deactivation hook panicked"),
+            Err(_) => tracing::warn!(?deactivation_timeout, "deactivation hook timed out"),
         }
     }
-
-    fn mark_removed(&self) {
-        self.removed.send_replace(true);
-    }
-
-    fn removed(&self) -> BoxFuture<'static, ()> {
-        let mut rx = self.removed.subscribe();
-        Box::pin(async move {
-            let _ = rx.wait_for(|removed| *removed).await;
-        })
-    }
+    drop(actor);
+    shared.done.send_replace(true);
 }

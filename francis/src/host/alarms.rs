@@ -10,15 +10,21 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::actor::dispatch::MethodKind;
 use crate::actor::envelope::Envelope;
+use crate::clock::BoxFuture;
 use crate::clock::duration_ms;
 use crate::error::Error;
-use crate::host::core::HostCore;
+use crate::host::activation::{ExclusiveActor, ExclusiveJob};
+use crate::host::core::{HostCore, dispatch_error};
 use crate::host::options::ActorOptions;
+use crate::host::registry::ActorTypeEntry;
 use crate::host::stopped;
 use crate::store::{AlarmCompletion, AlarmLease, AlarmRecord, FetchAlarms};
 use crate::time::{Interval, next_occurrence};
@@ -29,9 +35,29 @@ enum Outcome {
     Succeeded,
     /// The handler failed (error, panic, bad payload, unknown handler).
     Failed(String),
-    /// The occurrence did not run here (lease lost, actor halted or placed elsewhere); the
-    /// lease was released or is already gone. No attempt is counted.
-    NotRun,
+}
+
+/// One alarm occurrence, run as an exclusive job on the actor's activation.
+struct AlarmJob {
+    core: Arc<HostCore>,
+    lease: AlarmLease,
+    entry: Arc<ActorTypeEntry>,
+    reply: oneshot::Sender<Option<AlarmLease>>,
+}
+
+impl ExclusiveJob for AlarmJob {
+    fn run<'a>(self: Box<Self>, actor: &'a mut dyn ExclusiveActor) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let AlarmJob {
+                core,
+                lease,
+                entry,
+                reply,
+            } = *self;
+            let kept = core.alarm_turn(actor, &lease, &entry).await;
+            let _ = reply.send(kept);
+        })
+    }
 }
 
 impl HostCore {
@@ -47,7 +73,8 @@ impl HostCore {
     /// Run one leased occurrence to its end. Returns the lease again when this host keeps it
     /// for a next run that is due soon (a repeat or a retry).
     pub(crate) async fn execute_alarm(&self, lease: AlarmLease) -> Option<AlarmLease> {
-        let Some(entry) = self.types.get(lease.key.actor_type.as_str()).cloned() else {
+        let entry = self.types.get(lease.key.actor_type.as_str()).cloned();
+        let (Some(entry), Ok(core)) = (entry, self.arc()) else {
             self.release(&lease).await;
             return None;
         };
@@ -59,17 +86,35 @@ impl HostCore {
                 return None;
             }
         };
-        let turn = match activation.clone().lock(MethodKind::Alarm).await {
-            Ok(turn) => turn,
-            Err(_) => {
-                self.release(&lease).await;
-                return None;
-            }
+        let (reply, done) = oneshot::channel();
+        let job = AlarmJob {
+            core,
+            lease: lease.clone(),
+            entry,
+            reply,
         };
-        // Inside the turn: re-read the alarm (it may have changed or gone while we waited),
-        // run it, and complete it before the turn ends. Completing after the turn would let
-        // a self-halting actor drop its placement, free the lease and get the alarm run twice.
-        let record = match self.store.get_leased_alarm(&lease).await {
+        if activation.run_exclusive(Box::new(job))
+            && let Ok(kept) = done.await
+        {
+            return kept;
+        }
+        // The activation was halting: the occurrence did not run (or was cancelled), and is
+        // left for the next fetch, here or on another host.
+        self.release(&lease).await;
+        None
+    }
+
+    /// Inside the exclusive turn: re-read the alarm (it may have changed or gone while the job
+    /// waited), run its handler, and complete it before the turn ends. Completing after the
+    /// turn would let a self-halting actor drop its placement, free the lease and get the alarm
+    /// run twice.
+    async fn alarm_turn(
+        &self,
+        actor: &mut dyn ExclusiveActor,
+        lease: &AlarmLease,
+        entry: &ActorTypeEntry,
+    ) -> Option<AlarmLease> {
+        let record = match self.store.get_leased_alarm(lease).await {
             Ok(Some(record)) => record,
             Ok(None) => return None,
             Err(e) => {
@@ -87,35 +132,36 @@ impl HostCore {
             )),
             Some(info) => {
                 let data = Envelope::from_msgpack_bytes(record.data.clone().unwrap_or_default());
-                match self.run_turn(&activation, turn, info, data).await {
-                    Ok(_) => Outcome::Succeeded,
-                    Err(Error::Halted { .. }) => Outcome::NotRun,
-                    Err(e) => Outcome::Failed(e.to_string()),
+                match AssertUnwindSafe(actor.call_exclusive(info.index, data))
+                    .catch_unwind()
+                    .await
+                {
+                    Ok(Ok(_)) => Outcome::Succeeded,
+                    Ok(Err(e)) => {
+                        Outcome::Failed(dispatch_error(&lease.key, info.name, e).to_string())
+                    }
+                    Err(_) => Outcome::Failed("the alarm handler panicked".to_owned()),
                 }
             }
         };
-        let completion = match outcome {
-            Outcome::NotRun => {
-                self.release(&lease).await;
-                return None;
+        let completion = self.completion(lease, &record, &entry.options, outcome);
+        let kept = matches!(
+            completion,
+            AlarmCompletion::Reschedule {
+                keep_lease: true,
+                ..
+            } | AlarmCompletion::Retry {
+                keep_lease: true,
+                ..
             }
-            outcome => self.completion(&lease, &record, &entry.options, outcome),
-        };
+        );
         match self
             .store
-            .complete_leased_alarm(&lease, &completion, self.timings.alarms_lease_duration)
+            .complete_leased_alarm(lease, &completion, self.timings.alarms_lease_duration)
             .await
         {
-            Ok(Some(updated)) => match completion {
-                AlarmCompletion::Reschedule {
-                    keep_lease: true, ..
-                }
-                | AlarmCompletion::Retry {
-                    keep_lease: true, ..
-                } => Some(updated),
-                _ => None,
-            },
-            Ok(None) => None,
+            Ok(Some(updated)) if kept => Some(updated),
+            Ok(_) => None,
             Err(e) => {
                 tracing::warn!(actor = %lease.key, alarm = %lease.name, error = %e, "could not complete alarm; it will run again after its lease expires");
                 None

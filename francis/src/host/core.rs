@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use crate::actor::dispatch::{DispatchError, MethodInfo, MethodKind};
+use crate::actor::dispatch::{DispatchError, MethodKind};
 use crate::actor::envelope::Envelope;
 use crate::actor::service::{HostHandle, InvokeOptions, Service};
 use crate::clock::{BoxFuture, SharedClock};
 use crate::error::{ActorFailure, Error};
-use crate::host::activation::{ActivationDyn, Turn};
+use crate::host::activation::{Activation, TurnError};
 use crate::host::options::HostTimings;
 use crate::host::registry::{ActorTypeEntry, Registry};
 use crate::store::{ActorKey, HostId, LookupOptions, Store, StoreError};
@@ -35,7 +35,7 @@ pub(crate) struct HostCore {
     pub timings: HostTimings,
     pub alarm_wake: Notify,
     app_data: AppData,
-    table: RwLock<HashMap<ActorKey, Arc<dyn ActivationDyn>>>,
+    table: RwLock<HashMap<ActorKey, Arc<Activation>>>,
     create_lock: Mutex<()>,
     shutting_down: AtomicBool,
     this: Weak<HostCore>,
@@ -73,6 +73,11 @@ impl HostCore {
             .ok_or(Error::ShuttingDown)
     }
 
+    /// This core as an `Arc` (fails only while the host is being dropped).
+    pub fn arc(&self) -> Result<Arc<HostCore>, Error> {
+        self.this.upgrade().ok_or(Error::ShuttingDown)
+    }
+
     /// Refuse new work from now on.
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
@@ -92,7 +97,7 @@ impl HostCore {
         self.lookup_local(key).is_some()
     }
 
-    fn lookup_local(&self, key: &ActorKey) -> Option<Arc<dyn ActivationDyn>> {
+    fn lookup_local(&self, key: &ActorKey) -> Option<Arc<Activation>> {
         self.table.read().ok()?.get(key).cloned()
     }
 
@@ -135,20 +140,22 @@ impl HostCore {
             }
             _ => {}
         }
+        let mut args = args;
         let mut retried = false;
         loop {
             let activation = self
                 .find_or_activate(&key, entry, options.active_only)
                 .await?;
-            match activation.clone().lock(info.kind).await {
-                Ok(turn) => return self.run_turn(&activation, turn, info, args).await,
-                // The activation was halted while we waited: wait until it is gone, then try
-                // once more on a fresh activation.
-                Err(Error::Halted { .. }) if !retried => {
+            match activation.call(info.kind, info.index, args).await {
+                Ok(out) => return Ok(out),
+                // The activation was halting and the method never ran: wait until it is gone,
+                // then try once more on a fresh activation.
+                Err(TurnError::Halted { args: Some(unused) }) if !retried => {
                     retried = true;
+                    args = unused;
                     activation.removed().await;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(turn_error(&key, info.name, e)),
             }
         }
     }
@@ -159,7 +166,7 @@ impl HostCore {
         key: &ActorKey,
         entry: &ActorTypeEntry,
         active_only: bool,
-    ) -> Result<Arc<dyn ActivationDyn>, Error> {
+    ) -> Result<Arc<Activation>, Error> {
         if let Some(activation) = self.lookup_local(key) {
             return Ok(activation);
         }
@@ -188,72 +195,24 @@ impl HostCore {
         Ok(activation)
     }
 
-    /// Run one method in a held turn. The turn runs as its own task, so a caller that gives up
-    /// does not cut a turn short, and a panic in the actor does not take the host down.
-    pub async fn run_turn(
-        &self,
-        activation: &Arc<dyn ActivationDyn>,
-        mut turn: Box<dyn Turn>,
-        info: MethodInfo,
-        args: Envelope,
-    ) -> Result<Envelope, Error> {
-        let task = tokio::spawn(async move { turn.call(info.index, args).await });
-        let _tracked = Tracked::new(activation.clone(), task.abort_handle());
-        let key = activation.key();
-        match task.await {
-            Ok(result) => result.map_err(|e| dispatch_error(key, info.name, e)),
-            Err(join) if join.is_cancelled() => Err(Error::Halted { key: key.clone() }),
-            Err(_) => {
-                tracing::error!(actor = %key, method = info.name, "actor method panicked");
-                Err(Error::Panicked {
-                    key: key.clone(),
-                    method: info.name.to_owned(),
-                })
-            }
-        }
-    }
-
-    /// Halt one activation: stop new turns, wait for the running one (cancelling it after the
-    /// grace period), run the deactivation hook, drop the placement, forget the activation.
-    /// `held` is an exclusive turn the caller already holds (idle deactivation).
-    pub async fn halt_activation(
-        &self,
-        activation: Arc<dyn ActivationDyn>,
-        held: Option<Box<dyn Turn>>,
-    ) {
+    /// Halt one activation: stop new turns, let the running one finish (cancelling it after
+    /// the grace period), run the deactivation hook, drop the placement, forget the activation.
+    pub async fn halt_activation(&self, activation: Arc<Activation>) {
         if !activation.begin_halt() {
-            drop(held);
             activation.removed().await;
             return;
         }
         let key = activation.key().clone();
-        let mut turn = match held {
-            Some(turn) => turn,
-            None => {
-                let grace = self.timings.shutdown_grace_period;
-                match tokio::time::timeout(grace, activation.clone().lock_for_halt()).await {
-                    Ok(turn) => turn,
-                    Err(_) => {
-                        tracing::warn!(actor = %key, ?grace, "turn still running after the grace period; cancelling it");
-                        activation.abort_running();
-                        activation.clone().lock_for_halt().await
-                    }
-                }
-            }
-        };
-        let hook_timeout = self
-            .types
-            .get(key.actor_type.as_str())
-            .map(|e| e.options.deactivation_timeout)
-            .unwrap_or_default();
-        if !hook_timeout.is_zero()
-            && tokio::time::timeout(hook_timeout, turn.deactivate())
-                .await
-                .is_err()
+        let grace = self.timings.shutdown_grace_period;
+        if tokio::time::timeout(grace, activation.stopped())
+            .await
+            .is_err()
         {
-            tracing::warn!(actor = %key, ?hook_timeout, "deactivation hook timed out");
+            tracing::warn!(actor = %key, ?grace, "turn still running after the grace period; cancelling it");
+            activation.abort();
+            activation.stopped().await;
         }
-        // Drop the placement while the halted instance is still in the table, so a concurrent
+        // Drop the placement while the halted activation is still in the table, so a concurrent
         // call cannot create a replacement whose placement this would then delete.
         if let Err(e) = self.store.remove_actor(&key, &self.host_id).await {
             tracing::warn!(actor = %key, error = %e, "could not remove placement");
@@ -266,7 +225,6 @@ impl HostCore {
             table.remove(&key);
         }
         activation.mark_removed();
-        drop(turn);
         tracing::debug!(actor = %key, "deactivated");
     }
 
@@ -283,7 +241,7 @@ impl HostCore {
         let mut set = JoinSet::new();
         for activation in activations {
             let core = core.clone();
-            set.spawn(async move { core.halt_activation(activation, None).await });
+            set.spawn(async move { core.halt_activation(activation).await });
         }
         while set.join_next().await.is_some() {}
     }
@@ -307,12 +265,11 @@ impl HostCore {
             .unwrap_or_default();
         let mut set = JoinSet::new();
         for activation in due {
-            match activation.clone().try_lock_exclusive() {
-                Some(turn) => {
-                    let core = core.clone();
-                    set.spawn(async move { core.halt_activation(activation, Some(turn)).await });
-                }
-                None => activation.postpone_idle(now.saturating_add(IDLE_BUSY_POSTPONE_MS)),
+            if activation.is_busy() {
+                activation.postpone_idle(now.saturating_add(IDLE_BUSY_POSTPONE_MS));
+            } else {
+                let core = core.clone();
+                set.spawn(async move { core.halt_activation(activation).await });
             }
         }
         let mut count = 0;
@@ -345,7 +302,7 @@ impl HostHandle for HostCore {
     fn halt(&self, key: ActorKey) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
             let activation = self.lookup_local(&key).ok_or(Error::NotHosted { key })?;
-            self.halt_activation(activation, None).await;
+            self.halt_activation(activation).await;
             Ok(())
         })
     }
@@ -363,7 +320,7 @@ impl HostHandle for HostCore {
         };
         tokio::spawn(async move {
             if let Some(activation) = core.lookup_local(&key) {
-                core.halt_activation(activation, None).await;
+                core.halt_activation(activation).await;
             }
         });
     }
@@ -402,31 +359,27 @@ impl HostHandle for HostCore {
     }
 }
 
-/// Keeps a running turn task cancellable by a halt until it ends (or its caller gives up).
-struct Tracked {
-    activation: Arc<dyn ActivationDyn>,
-    id: u64,
-}
-
-impl Tracked {
-    fn new(activation: Arc<dyn ActivationDyn>, handle: tokio::task::AbortHandle) -> Self {
-        let id = activation.track(handle);
-        Tracked { activation, id }
-    }
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        self.activation.untrack(self.id);
-    }
-}
-
 /// Map a store error to the framework error a caller should see.
 pub(crate) fn store_error(e: StoreError) -> Error {
     match e {
         StoreError::NoHost { actor_type } => Error::NoHost { actor_type },
         StoreError::NotActive { key } => Error::NotActive { key },
         other => Error::Store(other),
+    }
+}
+
+/// Map a turn failure to the framework error a caller should see.
+pub(crate) fn turn_error(key: &ActorKey, method: &str, e: TurnError) -> Error {
+    match e {
+        TurnError::Dispatch(e) => dispatch_error(key, method, e),
+        TurnError::Halted { .. } => Error::Halted { key: key.clone() },
+        TurnError::Panicked => {
+            tracing::error!(actor = %key, method, "actor method panicked");
+            Error::Panicked {
+                key: key.clone(),
+                method: method.to_owned(),
+            }
+        }
     }
 }
 

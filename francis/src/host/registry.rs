@@ -10,11 +10,11 @@ use crate::actor::context::ActorContext;
 use crate::actor::dispatch::{Actor, MethodInfo};
 use crate::actor::service::Service;
 use crate::clock::{SharedClock, duration_ms};
-use crate::host::activation::{Activation, ActivationDyn};
+use crate::host::activation::{Activation, ActivationSettings};
 use crate::host::options::ActorOptions;
 use crate::store::{ActorKey, ActorTypeRegistration};
 
-type Factory = fn(&ActorTypeEntry, Service, ActorKey, SharedClock) -> Arc<dyn ActivationDyn>;
+type Factory = fn(&ActorTypeEntry, Service, ActorKey, SharedClock) -> Arc<Activation>;
 
 /// One registered actor type.
 pub(crate) struct ActorTypeEntry {
@@ -50,12 +50,7 @@ impl ActorTypeEntry {
     }
 
     /// Create a fresh activation.
-    pub fn activate(
-        &self,
-        service: Service,
-        key: ActorKey,
-        clock: SharedClock,
-    ) -> Arc<dyn ActivationDyn> {
+    pub fn activate(&self, service: Service, key: ActorKey, clock: SharedClock) -> Arc<Activation> {
         (self.factory)(self, service, key, clock)
     }
 
@@ -74,12 +69,16 @@ fn activate<A: Actor>(
     service: Service,
     key: ActorKey,
     clock: SharedClock,
-) -> Arc<dyn ActivationDyn> {
+) -> Arc<Activation> {
     let (halting_tx, halting_rx) = watch::channel(false);
     let ctx = ActorContext::new(service, key.clone(), halting_rx);
     let actor = A::activate(&ctx);
-    let idle_ms = entry.options.idle_timeout.map(duration_ms);
-    Arc::new(Activation::new(key, actor, halting_tx, idle_ms, clock))
+    let settings = ActivationSettings {
+        idle_timeout_ms: entry.options.idle_timeout.map(duration_ms),
+        deactivation_timeout: entry.options.deactivation_timeout,
+        clock,
+    };
+    Activation::spawn(key, actor, halting_tx, settings)
 }
 
 /// The set of registered types, frozen once the host is built.
