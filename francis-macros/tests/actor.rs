@@ -490,13 +490,19 @@ impl<A: Actor> HostHandle for Loopback<A> {
 
     fn halt_deferred(&self, _key: ActorKey) {}
 
-    fn check_alarm_handler(&self, _actor_type: &str, handler: &str) -> Result<(), Error> {
+    fn alarm_handler(
+        &self,
+        _actor_type: &str,
+        requested: Option<&str>,
+        name: &str,
+    ) -> Result<String, Error> {
+        let handler = requested.unwrap_or(name);
         assert_eq!(
             A::method(handler).map(|m| m.kind),
             Some(MethodKind::Alarm),
             "{handler}"
         );
-        Ok(())
+        Ok(handler.to_owned())
     }
 
     fn alarms_changed(&self) {}

@@ -101,6 +101,18 @@ pub enum Error {
         /// The owning host's address.
         address: String,
     },
+    /// A call forwarded to another host failed there or on the way.
+    #[error("call to actor {key} on the host at {address} failed ({code}): {message}")]
+    Remote {
+        /// The actor.
+        key: ActorKey,
+        /// The owning host's address.
+        address: String,
+        /// The protocol error code (e.g. `transport_failure`, `overloaded`, `unauthorized`).
+        code: &'static str,
+        /// What went wrong.
+        message: String,
+    },
     /// The actor method panicked; the activation stays usable, but the turn's work may be partial.
     #[error("actor {key} method {method} panicked; see the host's log")]
     Panicked {

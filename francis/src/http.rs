@@ -107,7 +107,8 @@ async fn halt_all(State(service): State<Service>) -> Response {
 
 /// The alarm body of the docs: `dueTime` (RFC 3339 or Unix ms; default now), `interval` (Go
 /// duration or ISO 8601; default none), `ttl` (RFC 3339 deadline, or a duration after the due
-/// time), `data` (any JSON), `handler` (the `#[alarm]` method; default: the alarm's name).
+/// time), `data` (any JSON), `handler` (the `#[alarm]` method; default: the one named like the
+/// alarm, else the actor's only alarm handler).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AlarmBody {
@@ -140,7 +141,8 @@ fn alarm_spec(name: &str, body: &[u8]) -> Result<AlarmSpec, String> {
     } else {
         serde_json::from_slice(body).map_err(|e| format!("the body is not a valid alarm ({e}); expected {{\"dueTime\", \"interval\", \"ttl\", \"data\", \"handler\"}}"))?
     };
-    let mut spec = AlarmSpec::new(body.handler.unwrap_or_else(|| name.to_owned()));
+    let mut spec = AlarmSpec::new(name);
+    spec.handler = body.handler;
     spec.due = match body.due_time {
         None | Some(Value::Null) => Due::Now,
         Some(Value::Number(n)) => Due::AtMs(
@@ -233,7 +235,7 @@ mod tests {
     fn alarm_body_of_the_docs_parses() {
         let body = br#"{"dueTime":"2026-01-01T00:00:00Z","interval":"60s","ttl":"2028-10-08T10:00:02Z","data":{"Hello":"World"}}"#;
         let spec = alarm_spec("alarm1", body).unwrap();
-        assert_eq!(spec.handler, "alarm1");
+        assert_eq!(spec.handler, None);
         assert_eq!(spec.due, Due::AtMs(1_767_225_600_000));
         assert_eq!(spec.interval.unwrap().to_string(), "PT1M");
         assert_eq!(spec.ttl, Some(Ttl::UntilMs(1_854_612_002_000)));

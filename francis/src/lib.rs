@@ -84,6 +84,7 @@ pub mod error;
 pub mod host;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod net;
 pub mod store;
 pub mod testing;
 pub mod time;

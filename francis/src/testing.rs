@@ -48,7 +48,8 @@ impl TestHost {
             .health_check_deadline(FOREVER)
             .alarms_lease_duration(FOREVER)
             .shutdown_grace_period(Duration::from_secs(5))
-            .clock(Arc::new(clock.clone()));
+            .clock(Arc::new(clock.clone()))
+            .without_network();
         TestHostBuilder {
             builder,
             clock,

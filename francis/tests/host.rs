@@ -694,6 +694,21 @@ async fn a_retried_alarm_that_succeeds_is_done() {
 }
 
 #[tokio::test]
+async fn an_untyped_alarm_without_a_handler_uses_the_only_one() {
+    let (host, probe) = host().await;
+    let mut spec = AlarmSpec::new("unused");
+    spec.handler = None;
+    spec.data =
+        Some(Envelope::json(&serde_json::json!({"text": "any name", "fail_times": 0})).unwrap());
+    host.service()
+        .set_alarm("counter", "x", "alarm1", spec)
+        .await
+        .unwrap();
+    host.run_due_alarms().await.unwrap();
+    assert_eq!(probe.log(), vec!["any name @0"]);
+}
+
+#[tokio::test]
 async fn alarms_for_unknown_handlers_are_refused() {
     let (host, _) = host().await;
     let err = host

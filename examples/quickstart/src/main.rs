@@ -70,28 +70,10 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(address = %args.worker_address, db = %args.db.display(), "quickstart ready");
 
     let app = francis::http::router(host.service());
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
-    let (served, hosted) = tokio::join!(server, host.run(shutdown_signal()));
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(francis::host::shutdown_signal());
+    let (served, hosted) = tokio::join!(server, host.run(francis::host::shutdown_signal()));
     served.context("control server")?;
     hosted.context("actor host")?;
     Ok(())
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }

@@ -33,8 +33,9 @@ pub enum Ttl {
 /// An alarm, as the untyped API takes it: which handler runs, when, how often, and with what.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlarmSpec {
-    /// The actor's alarm handler (the `#[alarm]` method's wire name).
-    pub handler: String,
+    /// The actor's alarm handler (the `#[alarm]` method's wire name). `None` picks the handler
+    /// named like the alarm, or else the actor type's only alarm handler.
+    pub handler: Option<String>,
     /// First due time.
     pub due: Due,
     /// Repeat interval; `None` for a one-shot alarm.
@@ -49,7 +50,7 @@ impl AlarmSpec {
     /// A one-shot alarm for `handler`, due now, without payload.
     pub fn new(handler: impl Into<String>) -> Self {
         AlarmSpec {
-            handler: handler.into(),
+            handler: Some(handler.into()),
             due: Due::Now,
             interval: None,
             ttl: None,
@@ -58,7 +59,7 @@ impl AlarmSpec {
     }
 
     /// Turn the spec into a stored record, resolving relative times against `now_ms`.
-    pub(crate) fn into_record(self, now_ms: i64) -> Result<AlarmRecord, Error> {
+    pub(crate) fn into_record(self, handler: String, now_ms: i64) -> Result<AlarmRecord, Error> {
         let due_ms = match self.due {
             Due::Now => now_ms,
             Due::AtMs(ms) => ms,
@@ -79,7 +80,7 @@ impl AlarmSpec {
             Some(env) if !env.is_empty() => Some(env.into_msgpack()?),
             _ => None,
         };
-        let mut record = AlarmRecord::new(self.handler, due_ms);
+        let mut record = AlarmRecord::new(handler, due_ms);
         record.interval = self.interval.map(|i| i.to_string());
         record.ttl_ms = ttl_ms;
         record.data = data;
@@ -156,7 +157,7 @@ impl AlarmBuilder {
             mut spec,
         } = self;
         spec.data = Some(data?);
-        let name = name.unwrap_or_else(|| spec.handler.clone());
+        let name = name.unwrap_or_else(|| spec.handler.clone().unwrap_or_default());
         let key = target.key();
         target
             .service()

@@ -44,8 +44,15 @@ pub trait HostHandle: Send + Sync + 'static {
     fn halt_all(&self) -> BoxFuture<'_, Result<(), Error>>;
     /// Halt an actor in the background (safe from inside its own turn).
     fn halt_deferred(&self, key: ActorKey);
-    /// Check an alarm handler against the registered actor type, if this host knows the type.
-    fn check_alarm_handler(&self, actor_type: &str, handler: &str) -> Result<(), Error>;
+    /// The alarm handler to store for alarm `name`: the one asked for (checked against the
+    /// actor type, if this host knows it), else the handler named like the alarm, else the
+    /// type's only alarm handler.
+    fn alarm_handler(
+        &self,
+        actor_type: &str,
+        requested: Option<&str>,
+        name: &str,
+    ) -> Result<String, Error>;
     /// Tell the alarm loop an alarm changed, so it polls soon.
     fn alarms_changed(&self);
     /// Application data registered on the host under this type.
@@ -183,9 +190,11 @@ impl Service {
     ) -> Result<(), Error> {
         let key = checked_key(actor_type, id)?;
         validate_name("alarm name", name)?;
-        validate_name("alarm handler", &spec.handler)?;
-        self.handle.check_alarm_handler(actor_type, &spec.handler)?;
-        let record = spec.into_record(self.handle.clock().now_ms())?;
+        let handler = self
+            .handle
+            .alarm_handler(actor_type, spec.handler.as_deref(), name)?;
+        validate_name("alarm handler", &handler)?;
+        let record = spec.into_record(handler, self.handle.clock().now_ms())?;
         self.handle.store().set_alarm(&key, name, &record).await?;
         self.handle.alarms_changed();
         Ok(())

@@ -18,6 +18,8 @@ use crate::error::{ActorFailure, Error};
 use crate::host::activation::{Activation, TurnError};
 use crate::host::options::HostTimings;
 use crate::host::registry::{ActorTypeEntry, Registry};
+use crate::host::routing::{Dedup, PlacementCache};
+use crate::net::peer::PeerClient;
 use crate::store::{ActorKey, HostId, LookupOptions, Store, StoreError};
 
 /// Application data by type, shared with every activation.
@@ -25,6 +27,18 @@ pub(crate) type AppData = HashMap<TypeId, Arc<dyn Any + Send + Sync>>;
 
 /// How long a busy activation's idle deactivation is put off.
 const IDLE_BUSY_POSTPONE_MS: i64 = 10_000;
+
+/// What a host core is made of.
+pub(crate) struct CoreParts {
+    pub host_id: HostId,
+    pub store: Arc<dyn Store>,
+    pub clock: SharedClock,
+    pub types: Registry,
+    pub timings: HostTimings,
+    pub app_data: AppData,
+    /// How calls reach other hosts; `None` for a host without networking (tests).
+    pub peer_client: Option<PeerClient>,
+}
 
 /// One host's shared core. Always held in an `Arc`.
 pub(crate) struct HostCore {
@@ -34,6 +48,9 @@ pub(crate) struct HostCore {
     pub types: Registry,
     pub timings: HostTimings,
     pub alarm_wake: Notify,
+    pub(crate) placements: PlacementCache,
+    pub(crate) dedup: Dedup,
+    pub(crate) peer_client: Option<PeerClient>,
     app_data: AppData,
     table: RwLock<HashMap<ActorKey, Arc<Activation>>>,
     create_lock: Mutex<()>,
@@ -42,22 +59,27 @@ pub(crate) struct HostCore {
 }
 
 impl HostCore {
-    pub fn new(
-        host_id: HostId,
-        store: Arc<dyn Store>,
-        clock: SharedClock,
-        types: Registry,
-        timings: HostTimings,
-        app_data: AppData,
-    ) -> Arc<Self> {
-        Arc::new_cyclic(|this| HostCore {
+    pub fn new(parts: CoreParts) -> Arc<Self> {
+        let CoreParts {
+            host_id,
+            store,
+            clock,
+            types,
+            timings,
             app_data,
+            peer_client,
+        } = parts;
+        Arc::new_cyclic(|this| HostCore {
             host_id,
             store,
             clock,
             types,
             timings,
             alarm_wake: Notify::new(),
+            placements: PlacementCache::default(),
+            dedup: Dedup::default(),
+            peer_client,
+            app_data,
             table: RwLock::new(HashMap::new()),
             create_lock: Mutex::new(()),
             shutting_down: AtomicBool::new(false),
@@ -109,7 +131,8 @@ impl HostCore {
             })
     }
 
-    async fn invoke_local(
+    /// Route a call: to the live activation here, or wherever the placement says.
+    async fn invoke_routed(
         &self,
         key: ActorKey,
         method: String,
@@ -119,23 +142,60 @@ impl HostCore {
         if self.is_shutting_down() {
             return Err(Error::ShuttingDown);
         }
+        if self.lookup_local(&key).is_some() {
+            return self.invoke_here(key, &method, args, options, false).await;
+        }
+        let (placement, _) = match self.resolve(&key, options.active_only, false).await {
+            Err(Error::NoHost { actor_type }) if !self.types.contains_key(actor_type.as_str()) => {
+                return Err(Error::UnknownActorType { actor_type });
+            }
+            other => other?,
+        };
+        if placement.host_id == self.host_id {
+            match self
+                .invoke_here(key.clone(), &method, args.clone(), options, false)
+                .await
+            {
+                // The cached placement was stale and the actor lives elsewhere now.
+                Err(Error::Unreachable { .. }) => {
+                    self.placements.invalidate(&key);
+                    let (fresh, _) = self.resolve(&key, options.active_only, true).await?;
+                    self.forward(&key, &method, args, options, fresh).await
+                }
+                other => other,
+            }
+        } else {
+            self.forward(&key, &method, args, options, placement).await
+        }
+    }
+
+    /// Run a call on this host, activating the actor after the store confirms this host owns
+    /// it. A call that finds its activation halting is retried once on a fresh activation.
+    pub(crate) async fn invoke_here(
+        &self,
+        key: ActorKey,
+        method: &str,
+        args: Envelope,
+        options: InvokeOptions,
+        _forwarded: bool,
+    ) -> Result<Envelope, Error> {
         let entry = self.actor_type(&key.actor_type)?;
-        let info = entry.method(&method).ok_or_else(|| Error::UnknownMethod {
+        let info = entry.method(method).ok_or_else(|| Error::UnknownMethod {
             actor_type: key.actor_type.clone(),
-            method: method.clone(),
+            method: method.to_owned(),
             known: entry.method_names(),
         })?;
         match info.kind {
             MethodKind::Alarm => {
                 return Err(Error::NotInvokable {
                     actor_type: key.actor_type.clone(),
-                    method,
+                    method: method.to_owned(),
                 });
             }
             MethodKind::Exclusive if options.read_only => {
                 return Err(Error::NotReadOnly {
                     actor_type: key.actor_type.clone(),
-                    method,
+                    method: method.to_owned(),
                 });
             }
             _ => {}
@@ -288,7 +348,7 @@ impl HostHandle for HostCore {
         args: Envelope,
         options: InvokeOptions,
     ) -> BoxFuture<'_, Result<Envelope, Error>> {
-        Box::pin(self.invoke_local(key, method, args, options))
+        Box::pin(self.invoke_routed(key, method, args, options))
     }
 
     fn store(&self) -> &Arc<dyn Store> {
@@ -325,29 +385,40 @@ impl HostHandle for HostCore {
         });
     }
 
-    fn check_alarm_handler(&self, actor_type: &str, handler: &str) -> Result<(), Error> {
+    fn alarm_handler(
+        &self,
+        actor_type: &str,
+        requested: Option<&str>,
+        name: &str,
+    ) -> Result<String, Error> {
         let Some(entry) = self.types.get(actor_type) else {
-            return Ok(());
+            // Another host may know the type; it checks the handler when the alarm fires.
+            return Ok(requested.unwrap_or(name).to_owned());
         };
-        match entry.method(handler) {
-            Some(info) if info.kind == MethodKind::Alarm => Ok(()),
-            _ => {
-                let handlers: Vec<&str> = entry
-                    .methods
-                    .iter()
-                    .filter(|m| m.kind == MethodKind::Alarm)
-                    .map(|m| m.name)
-                    .collect();
-                Err(Error::InvalidAlarm(format!(
-                    "actor type {actor_type:?} has no alarm handler {handler:?}; its #[alarm] methods are: {}",
-                    if handlers.is_empty() {
-                        "(none)".to_owned()
-                    } else {
-                        handlers.join(", ")
-                    }
-                )))
-            }
-        }
+        let handlers: Vec<&str> = entry
+            .methods
+            .iter()
+            .filter(|m| m.kind == MethodKind::Alarm)
+            .map(|m| m.name)
+            .collect();
+        let chosen = match requested {
+            Some(handler) => handlers.iter().find(|h| **h == handler),
+            None => handlers
+                .iter()
+                .find(|h| **h == name)
+                .or(if handlers.len() == 1 {
+                    handlers.first()
+                } else {
+                    None
+                }),
+        };
+        chosen.map(|h| (*h).to_owned()).ok_or_else(|| {
+            let listed = if handlers.is_empty() { "(none)".to_owned() } else { handlers.join(", ") };
+            Error::InvalidAlarm(match requested {
+                Some(handler) => format!("actor type {actor_type:?} has no alarm handler {handler:?}; its #[alarm] methods are: {listed}"),
+                None => format!("actor type {actor_type:?} has no alarm handler named {name:?} and more than one to choose from; name one of: {listed}"),
+            })
+        })
     }
 
     fn alarms_changed(&self) {

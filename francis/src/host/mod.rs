@@ -7,6 +7,7 @@ pub(crate) mod alarms;
 pub(crate) mod core;
 mod options;
 mod registry;
+mod routing;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -20,14 +21,19 @@ use crate::actor::service::Service;
 use crate::clock::{SharedClock, SystemClock, duration_ms};
 use crate::error::Error;
 use crate::store::memory::MemoryStore;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{HostRegistration, Store, StoreError, StoreOptions};
 
 pub use options::ActorOptions;
 pub(crate) use options::HostTimings;
 
-use self::core::{AppData, HostCore};
+use self::core::{AppData, CoreParts, HostCore};
 use self::registry::{ActorTypeEntry, Registry};
+use self::routing::PeerCalls;
+use crate::net::peer::{PeerClient, PeerLimits, PeerServer};
+use crate::net::pki::ClusterCa;
+use std::net::SocketAddr;
 
 /// The shortest runtime PSK accepted, in bytes.
 pub const MIN_PSK_LEN: usize = 32;
@@ -35,6 +41,8 @@ pub const MIN_PSK_LEN: usize = 32;
 /// A running actor host.
 pub struct Host {
     core: Arc<HostCore>,
+    peer_server: Option<PeerServer>,
+    ca: Option<ClusterCa>,
 }
 
 impl std::fmt::Debug for Host {
@@ -49,6 +57,7 @@ enum StoreChoice {
     Unset,
     Memory,
     Sqlite(PathBuf),
+    Postgres(String),
     Shared(Arc<dyn Store>),
 }
 
@@ -62,6 +71,7 @@ pub struct HostBuilder {
     timings: HostTimings,
     clock: Option<SharedClock>,
     app_data: AppData,
+    network: bool,
     errors: Vec<String>,
 }
 
@@ -77,6 +87,7 @@ impl Host {
             timings: HostTimings::default(),
             clock: None,
             app_data: AppData::new(),
+            network: true,
             errors: Vec::new(),
         }
     }
@@ -100,6 +111,16 @@ impl Host {
         &self.core
     }
 
+    /// The cluster CA derived from the runtime PSKs (`None` for a host without networking).
+    pub fn cluster_ca(&self) -> Option<&ClusterCa> {
+        self.ca.as_ref()
+    }
+
+    /// The address the peer server listens on (`None` for a host without networking).
+    pub fn peer_address(&self) -> Option<SocketAddr> {
+        self.peer_server.as_ref().map(PeerServer::local_addr)
+    }
+
     /// Run the host until `shutdown` completes (e.g. `tokio::signal::ctrl_c()`), then shut down
     /// gracefully: stop taking calls, let running alarms finish, halt every activation (running
     /// turns get the grace period), and leave the cluster. Returns an error if the host lost
@@ -107,6 +128,10 @@ impl Host {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
         let core = self.core;
         let (stop_tx, stop_rx) = watch::channel(false);
+        let peers = self.peer_server.map(|server| {
+            let mut stop = stop_rx.clone();
+            tokio::spawn(server.serve(async move { stopped(&mut stop).await }))
+        });
         let alarms = tokio::spawn(alarms::alarm_loop(core.clone(), stop_rx.clone()));
         let idle = tokio::spawn(idle_loop(core.clone(), stop_rx.clone()));
         let cleanup = tokio::spawn(cleanup_loop(core.clone(), stop_rx.clone()));
@@ -121,6 +146,9 @@ impl Host {
             let _ = task.await;
         }
         core.halt_all_local().await;
+        if let Some(peers) = peers {
+            let _ = peers.await;
+        }
         match core.store.unregister_host(&core.host_id).await {
             Ok(()) | Err(StoreError::HostUnregistered { .. }) => {}
             Err(e) => tracing::warn!(error = %e, "could not unregister host"),
@@ -146,6 +174,13 @@ impl HostBuilder {
     /// Keep state and alarms in a SQLite file (created, and migrated, if needed).
     pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Self {
         self.store = StoreChoice::Sqlite(path.into());
+        self
+    }
+
+    /// Keep state and alarms in a PostgreSQL database (migrated if needed): what hosts on
+    /// several machines share to form one cluster.
+    pub fn postgres(mut self, url: impl Into<String>) -> Self {
+        self.store = StoreChoice::Postgres(url.into());
         self
     }
 
@@ -215,6 +250,13 @@ impl HostBuilder {
         self
     }
 
+    /// Do not listen for peers or call them (a host that is alone by construction, as in
+    /// `francis::testing`).
+    pub(crate) fn without_network(mut self) -> Self {
+        self.network = false;
+        self
+    }
+
     /// Use this clock instead of the system clock (for tests; see `francis::testing`).
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = Some(clock);
@@ -231,6 +273,7 @@ impl HostBuilder {
             timings,
             clock,
             app_data,
+            network,
             mut errors,
         } = self;
         let address = match address {
@@ -288,6 +331,7 @@ impl HostBuilder {
         let store: Arc<dyn Store> = match store {
             StoreChoice::Memory => Arc::new(MemoryStore::new(options)),
             StoreChoice::Sqlite(path) => Arc::new(SqliteStore::open(&path, options).await?),
+            StoreChoice::Postgres(url) => Arc::new(PostgresStore::connect(&url, options).await?),
             StoreChoice::Shared(store) => store,
             StoreChoice::Unset => return Err(Error::Config("no store".into())),
         };
@@ -296,13 +340,77 @@ impl HostBuilder {
             address,
             actor_types: types.iter().map(ActorTypeEntry::registration).collect(),
         };
+        let ca = ClusterCa::from_psks(&psks).map_err(|e| Error::Config(e.to_string()))?;
         let host_id = store.register_host(&registration).await?;
         tracing::info!(host = %host_id, address = %registration.address, types = registration.actor_types.len(), "host registered");
-        let registry: Registry = types.into_iter().map(|t| (t.name, Arc::new(t))).collect();
-        Ok(Host {
-            core: HostCore::new(host_id, store, clock, registry, timings, app_data),
-        })
+        let types: Registry = types.into_iter().map(|t| (t.name, Arc::new(t))).collect();
+        // A crashed peer must be noticed well within the health deadline, by which time its
+        // actors move to a survivor.
+        let liveness = (timings.health_check_deadline / 4)
+            .clamp(Duration::from_secs(1), Duration::from_secs(10));
+        let parts = |peer_client| CoreParts {
+            host_id: host_id.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+            types,
+            timings,
+            app_data,
+            peer_client,
+        };
+        if !network {
+            return Ok(Host {
+                core: HostCore::new(parts(None)),
+                peer_server: None,
+                ca: None,
+            });
+        }
+        match start_peering(&ca, &host_id, &registration.address, liveness, parts).await {
+            Ok((core, peer_server)) => Ok(Host {
+                core,
+                peer_server: Some(peer_server),
+                ca: Some(ca),
+            }),
+            Err(e) => {
+                let _ = store.unregister_host(&host_id).await;
+                Err(e)
+            }
+        }
     }
+}
+
+/// How long a local host's self-issued workload certificate lasts.
+const LOCAL_CERT_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// How long dialling another host may take.
+const PEER_DIAL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Issue this host's certificate, build the core with a peer client, and start listening.
+async fn start_peering(
+    ca: &ClusterCa,
+    host_id: &str,
+    address: &str,
+    liveness: Duration,
+    parts: impl FnOnce(Option<PeerClient>) -> CoreParts,
+) -> Result<(Arc<HostCore>, PeerServer), Error> {
+    let identity = ca
+        .issue_host_identity(host_id, LOCAL_CERT_TTL)
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let bind = tokio::net::lookup_host(address)
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "address {address:?} does not resolve to a socket address"
+            ))
+        })?;
+    let client = PeerClient::new(ca, &identity, PEER_DIAL_TIMEOUT, liveness)
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let core = HostCore::new(parts(Some(client)));
+    let handler = Arc::new(PeerCalls(core.clone()));
+    let server = PeerServer::bind(bind, ca, &identity, handler, PeerLimits::default())
+        .map_err(|e| Error::Config(format!("cannot listen for peers on {address}: {e}")))?;
+    Ok((core, server))
 }
 
 fn check_address(address: &str) -> Result<(), String> {
@@ -378,4 +486,27 @@ async fn cleanup_loop(core: Arc<HostCore>, mut stop: watch::Receiver<bool>) {
 /// Completes once `stop` turns true (or its sender is gone).
 pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
+}
+
+/// Completes on Ctrl-C, or on SIGTERM on Unix: pass it to [`Host::run`] (or an HTTP server's
+/// graceful shutdown) to stop cleanly when the process is asked to.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
 }

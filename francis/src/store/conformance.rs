@@ -1,6 +1,11 @@
 //! The store conformance suite: every [`Store`] implementation must pass these cases, which are
 //! written once against the trait and instantiated per store (`conformance::memory::*`,
-//! `conformance::sqlite::*`). Time is driven by a [`ManualClock`].
+//! `conformance::sqlite::*`, `conformance::postgres::*`). Time is driven by a [`ManualClock`].
+//!
+//! The PostgreSQL cases need a server: `source tests/postgres.sh start` exports
+//! `FRANCIS_TEST_POSTGRES_URL`, and each case then runs in a fresh schema of that database.
+//! Without the variable they are skipped (saying so on stderr), unless
+//! `FRANCIS_REQUIRE_POSTGRES=1` (set by `tests/check.sh`) makes the skip a failure.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -9,6 +14,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use super::memory::MemoryStore;
+use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::*;
 use crate::clock::{Clock, ManualClock};
@@ -17,11 +23,13 @@ const DEADLINE: Duration = Duration::from_secs(30);
 const IDLE: Duration = Duration::from_secs(60);
 const LEASE: Duration = Duration::from_secs(10);
 
-/// A store under test, its clock, and (for SQLite) the directory holding its file.
+/// A store under test, its clock, and (for SQLite) the directory holding its file or (for
+/// PostgreSQL) the schema holding its tables.
 struct Harness {
     store: Arc<dyn Store>,
     clock: ManualClock,
     _dir: Option<TempDir>,
+    _schema: Option<PgTestSchema>,
 }
 
 fn options(clock: &ManualClock) -> StoreOptions {
@@ -37,6 +45,7 @@ async fn memory_harness() -> Harness {
         store: Arc::new(MemoryStore::new(options(&clock))),
         clock,
         _dir: None,
+        _schema: None,
     }
 }
 
@@ -50,7 +59,120 @@ async fn sqlite_harness() -> Harness {
         store: Arc::new(store),
         clock,
         _dir: Some(dir),
+        _schema: None,
     }
+}
+
+/// The test server's URL, or `None` (after saying so on stderr) to skip `case`. Panics if
+/// `FRANCIS_REQUIRE_POSTGRES` is set but the URL is not, so a full check cannot skip silently.
+fn postgres_url(case: &str) -> Option<String> {
+    use std::io::Write as _;
+
+    match std::env::var("FRANCIS_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let required =
+                std::env::var("FRANCIS_REQUIRE_POSTGRES").is_ok_and(|v| !v.is_empty() && v != "0");
+            assert!(
+                !required,
+                "FRANCIS_REQUIRE_POSTGRES is set but FRANCIS_TEST_POSTGRES_URL is not: start a \
+                 server with `source tests/postgres.sh start` (PostgreSQL case {case})"
+            );
+            // Straight to stderr, past libtest's output capture, so a plain `cargo test` shows it
+            // (one write, so it does not interleave with libtest's progress output).
+            let line = format!(
+                "skipping PostgreSQL conformance case {case}: set FRANCIS_TEST_POSTGRES_URL \
+                 (source tests/postgres.sh start) to run it\n"
+            );
+            let _ = std::io::stderr().write_all(line.as_bytes());
+            None
+        }
+    }
+}
+
+/// A schema of its own for one test, so tests can share one server in parallel; dropped (with
+/// everything in it) when the harness is.
+struct PgTestSchema {
+    url: String,
+    name: String,
+}
+
+impl PgTestSchema {
+    async fn create(url: &str) -> Self {
+        use sqlx::Connection as _;
+
+        let name = format!("francis_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to FRANCIS_TEST_POSTGRES_URL {url}: {e}"));
+        sqlx::query(&format!("CREATE SCHEMA {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        PgTestSchema {
+            url: url.to_owned(),
+            name,
+        }
+    }
+
+    /// A pool whose connections use only this schema.
+    async fn pool(&self, max_connections: u32) -> sqlx::PgPool {
+        let connect: sqlx::postgres::PgConnectOptions = self.url.parse().unwrap();
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(connect.options([("search_path", self.name.as_str())]))
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for PgTestSchema {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime, so do the async work on a thread of its own.
+        let (url, name) = (self.url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                use sqlx::Connection as _;
+                let mut conn = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    sqlx::PgConnection::connect(&url),
+                )
+                .await
+                .map_err(std::io::Error::other)?
+                .map_err(std::io::Error::other)?;
+                sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(std::io::Error::other)?;
+                conn.close().await.map_err(std::io::Error::other)
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test schema {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+/// A PostgreSQL store in a fresh schema, or `None` to skip `case` (see [`postgres_url`]).
+async fn postgres_harness(case: &str) -> Option<Harness> {
+    let url = postgres_url(case)?;
+    let clock = ManualClock::new(1_700_000_000_000);
+    let schema = PgTestSchema::create(&url).await;
+    let pool = schema.pool(super::postgres::DEFAULT_MAX_CONNECTIONS).await;
+    let store = PostgresStore::from_pool(pool, options(&clock))
+        .await
+        .unwrap();
+    Some(Harness {
+        store: Arc::new(store),
+        clock,
+        _dir: None,
+        _schema: Some(schema),
+    })
 }
 
 fn registration(address: &str, types: &[(&str, u32)]) -> HostRegistration {
@@ -1089,7 +1211,8 @@ async fn removing_placement_releases_alarm_leases(h: Harness) {
     assert_eq!(taken.iter().map(|l| &l.key).collect::<Vec<_>>(), vec![&k2]);
 }
 
-/// Instantiate every case for one store, as `$store::$case` tests.
+/// Instantiate every case for one store, as `$store::$case` tests. With `?$harness`, the
+/// harness takes the case's name and returns `None` when the case must be skipped.
 macro_rules! store_cases {
     ($store:ident, $harness:ident, [$($case:ident),* $(,)?]) => {
         mod $store {
@@ -1101,6 +1224,19 @@ macro_rules! store_cases {
             )*
         }
     };
+    ($store:ident, ?$harness:ident, [$($case:ident),* $(,)?]) => {
+        mod $store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let name = concat!(stringify!($store), "::", stringify!($case));
+                    if let Some(harness) = super::$harness(name).await {
+                        super::$case(harness).await;
+                    }
+                }
+            )*
+        }
+    };
 }
 
 /// Instantiate every case for every store.
@@ -1108,6 +1244,7 @@ macro_rules! conformance_suite {
     ($($case:ident),* $(,)?) => {
         store_cases!(memory, memory_harness, [$($case),*]);
         store_cases!(sqlite, sqlite_harness, [$($case),*]);
+        store_cases!(postgres, ?postgres_harness, [$($case),*]);
     };
 }
 
@@ -1213,4 +1350,129 @@ async fn sqlite_handles_sharing_one_file_agree() {
         1,
         "one actor was placed on several hosts: {owners:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_handles_sharing_one_database_agree() {
+    let Some(url) = postgres_url("postgres_handles_sharing_one_database_agree") else {
+        return;
+    };
+    let clock = ManualClock::new(1_700_000_000_000);
+    let schema = PgTestSchema::create(&url).await;
+    // Several handles migrate one fresh schema at once, as processes of one cluster starting
+    // together; each has a pool of its own, as separate processes would.
+    let mut opens = Vec::new();
+    for _ in 0..4 {
+        let pool = schema.pool(4).await;
+        opens.push(tokio::spawn(PostgresStore::from_pool(
+            pool,
+            options(&clock),
+        )));
+    }
+    let mut stores = Vec::new();
+    for open in opens {
+        stores.push(Arc::new(open.await.unwrap().unwrap()));
+    }
+    let mut hosts = Vec::new();
+    for (i, store) in stores.iter().enumerate() {
+        let address = format!("127.0.0.{i}:7000");
+        hosts.push(
+            store
+                .register_host(&registration(&address, &[("counter", 0)]))
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(stores[0].list_hosts().await.unwrap().len(), 4);
+
+    let k = key("counter", "hot");
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = Arc::clone(&stores[i % stores.len()]);
+            let k = k.clone();
+            tokio::spawn(async move { store.lookup_actor(&k, &LookupOptions::default()).await })
+        })
+        .collect();
+    let mut owners = HashSet::new();
+    for task in tasks {
+        owners.insert(task.await.unwrap().unwrap().host_id);
+    }
+    assert_eq!(
+        owners.len(),
+        1,
+        "one actor was placed on several hosts: {owners:?}"
+    );
+
+    // Each handle fetches for its own host: every alarm is leased exactly once.
+    for i in 0..30 {
+        stores[0]
+            .set_alarm(
+                &key("counter", &i.to_string()),
+                "a",
+                &AlarmRecord::new("ring", clock.now_ms() - 100 + i),
+            )
+            .await
+            .unwrap();
+    }
+    let tasks: Vec<_> = stores
+        .iter()
+        .zip(&hosts)
+        .map(|(store, host)| {
+            let store = Arc::clone(store);
+            let request = fetch(&[host], clock.now_ms(), 30);
+            tokio::spawn(async move { store.fetch_and_lease_alarms(&request).await })
+        })
+        .collect();
+    let mut leased = HashSet::new();
+    for task in tasks {
+        for lease in task.await.unwrap().unwrap() {
+            assert!(
+                leased.insert(lease.key.clone()),
+                "{} leased twice",
+                lease.key
+            );
+        }
+    }
+    assert_eq!(leased.len(), 30);
+    for store in &stores {
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_connect_by_url_migrates_once_and_data_survives_reopening() {
+    let Some(url) =
+        postgres_url("postgres_connect_by_url_migrates_once_and_data_survives_reopening")
+    else {
+        return;
+    };
+    let clock = ManualClock::new(1_700_000_000_000);
+    let schema = PgTestSchema::create(&url).await;
+    // The schema goes in the URL (libpq's `options` parameter), as a deployment could do it.
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{separator}options=-c%20search_path%3D{}", schema.name);
+    let k = key("counter", "1");
+    let record = AlarmRecord {
+        data: Some(vec![1]),
+        ..AlarmRecord::new("tick", clock.now_ms() + 1_000)
+    };
+    let host = {
+        let store = PostgresStore::connect(&url, options(&clock)).await.unwrap();
+        let host = store
+            .register_host(&registration("127.0.0.1:7000", &[("counter", 0)]))
+            .await
+            .unwrap();
+        store.set_state(&k, b"durable", None).await.unwrap();
+        store.set_alarm(&k, "a", &record).await.unwrap();
+        store.close().await;
+        host
+    };
+    let store = PostgresStore::connect(&url, options(&clock)).await.unwrap();
+    assert_eq!(
+        store.get_state(&k).await.unwrap().as_deref(),
+        Some(&b"durable"[..])
+    );
+    assert_eq!(store.get_alarm(&k, "a").await.unwrap(), Some(record));
+    store.heartbeat(&host).await.unwrap();
+    store.close().await;
 }

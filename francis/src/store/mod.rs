@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use crate::clock::SharedClock;
 
 pub mod memory;
+pub mod postgres;
 mod rules;
 pub mod sqlite;
 

@@ -1,0 +1,1404 @@
+//! Host-to-host actor invocation over WebTransport (HTTP/3 over QUIC), authenticated both ways
+//! with workload certificates from the cluster CA.
+//!
+//! - [`PeerServer`] accepts WebTransport sessions at [`PEER_PATH`] from hosts of this cluster
+//!   (client certificate required, SPIFFE path `/host/…`), and serves one call per
+//!   bidirectional stream: one request frame in, one response frame out, then FIN.
+//! - [`PeerClient`] keeps one session per peer address, pins the peer's SPIFFE host ID to the
+//!   request's `target_host_id`, and classifies failures so callers know what is safe to retry:
+//!   anything before the request was sent is `retry_later`; a failure while waiting for the
+//!   reply is `transport_failure` and must not be retried (the actor may have run).
+//!
+//! Hardening: a stream's first frame must arrive within [`PeerLimits::first_frame_timeout`]
+//! (slowloris), request frames are capped at [`PeerLimits::max_request_bytes`] before any
+//! allocation, each session runs at most [`PeerLimits::max_in_flight`] calls (the excess is
+//! answered in-band with `overloaded`), and a malformed frame only earns its stream a
+//! `bad_request` reply.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::timeout;
+use tracing::{debug, info, warn};
+use wtransport::config::QuicTransportConfig;
+use wtransport::endpoint::endpoint_side;
+use wtransport::endpoint::{IncomingSession, SessionRequest};
+use wtransport::error::ConnectingError;
+use wtransport::{
+    ClientConfig, Connection, Endpoint, RecvStream, SendStream, ServerConfig, VarInt,
+};
+
+use super::pki::{ClusterCa, HOST_PREFIX, Identity, PkiError, SpiffeId, spiffe_id_of};
+use super::wire::{
+    self, Envelope, ErrorCode, FrameError, InvokeRequest, InvokeResponse, MAX_FRAME_BYTES,
+    WireError,
+};
+
+/// The WebTransport path of the peer invocation endpoint.
+pub const PEER_PATH: &str = "/peer/v1/invoke";
+
+/// QUIC streams allowed per session beyond `max_in_flight`, so excess calls can still be
+/// refused in-band with `overloaded` instead of stalling on stream credit.
+const EXTRA_STREAMS: usize = 8;
+
+/// Retry hint sent with `overloaded`.
+const OVERLOADED_RETRY: Duration = Duration::from_millis(100);
+
+/// Retry hint sent with `host_draining`.
+const DRAINING_RETRY: Duration = Duration::from_millis(500);
+
+/// Limits and timeouts of a [`PeerServer`].
+#[derive(Debug, Clone)]
+pub struct PeerLimits {
+    /// Calls running at once per session; the excess is answered `overloaded`. Default 100.
+    pub max_in_flight: usize,
+    /// Largest accepted request frame in bytes (at most 16 MiB). Default 16 MiB.
+    pub max_request_bytes: usize,
+    /// How long a new stream may take to deliver its request frame. Default 30 s.
+    pub first_frame_timeout: Duration,
+    /// How long a new connection may take to complete TLS and the WebTransport handshake.
+    /// Default 10 s.
+    pub handshake_timeout: Duration,
+    /// QUIC idle timeout of sessions. Default 60 s.
+    pub idle_timeout: Duration,
+    /// How long [`PeerServer::serve`] waits for running calls after shutdown is requested.
+    /// Default 30 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for PeerLimits {
+    fn default() -> Self {
+        PeerLimits {
+            max_in_flight: 100,
+            max_request_bytes: MAX_FRAME_BYTES,
+            first_frame_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Errors setting up a peer server or client.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The certificate or TLS configuration is unusable.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// The identity is not a host identity (`spiffe://francis/host/<id>`).
+    #[error("identity {0} is not a host identity (spiffe://francis/host/<id>)")]
+    NotAHost(SpiffeId),
+    /// A limit is out of range.
+    #[error("invalid peer limits: {0}")]
+    InvalidLimits(&'static str),
+    /// Called outside a Tokio runtime.
+    #[error("the peer transport must be created inside a Tokio runtime")]
+    NoRuntime,
+    /// The UDP socket could not be bound.
+    #[error("cannot bind the peer endpoint on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// The failure of a peer call: either the peer's own error reply, or a local / transport
+/// failure described with the same codes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerError {
+    /// The peer answered with an error frame.
+    #[error("peer replied {0}")]
+    Remote(WireError),
+    /// The call failed on this side or in transit.
+    #[error("{0}")]
+    Local(WireError),
+}
+
+impl PeerError {
+    fn local(code: ErrorCode, message: impl Into<String>) -> Self {
+        PeerError::Local(WireError::new(code, message))
+    }
+
+    /// The error as it would travel on the wire.
+    pub fn wire(&self) -> &WireError {
+        match self {
+            PeerError::Remote(e) | PeerError::Local(e) => e,
+        }
+    }
+
+    /// The error as a [`WireError`] (a clone), e.g. to pass it on to an upstream caller.
+    pub fn to_wire_error(&self) -> WireError {
+        self.wire().clone()
+    }
+
+    /// Consumes the error into its wire form.
+    pub fn into_wire(self) -> WireError {
+        match self {
+            PeerError::Remote(e) | PeerError::Local(e) => e,
+        }
+    }
+
+    /// The error code.
+    pub fn code(&self) -> ErrorCode {
+        self.wire().code
+    }
+
+    /// Whether the caller may invalidate placement and retry (see [`ErrorCode::retryable`]).
+    pub fn retryable(&self) -> bool {
+        self.code().retryable()
+    }
+
+    /// The retry hint, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.wire().retry_after()
+    }
+
+    /// True when the peer itself produced the error.
+    pub fn is_remote(&self) -> bool {
+        matches!(self, PeerError::Remote(_))
+    }
+}
+
+/// What a host does with an invocation that reached it.
+#[async_trait]
+pub trait PeerHandler: Send + Sync + 'static {
+    /// Runs the call. `caller` is the verified SPIFFE ID of the calling host. An actor's own
+    /// error value travels in [`WireError::payload`].
+    async fn invoke(
+        &self,
+        caller: SpiffeId,
+        request: InvokeRequest,
+    ) -> Result<InvokeResponse, WireError>;
+}
+
+fn transport_config(
+    max_bidi_streams: usize,
+    idle: Duration,
+    keep_alive: Option<Duration>,
+) -> Result<QuicTransportConfig, NetError> {
+    let mut transport = QuicTransportConfig::default();
+    let streams = u32::try_from(max_bidi_streams)
+        .map_err(|_| NetError::InvalidLimits("max_in_flight is too large"))?;
+    transport.max_concurrent_bidi_streams(wtransport::quinn::VarInt::from_u32(streams));
+    let idle = wtransport::quinn::IdleTimeout::try_from(idle)
+        .map_err(|_| NetError::InvalidLimits("idle_timeout is too large"))?;
+    transport.max_idle_timeout(Some(idle));
+    transport.keep_alive_interval(keep_alive);
+    Ok(transport)
+}
+
+/// Counts running calls so shutdown can wait for them.
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+struct InFlightGuard<'a>(&'a InFlight);
+
+impl InFlight {
+    fn enter(&self) -> InFlightGuard<'_> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self)
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+struct ServerShared {
+    handler: Arc<dyn PeerHandler>,
+    limits: PeerLimits,
+    host_id: String,
+    draining: AtomicBool,
+    in_flight: InFlight,
+}
+
+/// Serves peer invocations for one host. Create with [`bind`](Self::bind), run with
+/// [`serve`](Self::serve).
+pub struct PeerServer {
+    endpoint: Endpoint<endpoint_side::Server>,
+    local_addr: SocketAddr,
+    shared: Arc<ServerShared>,
+}
+
+impl std::fmt::Debug for PeerServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerServer")
+            .field("local_addr", &self.local_addr)
+            .field("host_id", &self.shared.host_id)
+            .finish()
+    }
+}
+
+impl PeerServer {
+    /// Binds the UDP socket and prepares the server. `identity` must be a host identity issued
+    /// by `ca`; callers must present host certificates of the same cluster. Must be called
+    /// inside a Tokio runtime.
+    pub fn bind(
+        addr: SocketAddr,
+        ca: &ClusterCa,
+        identity: &Identity,
+        handler: Arc<dyn PeerHandler>,
+        limits: PeerLimits,
+    ) -> Result<PeerServer, NetError> {
+        tokio::runtime::Handle::try_current().map_err(|_| NetError::NoRuntime)?;
+        let host_id = identity
+            .spiffe_id()
+            .host_id()
+            .ok_or_else(|| NetError::NotAHost(identity.spiffe_id().clone()))?
+            .to_string();
+        if limits.max_in_flight == 0 {
+            return Err(NetError::InvalidLimits("max_in_flight must be at least 1"));
+        }
+        if limits.max_request_bytes == 0 || limits.max_request_bytes > MAX_FRAME_BYTES {
+            return Err(NetError::InvalidLimits(
+                "max_request_bytes must be between 1 and 16 MiB",
+            ));
+        }
+        let tls = ca.server_config(identity, HOST_PREFIX)?;
+        let transport = transport_config(
+            limits.max_in_flight.saturating_add(EXTRA_STREAMS),
+            limits.idle_timeout,
+            None,
+        )?;
+        let config = ServerConfig::builder()
+            .with_bind_address(addr)
+            .with_custom_tls_and_transport(tls, transport)
+            .build();
+        let endpoint =
+            Endpoint::server(config).map_err(|source| NetError::Bind { addr, source })?;
+        let local_addr = endpoint
+            .local_addr()
+            .map_err(|source| NetError::Bind { addr, source })?;
+        Ok(PeerServer {
+            endpoint,
+            local_addr,
+            shared: Arc::new(ServerShared {
+                handler,
+                limits,
+                host_id,
+                draining: AtomicBool::new(false),
+                in_flight: InFlight::default(),
+            }),
+        })
+    }
+
+    /// The bound address (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Accepts sessions until `shutdown` completes, then drains: new calls are answered
+    /// `host_draining`, running calls get up to [`PeerLimits::shutdown_grace`] to finish, and
+    /// the endpoint closes with code 0, "host shutting down".
+    pub async fn serve(self, shutdown: impl Future) {
+        let PeerServer {
+            endpoint,
+            local_addr,
+            shared,
+        } = self;
+        info!(%local_addr, host_id = %shared.host_id, "peer server listening");
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                incoming = endpoint.accept() => {
+                    tokio::spawn(handle_session(incoming, shared.clone()));
+                }
+            }
+        }
+
+        info!(%local_addr, "peer server draining");
+        shared.draining.store(true, Ordering::SeqCst);
+        if timeout(shared.limits.shutdown_grace, shared.in_flight.wait_idle())
+            .await
+            .is_err()
+        {
+            warn!(
+                running = shared.in_flight.count.load(Ordering::SeqCst),
+                "peer calls still running after the shutdown grace period"
+            );
+        }
+        endpoint.close(VarInt::from_u32(0), b"host shutting down");
+        let _ = timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+        info!(%local_addr, "peer server stopped");
+    }
+}
+
+async fn establish(
+    incoming: IncomingSession,
+    shared: &ServerShared,
+) -> Result<(Connection, SpiffeId), String> {
+    let request: SessionRequest = incoming
+        .await
+        .map_err(|e| format!("handshake failed: {e}"))?;
+    if request.path() != PEER_PATH {
+        let path = request.path().to_string();
+        request.not_found().await;
+        return Err(format!("refused session for unknown path {path:?}"));
+    }
+    if shared.draining.load(Ordering::SeqCst) {
+        request.too_many_requests().await;
+        return Err("refused session: host is draining".into());
+    }
+    let conn = request
+        .accept()
+        .await
+        .map_err(|e| format!("session accept failed: {e}"))?;
+    let caller = conn
+        .peer_identity()
+        .and_then(|chain| chain.as_slice().first().map(|c| spiffe_id_of(c.der())));
+    match caller {
+        Some(Ok(id)) => Ok((conn, id)),
+        Some(Err(e)) => {
+            conn.close(VarInt::from_u32(1), b"unusable client identity");
+            Err(format!("unusable client identity: {e}"))
+        }
+        None => {
+            conn.close(VarInt::from_u32(1), b"client certificate required");
+            Err("no client certificate".into())
+        }
+    }
+}
+
+async fn handle_session(incoming: IncomingSession, shared: Arc<ServerShared>) {
+    let remote = incoming.remote_address();
+    let (conn, caller) = match timeout(
+        shared.limits.handshake_timeout,
+        establish(incoming, &shared),
+    )
+    .await
+    {
+        Ok(Ok(established)) => established,
+        Ok(Err(reason)) => {
+            info!(%remote, %reason, "peer session refused");
+            return;
+        }
+        Err(_) => {
+            info!(%remote, "peer session refused: handshake timed out");
+            return;
+        }
+    };
+    debug!(%remote, %caller, "peer session established");
+    let permits = Arc::new(Semaphore::new(shared.limits.max_in_flight));
+    loop {
+        match conn.accept_bi().await {
+            Ok((send, recv)) => {
+                tokio::spawn(handle_stream(
+                    send,
+                    recv,
+                    caller.clone(),
+                    permits.clone(),
+                    shared.clone(),
+                ));
+            }
+            Err(e) => {
+                debug!(%remote, %caller, reason = %e, "peer session closed");
+                return;
+            }
+        }
+    }
+}
+
+/// How long a finished reply may take to be acknowledged before the stream task gives up.
+const REPLY_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Writes one reply frame, closes our side of the stream and waits (bounded) for the peer to
+/// acknowledge it, so a draining server does not cut off replies it already produced.
+async fn reply(send: &mut SendStream, result: Result<InvokeResponse, WireError>) {
+    let envelope = match result {
+        Ok(response) => Envelope::new(&response).or_else(|e| Envelope::new(&e.to_wire_error())),
+        Err(error) => Envelope::new(&error).or_else(|e| Envelope::new(&e.to_wire_error())),
+    };
+    match envelope {
+        Ok(envelope) => {
+            if let Err(e) = wire::write_frame(send, &envelope).await {
+                debug!(error = %e, "cannot write peer reply");
+                return;
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot encode peer reply"),
+    }
+    let _ = timeout(REPLY_ACK_TIMEOUT, send.finish()).await;
+}
+
+async fn handle_stream(
+    mut send: SendStream,
+    mut recv: RecvStream,
+    caller: SpiffeId,
+    permits: Arc<Semaphore>,
+    shared: Arc<ServerShared>,
+) {
+    let limits = &shared.limits;
+    let first = timeout(
+        limits.first_frame_timeout,
+        wire::read_frame(&mut recv, limits.max_request_bytes),
+    )
+    .await;
+    let envelope = match first {
+        Ok(Ok(Some(envelope))) => envelope,
+        Ok(Ok(None)) => {
+            // The caller closed the stream without a request: nothing to answer.
+            let _ = send.shutdown().await;
+            return;
+        }
+        Ok(Err(FrameError::Io(e))) => {
+            debug!(%caller, error = %e, "peer stream failed before its request arrived");
+            return;
+        }
+        Ok(Err(e)) => {
+            info!(%caller, error = %e, "bad peer request frame");
+            recv.stop(VarInt::from_u32(0));
+            reply(&mut send, Err(e.to_wire_error())).await;
+            return;
+        }
+        Err(_) => {
+            info!(%caller, timeout = ?limits.first_frame_timeout, "peer stream sent no request in time");
+            recv.stop(VarInt::from_u32(0));
+            let error = WireError::new(
+                ErrorCode::DeadlineExceeded,
+                format!(
+                    "no request frame within {:?}; closing the stream",
+                    limits.first_frame_timeout
+                ),
+            );
+            reply(&mut send, Err(error)).await;
+            return;
+        }
+    };
+    drop(recv);
+    // Counted from here until the reply is delivered, so shutdown waits for it.
+    let _running = shared.in_flight.enter();
+    let result = dispatch(envelope, caller, &permits, &shared).await;
+    reply(&mut send, result).await;
+}
+
+async fn dispatch(
+    envelope: Envelope,
+    caller: SpiffeId,
+    permits: &Arc<Semaphore>,
+    shared: &Arc<ServerShared>,
+) -> Result<InvokeResponse, WireError> {
+    let request: InvokeRequest = envelope.decode().map_err(|e| e.to_wire_error())?;
+    if request.actor_type.is_empty() || request.actor_id.is_empty() || request.method.is_empty() {
+        return Err(WireError::new(
+            ErrorCode::BadRequest,
+            "actor type, actor ID and method are required",
+        ));
+    }
+    if !request.target_host_id.is_empty() && request.target_host_id != shared.host_id {
+        return Err(WireError::new(
+            ErrorCode::HostMismatch,
+            format!(
+                "this is host {}, not host {}",
+                shared.host_id, request.target_host_id
+            ),
+        ));
+    }
+    if shared.draining.load(Ordering::SeqCst) {
+        return Err(
+            WireError::new(ErrorCode::HostDraining, "host is shutting down")
+                .with_retry_after(DRAINING_RETRY),
+        );
+    }
+    let Ok(permit) = permits.clone().try_acquire_owned() else {
+        return Err(WireError::new(
+            ErrorCode::Overloaded,
+            format!(
+                "too many calls in flight on this session (limit {})",
+                shared.limits.max_in_flight
+            ),
+        )
+        .with_retry_after(OVERLOADED_RETRY));
+    };
+    let handler = shared.handler.clone();
+    let task = tokio::spawn(async move {
+        let _permit = permit;
+        handler.invoke(caller, request).await
+    });
+    match task.await {
+        Ok(result) => result,
+        Err(e) => {
+            warn!(error = %e, "peer handler task failed");
+            Err(WireError::new(ErrorCode::Internal, "the handler failed"))
+        }
+    }
+}
+
+/// One pooled WebTransport session and the identity it was pinned to.
+struct PeerSession {
+    conn: Connection,
+    peer: SpiffeId,
+}
+
+impl PeerSession {
+    fn is_alive(&self) -> bool {
+        self.conn.quic_connection().close_reason().is_none()
+    }
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<PeerSession>>>>;
+
+struct ClientInner {
+    endpoint: Endpoint<endpoint_side::Client>,
+    pool: Mutex<HashMap<String, Slot>>,
+    dial_timeout: Duration,
+}
+
+/// Calls actors on other hosts. Keeps one WebTransport session per peer address and
+/// reconnects when it dies. Cheap to clone.
+#[derive(Clone)]
+pub struct PeerClient {
+    inner: Arc<ClientInner>,
+}
+
+impl std::fmt::Debug for PeerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerClient")
+            .field("dial_timeout", &self.inner.dial_timeout)
+            .finish()
+    }
+}
+
+/// Turns a dial failure into a message that says what to fix.
+fn describe_dial_error(address: &str, error: &ConnectingError) -> String {
+    let text = error.to_string();
+    let lower = text.to_ascii_lowercase();
+    // Local verifier failures print the rustls error ("UnknownIssuer (code: 304)"); a peer
+    // that refused our certificate shows up as its TLS alert ("handshake failed: error 48").
+    let expired = [
+        "expired",
+        "notvalidyet",
+        "not valid yet",
+        "error 45",
+        "code: 301",
+    ];
+    let cert_problem = [
+        "unknownissuer",
+        "error 48",
+        "code: 304",
+        "badsignature",
+        "error 51",
+        "code: 307",
+        "badcertificate",
+        "error 42",
+        "code: 298",
+    ];
+    if expired.iter().any(|p| lower.contains(p)) {
+        format!(
+            "TLS handshake with peer {address} failed: a certificate has expired or is not yet \
+             valid (check clocks and certificate renewal): {text}"
+        )
+    } else if cert_problem.iter().any(|p| lower.contains(p)) {
+        format!(
+            "TLS handshake with peer {address} failed: the peer is not in this cluster (its \
+             certificate does not chain to our cluster CA, or ours to its — different runtime \
+             PSK?): {text}"
+        )
+    } else if matches!(error, ConnectingError::SessionRejected) {
+        format!(
+            "peer {address} refused the WebTransport session (draining, or not a Francis peer endpoint)"
+        )
+    } else {
+        format!("cannot connect to peer {address}: {text}")
+    }
+}
+
+impl PeerClient {
+    /// A client presenting `identity` (a host identity of `ca`'s cluster) and accepting only
+    /// host peers of the same cluster. `dial_timeout` bounds connection setup; `idle_timeout`
+    /// is how long a silent peer is given before its session counts as dead (the client sends
+    /// keep-alives at a third of it, so only a dead or cut-off peer goes silent), which bounds
+    /// how long calls to a crashed host wait. Must be called inside a Tokio runtime.
+    pub fn new(
+        ca: &ClusterCa,
+        identity: &Identity,
+        dial_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> Result<PeerClient, NetError> {
+        tokio::runtime::Handle::try_current().map_err(|_| NetError::NoRuntime)?;
+        let idle = idle_timeout;
+        let keep_alive = Some(idle / 3);
+        let build = |dual_stack: bool| -> Result<Endpoint<endpoint_side::Client>, NetError> {
+            let tls = ca.client_config(identity, HOST_PREFIX)?;
+            let transport = transport_config(100 + EXTRA_STREAMS, idle, keep_alive)?;
+            let builder = ClientConfig::builder();
+            let builder = if dual_stack {
+                builder.with_bind_default()
+            } else {
+                builder.with_bind_address(SocketAddr::from(([0, 0, 0, 0], 0)))
+            };
+            let config = builder
+                .with_custom_tls_and_transport(tls, transport)
+                .build();
+            Endpoint::client(config).map_err(|source| NetError::Bind {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })
+        };
+        // Dual-stack when the host has IPv6; plain IPv4 otherwise.
+        let endpoint = match build(true) {
+            Ok(endpoint) => endpoint,
+            Err(NetError::Bind { .. }) => build(false)?,
+            Err(e) => return Err(e),
+        };
+        Ok(PeerClient {
+            inner: Arc::new(ClientInner {
+                endpoint,
+                pool: Mutex::new(HashMap::new()),
+                dial_timeout,
+            }),
+        })
+    }
+
+    fn slot(&self, address: &str) -> Slot {
+        let mut pool = self
+            .inner
+            .pool
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        pool.entry(address.to_string()).or_default().clone()
+    }
+
+    /// Drops the pooled session for `address` if it is still `session`.
+    async fn forget(&self, address: &str, session: &Arc<PeerSession>) {
+        let slot = self.slot(address);
+        let mut current = slot.lock().await;
+        if current.as_ref().is_some_and(|s| Arc::ptr_eq(s, session)) {
+            *current = None;
+        }
+    }
+
+    async fn session(&self, address: &str) -> Result<Arc<PeerSession>, PeerError> {
+        let slot = self.slot(address);
+        let mut current = slot.lock().await;
+        if let Some(session) = current.as_ref() {
+            if session.is_alive() {
+                return Ok(session.clone());
+            }
+            debug!(%address, "pooled peer session is dead; reconnecting");
+        }
+        *current = None;
+        let session = Arc::new(self.dial(address).await?);
+        *current = Some(session.clone());
+        Ok(session)
+    }
+
+    async fn dial(&self, address: &str) -> Result<PeerSession, PeerError> {
+        let url = format!("https://{address}{PEER_PATH}");
+        let dial_timeout = self.inner.dial_timeout;
+        let conn = match timeout(dial_timeout, self.inner.endpoint.connect(url)).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                let message = describe_dial_error(address, &e);
+                info!(%address, error = %e, "peer dial failed");
+                return Err(PeerError::local(ErrorCode::RetryLater, message));
+            }
+            Err(_) => {
+                return Err(PeerError::local(
+                    ErrorCode::RetryLater,
+                    format!("connecting to peer {address} timed out after {dial_timeout:?}"),
+                ));
+            }
+        };
+        let peer = conn
+            .peer_identity()
+            .and_then(|chain| chain.as_slice().first().map(|c| spiffe_id_of(c.der())));
+        match peer {
+            Some(Ok(peer)) => Ok(PeerSession { conn, peer }),
+            Some(Err(e)) => {
+                conn.close(VarInt::from_u32(0), b"unusable server identity");
+                Err(PeerError::local(
+                    ErrorCode::RetryLater,
+                    format!("peer {address} presented an unusable identity: {e}"),
+                ))
+            }
+            None => {
+                conn.close(VarInt::from_u32(0), b"no server certificate");
+                Err(PeerError::local(
+                    ErrorCode::RetryLater,
+                    format!("peer {address} presented no certificate"),
+                ))
+            }
+        }
+    }
+
+    /// Invokes an actor method on the host at `address` (`host:port`, IPv6 in brackets).
+    ///
+    /// The peer's certificate must carry the host ID `request.target_host_id`, otherwise the
+    /// call fails with `host_mismatch` before anything is sent. Failures before the request
+    /// was sent are `retry_later`; once it was sent, a lost reply is `transport_failure`, which
+    /// must not be retried because the actor may have run. Bound the call with a timeout if
+    /// needed: dropping the future abandons the stream.
+    pub async fn invoke(
+        &self,
+        address: &str,
+        request: InvokeRequest,
+    ) -> Result<InvokeResponse, PeerError> {
+        if request.target_host_id.is_empty() {
+            return Err(PeerError::local(
+                ErrorCode::BadRequest,
+                "target_host_id is required: the peer is pinned to it",
+            ));
+        }
+        let frame = Envelope::new(&request)
+            .and_then(|envelope| wire::encode_frame(&envelope))
+            .map_err(|e| PeerError::Local(e.to_wire_error()))?;
+
+        let session = self.session(address).await?;
+        if session.peer.host_id() != Some(request.target_host_id.as_str()) {
+            return Err(PeerError::local(
+                ErrorCode::HostMismatch,
+                format!(
+                    "peer at {address} is {}, not host {}",
+                    session.peer, request.target_host_id
+                ),
+            ));
+        }
+
+        let opened = match session.conn.open_bi().await {
+            Ok(opening) => opening.await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let (mut send, mut recv) = match opened {
+            Ok(streams) => streams,
+            Err(e) => {
+                self.forget(address, &session).await;
+                return Err(PeerError::local(
+                    ErrorCode::RetryLater,
+                    format!("cannot open a stream to peer {address}: {e}"),
+                ));
+            }
+        };
+        let written = async {
+            AsyncWriteExt::write_all(&mut send, &frame).await?;
+            send.shutdown().await
+        }
+        .await;
+        if let Err(e) = written {
+            if !session.is_alive() {
+                self.forget(address, &session).await;
+            }
+            return Err(PeerError::local(
+                ErrorCode::RetryLater,
+                format!("cannot send the request to peer {address}: {e}"),
+            ));
+        }
+
+        let after_send = |what: String| {
+            PeerError::local(
+                ErrorCode::TransportFailure,
+                format!("{what} (the request was sent, so the call may have run; not retrying)"),
+            )
+        };
+        let envelope = match wire::read_frame(&mut recv, MAX_FRAME_BYTES).await {
+            Ok(Some(envelope)) => envelope,
+            Ok(None) => {
+                return Err(after_send(format!(
+                    "peer {address} closed the stream without replying"
+                )));
+            }
+            Err(e) => {
+                if !session.is_alive() {
+                    self.forget(address, &session).await;
+                }
+                return Err(after_send(format!(
+                    "reading the reply from peer {address} failed: {e}"
+                )));
+            }
+        };
+        if envelope.is_error() {
+            return match envelope.decode::<WireError>() {
+                Ok(error) => Err(PeerError::Remote(error)),
+                Err(e) => Err(after_send(format!(
+                    "undecodable error reply from peer {address}: {e}"
+                ))),
+            };
+        }
+        envelope
+            .decode::<InvokeResponse>()
+            .map_err(|e| after_send(format!("unexpected reply from peer {address}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Instant, SystemTime};
+    use tokio::sync::oneshot;
+    use wtransport::endpoint::endpoint_side::Client;
+
+    const PSK: &str = "peer tests cluster key, 32+ bytes long";
+    const OTHER_PSK: &str = "a different cluster's key, 32+ bytes!";
+    const TTL: Duration = Duration::from_secs(3600);
+    /// Upper bound on any single step of these tests.
+    const STEP: Duration = Duration::from_secs(10);
+
+    /// Echoes the data back, prefixed by the caller's host ID; the method "wait" blocks until
+    /// the gate has a permit, "fail" returns an actor error with a payload.
+    struct Echo {
+        gate: Arc<Semaphore>,
+        entered: Arc<AtomicUsize>,
+    }
+
+    impl Echo {
+        fn new() -> Arc<Self> {
+            Arc::new(Echo {
+                gate: Arc::new(Semaphore::new(0)),
+                entered: Arc::new(AtomicUsize::new(0)),
+            })
+        }
+    }
+
+    #[async_trait]
+    impl PeerHandler for Echo {
+        async fn invoke(
+            &self,
+            caller: SpiffeId,
+            request: InvokeRequest,
+        ) -> Result<InvokeResponse, WireError> {
+            self.entered.fetch_add(1, Ordering::SeqCst);
+            match request.method.as_str() {
+                "wait" => {
+                    let _permit = self
+                        .gate
+                        .acquire()
+                        .await
+                        .map_err(|_| WireError::new(ErrorCode::Internal, "gate closed"))?;
+                }
+                "fail" => {
+                    return Err(WireError::new(ErrorCode::InvokeFailed, "actor said no")
+                        .with_payload(b"typed-error".to_vec()));
+                }
+                _ => {}
+            }
+            let mut data = caller.host_id().unwrap_or("?").as_bytes().to_vec();
+            data.push(b':');
+            data.extend_from_slice(&request.data);
+            Ok(InvokeResponse { data })
+        }
+    }
+
+    struct Running {
+        addr: SocketAddr,
+        stop: Option<oneshot::Sender<()>>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Running {
+        async fn stop(mut self) {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+            timeout(STEP, self.task)
+                .await
+                .expect("server stops in time")
+                .expect("server task");
+        }
+    }
+
+    fn start(
+        ca: &ClusterCa,
+        host_id: &str,
+        handler: Arc<dyn PeerHandler>,
+        limits: PeerLimits,
+    ) -> Running {
+        let identity = ca.issue_host_identity(host_id, TTL).unwrap();
+        let server = PeerServer::bind(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            ca,
+            &identity,
+            handler,
+            limits,
+        )
+        .unwrap();
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async move {
+            let _ = stopped.await;
+        }));
+        Running {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    fn client(ca: &ClusterCa, host_id: &str) -> PeerClient {
+        let identity = ca.issue_host_identity(host_id, TTL).unwrap();
+        PeerClient::new(ca, &identity, STEP, Duration::from_secs(10)).unwrap()
+    }
+
+    fn request(target: &str, method: &str, data: &[u8]) -> InvokeRequest {
+        InvokeRequest::new(target, "counter", "alice", method, data.to_vec())
+    }
+
+    async fn call(
+        client: &PeerClient,
+        addr: SocketAddr,
+        req: InvokeRequest,
+    ) -> Result<InvokeResponse, PeerError> {
+        timeout(STEP, client.invoke(&addr.to_string(), req))
+            .await
+            .expect("call finishes in time")
+    }
+
+    /// A raw WebTransport session for sending hand-made bytes.
+    async fn raw_session(ca: &ClusterCa, addr: SocketAddr) -> (Endpoint<Client>, Connection) {
+        let identity = ca.issue_host_identity("raw-client", TTL).unwrap();
+        let tls = ca.client_config(&identity, HOST_PREFIX).unwrap();
+        let config = ClientConfig::builder()
+            .with_bind_address(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .with_custom_tls(tls)
+            .build();
+        let endpoint = Endpoint::client(config).unwrap();
+        let conn = timeout(STEP, endpoint.connect(format!("https://{addr}{PEER_PATH}")))
+            .await
+            .unwrap()
+            .unwrap();
+        (endpoint, conn)
+    }
+
+    /// Sends `bytes` on a fresh stream (then FIN) and reads the single reply frame.
+    async fn raw_call(conn: &Connection, bytes: &[u8], finish: bool) -> Option<Envelope> {
+        let (mut send, mut recv) = conn.open_bi().await.unwrap().await.unwrap();
+        send.write_all(bytes).await.unwrap();
+        if finish {
+            send.shutdown().await.unwrap();
+        }
+        timeout(STEP, wire::read_frame(&mut recv, MAX_FRAME_BYTES))
+            .await
+            .expect("reply in time")
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_call_round_trips() {
+        let ca = ClusterCa::from_psks(&[PSK]).unwrap();
+        let server = start(&ca, "h-server", Echo::new(), PeerLimits::default());
+        let client = client(&ca, "h-client");
+
+        let first = Instant::now();
+        let out = call(&client, server.addr, request("h-server", "echo", b"hello"))
+            .await
+            .unwrap();
+        let first = first.elapsed();
+        assert_eq!(out.data, b"h-client:hello");
+
+        // Second call reuses the pooled session.
+        let again = Instant::now();
+        let out = call(&client, server.addr, request("h-server", "echo", b"again"))
+            .await
+            .unwrap();
+        let again = again.elapsed();
+        assert_eq!(out.data, b"h-client:again");
+        println!(
+            "peer round trip (debug build): first call incl. handshake {first:?}, pooled call {again:?}"
+        );
+
+        // An actor error keeps its payload across the hop.
+        let err = call(&client, server.addr, request("h-server", "fail", b""))
+            .await
+            .unwrap_err();
+        assert!(err.is_remote());
+        assert_eq!(err.code(), ErrorCode::InvokeFailed);
+        assert_eq!(err.wire().payload.as_deref(), Some(&b"typed-error"[..]));
+        assert!(!err.retryable());
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_calls_use_separate_streams() {
+        let ca = ClusterCa::from_psks(&[PSK]).unwrap();
+        let echo = Echo::new();
+        let server = start(&ca, "h-server", echo.clone(), PeerLimits::default());
+        let client = client(&ca, "h-client");
+
+        // All 64 calls block in the handler at once, which is only possible if each has its
+        // own stream; then the gate opens.
+        let calls: Vec<_> = (0..64u32)
+            .map(|i| {
+                let client = client.clone();
+                let addr = server.addr;
+                tokio::spawn(async move {
+                    call(&client, addr, request("h-server", "wait", &i.to_be_bytes())).await
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + STEP;
+        while echo.entered.load(Ordering::SeqCst) < 64 {
+            assert!(
+                Instant::now() < deadline,
+                "only {} calls arrived",
+                echo.entered.load(Ordering::SeqCst)
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        echo.gate.add_permits(64);
+        for (i, handle) in calls.into_iter().enumerate() {
+            let out = handle.await.unwrap().unwrap();
+            let mut expected = b"h-client:".to_vec();
+            expected.extend_from_slice(&(i as u32).to_be_bytes());
+            assert_eq!(out.data, expected);
+        }
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_client_from_another_cluster_is_refused() {
+        let ca = ClusterCa::from_psks(&[PSK]).unwrap();
+        let server = start(&ca, "h-server", Echo::new(), PeerLimits::default());
+
+        let stranger_ca = ClusterCa::from_psks(&[OTHER_PSK]).unwrap();
+        let stranger = client(&stranger_ca, "h-stranger");
+        let err = call(&stranger, server.addr, request("h-server", "echo", b"x"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::RetryLater, "{err}");
+        assert!(!err.is_remote());
+        let msg = err.to_string();
+        println!("stranger: {msg}");
+        assert!(msg.contains("not in this cluster"), "{msg}");
+        assert!(msg.contains("PSK"), "{msg}");
+
+        // A stranger that trusts our CA but has its own certificate is refused by the server.
+        let half = ClusterCa::from_psks(&[OTHER_PSK, PSK]).unwrap();
+        let half_client = client(&half, "h-half");
+        let err = call(&half_client, server.addr, request("h-server", "echo", b"x"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::RetryLater, "{err}");
+        println!("refused by the server: {err}");
+        assert!(err.to_string().contains("not in this cluster"), "{err}");
+
+        // The server keeps serving members.
+        let member = client(&ca, "h-member");
+        let out = call(&member, server.addr, request("h-server", "echo", b"ok"))
+            .await
+            .unwrap();
+        assert_eq!(out.data, b"h-member:ok");
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn an_expired_client_certificate_is_refused() {
+        let ca = ClusterCa::from_psks(&[PSK]).unwrap();
+        let server = start(&ca, "h-server", Echo::new(), PeerLimits::default());
+
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        let expired = ca
+            .issue_with_validity(SpiffeId::host("h-old").unwrap(), now - 2 * hour, now - hour)
+            .unwrap();
+        let old = PeerClient::new(&ca, &expired, STEP, Duration::from_secs(10)).unwrap();
+        let err = call(&old, server.addr, request("h-server", "echo", b"x"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::RetryLater, "{err}");
+        println!("expired: {err}");
+        assert!(err.to_string().contains("expired"), "{err}");
+
+        let member = client(&ca, "h-member");
+        assert!(
+            call(&member, server.addr, request("h-server", "echo", b"ok"))
+                .await
+                .is_ok()
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_different_host_at_the_address_is_host_mismatch() {
+        let ca = ClusterCa::from_psks(&[PSK]).unwrap();
+        let server = start(&ca, "h-actual", Echo::new(), PeerLimits::default());
+        let client = client(&ca, "h-client");
+
+        // Client-side pin.
+        let err = call(&client, server.addr, request("h-expected", "echo", b"x"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::HostMismatch, "{err}");
+        assert!(!err.is_remote());
+        assert!(err.retryable());
+        assert!(err.to_string().contains("h-actual"), "{err}");
+
+        // Server-side check, for a caller that skipped the pin.
+        let (_endpoint, conn) = raw_session(&ca, server.addr).await;
+        let frame =
+            wire::encode_frame(&Envelope::new(&request("h-expected", "echo", b"x")).unwrap())
+                .unwrap();
+        let reply = raw_call(&conn, &frame, true).await.unwrap();
+        let error: WireError = reply.decode().unwrap();
+        assert_eq!(error.code, ErrorCode::HostMismatch);
+
+        // The pooled session still works for the right target.
+        assert!(
+            call(&client, server.addr, request("h-actual", "echo", b"x"))
+                .await
+                .is_ok()
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn garbage_and_oversized_frames_get_error_replies() {
+        let ca = ClusterCa::from_psks(&[PSK]).unwrap();
+        let limits = PeerLimits {
+            max_request_bytes: 64 * 1024,
+            ..PeerLimits::default()
+        };
+        let server = start(&ca, "h-server", Echo::new(), limits);
+        let (_endpoint, conn) = raw_session(&ca, server.addr).await;
+
+        // Bytes that are not an envelope.
+        let mut garbage = 6u32.to_be_bytes().to_vec();
+        garbage.extend_from_slice(&[0xc1, 0xff, 0x00, 0x13, 0x37, 0x42]);
+        let reply = raw_call(&conn, &garbage, true).await.unwrap();
+        assert_eq!(
+            reply.decode::<WireError>().unwrap().code,
+            ErrorCode::BadRequest
+        );
+
+        // A well-formed envelope of the wrong kind.
+        let wrong =
+            wire::encode_frame(&Envelope::new(&InvokeResponse::default()).unwrap()).unwrap();
+        let reply = raw_call(&conn, &wrong, true).await.unwrap();
+        assert_eq!(
+            reply.decode::<WireError>().unwrap().code,
+            ErrorCode::BadRequest
+        );
+
+        // A length prefix over the cap, without the body: refused before reading it.
+        let reply = raw_call(&conn, &u32::MAX.to_be_bytes(), false)
+            .await
+            .unwrap();
+        let error: WireError = reply.decode().unwrap();
+        assert_eq!(error.code, ErrorCode::TooLarge, "{error}");
+
+        // Over the configured request cap (64 KiB) but under the frame cap.
+        let big = request("h-server", "echo", &vec![7u8; 100 * 1024]);
+        let frame = wire::encode_frame(&Envelope::new(&big).unwrap()).unwrap();
+        let reply = raw_call(&conn, &frame[..8], false).await.unwrap();
+        assert_eq!(
+            reply.decode::<WireError>().unwrap().code,
+            ErrorCode::TooLarge
+        );
+
+        // A truncated frame.
+        let good = wire::encode_frame(&Envelope::new(&request("h-server", "echo", b"x")).unwrap())
+            .unwrap();
+        let reply = raw_call(&conn, &good[..good.len() - 2], true)
+            .await
+            .unwrap();
+        assert_eq!(
+            reply.decode::<WireError>().unwrap().code,
+            ErrorCode::BadRequest
+        );
+
+        // The same session, and new ones, keep working.
+        let reply = raw_call(&conn, &good, true).await.unwrap();
+        assert_eq!(
+            reply.decode::<InvokeResponse>().unwrap().data,
+            b"raw-client:x"
+        );
+        let member = client(&ca, "h-member");
+        assert!(
+            call(&member, server.addr, request("h-server", "echo", b"ok"))
+                .await
+                .is_ok()
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_silent_stream_is_closed_after_the_first_frame_timeout() {
+        let ca = ClusterCa::from_psks(&[PSK]).unwrap();
+        let limits = PeerLimits {
+            first_frame_timeout: Duration::from_millis(200),
+            ..PeerLimits::default()
+        };
+        let server = start(&ca, "h-server", Echo::new(), limits);
+        let (_endpoint, conn) = raw_session(&ca, server.addr).await;
+
+        let started = Instant::now();
+        // Two bytes of a length prefix, then silence.
+        let reply = raw_call(&conn, &[0, 0], false).await.unwrap();
+        let waited = started.elapsed();
+        let error: WireError = reply.decode().unwrap();
+        assert_eq!(error.code, ErrorCode::DeadlineExceeded, "{error}");
+        assert!(waited >= Duration::from_millis(150), "{waited:?}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+
+        // A stream that sends nothing at all (only its WebTransport header) is closed too.
+        let started = Instant::now();
+        let reply = raw_call(&conn, &[], false).await.unwrap();
+        assert_eq!(
+            reply.decode::<WireError>().unwrap().code,
+            ErrorCode::DeadlineExceeded
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+
+        let member = client(&ca, "h-member");
+        assert!(
+            call(&member, server.addr, request("h-server", "echo", b"ok"))
+                .await
+                .is_ok()
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn calls_over_the_in_flight_limit_are_overloaded() {
+        let ca = ClusterCa::from_psks(&[PSK]).unwrap();
+        let echo = Echo::new();
+        let limits = PeerLimits {
+            max_in_flight: 4,
+            ..PeerLimits::default()
+        };
+        let server = start(&ca, "h-server", echo.clone(), limits);
+        let client = client(&ca, "h-client");
+
+        let blocked: Vec<_> = (0..4)
+            .map(|_| {
+                let client = client.clone();
+                let addr = server.addr;
+                tokio::spawn(
+                    async move { call(&client, addr, request("h-server", "wait", b"")).await },
+                )
+            })
+            .collect();
+        let deadline = Instant::now() + STEP;
+        while echo.entered.load(Ordering::SeqCst) < 4 {
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let err = call(&client, server.addr, request("h-server", "echo", b""))
+            .await
+            .unwrap_err();
+        assert!(err.is_remote());
+        assert_eq!(err.code(), ErrorCode::Overloaded, "{err}");
+        assert_eq!(err.retry_after(), Some(Duration::from_millis(100)));
+        assert!(err.retryable());
+
+        echo.gate.add_permits(4);
+        for handle in blocked {
+            handle.await.unwrap().unwrap();
+        }
+        // Capacity is back.
+        assert!(
+            call(&client, server.addr, request("h-server", "echo", b""))
+                .await
+                .is_ok()
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_and_dead_peers_are_retry_later() {
+        let ca = ClusterCa::from_psks(&[PSK]).unwrap();
+        let server = start(&ca, "h-server", Echo::new(), PeerLimits::default());
+
+        // A session at another path is refused.
+        let identity = ca.issue_host_identity("raw", TTL).unwrap();
+        let config = ClientConfig::builder()
+            .with_bind_address(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .with_custom_tls(ca.client_config(&identity, HOST_PREFIX).unwrap())
+            .build();
+        let endpoint = Endpoint::client(config).unwrap();
+        let refused = timeout(
+            STEP,
+            endpoint.connect(format!("https://{}/other", server.addr)),
+        )
+        .await
+        .unwrap();
+        assert!(refused.is_err());
+
+        // Once the server is gone, the pooled session is dead and redialing fails with
+        // retry_later (nothing was sent). A racing call on the dying session may instead see
+        // its reply lost: transport_failure.
+        let identity = ca.issue_host_identity("h-client", TTL).unwrap();
+        let client = PeerClient::new(
+            &ca,
+            &identity,
+            Duration::from_secs(1),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert!(
+            call(&client, server.addr, request("h-server", "echo", b""))
+                .await
+                .is_ok()
+        );
+        let addr = server.addr;
+        server.stop().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let err = call(&client, addr, request("h-server", "echo", b""))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err.code(),
+                ErrorCode::RetryLater | ErrorCode::TransportFailure
+            ),
+            "{err}"
+        );
+        let err = call(&client, addr, request("h-server", "echo", b""))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::RetryLater, "{err}");
+    }
+
+    #[tokio::test]
+    async fn shutdown_drains_running_calls() {
+        let ca = ClusterCa::from_psks(&[PSK]).unwrap();
+        let echo = Echo::new();
+        let server = start(&ca, "h-server", echo.clone(), PeerLimits::default());
+        let client = client(&ca, "h-client");
+        let running = {
+            let client = client.clone();
+            let addr = server.addr;
+            tokio::spawn(
+                async move { call(&client, addr, request("h-server", "wait", b"late")).await },
+            )
+        };
+        let deadline = Instant::now() + STEP;
+        while echo.entered.load(Ordering::SeqCst) < 1 {
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let gate = echo.gate.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            gate.add_permits(1);
+        });
+        server.stop().await;
+        let out = running.await.unwrap().unwrap();
+        assert_eq!(out.data, b"h-client:late");
+    }
+}

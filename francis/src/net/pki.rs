@@ -1,0 +1,1033 @@
+//! Cluster trust from pre-shared keys: a deterministic Ed25519 CA per runtime PSK, workload
+//! certificates with SPIFFE identities, and rustls configurations that verify them.
+//!
+//! - [`ClusterCa::from_psks`] derives one CA per PSK. The seed is
+//!   `HKDF-SHA256(ikm = psk, salt = "francis-ca-salt-v1", info = "francis-ca-v1", 32 bytes)`
+//!   and every certificate field is a constant, so every host computes a bit-identical CA
+//!   certificate from the same PSK and the CA key never has to be stored or shipped.
+//! - The first PSK's CA is the *primary*: the only one that signs. All of them are trusted, so a
+//!   PSK can be rotated by adding the new one as a secondary, then promoting it, then removing
+//!   the old one.
+//! - Workload certificates carry exactly one URI SAN, `spiffe://francis/host/<id>` or
+//!   `spiffe://francis/runtime/<id>`, an empty subject, and EKU serverAuth + clientAuth.
+//! - Verification ignores DNS names (there are none): it chain-verifies against the bundle with
+//!   webpki, checks validity dates, requires exactly one `spiffe://` URI SAN with the expected
+//!   path prefix, and keeps the TLS 1.3 handshake signature check (proof of key possession).
+//!
+//! One rustls crypto provider is used throughout: `ring` (also what wtransport is built with).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use hkdf::Hkdf;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, TrustAnchor, UnixTime,
+};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureScheme};
+use sha2::{Digest, Sha256};
+
+/// The SPIFFE trust domain of every Francis cluster.
+pub const TRUST_DOMAIN: &str = "francis";
+
+/// Minimum runtime PSK length in bytes. The CA certificate is public, so a short PSK would be
+/// an offline brute-force target.
+pub const MIN_PSK_LEN: usize = 32;
+
+/// Longest accepted workload certificate TTL (365 days).
+pub const MAX_LEAF_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Clock-skew allowance added on both sides of a workload certificate's validity.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
+/// The only ALPN protocol offered and accepted (HTTP/3, as WebTransport requires).
+pub const ALPN_H3: &[u8] = b"h3";
+
+/// SPIFFE path prefix of host identities.
+pub const HOST_PREFIX: &str = "/host/";
+
+/// SPIFFE path prefix of runtime identities.
+pub const RUNTIME_PREFIX: &str = "/runtime/";
+
+const CA_HKDF_SALT: &[u8] = b"francis-ca-salt-v1";
+const CA_HKDF_INFO: &[u8] = b"francis-ca-v1";
+const CA_COMMON_NAME: &str = "Francis CA";
+const MAX_ID_LEN: usize = 128;
+
+/// Errors from deriving the CA, issuing certificates or building TLS configurations.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// No runtime PSK was given.
+    #[error("no runtime PSK configured: at least one of {MIN_PSK_LEN}+ bytes is required")]
+    NoPsk,
+    /// A runtime PSK is shorter than [`MIN_PSK_LEN`].
+    #[error(
+        "runtime PSK #{index} (0-based, in configuration order) is {len} bytes; the minimum is \
+         {min} bytes, because the derived CA certificate is public and a short PSK could be \
+         brute-forced offline"
+    )]
+    PskTooShort {
+        /// Position of the PSK in the list given.
+        index: usize,
+        /// Its length in bytes.
+        len: usize,
+        /// [`MIN_PSK_LEN`].
+        min: usize,
+    },
+    /// A workload certificate TTL of zero or over [`MAX_LEAF_TTL`].
+    #[error("invalid certificate TTL {0:?}: it must be more than zero and at most 365 days")]
+    InvalidTtl(Duration),
+    /// A host or runtime ID that cannot be a SPIFFE path segment.
+    #[error("invalid identity ID {id:?}: {reason}")]
+    InvalidId {
+        /// The offending ID.
+        id: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A string that is not a Francis SPIFFE ID.
+    #[error("invalid SPIFFE ID {id:?}: {reason}")]
+    InvalidSpiffeId {
+        /// The offending ID.
+        id: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A certificate that cannot be parsed or carries no usable identity.
+    #[error("invalid certificate: {0}")]
+    InvalidCertificate(String),
+    /// A peer certificate with a valid identity of the wrong kind.
+    #[error("peer identity {id} is not allowed here: expected a path starting with {expected:?}")]
+    WrongRole {
+        /// The peer's identity.
+        id: SpiffeId,
+        /// The required path prefix.
+        expected: String,
+    },
+    /// Certificate generation failed.
+    #[error("certificate generation failed: {0}")]
+    CertGen(#[from] rcgen::Error),
+    /// A rustls configuration could not be built.
+    #[error("TLS configuration failed: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// A Francis SPIFFE ID: `spiffe://francis` followed by an optional path of non-empty segments
+/// made of `[A-Za-z0-9._-]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpiffeId(String);
+
+impl SpiffeId {
+    /// Parses and validates a SPIFFE ID of the `francis` trust domain.
+    pub fn parse(id: &str) -> Result<Self, PkiError> {
+        let bad = |reason| PkiError::InvalidSpiffeId {
+            id: id.to_string(),
+            reason,
+        };
+        let rest = id
+            .strip_prefix("spiffe://")
+            .ok_or_else(|| bad("scheme must be spiffe://"))?;
+        let path = rest
+            .strip_prefix(TRUST_DOMAIN)
+            .ok_or_else(|| bad("trust domain must be \"francis\""))?;
+        if id.len() > 2048 {
+            return Err(bad("longer than 2048 bytes"));
+        }
+        if !path.is_empty() {
+            let segments = path
+                .strip_prefix('/')
+                .ok_or_else(|| bad("trust domain must be \"francis\""))?;
+            for segment in segments.split('/') {
+                check_segment(segment).map_err(bad)?;
+            }
+        }
+        Ok(SpiffeId(id.to_string()))
+    }
+
+    /// `spiffe://francis/host/<host_id>`.
+    pub fn host(host_id: &str) -> Result<Self, PkiError> {
+        check_id(host_id)?;
+        Ok(SpiffeId(format!("spiffe://{TRUST_DOMAIN}/host/{host_id}")))
+    }
+
+    /// `spiffe://francis/runtime/<runtime_id>`.
+    pub fn runtime(runtime_id: &str) -> Result<Self, PkiError> {
+        check_id(runtime_id)?;
+        Ok(SpiffeId(format!(
+            "spiffe://{TRUST_DOMAIN}/runtime/{runtime_id}"
+        )))
+    }
+
+    /// The whole ID.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The path after the trust domain (`/host/<id>`), empty for the trust domain itself.
+    pub fn path(&self) -> &str {
+        &self.0["spiffe://".len() + TRUST_DOMAIN.len()..]
+    }
+
+    /// The host ID, if this is a host identity.
+    pub fn host_id(&self) -> Option<&str> {
+        single_segment(self.path().strip_prefix(HOST_PREFIX)?)
+    }
+
+    /// The runtime ID, if this is a runtime identity.
+    pub fn runtime_id(&self) -> Option<&str> {
+        single_segment(self.path().strip_prefix(RUNTIME_PREFIX)?)
+    }
+}
+
+impl fmt::Display for SpiffeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn single_segment(s: &str) -> Option<&str> {
+    (!s.is_empty() && !s.contains('/')).then_some(s)
+}
+
+fn check_segment(segment: &str) -> Result<(), &'static str> {
+    if segment.is_empty() {
+        return Err("empty path segment");
+    }
+    if segment == "." || segment == ".." {
+        return Err("dot path segment");
+    }
+    if !segment
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err("path characters must be [A-Za-z0-9._-]");
+    }
+    Ok(())
+}
+
+fn check_id(id: &str) -> Result<(), PkiError> {
+    if id.len() > MAX_ID_LEN {
+        return Err(PkiError::InvalidId {
+            id: id.to_string(),
+            reason: "longer than 128 bytes",
+        });
+    }
+    check_segment(id).map_err(|reason| PkiError::InvalidId {
+        id: id.to_string(),
+        reason,
+    })
+}
+
+/// Reads the SPIFFE ID from a certificate: it must carry exactly one `spiffe://` URI SAN, of
+/// the `francis` trust domain. Use it to pin a peer after the handshake.
+pub fn spiffe_id_of(cert_der: &[u8]) -> Result<SpiffeId, PkiError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| PkiError::InvalidCertificate(format!("cannot parse certificate: {e}")))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| PkiError::InvalidCertificate(format!("bad subjectAltName: {e}")))?
+        .ok_or_else(|| PkiError::InvalidCertificate("no subjectAltName extension".into()))?;
+    let mut uris = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::URI(uri)
+                if uri
+                    .get(..9)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("spiffe://")) =>
+            {
+                Some(*uri)
+            }
+            _ => None,
+        });
+    let first = uris
+        .next()
+        .ok_or_else(|| PkiError::InvalidCertificate("no spiffe:// URI SAN".into()))?;
+    if uris.next().is_some() {
+        return Err(PkiError::InvalidCertificate(
+            "more than one spiffe:// URI SAN; exactly one is required".into(),
+        ));
+    }
+    SpiffeId::parse(first)
+}
+
+/// A workload identity: certificate chain (leaf, then the primary CA) and private key.
+pub struct Identity {
+    spiffe_id: SpiffeId,
+    cert_chain: Vec<CertificateDer<'static>>,
+    private_key: PrivatePkcs8KeyDer<'static>,
+    not_after: SystemTime,
+}
+
+impl Identity {
+    /// The SPIFFE ID in the leaf certificate.
+    pub fn spiffe_id(&self) -> &SpiffeId {
+        &self.spiffe_id
+    }
+
+    /// The chain: leaf first, then the primary CA.
+    pub fn cert_chain(&self) -> &[CertificateDer<'static>] {
+        &self.cert_chain
+    }
+
+    /// The leaf certificate (DER).
+    pub fn leaf_der(&self) -> &[u8] {
+        self.cert_chain.first().map_or(&[], |c| c.as_ref())
+    }
+
+    /// The private key, PKCS#8 DER. Secret.
+    pub fn private_key_der(&self) -> &[u8] {
+        self.private_key.secret_pkcs8_der()
+    }
+
+    /// The end of the leaf's validity, including the clock-skew allowance.
+    pub fn not_after(&self) -> SystemTime {
+        self.not_after
+    }
+
+    fn key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(self.private_key.clone_key())
+    }
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Identity {
+            spiffe_id: self.spiffe_id.clone(),
+            cert_chain: self.cert_chain.clone(),
+            private_key: self.private_key.clone_key(),
+            not_after: self.not_after,
+        }
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("spiffe_id", &self.spiffe_id)
+            .field("not_after", &self.not_after)
+            .field("private_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The cluster's trust: one deterministic CA per runtime PSK; the first one signs.
+///
+/// Cheap to clone (shared inside).
+#[derive(Clone)]
+pub struct ClusterCa {
+    inner: Arc<CaInner>,
+}
+
+struct CaInner {
+    /// The primary CA's signing key and subject.
+    issuer: rcgen::Issuer<'static, KeyPair>,
+    /// Every CA certificate in PSK order; `[0]` is the primary.
+    bundle: Vec<CertificateDer<'static>>,
+    bundle_pem: Vec<String>,
+    roots: Arc<[TrustAnchor<'static>]>,
+    root_subjects: Arc<[rustls::DistinguishedName]>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl fmt::Debug for ClusterCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterCa")
+            .field("primary_fingerprint", &self.fingerprint())
+            .field("cas", &self.inner.bundle.len())
+            .finish()
+    }
+}
+
+/// The PKCS#8 v1 DER (RFC 8410) of an Ed25519 private key with this 32-byte seed.
+fn ed25519_pkcs8_v1(seed: &[u8; 32]) -> Vec<u8> {
+    // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }
+    const PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    let mut der = Vec::with_capacity(PREFIX.len() + seed.len());
+    der.extend_from_slice(&PREFIX);
+    der.extend_from_slice(seed);
+    der
+}
+
+/// Derives the CA key and self-signed certificate for one PSK.
+fn derive_ca(psk: &[u8]) -> Result<(CertificateParams, KeyPair, rcgen::Certificate), PkiError> {
+    let hkdf = Hkdf::<Sha256>::new(Some(CA_HKDF_SALT), psk);
+    let mut seed = [0u8; 32];
+    hkdf.expand(CA_HKDF_INFO, &mut seed)
+        .map_err(|_| PkiError::InvalidCertificate("HKDF output length refused".into()))?;
+    let pkcs8 = ed25519_pkcs8_v1(&seed);
+    let key = KeyPair::from_pkcs8_der_and_sign_algo(
+        &PrivatePkcs8KeyDer::from(pkcs8.as_slice()),
+        &rcgen::PKCS_ED25519,
+    )?;
+
+    let digest = Sha256::digest(key.public_key_raw());
+    let mut serial = digest[..16].to_vec();
+    serial[0] &= 0x7f;
+
+    let mut params = CertificateParams::default();
+    params.serial_number = Some(SerialNumber::from_slice(&serial));
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, CA_COMMON_NAME);
+    params.distinguished_name = dn;
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2100, 1, 1);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.subject_alt_names = vec![SanType::URI(
+        format!("spiffe://{TRUST_DOMAIN}").as_str().try_into()?,
+    )];
+    let cert = params.self_signed(&key)?;
+    Ok((params, key, cert))
+}
+
+fn to_unix_time(t: SystemTime) -> UnixTime {
+    UnixTime::since_unix_epoch(t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default())
+}
+
+impl ClusterCa {
+    /// Derives the cluster CAs from the runtime PSKs (raw bytes, each at least
+    /// [`MIN_PSK_LEN`]). The first PSK's CA is the primary, the only one that signs; all are
+    /// trusted.
+    pub fn from_psks<P: AsRef<[u8]>>(psks: &[P]) -> Result<Self, PkiError> {
+        if psks.is_empty() {
+            return Err(PkiError::NoPsk);
+        }
+        for (index, psk) in psks.iter().enumerate() {
+            let len = psk.as_ref().len();
+            if len < MIN_PSK_LEN {
+                return Err(PkiError::PskTooShort {
+                    index,
+                    len,
+                    min: MIN_PSK_LEN,
+                });
+            }
+        }
+
+        let mut primary = None;
+        let mut bundle = Vec::with_capacity(psks.len());
+        let mut bundle_pem = Vec::with_capacity(psks.len());
+        for psk in psks {
+            let (params, key, cert) = derive_ca(psk.as_ref())?;
+            bundle.push(cert.der().clone());
+            bundle_pem.push(cert.pem());
+            if primary.is_none() {
+                primary = Some(rcgen::Issuer::new(params, key));
+            }
+        }
+        let issuer = primary.ok_or(PkiError::NoPsk)?;
+
+        let mut roots = Vec::with_capacity(bundle.len());
+        for der in &bundle {
+            let anchor = webpki::anchor_from_trusted_cert(der).map_err(|e| {
+                PkiError::InvalidCertificate(format!("derived CA is not a trust anchor: {e}"))
+            })?;
+            roots.push(anchor.to_owned());
+        }
+        let root_subjects = roots
+            .iter()
+            .map(|ta| rustls::DistinguishedName::in_sequence(ta.subject.as_ref()))
+            .collect();
+
+        Ok(ClusterCa {
+            inner: Arc::new(CaInner {
+                issuer,
+                bundle,
+                bundle_pem,
+                roots: roots.into(),
+                root_subjects,
+                provider: Arc::new(rustls::crypto::ring::default_provider()),
+            }),
+        })
+    }
+
+    /// The primary CA certificate (DER).
+    pub fn ca_der(&self) -> &CertificateDer<'static> {
+        &self.inner.bundle[0]
+    }
+
+    /// Every trusted CA certificate (DER), primary first, in PSK order.
+    pub fn bundle_der(&self) -> &[CertificateDer<'static>] {
+        &self.inner.bundle
+    }
+
+    /// The primary CA certificate as PEM.
+    pub fn ca_pem(&self) -> String {
+        self.inner.bundle_pem[0].clone()
+    }
+
+    /// Every trusted CA certificate as concatenated PEM blocks, primary first.
+    pub fn bundle_pem(&self) -> String {
+        self.inner.bundle_pem.concat()
+    }
+
+    /// SHA-256 of the primary CA certificate's DER, as upper-case hex pairs joined by colons
+    /// (`AB:CD:…`, the form `openssl x509 -fingerprint -sha256` prints).
+    pub fn fingerprint(&self) -> String {
+        Sha256::digest(self.ca_der().as_ref())
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
+    /// Issues a host workload identity, `spiffe://francis/host/<host_id>`, valid for `ttl`
+    /// (plus 5 minutes of clock skew on both sides), signed by the primary CA.
+    pub fn issue_host_identity(&self, host_id: &str, ttl: Duration) -> Result<Identity, PkiError> {
+        self.issue_for_ttl(SpiffeId::host(host_id)?, ttl)
+    }
+
+    /// Issues a runtime identity, `spiffe://francis/runtime/<runtime_id>`, like
+    /// [`issue_host_identity`](Self::issue_host_identity).
+    pub fn issue_runtime_identity(
+        &self,
+        runtime_id: &str,
+        ttl: Duration,
+    ) -> Result<Identity, PkiError> {
+        self.issue_for_ttl(SpiffeId::runtime(runtime_id)?, ttl)
+    }
+
+    fn issue_for_ttl(&self, spiffe_id: SpiffeId, ttl: Duration) -> Result<Identity, PkiError> {
+        if ttl.is_zero() || ttl > MAX_LEAF_TTL {
+            return Err(PkiError::InvalidTtl(ttl));
+        }
+        let now = SystemTime::now();
+        let not_before = now
+            .checked_sub(CLOCK_SKEW)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let not_after = now + ttl + CLOCK_SKEW;
+        self.issue_with_validity(spiffe_id, not_before, not_after)
+    }
+
+    /// Issues a leaf with an explicit validity window (tests use it for expired certificates).
+    pub(crate) fn issue_with_validity(
+        &self,
+        spiffe_id: SpiffeId,
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<Identity, PkiError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.subject_alt_names = vec![SanType::URI(spiffe_id.as_str().try_into()?)];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.serial_number = Some(SerialNumber::from_slice(&rand::random::<[u8; 16]>()));
+        params.not_before = not_before.into();
+        params.not_after = not_after.into();
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&key, &self.inner.issuer)?;
+        Ok(Identity {
+            spiffe_id,
+            cert_chain: vec![cert.der().clone(), self.ca_der().clone()],
+            private_key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+            not_after,
+        })
+    }
+
+    fn verifier(&self, expected_prefix: &str) -> Result<SpiffeVerifier, PkiError> {
+        if !(expected_prefix.starts_with('/') && expected_prefix.ends_with('/'))
+            || expected_prefix.len() < 3
+        {
+            return Err(PkiError::InvalidSpiffeId {
+                id: expected_prefix.to_string(),
+                reason: "an expected peer prefix looks like \"/host/\"",
+            });
+        }
+        Ok(SpiffeVerifier {
+            roots: self.inner.roots.clone(),
+            root_subjects: self.inner.root_subjects.clone(),
+            algs: self.inner.provider.signature_verification_algorithms,
+            expected_prefix: expected_prefix.to_string(),
+        })
+    }
+
+    /// A TLS 1.3, ALPN `h3` server configuration presenting `identity` and *requiring* a
+    /// client certificate from this cluster whose SPIFFE path starts with
+    /// `expected_client_prefix` (e.g. [`HOST_PREFIX`]).
+    pub fn server_config(
+        &self,
+        identity: &Identity,
+        expected_client_prefix: &str,
+    ) -> Result<rustls::ServerConfig, PkiError> {
+        let verifier = Arc::new(self.verifier(expected_client_prefix)?);
+        let mut config = rustls::ServerConfig::builder_with_provider(self.inner.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(identity.cert_chain.clone(), identity.key())?;
+        config.alpn_protocols = vec![ALPN_H3.to_vec()];
+        Ok(config)
+    }
+
+    /// A TLS 1.3, ALPN `h3` client configuration presenting `identity` as its client
+    /// certificate and accepting only servers of this cluster whose SPIFFE path starts with
+    /// `expected_server_prefix`. Server names are ignored: identities are SPIFFE IDs; pin
+    /// the exact peer with [`spiffe_id_of`] after the handshake.
+    pub fn client_config(
+        &self,
+        identity: &Identity,
+        expected_server_prefix: &str,
+    ) -> Result<rustls::ClientConfig, PkiError> {
+        let verifier = Arc::new(self.verifier(expected_server_prefix)?);
+        let mut config = rustls::ClientConfig::builder_with_provider(self.inner.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_client_auth_cert(identity.cert_chain.clone(), identity.key())?;
+        config.alpn_protocols = vec![ALPN_H3.to_vec()];
+        Ok(config)
+    }
+
+    /// Verifies a peer chain the way the TLS verifiers do, outside a handshake.
+    pub fn verify_peer_chain(
+        &self,
+        chain: &[CertificateDer<'_>],
+        expected_prefix: &str,
+        now: SystemTime,
+    ) -> Result<SpiffeId, PkiError> {
+        let (leaf, intermediates) = chain
+            .split_first()
+            .ok_or_else(|| PkiError::InvalidCertificate("empty certificate chain".into()))?;
+        self.verifier(expected_prefix)?
+            .verify(
+                leaf,
+                intermediates,
+                to_unix_time(now),
+                webpki::KeyUsage::client_auth(),
+            )
+            .map_err(|e| PkiError::InvalidCertificate(e.to_string()))
+    }
+}
+
+/// The shared check behind both TLS verifiers.
+#[derive(Debug)]
+struct SpiffeVerifier {
+    roots: Arc<[TrustAnchor<'static>]>,
+    root_subjects: Arc<[rustls::DistinguishedName]>,
+    algs: WebPkiSupportedAlgorithms,
+    expected_prefix: String,
+}
+
+/// Why a peer certificate was refused, carried inside a rustls error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct PeerCertRejected(String);
+
+fn other(msg: String) -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
+        PeerCertRejected(msg),
+    ))))
+}
+
+/// Maps a webpki error to the rustls error (and so the TLS alert) that describes it.
+fn pki_error(error: webpki::Error) -> rustls::Error {
+    use webpki::Error as E;
+    let cert_error = match error {
+        E::BadDer | E::BadDerTime | E::TrailingData(_) => CertificateError::BadEncoding,
+        E::CertNotValidYet { time, not_before } => {
+            CertificateError::NotValidYetContext { time, not_before }
+        }
+        E::CertExpired { time, not_after } => CertificateError::ExpiredContext { time, not_after },
+        E::InvalidCertValidity => CertificateError::Expired,
+        // Every Francis CA is named "CN=Francis CA", so a certificate from another cluster
+        // finds a same-named anchor and fails its signature check: either way, it was not
+        // issued by a CA we trust (and the peer gets an `unknown_ca` alert).
+        E::UnknownIssuer | E::InvalidSignatureForPublicKey => CertificateError::UnknownIssuer,
+        E::RequiredEkuNotFoundContext(_) => CertificateError::InvalidPurpose,
+        other_error => CertificateError::Other(OtherError(Arc::new(other_error))),
+    };
+    rustls::Error::InvalidCertificate(cert_error)
+}
+
+impl SpiffeVerifier {
+    fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        usage: webpki::KeyUsage,
+    ) -> Result<SpiffeId, rustls::Error> {
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(pki_error)?;
+        cert.verify_for_usage(
+            self.algs.all,
+            &self.roots,
+            intermediates,
+            now,
+            usage,
+            None,
+            None,
+        )
+        .map_err(pki_error)?;
+        let id = spiffe_id_of(end_entity).map_err(|e| other(e.to_string()))?;
+        if !id.path().starts_with(&self.expected_prefix) {
+            return Err(other(
+                PkiError::WrongRole {
+                    id,
+                    expected: self.expected_prefix.clone(),
+                }
+                .to_string(),
+            ));
+        }
+        Ok(id)
+    }
+
+    fn tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+}
+
+fn tls12_refused() -> rustls::Error {
+    rustls::Error::General("TLS 1.2 is not supported by Francis".into())
+}
+
+impl ServerCertVerifier for SpiffeVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.verify(
+            end_entity,
+            intermediates,
+            now,
+            webpki::KeyUsage::server_auth(),
+        )?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(tls12_refused())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+impl ClientCertVerifier for SpiffeVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &self.root_subjects
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.verify(
+            end_entity,
+            intermediates,
+            now,
+            webpki::KeyUsage::client_auth(),
+        )?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(tls12_refused())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
+
+    const PSK_A: &str = "an example cluster key of 32+ bytes!";
+    const PSK_B: &str = "a different cluster key, also 32+ bytes";
+
+    #[test]
+    fn ca_is_bit_identical_for_the_same_psk() {
+        let a1 = ClusterCa::from_psks(&[PSK_A]).unwrap();
+        let a2 = ClusterCa::from_psks(&[PSK_A.as_bytes().to_vec()]).unwrap();
+        assert_eq!(a1.ca_der().as_ref(), a2.ca_der().as_ref());
+        assert_eq!(a1.ca_pem(), a2.ca_pem());
+        assert_eq!(a1.fingerprint(), a2.fingerprint());
+
+        let b = ClusterCa::from_psks(&[PSK_B]).unwrap();
+        assert_ne!(a1.ca_der().as_ref(), b.ca_der().as_ref());
+        assert_ne!(a1.fingerprint(), b.fingerprint());
+        assert_eq!(a1.fingerprint().len(), 32 * 3 - 1);
+    }
+
+    #[test]
+    fn ca_fields_are_the_documented_constants() {
+        let ca = ClusterCa::from_psks(&[PSK_A]).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(ca.ca_der()).unwrap();
+        assert_eq!(cert.subject().to_string(), "CN=Francis CA");
+        assert_eq!(cert.issuer().to_string(), "CN=Francis CA");
+        assert_eq!(cert.validity().not_before.timestamp(), 1_577_836_800);
+        assert_eq!(cert.validity().not_after.timestamp(), 4_102_444_800);
+        assert!(cert.is_ca());
+        let bc = cert.basic_constraints().unwrap().unwrap();
+        assert_eq!(bc.value.path_len_constraint, Some(0));
+        let ku = cert.key_usage().unwrap().unwrap();
+        assert!(ku.value.key_cert_sign() && ku.value.crl_sign());
+        assert!(!ku.value.digital_signature());
+        assert_eq!(
+            spiffe_id_of(ca.ca_der()).unwrap().as_str(),
+            "spiffe://francis"
+        );
+        // Serial = first 16 bytes of SHA-256(public key), top bit cleared.
+        let pubkey = cert.public_key().subject_public_key.data.as_ref();
+        let mut expected = Sha256::digest(pubkey)[..16].to_vec();
+        expected[0] &= 0x7f;
+        let raw = cert.raw_serial();
+        let trimmed: Vec<u8> = raw.iter().copied().skip_while(|b| *b == 0).collect();
+        let expected_trimmed: Vec<u8> = expected.iter().copied().skip_while(|b| *b == 0).collect();
+        assert_eq!(trimmed, expected_trimmed);
+    }
+
+    #[test]
+    fn short_psk_is_refused_with_its_index() {
+        let err = ClusterCa::from_psks(&[PSK_A, "short"]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(
+                err,
+                PkiError::PskTooShort {
+                    index: 1,
+                    len: 5,
+                    min: 32
+                }
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains("#1") && msg.contains("32 bytes"), "{msg}");
+        assert!(matches!(
+            ClusterCa::from_psks::<&str>(&[]),
+            Err(PkiError::NoPsk)
+        ));
+    }
+
+    #[test]
+    fn rotation_bundle_holds_every_ca_and_the_first_signs() {
+        let rotated = ClusterCa::from_psks(&[PSK_B, PSK_A]).unwrap();
+        let a = ClusterCa::from_psks(&[PSK_A]).unwrap();
+        let b = ClusterCa::from_psks(&[PSK_B]).unwrap();
+        assert_eq!(rotated.bundle_der().len(), 2);
+        assert_eq!(rotated.ca_der(), b.ca_der());
+        assert_eq!(&rotated.bundle_der()[1], a.ca_der());
+        assert_eq!(rotated.bundle_pem().matches("BEGIN CERTIFICATE").count(), 2);
+
+        // A leaf signed by the old primary (A) is still trusted by the rotated bundle.
+        let old_leaf = a
+            .issue_host_identity("h-old", Duration::from_secs(3600))
+            .unwrap();
+        let id = rotated
+            .verify_peer_chain(old_leaf.cert_chain(), HOST_PREFIX, SystemTime::now())
+            .unwrap();
+        assert_eq!(id.host_id(), Some("h-old"));
+        // But not by a cluster that only knows B.
+        assert!(
+            b.verify_peer_chain(old_leaf.cert_chain(), HOST_PREFIX, SystemTime::now())
+                .is_err()
+        );
+        // New leaves are signed by B.
+        let new_leaf = rotated
+            .issue_host_identity("h-new", Duration::from_secs(3600))
+            .unwrap();
+        assert!(
+            b.verify_peer_chain(new_leaf.cert_chain(), HOST_PREFIX, SystemTime::now())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn host_leaf_has_the_documented_shape() {
+        let ca = ClusterCa::from_psks(&[PSK_A]).unwrap();
+        let ttl = Duration::from_secs(3600);
+        let before = SystemTime::now();
+        let id = ca.issue_host_identity("0190c4f2-host", ttl).unwrap();
+        assert_eq!(
+            id.spiffe_id().as_str(),
+            "spiffe://francis/host/0190c4f2-host"
+        );
+        assert_eq!(id.cert_chain().len(), 2);
+        assert_eq!(&id.cert_chain()[1], ca.ca_der());
+
+        let (_, cert) = x509_parser::parse_x509_certificate(id.leaf_der()).unwrap();
+        assert!(cert.subject().iter().next().is_none(), "empty subject");
+        assert!(!cert.is_ca());
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        assert!(san.critical, "SAN is critical when the subject is empty");
+        assert_eq!(
+            san.value.general_names,
+            vec![GeneralName::URI("spiffe://francis/host/0190c4f2-host")]
+        );
+        let eku = cert.extended_key_usage().unwrap().unwrap();
+        assert!(eku.value.server_auth && eku.value.client_auth);
+        let ku = cert.key_usage().unwrap().unwrap();
+        assert!(ku.value.digital_signature() && !ku.value.key_cert_sign());
+        let nb = cert.validity().not_before.timestamp();
+        let na = cert.validity().not_after.timestamp();
+        let b = before
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!((nb - (b - 300)).abs() <= 2, "not_before {nb} vs {b}");
+        assert!((na - (b + 3600 + 300)).abs() <= 2, "not_after {na} vs {b}");
+        assert!(cert.extensions().iter().any(|e| matches!(
+            e.parsed_extension(),
+            ParsedExtension::AuthorityKeyIdentifier(_)
+        )));
+
+        // Serials are random.
+        let other = ca.issue_host_identity("0190c4f2-host", ttl).unwrap();
+        let (_, other_cert) = x509_parser::parse_x509_certificate(other.leaf_der()).unwrap();
+        assert_ne!(cert.raw_serial(), other_cert.raw_serial());
+
+        let rt = ca.issue_runtime_identity("rt-1", ttl).unwrap();
+        assert_eq!(rt.spiffe_id().runtime_id(), Some("rt-1"));
+        assert_eq!(rt.spiffe_id().host_id(), None);
+        // Role prefixes are enforced.
+        let err = ca
+            .verify_peer_chain(rt.cert_chain(), HOST_PREFIX, SystemTime::now())
+            .unwrap_err();
+        assert!(err.to_string().contains("/host/"), "{err}");
+    }
+
+    #[test]
+    fn ttl_and_ids_are_validated() {
+        let ca = ClusterCa::from_psks(&[PSK_A]).unwrap();
+        assert!(matches!(
+            ca.issue_host_identity("h", Duration::ZERO),
+            Err(PkiError::InvalidTtl(_))
+        ));
+        assert!(matches!(
+            ca.issue_host_identity("h", MAX_LEAF_TTL + Duration::from_secs(1)),
+            Err(PkiError::InvalidTtl(_))
+        ));
+        for bad in ["", "a/b", "..", "white space", "ünï"] {
+            assert!(
+                matches!(
+                    ca.issue_host_identity(bad, Duration::from_secs(60)),
+                    Err(PkiError::InvalidId { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn spiffe_ids_parse_strictly() {
+        let id = SpiffeId::parse("spiffe://francis/host/abc").unwrap();
+        assert_eq!(id.path(), "/host/abc");
+        assert_eq!(id.host_id(), Some("abc"));
+        assert_eq!(SpiffeId::parse("spiffe://francis").unwrap().path(), "");
+        for bad in [
+            "https://francis/host/a",
+            "spiffe://other/host/a",
+            "spiffe://francisx/host/a",
+            "spiffe://francis/host//a",
+            "spiffe://francis/host/a?x=1",
+            "spiffe://francis/",
+        ] {
+            assert!(SpiffeId::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            SpiffeId::parse("spiffe://francis/host/a/b")
+                .unwrap()
+                .host_id(),
+            None
+        );
+    }
+
+    #[test]
+    fn expired_and_not_yet_valid_leaves_are_refused() {
+        let ca = ClusterCa::from_psks(&[PSK_A]).unwrap();
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        let expired = ca
+            .issue_with_validity(SpiffeId::host("h").unwrap(), now - 2 * hour, now - hour)
+            .unwrap();
+        let err = ca
+            .verify_peer_chain(expired.cert_chain(), HOST_PREFIX, now)
+            .unwrap_err();
+        assert!(err.to_string().to_lowercase().contains("expired"), "{err}");
+        let future = ca
+            .issue_with_validity(SpiffeId::host("h").unwrap(), now + hour, now + 2 * hour)
+            .unwrap();
+        assert!(
+            ca.verify_peer_chain(future.cert_chain(), HOST_PREFIX, now)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn tls_configs_are_tls13_h3_only() {
+        let ca = ClusterCa::from_psks(&[PSK_A]).unwrap();
+        let id = ca
+            .issue_host_identity("h", Duration::from_secs(60))
+            .unwrap();
+        let server = ca.server_config(&id, HOST_PREFIX).unwrap();
+        assert_eq!(server.alpn_protocols, vec![b"h3".to_vec()]);
+        let client = ca.client_config(&id, HOST_PREFIX).unwrap();
+        assert_eq!(client.alpn_protocols, vec![b"h3".to_vec()]);
+        assert!(ca.client_config(&id, "host").is_err());
+    }
+}

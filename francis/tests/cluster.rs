@@ -1,0 +1,155 @@
+//! Hosts in one process forming a cluster over a shared SQLite file and real QUIC sockets on
+//! 127.0.0.1: calls through any host reach the one activation, errors keep their type across
+//! hosts, and a host with another runtime PSK is refused with an error that says why.
+
+use std::collections::HashSet;
+use std::net::UdpSocket;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use francis::prelude::*;
+
+/// Which host an activation runs on.
+struct HostName(String);
+
+#[derive(Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+enum WhereError {
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+struct Where {
+    host: String,
+    calls: u64,
+}
+
+#[francis::actor]
+impl Where {
+    fn activate(ctx: &ActorContext) -> Self {
+        let host = ctx
+            .data::<HostName>()
+            .map(|h| h.0.clone())
+            .unwrap_or_default();
+        Where { host, calls: 0 }
+    }
+
+    /// Which host runs this activation, and how many calls it has served.
+    pub async fn whereabouts(&mut self) -> Result<(String, u64), WhereError> {
+        self.calls += 1;
+        Ok((self.host.clone(), self.calls))
+    }
+
+    pub async fn refuse(&self, why: String) -> Result<(), WhereError> {
+        Err(WhereError::Refused(why))
+    }
+}
+
+const PSK: &str = "cluster-test-psk-0123456789abcdef0123456789";
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn host(
+    db: &Path,
+    name: &str,
+    psk: &str,
+) -> (
+    Service,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), Error>>,
+) {
+    let host = Host::local()
+        .address(format!("127.0.0.1:{}", free_port()))
+        .sqlite(db)
+        .runtime_psk(psk)
+        .data(HostName(name.to_owned()))
+        .register::<Where>()
+        .build()
+        .await
+        .unwrap();
+    let service = host.service();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(host.run(async move {
+        let _ = stopped.await;
+    }));
+    (service, stop, run)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_through_any_host_reach_the_one_activation() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cluster.db");
+    let (a, stop_a, run_a) = host(&db, "a", PSK).await;
+    let (b, stop_b, run_b) = host(&db, "b", PSK).await;
+
+    let mut owners = HashSet::new();
+    for i in 0..20 {
+        let id = format!("actor-{i}");
+        let (via_a, n1) = a.actor::<Where>(id.clone()).whereabouts().await.unwrap();
+        let (via_b, n2) = b.actor::<Where>(id.clone()).whereabouts().await.unwrap();
+        assert_eq!(via_a, via_b, "{id} answered from two hosts");
+        assert_eq!((n1, n2), (1, 2), "{id}: both calls reached one activation");
+        owners.insert(via_a);
+    }
+    assert_eq!(
+        owners.len(),
+        2,
+        "20 actors spread over both hosts: {owners:?}"
+    );
+
+    // An actor's own error keeps its type when it crosses hosts.
+    for service in [&a, &b] {
+        for i in 0..4 {
+            match service
+                .actor::<Where>(format!("actor-{i}"))
+                .refuse("no".into())
+                .await
+            {
+                Err(CallError::Actor(WhereError::Refused(why))) => assert_eq!(why, "no"),
+                other => panic!("expected the typed error, got {other:?}"),
+            }
+        }
+    }
+
+    stop_a.send(()).unwrap();
+    stop_b.send(()).unwrap();
+    run_a.await.unwrap().unwrap();
+    run_b.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_with_another_psk_cannot_invoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cluster.db");
+    let (a, stop_a, run_a) = host(&db, "a", PSK).await;
+    // Place an actor on host a.
+    let (owner, _) = a.actor::<Where>("mine").whereabouts().await.unwrap();
+    assert_eq!(owner, "a");
+    let (intruder, stop_x, run_x) =
+        host(&db, "x", "another-psk-that-is-long-enough-0123456789").await;
+    let err = tokio::time::timeout(
+        Duration::from_secs(30),
+        intruder.actor::<Where>("mine").whereabouts(),
+    )
+    .await
+    .expect("the refusal is prompt")
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("PSK") || text.contains("cluster"),
+        "the error says why: {text}"
+    );
+    // The refused handshake did not disturb host a.
+    assert_eq!(a.actor::<Where>("mine").whereabouts().await.unwrap().1, 2);
+    let _ = Arc::new(());
+    stop_a.send(()).unwrap();
+    stop_x.send(()).unwrap();
+    run_a.await.unwrap().unwrap();
+    run_x.await.unwrap().unwrap();
+}
