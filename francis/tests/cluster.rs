@@ -153,3 +153,64 @@ async fn a_host_with_another_psk_cannot_invoke() {
     run_a.await.unwrap().unwrap();
     run_x.await.unwrap().unwrap();
 }
+
+#[derive(Default, Clone, Serialize, Deserialize)]
+struct Tally {
+    n: u64,
+}
+
+struct Durable {
+    host: String,
+    tally: State<Tally>,
+}
+
+#[francis::actor]
+impl Durable {
+    fn activate(ctx: &ActorContext) -> Self {
+        let host = ctx.data::<HostName>().map(|h| h.0.clone()).unwrap_or_default();
+        Durable { host, tally: ctx.state() }
+    }
+
+    pub async fn bump(&mut self) -> Result<(String, u64), WhereError> {
+        let n = self.tally.update(|t| {
+            t.n += 1;
+            t.n
+        });
+        let n = n.await.map_err(|e| WhereError::Refused(e.to_string()))?;
+        Ok((self.host.clone(), n))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_loses_its_registration_stops_serving_and_its_actors_move() {
+    use francis::clock::{Clock, ManualClock};
+    use francis::store::{Store, StoreOptions, memory::MemoryStore};
+
+    let clock = ManualClock::starting_now();
+    let options = StoreOptions { clock: Arc::new(clock.clone()), health_check_deadline: Duration::from_secs(20) };
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(options));
+    let build = |name: &str| {
+        Host::local()
+            .address(format!("127.0.0.1:{}", free_port()))
+            .store(store.clone())
+            .runtime_psk(PSK)
+            .data(HostName(name.to_owned()))
+            .register::<Durable>()
+            .build()
+    };
+    let a = build("a").await.unwrap();
+    let service_a = a.service();
+    let run_a = tokio::spawn(a.run(std::future::pending()));
+    assert_eq!(service_a.actor::<Durable>("d").bump().await.unwrap(), ("a".to_owned(), 1));
+
+    // Host a's heartbeat is now older than the deadline: its next beat is refused, and it stops.
+    let t0 = clock.now_ms();
+    clock.set(t0 + 25_000);
+    let stopped = tokio::time::timeout(Duration::from_secs(10), run_a).await.expect("host a stops").unwrap();
+    assert!(stopped.unwrap_err().to_string().contains("register again"));
+    assert!(matches!(service_a.actor::<Durable>("d").bump().await, Err(CallError::Francis(Error::ShuttingDown))));
+
+    // Another host takes the actor over with its state.
+    let b = build("b").await.unwrap();
+    assert_eq!(b.service().actor::<Durable>("d").bump().await.unwrap(), ("b".to_owned(), 2));
+}

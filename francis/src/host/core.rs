@@ -6,6 +6,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -257,13 +258,12 @@ impl HostCore {
 
     /// Halt one activation: stop new turns, let the running one finish (cancelling it after
     /// the grace period), run the deactivation hook, drop the placement, forget the activation.
-    pub async fn halt_activation(&self, activation: Arc<Activation>) {
+    pub async fn halt_activation(&self, activation: Arc<Activation>, grace: Duration) {
         if !activation.begin_halt() {
             activation.removed().await;
             return;
         }
         let key = activation.key().clone();
-        let grace = self.timings.shutdown_grace_period;
         if tokio::time::timeout(grace, activation.stopped())
             .await
             .is_err()
@@ -288,8 +288,8 @@ impl HostCore {
         tracing::debug!(actor = %key, "deactivated");
     }
 
-    /// Halt every activation on this host, in parallel.
-    pub async fn halt_all_local(&self) {
+    /// Halt every activation on this host, in parallel, giving running turns `grace` to end.
+    pub async fn halt_all_local(&self, grace: Duration) {
         let Some(core) = self.this.upgrade() else {
             return;
         };
@@ -301,7 +301,7 @@ impl HostCore {
         let mut set = JoinSet::new();
         for activation in activations {
             let core = core.clone();
-            set.spawn(async move { core.halt_activation(activation).await });
+            set.spawn(async move { core.halt_activation(activation, grace).await });
         }
         while set.join_next().await.is_some() {}
     }
@@ -329,7 +329,7 @@ impl HostCore {
                 activation.postpone_idle(now.saturating_add(IDLE_BUSY_POSTPONE_MS));
             } else {
                 let core = core.clone();
-                set.spawn(async move { core.halt_activation(activation).await });
+                set.spawn(async move { core.halt_activation(activation, core.timings.shutdown_grace_period).await });
             }
         }
         let mut count = 0;
@@ -362,14 +362,14 @@ impl HostHandle for HostCore {
     fn halt(&self, key: ActorKey) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
             let activation = self.lookup_local(&key).ok_or(Error::NotHosted { key })?;
-            self.halt_activation(activation).await;
+            self.halt_activation(activation, self.timings.shutdown_grace_period).await;
             Ok(())
         })
     }
 
     fn halt_all(&self) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
-            self.halt_all_local().await;
+            self.halt_all_local(self.timings.shutdown_grace_period).await;
             Ok(())
         })
     }
@@ -380,7 +380,7 @@ impl HostHandle for HostCore {
         };
         tokio::spawn(async move {
             if let Some(activation) = core.lookup_local(&key) {
-                core.halt_activation(activation).await;
+                core.halt_activation(activation, core.timings.shutdown_grace_period).await;
             }
         });
     }

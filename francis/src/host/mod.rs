@@ -145,7 +145,10 @@ impl Host {
         for task in [alarms, idle, cleanup] {
             let _ = task.await;
         }
-        core.halt_all_local().await;
+        // A host that lost its registration may already have been replaced: its turns are
+        // cut short at once, so no actor runs on two hosts. A clean shutdown drains them.
+        let grace = if result.is_err() { Duration::ZERO } else { core.timings.shutdown_grace_period };
+        core.halt_all_local(grace).await;
         if let Some(peers) = peers {
             let _ = peers.await;
         }
@@ -436,7 +439,11 @@ async fn heartbeat_loop(core: Arc<HostCore>) -> Error {
         core.clock
             .sleep_until(core.clock.now_ms().saturating_add(every))
             .await;
-        match core.store.heartbeat(&core.host_id).await {
+        let attempt = Duration::from_millis(every.unsigned_abs());
+        let beat = tokio::time::timeout(attempt, core.store.heartbeat(&core.host_id))
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable(format!("heartbeat took longer than {attempt:?}"))));
+        match beat {
             Ok(()) => last_ok = core.clock.now_ms(),
             Err(e @ StoreError::HostUnregistered { .. }) => {
                 tracing::error!(error = %e, "host lost its registration; stopping");
