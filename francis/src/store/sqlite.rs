@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,6 +16,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Sqlite, SqliteConnection, SqliteExecutor, Transaction};
+use tokio::sync::OwnedMutexGuard;
 
 use super::rules::{
     CompletionUpdate, HostSlot, check_allowed, expiry_after, health_threshold, new_alarm_id,
@@ -60,6 +62,9 @@ macro_rules! lease_columns {
 pub struct SqliteStore {
     options: StoreOptions,
     pool: SqlitePool,
+    /// Serializes this process's write transactions: waiting here is a cheap async wait,
+    /// while contending for SQLite's file lock means sleeping in its busy handler.
+    write_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 type Tx = Transaction<'static, Sqlite>;
@@ -166,7 +171,11 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new().connect_with(connect).await?;
-        let store = SqliteStore { options, pool };
+        let store = SqliteStore {
+            options,
+            pool,
+            write_lock: Arc::default(),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -174,7 +183,7 @@ impl SqliteStore {
     /// Apply pending migrations under the write lock, so processes opening the same new file at
     /// once do not both try to create the schema.
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
+        let (_write, mut tx) = self.begin_write().await?;
         // `run_direct` rather than `run(&mut *tx)`: the latter makes this future unusable with
         // `tokio::spawn` ("implementation of `Acquire` is not general enough").
         MIGRATOR.run_direct(&mut *tx).await?;
@@ -187,9 +196,11 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
-    /// A transaction holding the database write lock from its first statement.
-    async fn begin_write(&self) -> Result<Tx, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// A transaction holding the database write lock from its first statement, and this
+    /// process's write turn (hold the guard until the transaction ends).
+    async fn begin_write(&self) -> Result<(OwnedMutexGuard<()>, Tx), StoreError> {
+        let turn = self.write_lock.clone().lock_owned().await;
+        Ok((turn, self.pool.begin_with("BEGIN IMMEDIATE").await?))
     }
 
     fn now(&self) -> i64 {
@@ -314,7 +325,7 @@ impl Store for SqliteStore {
     async fn register_host(&self, registration: &HostRegistration) -> Result<HostId, StoreError> {
         let (now, threshold) = self.now_and_threshold();
         let host_id = new_host_id();
-        let mut tx = self.begin_write().await?;
+        let (_write, mut tx) = self.begin_write().await?;
         prune_expired_hosts(&mut tx, threshold).await?;
         let inserted = sqlx::query(
             "INSERT INTO francis_hosts (host_id, host_address, host_last_health_check) VALUES (?1, ?2, ?3)
@@ -416,7 +427,7 @@ impl Store for SqliteStore {
         if options.active_only {
             return Err(StoreError::NotActive { key: key.clone() });
         }
-        let mut tx = self.begin_write().await?;
+        let (_write, mut tx) = self.begin_write().await?;
         // Another host may have placed the actor since the check above.
         if let Some(placement) = live_placement(&mut *tx, key, threshold).await? {
             return check_allowed(key, placement, options);
@@ -606,7 +617,7 @@ impl Store for SqliteStore {
         }
         let (now, threshold) = self.now_and_threshold();
         let expires_ms = now.saturating_add(duration_ms(request.lease_duration));
-        let mut tx = self.begin_write().await?;
+        let (_write, mut tx) = self.begin_write().await?;
         let mut slots = load_slots(&mut tx, threshold, None, Some(&request.hosts)).await?;
         let supported: HashSet<&str> = slots.iter().map(|s| s.actor_type.as_str()).collect();
         let supported: Vec<&str> = supported.into_iter().collect();
