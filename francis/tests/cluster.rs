@@ -167,8 +167,14 @@ struct Durable {
 #[francis::actor]
 impl Durable {
     fn activate(ctx: &ActorContext) -> Self {
-        let host = ctx.data::<HostName>().map(|h| h.0.clone()).unwrap_or_default();
-        Durable { host, tally: ctx.state() }
+        let host = ctx
+            .data::<HostName>()
+            .map(|h| h.0.clone())
+            .unwrap_or_default();
+        Durable {
+            host,
+            tally: ctx.state(),
+        }
     }
 
     pub async fn bump(&mut self) -> Result<(String, u64), WhereError> {
@@ -187,7 +193,10 @@ async fn a_host_that_loses_its_registration_stops_serving_and_its_actors_move() 
     use francis::store::{Store, StoreOptions, memory::MemoryStore};
 
     let clock = ManualClock::starting_now();
-    let options = StoreOptions { clock: Arc::new(clock.clone()), health_check_deadline: Duration::from_secs(20) };
+    let options = StoreOptions {
+        clock: Arc::new(clock.clone()),
+        health_check_deadline: Duration::from_secs(20),
+    };
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new(options));
     let build = |name: &str| {
         Host::local()
@@ -201,16 +210,80 @@ async fn a_host_that_loses_its_registration_stops_serving_and_its_actors_move() 
     let a = build("a").await.unwrap();
     let service_a = a.service();
     let run_a = tokio::spawn(a.run(std::future::pending()));
-    assert_eq!(service_a.actor::<Durable>("d").bump().await.unwrap(), ("a".to_owned(), 1));
+    assert_eq!(
+        service_a.actor::<Durable>("d").bump().await.unwrap(),
+        ("a".to_owned(), 1)
+    );
 
     // Host a's heartbeat is now older than the deadline: its next beat is refused, and it stops.
     let t0 = clock.now_ms();
     clock.set(t0 + 25_000);
-    let stopped = tokio::time::timeout(Duration::from_secs(10), run_a).await.expect("host a stops").unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), run_a)
+        .await
+        .expect("host a stops")
+        .unwrap();
     assert!(stopped.unwrap_err().to_string().contains("register again"));
-    assert!(matches!(service_a.actor::<Durable>("d").bump().await, Err(CallError::Francis(Error::ShuttingDown))));
+    assert!(matches!(
+        service_a.actor::<Durable>("d").bump().await,
+        Err(CallError::Francis(Error::ShuttingDown))
+    ));
 
     // Another host takes the actor over with its state.
     let b = build("b").await.unwrap();
-    assert_eq!(b.service().actor::<Durable>("d").bump().await.unwrap(), ("b".to_owned(), 2));
+    assert_eq!(
+        b.service().actor::<Durable>("d").bump().await.unwrap(),
+        ("b".to_owned(), 2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_runs_a_duplicated_request_once() {
+    use francis::net::peer::PeerClient;
+    use francis::net::wire::InvokeRequest;
+
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::local()
+        .address(format!("127.0.0.1:{}", free_port()))
+        .sqlite(dir.path().join("one.db"))
+        .runtime_psk(PSK)
+        .data(HostName("owner".into()))
+        .register::<Where>()
+        .build()
+        .await
+        .unwrap();
+    let ca = host.cluster_ca().unwrap().clone();
+    let address = host.peer_address().unwrap().to_string();
+    let target = host.host_id().to_owned();
+    let service = host.service();
+    let run = tokio::spawn(host.run(std::future::pending()));
+
+    // A caller of the same cluster sends one request twice at once, then once more.
+    let identity = ca
+        .issue_host_identity("caller", Duration::from_secs(3600))
+        .unwrap();
+    let client = PeerClient::new(
+        &ca,
+        &identity,
+        Duration::from_secs(5),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let request = InvokeRequest {
+        target_host_id: target,
+        actor_type: "where".into(),
+        actor_id: "once".into(),
+        method: "whereabouts".into(),
+        request_id: "0b7f4f9c-4e0e-4f8e-9d55-000000000001".into(),
+        ..Default::default()
+    };
+    let (first, second) = tokio::join!(
+        client.invoke(&address, request.clone()),
+        client.invoke(&address, request.clone())
+    );
+    let third = client.invoke(&address, request).await.unwrap();
+    assert_eq!(first.unwrap().data, third.data);
+    assert_eq!(second.unwrap().data, third.data);
+    let (_, calls) = service.actor::<Where>("once").whereabouts().await.unwrap();
+    assert_eq!(calls, 2, "the three deliveries ran the method once");
+    run.abort();
 }
