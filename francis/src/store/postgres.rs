@@ -259,8 +259,9 @@ impl PostgresStore {
         Self::from_pool(pool, options).await
     }
 
-    /// Use an existing pool (e.g. one configured with TLS or a `search_path`) and bring the
-    /// schema of its first `search_path` schema up to date.
+    /// Use an existing pool (e.g. one configured with TLS, or with a `search_path` naming the
+    /// schema to use) and create or update the tables in the first existing schema of its
+    /// `search_path`.
     pub async fn from_pool(pool: PgPool, options: StoreOptions) -> Result<Self, StoreError> {
         let schema = migrate(&pool).await?;
         Ok(PostgresStore {

@@ -160,9 +160,42 @@ fn ms_to_duration(ms: Option<i64>) -> Result<Option<Duration>, StoreError> {
     .transpose()
 }
 
+/// Whether an error is SQLite's "database is locked" (SQLITE_BUSY and its extended codes).
+fn is_busy(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database(sqlx::Error::Database(db)) => db
+            .code()
+            .is_some_and(|code| code == "5" || code.parse::<i32>().is_ok_and(|c| c & 0xff == 5)),
+        StoreError::Migration(sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(db))) => {
+            db.code()
+                .is_some_and(|code| code.parse::<i32>().is_ok_and(|c| c & 0xff == 5))
+        }
+        _ => false,
+    }
+}
+
 impl SqliteStore {
     /// Open (creating it if missing) the database at `path` and bring its schema up to date.
+    ///
+    /// Several processes may open one new file at the same moment; switching it to WAL mode
+    /// can then report "database is locked" at once instead of waiting, so opening is retried
+    /// briefly on that error alone.
     pub async fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let mut delay = Duration::from_millis(10);
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match Self::open_once(path, options.clone()).await {
+                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(250));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn open_once(path: &Path, options: StoreOptions) -> Result<Self, StoreError> {
         let connect = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
