@@ -117,7 +117,8 @@ impl TestHost {
     /// Halt every activation, as a host shutdown would (state stays in the store).
     pub async fn halt_all(&self) {
         let core = self.host.core();
-        core.halt_all_local(core.timings.shutdown_grace_period).await;
+        core.halt_all_local(core.timings.shutdown_grace_period)
+            .await;
     }
 
     /// Shut the host down as `Host::run` does at the end: halt every activation and leave the
@@ -125,7 +126,8 @@ impl TestHost {
     pub async fn shutdown(self) -> Result<(), Error> {
         let core = self.host.core();
         core.begin_shutdown();
-        core.halt_all_local(core.timings.shutdown_grace_period).await;
+        core.halt_all_local(core.timings.shutdown_grace_period)
+            .await;
         Ok(core.store.unregister_host(&core.host_id).await?)
     }
 }

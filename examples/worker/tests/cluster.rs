@@ -227,15 +227,41 @@ async fn workers_form_one_cluster_that_survives_a_killed_owner() {
 /// The scripted walkthrough of the docs runs as written (on free ports).
 #[test]
 fn the_demo_script_runs() {
-    let port = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
-    let udp = || UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let port = || {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+            .to_string()
+    };
+    let udp = || {
+        UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+            .to_string()
+    };
     let output = Command::new("bash")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/demo.sh"))
         .env("WORKER_BIN", env!("CARGO_BIN_EXE_worker"))
-        .envs([("HTTP1", port()), ("HTTP2", port()), ("PEER1", udp()), ("PEER2", udp())])
+        .envs([
+            ("HTTP1", port()),
+            ("HTTP2", port()),
+            ("PEER1", udp()),
+            ("PEER2", udp()),
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("every ID answered by one activation"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("every ID answered by one activation"),
+        "{stdout}"
+    );
 }

@@ -329,7 +329,10 @@ impl HostCore {
                 activation.postpone_idle(now.saturating_add(IDLE_BUSY_POSTPONE_MS));
             } else {
                 let core = core.clone();
-                set.spawn(async move { core.halt_activation(activation, core.timings.shutdown_grace_period).await });
+                set.spawn(async move {
+                    core.halt_activation(activation, core.timings.shutdown_grace_period)
+                        .await
+                });
             }
         }
         let mut count = 0;
@@ -362,14 +365,16 @@ impl HostHandle for HostCore {
     fn halt(&self, key: ActorKey) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
             let activation = self.lookup_local(&key).ok_or(Error::NotHosted { key })?;
-            self.halt_activation(activation, self.timings.shutdown_grace_period).await;
+            self.halt_activation(activation, self.timings.shutdown_grace_period)
+                .await;
             Ok(())
         })
     }
 
     fn halt_all(&self) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
-            self.halt_all_local(self.timings.shutdown_grace_period).await;
+            self.halt_all_local(self.timings.shutdown_grace_period)
+                .await;
             Ok(())
         })
     }
@@ -380,7 +385,8 @@ impl HostHandle for HostCore {
         };
         tokio::spawn(async move {
             if let Some(activation) = core.lookup_local(&key) {
-                core.halt_activation(activation, core.timings.shutdown_grace_period).await;
+                core.halt_activation(activation, core.timings.shutdown_grace_period)
+                    .await;
             }
         });
     }

@@ -147,7 +147,11 @@ impl Host {
         }
         // A host that lost its registration may already have been replaced: its turns are
         // cut short at once, so no actor runs on two hosts. A clean shutdown drains them.
-        let grace = if result.is_err() { Duration::ZERO } else { core.timings.shutdown_grace_period };
+        let grace = if result.is_err() {
+            Duration::ZERO
+        } else {
+            core.timings.shutdown_grace_period
+        };
         core.halt_all_local(grace).await;
         if let Some(peers) = peers {
             let _ = peers.await;
@@ -442,7 +446,11 @@ async fn heartbeat_loop(core: Arc<HostCore>) -> Error {
         let attempt = Duration::from_millis(every.unsigned_abs());
         let beat = tokio::time::timeout(attempt, core.store.heartbeat(&core.host_id))
             .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable(format!("heartbeat took longer than {attempt:?}"))));
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "heartbeat took longer than {attempt:?}"
+                )))
+            });
         match beat {
             Ok(()) => last_ok = core.clock.now_ms(),
             Err(e @ StoreError::HostUnregistered { .. }) => {
