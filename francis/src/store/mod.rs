@@ -20,6 +20,7 @@ use crate::clock::SharedClock;
 
 pub mod memory;
 pub mod postgres;
+mod rows;
 mod rules;
 pub mod sqlite;
 

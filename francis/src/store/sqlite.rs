@@ -18,6 +18,7 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, SqliteConnection, SqliteExecutor, Transaction};
 use tokio::sync::OwnedMutexGuard;
 
+use super::rows::{AlarmRow, LeaseRow, SlotRow, ms_to_duration};
 use super::rules::{
     CompletionUpdate, HostSlot, check_allowed, expiry_after, health_threshold, new_alarm_id,
     new_host_id, new_lease_id, page_limit, reserve_slot, sort_leases, state_page,
@@ -68,97 +69,6 @@ pub struct SqliteStore {
 }
 
 type Tx = Transaction<'static, Sqlite>;
-
-#[derive(sqlx::FromRow)]
-struct AlarmRow {
-    handler: String,
-    due_ms: i64,
-    scheduled_ms: i64,
-    interval: Option<String>,
-    ttl_ms: Option<i64>,
-    data: Option<Vec<u8>>,
-    attempts: i64,
-}
-
-impl TryFrom<AlarmRow> for AlarmRecord {
-    type Error = StoreError;
-
-    fn try_from(r: AlarmRow) -> Result<Self, StoreError> {
-        let attempts = u32::try_from(r.attempts).map_err(|_| {
-            StoreError::Invalid(format!("alarm attempts out of range: {}", r.attempts))
-        })?;
-        Ok(AlarmRecord {
-            handler: r.handler,
-            due_ms: r.due_ms,
-            scheduled_ms: r.scheduled_ms,
-            interval: r.interval,
-            ttl_ms: r.ttl_ms,
-            data: r.data,
-            attempts,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct LeaseRow {
-    actor_type: String,
-    actor_id: String,
-    name: String,
-    alarm_id: String,
-    lease_id: String,
-    due_ms: i64,
-    expires_ms: i64,
-}
-
-impl From<LeaseRow> for AlarmLease {
-    fn from(r: LeaseRow) -> Self {
-        AlarmLease {
-            key: ActorKey::new(r.actor_type, r.actor_id),
-            name: r.name,
-            alarm_id: r.alarm_id,
-            lease_id: r.lease_id,
-            due_ms: r.due_ms,
-            expires_ms: r.expires_ms,
-        }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct SlotRow {
-    host_id: String,
-    address: String,
-    actor_type: String,
-    idle_timeout_ms: Option<i64>,
-    concurrency_limit: i64,
-    active: i64,
-}
-
-impl TryFrom<SlotRow> for HostSlot {
-    type Error = StoreError;
-
-    fn try_from(r: SlotRow) -> Result<Self, StoreError> {
-        let out_of_range =
-            |what: &str, v: i64| StoreError::Invalid(format!("{what} out of range: {v}"));
-        Ok(HostSlot {
-            host_id: r.host_id,
-            address: r.address,
-            actor_type: r.actor_type,
-            idle_timeout: ms_to_duration(r.idle_timeout_ms)?,
-            concurrency_limit: u32::try_from(r.concurrency_limit)
-                .map_err(|_| out_of_range("concurrency limit", r.concurrency_limit))?,
-            active: u64::try_from(r.active).map_err(|_| out_of_range("active count", r.active))?,
-        })
-    }
-}
-
-fn ms_to_duration(ms: Option<i64>) -> Result<Option<Duration>, StoreError> {
-    ms.map(|ms| {
-        u64::try_from(ms)
-            .map(Duration::from_millis)
-            .map_err(|_| StoreError::Invalid(format!("negative idle timeout: {ms}")))
-    })
-    .transpose()
-}
 
 /// Whether an error is SQLite's "database is locked" (SQLITE_BUSY and its extended codes).
 fn is_busy(e: &StoreError) -> bool {
