@@ -144,7 +144,7 @@ impl HostCore {
             return Err(Error::ShuttingDown);
         }
         if self.lookup_local(&key).is_some() {
-            return self.invoke_here(key, &method, args, options, false).await;
+            return self.invoke_here(key, &method, args, options).await;
         }
         let (placement, _) = match self.resolve(&key, options.active_only, false).await {
             Err(Error::NoHost { actor_type }) if !self.types.contains_key(actor_type.as_str()) => {
@@ -154,7 +154,7 @@ impl HostCore {
         };
         if placement.host_id == self.host_id {
             match self
-                .invoke_here(key.clone(), &method, args.clone(), options, false)
+                .invoke_here(key.clone(), &method, args.clone(), options)
                 .await
             {
                 // The cached placement was stale and the actor lives elsewhere now.
@@ -178,7 +178,6 @@ impl HostCore {
         method: &str,
         args: Envelope,
         options: InvokeOptions,
-        _forwarded: bool,
     ) -> Result<Envelope, Error> {
         let entry = self.actor_type(&key.actor_type)?;
         let info = entry.method(method).ok_or_else(|| Error::UnknownMethod {

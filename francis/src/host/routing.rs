@@ -143,9 +143,7 @@ impl HostCore {
             let (fresh, _) = self.resolve(key, options.active_only, true).await?;
             if fresh.host_id == self.host_id {
                 let args = Envelope::from_msgpack_bytes(std::mem::take(&mut request.data));
-                return self
-                    .invoke_here(key.clone(), method, args, options, true)
-                    .await;
+                return self.invoke_here(key.clone(), method, args, options).await;
             }
             request.target_host_id = fresh.host_id.clone();
             placement = fresh;
@@ -180,7 +178,7 @@ impl HostCore {
                 };
                 let args = Envelope::from_msgpack_bytes(request.data);
                 let outcome = match core
-                    .invoke_here(key.clone(), &request.method, args, options, false)
+                    .invoke_here(key.clone(), &request.method, args, options)
                     .await
                 {
                     Ok(out) => out
