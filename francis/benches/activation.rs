@@ -75,7 +75,7 @@ fn ids(n: u64) -> Vec<String> {
 fn start_host(runtime: &Runtime, sqlite: Option<PathBuf>) -> Service {
     runtime.block_on(async {
         let builder = Host::local()
-            .address("127.0.0.1:7000")
+            .address(francis::testing::free_local_address())
             .runtime_psk([1u8; 32])
             .register::<Cold>();
         let builder = match sqlite {

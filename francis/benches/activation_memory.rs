@@ -170,7 +170,7 @@ async fn run() {
 
     // Francis.
     let host = Host::local()
-        .address("127.0.0.1:7000")
+        .address(francis::testing::free_local_address())
         .runtime_psk([1u8; 32])
         .memory_store()
         .register::<Idle>()

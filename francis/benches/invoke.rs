@@ -121,7 +121,7 @@ fn runtime() -> Runtime {
 
 async fn francis_host() -> Host {
     Host::local()
-        .address("127.0.0.1:7000")
+        .address(francis::testing::free_local_address())
         .runtime_psk([1u8; 32])
         .memory_store()
         .register::<Adder>()

@@ -156,7 +156,7 @@ fn state_set(c: &mut Criterion) {
     let pool = runtime.block_on(raw_pool(&dir.path().join("raw.db")));
     let host = runtime.block_on(async {
         Host::local()
-            .address("127.0.0.1:7000")
+            .address(francis::testing::free_local_address())
             .runtime_psk([1u8; 32])
             .sqlite(dir.path().join("francis.db"))
             .register::<Writer>()

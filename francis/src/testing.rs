@@ -182,3 +182,28 @@ impl TestHostBuilder {
         })
     }
 }
+
+/// A port on 127.0.0.1 that is free right now for both UDP (QUIC peer and runtime servers) and
+/// TCP (HTTP control servers), for tests and benchmarks that start servers. Another process may
+/// take it before it is bound again, so bind it soon after asking.
+pub fn free_port() -> u16 {
+    for _ in 0..64 {
+        let Ok(udp) = std::net::UdpSocket::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(addr) = udp.local_addr() else { continue };
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return addr.port();
+        }
+    }
+    // Every probe collided with a TCP listener: fall back to a UDP-only free port.
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// `127.0.0.1:<port>` with a port from [`free_port`].
+pub fn free_local_address() -> String {
+    format!("127.0.0.1:{}", free_port())
+}

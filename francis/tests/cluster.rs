@@ -3,7 +3,6 @@
 //! hosts, and a host with another runtime PSK is refused with an error that says why.
 
 use std::collections::HashSet;
-use std::net::UdpSocket;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,14 +46,6 @@ impl Where {
 
 const PSK: &str = "cluster-test-psk-0123456789abcdef0123456789";
 
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn host(
     db: &Path,
     name: &str,
@@ -65,7 +56,7 @@ async fn host(
     tokio::task::JoinHandle<Result<(), Error>>,
 ) {
     let host = Host::local()
-        .address(format!("127.0.0.1:{}", free_port()))
+        .address(francis::testing::free_local_address())
         .sqlite(db)
         .runtime_psk(psk)
         .data(HostName(name.to_owned()))
@@ -200,7 +191,7 @@ async fn a_host_that_loses_its_registration_stops_serving_and_its_actors_move() 
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new(options));
     let build = |name: &str| {
         Host::local()
-            .address(format!("127.0.0.1:{}", free_port()))
+            .address(francis::testing::free_local_address())
             .store(store.clone())
             .runtime_psk(PSK)
             .data(HostName(name.to_owned()))
@@ -243,7 +234,7 @@ async fn the_owner_runs_a_duplicated_request_once() {
 
     let dir = tempfile::tempdir().unwrap();
     let host = Host::local()
-        .address(format!("127.0.0.1:{}", free_port()))
+        .address(francis::testing::free_local_address())
         .sqlite(dir.path().join("one.db"))
         .runtime_psk(PSK)
         .data(HostName("owner".into()))

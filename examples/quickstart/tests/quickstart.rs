@@ -1,20 +1,11 @@
 //! The quickstart as a user runs it: start the real binary on a SQLite file, call it through the
 //! curl API, stop it with SIGTERM, start it again, and find the counts still there.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Quickstart {
     child: Child,
@@ -23,7 +14,7 @@ struct Quickstart {
 
 impl Quickstart {
     async fn start(dir: &Path) -> Self {
-        let (http, peer) = (free_port(), free_port());
+        let (http, peer) = (francis::testing::free_port(), francis::testing::free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_quickstart"))
             .current_dir(dir)
             .args(["--worker-address", &format!("127.0.0.1:{http}")])
