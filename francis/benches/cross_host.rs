@@ -58,6 +58,7 @@ use std::time::{Duration, Instant};
 
 use francis::net::peer::{PeerClient, PeerHandler, PeerLimits, PeerServer};
 use francis::net::pki::{ClusterCa, HOST_PREFIX, Identity, SpiffeId};
+use francis::net::tls::CertSlot;
 use francis::net::wire::{InvokeRequest, InvokeResponse, WireError};
 use francis::prelude::*;
 use serde_bytes::ByteBuf;
@@ -293,8 +294,8 @@ fn remote_main(spec: &str) {
         let echo_id = identity(&ca, ECHO_HOST_ID);
         let server = PeerServer::bind(
             SocketAddr::from(([127, 0, 0, 1], 0)),
-            &ca,
-            &echo_id,
+            &ca.trust(),
+            CertSlot::new(&echo_id).expect("identity slot"),
             Arc::new(EchoHandler),
             PeerLimits::default(),
         )
@@ -831,8 +832,13 @@ fn calls_phase(config: Config) {
         let ca = ClusterCa::from_psks(&[PSK]).expect("cluster CA");
         let client_id = identity(&ca, "bench-client");
         let plain = Arc::new(plain_client(&ca, &client_id, remote.plain).await);
-        let peer = PeerClient::new(&ca, &client_id, Duration::from_secs(15), PEER_IDLE)
-            .expect("peer client");
+        let peer = PeerClient::new(
+            &ca.trust(),
+            CertSlot::new(&client_id).expect("identity slot"),
+            Duration::from_secs(15),
+            PEER_IDLE,
+        )
+        .expect("peer client");
         let value = ByteBuf::from(vec![7u8; PAYLOAD_BYTES]);
         let encoded = rmp_serde::to_vec(&value).expect("encode");
         let payload = Arc::new(Payload { value, encoded });

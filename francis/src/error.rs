@@ -8,6 +8,10 @@ use crate::store::{ActorKey, StoreError};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A remote host could not join the cluster through its runtime (refused credential,
+    /// untrusted runtime, no runtime reachable in time); the message says which and what to do.
+    #[error("cannot join the cluster through the runtime: {0}")]
+    Bootstrap(String),
     /// No host in the cluster registers this actor type.
     #[error(
         "actor type {actor_type:?} is not registered; register it with `.register::<YourActor>()` on the host builder (or check the spelling)"

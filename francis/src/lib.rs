@@ -85,6 +85,7 @@ pub mod host;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod net;
+pub mod runtime;
 pub mod store;
 pub mod testing;
 pub mod time;

@@ -253,8 +253,8 @@ async fn the_owner_runs_a_duplicated_request_once() {
         .issue_host_identity("caller", Duration::from_secs(3600))
         .unwrap();
     let client = PeerClient::new(
-        &ca,
-        &identity,
+        &ca.trust(),
+        francis::net::tls::CertSlot::new(&identity).unwrap(),
         Duration::from_secs(5),
         Duration::from_secs(10),
     )

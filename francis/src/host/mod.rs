@@ -7,6 +7,7 @@ pub(crate) mod alarms;
 pub(crate) mod core;
 mod options;
 mod registry;
+mod remote;
 mod routing;
 
 use std::future::Future;
@@ -30,9 +31,11 @@ pub(crate) use options::HostTimings;
 
 use self::core::{AppData, CoreParts, HostCore};
 use self::registry::{ActorTypeEntry, Registry};
+use self::remote::{ConnectError, Credential, LinkOptions, RuntimeLink};
 use self::routing::PeerCalls;
 use crate::net::peer::{PeerClient, PeerLimits, PeerServer};
 use crate::net::pki::ClusterCa;
+use crate::net::tls::{CertSlot, Trust};
 use std::net::SocketAddr;
 
 /// The shortest runtime PSK accepted, in bytes.
@@ -43,6 +46,8 @@ pub struct Host {
     core: Arc<HostCore>,
     peer_server: Option<PeerServer>,
     ca: Option<ClusterCa>,
+    /// The runtime link of a remote host.
+    link: Option<RuntimeLink>,
 }
 
 impl std::fmt::Debug for Host {
@@ -61,10 +66,22 @@ enum StoreChoice {
     Shared(Arc<dyn Store>),
 }
 
+/// The remote-topology settings of a [`HostBuilder`].
+#[derive(Default)]
+struct RemoteSettings {
+    runtime_addresses: Vec<String>,
+    credentials: Vec<Credential>,
+    pinned_ca: Option<String>,
+    unsafe_no_pin: bool,
+    connect_timeout: Option<Duration>,
+}
+
 /// Builds a [`Host`]. Errors are collected and reported together by [`HostBuilder::build`].
 #[must_use = "a host builder does nothing until `.build().await`"]
 pub struct HostBuilder {
     address: Option<String>,
+    /// `Some` for a host of the remote topology.
+    remote: Option<RemoteSettings>,
     store: StoreChoice,
     psks: Vec<Vec<u8>>,
     types: Vec<ActorTypeEntry>,
@@ -73,6 +90,9 @@ pub struct HostBuilder {
     app_data: AppData,
     network: bool,
     errors: Vec<String>,
+    /// Setters called that only a local host accepts (a remote host takes these from its
+    /// runtime), reported if the builder is remote.
+    local_only: Vec<&'static str>,
 }
 
 impl Host {
@@ -81,6 +101,7 @@ impl Host {
     pub fn local() -> HostBuilder {
         HostBuilder {
             address: None,
+            remote: None,
             store: StoreChoice::Unset,
             psks: Vec::new(),
             types: Vec::new(),
@@ -89,6 +110,25 @@ impl Host {
             app_data: AppData::new(),
             network: true,
             errors: Vec::new(),
+            local_only: Vec::new(),
+        }
+    }
+
+    /// Start building a worker of the remote topology: a stateless host that connects to a
+    /// runtime (the control plane), which owns the store and admits it with a bootstrap
+    /// credential. Actor code and calls are the same as on a local host.
+    ///
+    /// Required: [`address`](HostBuilder::address), at least one
+    /// [`runtime_address`](HostBuilder::runtime_address), exactly one credential
+    /// ([`host_bootstrap_psk`](HostBuilder::host_bootstrap_psk),
+    /// [`host_bootstrap_jwt`](HostBuilder::host_bootstrap_jwt) or
+    /// [`host_bootstrap_jwt_file`](HostBuilder::host_bootstrap_jwt_file)) and exactly one of
+    /// [`pinned_ca`](HostBuilder::pinned_ca) or
+    /// [`unsafe_no_pinned_ca`](HostBuilder::unsafe_no_pinned_ca).
+    pub fn remote() -> HostBuilder {
+        HostBuilder {
+            remote: Some(RemoteSettings::default()),
+            ..Host::local()
         }
     }
 
@@ -111,9 +151,16 @@ impl Host {
         &self.core
     }
 
-    /// The cluster CA derived from the runtime PSKs (`None` for a host without networking).
+    /// The cluster CA derived from the runtime PSKs (`None` for a remote host, which knows no
+    /// PSK, and for a host without networking).
     pub fn cluster_ca(&self) -> Option<&ClusterCa> {
         self.ca.as_ref()
+    }
+
+    /// The runtime a remote host is connected to now (`None` for a local host, or while a
+    /// remote host is reconnecting).
+    pub fn runtime_address(&self) -> Option<String> {
+        self.link.as_ref().and_then(RuntimeLink::runtime_address)
     }
 
     /// The address the peer server listens on (`None` for a host without networking).
@@ -125,10 +172,10 @@ impl Host {
     /// gracefully: stop taking calls, let running alarms finish, halt every activation (running
     /// turns get the grace period), and leave the cluster. Returns an error if the host lost
     /// its registration (it stops serving first, so its actors can move elsewhere safely).
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
-        let core = self.core;
+    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
+        let core = self.core.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let peers = self.peer_server.map(|server| {
+        let peers = self.peer_server.take().map(|server| {
             let mut stop = stop_rx.clone();
             tokio::spawn(server.serve(async move { stopped(&mut stop).await }))
         });
@@ -137,7 +184,7 @@ impl Host {
         let cleanup = tokio::spawn(cleanup_loop(core.clone(), stop_rx.clone()));
         let result = tokio::select! {
             _ = shutdown => Ok(()),
-            failure = heartbeat_loop(core.clone()) => Err(failure),
+            failure = heartbeat_loop(core.clone(), self.link.clone()) => Err(failure),
         };
         tracing::info!(host = %core.host_id, "host shutting down");
         core.begin_shutdown();
@@ -159,6 +206,9 @@ impl Host {
         match core.store.unregister_host(&core.host_id).await {
             Ok(()) | Err(StoreError::HostUnregistered { .. }) => {}
             Err(e) => tracing::warn!(error = %e, "could not unregister host"),
+        }
+        if let Some(link) = &self.link {
+            link.close();
         }
         result
     }
@@ -234,19 +284,113 @@ impl HostBuilder {
     /// A host whose heartbeat is older than this is considered dead (default 20 s, at least 1 s).
     pub fn health_check_deadline(mut self, deadline: Duration) -> Self {
         self.timings.health_check_deadline = deadline;
+        self.local_only.push("health_check_deadline");
         self
     }
 
     /// How often due alarms are polled (default 1.5 s).
     pub fn alarms_poll_interval(mut self, interval: Duration) -> Self {
         self.timings.alarms_poll_interval = interval;
+        self.local_only.push("alarms_poll_interval");
         self
     }
 
     /// How long an alarm lease lasts without renewal (default 20 s).
     pub fn alarms_lease_duration(mut self, lease: Duration) -> Self {
         self.timings.alarms_lease_duration = lease;
+        self.local_only.push("alarms_lease_duration");
         self
+    }
+
+    /// A runtime this remote host may connect to (`host:port`); call it once per replica. The
+    /// host connects to one at a time, starting at a random one, and rolls over to the next
+    /// with backoff when it fails.
+    pub fn runtime_address(mut self, address: impl Into<String>) -> Self {
+        self.remote_settings("runtime_address")
+            .map(|r| r.runtime_addresses.push(address.into()));
+        self
+    }
+
+    /// Several runtime addresses at once (see [`runtime_address`](Self::runtime_address)).
+    pub fn runtime_addresses<I, S>(mut self, addresses: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        for address in addresses {
+            self = self.runtime_address(address);
+        }
+        self
+    }
+
+    /// Join with the host bootstrap PSK (the runtime's `bootstrap.hostPSK`, at least 16 bytes),
+    /// proven by a challenge-response bound to the TLS session, in which the runtime proves
+    /// knowledge of the PSK first.
+    pub fn host_bootstrap_psk(mut self, psk: impl AsRef<[u8]>) -> Self {
+        let psk = psk.as_ref().to_vec();
+        if psk.len() < crate::net::rpc::MIN_HOST_PSK_LEN {
+            self.errors.push(format!(
+                "the host bootstrap PSK is {} bytes; it must be at least {} bytes",
+                psk.len(),
+                crate::net::rpc::MIN_HOST_PSK_LEN
+            ));
+        }
+        self.remote_settings("host_bootstrap_psk")
+            .map(|r| r.credentials.push(Credential::Psk(psk)));
+        self
+    }
+
+    /// Join with this JWT (a bearer token: pin the CA so it cannot be shown to an impostor).
+    pub fn host_bootstrap_jwt(mut self, token: impl Into<String>) -> Self {
+        let token = token.into();
+        self.remote_settings("host_bootstrap_jwt")
+            .map(|r| r.credentials.push(Credential::Jwt(token)));
+        self
+    }
+
+    /// Join with the JWT in this file, read again at every bootstrap so rotated tokens (e.g.
+    /// Kubernetes projected service-account tokens) are picked up.
+    pub fn host_bootstrap_jwt_file(mut self, path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        self.remote_settings("host_bootstrap_jwt_file")
+            .map(|r| r.credentials.push(Credential::JwtFile(path)));
+        self
+    }
+
+    /// Trust only runtimes whose certificate chains to this CA (the PEM that
+    /// `francis ca print` writes; several CAs may be concatenated). Recommended.
+    pub fn pinned_ca(mut self, pem: impl Into<String>) -> Self {
+        let pem = pem.into();
+        self.remote_settings("pinned_ca")
+            .map(|r| r.pinned_ca = Some(pem));
+        self
+    }
+
+    /// Trust the first runtime reached without checking its certificate, and from then on the
+    /// CA bundle it sends. Only for local testing: with a PSK the runtime still has to prove
+    /// it knows the PSK, but a JWT would be handed to whoever answers.
+    pub fn unsafe_no_pinned_ca(mut self) -> Self {
+        self.remote_settings("unsafe_no_pinned_ca")
+            .map(|r| r.unsafe_no_pin = true);
+        self
+    }
+
+    /// Give up building if no runtime accepts this host within `limit` (default: keep trying,
+    /// logging each failure). Refusals that retrying cannot fix (a wrong credential, an
+    /// unpinned CA) fail at once either way.
+    pub fn runtime_connect_timeout(mut self, limit: Duration) -> Self {
+        self.remote_settings("runtime_connect_timeout")
+            .map(|r| r.connect_timeout = Some(limit));
+        self
+    }
+
+    fn remote_settings(&mut self, setter: &str) -> Option<&mut RemoteSettings> {
+        if self.remote.is_none() {
+            self.errors.push(format!(
+                ".{setter}(..) is for remote hosts: build with Host::remote() to connect to a runtime"
+            ));
+        }
+        self.remote.as_mut()
     }
 
     /// Share a value with every actor: `ctx.data::<T>()` in `activate` returns it. One value
@@ -274,14 +418,16 @@ impl HostBuilder {
     pub async fn build(self) -> Result<Host, Error> {
         let HostBuilder {
             address,
+            remote,
             store,
             psks,
             types,
-            timings,
+            mut timings,
             clock,
             app_data,
             network,
             mut errors,
+            local_only,
         } = self;
         let address = match address {
             Some(address) => {
@@ -295,60 +441,89 @@ impl HostBuilder {
                 String::new()
             }
         };
-        if psks.is_empty() {
-            errors.push(format!(
-                "no runtime PSK: call .runtime_psk(..) with a secret of at least {MIN_PSK_LEN} bytes shared by every host of the cluster"
-            ));
-        }
-        for (i, psk) in psks.iter().enumerate() {
-            if psk.len() < MIN_PSK_LEN {
-                errors.push(format!(
-                    "runtime PSK #{} is {} bytes long; it must be at least {MIN_PSK_LEN} bytes (e.g. `openssl rand -hex 32`)",
-                    i + 1,
-                    psk.len()
-                ));
-            }
-        }
-        if timings.health_check_deadline < Duration::from_secs(1) {
-            errors.push(
-                "health check deadline is under 1 s; give at least 1 s (default 20 s)".into(),
-            );
-        }
-        if timings.alarms_poll_interval < Duration::from_millis(100) {
-            errors.push(
-                "alarms poll interval is under 100 ms; give at least 100 ms (default 1.5 s)".into(),
-            );
-        }
-        if timings.alarms_lease_duration < Duration::from_secs(1) {
-            errors.push(
-                "alarms lease duration is under 1 s; give at least 1 s (default 20 s)".into(),
-            );
-        }
-        if matches!(store, StoreChoice::Unset) {
-            errors.push("no store: call .sqlite(\"data.db\") for durable state, or .memory_store() for tests".into());
+        match &remote {
+            None => check_local(&store, &psks, &timings, &mut errors),
+            Some(remote) => check_remote(remote, &store, &psks, &local_only, &mut errors),
         }
         if !errors.is_empty() {
             return Err(Error::Config(errors.join("; ")));
         }
         let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let options = StoreOptions {
-            clock: clock.clone(),
-            health_check_deadline: timings.health_check_deadline,
-        };
-        let store: Arc<dyn Store> = match store {
-            StoreChoice::Memory => Arc::new(MemoryStore::new(options)),
-            StoreChoice::Sqlite(path) => Arc::new(SqliteStore::open(&path, options).await?),
-            StoreChoice::Postgres(url) => Arc::new(PostgresStore::connect(&url, options).await?),
-            StoreChoice::Shared(store) => store,
-            StoreChoice::Unset => return Err(Error::Config("no store".into())),
-        };
-        let clock = store.options().clock.clone();
         let registration = HostRegistration {
             address,
             actor_types: types.iter().map(ActorTypeEntry::registration).collect(),
         };
-        let ca = ClusterCa::from_psks(&psks).map_err(|e| Error::Config(e.to_string()))?;
-        let host_id = store.register_host(&registration).await?;
+        let (store, host_id, tls, link, ca) = match remote {
+            None => {
+                let options = StoreOptions {
+                    clock: clock.clone(),
+                    health_check_deadline: timings.health_check_deadline,
+                };
+                let store: Arc<dyn Store> = match store {
+                    StoreChoice::Memory => Arc::new(MemoryStore::new(options)),
+                    StoreChoice::Sqlite(path) => Arc::new(SqliteStore::open(&path, options).await?),
+                    StoreChoice::Postgres(url) => {
+                        Arc::new(PostgresStore::connect(&url, options).await?)
+                    }
+                    StoreChoice::Shared(store) => store,
+                    StoreChoice::Unset => return Err(Error::Config("no store".into())),
+                };
+                let ca = ClusterCa::from_psks(&psks).map_err(|e| Error::Config(e.to_string()))?;
+                let host_id = store.register_host(&registration).await?;
+                // A local host certifies itself with the CA its PSKs derive.
+                let tls = if network {
+                    let identity = ca
+                        .issue_host_identity(&host_id, LOCAL_CERT_TTL)
+                        .map_err(|e| Error::Config(e.to_string()))?;
+                    let slot = CertSlot::new(&identity).map_err(|e| Error::Config(e.to_string()))?;
+                    Some((ca.trust(), slot))
+                } else {
+                    None
+                };
+                (store, host_id, tls, None, Some(ca))
+            }
+            Some(remote) => {
+                let pinned = match &remote.pinned_ca {
+                    Some(pem) => Some(Trust::from_pem(pem).map_err(|e| {
+                        Error::Config(format!("the pinned CA is not usable PEM: {e}"))
+                    })?),
+                    None => {
+                        tracing::warn!(
+                            "no pinned CA: this host will trust whichever runtime answers first (unsafe_no_pinned_ca); pin the output of `francis ca print` in production"
+                        );
+                        None
+                    }
+                };
+                let established = RuntimeLink::connect(LinkOptions {
+                    runtime_addresses: remote.runtime_addresses,
+                    credential: remote.credentials.into_iter().next().ok_or_else(|| {
+                        Error::Config("no bootstrap credential".into())
+                    })?,
+                    pinned,
+                    registration: registration.clone(),
+                    clock: clock.clone(),
+                    connect_timeout: remote.connect_timeout,
+                })
+                .await
+                .map_err(|e| match e {
+                    ConnectError::Fatal(reason) => Error::Bootstrap(reason),
+                    ConnectError::Transient(reason) => Error::Bootstrap(reason),
+                })?;
+                // The runtime's settings govern every host of the cluster.
+                timings.health_check_deadline = established.health_check_deadline;
+                timings.alarms_poll_interval = established.alarms_poll_interval;
+                timings.alarms_lease_duration = established.alarms_lease_duration;
+                let store: Arc<dyn Store> = Arc::new(established.link.clone());
+                (
+                    store,
+                    established.host_id,
+                    Some((established.trust, established.identity)),
+                    Some(established.link),
+                    None,
+                )
+            }
+        };
+        let clock = store.options().clock.clone();
         tracing::info!(host = %host_id, address = %registration.address, types = registration.actor_types.len(), "host registered");
         let types: Registry = types.into_iter().map(|t| (t.name, Arc::new(t))).collect();
         // A crashed peer must be noticed well within the health deadline, by which time its
@@ -364,24 +539,109 @@ impl HostBuilder {
             app_data,
             peer_client,
         };
-        if !network {
+        let Some((trust, identity)) = tls else {
             return Ok(Host {
                 core: HostCore::new(parts(None)),
                 peer_server: None,
                 ca: None,
+                link,
             });
-        }
-        match start_peering(&ca, &host_id, &registration.address, liveness, parts).await {
+        };
+        match start_peering(&trust, identity, &registration.address, liveness, parts).await {
             Ok((core, peer_server)) => Ok(Host {
                 core,
                 peer_server: Some(peer_server),
-                ca: Some(ca),
+                ca,
+                link,
             }),
             Err(e) => {
                 let _ = store.unregister_host(&host_id).await;
+                if let Some(link) = &link {
+                    link.close();
+                }
                 Err(e)
             }
         }
+    }
+}
+
+/// What a local host's configuration must hold.
+fn check_local(
+    store: &StoreChoice,
+    psks: &[Vec<u8>],
+    timings: &HostTimings,
+    errors: &mut Vec<String>,
+) {
+    if psks.is_empty() {
+        errors.push(format!(
+            "no runtime PSK: call .runtime_psk(..) with a secret of at least {MIN_PSK_LEN} bytes shared by every host of the cluster"
+        ));
+    }
+    for (i, psk) in psks.iter().enumerate() {
+        if psk.len() < MIN_PSK_LEN {
+            errors.push(format!(
+                "runtime PSK #{} is {} bytes long; it must be at least {MIN_PSK_LEN} bytes (e.g. `openssl rand -hex 32`)",
+                i + 1,
+                psk.len()
+            ));
+        }
+    }
+    if timings.health_check_deadline < Duration::from_secs(1) {
+        errors.push("health check deadline is under 1 s; give at least 1 s (default 20 s)".into());
+    }
+    if timings.alarms_poll_interval < Duration::from_millis(100) {
+        errors.push(
+            "alarms poll interval is under 100 ms; give at least 100 ms (default 1.5 s)".into(),
+        );
+    }
+    if timings.alarms_lease_duration < Duration::from_secs(1) {
+        errors.push("alarms lease duration is under 1 s; give at least 1 s (default 20 s)".into());
+    }
+    if matches!(store, StoreChoice::Unset) {
+        errors.push("no store: call .sqlite(\"data.db\") for durable state, or .memory_store() for tests".into());
+    }
+}
+
+/// What a remote host's configuration must hold.
+fn check_remote(
+    remote: &RemoteSettings,
+    store: &StoreChoice,
+    psks: &[Vec<u8>],
+    local_only: &[&'static str],
+    errors: &mut Vec<String>,
+) {
+    if !matches!(store, StoreChoice::Unset) {
+        errors.push(
+            "a remote host keeps no store (the runtime owns it): remove .sqlite/.postgres/.memory_store/.store".into(),
+        );
+    }
+    if !psks.is_empty() {
+        errors.push(
+            "a remote host takes no runtime PSK (the runtime holds it): remove .runtime_psk(..) and give a bootstrap credential instead".into(),
+        );
+    }
+    for setter in local_only {
+        errors.push(format!(
+            ".{setter}(..) is set by the runtime's configuration for remote hosts: remove it"
+        ));
+    }
+    if remote.runtime_addresses.is_empty() {
+        errors.push("no runtime address: call .runtime_address(\"127.0.0.1:7400\") (once per runtime replica)".into());
+    }
+    for address in &remote.runtime_addresses {
+        if let Err(e) = check_address(address) {
+            errors.push(format!("runtime {e}"));
+        }
+    }
+    match remote.credentials.len() {
+        0 => errors.push("no bootstrap credential: call exactly one of .host_bootstrap_psk(..), .host_bootstrap_jwt(..) or .host_bootstrap_jwt_file(..)".into()),
+        1 => {}
+        _ => errors.push("more than one bootstrap credential: call only one of .host_bootstrap_psk(..), .host_bootstrap_jwt(..), .host_bootstrap_jwt_file(..)".into()),
+    }
+    match (&remote.pinned_ca, remote.unsafe_no_pin) {
+        (None, false) => errors.push("no CA decision: call .pinned_ca(pem) with the output of `francis ca print` (recommended), or .unsafe_no_pinned_ca() for local testing".into()),
+        (Some(_), true) => errors.push("both .pinned_ca(..) and .unsafe_no_pinned_ca() were called: choose one".into()),
+        _ => {}
     }
 }
 
@@ -391,17 +651,14 @@ const LOCAL_CERT_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 /// How long dialling another host may take.
 const PEER_DIAL_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Issue this host's certificate, build the core with a peer client, and start listening.
+/// Build the core with a peer client, and start listening for peers.
 async fn start_peering(
-    ca: &ClusterCa,
-    host_id: &str,
+    trust: &Trust,
+    identity: Arc<CertSlot>,
     address: &str,
     liveness: Duration,
     parts: impl FnOnce(Option<PeerClient>) -> CoreParts,
 ) -> Result<(Arc<HostCore>, PeerServer), Error> {
-    let identity = ca
-        .issue_host_identity(host_id, LOCAL_CERT_TTL)
-        .map_err(|e| Error::Config(e.to_string()))?;
     let bind = tokio::net::lookup_host(address)
         .await
         .ok()
@@ -411,11 +668,11 @@ async fn start_peering(
                 "address {address:?} does not resolve to a socket address"
             ))
         })?;
-    let client = PeerClient::new(ca, &identity, PEER_DIAL_TIMEOUT, liveness)
+    let client = PeerClient::new(trust, identity.clone(), PEER_DIAL_TIMEOUT, liveness)
         .map_err(|e| Error::Config(e.to_string()))?;
     let core = HostCore::new(parts(Some(client)));
     let handler = Arc::new(PeerCalls(core.clone()));
-    let server = PeerServer::bind(bind, ca, &identity, handler, PeerLimits::default())
+    let server = PeerServer::bind(bind, trust, identity, handler, PeerLimits::default())
         .map_err(|e| Error::Config(format!("cannot listen for peers on {address}: {e}")))?;
     Ok((core, server))
 }
@@ -432,17 +689,29 @@ fn check_address(address: &str) -> Result<(), String> {
     }
 }
 
-/// Heartbeat until the registration is lost; returns the reason. Beats every quarter of the
-/// deadline, and gives up (so the host stops serving) once three quarters of the deadline have
-/// passed without a successful beat: before any other host may take its actors over.
-async fn heartbeat_loop(core: Arc<HostCore>) -> Error {
+/// Heartbeat until the registration is lost for good; returns the reason. Beats every quarter
+/// of the deadline. Once three quarters of the deadline pass without a successful beat, the
+/// host stops serving its actors before any other host may take them over: a local host stops
+/// altogether; a remote host drops its activations and keeps reconnecting to the runtime, and
+/// drops them again whenever it had to register anew.
+async fn heartbeat_loop(core: Arc<HostCore>, link: Option<RuntimeLink>) -> Error {
     let deadline = duration_ms(core.timings.health_check_deadline);
     let every = (deadline / 4).max(1);
     let mut last_ok = core.clock.now_ms();
+    let mut lost = link.as_ref().map(RuntimeLink::registrations_lost);
+    let mut failures = link.as_ref().map(RuntimeLink::failures);
     loop {
-        core.clock
-            .sleep_until(core.clock.now_ms().saturating_add(every))
-            .await;
+        tokio::select! {
+            _ = core.clock.sleep_until(core.clock.now_ms().saturating_add(every)) => {}
+            Some(()) = changed(&mut lost) => {
+                core.halt_all_local(Duration::ZERO).await;
+                continue;
+            }
+            Some(reason) = failed(&mut failures) => {
+                core.halt_all_local(Duration::ZERO).await;
+                return Error::Bootstrap(reason);
+            }
+        }
         let attempt = Duration::from_millis(every.unsigned_abs());
         let beat = tokio::time::timeout(attempt, core.store.heartbeat(&core.host_id))
             .await
@@ -451,23 +720,58 @@ async fn heartbeat_loop(core: Arc<HostCore>) -> Error {
                     "heartbeat took longer than {attempt:?}"
                 )))
             });
-        match beat {
-            Ok(()) => last_ok = core.clock.now_ms(),
-            Err(e @ StoreError::HostUnregistered { .. }) => {
+        match (beat, &link) {
+            (Ok(()), _) => last_ok = core.clock.now_ms(),
+            (Err(e @ StoreError::HostUnregistered { .. }), None) => {
                 tracing::error!(error = %e, "host lost its registration; stopping");
                 return e.into();
             }
-            Err(e) => {
+            (Err(StoreError::HostUnregistered { .. }), Some(link)) => {
+                tracing::warn!(
+                    "the runtime says this host's registration expired; dropping its activations and registering again"
+                );
+                core.halt_all_local(Duration::ZERO).await;
+                link.reconnect();
+            }
+            (Err(e), link) => {
                 let silent = core.clock.now_ms() - last_ok;
                 tracing::warn!(error = %e, silent_ms = silent, "heartbeat failed");
                 if silent >= deadline * 3 / 4 {
-                    tracing::error!(
-                        "heartbeats failing for too long; stopping before the cluster declares this host dead"
-                    );
-                    return e.into();
+                    if link.is_none() {
+                        tracing::error!(
+                            "heartbeats failing for too long; stopping before the cluster declares this host dead"
+                        );
+                        return e.into();
+                    }
+                    if core.active_count() > 0 {
+                        tracing::warn!(
+                            "cannot reach the runtime for too long; dropping activations before the cluster declares this host dead"
+                        );
+                        core.halt_all_local(Duration::ZERO).await;
+                    }
                 }
             }
         }
+    }
+}
+
+/// Completes when the watched counter moved (never, without a watch).
+async fn changed(watch: &mut Option<watch::Receiver<u64>>) -> Option<()> {
+    match watch {
+        Some(rx) => rx.changed().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes with the reason once the link failed for good (never, without a link).
+async fn failed(watch: &mut Option<watch::Receiver<Option<String>>>) -> Option<String> {
+    match watch {
+        Some(rx) => rx
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|reason| reason.clone()),
+        None => std::future::pending().await,
     }
 }
 

@@ -35,7 +35,8 @@ use wtransport::{
     ClientConfig, Connection, Endpoint, RecvStream, SendStream, ServerConfig, VarInt,
 };
 
-use super::pki::{ClusterCa, HOST_PREFIX, Identity, PkiError, SpiffeId, spiffe_id_of};
+use super::pki::{HOST_PREFIX, PkiError, SpiffeId, spiffe_id_of};
+use super::tls::{self, CertSlot, ClientAuth, Trust, Unverified};
 use super::wire::{
     self, Envelope, ErrorCode, FrameError, InvokeRequest, InvokeResponse, MAX_FRAME_BYTES,
     WireError,
@@ -95,6 +96,9 @@ pub enum NetError {
     /// The identity is not a host identity (`spiffe://francis/host/<id>`).
     #[error("identity {0} is not a host identity (spiffe://francis/host/<id>)")]
     NotAHost(SpiffeId),
+    /// The certificate slot holds no identity yet.
+    #[error("no workload identity yet: a server needs its certificate before it can listen")]
+    NoIdentity,
     /// A limit is out of range.
     #[error("invalid peer limits: {0}")]
     InvalidLimits(&'static str),
@@ -180,7 +184,7 @@ pub trait PeerHandler: Send + Sync + 'static {
     ) -> Result<InvokeResponse, WireError>;
 }
 
-fn transport_config(
+pub(crate) fn transport_config(
     max_bidi_streams: usize,
     idle: Duration,
     keep_alive: Option<Duration>,
@@ -256,17 +260,19 @@ impl std::fmt::Debug for PeerServer {
 }
 
 impl PeerServer {
-    /// Binds the UDP socket and prepares the server. `identity` must be a host identity issued
-    /// by `ca`; callers must present host certificates of the same cluster. Must be called
+    /// Binds the UDP socket and prepares the server. `cert` must hold a host identity; callers
+    /// must present host certificates that chain to `trust`. Both are read at every handshake,
+    /// so a renewed certificate or CA bundle takes effect without a restart. Must be called
     /// inside a Tokio runtime.
     pub fn bind(
         addr: SocketAddr,
-        ca: &ClusterCa,
-        identity: &Identity,
+        trust: &Trust,
+        cert: Arc<CertSlot>,
         handler: Arc<dyn PeerHandler>,
         limits: PeerLimits,
     ) -> Result<PeerServer, NetError> {
         tokio::runtime::Handle::try_current().map_err(|_| NetError::NoRuntime)?;
+        let identity = cert.identity().ok_or(NetError::NoIdentity)?;
         let host_id = identity
             .spiffe_id()
             .host_id()
@@ -280,7 +286,7 @@ impl PeerServer {
                 "max_request_bytes must be between 1 and 16 MiB",
             ));
         }
-        let tls = ca.server_config(identity, HOST_PREFIX)?;
+        let tls = tls::server_config(trust, cert, HOST_PREFIX, ClientAuth::Required)?;
         let transport = transport_config(
             limits.max_in_flight.saturating_add(EXTRA_STREAMS),
             limits.idle_timeout,
@@ -586,10 +592,48 @@ impl std::fmt::Debug for PeerClient {
     }
 }
 
-/// Turns a dial failure into a message that says what to fix.
-fn describe_dial_error(address: &str, error: &ConnectingError) -> String {
-    let text = error.to_string();
-    let lower = text.to_ascii_lowercase();
+/// A client endpoint on an ephemeral port: dual-stack when the host has IPv6, plain IPv4
+/// otherwise.
+pub(crate) fn client_endpoint(
+    tls: rustls::ClientConfig,
+    transport: impl Fn() -> Result<QuicTransportConfig, NetError>,
+) -> Result<Endpoint<endpoint_side::Client>, NetError> {
+    let any_v4 = SocketAddr::from(([0, 0, 0, 0], 0));
+    let dual = ClientConfig::builder()
+        .with_bind_default()
+        .with_custom_tls_and_transport(tls.clone(), transport()?)
+        .build();
+    match Endpoint::client(dual) {
+        Ok(endpoint) => Ok(endpoint),
+        Err(_) => {
+            let v4 = ClientConfig::builder()
+                .with_bind_address(any_v4)
+                .with_custom_tls_and_transport(tls, transport()?)
+                .build();
+            Endpoint::client(v4).map_err(|source| NetError::Bind {
+                addr: any_v4,
+                source,
+            })
+        }
+    }
+}
+
+/// Why a dial failed, in the terms a user can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DialFailure {
+    /// A certificate expired or is not valid yet.
+    Expired,
+    /// A certificate does not chain to a trusted CA (another cluster, or an unpinned CA).
+    Untrusted,
+    /// The server refused the WebTransport session.
+    Refused,
+    /// Anything else (unreachable, timed out, …).
+    Other,
+}
+
+/// Classify a dial failure.
+pub(crate) fn classify_dial_error(error: &ConnectingError) -> DialFailure {
+    let lower = error.to_string().to_ascii_lowercase();
     // Local verifier failures print the rustls error ("UnknownIssuer (code: 304)"); a peer
     // that refused our certificate shows up as its TLS alert ("handshake failed: error 48").
     let expired = [
@@ -611,63 +655,53 @@ fn describe_dial_error(address: &str, error: &ConnectingError) -> String {
         "code: 298",
     ];
     if expired.iter().any(|p| lower.contains(p)) {
-        format!(
+        DialFailure::Expired
+    } else if cert_problem.iter().any(|p| lower.contains(p)) {
+        DialFailure::Untrusted
+    } else if matches!(error, ConnectingError::SessionRejected) {
+        DialFailure::Refused
+    } else {
+        DialFailure::Other
+    }
+}
+
+/// Turns a dial failure into a message that says what to fix.
+fn describe_dial_error(address: &str, error: &ConnectingError) -> String {
+    let text = error.to_string();
+    match classify_dial_error(error) {
+        DialFailure::Expired => format!(
             "TLS handshake with peer {address} failed: a certificate has expired or is not yet \
              valid (check clocks and certificate renewal): {text}"
-        )
-    } else if cert_problem.iter().any(|p| lower.contains(p)) {
-        format!(
+        ),
+        DialFailure::Untrusted => format!(
             "TLS handshake with peer {address} failed: the peer is not in this cluster (its \
              certificate does not chain to our cluster CA, or ours to its — different runtime \
              PSK?): {text}"
-        )
-    } else if matches!(error, ConnectingError::SessionRejected) {
-        format!(
+        ),
+        DialFailure::Refused => format!(
             "peer {address} refused the WebTransport session (draining, or not a Francis peer endpoint)"
-        )
-    } else {
-        format!("cannot connect to peer {address}: {text}")
+        ),
+        DialFailure::Other => format!("cannot connect to peer {address}: {text}"),
     }
 }
 
 impl PeerClient {
-    /// A client presenting `identity` (a host identity of `ca`'s cluster) and accepting only
-    /// host peers of the same cluster. `dial_timeout` bounds connection setup; `idle_timeout`
+    /// A client presenting the host identity in `cert` and accepting only host peers whose
+    /// certificates chain to `trust`. `dial_timeout` bounds connection setup; `idle_timeout`
     /// is how long a silent peer is given before its session counts as dead (the client sends
     /// keep-alives at a third of it, so only a dead or cut-off peer goes silent), which bounds
     /// how long calls to a crashed host wait. Must be called inside a Tokio runtime.
     pub fn new(
-        ca: &ClusterCa,
-        identity: &Identity,
+        trust: &Trust,
+        cert: Arc<CertSlot>,
         dial_timeout: Duration,
         idle_timeout: Duration,
     ) -> Result<PeerClient, NetError> {
         tokio::runtime::Handle::try_current().map_err(|_| NetError::NoRuntime)?;
-        let idle = idle_timeout;
-        let keep_alive = Some(idle / 3);
-        let build = |dual_stack: bool| -> Result<Endpoint<endpoint_side::Client>, NetError> {
-            let tls = ca.client_config(identity, HOST_PREFIX)?;
-            let transport = transport_config(100 + EXTRA_STREAMS, idle, keep_alive)?;
-            let builder = ClientConfig::builder();
-            let builder = if dual_stack {
-                builder.with_bind_default()
-            } else {
-                builder.with_bind_address(SocketAddr::from(([0, 0, 0, 0], 0)))
-            };
-            let config = builder
-                .with_custom_tls_and_transport(tls, transport)
-                .build();
-            Endpoint::client(config).map_err(|source| NetError::Bind {
-                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-                source,
-            })
-        };
-        // Dual-stack when the host has IPv6; plain IPv4 otherwise.
-        let endpoint = match build(true) {
-            Ok(endpoint) => endpoint,
-            Err(NetError::Bind { .. }) => build(false)?,
-            Err(e) => return Err(e),
-        };
+        let tls = tls::client_config(trust, cert, HOST_PREFIX, Unverified::Refuse)?;
+        let endpoint = client_endpoint(tls, || {
+            transport_config(100 + EXTRA_STREAMS, idle_timeout, Some(idle_timeout / 3))
+        })?;
         Ok(PeerClient {
             inner: Arc::new(ClientInner {
                 endpoint,
@@ -850,6 +884,7 @@ impl PeerClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::pki::ClusterCa;
     use std::time::{Instant, SystemTime};
     use tokio::sync::oneshot;
     use wtransport::endpoint::endpoint_side::Client;
@@ -932,8 +967,8 @@ mod tests {
         let identity = ca.issue_host_identity(host_id, TTL).unwrap();
         let server = PeerServer::bind(
             SocketAddr::from(([127, 0, 0, 1], 0)),
-            ca,
-            &identity,
+            &ca.trust(),
+            CertSlot::new(&identity).unwrap(),
             handler,
             limits,
         )
@@ -952,7 +987,13 @@ mod tests {
 
     fn client(ca: &ClusterCa, host_id: &str) -> PeerClient {
         let identity = ca.issue_host_identity(host_id, TTL).unwrap();
-        PeerClient::new(ca, &identity, STEP, Duration::from_secs(10)).unwrap()
+        PeerClient::new(
+            &ca.trust(),
+            CertSlot::new(&identity).unwrap(),
+            STEP,
+            Duration::from_secs(10),
+        )
+        .unwrap()
     }
 
     fn request(target: &str, method: &str, data: &[u8]) -> InvokeRequest {
@@ -1116,7 +1157,13 @@ mod tests {
         let expired = ca
             .issue_with_validity(SpiffeId::host("h-old").unwrap(), now - 2 * hour, now - hour)
             .unwrap();
-        let old = PeerClient::new(&ca, &expired, STEP, Duration::from_secs(10)).unwrap();
+        let old = PeerClient::new(
+            &ca.trust(),
+            CertSlot::new(&expired).unwrap(),
+            STEP,
+            Duration::from_secs(10),
+        )
+        .unwrap();
         let err = call(&old, server.addr, request("h-server", "echo", b"x"))
             .await
             .unwrap_err();
@@ -1344,8 +1391,8 @@ mod tests {
         // its reply lost: transport_failure.
         let identity = ca.issue_host_identity("h-client", TTL).unwrap();
         let client = PeerClient::new(
-            &ca,
-            &identity,
+            &ca.trust(),
+            CertSlot::new(&identity).unwrap(),
             Duration::from_secs(1),
             Duration::from_secs(10),
         )

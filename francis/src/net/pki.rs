@@ -10,11 +10,10 @@
 //!   the old one.
 //! - Workload certificates carry exactly one URI SAN, `spiffe://francis/host/<id>` or
 //!   `spiffe://francis/runtime/<id>`, an empty subject, and EKU serverAuth + clientAuth.
-//! - Verification ignores DNS names (there are none): it chain-verifies against the bundle with
-//!   webpki, checks validity dates, requires exactly one `spiffe://` URI SAN with the expected
-//!   path prefix, and keeps the TLS 1.3 handshake signature check (proof of key possession).
+//! - A remote host's key never leaves it: it sends the public half ([`WorkloadKey`]) and the
+//!   runtime certifies it ([`ClusterCa::issue_host_cert_for_key`]).
 //!
-//! One rustls crypto provider is used throughout: `ring` (also what wtransport is built with).
+//! The TLS configurations and peer verification built on this live in [`super::tls`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -25,14 +24,10 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{
-    CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, TrustAnchor, UnixTime,
-};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer, UnixTime};
 use sha2::{Digest, Sha256};
+
+use super::tls::{self, CertSlot, ClientAuth, Trust, Unverified};
 
 /// The SPIFFE trust domain of every Francis cluster.
 pub const TRUST_DOMAIN: &str = "francis";
@@ -293,8 +288,63 @@ impl Identity {
         self.not_after
     }
 
-    fn key(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::Pkcs8(self.private_key.clone_key())
+    pub(crate) fn private_key(&self) -> &PrivatePkcs8KeyDer<'static> {
+        &self.private_key
+    }
+}
+
+/// A fresh Ed25519 key waiting for its certificate: a remote host generates one, sends the
+/// public half to the runtime, and turns the certificate it gets back into an [`Identity`].
+/// The private key never leaves the host.
+pub struct WorkloadKey {
+    key: KeyPair,
+}
+
+impl fmt::Debug for WorkloadKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WorkloadKey(<redacted>)")
+    }
+}
+
+impl WorkloadKey {
+    /// Generate a new key.
+    pub fn generate() -> Result<Self, PkiError> {
+        Ok(WorkloadKey {
+            key: KeyPair::generate_for(&rcgen::PKCS_ED25519)?,
+        })
+    }
+
+    /// The raw 32-byte Ed25519 public key.
+    pub fn public_key_raw(&self) -> Vec<u8> {
+        self.key.public_key_raw().to_vec()
+    }
+
+    /// Combine the key with the certificate issued for it (DER) and the CA chain to present
+    /// after it. The certificate must carry this key and a Francis SPIFFE ID.
+    pub fn into_identity(
+        self,
+        leaf: CertificateDer<'static>,
+        chain: &[CertificateDer<'static>],
+    ) -> Result<Identity, PkiError> {
+        let spiffe_id = spiffe_id_of(&leaf)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&leaf)
+            .map_err(|e| PkiError::InvalidCertificate(format!("cannot parse certificate: {e}")))?;
+        if cert.public_key().subject_public_key.data.as_ref() != self.key.public_key_raw() {
+            return Err(PkiError::InvalidCertificate(
+                "the issued certificate does not carry this host's public key".into(),
+            ));
+        }
+        let not_after = u64::try_from(cert.validity().not_after.timestamp())
+            .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut cert_chain = vec![leaf];
+        cert_chain.extend(chain.iter().cloned());
+        Ok(Identity {
+            spiffe_id,
+            cert_chain,
+            private_key: PrivatePkcs8KeyDer::from(self.key.serialize_der()),
+            not_after,
+        })
     }
 }
 
@@ -333,9 +383,8 @@ struct CaInner {
     /// Every CA certificate in PSK order; `[0]` is the primary.
     bundle: Vec<CertificateDer<'static>>,
     bundle_pem: Vec<String>,
-    roots: Arc<[TrustAnchor<'static>]>,
-    root_subjects: Arc<[rustls::DistinguishedName]>,
-    provider: Arc<CryptoProvider>,
+    /// The bundle as trust anchors.
+    trust: Trust,
 }
 
 impl fmt::Debug for ClusterCa {
@@ -396,6 +445,41 @@ fn to_unix_time(t: SystemTime) -> UnixTime {
     UnixTime::since_unix_epoch(t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default())
 }
 
+/// The fields of every workload certificate.
+fn leaf_params(
+    spiffe_id: &SpiffeId,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.subject_alt_names = vec![SanType::URI(spiffe_id.as_str().try_into()?)];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.serial_number = Some(SerialNumber::from_slice(&rand::random::<[u8; 16]>()));
+    params.not_before = not_before.into();
+    params.not_after = not_after.into();
+    params.use_authority_key_identifier_extension = true;
+    Ok(params)
+}
+
+/// A raw Ed25519 public key, as hosts send it to be certified.
+struct RawEd25519<'a>(&'a [u8]);
+
+impl rcgen::PublicKeyData for RawEd25519<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        self.0
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ED25519
+    }
+}
+
 impl ClusterCa {
     /// Derives the cluster CAs from the runtime PSKs (raw bytes, each at least
     /// [`MIN_PSK_LEN`]). The first PSK's CA is the primary, the only one that signs; all are
@@ -428,26 +512,13 @@ impl ClusterCa {
         }
         let issuer = primary.ok_or(PkiError::NoPsk)?;
 
-        let mut roots = Vec::with_capacity(bundle.len());
-        for der in &bundle {
-            let anchor = webpki::anchor_from_trusted_cert(der).map_err(|e| {
-                PkiError::InvalidCertificate(format!("derived CA is not a trust anchor: {e}"))
-            })?;
-            roots.push(anchor.to_owned());
-        }
-        let root_subjects = roots
-            .iter()
-            .map(|ta| rustls::DistinguishedName::in_sequence(ta.subject.as_ref()))
-            .collect();
-
+        let trust = Trust::from_ders(bundle.clone())?;
         Ok(ClusterCa {
             inner: Arc::new(CaInner {
                 issuer,
                 bundle,
                 bundle_pem,
-                roots: roots.into(),
-                root_subjects,
-                provider: Arc::new(rustls::crypto::ring::default_provider()),
+                trust,
             }),
         })
     }
@@ -518,19 +589,7 @@ impl ClusterCa {
         not_after: SystemTime,
     ) -> Result<Identity, PkiError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params.subject_alt_names = vec![SanType::URI(spiffe_id.as_str().try_into()?)];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.serial_number = Some(SerialNumber::from_slice(&rand::random::<[u8; 16]>()));
-        params.not_before = not_before.into();
-        params.not_after = not_after.into();
-        params.use_authority_key_identifier_extension = true;
+        let params = leaf_params(&spiffe_id, not_before, not_after)?;
         let cert = params.signed_by(&key, &self.inner.issuer)?;
         Ok(Identity {
             spiffe_id,
@@ -540,21 +599,9 @@ impl ClusterCa {
         })
     }
 
-    fn verifier(&self, expected_prefix: &str) -> Result<SpiffeVerifier, PkiError> {
-        if !(expected_prefix.starts_with('/') && expected_prefix.ends_with('/'))
-            || expected_prefix.len() < 3
-        {
-            return Err(PkiError::InvalidSpiffeId {
-                id: expected_prefix.to_string(),
-                reason: "an expected peer prefix looks like \"/host/\"",
-            });
-        }
-        Ok(SpiffeVerifier {
-            roots: self.inner.roots.clone(),
-            root_subjects: self.inner.root_subjects.clone(),
-            algs: self.inner.provider.signature_verification_algorithms,
-            expected_prefix: expected_prefix.to_string(),
-        })
+    /// The cluster's CA certificates as a (fixed) trust bundle.
+    pub fn trust(&self) -> Trust {
+        self.inner.trust.clone()
     }
 
     /// A TLS 1.3, ALPN `h3` server configuration presenting `identity` and *requiring* a
@@ -565,13 +612,12 @@ impl ClusterCa {
         identity: &Identity,
         expected_client_prefix: &str,
     ) -> Result<rustls::ServerConfig, PkiError> {
-        let verifier = Arc::new(self.verifier(expected_client_prefix)?);
-        let mut config = rustls::ServerConfig::builder_with_provider(self.inner.provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(identity.cert_chain.clone(), identity.key())?;
-        config.alpn_protocols = vec![ALPN_H3.to_vec()];
-        Ok(config)
+        tls::server_config(
+            &self.inner.trust,
+            CertSlot::new(identity)?,
+            expected_client_prefix,
+            ClientAuth::Required,
+        )
     }
 
     /// A TLS 1.3, ALPN `h3` client configuration presenting `identity` as its client
@@ -583,14 +629,12 @@ impl ClusterCa {
         identity: &Identity,
         expected_server_prefix: &str,
     ) -> Result<rustls::ClientConfig, PkiError> {
-        let verifier = Arc::new(self.verifier(expected_server_prefix)?);
-        let mut config = rustls::ClientConfig::builder_with_provider(self.inner.provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_client_auth_cert(identity.cert_chain.clone(), identity.key())?;
-        config.alpn_protocols = vec![ALPN_H3.to_vec()];
-        Ok(config)
+        tls::client_config(
+            &self.inner.trust,
+            CertSlot::new(identity)?,
+            expected_server_prefix,
+            Unverified::Refuse,
+        )
     }
 
     /// Verifies a peer chain the way the TLS verifiers do, outside a handshake.
@@ -600,196 +644,37 @@ impl ClusterCa {
         expected_prefix: &str,
         now: SystemTime,
     ) -> Result<SpiffeId, PkiError> {
-        let (leaf, intermediates) = chain
-            .split_first()
-            .ok_or_else(|| PkiError::InvalidCertificate("empty certificate chain".into()))?;
-        self.verifier(expected_prefix)?
-            .verify(
-                leaf,
-                intermediates,
-                to_unix_time(now),
-                webpki::KeyUsage::client_auth(),
-            )
-            .map_err(|e| PkiError::InvalidCertificate(e.to_string()))
+        tls::verify_chain(&self.inner.trust, chain, expected_prefix, to_unix_time(now))
     }
-}
 
-/// The shared check behind both TLS verifiers.
-#[derive(Debug)]
-struct SpiffeVerifier {
-    roots: Arc<[TrustAnchor<'static>]>,
-    root_subjects: Arc<[rustls::DistinguishedName]>,
-    algs: WebPkiSupportedAlgorithms,
-    expected_prefix: String,
-}
-
-/// Why a peer certificate was refused, carried inside a rustls error.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct PeerCertRejected(String);
-
-fn other(msg: String) -> rustls::Error {
-    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
-        PeerCertRejected(msg),
-    ))))
-}
-
-/// Maps a webpki error to the rustls error (and so the TLS alert) that describes it.
-fn pki_error(error: webpki::Error) -> rustls::Error {
-    use webpki::Error as E;
-    let cert_error = match error {
-        E::BadDer | E::BadDerTime | E::TrailingData(_) => CertificateError::BadEncoding,
-        E::CertNotValidYet { time, not_before } => {
-            CertificateError::NotValidYetContext { time, not_before }
+    /// Issues a host certificate for a public key the host generated (a raw 32-byte Ed25519
+    /// key): what the runtime does at bootstrap and renewal, so a host's private key never
+    /// leaves it. Returns the leaf (DER) and the end of its validity (without the skew
+    /// allowance).
+    pub fn issue_host_cert_for_key(
+        &self,
+        host_id: &str,
+        ed25519_public_key: &[u8],
+        ttl: Duration,
+    ) -> Result<(CertificateDer<'static>, SystemTime), PkiError> {
+        if ed25519_public_key.len() != 32 {
+            return Err(PkiError::InvalidCertificate(format!(
+                "a workload public key is a raw 32-byte Ed25519 key, not {} bytes",
+                ed25519_public_key.len()
+            )));
         }
-        E::CertExpired { time, not_after } => CertificateError::ExpiredContext { time, not_after },
-        E::InvalidCertValidity => CertificateError::Expired,
-        // Every Francis CA is named "CN=Francis CA", so a certificate from another cluster
-        // finds a same-named anchor and fails its signature check: either way, it was not
-        // issued by a CA we trust (and the peer gets an `unknown_ca` alert).
-        E::UnknownIssuer | E::InvalidSignatureForPublicKey => CertificateError::UnknownIssuer,
-        E::RequiredEkuNotFoundContext(_) => CertificateError::InvalidPurpose,
-        other_error => CertificateError::Other(OtherError(Arc::new(other_error))),
-    };
-    rustls::Error::InvalidCertificate(cert_error)
-}
-
-impl SpiffeVerifier {
-    fn verify(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-        usage: webpki::KeyUsage,
-    ) -> Result<SpiffeId, rustls::Error> {
-        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(pki_error)?;
-        cert.verify_for_usage(
-            self.algs.all,
-            &self.roots,
-            intermediates,
-            now,
-            usage,
-            None,
-            None,
-        )
-        .map_err(pki_error)?;
-        let id = spiffe_id_of(end_entity).map_err(|e| other(e.to_string()))?;
-        if !id.path().starts_with(&self.expected_prefix) {
-            return Err(other(
-                PkiError::WrongRole {
-                    id,
-                    expected: self.expected_prefix.clone(),
-                }
-                .to_string(),
-            ));
+        if ttl.is_zero() || ttl > MAX_LEAF_TTL {
+            return Err(PkiError::InvalidTtl(ttl));
         }
-        Ok(id)
+        let now = SystemTime::now();
+        let not_before = now
+            .checked_sub(CLOCK_SKEW)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let params = leaf_params(&SpiffeId::host(host_id)?, not_before, now + ttl + CLOCK_SKEW)?;
+        let cert = params.signed_by(&RawEd25519(ed25519_public_key), &self.inner.issuer)?;
+        Ok((cert.der().clone(), now + ttl))
     }
 
-    fn tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-}
-
-fn tls12_refused() -> rustls::Error {
-    rustls::Error::General("TLS 1.2 is not supported by Francis".into())
-}
-
-impl ServerCertVerifier for SpiffeVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.verify(
-            end_entity,
-            intermediates,
-            now,
-            webpki::KeyUsage::server_auth(),
-        )?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(tls12_refused())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
-    }
-}
-
-impl ClientCertVerifier for SpiffeVerifier {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        true
-    }
-
-    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
-        &self.root_subjects
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        self.verify(
-            end_entity,
-            intermediates,
-            now,
-            webpki::KeyUsage::client_auth(),
-        )?;
-        Ok(ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(tls12_refused())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
-    }
 }
 
 #[cfg(test)]

@@ -322,11 +322,15 @@ pub enum ErrorCode {
     TransportFailure,
     /// A frame or payload exceeded the size limit.
     TooLarge,
+    /// The host's registration is unknown or expired; it must register again.
+    HostUnregistered,
+    /// Another healthy host is registered at this address.
+    AddressInUse,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::Internal,
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
@@ -346,6 +350,8 @@ impl ErrorCode {
         ErrorCode::InvokeFailed,
         ErrorCode::TransportFailure,
         ErrorCode::TooLarge,
+        ErrorCode::HostUnregistered,
+        ErrorCode::AddressInUse,
     ];
 
     /// The stable wire string.
@@ -370,6 +376,8 @@ impl ErrorCode {
             ErrorCode::InvokeFailed => "invoke_failed",
             ErrorCode::TransportFailure => "transport_failure",
             ErrorCode::TooLarge => "too_large",
+            ErrorCode::HostUnregistered => "host_unregistered",
+            ErrorCode::AddressInUse => "address_in_use",
         }
     }
 

@@ -308,6 +308,48 @@ async fn host_duplicate_address_rejected_until_expired(h: Harness) {
     );
 }
 
+async fn reattach_refreshes_a_healthy_host_and_reregisters_an_expired_one(h: Harness) {
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
+    let k = key("counter", "1");
+    h.lookup(&k).await.unwrap();
+    h.advance_ms(10_000);
+    // Healthy: refreshed in place (new address and types), placements kept.
+    let moved = registration("127.0.0.1:7001", &[("counter", 0), ("other", 0)]);
+    assert!(h.store.reattach_host(&a, &moved).await.unwrap());
+    let hosts = h.store.list_hosts().await.unwrap();
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(hosts[0].host_id, a);
+    assert_eq!(hosts[0].address, "127.0.0.1:7001");
+    assert_eq!(hosts[0].last_heartbeat_ms, h.now());
+    assert_eq!(h.active_host(&k).await, Some(a.clone()));
+    assert_eq!(h.lookup(&key("other", "x")).await.unwrap().host_id, a);
+
+    // Another healthy host's address is refused.
+    let b = h.host("127.0.0.1:7002", &[("counter", 0)]).await;
+    let taken = h
+        .store
+        .reattach_host(&a, &registration("127.0.0.1:7002", &[]))
+        .await;
+    assert!(matches!(taken, Err(StoreError::HostAlreadyRegistered { .. })));
+
+    // Expired: registered anew under the same ID, without its old placements.
+    h.advance_ms(DEADLINE.as_millis() as u64 + 1);
+    h.store.heartbeat(&b).await.unwrap_err();
+    assert!(!h.store.reattach_host(&a, &moved).await.unwrap());
+    assert_eq!(h.store.list_hosts().await.unwrap().len(), 1);
+    assert_eq!(h.active_host(&k).await, None);
+    h.store.heartbeat(&a).await.unwrap();
+
+    // An ID never seen before is simply registered.
+    assert!(
+        !h.store
+            .reattach_host("fresh-id", &registration("127.0.0.1:7003", &[("counter", 0)]))
+            .await
+            .unwrap()
+    );
+    h.store.heartbeat("fresh-id").await.unwrap();
+}
+
 async fn heartbeat_keeps_host_alive_and_expired_host_cannot_revive(h: Harness) {
     let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
     h.advance_ms(20_000);
@@ -1252,6 +1294,7 @@ conformance_suite!(
     host_register_lists_healthy_hosts,
     host_duplicate_address_rejected_until_expired,
     heartbeat_keeps_host_alive_and_expired_host_cannot_revive,
+    reattach_refreshes_a_healthy_host_and_reregisters_an_expired_one,
     unregister_host_removes_host_and_placements,
     lookup_allocates_then_returns_existing,
     lookup_active_only_does_not_allocate,

@@ -219,6 +219,38 @@ impl StateRow {
     }
 }
 
+impl MemoryStore {
+    /// Insert or refresh the registration of `host_id`; `true` when a healthy row was refreshed.
+    fn register(&self, host_id: &str, registration: &HostRegistration) -> Result<bool, StoreError> {
+        let (now, threshold) = self.now_and_threshold();
+        let mut t = self.tables();
+        t.prune_expired_hosts(threshold);
+        if t
+            .hosts
+            .iter()
+            .any(|(id, h)| h.address == registration.address && id != host_id)
+        {
+            return Err(StoreError::HostAlreadyRegistered {
+                address: registration.address.clone(),
+            });
+        }
+        let actor_types = registration
+            .actor_types
+            .iter()
+            .map(|a| (a.actor_type.clone(), a.clone()))
+            .collect();
+        let previous = t.hosts.insert(
+            host_id.to_owned(),
+            HostRow {
+                address: registration.address.clone(),
+                last_heartbeat_ms: now,
+                actor_types,
+            },
+        );
+        Ok(previous.is_some())
+    }
+}
+
 #[async_trait]
 impl Store for MemoryStore {
     fn options(&self) -> &StoreOptions {
@@ -226,29 +258,17 @@ impl Store for MemoryStore {
     }
 
     async fn register_host(&self, registration: &HostRegistration) -> Result<HostId, StoreError> {
-        let (now, threshold) = self.now_and_threshold();
-        let mut t = self.tables();
-        t.prune_expired_hosts(threshold);
-        if t.hosts.values().any(|h| h.address == registration.address) {
-            return Err(StoreError::HostAlreadyRegistered {
-                address: registration.address.clone(),
-            });
-        }
         let host_id = new_host_id();
-        let actor_types = registration
-            .actor_types
-            .iter()
-            .map(|a| (a.actor_type.clone(), a.clone()))
-            .collect();
-        t.hosts.insert(
-            host_id.clone(),
-            HostRow {
-                address: registration.address.clone(),
-                last_heartbeat_ms: now,
-                actor_types,
-            },
-        );
+        self.register(&host_id, registration)?;
         Ok(host_id)
+    }
+
+    async fn reattach_host(
+        &self,
+        host_id: &str,
+        registration: &HostRegistration,
+    ) -> Result<bool, StoreError> {
+        self.register(host_id, registration)
     }
 
     async fn heartbeat(&self, host_id: &str) -> Result<(), StoreError> {

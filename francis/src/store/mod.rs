@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::SharedClock;
 
@@ -28,7 +29,7 @@ pub mod sqlite;
 mod conformance;
 
 /// The address of one actor: its type and its ID.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ActorKey {
     /// The actor type's wire name, e.g. `counter`.
     pub actor_type: String,
@@ -73,7 +74,7 @@ impl std::fmt::Debug for StoreOptions {
 }
 
 /// One actor type a host can run, as the store sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActorTypeRegistration {
     /// The type's wire name.
     pub actor_type: String,
@@ -84,7 +85,7 @@ pub struct ActorTypeRegistration {
 }
 
 /// What a host tells the store when it registers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostRegistration {
     /// The peer address other hosts use to reach this host (`host:port`).
     pub address: String,
@@ -93,7 +94,7 @@ pub struct HostRegistration {
 }
 
 /// A healthy host, as listed by [`Store::list_hosts`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostInfo {
     /// The host's ID.
     pub host_id: HostId,
@@ -104,7 +105,7 @@ pub struct HostInfo {
 }
 
 /// Where an actor lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {
     /// The owning host.
     pub host_id: HostId,
@@ -125,7 +126,7 @@ pub struct LookupOptions {
 }
 
 /// Options for [`Store::list_states`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListStatesOptions {
     /// Include each actor's state bytes.
     pub include_data: bool,
@@ -136,16 +137,17 @@ pub struct ListStatesOptions {
 }
 
 /// One actor's state in a [`StateList`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateEntry {
     /// The actor ID.
     pub actor_id: String,
     /// The state bytes, when requested.
+    #[serde(with = "serde_bytes")]
     pub data: Option<Vec<u8>>,
 }
 
 /// A page of states of one actor type, ordered by actor ID.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateList {
     /// The entries of this page.
     pub entries: Vec<StateEntry>,
@@ -154,7 +156,7 @@ pub struct StateList {
 }
 
 /// A durable alarm as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlarmRecord {
     /// The actor's alarm handler (a method wire name) that runs when the alarm fires.
     pub handler: String,
@@ -168,6 +170,7 @@ pub struct AlarmRecord {
     /// No repeat is scheduled after this time (Unix ms).
     pub ttl_ms: Option<i64>,
     /// Handler payload (MessagePack), if any.
+    #[serde(with = "serde_bytes")]
     pub data: Option<Vec<u8>>,
     /// Failed executions of the current occurrence so far.
     pub attempts: u32,
@@ -189,7 +192,7 @@ impl AlarmRecord {
 }
 
 /// A lease on one alarm occurrence, held by the host that will execute it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlarmLease {
     /// The actor the alarm belongs to.
     pub key: ActorKey,
@@ -206,7 +209,7 @@ pub struct AlarmLease {
 }
 
 /// What to do with a leased alarm once its occurrence has run (or failed).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AlarmCompletion {
     /// Delete the alarm (one-shot done, TTL passed, or attempts exhausted).
     Delete,
@@ -245,7 +248,7 @@ pub struct FetchAlarms {
 }
 
 /// What [`Store::cleanup`] removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CleanupStats {
     /// Hosts whose heartbeat expired, with their placements.
     pub hosts: u64,
@@ -315,6 +318,18 @@ pub trait Store: Send + Sync + 'static {
     /// host can re-register at its address once its heartbeat expired; a healthy host at the
     /// same address gives [`StoreError::HostAlreadyRegistered`].
     async fn register_host(&self, registration: &HostRegistration) -> Result<HostId, StoreError>;
+
+    /// Register a host under an ID it already had (a remote host reconnecting to the runtime).
+    /// If the ID's registration is still healthy it is refreshed in place (new address, actor
+    /// types and heartbeat) and `true` is returned: the host keeps its actors. Otherwise the
+    /// host is registered anew under the same ID and `false` is returned: whatever it ran
+    /// before may have moved, and it must have dropped it. Expired hosts are pruned first; a
+    /// healthy *other* host at the address gives [`StoreError::HostAlreadyRegistered`].
+    async fn reattach_host(
+        &self,
+        host_id: &str,
+        registration: &HostRegistration,
+    ) -> Result<bool, StoreError>;
 
     /// Record a heartbeat. Fails with [`StoreError::HostUnregistered`] if the host is unknown or
     /// already expired: an expired host can never revive itself.

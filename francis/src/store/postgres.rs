@@ -199,29 +199,58 @@ impl PostgresStore {
         (now, health_threshold(&self.options, now))
     }
 
-    async fn register_host_once(
+    /// Insert or refresh the registration of `host_id`; `true` when a healthy row was refreshed.
+    async fn register_once(
         &self,
+        host_id: &str,
         registration: &HostRegistration,
-    ) -> Result<HostId, StoreError> {
+    ) -> Result<bool, StoreError> {
         let (now, threshold) = self.now_and_threshold();
-        let host_id = new_host_id();
         let mut tx = self.pool.begin().await?;
         prune_expired_hosts(&mut *tx, threshold).await?;
-        let inserted = sqlx::query(
-            "INSERT INTO francis_hosts (host_id, host_address, host_last_health_check)
-             VALUES ($1, $2, $3)
-             ON CONFLICT (host_address) DO NOTHING",
-        )
-        .bind(&host_id)
-        .bind(&registration.address)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            // Expired hosts were pruned above, so the holder of the address is healthy.
+        let holder: Option<String> =
+            sqlx::query_scalar("SELECT host_id FROM francis_hosts WHERE host_address = $1")
+                .bind(&registration.address)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if holder.is_some_and(|holder| holder != host_id) {
             return Err(StoreError::HostAlreadyRegistered {
                 address: registration.address.clone(),
             });
+        }
+        let refreshed = bool_affected(
+            sqlx::query(
+                "UPDATE francis_hosts SET host_address = $2, host_last_health_check = $3
+                 WHERE host_id = $1",
+            )
+            .bind(host_id)
+            .bind(&registration.address)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?,
+        );
+        if refreshed {
+            sqlx::query("DELETE FROM francis_host_actor_types WHERE host_id = $1")
+                .bind(host_id)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            let inserted = sqlx::query(
+                "INSERT INTO francis_hosts (host_id, host_address, host_last_health_check)
+                 VALUES ($1, $2, $3)
+                 ON CONFLICT (host_address) DO NOTHING",
+            )
+            .bind(host_id)
+            .bind(&registration.address)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                // Another healthy host took the address since the check above.
+                return Err(StoreError::HostAlreadyRegistered {
+                    address: registration.address.clone(),
+                });
+            }
         }
         for t in &registration.actor_types {
             sqlx::query(
@@ -232,7 +261,7 @@ impl PostgresStore {
                      actor_idle_timeout_ms = excluded.actor_idle_timeout_ms,
                      actor_concurrency_limit = excluded.actor_concurrency_limit",
             )
-            .bind(&host_id)
+            .bind(host_id)
             .bind(&t.actor_type)
             .bind(t.idle_timeout.map(duration_ms))
             .bind(i64::from(t.concurrency_limit))
@@ -240,7 +269,7 @@ impl PostgresStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(host_id)
+        Ok(refreshed)
     }
 
     async fn allocate(
@@ -574,9 +603,21 @@ impl Store for PostgresStore {
     }
 
     async fn register_host(&self, registration: &HostRegistration) -> Result<HostId, StoreError> {
-        let host_id = retrying("register_host", || self.register_host_once(registration)).await?;
+        let host_id = new_host_id();
+        retrying("register_host", || self.register_once(&host_id, registration)).await?;
         tracing::debug!(%host_id, address = %registration.address, "registered host");
         Ok(host_id)
+    }
+
+    async fn reattach_host(
+        &self,
+        host_id: &str,
+        registration: &HostRegistration,
+    ) -> Result<bool, StoreError> {
+        let reattached =
+            retrying("reattach_host", || self.register_once(host_id, registration)).await?;
+        tracing::debug!(%host_id, address = %registration.address, reattached, "re-registered host");
+        Ok(reattached)
     }
 
     async fn heartbeat(&self, host_id: &str) -> Result<(), StoreError> {

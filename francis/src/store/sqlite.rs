@@ -141,6 +141,69 @@ impl SqliteStore {
 
     /// A transaction holding the database write lock from its first statement, and this
     /// process's write turn (hold the guard until the transaction ends).
+    /// Insert or refresh the registration of `host_id`; `true` when a healthy row was refreshed.
+    async fn register(
+        &self,
+        host_id: &str,
+        registration: &HostRegistration,
+    ) -> Result<bool, StoreError> {
+        let (now, threshold) = self.now_and_threshold();
+        let (_write, mut tx) = self.begin_write().await?;
+        prune_expired_hosts(&mut tx, threshold).await?;
+        let holder: Option<String> =
+            sqlx::query_scalar("SELECT host_id FROM francis_hosts WHERE host_address = ?1")
+                .bind(&registration.address)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if holder.is_some_and(|holder| holder != host_id) {
+            return Err(StoreError::HostAlreadyRegistered {
+                address: registration.address.clone(),
+            });
+        }
+        let refreshed = bool_affected(
+            sqlx::query(
+                "UPDATE francis_hosts SET host_address = ?2, host_last_health_check = ?3
+                 WHERE host_id = ?1",
+            )
+            .bind(host_id)
+            .bind(&registration.address)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?,
+        );
+        if refreshed {
+            sqlx::query("DELETE FROM francis_host_actor_types WHERE host_id = ?1")
+                .bind(host_id)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query(
+                "INSERT INTO francis_hosts (host_id, host_address, host_last_health_check)
+                 VALUES (?1, ?2, ?3)",
+            )
+            .bind(host_id)
+            .bind(&registration.address)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for t in &registration.actor_types {
+            sqlx::query(
+                "INSERT OR REPLACE INTO francis_host_actor_types
+                     (host_id, actor_type, actor_idle_timeout_ms, actor_concurrency_limit)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .bind(host_id)
+            .bind(&t.actor_type)
+            .bind(t.idle_timeout.map(duration_ms))
+            .bind(i64::from(t.concurrency_limit))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(refreshed)
+    }
+
     async fn begin_write(&self) -> Result<(OwnedMutexGuard<()>, Tx), StoreError> {
         let turn = self.write_lock.clone().lock_owned().await;
         Ok((turn, self.pool.begin_with("BEGIN IMMEDIATE").await?))
@@ -266,40 +329,20 @@ impl Store for SqliteStore {
     }
 
     async fn register_host(&self, registration: &HostRegistration) -> Result<HostId, StoreError> {
-        let (now, threshold) = self.now_and_threshold();
         let host_id = new_host_id();
-        let (_write, mut tx) = self.begin_write().await?;
-        prune_expired_hosts(&mut tx, threshold).await?;
-        let inserted = sqlx::query(
-            "INSERT INTO francis_hosts (host_id, host_address, host_last_health_check) VALUES (?1, ?2, ?3)
-             ON CONFLICT (host_address) DO NOTHING",
-        )
-        .bind(&host_id)
-        .bind(&registration.address)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if !bool_affected(inserted) {
-            return Err(StoreError::HostAlreadyRegistered {
-                address: registration.address.clone(),
-            });
-        }
-        for t in &registration.actor_types {
-            sqlx::query(
-                "INSERT OR REPLACE INTO francis_host_actor_types
-                     (host_id, actor_type, actor_idle_timeout_ms, actor_concurrency_limit)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )
-            .bind(&host_id)
-            .bind(&t.actor_type)
-            .bind(t.idle_timeout.map(duration_ms))
-            .bind(i64::from(t.concurrency_limit))
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
+        self.register(&host_id, registration).await?;
         tracing::debug!(%host_id, address = %registration.address, "registered host");
         Ok(host_id)
+    }
+
+    async fn reattach_host(
+        &self,
+        host_id: &str,
+        registration: &HostRegistration,
+    ) -> Result<bool, StoreError> {
+        let reattached = self.register(host_id, registration).await?;
+        tracing::debug!(%host_id, address = %registration.address, reattached, "re-registered host");
+        Ok(reattached)
     }
 
     async fn heartbeat(&self, host_id: &str) -> Result<(), StoreError> {

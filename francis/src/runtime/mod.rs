@@ -1,0 +1,499 @@
+//! The remote topology's control plane: a runtime owns the store (SQLite, PostgreSQL or
+//! memory), admits hosts (PSK or JWT bootstrap, then mTLS), issues their short-lived workload
+//! certificates from the cluster CA, and serves them the store's coordination operations
+//! (placement, state, alarm leases, health) over WebTransport. It never carries actor calls:
+//! hosts call each other directly.
+//!
+//! Several runtimes sharing the runtime PSKs (so the same CA) and one PostgreSQL database serve
+//! one cluster; workers list them all and fail over. Alarms are leased in the shared store on
+//! behalf of the host that asks (each worker polls the runtime for its own due alarms), so they
+//! fire on the host that owns the actor and survive the loss of any one runtime or host.
+//!
+//! [`Runtime::builder`] configures one in code; [`Runtime::from_config`] takes the YAML
+//! configuration (`francis runtime --config config.yaml` is a thin wrapper over it).
+
+mod session;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::timeout;
+use wtransport::config::QuicTransportConfig;
+use wtransport::endpoint::endpoint_side;
+use wtransport::{Connection, Endpoint, ServerConfig, VarInt};
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::net::pki::{ClusterCa, HOST_PREFIX, PkiError};
+use crate::net::rpc::MIN_HOST_PSK_LEN;
+use crate::net::tls::{self, CertSlot, ClientAuth};
+use crate::store::memory::MemoryStore;
+use crate::store::postgres::PostgresStore;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, StoreError, StoreOptions};
+
+pub use session::TokenValidator;
+
+/// How long the runtime's own server certificate lives; it is re-issued well before expiry.
+const RUNTIME_CERT_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+/// How often the runtime re-issues its server certificate.
+const RUNTIME_CERT_RENEW: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Concurrent streams a host may open on its session.
+const MAX_STREAMS_PER_SESSION: u32 = 512;
+/// How often expired hosts and state are deleted.
+const CLEANUP_EVERY: Duration = Duration::from_secs(60);
+
+/// Errors starting or running a runtime.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The configuration is invalid; the message says what to change.
+    #[error("invalid runtime configuration: {0}")]
+    Config(String),
+    /// The cluster CA or the runtime's certificate could not be made.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    /// The UDP socket could not be bound.
+    #[error("cannot listen on {addr}: {source}; is another process using the port?")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// How hosts prove they may join.
+pub enum Bootstrap {
+    /// A pre-shared host key (at least 16 bytes), proven by channel-bound challenge-response.
+    Psk(Vec<u8>),
+    /// A bearer token checked by a validator (the JWT validator of the configuration).
+    Token(Arc<dyn TokenValidator>),
+}
+
+impl std::fmt::Debug for Bootstrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bootstrap::Psk(_) => f.write_str("Psk(<redacted>)"),
+            Bootstrap::Token(_) => f.write_str("Token(..)"),
+        }
+    }
+}
+
+enum StoreChoice {
+    Unset,
+    Memory,
+    Sqlite(PathBuf),
+    Postgres(String),
+    Shared(Arc<dyn Store>),
+}
+
+/// Settings shared by every session of a runtime.
+pub(crate) struct Settings {
+    pub workload_cert_ttl: Duration,
+    pub health_check_deadline: Duration,
+    pub alarms_poll_interval: Duration,
+    pub alarms_lease_duration: Duration,
+    pub shutdown_grace_period: Duration,
+    pub registration_timeout: Duration,
+    pub request_timeout: Duration,
+    pub store_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            workload_cert_ttl: Duration::from_secs(3600),
+            health_check_deadline: Duration::from_secs(20),
+            alarms_poll_interval: Duration::from_millis(1500),
+            alarms_lease_duration: Duration::from_secs(20),
+            shutdown_grace_period: Duration::from_secs(30),
+            registration_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            store_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Builds a [`Runtime`]. Errors are collected and reported together by [`build`](Self::build).
+#[must_use = "a runtime builder does nothing until `.build().await`"]
+pub struct RuntimeBuilder {
+    bind: SocketAddr,
+    runtime_id: Option<String>,
+    psks: Vec<Vec<u8>>,
+    bootstrap: Option<Bootstrap>,
+    store: StoreChoice,
+    settings: Settings,
+    clock: Option<SharedClock>,
+    errors: Vec<String>,
+}
+
+/// The state every session task shares.
+pub(crate) struct Shared {
+    pub store: Arc<dyn Store>,
+    pub ca: ClusterCa,
+    pub bootstrap: Bootstrap,
+    pub settings: Settings,
+    /// Live sessions by host ID: a newer session of the same host supersedes the older one.
+    pub sessions: Mutex<std::collections::HashMap<String, (String, Connection)>>,
+    pub draining: AtomicBool,
+    pub in_flight: AtomicUsize,
+    pub idle: Notify,
+}
+
+/// A running control plane. Create it with [`Runtime::builder`] or [`Runtime::from_config`],
+/// then [`run`](Self::run) it.
+pub struct Runtime {
+    endpoint: Endpoint<endpoint_side::Server>,
+    local_addr: SocketAddr,
+    runtime_id: String,
+    cert: Arc<CertSlot>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("local_addr", &self.local_addr)
+            .field("runtime_id", &self.runtime_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Start configuring a runtime.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder {
+            bind: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            runtime_id: None,
+            psks: Vec::new(),
+            bootstrap: None,
+            store: StoreChoice::Unset,
+            settings: Settings::default(),
+            clock: None,
+            errors: Vec::new(),
+        }
+    }
+
+    /// The address the runtime listens on (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// This runtime's ID (in its certificate: `spiffe://francis/runtime/<id>`).
+    pub fn runtime_id(&self) -> &str {
+        &self.runtime_id
+    }
+
+    /// The cluster CA: what workers pin (`francis ca print`).
+    pub fn cluster_ca(&self) -> &ClusterCa {
+        &self.shared.ca
+    }
+
+    /// The store this runtime owns.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+
+    /// How many hosts hold a session with this runtime now.
+    pub fn connected_hosts(&self) -> usize {
+        self.shared.sessions.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Serve hosts until `shutdown` completes, then shut down gracefully: refuse new sessions,
+    /// give running requests up to the shutdown grace period, and close every session with
+    /// code 2 ("runtime shutting down") so workers move to another replica at once. Hosts'
+    /// registrations stay in the store: they reattach to whichever runtime they reach next.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), RuntimeError> {
+        let Runtime {
+            endpoint,
+            local_addr,
+            runtime_id,
+            cert,
+            shared,
+        } = self;
+        tracing::info!(%local_addr, %runtime_id, ca = %shared.ca.fingerprint(), "runtime listening");
+        let background = tokio::spawn(maintenance(shared.clone(), cert, runtime_id));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                incoming = endpoint.accept() => {
+                    tokio::spawn(session::serve(incoming, shared.clone()));
+                }
+            }
+        }
+        tracing::info!(%local_addr, "runtime shutting down");
+        shared.draining.store(true, Ordering::SeqCst);
+        background.abort();
+        let grace = shared.settings.shutdown_grace_period;
+        let drained = timeout(grace, async {
+            loop {
+                let notified = shared.idle.notified();
+                if shared.in_flight.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(?grace, "requests still running after the shutdown grace period");
+        }
+        endpoint.close(VarInt::from_u32(2), b"runtime shutting down");
+        let _ = timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+        tracing::info!(%local_addr, "runtime stopped");
+        Ok(())
+    }
+}
+
+/// Periodic work: delete expired hosts and state; re-issue the runtime's own certificate.
+async fn maintenance(shared: Arc<Shared>, cert: Arc<CertSlot>, runtime_id: String) {
+    let mut cleanup = tokio::time::interval(CLEANUP_EVERY);
+    let mut renew = tokio::time::interval(RUNTIME_CERT_RENEW);
+    cleanup.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    renew.tick().await;
+    loop {
+        tokio::select! {
+            _ = cleanup.tick() => {
+                match shared.store.cleanup().await {
+                    Ok(stats) => tracing::debug!(hosts = stats.hosts, states = stats.states, "cleanup"),
+                    Err(e) => tracing::warn!(error = %e, "cleanup failed"),
+                }
+            }
+            _ = renew.tick() => {
+                match shared.ca.issue_runtime_identity(&runtime_id, RUNTIME_CERT_TTL) {
+                    Ok(identity) => match cert.set(&identity) {
+                        Ok(()) => tracing::info!("runtime certificate re-issued"),
+                        Err(e) => tracing::error!(error = %e, "cannot install the re-issued runtime certificate"),
+                    },
+                    Err(e) => tracing::error!(error = %e, "cannot re-issue the runtime certificate"),
+                }
+            }
+        }
+    }
+}
+
+impl RuntimeBuilder {
+    /// The UDP address to listen on (default `0.0.0.0:8443`).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// This runtime's ID, in its certificate (default: a random UUID per process).
+    pub fn runtime_id(mut self, id: impl Into<String>) -> Self {
+        self.runtime_id = Some(id.into());
+        self
+    }
+
+    /// Add a runtime PSK (at least 32 bytes); the first derives the signing CA, later ones are
+    /// trusted too (rotation). Every replica of a cluster has the same list.
+    pub fn runtime_psk(mut self, psk: impl AsRef<[u8]>) -> Self {
+        self.psks.push(psk.as_ref().to_vec());
+        self
+    }
+
+    /// Admit hosts that prove knowledge of this host bootstrap PSK (at least 16 bytes).
+    pub fn host_psk(mut self, psk: impl AsRef<[u8]>) -> Self {
+        self.set_bootstrap(Bootstrap::Psk(psk.as_ref().to_vec()));
+        self
+    }
+
+    /// Admit hosts whose bearer token `validator` accepts (JWT bootstrap).
+    pub fn token_validator(mut self, validator: Arc<dyn TokenValidator>) -> Self {
+        self.set_bootstrap(Bootstrap::Token(validator));
+        self
+    }
+
+    fn set_bootstrap(&mut self, bootstrap: Bootstrap) {
+        if self.bootstrap.is_some() {
+            self.errors.push(
+                "more than one bootstrap method: configure exactly one of a host PSK or a token validator".into(),
+            );
+        }
+        self.bootstrap = Some(bootstrap);
+    }
+
+    /// Keep the cluster's data in memory (lost when the runtime stops): for tests only.
+    pub fn memory_store(mut self) -> Self {
+        self.store = StoreChoice::Memory;
+        self
+    }
+
+    /// Keep the cluster's data in a SQLite file (one runtime only; not on a network filesystem).
+    pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Self {
+        self.store = StoreChoice::Sqlite(path.into());
+        self
+    }
+
+    /// Keep the cluster's data in PostgreSQL (what several runtime replicas share).
+    pub fn postgres(mut self, url: impl Into<String>) -> Self {
+        self.store = StoreChoice::Postgres(url.into());
+        self
+    }
+
+    /// Use an already opened store.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = StoreChoice::Shared(store);
+        self
+    }
+
+    /// Lifetime of the certificates issued to hosts (default 1 h; hosts renew at half-life).
+    pub fn workload_cert_ttl(mut self, ttl: Duration) -> Self {
+        self.settings.workload_cert_ttl = ttl;
+        self
+    }
+
+    /// A host silent for this long is considered dead (default 20 s, more than 1 s).
+    pub fn health_check_deadline(mut self, deadline: Duration) -> Self {
+        self.settings.health_check_deadline = deadline;
+        self
+    }
+
+    /// How often hosts poll for due alarms (default 1.5 s).
+    pub fn alarms_poll_interval(mut self, interval: Duration) -> Self {
+        self.settings.alarms_poll_interval = interval;
+        self
+    }
+
+    /// How long an alarm lease lasts without renewal (default 20 s).
+    pub fn alarms_lease_duration(mut self, lease: Duration) -> Self {
+        self.settings.alarms_lease_duration = lease;
+        self
+    }
+
+    /// How long running requests may take to finish at shutdown (default 30 s).
+    pub fn shutdown_grace_period(mut self, grace: Duration) -> Self {
+        self.settings.shutdown_grace_period = grace;
+        self
+    }
+
+    /// How long a new connection may take to register (default 10 s); a connection that does
+    /// not is closed, so idle connections cannot hold the runtime's resources.
+    pub fn registration_timeout(mut self, limit: Duration) -> Self {
+        self.settings.registration_timeout = limit;
+        self
+    }
+
+    /// Use this clock for the store's notion of time (tests).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Check the configuration, derive the CA, open (and migrate) the store, and bind the
+    /// socket. Must be called inside a Tokio runtime.
+    pub async fn build(self) -> Result<Runtime, RuntimeError> {
+        let RuntimeBuilder {
+            bind,
+            runtime_id,
+            psks,
+            bootstrap,
+            store,
+            settings,
+            clock,
+            mut errors,
+        } = self;
+        if psks.is_empty() {
+            errors.push(format!(
+                "no runtime PSK: add at least one secret of {} or more bytes (runtimePSKs)",
+                crate::net::pki::MIN_PSK_LEN
+            ));
+        }
+        match &bootstrap {
+            None => errors.push(
+                "no bootstrap method: give hosts a way to join (bootstrap.method psk with bootstrap.hostPSK, or jwt)".into(),
+            ),
+            Some(Bootstrap::Psk(psk)) if psk.len() < MIN_HOST_PSK_LEN => errors.push(format!(
+                "the host bootstrap PSK is {} bytes; it must be at least {MIN_HOST_PSK_LEN} bytes",
+                psk.len()
+            )),
+            _ => {}
+        }
+        if settings.health_check_deadline <= Duration::from_secs(1) {
+            errors.push("the health check deadline must be more than 1 s (default 20 s)".into());
+        }
+        if matches!(store, StoreChoice::Unset) {
+            errors.push(
+                "no store: choose sqlite (one runtime), postgres (replicas) or memory (tests)"
+                    .into(),
+            );
+        }
+        let runtime_id = runtime_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        if let Err(e) = crate::net::pki::SpiffeId::runtime(&runtime_id) {
+            errors.push(e.to_string());
+        }
+        let ca = match ClusterCa::from_psks(&psks) {
+            Ok(ca) => Some(ca),
+            Err(e) => {
+                if !psks.is_empty() {
+                    errors.push(e.to_string());
+                }
+                None
+            }
+        };
+        let (Some(ca), Some(bootstrap), true) = (ca, bootstrap, errors.is_empty()) else {
+            return Err(RuntimeError::Config(errors.join("; ")));
+        };
+        let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let options = StoreOptions {
+            clock: clock.clone(),
+            health_check_deadline: settings.health_check_deadline,
+        };
+        let store: Arc<dyn Store> = match store {
+            StoreChoice::Memory => Arc::new(MemoryStore::new(options)),
+            StoreChoice::Sqlite(path) => Arc::new(SqliteStore::open(&path, options).await?),
+            StoreChoice::Postgres(url) => Arc::new(PostgresStore::connect(&url, options).await?),
+            StoreChoice::Shared(store) => store,
+            StoreChoice::Unset => return Err(RuntimeError::Config("no store".into())),
+        };
+        let identity = ca.issue_runtime_identity(&runtime_id, RUNTIME_CERT_TTL)?;
+        let cert = CertSlot::new(&identity)?;
+        let tls = tls::server_config(&ca.trust(), cert.clone(), HOST_PREFIX, ClientAuth::Optional)?;
+        let mut transport = QuicTransportConfig::default();
+        transport.max_concurrent_bidi_streams(wtransport::quinn::VarInt::from_u32(
+            MAX_STREAMS_PER_SESSION,
+        ));
+        if let Ok(idle) = wtransport::quinn::IdleTimeout::try_from(settings.health_check_deadline)
+        {
+            transport.max_idle_timeout(Some(idle));
+        }
+        let config = ServerConfig::builder()
+            .with_bind_address(bind)
+            .with_custom_tls_and_transport(tls, transport)
+            .build();
+        let endpoint = Endpoint::server(config).map_err(|source| RuntimeError::Bind {
+            addr: bind,
+            source,
+        })?;
+        let local_addr = endpoint.local_addr().map_err(|source| RuntimeError::Bind {
+            addr: bind,
+            source,
+        })?;
+        Ok(Runtime {
+            endpoint,
+            local_addr,
+            runtime_id,
+            cert,
+            shared: Arc::new(Shared {
+                store,
+                ca,
+                bootstrap,
+                settings,
+                sessions: Mutex::default(),
+                draining: AtomicBool::new(false),
+                in_flight: AtomicUsize::new(0),
+                idle: Notify::new(),
+            }),
+        })
+    }
+}
