@@ -305,10 +305,10 @@ impl HostBuilder {
     /// A runtime this remote host may connect to (`host:port`); call it once per replica. The
     /// host connects to one at a time, starting at a random one, and rolls over to the next
     /// with backoff when it fails.
-    pub fn runtime_address(mut self, address: impl Into<String>) -> Self {
-        self.remote_settings("runtime_address")
-            .map(|r| r.runtime_addresses.push(address.into()));
-        self
+    pub fn runtime_address(self, address: impl Into<String>) -> Self {
+        self.with_remote("runtime_address", |r| {
+            r.runtime_addresses.push(address.into())
+        })
     }
 
     /// Several runtime addresses at once (see [`runtime_address`](Self::runtime_address)).
@@ -335,62 +335,60 @@ impl HostBuilder {
                 crate::net::rpc::MIN_HOST_PSK_LEN
             ));
         }
-        self.remote_settings("host_bootstrap_psk")
-            .map(|r| r.credentials.push(Credential::Psk(psk)));
-        self
+        self.with_remote("host_bootstrap_psk", |r| {
+            r.credentials.push(Credential::Psk(psk))
+        })
     }
 
     /// Join with this JWT (a bearer token: pin the CA so it cannot be shown to an impostor).
-    pub fn host_bootstrap_jwt(mut self, token: impl Into<String>) -> Self {
+    pub fn host_bootstrap_jwt(self, token: impl Into<String>) -> Self {
         let token = token.into();
-        self.remote_settings("host_bootstrap_jwt")
-            .map(|r| r.credentials.push(Credential::Jwt(token)));
-        self
+        self.with_remote("host_bootstrap_jwt", |r| {
+            r.credentials.push(Credential::Jwt(token))
+        })
     }
 
     /// Join with the JWT in this file, read again at every bootstrap so rotated tokens (e.g.
     /// Kubernetes projected service-account tokens) are picked up.
-    pub fn host_bootstrap_jwt_file(mut self, path: impl Into<PathBuf>) -> Self {
+    pub fn host_bootstrap_jwt_file(self, path: impl Into<PathBuf>) -> Self {
         let path = path.into();
-        self.remote_settings("host_bootstrap_jwt_file")
-            .map(|r| r.credentials.push(Credential::JwtFile(path)));
-        self
+        self.with_remote("host_bootstrap_jwt_file", |r| {
+            r.credentials.push(Credential::JwtFile(path))
+        })
     }
 
     /// Trust only runtimes whose certificate chains to this CA (the PEM that
     /// `francis ca print` writes; several CAs may be concatenated). Recommended.
-    pub fn pinned_ca(mut self, pem: impl Into<String>) -> Self {
+    pub fn pinned_ca(self, pem: impl Into<String>) -> Self {
         let pem = pem.into();
-        self.remote_settings("pinned_ca")
-            .map(|r| r.pinned_ca = Some(pem));
-        self
+        self.with_remote("pinned_ca", |r| r.pinned_ca = Some(pem))
     }
 
     /// Trust the first runtime reached without checking its certificate, and from then on the
     /// CA bundle it sends. Only for local testing: with a PSK the runtime still has to prove
     /// it knows the PSK, but a JWT would be handed to whoever answers.
-    pub fn unsafe_no_pinned_ca(mut self) -> Self {
-        self.remote_settings("unsafe_no_pinned_ca")
-            .map(|r| r.unsafe_no_pin = true);
-        self
+    pub fn unsafe_no_pinned_ca(self) -> Self {
+        self.with_remote("unsafe_no_pinned_ca", |r| r.unsafe_no_pin = true)
     }
 
     /// Give up building if no runtime accepts this host within `limit` (default: keep trying,
     /// logging each failure). Refusals that retrying cannot fix (a wrong credential, an
     /// unpinned CA) fail at once either way.
-    pub fn runtime_connect_timeout(mut self, limit: Duration) -> Self {
-        self.remote_settings("runtime_connect_timeout")
-            .map(|r| r.connect_timeout = Some(limit));
-        self
+    pub fn runtime_connect_timeout(self, limit: Duration) -> Self {
+        self.with_remote("runtime_connect_timeout", |r| {
+            r.connect_timeout = Some(limit)
+        })
     }
 
-    fn remote_settings(&mut self, setter: &str) -> Option<&mut RemoteSettings> {
-        if self.remote.is_none() {
-            self.errors.push(format!(
+    /// Apply a remote-only setting, or record that a local builder was given one.
+    fn with_remote(mut self, setter: &str, apply: impl FnOnce(&mut RemoteSettings)) -> Self {
+        match self.remote.as_mut() {
+            Some(remote) => apply(remote),
+            None => self.errors.push(format!(
                 ".{setter}(..) is for remote hosts: build with Host::remote() to connect to a runtime"
-            ));
+            )),
         }
-        self.remote.as_mut()
+        self
     }
 
     /// Share a value with every actor: `ctx.data::<T>()` in `activate` returns it. One value
@@ -475,7 +473,8 @@ impl HostBuilder {
                     let identity = ca
                         .issue_host_identity(&host_id, LOCAL_CERT_TTL)
                         .map_err(|e| Error::Config(e.to_string()))?;
-                    let slot = CertSlot::new(&identity).map_err(|e| Error::Config(e.to_string()))?;
+                    let slot =
+                        CertSlot::new(&identity).map_err(|e| Error::Config(e.to_string()))?;
                     Some((ca.trust(), slot))
                 } else {
                     None
@@ -496,9 +495,11 @@ impl HostBuilder {
                 };
                 let established = RuntimeLink::connect(LinkOptions {
                     runtime_addresses: remote.runtime_addresses,
-                    credential: remote.credentials.into_iter().next().ok_or_else(|| {
-                        Error::Config("no bootstrap credential".into())
-                    })?,
+                    credential: remote
+                        .credentials
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| Error::Config("no bootstrap credential".into()))?,
                     pinned,
                     registration: registration.clone(),
                     clock: clock.clone(),
@@ -598,7 +599,10 @@ fn check_local(
         errors.push("alarms lease duration is under 1 s; give at least 1 s (default 20 s)".into());
     }
     if matches!(store, StoreChoice::Unset) {
-        errors.push("no store: call .sqlite(\"data.db\") for durable state, or .memory_store() for tests".into());
+        errors.push(
+            "no store: call .sqlite(\"data.db\") for durable state, or .memory_store() for tests"
+                .into(),
+        );
     }
 }
 

@@ -27,7 +27,9 @@ use wtransport::endpoint::endpoint_side;
 use wtransport::{Connection, Endpoint, VarInt};
 
 use crate::clock::SharedClock;
-use crate::net::peer::{DialFailure, NetError, classify_dial_error, client_endpoint, transport_config};
+use crate::net::peer::{
+    DialFailure, NetError, classify_dial_error, client_endpoint, transport_config,
+};
 use crate::net::pki::{RUNTIME_PREFIX, WorkloadKey};
 use crate::net::rpc::{
     self, AuthProof, CHANNEL_BINDING_LABEL, PSK_NONCE_LEN, ProofSide, RUNTIME_PATH, RegisterAuth,
@@ -243,7 +245,7 @@ impl RuntimeLink {
             clock: inner.clock.clone(),
             health_check_deadline: Duration::from_millis(response.health_deadline_ms.max(1)),
         };
-        let _ = inner.session.send(Some(session));
+        inner.session.send_replace(Some(session));
         let link = RuntimeLink {
             inner: inner.clone(),
             options: store_options,
@@ -286,7 +288,9 @@ impl RuntimeLink {
     pub(crate) fn close(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
         if let Some(session) = self.inner.session.send_replace(None) {
-            session.conn.close(VarInt::from_u32(0), b"host shutting down");
+            session
+                .conn
+                .close(VarInt::from_u32(0), b"host shutting down");
         }
         self.inner.reconnect.notify_one();
     }
@@ -308,7 +312,12 @@ impl RuntimeLink {
                 self.inner.addresses.join(", ")
             ))
         })?;
-        match timeout(REQUEST_TIMEOUT, round_trip::<_, StoreReply>(&session.conn, &call)).await {
+        match timeout(
+            REQUEST_TIMEOUT,
+            round_trip::<_, StoreReply>(&session.conn, &call),
+        )
+        .await
+        {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(Failure::Remote(error))) => Err(from_wire(&call, error)),
             Ok(Err(Failure::Transport(reason))) => {
@@ -341,7 +350,8 @@ async fn round_trip<Req: Message, Resp: Message>(
     conn: &Connection,
     request: &Req,
 ) -> Result<Resp, Failure> {
-    let transport = |what: &str, e: &dyn std::fmt::Display| Failure::Transport(format!("{what}: {e}"));
+    let transport =
+        |what: &str, e: &dyn std::fmt::Display| Failure::Transport(format!("{what}: {e}"));
     let frame = Envelope::new(request)
         .and_then(|e| wire::encode_frame(&e))
         .map_err(|e| Failure::Remote(e.to_wire_error()))?;
@@ -359,7 +369,11 @@ async fn round_trip<Req: Message, Resp: Message>(
         .map_err(|e| transport("cannot send", &e))?;
     let envelope = match wire::read_frame(&mut recv, MAX_REPLY_FRAME).await {
         Ok(Some(envelope)) => envelope,
-        Ok(None) => return Err(Failure::Transport("the stream closed without a reply".into())),
+        Ok(None) => {
+            return Err(Failure::Transport(
+                "the stream closed without a reply".into(),
+            ));
+        }
         Err(e) => return Err(transport("cannot read the reply", &e)),
     };
     decode_reply(&envelope)
@@ -408,7 +422,11 @@ impl Inner {
 
     async fn wait_session(&self, limit: Duration) -> Option<Arc<Session>> {
         let mut rx = self.session.subscribe();
-        let found = timeout(limit, rx.wait_for(|s| s.as_ref().is_some_and(|s| s.is_alive()))).await;
+        let found = timeout(
+            limit,
+            rx.wait_for(|s| s.as_ref().is_some_and(|s| s.is_alive())),
+        )
+        .await;
         match found {
             Ok(Ok(session)) => session.clone(),
             _ => None,
@@ -440,14 +458,18 @@ impl Inner {
             Ok(Err(e)) => {
                 let text = e.to_string();
                 return Err(match classify_dial_error(&e) {
-                    DialFailure::Untrusted if self.host_id().is_none() => ConnectError::Fatal(format!(
-                        "the runtime at {address} is not trusted: its certificate does not chain to the pinned CA \
+                    DialFailure::Untrusted if self.host_id().is_none() => {
+                        ConnectError::Fatal(format!(
+                            "the runtime at {address} is not trusted: its certificate does not chain to the pinned CA \
                          (pin the output of `francis ca print` for this cluster's runtime PSKs): {text}"
-                    )),
+                        ))
+                    }
                     DialFailure::Expired => ConnectError::Transient(format!(
                         "TLS handshake with the runtime at {address} failed: a certificate expired or is not yet valid (check clocks): {text}"
                     )),
-                    _ => ConnectError::Transient(format!("cannot connect to the runtime at {address}: {text}")),
+                    _ => ConnectError::Transient(format!(
+                        "cannot connect to the runtime at {address}: {text}"
+                    )),
                 });
             }
             Err(_) => {
@@ -485,7 +507,9 @@ impl Inner {
             .map(|b| CertificateDer::from(b.to_vec()))
             .collect();
         self.trust.replace(bundle).map_err(|e| {
-            ConnectError::Transient(format!("the runtime at {address} sent an unusable CA bundle: {e}"))
+            ConnectError::Transient(format!(
+                "the runtime at {address} sent an unusable CA bundle: {e}"
+            ))
         })?;
         self.identity
             .set(&identity)
@@ -515,9 +539,8 @@ impl Inner {
         conn: &Connection,
         over_mtls: bool,
     ) -> Result<(RegisterResponse, crate::net::pki::Identity), ConnectError> {
-        let transient = |what: &str, e: &dyn std::fmt::Display| {
-            ConnectError::Transient(format!("{what}: {e}"))
-        };
+        let transient =
+            |what: &str, e: &dyn std::fmt::Display| ConnectError::Transient(format!("{what}: {e}"));
         let key = WorkloadKey::generate().map_err(|e| ConnectError::Fatal(e.to_string()))?;
         let (mut send, mut recv) = conn
             .open_bi()
@@ -545,7 +568,9 @@ impl Inner {
                     let challenge: RegisterChallenge = decode_reply(&reply).map_err(refused)?;
                     let mut binding = vec![0u8; PSK_NONCE_LEN];
                     conn.export_keying_material(&mut binding, CHANNEL_BINDING_LABEL, &[])
-                        .map_err(|_| ConnectError::Transient("cannot derive the channel binding".into()))?;
+                        .map_err(|_| {
+                            ConnectError::Transient("cannot derive the channel binding".into())
+                        })?;
                     if !rpc::verify_psk_proof(
                         psk,
                         ProofSide::Server,
@@ -604,7 +629,9 @@ impl Inner {
             .collect();
         let identity = key
             .into_identity(CertificateDer::from(response.wlcert.clone()), &chain)
-            .map_err(|e| ConnectError::Transient(format!("the runtime issued an unusable certificate: {e}")))?;
+            .map_err(|e| {
+                ConnectError::Transient(format!("the runtime issued an unusable certificate: {e}"))
+            })?;
         Ok((response, identity))
     }
 
@@ -614,12 +641,13 @@ impl Inner {
         let request = RenewRequest {
             wlpub: key.public_key_raw(),
         };
-        let response: RenewResponse = match timeout(REQUEST_TIMEOUT, round_trip(&session.conn, &request)).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(Failure::Remote(e))) => return Err(e.to_string()),
-            Ok(Err(Failure::Transport(e))) => return Err(e),
-            Err(_) => return Err("the runtime did not answer in time".into()),
-        };
+        let response: RenewResponse =
+            match timeout(REQUEST_TIMEOUT, round_trip(&session.conn, &request)).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(Failure::Remote(e))) => return Err(e.to_string()),
+                Ok(Err(Failure::Transport(e))) => return Err(e),
+                Err(_) => return Err("the runtime did not answer in time".into()),
+            };
         let bundle: Vec<CertificateDer<'static>> = response
             .cabundle
             .iter()
@@ -671,14 +699,16 @@ impl Inner {
                         self.lost.send_modify(|n| *n += 1);
                     }
                     if self.closed.load(Ordering::SeqCst) {
-                        session.conn.close(VarInt::from_u32(0), b"host shutting down");
+                        session
+                            .conn
+                            .close(VarInt::from_u32(0), b"host shutting down");
                         return;
                     }
-                    let _ = self.session.send(Some(session));
+                    self.session.send_replace(Some(session));
                 }
                 Err(ConnectError::Fatal(reason)) => {
                     warn!(runtime = %address, error = %reason, "cannot register with the runtime; stopping");
-                    let _ = self.fatal.send(Some(reason));
+                    self.fatal.send_replace(Some(reason));
                     return;
                 }
                 Err(ConnectError::Transient(reason)) => {
@@ -698,7 +728,8 @@ impl Inner {
     async fn serve_session(&self, session: &Session) {
         let mut renew_at = self.renew_at_ms();
         loop {
-            let wait = Duration::from_millis(u64::try_from((renew_at - now_ms()).max(0)).unwrap_or(0));
+            let wait =
+                Duration::from_millis(u64::try_from((renew_at - now_ms()).max(0)).unwrap_or(0));
             tokio::select! {
                 _ = session.conn.closed() => return,
                 _ = self.reconnect.notified() => {
@@ -722,19 +753,31 @@ impl Inner {
 
 fn refused(failure: Failure) -> ConnectError {
     match failure {
-        Failure::Remote(e) if matches!(e.code, ErrorCode::Unauthorized | ErrorCode::ProtocolVersion | ErrorCode::BadRequest) => {
+        Failure::Remote(e)
+            if matches!(
+                e.code,
+                ErrorCode::Unauthorized | ErrorCode::ProtocolVersion | ErrorCode::BadRequest
+            ) =>
+        {
             ConnectError::Fatal(format!("the runtime refused this host: {}", e.message))
         }
-        Failure::Remote(e) if e.code == ErrorCode::AddressInUse => ConnectError::Transient(format!(
-            "{} (another process uses this host's peer address; if it crashed, its registration expires after the health deadline)",
-            e.message
-        )),
-        Failure::Remote(e) => ConnectError::Transient(format!("the runtime refused this host: {}", e.message)),
+        Failure::Remote(e) if e.code == ErrorCode::AddressInUse => {
+            ConnectError::Transient(format!(
+                "{} (another process uses this host's peer address; if it crashed, its registration expires after the health deadline)",
+                e.message
+            ))
+        }
+        Failure::Remote(e) => {
+            ConnectError::Transient(format!("the runtime refused this host: {}", e.message))
+        }
         Failure::Transport(e) => ConnectError::Transient(e),
     }
 }
 
-async fn write<M: Message>(send: &mut wtransport::SendStream, message: &M) -> Result<(), ConnectError> {
+async fn write<M: Message>(
+    send: &mut wtransport::SendStream,
+    message: &M,
+) -> Result<(), ConnectError> {
     let envelope = Envelope::new(message).map_err(|e| ConnectError::Fatal(e.to_string()))?;
     wire::write_frame(send, &envelope)
         .await
@@ -820,7 +863,10 @@ impl Store for RuntimeLink {
     }
 
     async fn remove_actor(&self, key: &ActorKey, _host_id: &str) -> Result<bool, StoreError> {
-        match self.call(StoreCall::RemoveActor { key: key.clone() }).await? {
+        match self
+            .call(StoreCall::RemoveActor { key: key.clone() })
+            .await?
+        {
             StoreReply::Flag(removed) => Ok(removed),
             _ => Err(unexpected("remove_actor")),
         }
@@ -851,7 +897,10 @@ impl Store for RuntimeLink {
     }
 
     async fn delete_state(&self, key: &ActorKey) -> Result<bool, StoreError> {
-        match self.call(StoreCall::DeleteState { key: key.clone() }).await? {
+        match self
+            .call(StoreCall::DeleteState { key: key.clone() })
+            .await?
+        {
             StoreReply::Flag(existed) => Ok(existed),
             _ => Err(unexpected("delete_state")),
         }
@@ -934,7 +983,12 @@ impl Store for RuntimeLink {
         &self,
         lease: &AlarmLease,
     ) -> Result<Option<AlarmRecord>, StoreError> {
-        match self.call(StoreCall::GetLeasedAlarm { lease: lease.clone() }).await? {
+        match self
+            .call(StoreCall::GetLeasedAlarm {
+                lease: lease.clone(),
+            })
+            .await?
+        {
             StoreReply::Alarm(alarm) => Ok(alarm),
             _ => Err(unexpected("get_leased_alarm")),
         }
@@ -958,7 +1012,12 @@ impl Store for RuntimeLink {
     }
 
     async fn release_alarm_lease(&self, lease: &AlarmLease) -> Result<bool, StoreError> {
-        match self.call(StoreCall::ReleaseAlarmLease { lease: lease.clone() }).await? {
+        match self
+            .call(StoreCall::ReleaseAlarmLease {
+                lease: lease.clone(),
+            })
+            .await?
+        {
             StoreReply::Flag(valid) => Ok(valid),
             _ => Err(unexpected("release_alarm_lease")),
         }

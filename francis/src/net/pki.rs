@@ -670,11 +670,14 @@ impl ClusterCa {
         let not_before = now
             .checked_sub(CLOCK_SKEW)
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        let params = leaf_params(&SpiffeId::host(host_id)?, not_before, now + ttl + CLOCK_SKEW)?;
+        let params = leaf_params(
+            &SpiffeId::host(host_id)?,
+            not_before,
+            now + ttl + CLOCK_SKEW,
+        )?;
         let cert = params.signed_by(&RawEd25519(ed25519_public_key), &self.inner.issuer)?;
         Ok((cert.der().clone(), now + ttl))
     }
-
 }
 
 #[cfg(test)]

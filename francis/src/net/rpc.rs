@@ -463,12 +463,54 @@ mod tests {
         let server = psk_proof(psk, ProofSide::Server, &cn, &sn, &cb);
         assert_eq!(client.len(), 32);
         assert_ne!(client, server, "directions use separate keys");
-        assert!(verify_psk_proof(psk, ProofSide::Client, &cn, &sn, &cb, &client));
-        assert!(!verify_psk_proof(psk, ProofSide::Server, &cn, &sn, &cb, &client));
-        assert!(!verify_psk_proof(b"another psk, same length!!!!!!!!!", ProofSide::Client, &cn, &sn, &cb, &client));
-        assert!(!verify_psk_proof(psk, ProofSide::Client, &cn, &sn, &nonce(), &client));
-        assert!(!verify_psk_proof(psk, ProofSide::Client, &sn, &cn, &cb, &client));
-        assert!(!verify_psk_proof(psk, ProofSide::Client, &cn, &sn, &cb, &client[..31]));
+        assert!(verify_psk_proof(
+            psk,
+            ProofSide::Client,
+            &cn,
+            &sn,
+            &cb,
+            &client
+        ));
+        assert!(!verify_psk_proof(
+            psk,
+            ProofSide::Server,
+            &cn,
+            &sn,
+            &cb,
+            &client
+        ));
+        assert!(!verify_psk_proof(
+            b"another psk, same length!!!!!!!!!",
+            ProofSide::Client,
+            &cn,
+            &sn,
+            &cb,
+            &client
+        ));
+        assert!(!verify_psk_proof(
+            psk,
+            ProofSide::Client,
+            &cn,
+            &sn,
+            &nonce(),
+            &client
+        ));
+        assert!(!verify_psk_proof(
+            psk,
+            ProofSide::Client,
+            &sn,
+            &cn,
+            &cb,
+            &client
+        ));
+        assert!(!verify_psk_proof(
+            psk,
+            ProofSide::Client,
+            &cn,
+            &sn,
+            &cb,
+            &client[..31]
+        ));
     }
 
     #[test]

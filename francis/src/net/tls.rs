@@ -567,14 +567,15 @@ mod tests {
         let ca = ClusterCa::from_psks(&[PSK_A]).unwrap();
         let slot = CertSlot::empty();
         assert!(!ResolvesClientCert::has_certs(&*slot));
-        let first = ca.issue_host_identity("h1", Duration::from_secs(60)).unwrap();
+        let first = ca
+            .issue_host_identity("h1", Duration::from_secs(60))
+            .unwrap();
         slot.set(&first).unwrap();
         assert!(ResolvesClientCert::has_certs(&*slot));
-        let second = ca.issue_host_identity("h2", Duration::from_secs(60)).unwrap();
+        let second = ca
+            .issue_host_identity("h2", Duration::from_secs(60))
+            .unwrap();
         slot.set(&second).unwrap();
-        assert_eq!(
-            slot.identity().unwrap().spiffe_id().host_id(),
-            Some("h2")
-        );
+        assert_eq!(slot.identity().unwrap().spiffe_id().host_id(), Some("h2"));
     }
 }

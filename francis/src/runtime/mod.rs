@@ -246,7 +246,10 @@ impl Runtime {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(?grace, "requests still running after the shutdown grace period");
+            tracing::warn!(
+                ?grace,
+                "requests still running after the shutdown grace period"
+            );
         }
         endpoint.close(VarInt::from_u32(2), b"runtime shutting down");
         let _ = timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
@@ -463,22 +466,18 @@ impl RuntimeBuilder {
         transport.max_concurrent_bidi_streams(wtransport::quinn::VarInt::from_u32(
             MAX_STREAMS_PER_SESSION,
         ));
-        if let Ok(idle) = wtransport::quinn::IdleTimeout::try_from(settings.health_check_deadline)
-        {
+        if let Ok(idle) = wtransport::quinn::IdleTimeout::try_from(settings.health_check_deadline) {
             transport.max_idle_timeout(Some(idle));
         }
         let config = ServerConfig::builder()
             .with_bind_address(bind)
             .with_custom_tls_and_transport(tls, transport)
             .build();
-        let endpoint = Endpoint::server(config).map_err(|source| RuntimeError::Bind {
-            addr: bind,
-            source,
-        })?;
-        let local_addr = endpoint.local_addr().map_err(|source| RuntimeError::Bind {
-            addr: bind,
-            source,
-        })?;
+        let endpoint =
+            Endpoint::server(config).map_err(|source| RuntimeError::Bind { addr: bind, source })?;
+        let local_addr = endpoint
+            .local_addr()
+            .map_err(|source| RuntimeError::Bind { addr: bind, source })?;
         Ok(Runtime {
             endpoint,
             local_addr,

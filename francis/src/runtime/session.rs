@@ -14,7 +14,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use serde_bytes::ByteBuf;
-use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 use tracing::{debug, info, warn};
 use wtransport::endpoint::IncomingSession;
@@ -179,7 +178,7 @@ async fn reply(send: &mut SendStream, result: Result<Envelope, WireError>) {
         }
         Err(e) => warn!(error = %e, "cannot encode reply"),
     }
-    let _ = timeout(REPLY_ACK_TIMEOUT, send.shutdown()).await;
+    let _ = timeout(REPLY_ACK_TIMEOUT, send.finish()).await;
 }
 
 /// Who the registering host claims to be.
@@ -201,7 +200,11 @@ async fn register(
     match admit(conn, &mut send, &mut recv, shared).await {
         Ok((request, claim)) => match complete_registration(request, claim, shared).await {
             Ok((response, host)) => {
-                reply(&mut send, Envelope::new(&response).map_err(|e| e.to_wire_error())).await;
+                reply(
+                    &mut send,
+                    Envelope::new(&response).map_err(|e| e.to_wire_error()),
+                )
+                .await;
                 Ok(host)
             }
             Err(error) => {
@@ -246,19 +249,30 @@ async fn admit(
             if auth.method != method::PSK || auth.cnonce.len() != PSK_NONCE_LEN {
                 return Err(refuse(
                     ErrorCode::BadRequest,
-                    format!("a PSK bootstrap starts with method \"psk\" and a {PSK_NONCE_LEN}-byte nonce"),
+                    format!(
+                        "a PSK bootstrap starts with method \"psk\" and a {PSK_NONCE_LEN}-byte nonce"
+                    ),
                 ));
             }
             let binding = channel_binding(conn)?;
             let snonce = rpc::nonce();
             let challenge = RegisterChallenge {
-                sproof: rpc::psk_proof(host_psk, ProofSide::Server, &auth.cnonce, &snonce, &binding),
+                sproof: rpc::psk_proof(
+                    host_psk,
+                    ProofSide::Server,
+                    &auth.cnonce,
+                    &snonce,
+                    &binding,
+                ),
                 snonce: snonce.clone(),
             };
             let frame = Envelope::new(&challenge).map_err(frame_refusal)?;
-            wire::write_frame(send, &frame)
-                .await
-                .map_err(|e| refuse(ErrorCode::Internal, format!("cannot send the challenge: {e}")))?;
+            wire::write_frame(send, &frame).await.map_err(|e| {
+                refuse(
+                    ErrorCode::Internal,
+                    format!("cannot send the challenge: {e}"),
+                )
+            })?;
             let next = read_registration_frame(recv)
                 .await
                 .map_err(|e| (e.clone(), e.message))?;
@@ -355,7 +369,9 @@ fn certified_host(conn: &Connection) -> Result<String, Refusal> {
     let unauthorized = |why: &str| {
         refuse(
             ErrorCode::Unauthorized,
-            format!("a registration without a bootstrap credential needs a workload certificate of this cluster: {why}"),
+            format!(
+                "a registration without a bootstrap credential needs a workload certificate of this cluster: {why}"
+            ),
         )
     };
     let chain = conn
@@ -563,7 +579,11 @@ fn renew(
 ) -> Result<RenewResponse, WireError> {
     let (cert, expires) = shared
         .ca
-        .issue_host_cert_for_key(&host.host_id, &request.wlpub, shared.settings.workload_cert_ttl)
+        .issue_host_cert_for_key(
+            &host.host_id,
+            &request.wlpub,
+            shared.settings.workload_cert_ttl,
+        )
         .map_err(|e| WireError::new(ErrorCode::BadRequest, e.to_string()))?;
     debug!(host = %host.host_id, "workload certificate renewed");
     Ok(RenewResponse {
@@ -585,7 +605,10 @@ async fn execute(
     let result = match call {
         StoreCall::Heartbeat => store.heartbeat(host_id).await.map(|()| StoreReply::Done),
         StoreCall::Unregister => {
-            let result = store.unregister_host(host_id).await.map(|()| StoreReply::Done);
+            let result = store
+                .unregister_host(host_id)
+                .await
+                .map(|()| StoreReply::Done);
             info!(host = %host_id, "host unregistered");
             result
         }
@@ -600,9 +623,10 @@ async fn execute(
             )
             .await
             .map(StoreReply::Placement),
-        StoreCall::RemoveActor { key } => {
-            store.remove_actor(&key, host_id).await.map(StoreReply::Flag)
-        }
+        StoreCall::RemoveActor { key } => store
+            .remove_actor(&key, host_id)
+            .await
+            .map(StoreReply::Flag),
         StoreCall::GetState { key } => store
             .get_state(&key)
             .await
@@ -653,9 +677,10 @@ async fn execute(
             .complete_leased_alarm(&held, &completion, lease(lease_ms))
             .await
             .map(StoreReply::Lease),
-        StoreCall::ReleaseAlarmLease { lease } => {
-            store.release_alarm_lease(&lease).await.map(StoreReply::Flag)
-        }
+        StoreCall::ReleaseAlarmLease { lease } => store
+            .release_alarm_lease(&lease)
+            .await
+            .map(StoreReply::Flag),
         StoreCall::RenewAlarmLeases { lease_ms } => store
             .renew_alarm_leases(host_id, lease(lease_ms))
             .await

@@ -330,7 +330,10 @@ async fn reattach_refreshes_a_healthy_host_and_reregisters_an_expired_one(h: Har
         .store
         .reattach_host(&a, &registration("127.0.0.1:7002", &[]))
         .await;
-    assert!(matches!(taken, Err(StoreError::HostAlreadyRegistered { .. })));
+    assert!(matches!(
+        taken,
+        Err(StoreError::HostAlreadyRegistered { .. })
+    ));
 
     // Expired: registered anew under the same ID, without its old placements.
     h.advance_ms(DEADLINE.as_millis() as u64 + 1);
@@ -343,7 +346,10 @@ async fn reattach_refreshes_a_healthy_host_and_reregisters_an_expired_one(h: Har
     // An ID never seen before is simply registered.
     assert!(
         !h.store
-            .reattach_host("fresh-id", &registration("127.0.0.1:7003", &[("counter", 0)]))
+            .reattach_host(
+                "fresh-id",
+                &registration("127.0.0.1:7003", &[("counter", 0)])
+            )
             .await
             .unwrap()
     );

@@ -225,8 +225,7 @@ impl MemoryStore {
         let (now, threshold) = self.now_and_threshold();
         let mut t = self.tables();
         t.prune_expired_hosts(threshold);
-        if t
-            .hosts
+        if t.hosts
             .iter()
             .any(|(id, h)| h.address == registration.address && id != host_id)
         {

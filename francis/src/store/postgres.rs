@@ -604,7 +604,10 @@ impl Store for PostgresStore {
 
     async fn register_host(&self, registration: &HostRegistration) -> Result<HostId, StoreError> {
         let host_id = new_host_id();
-        retrying("register_host", || self.register_once(&host_id, registration)).await?;
+        retrying("register_host", || {
+            self.register_once(&host_id, registration)
+        })
+        .await?;
         tracing::debug!(%host_id, address = %registration.address, "registered host");
         Ok(host_id)
     }
@@ -614,8 +617,10 @@ impl Store for PostgresStore {
         host_id: &str,
         registration: &HostRegistration,
     ) -> Result<bool, StoreError> {
-        let reattached =
-            retrying("reattach_host", || self.register_once(host_id, registration)).await?;
+        let reattached = retrying("reattach_host", || {
+            self.register_once(host_id, registration)
+        })
+        .await?;
         tracing::debug!(%host_id, address = %registration.address, reattached, "re-registered host");
         Ok(reattached)
     }
