@@ -1,0 +1,279 @@
+//! The runtime's front door under hostile or broken clients, over real QUIC on 127.0.0.1:
+//! connections that never register are closed in time, malformed and oversized frames and
+//! protocol violations get error replies that say what is wrong, a client certificate from
+//! another cluster is refused in the handshake, and the runtime keeps serving throughout.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use francis::net::pki::{ClusterCa, RUNTIME_PREFIX};
+use francis::net::rpc::{self, AuthProof, RUNTIME_PATH, RegisterRequest, method};
+use francis::net::tls::{self, CertSlot, Trust, Unverified};
+use francis::net::wire::{self, Envelope, ErrorCode, WireError};
+use francis::runtime::Runtime;
+use tokio::io::AsyncWriteExt;
+use wtransport::endpoint::endpoint_side::Client;
+use wtransport::{ClientConfig, Connection, Endpoint};
+
+const RUNTIME_PSK: &str = "security-test-runtime-psk-0123456789abcdef";
+const HOST_PSK: &str = "security-test-host-psk";
+const STEP: Duration = Duration::from_secs(10);
+
+struct Running {
+    addr: SocketAddr,
+    ca: ClusterCa,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn runtime() -> Running {
+    let runtime = Runtime::builder()
+        .bind("127.0.0.1:0".parse().unwrap())
+        .runtime_psk(RUNTIME_PSK)
+        .host_psk(HOST_PSK)
+        .memory_store()
+        .registration_timeout(Duration::from_secs(1))
+        .shutdown_grace_period(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap();
+    let addr = runtime.local_addr();
+    let ca = runtime.cluster_ca().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        runtime
+            .run(async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    Running {
+        addr,
+        ca,
+        stop,
+        task,
+    }
+}
+
+/// A raw client of the runtime endpoint, presenting `cert` (or nothing).
+async fn connect(
+    addr: SocketAddr,
+    trust: &Trust,
+    cert: std::sync::Arc<CertSlot>,
+) -> Result<(Endpoint<Client>, Connection), String> {
+    let tls = tls::client_config(trust, cert, RUNTIME_PREFIX, Unverified::Refuse).unwrap();
+    let config = ClientConfig::builder()
+        .with_bind_address(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .with_custom_tls(tls)
+        .build();
+    let endpoint = Endpoint::client(config).unwrap();
+    let conn = tokio::time::timeout(
+        STEP,
+        endpoint.connect(format!("https://{addr}{RUNTIME_PATH}")),
+    )
+    .await
+    .map_err(|_| "connect timed out".to_string())?
+    .map_err(|e| e.to_string())?;
+    Ok((endpoint, conn))
+}
+
+/// Send raw bytes on a fresh stream (then FIN) and read the reply frame.
+async fn exchange(conn: &Connection, bytes: &[u8]) -> Option<Envelope> {
+    let (mut send, mut recv) = conn.open_bi().await.ok()?.await.ok()?;
+    send.write_all(bytes).await.ok()?;
+    let _ = send.shutdown().await;
+    tokio::time::timeout(STEP, wire::read_frame(&mut recv, wire::MAX_FRAME_BYTES))
+        .await
+        .ok()?
+        .ok()?
+}
+
+fn error_of(envelope: Option<Envelope>) -> WireError {
+    let envelope = envelope.expect("an error reply");
+    assert!(
+        envelope.is_error(),
+        "expected an error reply, got {}",
+        envelope.kind
+    );
+    envelope.decode::<WireError>().unwrap()
+}
+
+async fn closed_within(conn: &Connection, limit: Duration) -> bool {
+    tokio::time::timeout(limit, conn.closed()).await.is_ok()
+}
+
+/// A correct PSK registration still works (the runtime kept serving).
+async fn assert_still_serving(run: &Running) {
+    let trust = run.ca.trust();
+    let (_endpoint, conn) = connect(run.addr, &trust, CertSlot::empty()).await.unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap().await.unwrap();
+    let cnonce = rpc::nonce();
+    let auth = rpc::RegisterAuth {
+        method: method::PSK.into(),
+        cnonce: cnonce.clone(),
+    };
+    wire::write_message(&mut send, &auth).await.unwrap();
+    let challenge: rpc::RegisterChallenge = wire::read_frame(&mut recv, 65536)
+        .await
+        .unwrap()
+        .unwrap()
+        .decode()
+        .unwrap();
+    let mut binding = vec![0u8; 32];
+    conn.export_keying_material(&mut binding, rpc::CHANNEL_BINDING_LABEL, &[])
+        .unwrap();
+    let key = francis::net::pki::WorkloadKey::generate().unwrap();
+    let request = RegisterRequest {
+        address: francis::testing::free_local_address(),
+        auth: Some(AuthProof {
+            method: method::PSK.into(),
+            proof: rpc::psk_proof(
+                HOST_PSK.as_bytes(),
+                rpc::ProofSide::Client,
+                &cnonce,
+                &challenge.snonce,
+                &binding,
+            ),
+            token: String::new(),
+        }),
+        wlpub: key.public_key_raw(),
+        ..RegisterRequest::default()
+    };
+    wire::write_message(&mut send, &request).await.unwrap();
+    let reply = wire::read_frame(&mut recv, 1 << 20).await.unwrap().unwrap();
+    let response: rpc::RegisterResponse = reply.decode().expect("registered");
+    assert!(!response.host_id.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_register_are_closed_in_time() {
+    let run = runtime().await;
+    let trust = run.ca.trust();
+    // No stream at all.
+    let (_e1, silent) = connect(run.addr, &trust, CertSlot::empty()).await.unwrap();
+    // A stream that never carries a frame.
+    let (_e2, mute) = connect(run.addr, &trust, CertSlot::empty()).await.unwrap();
+    let (mut send, _recv) = mute.open_bi().await.unwrap().await.unwrap();
+    send.write_all(&[0, 0]).await.unwrap();
+    let start = Instant::now();
+    assert!(
+        closed_within(&silent, STEP).await,
+        "a silent connection is closed"
+    );
+    assert!(
+        closed_within(&mute, STEP).await,
+        "a mute stream's connection is closed"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "closed after the 1 s registration timeout, not held: {:?}",
+        start.elapsed()
+    );
+    assert_still_serving(&run).await;
+    let _ = run.stop.send(());
+    run.task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_oversized_and_out_of_order_registrations_get_clear_errors() {
+    let run = runtime().await;
+    let trust = run.ca.trust();
+
+    // Garbage bytes: a length prefix followed by something that is not an envelope.
+    let (_e, conn) = connect(run.addr, &trust, CertSlot::empty()).await.unwrap();
+    let error = error_of(exchange(&conn, &[0, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef]).await);
+    assert_eq!(error.code, ErrorCode::BadRequest, "{error}");
+
+    // A length prefix over the 64 KiB registration limit, refused before anything is read.
+    let (_e, conn) = connect(run.addr, &trust, CertSlot::empty()).await.unwrap();
+    let error = error_of(exchange(&conn, &(16u32 << 20).to_be_bytes()).await);
+    assert_eq!(error.code, ErrorCode::TooLarge, "{error}");
+
+    // A store call before registering.
+    let (_e, conn) = connect(run.addr, &trust, CertSlot::empty()).await.unwrap();
+    let frame = wire::encode_frame(&Envelope::new(&rpc::StoreCall::Heartbeat).unwrap()).unwrap();
+    let error = error_of(exchange(&conn, &frame).await);
+    assert_eq!(error.code, ErrorCode::BadRequest, "{error}");
+    assert!(error.message.contains("registration"), "{error}");
+
+    // A PSK proof sent without the challenge.
+    let (_e, conn) = connect(run.addr, &trust, CertSlot::empty()).await.unwrap();
+    let request = RegisterRequest {
+        address: "127.0.0.1:9".into(),
+        auth: Some(AuthProof {
+            method: method::PSK.into(),
+            proof: vec![0; 32],
+            token: String::new(),
+        }),
+        wlpub: vec![0; 32],
+        ..RegisterRequest::default()
+    };
+    let frame = wire::encode_frame(&Envelope::new(&request).unwrap()).unwrap();
+    let error = error_of(exchange(&conn, &frame).await);
+    assert_eq!(error.code, ErrorCode::Unauthorized, "{error}");
+
+    // No credential and no client certificate.
+    let (_e, conn) = connect(run.addr, &trust, CertSlot::empty()).await.unwrap();
+    let request = RegisterRequest {
+        address: "127.0.0.1:9".into(),
+        wlpub: vec![0; 32],
+        ..RegisterRequest::default()
+    };
+    let frame = wire::encode_frame(&Envelope::new(&request).unwrap()).unwrap();
+    let error = error_of(exchange(&conn, &frame).await);
+    assert_eq!(error.code, ErrorCode::Unauthorized, "{error}");
+    assert!(error.message.contains("workload certificate"), "{error}");
+
+    assert_still_serving(&run).await;
+    let _ = run.stop.send(());
+    run.task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_from_another_cluster_or_for_another_host_are_refused() {
+    let run = runtime().await;
+    let trust = run.ca.trust();
+
+    // A certificate of another cluster fails the handshake.
+    let stranger = ClusterCa::from_psks(&["a stranger cluster's runtime psk, 32+ bytes"]).unwrap();
+    let identity = stranger
+        .issue_host_identity("intruder", Duration::from_secs(3600))
+        .unwrap();
+    let refused = match connect(run.addr, &trust, CertSlot::new(&identity).unwrap()).await {
+        Err(e) => e,
+        // The handshake may complete on the client side before the server's alert arrives.
+        Ok((_e, conn)) => {
+            let frame =
+                wire::encode_frame(&Envelope::new(&rpc::StoreCall::Heartbeat).unwrap()).unwrap();
+            match exchange(&conn, &frame).await {
+                None => "refused".to_string(),
+                Some(envelope) => panic!("a foreign certificate got a reply: {}", envelope.kind),
+            }
+        }
+    };
+    assert!(!refused.is_empty());
+
+    // A valid certificate of this cluster cannot register as another host.
+    let identity = run
+        .ca
+        .issue_host_identity("host-one", Duration::from_secs(3600))
+        .unwrap();
+    let (_e, conn) = connect(run.addr, &trust, CertSlot::new(&identity).unwrap())
+        .await
+        .unwrap();
+    let request = RegisterRequest {
+        prev_host_id: Some("host-two".into()),
+        address: "127.0.0.1:9".into(),
+        wlpub: vec![0; 32],
+        ..RegisterRequest::default()
+    };
+    let frame = wire::encode_frame(&Envelope::new(&request).unwrap()).unwrap();
+    let error = error_of(exchange(&conn, &frame).await);
+    assert_eq!(error.code, ErrorCode::Unauthorized, "{error}");
+    assert!(error.message.contains("host-one"), "{error}");
+
+    assert_still_serving(&run).await;
+    let _ = run.stop.send(());
+    run.task.await.unwrap();
+}
