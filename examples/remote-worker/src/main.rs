@@ -1,0 +1,102 @@
+//! The remote-cluster worker: a stateless actor host serving `myactor` that joins a runtime
+//! (the control plane, which owns the store), with the HTTP control API. The actor is the very
+//! same code as the local-cluster worker's: only the host construction differs.
+//!
+//! ```text
+//! francis runtime --config examples/remote-worker/config.yaml &
+//! francis ca print --config examples/remote-worker/config.yaml > ca.pem
+//! cargo run -p remote-worker -- --worker-address 127.0.0.1:8081 --actor-host-address 127.0.0.1:7571 --runtime-address 127.0.0.1:7400 --ca-file ca.pem
+//! cargo run -p remote-worker -- --worker-address 127.0.0.1:8082 --actor-host-address 127.0.0.1:7572 --runtime-address 127.0.0.1:7400 --ca-file ca.pem
+//! ```
+
+#[path = "../../worker/src/myactor.rs"]
+mod myactor;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use francis::prelude::*;
+
+use crate::myactor::{MyActor, WorkerName};
+
+/// A Francis worker of the remote-cluster example.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address of this worker's HTTP control server.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    worker_address: SocketAddr,
+    /// Peer address this worker's actor host advertises to the others.
+    #[arg(long, default_value = "127.0.0.1:7571")]
+    actor_host_address: String,
+    /// A runtime to join (`host:port`); repeat it for every runtime replica.
+    #[arg(long = "runtime-address", default_value = "127.0.0.1:7400", num_args = 1..)]
+    runtime_addresses: Vec<String>,
+    /// The host bootstrap PSK (the runtime's `bootstrap.hostPSK`).
+    #[arg(long, env = "FRANCIS_HOST_BOOTSTRAP_PSK", default_value = EXAMPLE_HOST_PSK, hide_env_values = true)]
+    host_psk: String,
+    /// Join with the JWT in this file (re-read at every bootstrap) instead of the host PSK.
+    #[arg(long, env = "FRANCIS_BOOTSTRAP_TOKEN_FILE")]
+    jwt_file: Option<PathBuf>,
+    /// The cluster CA to pin (the output of `francis ca print`).
+    #[arg(long, env = "FRANCIS_CA_FILE", required_unless_present = "unsafe_no_pinned_ca")]
+    ca_file: Option<PathBuf>,
+    /// Trust the first runtime reached without a pinned CA (local testing only).
+    #[arg(long, conflicts_with = "ca_file")]
+    unsafe_no_pinned_ca: bool,
+    /// Deactivate actors idle for this long.
+    #[arg(long, default_value = "10s", value_parser = francis::time::parse_duration)]
+    idle_timeout: Duration,
+}
+
+/// The example's host bootstrap PSK; set FRANCIS_HOST_BOOTSTRAP_PSK in any real deployment.
+const EXAMPLE_HOST_PSK: &str = "example-host-bootstrap-psk-change-me";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+
+    let builder = Host::remote()
+        .address(&args.actor_host_address)
+        .runtime_addresses(&args.runtime_addresses)
+        .shutdown_grace_period(Duration::from_secs(10))
+        .data(WorkerName(args.actor_host_address.clone()))
+        .register_with::<MyActor>(ActorOptions::default().idle_timeout(args.idle_timeout));
+    let builder = match &args.jwt_file {
+        Some(path) => builder.host_bootstrap_jwt_file(path),
+        None => builder.host_bootstrap_psk(&args.host_psk),
+    };
+    let builder = match &args.ca_file {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the pinned CA {}", path.display()))?;
+            builder.pinned_ca(pem)
+        }
+        None => builder.unsafe_no_pinned_ca(),
+    };
+    let host = builder.build().await.context("joining the cluster")?;
+    tracing::info!(
+        http = %args.worker_address, peer = %args.actor_host_address, host = host.host_id(),
+        runtime = host.runtime_address().unwrap_or_default(),
+        "worker ready"
+    );
+
+    let listener = tokio::net::TcpListener::bind(args.worker_address)
+        .await
+        .with_context(|| format!("binding the control server to {}", args.worker_address))?;
+    let app = francis::http::router(host.service());
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(francis::host::shutdown_signal());
+    let (served, hosted) = tokio::join!(server, host.run(francis::host::shutdown_signal()));
+    served.context("control server")?;
+    hosted.context("actor host")?;
+    Ok(())
+}
