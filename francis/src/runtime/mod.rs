@@ -1,0 +1,6 @@
+//! The remote topology's control plane: the standalone runtime that owns the store, admits
+//! hosts, issues their certificates and coordinates placement, state and alarms.
+//!
+//! - [`jwt`]: validation of the JWTs hosts present when they join with JWT bootstrap.
+
+pub mod jwt;
