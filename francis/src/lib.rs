@@ -72,6 +72,7 @@
 //! Module map (dependencies point downward only):
 //! - [`actor`]: what users write and call: [`Actor`], [`ActorRef`], [`Service`], [`State`], alarms.
 //! - [`host`]: one process's actor host: activations, turn locks, idle deactivation, alarms.
+//! - [`runtime`]: the remote topology's control plane: its configuration and host admission.
 //! - [`store`]: the durable store trait and its memory / SQLite implementations.
 //! - [`time`], [`clock`]: durations as users write them, and injected time.
 //! - [`testing`]: an in-process host on a virtual clock for unit-testing actors.

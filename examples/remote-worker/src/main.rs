@@ -42,7 +42,11 @@ struct Args {
     #[arg(long, env = "FRANCIS_BOOTSTRAP_TOKEN_FILE")]
     jwt_file: Option<PathBuf>,
     /// The cluster CA to pin (the output of `francis ca print`).
-    #[arg(long, env = "FRANCIS_CA_FILE", required_unless_present = "unsafe_no_pinned_ca")]
+    #[arg(
+        long,
+        env = "FRANCIS_CA_FILE",
+        required_unless_present = "unsafe_no_pinned_ca"
+    )]
     ca_file: Option<PathBuf>,
     /// Trust the first runtime reached without a pinned CA (local testing only).
     #[arg(long, conflicts_with = "ca_file")]

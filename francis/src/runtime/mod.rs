@@ -11,7 +11,12 @@
 //!
 //! [`Runtime::builder`] configures one in code; [`Runtime::from_config`] takes the YAML
 //! configuration (`francis runtime --config config.yaml` is a thin wrapper over it).
+//!
+//! - [`config`]: the runtime's YAML configuration file, validated with precise errors.
+//! - [`jwt`]: validation of the JWTs hosts present when they join with JWT bootstrap.
 
+pub mod config;
+pub mod jwt;
 mod session;
 
 use std::future::Future;
@@ -285,7 +290,70 @@ async fn maintenance(shared: Arc<Shared>, cert: Arc<CertSlot>, runtime_id: Strin
     }
 }
 
+impl Runtime {
+    /// Build a runtime from its YAML configuration (see [`config::RuntimeConfig::load`]).
+    pub async fn from_config(config: &config::RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        RuntimeBuilder::from_config(config).await?.build().await
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenValidator for jwt::JwtValidator {
+    async fn validate(&self, token: &str) -> Result<String, String> {
+        match jwt::JwtValidator::validate(self, token).await {
+            Ok(claims) => Ok(claims.sub.unwrap_or_else(|| "(no subject)".into())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
 impl RuntimeBuilder {
+    /// A builder set up from the YAML configuration: every key maps to one builder call.
+    pub async fn from_config(
+        config: &config::RuntimeConfig,
+    ) -> Result<RuntimeBuilder, RuntimeError> {
+        let bind = match config.bind.socket_addr() {
+            Some(addr) => addr,
+            None => tokio::net::lookup_host((config.bind.host(), config.bind.port()))
+                .await
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .ok_or_else(|| {
+                    RuntimeError::Config(format!("bind: cannot resolve {}", config.bind))
+                })?,
+        };
+        let mut builder = Runtime::builder()
+            .bind(bind)
+            .workload_cert_ttl(config.workload_cert_ttl)
+            .health_check_deadline(config.health_check_deadline)
+            .alarms_poll_interval(config.alarms_poll_interval)
+            .alarms_lease_duration(config.alarms_lease_duration)
+            .shutdown_grace_period(config.shutdown_grace_period);
+        if let Some(id) = &config.runtime_id {
+            builder = builder.runtime_id(id);
+        }
+        for psk in &config.runtime_psks {
+            builder = builder.runtime_psk(psk.as_bytes());
+        }
+        builder = match &config.bootstrap {
+            config::Bootstrap::Psk { host_psk } => builder.host_psk(host_psk.as_bytes()),
+            config::Bootstrap::Jwt(jwt) => {
+                let validator = jwt::JwtValidator::new(jwt.clone())
+                    .map_err(|e| RuntimeError::Config(format!("bootstrap.jwt: {e}")))?;
+                if let Err(e) = validator.refresh_jwks().await {
+                    tracing::warn!(error = %e, "cannot fetch the JWKS yet; JWT bootstraps fail until it can be fetched");
+                }
+                builder.token_validator(Arc::new(validator))
+            }
+        };
+        builder = match &config.provider {
+            config::Provider::Sqlite { connection_string } => builder.sqlite(connection_string),
+            config::Provider::Postgres { connection_string } => builder.postgres(connection_string),
+            config::Provider::Memory => builder.memory_store(),
+        };
+        Ok(builder)
+    }
+
     /// The UDP address to listen on (default `0.0.0.0:8443`).
     pub fn bind(mut self, addr: SocketAddr) -> Self {
         self.bind = addr;
