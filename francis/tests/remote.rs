@@ -533,3 +533,134 @@ async fn token_bootstrap_admits_valid_tokens_and_rereads_token_files() {
     w.stop().await;
     runtime.stop().await;
 }
+
+mod jwt_bootstrap {
+    //! JWT bootstrap end to end: a runtime built from YAML with a static JWKS admits workers
+    //! with valid tokens and refuses forged, unsigned, mis-addressed and expired ones.
+
+    use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use francis::runtime::config::RuntimeConfig;
+    use serde_json::{Value, json};
+
+    const ISSUER: &str = "https://issuer.test";
+    const AUDIENCE: &str = "francis-runtime";
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    struct Key {
+        pair: rcgen::KeyPair,
+    }
+
+    impl Key {
+        fn new() -> Key {
+            Key {
+                pair: rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap(),
+            }
+        }
+
+        fn jwk(&self) -> Value {
+            json!({"kty": "OKP", "crv": "Ed25519", "kid": "k1", "x": b64(self.pair.public_key_raw())})
+        }
+
+        fn sign(&self, header: &Value, claims: &Value) -> String {
+            let message = format!(
+                "{}.{}",
+                b64(header.to_string().as_bytes()),
+                b64(claims.to_string().as_bytes())
+            );
+            let key = jsonwebtoken::EncodingKey::from_ed_der(&self.pair.serialize_der());
+            let signature =
+                jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::EdDSA)
+                    .unwrap();
+            format!("{message}.{signature}")
+        }
+
+        fn token(&self, claims: &Value) -> String {
+            self.sign(&json!({"alg": "EdDSA", "typ": "JWT", "kid": "k1"}), claims)
+        }
+    }
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    fn claims(audience: &str, exp: i64) -> Value {
+        json!({"iss": ISSUER, "aud": audience, "sub": "worker", "exp": exp, "iat": now(),
+               "jti": uuid::Uuid::new_v4().to_string()})
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jwt_bootstrap_admits_valid_tokens_and_refuses_bad_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Key::new();
+        let jwks = json!({"keys": [key.jwk()]}).to_string();
+        let yaml = format!(
+            "bind: \"127.0.0.1:0\"\nruntimePSKs:\n  - \"{RUNTIME_PSK}\"\nbootstrap:\n  method: jwt\n  jwt:\n    issuer: \"{ISSUER}\"\n    audience: \"{AUDIENCE}\"\n    staticJWKS: '{jwks}'\nprovider:\n  type: sqlite\n  connectionString: \"{}\"\n",
+            dir.path().join("data.db").display()
+        );
+        let config = RuntimeConfig::from_yaml_str(&yaml, "config.yaml", |_| None).unwrap();
+        let runtime = Runtime::from_config(&config).await.unwrap();
+        let addr = runtime.local_addr();
+        let ca_pem = runtime.cluster_ca().bundle_pem();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            runtime
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        let running = RunningRuntime {
+            addr,
+            ca_pem,
+            stop: Some(stop),
+            task,
+        };
+
+        let forger = Key::new();
+        let refused = [
+            ("a forged signature", forger.token(&claims(AUDIENCE, now() + 600))),
+            (
+                "alg none",
+                format!(
+                    "{}.{}.",
+                    b64(json!({"alg": "none", "typ": "JWT"}).to_string().as_bytes()),
+                    b64(claims(AUDIENCE, now() + 600).to_string().as_bytes())
+                ),
+            ),
+            ("the wrong audience", key.token(&claims("someone-else", now() + 600))),
+            ("an expired token", key.token(&claims(AUDIENCE, now() - 3600))),
+        ];
+        for (what, token) in refused {
+            let err = worker_builder("w", &running)
+                .host_bootstrap_jwt(token)
+                .build()
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("JWT authentication failed"), "{what}: {err}");
+        }
+
+        // A valid token joins, and the same token cannot be replayed by another host.
+        let good = key.token(&claims(AUDIENCE, now() + 600));
+        let w = run_worker(worker_builder("w", &running).host_bootstrap_jwt(good.clone())).await;
+        assert_eq!(w.service.actor::<Counter>("jwt").add(3).await.unwrap().0, 3);
+        let replay = worker_builder("w2", &running)
+            .host_bootstrap_jwt(good)
+            .build()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(replay.contains("JWT authentication failed"), "{replay}");
+        w.stop().await;
+        running.stop().await;
+    }
+}
