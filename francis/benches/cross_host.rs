@@ -49,6 +49,8 @@
 
 #![allow(missing_docs)]
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -62,6 +64,7 @@ use francis::net::tls::CertSlot;
 use francis::net::wire::{InvokeRequest, InvokeResponse, WireError};
 use francis::prelude::*;
 use serde_bytes::ByteBuf;
+use support::{Config, Stats, WarmUp, config, latency, rate, ratio, throughput, us, wanted};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
@@ -468,187 +471,19 @@ impl Target {
 
 // ---- measuring --------------------------------------------------------------------------------
 
-#[derive(Clone, Copy)]
-struct Config {
-    warm_up: Duration,
-    measure: Duration,
-    latency_calls: usize,
-    full: bool,
-}
-
-/// The filter argument (`cargo bench --bench cross_host -- FILTER`): only measurements whose
-/// name contains it run (names as printed, e.g. `latency/raw_peer_echo`, `cold/sqlite/16`).
-static FILTER: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-
-fn wanted(name: &str) -> bool {
-    FILTER
-        .get()
-        .and_then(Option::as_deref)
-        .is_none_or(|filter| name.contains(filter))
-}
-
-fn config() -> Config {
-    let args: Vec<String> = std::env::args().collect();
-    let mut filter = None;
-    let mut rest = args.iter().skip(1);
-    while let Some(arg) = rest.next() {
-        match arg.as_str() {
-            "--warm-up-time" | "--measurement-time" => {
-                rest.next();
-            }
-            flag if flag.starts_with("--") => {}
-            name => filter = Some(name.to_owned()),
-        }
+/// A call function for the shared drivers: `call(caller)` makes one call of `target`.
+fn caller(
+    target: &Target,
+    payload: &Arc<Payload>,
+) -> impl Fn(usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
++ Clone
++ Send
++ 'static {
+    let (target, payload) = (target.clone(), payload.clone());
+    move |caller| {
+        let (target, payload) = (target.clone(), payload.clone());
+        Box::pin(async move { target.call(caller, &payload).await })
     }
-    let _ = FILTER.set(filter);
-    let seconds = |flag: &str, default: f64| -> Duration {
-        let value = args
-            .iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(default);
-        Duration::from_secs_f64(value)
-    };
-    if args.iter().any(|a| a == "--bench") {
-        Config {
-            warm_up: seconds("--warm-up-time", 1.0),
-            measure: seconds("--measurement-time", 4.0),
-            latency_calls: 20_000,
-            full: true,
-        }
-    } else {
-        Config {
-            warm_up: Duration::from_millis(100),
-            measure: Duration::from_millis(300),
-            latency_calls: 200,
-            full: false,
-        }
-    }
-}
-
-struct Stats {
-    calls: usize,
-    per_second: f64,
-    p50: Duration,
-    p99: Duration,
-    mean: Duration,
-}
-
-impl Stats {
-    fn new(mut samples: Vec<Duration>, window: Duration) -> Stats {
-        samples.sort_unstable();
-        let n = samples.len().max(1);
-        let at = |q: usize| {
-            samples
-                .get((n * q / 100).min(n - 1))
-                .copied()
-                .unwrap_or_default()
-        };
-        let total: Duration = samples.iter().sum();
-        Stats {
-            calls: samples.len(),
-            per_second: samples.len() as f64 / window.as_secs_f64(),
-            p50: at(50),
-            p99: at(99),
-            mean: total / u32::try_from(n).unwrap_or(u32::MAX),
-        }
-    }
-}
-
-fn us(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us >= 1000.0 {
-        format!("{:.2} ms", us / 1000.0)
-    } else {
-        format!("{us:.1} µs")
-    }
-}
-
-fn rate(r: f64) -> String {
-    if r >= 1e6 {
-        format!("{:.2} M/s", r / 1e6)
-    } else if r >= 1e3 {
-        format!("{:.1} k/s", r / 1e3)
-    } else {
-        format!("{r:.0} /s")
-    }
-}
-
-/// How a latency run warms up.
-#[derive(Clone, Copy)]
-enum WarmUp {
-    For(Duration),
-    Calls(usize),
-}
-
-/// One caller, one call at a time, as a task on a runtime worker: `calls` timed calls after
-/// the warm-up.
-async fn latency(target: Target, payload: Arc<Payload>, warm_up: WarmUp, calls: usize) -> Stats {
-    tokio::spawn(async move {
-        match warm_up {
-            WarmUp::For(time) => {
-                let warm_end = Instant::now() + time;
-                while Instant::now() < warm_end {
-                    target.call(0, &payload).await;
-                }
-            }
-            WarmUp::Calls(n) => {
-                for _ in 0..n {
-                    target.call(0, &payload).await;
-                }
-            }
-        }
-        let mut samples = Vec::with_capacity(calls);
-        let start = Instant::now();
-        for _ in 0..calls {
-            let t = Instant::now();
-            target.call(0, &payload).await;
-            samples.push(t.elapsed());
-        }
-        Stats::new(samples, start.elapsed())
-    })
-    .await
-    .expect("latency task")
-}
-
-/// `callers` tasks calling in a loop: warm-up, then every call started in the measurement
-/// window is timed; calls/s = those calls over the time until the last one finished.
-async fn throughput(
-    target: Target,
-    payload: Arc<Payload>,
-    callers: usize,
-    config: Config,
-) -> Stats {
-    let window_start = Instant::now() + config.warm_up;
-    let window_end = window_start + config.measure;
-    let tasks: Vec<_> = (0..callers)
-        .map(|caller| {
-            let (target, payload) = (target.clone(), payload.clone());
-            tokio::spawn(async move {
-                let mut samples = Vec::new();
-                loop {
-                    let t = Instant::now();
-                    if t >= window_end {
-                        break;
-                    }
-                    target.call(caller, &payload).await;
-                    if t >= window_start {
-                        samples.push(t.elapsed());
-                    }
-                }
-                (samples, Instant::now())
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    let mut last = window_end;
-    for task in tasks {
-        let (samples, done) = task.await.expect("caller task");
-        all.extend(samples);
-        last = last.max(done);
-    }
-    Stats::new(all, last - window_start)
 }
 
 struct ColdStats {
@@ -714,10 +549,6 @@ async fn cold(service: &Service, tag: &str, callers: usize, config: Config) -> C
 }
 
 // ---- the parent -------------------------------------------------------------------------------
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64()
-}
 
 fn print_cold(store: &str, runs: &[ColdStats]) {
     println!(
@@ -853,7 +684,7 @@ fn calls_phase(config: Config) {
             } else {
                 (50, config.latency_calls)
             };
-            let stats = latency(francis.clone(), payload.clone(), WarmUp::Calls(warm), n).await;
+            let stats = latency(caller(&francis, &payload), WarmUp::Calls(warm), n).await;
             calls.push((name, stats));
         }
 
@@ -866,13 +697,7 @@ fn calls_phase(config: Config) {
             let name = format!("latency/{name}");
             if wanted(&name) {
                 let warm_up = WarmUp::For(config.warm_up);
-                let stats = latency(
-                    target.clone(),
-                    payload.clone(),
-                    warm_up,
-                    config.latency_calls,
-                )
-                .await;
+                let stats = latency(caller(target, &payload), warm_up, config.latency_calls).await;
                 calls.push((name, stats));
             }
         }
@@ -883,7 +708,7 @@ fn calls_phase(config: Config) {
         for (name, target) in targets.iter().chain([&one]) {
             let name = format!("throughput_64/{name}");
             if wanted(&name) {
-                let stats = throughput(target.clone(), payload.clone(), CALLERS, config).await;
+                let stats = throughput(caller(target, &payload), CALLERS, config).await;
                 calls.push((name, stats));
             }
         }

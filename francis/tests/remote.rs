@@ -573,9 +573,12 @@ mod jwt_bootstrap {
                 b64(claims.to_string().as_bytes())
             );
             let key = jsonwebtoken::EncodingKey::from_ed_der(&self.pair.serialize_der());
-            let signature =
-                jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::EdDSA)
-                    .unwrap();
+            let signature = jsonwebtoken::crypto::sign(
+                message.as_bytes(),
+                &key,
+                jsonwebtoken::Algorithm::EdDSA,
+            )
+            .unwrap();
             format!("{message}.{signature}")
         }
 
@@ -627,7 +630,10 @@ mod jwt_bootstrap {
 
         let forger = Key::new();
         let refused = [
-            ("a forged signature", forger.token(&claims(AUDIENCE, now() + 600))),
+            (
+                "a forged signature",
+                forger.token(&claims(AUDIENCE, now() + 600)),
+            ),
             (
                 "alg none",
                 format!(
@@ -636,8 +642,14 @@ mod jwt_bootstrap {
                     b64(claims(AUDIENCE, now() + 600).to_string().as_bytes())
                 ),
             ),
-            ("the wrong audience", key.token(&claims("someone-else", now() + 600))),
-            ("an expired token", key.token(&claims(AUDIENCE, now() - 3600))),
+            (
+                "the wrong audience",
+                key.token(&claims("someone-else", now() + 600)),
+            ),
+            (
+                "an expired token",
+                key.token(&claims(AUDIENCE, now() - 3600)),
+            ),
         ];
         for (what, token) in refused {
             let err = worker_builder("w", &running)

@@ -147,6 +147,13 @@ impl Host {
         self.core.active_count()
     }
 
+    /// The coordination store this host uses: its own store (local topology) or its link to
+    /// the runtime (remote topology), which implements the same trait. For tools and
+    /// measurements; actors and callers go through the [`Service`].
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.core.store.clone()
+    }
+
     pub(crate) fn core(&self) -> &Arc<HostCore> {
         &self.core
     }
