@@ -277,3 +277,21 @@ async fn client_certificates_from_another_cluster_or_for_another_host_are_refuse
     let _ = run.stop.send(());
     run.task.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probing_a_runtime_returns_its_cluster_ca() {
+    let run = runtime().await;
+    let ca = francis::runtime::probe_ca(&run.addr.to_string(), STEP)
+        .await
+        .unwrap();
+    assert_eq!(ca.as_ref(), run.ca.ca_der().as_ref());
+    // Nothing listens there: a clear error, in bounded time.
+    let nobody = francis::testing::free_local_address();
+    let err = francis::runtime::probe_ca(&nobody, Duration::from_secs(1))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&nobody), "{err}");
+    let _ = run.stop.send(());
+    run.task.await.unwrap();
+}

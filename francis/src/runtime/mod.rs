@@ -65,6 +65,9 @@ pub enum RuntimeError {
     /// The store could not be opened.
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    /// Probing a runtime's CA failed.
+    #[error("cannot read the runtime's CA from {0}")]
+    Probe(String),
     /// The UDP socket could not be bound.
     #[error("cannot listen on {addr}: {source}; is another process using the port?")]
     Bind {
@@ -288,6 +291,71 @@ async fn maintenance(shared: Arc<Shared>, cert: Arc<CertSlot>, runtime_id: Strin
             }
         }
     }
+}
+
+/// Connect to a running runtime and return the CA certificate its server certificate chains
+/// to (DER), without trusting it yet: what `francis ca pin` shows and writes, so an operator
+/// can compare its fingerprint with the one `francis ca print` gives on a trusted machine.
+/// The runtime's certificate must carry a runtime identity and be signed by that CA.
+pub async fn probe_ca(
+    address: &str,
+    limit: Duration,
+) -> Result<rustls::pki_types::CertificateDer<'static>, RuntimeError> {
+    use crate::net::pki::RUNTIME_PREFIX;
+    use crate::net::tls::{Trust, Unverified};
+    let fail = |what: String| RuntimeError::Probe(format!("{address}: {what}"));
+    let tls = tls::client_config(
+        &Trust::empty(),
+        CertSlot::empty(),
+        RUNTIME_PREFIX,
+        Unverified::AcceptWhileEmpty,
+    )?;
+    let endpoint = crate::net::peer::client_endpoint(tls, || {
+        crate::net::peer::transport_config(8, limit.max(Duration::from_secs(1)), None)
+    })
+    .map_err(|e| fail(e.to_string()))?;
+    let url = format!("https://{address}{}", crate::net::rpc::RUNTIME_PATH);
+    let conn = timeout(limit, endpoint.connect(url))
+        .await
+        .map_err(|_| {
+            fail(format!(
+                "no answer within {limit:?}; is the runtime running there?"
+            ))
+        })?
+        .map_err(|e| fail(format!("cannot connect: {e}")))?;
+    let chain: Vec<rustls::pki_types::CertificateDer<'static>> = conn
+        .peer_identity()
+        .map(|chain| {
+            chain
+                .as_slice()
+                .iter()
+                .map(|c| rustls::pki_types::CertificateDer::from(c.der().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default();
+    conn.close(VarInt::from_u32(0), b"probe done");
+    let (Some(leaf), Some(ca)) = (chain.first(), chain.last()) else {
+        return Err(fail("the server presented no certificate".into()));
+    };
+    if chain.len() < 2 {
+        return Err(fail(
+            "the server presented no CA certificate with its own; is this a Francis runtime?"
+                .into(),
+        ));
+    }
+    let trust = Trust::from_ders(vec![ca.clone()])?;
+    tls::verify_chain(
+        &trust,
+        std::slice::from_ref(leaf),
+        RUNTIME_PREFIX,
+        rustls::pki_types::UnixTime::now(),
+    )
+    .map_err(|e| {
+        fail(format!(
+            "the server certificate is not a runtime certificate of the CA it presented: {e}"
+        ))
+    })?;
+    Ok(ca.clone())
 }
 
 impl Runtime {
