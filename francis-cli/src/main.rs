@@ -1,17 +1,128 @@
-//! The `francis` command-line tool. Its verbs (`new`, `dev`, `runtime`, `ca`) arrive with the
-//! topologies they drive; today it reports its version and what it will offer.
+//! The `francis` command-line tool: `francis new` scaffolds a project from an embedded template,
+//! `francis dev` runs a local development cluster of it, `francis completions` prints shell
+//! completions. Each subcommand lives in its own module; errors carry an exit code and a fix
+//! ([`exit::Failure`]).
 
-use clap::Parser;
+mod dev;
+mod exit;
+mod new;
+mod templates;
+mod term;
+
+use std::io::Write;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::exit::{Code, Failure};
 
 /// Francis: distributed virtual actors for Rust.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
-struct Cli {}
+#[command(
+    name = "francis",
+    version,
+    about,
+    long_about = "Francis: distributed virtual actors for Rust.\n\nCreate a project with `francis new`, then run it as a local cluster with `francis dev`.",
+    after_help = AFTER_HELP,
+    after_long_help = AFTER_HELP,
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
-    println!(
-        "francis {}: run `francis --help` for usage.",
-        env!("CARGO_PKG_VERSION")
+const AFTER_HELP: &str = concat!(
+    "Examples:
+  francis new myapp                 # create a project (asks for what is missing)
+  francis new myapp --actor order --yes
+  cd myapp && francis dev           # two hosts sharing one SQLite file; Ctrl-C stops them
+  francis completions bash > ~/.local/share/bash-completion/completions/francis
+
+",
+    exit::exit_codes_help!()
+);
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a project from a template (offline: the templates are built in).
+    New(new::NewArgs),
+    /// Run the current project (or an example) as a local cluster of several hosts.
+    Dev(dev::DevArgs),
+    /// Print shell completions for francis.
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  francis completions bash > ~/.local/share/bash-completion/completions/francis
+  francis completions zsh > ~/.zfunc/_francis      # with fpath+=~/.zfunc in ~/.zshrc
+  francis completions fish > ~/.config/fish/completions/francis.fish";
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::New(args) => new::run(args),
+        Command::Dev(args) => dev::run(args),
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "francis", &mut std::io::stdout());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::from(Code::Ok as u8),
+        Err(error) => report(&error),
+    }
+}
+
+/// Print the error (what is wrong, then what to do) and pick the exit code.
+fn report(error: &anyhow::Error) -> std::process::ExitCode {
+    let rich = term::stderr_is_rich();
+    let mut stderr = std::io::stderr().lock();
+    let (code, fix) = match error.downcast_ref::<Failure>() {
+        Some(failure) => (failure.code, failure.fix.clone()),
+        None => (Code::Failed, None),
+    };
+    let _ = writeln!(
+        stderr,
+        "{} {error:#}",
+        term::paint(rich, term::RED, "error:")
     );
+    if let Some(fix) = fix {
+        let _ = writeln!(stderr, "  {} {fix}", term::paint(rich, term::BOLD, "fix:"));
+    }
+    std::process::ExitCode::from(code as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_help_lists_every_exit_code() {
+        for code in [
+            Code::Ok,
+            Code::Failed,
+            Code::Usage,
+            Code::Exists,
+            Code::Build,
+            Code::HostFailed,
+            Code::Interrupted,
+        ] {
+            let line = format!("\n  {:<5}", code as u8);
+            assert!(
+                AFTER_HELP.contains(&line),
+                "exit code {code:?} is not in the help"
+            );
+        }
+    }
 }

@@ -10,6 +10,7 @@
 //! | `POST /halt-all` | — | halt every actor on this host |
 //! | `POST /alarm/{type}/{id}/{name}` | `{"dueTime", "interval", "ttl", "data", "handler"}` | set an alarm |
 //! | `DELETE /alarm/{type}/{id}/{name}` | — | delete an alarm |
+//! | `GET /status` | — | this host: `{"hostId", "address", "activeActors"}` ([`HostStatus`]) |
 //!
 //! Arguments: a method with one parameter takes the JSON value itself (`{"In": 42}`), several
 //! parameters take a JSON array, none takes an empty body. Errors come back as
@@ -21,13 +22,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::actor::alarm::{AlarmSpec, Due, Ttl};
 use crate::actor::envelope::Envelope;
-use crate::actor::service::{InvokeOptions, Service};
+use crate::actor::service::{HostStatus, InvokeOptions, Service};
 use crate::error::Error;
 use crate::time::{Interval, parse_duration, parse_timestamp};
 
@@ -42,7 +43,21 @@ pub fn router(service: Service) -> Router {
             "/alarm/{actor_type}/{id}/{name}",
             post(set_alarm).delete(delete_alarm),
         )
+        .route("/status", get(status))
         .with_state(service)
+}
+
+/// `GET /status`: the host behind this service, as [`HostStatus`] JSON. Tools poll it to show
+/// hosts and their load (`francis dev` does).
+async fn status(State(service): State<Service>) -> Response {
+    match service.host_status() {
+        Some(status) => (StatusCode::OK, axum::Json::<HostStatus>(status)).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "this control server is not bound to one host, so it has no status to report", "code": "no_host_status"})),
+        )
+            .into_response(),
+    }
 }
 
 async fn invoke(
@@ -230,6 +245,61 @@ fn error_response(e: Error) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prelude::*;
+    use crate::testing::TestHost;
+
+    struct Echo;
+
+    #[crate::actor]
+    impl Echo {
+        fn activate(_ctx: &ActorContext) -> Self {
+            Echo
+        }
+
+        pub async fn echo(&self, text: String) -> Result<String, String> {
+            Ok(text)
+        }
+    }
+
+    async fn status_of(service: &Service) -> Value {
+        let response = status(State(service.clone())).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn status_reports_the_host_and_its_active_actors() {
+        let host = TestHost::builder()
+            .register::<Echo>()
+            .build()
+            .await
+            .unwrap();
+        let service = host.service();
+        let before = status_of(&service).await;
+        let id = before["hostId"].as_str().unwrap().to_owned();
+        assert!(!id.is_empty(), "{before}");
+        assert!(
+            before["address"]
+                .as_str()
+                .unwrap()
+                .starts_with("test-host-"),
+            "{before}"
+        );
+        assert_eq!(before["activeActors"], json!(0), "{before}");
+
+        for name in ["a", "b"] {
+            let out = host.actor::<Echo>(name).echo("hi".into()).await.unwrap();
+            assert_eq!(out, "hi");
+        }
+        let after = status_of(&service).await;
+        assert_eq!(after["hostId"], json!(id));
+        assert_eq!(after["activeActors"], json!(2), "{after}");
+        let typed: HostStatus = serde_json::from_value(after).unwrap();
+        assert_eq!(typed, service.host_status().unwrap());
+    }
 
     #[test]
     fn alarm_body_of_the_docs_parses() {

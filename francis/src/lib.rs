@@ -92,7 +92,7 @@ pub mod testing;
 pub mod time;
 
 pub use actor::{
-    ActorContext, ActorRef, AlarmBuilder, AlarmSpec, Envelope, RawRef, Service, State,
+    ActorContext, ActorRef, AlarmBuilder, AlarmSpec, Envelope, HostStatus, RawRef, Service, State,
 };
 pub use error::{ActorFailure, CallError, Error};
 pub use francis_macros::actor;

@@ -5,6 +5,10 @@
 //! cargo run -p quickstart
 //! curl -X POST localhost:8080/invoke/counter/alice/increment --data '{"In": 42}'   # {"Out":42}
 //! ```
+//!
+//! It follows the environment contract of `francis dev` (FRANCIS_HTTP_ADDRESS,
+//! FRANCIS_PEER_ADDRESS, FRANCIS_DB, FRANCIS_RUNTIME_PSK), so `francis dev --example quickstart`
+//! runs several of them as one cluster.
 
 mod counter;
 
@@ -23,13 +27,13 @@ use crate::counter::Counter;
 #[command(version, about)]
 struct Args {
     /// Address of the HTTP control server.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "FRANCIS_HTTP_ADDRESS", default_value = "127.0.0.1:8080")]
     worker_address: SocketAddr,
     /// Peer address of the actor host (how other hosts would reach it).
-    #[arg(long, default_value = "127.0.0.1:7571")]
+    #[arg(long, env = "FRANCIS_PEER_ADDRESS", default_value = "127.0.0.1:7571")]
     actor_host_address: String,
     /// SQLite file holding actor state and alarms.
-    #[arg(long, default_value = "data.db")]
+    #[arg(long, env = "FRANCIS_DB", default_value = "data.db")]
     db: PathBuf,
     /// Deactivate counters idle for this long (e.g. "10s", "5m").
     #[arg(long, default_value = "5m", value_parser = francis::time::parse_duration)]

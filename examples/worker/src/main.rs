@@ -9,6 +9,10 @@
 //! (cd worker1 && cargo run -p worker -- --worker-address 127.0.0.1:8081 --actor-host-address 127.0.0.1:7571 --db ../cluster.db)
 //! (cd worker2 && cargo run -p worker -- --worker-address 127.0.0.1:8082 --actor-host-address 127.0.0.1:7572 --db ../cluster.db)
 //! ```
+//!
+//! Each flag can also come from the environment contract of `francis dev`
+//! (FRANCIS_HTTP_ADDRESS, FRANCIS_PEER_ADDRESS, FRANCIS_DB; FRANCIS_RUNTIME_PSK for the key), so
+//! `francis dev --example worker` runs the same cluster with one command.
 
 mod myactor;
 
@@ -27,14 +31,17 @@ use crate::myactor::{MyActor, WorkerName};
 #[command(version, about)]
 struct Args {
     /// Address of this worker's HTTP control server.
-    #[arg(long, default_value = "127.0.0.1:8081")]
+    #[arg(long, env = "FRANCIS_HTTP_ADDRESS", default_value = "127.0.0.1:8081")]
     worker_address: SocketAddr,
     /// Peer address this worker's actor host advertises to the others.
-    #[arg(long, default_value = "127.0.0.1:7571")]
+    #[arg(long, env = "FRANCIS_PEER_ADDRESS", default_value = "127.0.0.1:7571")]
     actor_host_address: String,
-    /// The SQLite file the cluster shares (every worker on this machine must name the same file).
-    #[arg(long, default_value = "data.db", conflicts_with = "postgres")]
-    db: PathBuf,
+    /// The SQLite file the cluster shares (every worker on this machine must name the same file)
+    /// [default: $FRANCIS_DB, else data.db].
+    // FRANCIS_DB is read by hand, not with clap's `env`: clap would count it as given and refuse
+    // it next to --postgres.
+    #[arg(long, conflicts_with = "postgres")]
+    db: Option<PathBuf>,
     /// A PostgreSQL URL the cluster shares instead of a SQLite file (for workers on several machines).
     #[arg(long)]
     postgres: Option<String>,
@@ -57,6 +64,11 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    let db = args
+        .db
+        .clone()
+        .or_else(|| std::env::var_os("FRANCIS_DB").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("data.db"));
     let psk = std::env::var("FRANCIS_RUNTIME_PSK").unwrap_or_else(|_| EXAMPLE_PSK.to_owned());
 
     let builder = Host::local()
@@ -68,13 +80,13 @@ async fn main() -> anyhow::Result<()> {
         .register_with::<MyActor>(ActorOptions::default().idle_timeout(args.idle_timeout));
     let builder = match &args.postgres {
         Some(url) => builder.postgres(url),
-        None => builder.sqlite(&args.db),
+        None => builder.sqlite(&db),
     };
     let host = builder.build().await.context("starting the actor host")?;
-    let store = args.postgres.as_deref().map_or_else(
-        || args.db.display().to_string(),
-        |_| "PostgreSQL".to_owned(),
-    );
+    let store = args
+        .postgres
+        .as_deref()
+        .map_or_else(|| db.display().to_string(), |_| "PostgreSQL".to_owned());
     tracing::info!(
         http = %args.worker_address, peer = %args.actor_host_address, host = host.host_id(), %store,
         "worker ready; workers sharing this store form one cluster"

@@ -57,6 +57,25 @@ pub trait HostHandle: Send + Sync + 'static {
     fn alarms_changed(&self);
     /// Application data registered on the host under this type.
     fn app_data(&self, type_id: TypeId) -> Option<Arc<dyn Any + Send + Sync>>;
+    /// What this host reports about itself, if it is one host (`None` by default, for handles
+    /// that are not bound to a single host).
+    fn status(&self) -> Option<HostStatus> {
+        None
+    }
+}
+
+/// What a host reports about itself: its ID, the address its peers reach it on, and how many
+/// actors are active on it. The HTTP control API serves it as `GET /status`, in JSON:
+/// `{"hostId": "...", "address": "127.0.0.1:7571", "activeActors": 2}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostStatus {
+    /// The host's ID in the cluster (new each time the host starts).
+    pub host_id: String,
+    /// The `host:port` address other hosts reach this one on.
+    pub address: String,
+    /// How many activations are live on this host now.
+    pub active_actors: usize,
 }
 
 /// The handle to the actors of a cluster: typed references, untyped invocation, state and
@@ -85,6 +104,12 @@ impl Service {
     /// A typed reference to actor `id` of type `A`; calls go through plain method calls on it.
     pub fn actor<A: Actor>(&self, id: impl Into<String>) -> ActorRef<A> {
         ActorRef::from_raw(self.raw_ref(A::NAME, id))
+    }
+
+    /// The ID, peer address and active actor count of the host this service runs on, or
+    /// `None` if the service is not bound to one host.
+    pub fn host_status(&self) -> Option<HostStatus> {
+        self.handle.status()
     }
 
     /// An untyped reference to any actor.

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::actor::dispatch::{DispatchError, MethodKind};
 use crate::actor::envelope::Envelope;
-use crate::actor::service::{HostHandle, InvokeOptions, Service};
+use crate::actor::service::{HostHandle, HostStatus, InvokeOptions, Service};
 use crate::clock::{BoxFuture, SharedClock};
 use crate::error::{ActorFailure, Error};
 use crate::host::activation::{Activation, TurnError};
@@ -32,6 +32,8 @@ const IDLE_BUSY_POSTPONE_MS: i64 = 10_000;
 /// What a host core is made of.
 pub(crate) struct CoreParts {
     pub host_id: HostId,
+    /// The address peers reach this host on, as registered.
+    pub address: String,
     pub store: Arc<dyn Store>,
     pub clock: SharedClock,
     pub types: Registry,
@@ -44,6 +46,7 @@ pub(crate) struct CoreParts {
 /// One host's shared core. Always held in an `Arc`.
 pub(crate) struct HostCore {
     pub host_id: HostId,
+    pub address: String,
     pub store: Arc<dyn Store>,
     pub clock: SharedClock,
     pub types: Registry,
@@ -63,6 +66,7 @@ impl HostCore {
     pub fn new(parts: CoreParts) -> Arc<Self> {
         let CoreParts {
             host_id,
+            address,
             store,
             clock,
             types,
@@ -72,6 +76,7 @@ impl HostCore {
         } = parts;
         Arc::new_cyclic(|this| HostCore {
             host_id,
+            address,
             store,
             clock,
             types,
@@ -432,6 +437,14 @@ impl HostHandle for HostCore {
 
     fn app_data(&self, type_id: TypeId) -> Option<Arc<dyn Any + Send + Sync>> {
         self.app_data.get(&type_id).cloned()
+    }
+
+    fn status(&self) -> Option<HostStatus> {
+        Some(HostStatus {
+            host_id: self.host_id.clone(),
+            address: self.address.clone(),
+            active_actors: self.active_count(),
+        })
     }
 }
 

@@ -540,6 +540,7 @@ impl HostBuilder {
             .clamp(Duration::from_secs(1), Duration::from_secs(10));
         let parts = |peer_client| CoreParts {
             host_id: host_id.clone(),
+            address: registration.address.clone(),
             store: store.clone(),
             clock: clock.clone(),
             types,
