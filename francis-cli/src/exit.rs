@@ -18,6 +18,12 @@ pub enum Code {
     Build = 4,
     /// `francis dev`: a host could not start, or kept exiting before it became ready.
     HostFailed = 5,
+    /// `francis runtime`, `francis ca print`: the runtime configuration is invalid.
+    Config = 6,
+    /// `francis ca pin`: the runtime's CA does not have the expected fingerprint.
+    Mismatch = 7,
+    /// `francis ca pin`: the runtime could not be reached.
+    Unreachable = 8,
     /// Interrupted: a second Ctrl-C killed the hosts, or a prompt got no answer.
     Interrupted = 130,
 }
@@ -29,9 +35,12 @@ macro_rules! exit_codes_help {
   0    success (francis dev: stopped with Ctrl-C or SIGTERM, every host shut down)
   1    unexpected failure (I/O error, cargo missing, ...)
   2    bad usage: unknown option, invalid name or value, a value missing without a terminal
-  3    francis new: the destination already exists
+  3    francis new: the destination already exists (francis ca pin: the output file exists)
   4    francis dev: the project could not be found or built
   5    francis dev: a host could not start, or kept exiting before it became ready
+  6    francis runtime / ca print: the runtime configuration is invalid
+  7    francis ca pin: the CA does not have the expected fingerprint (nothing written)
+  8    francis ca pin: the runtime could not be reached
   130  interrupted: a second Ctrl-C killed the hosts, or a prompt got no answer"
     };
 }

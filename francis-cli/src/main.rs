@@ -3,9 +3,11 @@
 //! completions. Each subcommand lives in its own module; errors carry an exit code and a fix
 //! ([`exit::Failure`]).
 
+mod ca;
 mod dev;
 mod exit;
 mod new;
+mod runtime;
 mod templates;
 mod term;
 
@@ -21,7 +23,7 @@ use crate::exit::{Code, Failure};
     name = "francis",
     version,
     about,
-    long_about = "Francis: distributed virtual actors for Rust.\n\nCreate a project with `francis new`, then run it as a local cluster with `francis dev`.",
+    long_about = "Francis: distributed virtual actors for Rust.\n\nCreate a project with `francis new`, then run it as a local cluster with `francis dev`. For the remote topology, run the control plane with `francis runtime` and pin its CA with `francis ca`.",
     after_help = AFTER_HELP,
     after_long_help = AFTER_HELP,
     propagate_version = true
@@ -36,6 +38,8 @@ const AFTER_HELP: &str = concat!(
   francis new myapp                 # create a project (asks for what is missing)
   francis new myapp --actor order --yes
   cd myapp && francis dev           # two hosts sharing one SQLite file; Ctrl-C stops them
+  francis runtime --config config.yaml     # the control plane of the remote topology
+  francis ca print --config config.yaml > ca.pem   # the CA workers pin
   francis completions bash > ~/.local/share/bash-completion/completions/francis
 
 ",
@@ -48,6 +52,10 @@ enum Command {
     New(new::NewArgs),
     /// Run the current project (or an example) as a local cluster of several hosts.
     Dev(dev::DevArgs),
+    /// Run the remote topology's control plane from its YAML configuration (or check it).
+    Runtime(runtime::RuntimeArgs),
+    /// Print the cluster CA from a configuration, or pin the CA of a running runtime.
+    Ca(ca::CaArgs),
     /// Print shell completions for francis.
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions {
@@ -67,6 +75,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::New(args) => new::run(args),
         Command::Dev(args) => dev::run(args),
+        Command::Runtime(args) => runtime::run(args),
+        Command::Ca(args) => ca::run(args),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "francis", &mut std::io::stdout());
@@ -116,6 +126,9 @@ mod tests {
             Code::Exists,
             Code::Build,
             Code::HostFailed,
+            Code::Config,
+            Code::Mismatch,
+            Code::Unreachable,
             Code::Interrupted,
         ] {
             let line = format!("\n  {:<5}", code as u8);

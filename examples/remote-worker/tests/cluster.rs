@@ -100,7 +100,11 @@ fn print_ca(dir: &Path, config: &Path) -> PathBuf {
         .env("TEST_HOST_PSK", HOST_PSK)
         .output()
         .unwrap();
-    assert!(out.status.success(), "ca print failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ca print failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let pem = String::from_utf8(out.stdout).unwrap();
     assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
     let path = dir.join("ca.pem");
@@ -138,7 +142,10 @@ impl Worker {
             if let Ok(Some(status)) = proc.0.try_wait() {
                 panic!("worker exited before it was ready: {status}");
             }
-            assert!(Instant::now() < deadline, "worker did not start within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "worker did not start within 60 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = &mut proc;
@@ -229,7 +236,11 @@ async fn a_runtime_and_two_workers_survive_a_killed_worker_and_a_runtime_restart
         counts.insert(id, 2);
     }
     let hosts: HashSet<_> = owners.values().cloned().collect();
-    assert_eq!(hosts.len(), 2, "actors spread over both workers: {owners:?}");
+    assert_eq!(
+        hosts.len(),
+        2,
+        "actors spread over both workers: {owners:?}"
+    );
 
     // A repeating alarm on an actor of worker 1.
     let victim_peer = workers[1].peer.clone();
@@ -247,7 +258,11 @@ async fn a_runtime_and_two_workers_survive_a_killed_worker_and_a_runtime_restart
         .unwrap();
     let (fired, _) = until("the alarm fires", Duration::from_secs(20), || async {
         let v = workers[0].get(&victim_id).await?;
-        if v["Alarms"].as_u64().unwrap_or(0) >= 1 { Ok(v) } else { Err(format!("{v}")) }
+        if v["Alarms"].as_u64().unwrap_or(0) >= 1 {
+            Ok(v)
+        } else {
+            Err(format!("{v}"))
+        }
     })
     .await;
     let alarms_before = fired["Alarms"].as_u64().unwrap();
@@ -261,15 +276,30 @@ async fn a_runtime_and_two_workers_survive_a_killed_worker_and_a_runtime_restart
         || survivor.increment(&victim_id),
     )
     .await;
-    assert_eq!(out(&value), counts[&victim_id] + 1, "no acknowledged write lost");
+    assert_eq!(
+        out(&value),
+        counts[&victim_id] + 1,
+        "no acknowledged write lost"
+    );
     assert_eq!(value["Host"], survivor.peer.as_str());
-    assert!(took < Duration::from_secs(DEADLINE_S + 15), "recovered in {took:?}");
+    assert!(
+        took < Duration::from_secs(DEADLINE_S + 15),
+        "recovered in {took:?}"
+    );
     *counts.get_mut(&victim_id).unwrap() += 1;
     // Its alarm keeps firing, now on the survivor.
-    until("the alarm fires again after the kill", Duration::from_secs(20), || async {
-        let v = survivor.get(&victim_id).await?;
-        if v["Alarms"].as_u64().unwrap_or(0) > alarms_before { Ok(v) } else { Err(format!("{v}")) }
-    })
+    until(
+        "the alarm fires again after the kill",
+        Duration::from_secs(20),
+        || async {
+            let v = survivor.get(&victim_id).await?;
+            if v["Alarms"].as_u64().unwrap_or(0) > alarms_before {
+                Ok(v)
+            } else {
+                Err(format!("{v}"))
+            }
+        },
+    )
     .await;
 
     // Restart the runtime (SIGINT: a clean stop, exit code 0): the counts continue.
@@ -277,9 +307,11 @@ async fn a_runtime_and_two_workers_survive_a_killed_worker_and_a_runtime_restart
     assert!(status.success(), "runtime exit status {status}");
     let _runtime = start_runtime(dir.path(), &config);
     for (id, count) in &counts {
-        let (value, _) = until("calls work after the runtime restart", Duration::from_secs(30), || {
-            survivor.increment(id)
-        })
+        let (value, _) = until(
+            "calls work after the runtime restart",
+            Duration::from_secs(30),
+            || survivor.increment(id),
+        )
         .await;
         assert_eq!(out(&value), count + 1, "{id}: the count continued");
     }
@@ -299,7 +331,9 @@ impl Database {
             if std::env::var("FRANCIS_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
                 panic!("FRANCIS_TEST_POSTGRES_URL is not set but FRANCIS_REQUIRE_POSTGRES=1");
             }
-            eprintln!("SKIPPED: runtime replicas on PostgreSQL (set FRANCIS_TEST_POSTGRES_URL; `source tests/postgres.sh start`)");
+            eprintln!(
+                "SKIPPED: runtime replicas on PostgreSQL (set FRANCIS_TEST_POSTGRES_URL; `source tests/postgres.sh start`)"
+            );
             return None;
         };
         let name = format!("francis_replicas_{}", std::process::id());
@@ -329,36 +363,47 @@ async fn workers_fail_over_between_two_runtime_replicas_on_postgres() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let provider = format!("provider:\n  type: postgres\n  connectionString: \"{}\"\n", db.url);
+    let provider = format!(
+        "provider:\n  type: postgres\n  connectionString: \"{}\"\n",
+        db.url
+    );
     let (bind_a, bind_b) = (port(), port());
     let config_a = write_config(dir.path(), "a.yaml", bind_a, &provider);
     let config_b = write_config(dir.path(), "b.yaml", bind_b, &provider);
     let ca = print_ca(dir.path(), &config_a);
+    // Worker 0 starts while only replica A runs, so it is connected to A; worker 1 joins B.
     let mut replica_a = start_runtime(dir.path(), &config_a);
+    let first = Worker::start(dir.path(), &[bind_a, bind_b], &ca);
     let _replica_b = start_runtime(dir.path(), &config_b);
-    // Give the replicas a moment to bind; workers retry with backoff anyway.
-    let workers = [
-        Worker::start(dir.path(), &[bind_a, bind_b], &ca),
-        Worker::start(dir.path(), &[bind_b, bind_a], &ca),
-    ];
+    let workers = [first, Worker::start(dir.path(), &[bind_b], &ca)];
     for i in 0..6 {
         let id = format!("pg{i}");
         assert_eq!(out(&workers[0].increment(&id).await.unwrap()), 1);
         assert_eq!(out(&workers[1].increment(&id).await.unwrap()), 2);
     }
-    // Replica A dies without a goodbye; workers connected to it move to B.
+    // Replica A dies without a goodbye; worker 0 moves to B.
     replica_a.kill();
     for i in 0..6 {
         let id = format!("pg{i}");
         for (n, worker) in workers.iter().enumerate() {
-            let (value, _) = until("calls work after replica A died", Duration::from_secs(DEADLINE_S + 20), || {
-                worker.increment(&id)
-            })
+            let (value, _) = until(
+                "calls work after replica A died",
+                Duration::from_secs(DEADLINE_S + 20),
+                || worker.increment(&id),
+            )
             .await;
-            assert_eq!(out(&value), 3 + n as i64, "{id}: state intact across the failover");
+            assert_eq!(
+                out(&value),
+                3 + n as i64,
+                "{id}: state intact across the failover"
+            );
         }
     }
     drop(workers);
     drop(_replica_b);
-    run_sql(&db.admin, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name)).await;
+    run_sql(
+        &db.admin,
+        &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name),
+    )
+    .await;
 }

@@ -254,6 +254,29 @@ pub fn spiffe_id_of(cert_der: &[u8]) -> Result<SpiffeId, PkiError> {
     SpiffeId::parse(first)
 }
 
+/// SHA-256 of a certificate's DER, as upper-case hex pairs joined by colons (`AB:CD:…`, the
+/// form `openssl x509 -fingerprint -sha256` prints).
+pub fn fingerprint(cert_der: &[u8]) -> String {
+    Sha256::digest(cert_der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A certificate as a PEM `CERTIFICATE` block.
+pub fn pem_of(cert_der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(cert_der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
+
 /// A workload identity: certificate chain (leaf, then the primary CA) and private key.
 pub struct Identity {
     spiffe_id: SpiffeId,
@@ -546,11 +569,7 @@ impl ClusterCa {
     /// SHA-256 of the primary CA certificate's DER, as upper-case hex pairs joined by colons
     /// (`AB:CD:…`, the form `openssl x509 -fingerprint -sha256` prints).
     pub fn fingerprint(&self) -> String {
-        Sha256::digest(self.ca_der().as_ref())
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<Vec<_>>()
-            .join(":")
+        fingerprint(self.ca_der())
     }
 
     /// Issues a host workload identity, `spiffe://francis/host/<host_id>`, valid for `ttl`
@@ -687,6 +706,16 @@ mod tests {
 
     const PSK_A: &str = "an example cluster key of 32+ bytes!";
     const PSK_B: &str = "a different cluster key, also 32+ bytes";
+
+    #[test]
+    fn pem_of_matches_the_derived_pem() {
+        let ca = ClusterCa::from_psks(&[PSK_A]).unwrap();
+        assert_eq!(
+            pem_of(ca.ca_der()).replace("\r", ""),
+            ca.ca_pem().replace("\r", "")
+        );
+        assert_eq!(fingerprint(ca.ca_der()), ca.fingerprint());
+    }
 
     #[test]
     fn ca_is_bit_identical_for_the_same_psk() {

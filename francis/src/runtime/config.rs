@@ -421,7 +421,7 @@ const REFERENCE: &[ConfigKey] = &[
     ConfigKey {
         key: "alarmsPollInterval",
         default: Some("1.5s"),
-        description: "How often the runtime polls for due alarms.",
+        description: "How often hosts poll the runtime for due alarms (the runtime leases them in its store).",
     },
     ConfigKey {
         key: "alarmsLeaseDuration",

@@ -1,0 +1,157 @@
+//! `francis runtime`: run the remote topology's control plane from its YAML configuration, or
+//! (`francis runtime check`) only validate the configuration. A thin wrapper: the runtime is
+//! `francis::runtime::Runtime::from_config`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use francis::runtime::Runtime;
+use francis::runtime::config::{Bootstrap, ConfigError, Provider, RuntimeConfig};
+
+use crate::exit::{Code, Failure};
+
+/// Arguments of `francis runtime`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Run `francis runtime --help` for every configuration key and its default.",
+    after_long_help = long_help()
+)]
+pub struct RuntimeArgs {
+    /// The YAML configuration [default: $FRANCIS_CONFIG, else the first of config.yaml,
+    /// config.yml, config.json in ., ~/.francis, /etc/francis].
+    #[arg(long, short, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub action: Option<RuntimeAction>,
+}
+
+/// What `francis runtime` does besides running.
+#[derive(Debug, clap::Subcommand)]
+pub enum RuntimeAction {
+    /// Validate the configuration and print what it sets up, without starting the runtime.
+    Check,
+}
+
+/// The long help: examples, then every configuration key from the code's own reference.
+fn long_help() -> String {
+    let mut help = String::from(
+        "Examples:
+  francis runtime --config config.yaml          # run until Ctrl-C or SIGTERM
+  francis runtime check --config config.yaml    # validate only; exit code 6 if invalid
+  FRANCIS_RUNTIME_PSK=... francis runtime -c config.yaml   # with runtimePSKs: [\"${FRANCIS_RUNTIME_PSK}\"]
+
+Configuration keys (durations: Go style such as 1h, 1500ms, or ISO 8601; ${VAR} in any
+string is replaced by the environment variable VAR):
+",
+    );
+    for key in RuntimeConfig::reference() {
+        let default = key
+            .default
+            .map_or(String::new(), |d| format!(" [default: {d}]"));
+        let _ = writeln!(help, "  {}{default}\n      {}", key.key, key.description);
+    }
+    help
+}
+
+/// Where the configuration is: the flag, `$FRANCIS_CONFIG`, or the usual places.
+pub fn find_config(flag: Option<&Path>) -> Result<PathBuf, Failure> {
+    if let Some(path) = flag {
+        return Ok(path.to_path_buf());
+    }
+    if let Some(path) = std::env::var_os("FRANCIS_CONFIG") {
+        return Ok(PathBuf::from(path));
+    }
+    let mut dirs = vec![PathBuf::from(".")];
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".francis"));
+    }
+    dirs.push(PathBuf::from("/etc/francis"));
+    for dir in &dirs {
+        for name in ["config.yaml", "config.yml", "config.json"] {
+            let path = dir.join(name);
+            if path.is_file() {
+                return Ok(path);
+            }
+        }
+    }
+    Err(Failure::new(Code::Usage, "no runtime configuration found").fix(
+        "pass --config config.yaml (or set FRANCIS_CONFIG); `francis runtime --help` lists every key",
+    ))
+}
+
+/// Load and validate the configuration, as a failure that lists every problem.
+pub fn load(flag: Option<&Path>) -> Result<(PathBuf, RuntimeConfig), Failure> {
+    let path = find_config(flag)?;
+    match RuntimeConfig::load(&path) {
+        Ok(config) => Ok((path, config)),
+        Err(e @ ConfigError::Read { .. }) => {
+            Err(Failure::new(Code::Usage, e.to_string()).fix("check the path given with --config"))
+        }
+        Err(e) => Err(Failure::new(Code::Config, e.to_string()).fix(
+            "correct the keys above; `francis runtime --help` lists every key and its default",
+        )),
+    }
+}
+
+/// `francis runtime [check]`.
+pub fn run(args: RuntimeArgs) -> anyhow::Result<()> {
+    let (path, config) = load(args.config.as_deref())?;
+    if matches!(args.action, Some(RuntimeAction::Check)) {
+        println!("{}: valid", path.display());
+        print!("{}", summary(&config));
+        return Ok(());
+    }
+    init_logging(&config);
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    tokio.block_on(async {
+        let runtime = Runtime::from_config(&config).await.map_err(|e| {
+            Failure::new(Code::Failed, format!("the runtime could not start: {e}"))
+                .fix("see the message above; `francis runtime check` validates the configuration")
+        })?;
+        tracing::info!(config = %path.display(), "runtime configured");
+        runtime
+            .run(francis::host::shutdown_signal())
+            .await
+            .map_err(|e| Failure::new(Code::Failed, e.to_string()))?;
+        Ok(())
+    })
+}
+
+/// What a configuration sets up, without secrets.
+fn summary(config: &RuntimeConfig) -> String {
+    let bootstrap = match &config.bootstrap {
+        Bootstrap::Psk { host_psk } => format!("psk (host PSK of {} bytes)", host_psk.len()),
+        Bootstrap::Jwt(jwt) => format!("jwt (issuer {}, audience {})", jwt.issuer, jwt.audience),
+    };
+    let provider = match &config.provider {
+        Provider::Sqlite { connection_string } => format!("sqlite ({connection_string})"),
+        Provider::Postgres { .. } => "postgres".to_owned(),
+        Provider::Memory => "memory (not durable)".to_owned(),
+    };
+    let ca = francis::net::pki::ClusterCa::from_psks(&config.runtime_psks)
+        .map(|ca| ca.fingerprint())
+        .unwrap_or_else(|e| format!("(not derivable: {e})"));
+    format!(
+        "  bind:                {}\n  runtime PSKs:        {}\n  cluster CA:          {ca}\n  bootstrap:           {bootstrap}\n  provider:            {provider}\n  workloadCertTTL:     {:?}\n  healthCheckDeadline: {:?}\n  alarmsPollInterval:  {:?}\n  alarmsLeaseDuration: {:?}\n  shutdownGracePeriod: {:?}\n  log.level:           {}\n",
+        config.bind,
+        config.runtime_psks.len(),
+        config.workload_cert_ttl,
+        config.health_check_deadline,
+        config.alarms_poll_interval,
+        config.alarms_lease_duration,
+        config.shutdown_grace_period,
+        config.log_level,
+    )
+}
+
+/// Logs at `log.level`, unless `RUST_LOG` says otherwise.
+fn init_logging(config: &RuntimeConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.log_level.as_str()));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
