@@ -407,3 +407,28 @@ async fn workers_fail_over_between_two_runtime_replicas_on_postgres() {
     )
     .await;
 }
+
+#[test]
+fn the_demo_script_runs() {
+    let port = || francis::testing::free_port().to_string();
+    let output = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/demo.sh"))
+        .env("FRANCIS_BIN", francis_bin())
+        .env("WORKER_BIN", env!("CARGO_BIN_EXE_remote-worker"))
+        .envs([
+            ("HTTP1", port()),
+            ("HTTP2", port()),
+            ("PEER1", port()),
+            ("PEER2", port()),
+            ("RUNTIME", port()),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("The counter continued"), "{stdout}");
+}
