@@ -676,3 +676,56 @@ mod jwt_bootstrap {
         running.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_renew_their_certificates_and_keep_calling_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    // A 4 s certificate: renewed about every 2 s.
+    let runtime = start_runtime(
+        &dir.path().join("data.db"),
+        "127.0.0.1:0".parse().unwrap(),
+        |b| psk_runtime(b).workload_cert_ttl(Duration::from_secs(4)),
+    )
+    .await;
+    let host = worker_builder("a", &runtime)
+        .host_bootstrap_psk(HOST_PSK)
+        .build()
+        .await
+        .unwrap();
+    let first = host.certificate_not_after().unwrap();
+    let service = host.service();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let b = run_worker(worker_builder("b", &runtime).host_bootstrap_psk(HOST_PSK)).await;
+    let start = Instant::now();
+    let renewed = loop {
+        match host.certificate_not_after() {
+            Some(t) if t > first => break t,
+            _ if start.elapsed() > STEP => {
+                panic!("the certificate was not renewed within {STEP:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let task = tokio::spawn(host.run(async move {
+        let _ = stopped.await;
+    }));
+    assert!(renewed > first);
+    // New connections between the workers use the renewed certificates.
+    for i in 0..8 {
+        let (_, worker) = service
+            .actor::<Counter>(format!("n{i}"))
+            .add(1)
+            .await
+            .unwrap();
+        let _ = worker;
+        b.service
+            .actor::<Counter>(format!("n{i}"))
+            .add(1)
+            .await
+            .unwrap();
+    }
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    b.stop().await;
+    runtime.stop().await;
+}

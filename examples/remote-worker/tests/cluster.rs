@@ -306,6 +306,7 @@ async fn a_runtime_and_two_workers_survive_a_killed_worker_and_a_runtime_restart
     let status = runtime.interrupt().expect("the runtime stops on SIGINT");
     assert!(status.success(), "runtime exit status {status}");
     let _runtime = start_runtime(dir.path(), &config);
+    let before_restart = survivor.get(&victim_id).await.ok();
     for (id, count) in &counts {
         let (value, _) = until(
             "calls work after the runtime restart",
@@ -315,6 +316,23 @@ async fn a_runtime_and_two_workers_survive_a_killed_worker_and_a_runtime_restart
         .await;
         assert_eq!(out(&value), count + 1, "{id}: the count continued");
     }
+    // The alarm survived the restart too: it is in the runtime's store, and keeps firing.
+    let alarms_then = before_restart
+        .and_then(|v| v["Alarms"].as_u64())
+        .unwrap_or(alarms_before);
+    until(
+        "the alarm fires after the runtime restart",
+        Duration::from_secs(20),
+        || async {
+            let v = survivor.get(&victim_id).await?;
+            if v["Alarms"].as_u64().unwrap_or(0) > alarms_then {
+                Ok(v)
+            } else {
+                Err(format!("{v}"))
+            }
+        },
+    )
+    .await;
     workers.clear();
 }
 

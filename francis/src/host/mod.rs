@@ -48,6 +48,8 @@ pub struct Host {
     ca: Option<ClusterCa>,
     /// The runtime link of a remote host.
     link: Option<RuntimeLink>,
+    /// This host's workload identity (renewed in place on a remote host).
+    identity: Option<Arc<CertSlot>>,
 }
 
 impl std::fmt::Debug for Host {
@@ -162,6 +164,16 @@ impl Host {
     /// PSK, and for a host without networking).
     pub fn cluster_ca(&self) -> Option<&ClusterCa> {
         self.ca.as_ref()
+    }
+
+    /// When this host's current workload certificate expires (including the 5-minute clock
+    /// skew allowance). A remote host renews it at half its lifetime, so this moves forward
+    /// while the host runs. `None` for a host without networking.
+    pub fn certificate_not_after(&self) -> Option<std::time::SystemTime> {
+        self.identity
+            .as_ref()
+            .and_then(|slot| slot.identity())
+            .map(|identity| identity.not_after())
     }
 
     /// The runtime a remote host is connected to now (`None` for a local host, or while a
@@ -554,14 +566,24 @@ impl HostBuilder {
                 peer_server: None,
                 ca: None,
                 link,
+                identity: None,
             });
         };
-        match start_peering(&trust, identity, &registration.address, liveness, parts).await {
+        match start_peering(
+            &trust,
+            identity.clone(),
+            &registration.address,
+            liveness,
+            parts,
+        )
+        .await
+        {
             Ok((core, peer_server)) => Ok(Host {
                 core,
                 peer_server: Some(peer_server),
                 ca,
                 link,
+                identity: Some(identity),
             }),
             Err(e) => {
                 let _ = store.unregister_host(&host_id).await;
