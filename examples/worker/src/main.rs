@@ -59,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let psk = std::env::var("FRANCIS_RUNTIME_PSK").unwrap_or_else(|_| EXAMPLE_PSK.to_owned());
 
+    // ANCHOR: host
     let builder = Host::local()
         .address(&args.actor_host_address)
         .runtime_psk(psk)
@@ -71,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
         None => builder.sqlite(&args.db),
     };
     let host = builder.build().await.context("starting the actor host")?;
+    // ANCHOR_END: host
     let store = args.postgres.as_deref().map_or_else(
         || args.db.display().to_string(),
         |_| "PostgreSQL".to_owned(),
