@@ -41,7 +41,7 @@ echo "# Start the quickstart (data in $dir/data.db)" >&2
 start
 
 # ANCHOR: calls
-QS=localhost:$HTTP   # the quickstart's control server: localhost:8080 unless told otherwise
+QS=localhost:${HTTP:-8080}   # the quickstart's control server
 curl -X POST $QS/invoke/counter/alice/increment --data '{"In": 42}'
 curl -X POST $QS/invoke/counter/alice/increment --data '{"In": 1}'
 curl -X POST $QS/peek/counter/alice/get
