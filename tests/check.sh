@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every check the project runs: formatting, lints, all tests, and benchmark compilation.
+# Every check the project runs: formatting, lints, all tests, benchmark compilation, and the
+# guide's build.
 # This is the README's test command; CI (.ci/run) calls it too. The tests run against a
 # throwaway PostgreSQL server (tests/postgres.sh, stopped on exit), and fail rather than skip if
 # the PostgreSQL cases cannot run.
@@ -28,3 +29,19 @@ cargo test --locked --workspace --all-features
 
 step "benchmarks compile (run them with: cargo bench -p francis)"
 cargo bench --locked -p francis --no-run
+
+step "the guide builds with mdBook (links and includes are checked by francis-tests' book test)"
+MDBOOK_VERSION=0.5.4
+mdbook=$(command -v mdbook || true)
+if [[ -z "$mdbook" ]] || ! "$mdbook" --version | grep -qx "mdbook v$MDBOOK_VERSION"; then
+  # Not packaged by Debian: build it from crates.io (a few minutes, once per machine).
+  cargo install --locked mdbook --version "$MDBOOK_VERSION"
+  mdbook="${CARGO_HOME:-$HOME/.cargo}/bin/mdbook"
+fi
+# mdBook reports a missing include as an error but still exits 0: fail on any warning or error.
+book_log=$("$mdbook" build book 2>&1) || { echo "$book_log"; exit 1; }
+echo "$book_log"
+if grep -qE '(WARN|ERROR)' <<<"$book_log"; then
+  echo "mdbook build reported warnings or errors" >&2
+  exit 1
+fi

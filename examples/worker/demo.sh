@@ -14,15 +14,19 @@ if [[ -z "${WORKER_BIN:-}" ]]; then
   cargo build -q -p worker --manifest-path "$root/Cargo.toml"
   WORKER_BIN="$root/target/debug/worker"
 fi
+WORKER_BIN=$(realpath "$WORKER_BIN")
 dir=$(mktemp -d)
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
 fail() { echo "FAILED: $*" >&2; exit 1; }
 
-mkdir -p "$dir/worker1" "$dir/worker2"
 echo "# Two workers, one shared store ($dir/cluster.db)"
-(cd "$dir/worker1" && RUST_LOG=warn "$WORKER_BIN" --worker-address 127.0.0.1:$HTTP1 --actor-host-address 127.0.0.1:$PEER1 --db ../cluster.db) &
-(cd "$dir/worker2" && RUST_LOG=warn "$WORKER_BIN" --worker-address 127.0.0.1:$HTTP2 --actor-host-address 127.0.0.1:$PEER2 --db ../cluster.db) &
+cd "$dir"
+# ANCHOR: start
+mkdir -p worker1 worker2
+(cd worker1 && RUST_LOG=warn "$WORKER_BIN" --worker-address 127.0.0.1:$HTTP1 --actor-host-address 127.0.0.1:$PEER1 --db ../cluster.db) &
+(cd worker2 && RUST_LOG=warn "$WORKER_BIN" --worker-address 127.0.0.1:$HTTP2 --actor-host-address 127.0.0.1:$PEER2 --db ../cluster.db) &
+# ANCHOR_END: start
 for port in $HTTP1 $HTTP2; do
   for _ in $(seq 1 150); do
     curl -s -o /dev/null "http://127.0.0.1:$port/" && break
@@ -30,14 +34,18 @@ for port in $HTTP1 $HTTP2; do
   done
 done
 
-call() { curl -s -X POST "http://127.0.0.1:$1$2" ${3:+--data "$3"}; }
+# ANCHOR: call
+call() { curl -s -X POST "http://127.0.0.1:$1$2" ${3:+--data "$3"}; }   # call PORT PATH [BODY]
+# ANCHOR_END: call
 field() { python3 -c "import json,sys; print(json.load(sys.stdin).get('$1', ''))"; }
 
 echo "# Invoke eight actors through worker 1, then again through worker 2"
 declare -A owner
 for i in $(seq 1 8); do
+  # ANCHOR: invoke
   first=$(call $HTTP1 /invoke/myactor/id$i/increment '{"In": 42}')
   second=$(call $HTTP2 /invoke/myactor/id$i/increment '{"In": 42}')
+  # ANCHOR_END: invoke
   host1=$(echo "$first" | field Host); host2=$(echo "$second" | field Host)
   out=$(echo "$second" | field Out)
   echo "id$i -> $host1 (via worker 2: $host2, Out=$out)"
@@ -49,7 +57,9 @@ hosts=$(printf '%s\n' "${owner[@]}" | sort -u | wc -l)
 echo "# Actors spread over $hosts workers; every ID answered by one activation"
 
 echo "# An alarm, due now, repeating every 60s until 2028-10-08"
+# ANCHOR: alarm
 call $HTTP1 /alarm/myactor/actor1/alarm1 '{"dueTime":"'"$(date -u +"%Y-%m-%dT%H:%M:%SZ")"'","interval":"60s","ttl":"2028-10-08T10:00:02Z","data":{"Hello":"World"}}'
+# ANCHOR_END: alarm
 for _ in $(seq 1 50); do
   alarms=$(call $HTTP2 /peek/myactor/actor1/get | field Alarms)
   [[ "$alarms" -ge 1 ]] 2>/dev/null && break

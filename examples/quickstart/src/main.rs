@@ -73,11 +73,14 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding the control server to {}", args.worker_address))?;
     tracing::info!(address = %args.worker_address, db = %args.db.display(), "quickstart ready");
 
+    // ANCHOR: run
     let app = francis::http::router(host.service());
     let server =
         axum::serve(listener, app).with_graceful_shutdown(francis::host::shutdown_signal());
+    // Serve until Ctrl-C or SIGTERM, then shut down cleanly.
     let (served, hosted) = tokio::join!(server, host.run(francis::host::shutdown_signal()));
     served.context("control server")?;
     hosted.context("actor host")?;
+    // ANCHOR_END: run
     Ok(())
 }

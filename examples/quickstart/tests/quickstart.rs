@@ -201,3 +201,33 @@ async fn counts_survive_a_restart_and_mistakes_get_clear_errors() {
     );
     qs.stop();
 }
+
+/// The curl session of the guide (`session.sh`, included in `book/src/quickstart.md`) prints
+/// exactly the answers the guide shows (`session.out`), on free ports.
+#[test]
+fn the_guide_session_prints_what_the_guide_shows() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let output = Command::new("bash")
+        .arg(format!("{dir}/session.sh"))
+        .env("QUICKSTART_BIN", env!("CARGO_BIN_EXE_quickstart"))
+        .env("HTTP", francis::testing::free_port().to_string())
+        .env("PEER", francis::testing::free_port().to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "session.sh failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let expected: String = std::fs::read_to_string(format!("{dir}/session.out"))
+        .unwrap()
+        .lines()
+        .filter(|line| !line.contains("ANCHOR"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert_eq!(
+        stdout, expected,
+        "the session's answers differ from session.out"
+    );
+}

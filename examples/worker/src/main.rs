@@ -71,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| PathBuf::from("data.db"));
     let psk = std::env::var("FRANCIS_RUNTIME_PSK").unwrap_or_else(|_| EXAMPLE_PSK.to_owned());
 
+    // ANCHOR: host
     let builder = Host::local()
         .address(&args.actor_host_address)
         .runtime_psk(psk)
@@ -83,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
         None => builder.sqlite(&db),
     };
     let host = builder.build().await.context("starting the actor host")?;
+    // ANCHOR_END: host
     let store = args
         .postgres
         .as_deref()

@@ -56,6 +56,7 @@ impl From<francis::Error> for MyActorError {
 /// The name of the worker an activation runs on (shared with actors as host data).
 pub struct WorkerName(pub String);
 
+// ANCHOR: actor
 /// The example actor.
 pub struct MyActor {
     state: State<Counter>,
@@ -109,6 +110,7 @@ impl MyActor {
         tracing::info!(worker = %self.worker, "deactivated");
     }
 }
+// ANCHOR_END: actor
 
 impl MyActor {
     /// Count this activation once, on its first exclusive turn.

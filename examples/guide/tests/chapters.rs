@@ -1,0 +1,462 @@
+//! What each chapter of the guide says about its snippets, checked: every module of `guide`
+//! behaves as the book describes it.
+
+use std::time::Duration;
+
+use francis::prelude::*;
+use francis::testing::TestHost;
+
+mod methods {
+    use super::*;
+    use guide::methods::{Account, AccountError, Payment, pay};
+
+    #[tokio::test]
+    async fn typed_calls_errors_and_wire_names() -> anyhow::Result<()> {
+        let host = TestHost::builder().register::<Account>().build().await?;
+        let service = host.service();
+        let alice = host.actor::<Account>("alice");
+        assert_eq!(alice.deposit(500).await?, 500);
+        assert!(matches!(
+            alice.deposit(-1).await,
+            Err(CallError::Actor(AccountError::NotPositive(-1)))
+        ));
+        assert_eq!(pay(&service, "alice", 200).await?, Payment::Paid(300));
+        assert_eq!(
+            pay(&service, "alice", 1000).await?,
+            Payment::Declined("only 300 cents available".into())
+        );
+        assert!(!alice.empty().await?);
+
+        // Untyped, as HTTP bridges call it: JSON in, JSON out, wire names.
+        let out = service
+            .invoke("account", "alice", "get", Envelope::json(&())?)
+            .await?;
+        assert_eq!(out.to_json()?, serde_json::json!(300));
+        let out = service
+            .invoke(
+                "account",
+                "alice",
+                "withdraw",
+                Envelope::json(&serde_json::json!([100, "tea"]))?,
+            )
+            .await?;
+        assert_eq!(out.to_json()?, serde_json::json!(200));
+        // `balance` is only known by its wire name `get`.
+        assert!(matches!(
+            service
+                .invoke("account", "alice", "balance", Envelope::empty())
+                .await,
+            Err(Error::UnknownMethod { .. })
+        ));
+        // An untyped caller sees the actor's error as an encoded value.
+        match service
+            .invoke("account", "alice", "deposit", Envelope::json(&0)?)
+            .await
+        {
+            Err(Error::Actor(failure)) => {
+                assert_eq!(
+                    failure.payload.to_json()?,
+                    serde_json::json!({"NotPositive": 0})
+                );
+            }
+            other => panic!("expected the actor's error, got {other:?}"),
+        }
+        // Read-only calls refuse exclusive methods.
+        let read_only = francis::actor::InvokeOptions {
+            read_only: true,
+            ..Default::default()
+        };
+        assert!(matches!(
+            service
+                .invoke_with(
+                    "account",
+                    "alice",
+                    "deposit",
+                    Envelope::json(&1)?,
+                    read_only
+                )
+                .await,
+            Err(Error::NotReadOnly { .. })
+        ));
+        Ok(())
+    }
+}
+
+mod state {
+    use super::*;
+    use guide::state::{ProfileV1, ProfileV2, SESSION_TTL, Session, SessionError};
+
+    #[tokio::test]
+    async fn sessions_expire_list_and_delete() -> anyhow::Result<()> {
+        let host = TestHost::builder().register::<Session>().build().await?;
+        let s1 = host.actor::<Session>("s1");
+        assert_eq!(s1.user().await?, None);
+        assert!(matches!(
+            s1.view().await,
+            Err(CallError::Actor(SessionError::NotLoggedIn))
+        ));
+        s1.login("ann".into()).await?;
+        assert_eq!(s1.view().await?, 1);
+        for (id, user) in [("s2", "ben"), ("s3", "cat")] {
+            host.actor::<Session>(id).login(user.into()).await?;
+        }
+
+        let (page, next) = s1.list_users(None).await?;
+        assert_eq!(
+            page,
+            vec![("s1".into(), "ann".into()), ("s2".into(), "ben".into())]
+        );
+        assert_eq!(next.as_deref(), Some("s2"));
+        let (page, next) = s1.list_users(next).await?;
+        assert_eq!((page, next), (vec![("s3".into(), "cat".into())], None));
+
+        // From outside the actor, through the service.
+        let stored: Option<guide::state::SessionData> =
+            host.service().get_state("session", "s1").await?;
+        assert_eq!(stored.map(|d| d.views), Some(1));
+
+        assert!(host.actor::<Session>("s3").logout().await?);
+        assert!(!host.actor::<Session>("s3").logout().await?);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_active_session_keeps_its_cached_copy_past_the_ttl() -> anyhow::Result<()> {
+        let host = TestHost::builder()
+            .register_with::<Session>(ActorOptions::default().never_idle())
+            .build()
+            .await?;
+        let s1 = host.actor::<Session>("s1");
+        s1.login("ann".into()).await?;
+        host.advance(SESSION_TTL + Duration::from_secs(1)).await?;
+        // Expired in the store...
+        let stored: Option<guide::state::SessionData> =
+            host.service().get_state("session", "s1").await?;
+        assert!(stored.is_none());
+        // ...but the live activation still reads its cache until it ends.
+        assert_eq!(s1.user().await?, Some("ann".into()));
+        host.halt_all().await;
+        assert_eq!(s1.user().await?, None);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_new_field_with_a_default_reads_old_values() -> anyhow::Result<()> {
+        let host = TestHost::builder().build().await?;
+        let service = host.service();
+        service
+            .set_state("profile", "p1", &ProfileV1 { name: "Ann".into() }, None)
+            .await?;
+        let read: Option<ProfileV2> = service.get_state("profile", "p1").await?;
+        assert_eq!(
+            read,
+            Some(ProfileV2 {
+                name: "Ann".into(),
+                language: "en".into()
+            })
+        );
+        Ok(())
+    }
+}
+
+mod alarms {
+    use super::*;
+    use guide::alarms::{DailyDigest, Outbox, Reminders};
+
+    #[tokio::test]
+    async fn an_actor_schedules_its_own_alarm_and_names_replace() -> anyhow::Result<()> {
+        let host = TestHost::builder().register::<Reminders>().build().await?;
+        let bob = host.actor::<Reminders>("bob");
+        bob.snooze("call mum".into(), 10).await?;
+        bob.snooze("call dad".into(), 20).await?;
+        // Same name ("snoozed"): the second replaced the first.
+        assert_eq!(host.advance(Duration::from_secs(3600)).await?, 1);
+        let received = bob.received().await?;
+        assert_eq!(received.len(), 1);
+        assert!(received[0].starts_with("call dad"), "{received:?}");
+
+        bob.snooze("again".into(), 10).await?;
+        assert!(bob.get_alarm("snoozed").await?.is_some());
+        assert!(bob.delete_alarm("snoozed").await?);
+        assert_eq!(host.advance(Duration::from_secs(3600)).await?, 0);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_digest_delivered_twice_in_a_day_is_sent_once() -> anyhow::Result<()> {
+        let outbox = Outbox::default();
+        let host = TestHost::builder()
+            .register::<DailyDigest>()
+            .data(outbox.clone())
+            .start_at("2030-01-01T08:00:00Z".parse()?)
+            .build()
+            .await?;
+        let carol = host.actor::<DailyDigest>("carol");
+        // Two occurrences on the same day stand in for one occurrence delivered twice.
+        carol.alarm_send(()).name("first").set().await?;
+        carol
+            .alarm_send(())
+            .after(Duration::from_secs(60))
+            .name("again")
+            .set()
+            .await?;
+        assert_eq!(host.advance(Duration::from_secs(120)).await?, 2);
+        assert_eq!(carol.sent().await?, 1);
+        assert_eq!(
+            outbox.sent(),
+            vec![(
+                "digest/carol/2030-01-01".to_owned(),
+                "your daily digest".to_owned()
+            )]
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_digest_that_always_fails_runs_max_attempts_times() -> anyhow::Result<()> {
+        let outbox = Outbox::default();
+        let host = TestHost::builder()
+            .register_with::<DailyDigest>(
+                ActorOptions::default()
+                    .alarm_max_attempts(5)
+                    .alarm_retry_delay(Duration::from_secs(30)),
+            )
+            .data(outbox.clone())
+            .build()
+            .await?;
+        outbox.fail_next(100);
+        let carol = host.actor::<DailyDigest>("carol");
+        carol.alarm_send(()).set().await?;
+        // Retries after 30 s, 45 s, 67.5 s and 101.25 s (each ±10%): all within 5 minutes.
+        assert_eq!(host.advance(Duration::from_secs(300)).await?, 5);
+        assert!(carol.get_alarm("send").await?.is_none(), "dropped");
+        assert_eq!(host.advance(Duration::from_secs(3600)).await?, 0);
+        Ok(())
+    }
+}
+
+mod lifecycle {
+    use super::*;
+    use guide::lifecycle::{Batch, FLUSH_EVERY, PageHits};
+
+    #[tokio::test]
+    async fn buffered_hits_are_flushed_when_the_activation_ends() -> anyhow::Result<()> {
+        let host = TestHost::builder().register::<PageHits>().build().await?;
+        let page = host.actor::<PageHits>("home");
+        for _ in 0..FLUSH_EVERY + 5 {
+            page.hit().await?;
+        }
+        let stored: Option<u64> = host.service().get_state("page_hits", "home").await?;
+        assert_eq!(stored, Some(FLUSH_EVERY), "5 hits still buffered");
+        // Idle deactivation runs the hook, which writes the rest.
+        host.advance(Duration::from_secs(5 * 60)).await?;
+        assert!(!host.is_active::<PageHits>("home"));
+        let stored: Option<u64> = host.service().get_state("page_hits", "home").await?;
+        assert_eq!(stored, Some(FLUSH_EVERY + 5));
+        assert_eq!(page.total().await?, FLUSH_EVERY + 5);
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_run_stops_early_when_halted_and_keeps_its_progress() -> anyhow::Result<()> {
+        let host = TestHost::builder().register::<Batch>().build().await?;
+        let batch = host.actor::<Batch>("nightly");
+        let running = tokio::spawn({
+            let batch = batch.clone();
+            async move { batch.run(10_000).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        host.halt_all().await;
+        let ran = running.await??;
+        assert!(ran > 0 && ran < 10_000, "ran {ran} steps");
+        assert_eq!(batch.done().await?, ran);
+
+        // `reset` halts its own activation after the turn.
+        assert!(host.is_active::<Batch>("nightly"));
+        batch.reset().await?;
+        for _ in 0..100 {
+            if !host.is_active::<Batch>("nightly") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!host.is_active::<Batch>("nightly"));
+        assert_eq!(batch.done().await?, 0);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn active_only_calls_never_activate() -> anyhow::Result<()> {
+        let host = TestHost::builder().register::<PageHits>().build().await?;
+        let page = host.actor::<PageHits>("home");
+        assert!(matches!(
+            page.active_only().total().await,
+            Err(CallError::Francis(Error::NotActive { .. }))
+        ));
+        page.hit().await?;
+        assert_eq!(page.active_only().total().await?, 1);
+        Ok(())
+    }
+}
+
+mod calling {
+    use super::*;
+    use guide::calling::{Inventory, Order, OrderStatus};
+
+    #[tokio::test]
+    async fn orders_wait_for_a_restock_without_a_call_cycle() -> anyhow::Result<()> {
+        let host = TestHost::builder()
+            .register::<Inventory>()
+            .register::<Order>()
+            .build()
+            .await?;
+        let shelf = host.actor::<Inventory>("sku-1");
+        shelf.restock(1).await?;
+        let first = host.actor::<Order>("o1");
+        let second = host.actor::<Order>("o2");
+        assert_eq!(first.place("sku-1".into()).await?, OrderStatus::Reserved);
+        assert_eq!(second.place("sku-1".into()).await?, OrderStatus::Waiting);
+
+        shelf.restock(5).await?;
+        assert_eq!(host.run_due_alarms().await?, 1);
+        assert_eq!(second.status().await?, OrderStatus::Reserved);
+        Ok(())
+    }
+
+    /// Calls `Pong`, which calls back: the cycle the chapter warns about.
+    struct Ping {
+        ctx: ActorContext,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+    #[error("{0}")]
+    struct CycleError(String);
+
+    impl From<Error> for CycleError {
+        fn from(e: Error) -> Self {
+            CycleError(e.to_string())
+        }
+    }
+
+    #[francis::actor]
+    impl Ping {
+        fn activate(ctx: &ActorContext) -> Self {
+            Ping { ctx: ctx.clone() }
+        }
+
+        pub async fn start(&mut self) -> Result<(), CycleError> {
+            let pong: ActorRef<Pong> = self.ctx.service().actor(self.ctx.id());
+            pong.bounce().await.map_err(|e| CycleError(e.to_string()))
+        }
+
+        pub async fn back(&mut self) -> Result<(), CycleError> {
+            Ok(())
+        }
+    }
+
+    struct Pong {
+        ctx: ActorContext,
+    }
+
+    #[francis::actor]
+    impl Pong {
+        fn activate(ctx: &ActorContext) -> Self {
+            Pong { ctx: ctx.clone() }
+        }
+
+        pub async fn bounce(&mut self) -> Result<(), CycleError> {
+            let ping: ActorRef<Ping> = self.ctx.service().actor(self.ctx.id());
+            ping.back().await.map_err(|e| CycleError(e.to_string()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_cycle_waits_forever() -> anyhow::Result<()> {
+        let host = TestHost::builder()
+            .register::<Ping>()
+            .register::<Pong>()
+            .shutdown_grace_period(Duration::from_millis(100))
+            .build()
+            .await?;
+        let ping = host.actor::<Ping>("p");
+        let waited = tokio::time::timeout(Duration::from_secs(2), ping.start()).await;
+        assert!(waited.is_err(), "the cycle never completes on its own");
+        // Halting cancels the stuck turns after the grace period.
+        host.halt_all().await;
+        Ok(())
+    }
+}
+
+mod cluster {
+    use super::*;
+    use guide::methods::Account;
+    use guide::security::{ca_fingerprint, with_keys};
+
+    const OLD: &str = "the old cluster key, at least 32 bytes long";
+    const NEW: &str = "the new cluster key, also 32 bytes or more";
+
+    /// Build a host from `keys` and run it until the returned sender fires.
+    async fn start(
+        db: &std::path::Path,
+        keys: &[&str],
+    ) -> anyhow::Result<(
+        Service,
+        String,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<(), Error>>,
+    )> {
+        let address = francis::testing::free_local_address();
+        let host = with_keys(&address, db, keys)
+            .register::<Account>()
+            .build()
+            .await?;
+        let fingerprint = ca_fingerprint(&host).unwrap_or_default();
+        let service = host.service();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(host.run(async move {
+            let _ = stopped.await;
+        }));
+        Ok((service, fingerprint, stop, run))
+    }
+
+    /// Every pair of neighbouring steps of a rotation can call each other both ways.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hosts_one_rotation_step_apart_call_each_other() -> anyhow::Result<()> {
+        let steps: [&[&str]; 4] = [&[OLD], &[OLD, NEW], &[NEW, OLD], &[NEW]];
+        for pair in steps.windows(2) {
+            let dir = tempfile::tempdir()?;
+            let db = dir.path().join("cluster.db");
+            let (a, print_a, stop_a, run_a) = start(&db, pair[0]).await?;
+            let (b, print_b, stop_b, run_b) = start(&db, pair[1]).await?;
+            assert_eq!(
+                print_a == print_b,
+                pair[0][0] == pair[1][0],
+                "same first key, same fingerprint"
+            );
+            // 16 actors: both hosts own some, so calls cross in both directions.
+            for i in 0..16 {
+                let id = format!("acct-{i}");
+                a.actor::<Account>(id.clone()).deposit(1).await?;
+                let seen = b.actor::<Account>(id).balance().await?;
+                assert_eq!(seen, 1, "{pair:?}");
+            }
+            stop_a.send(()).ok();
+            stop_b.send(()).ok();
+            run_a.await??;
+            run_b.await??;
+        }
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_guide_host_builds_and_serves() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let address = francis::testing::free_local_address();
+        let host = guide::options::build_host(&address, &dir.path().join("guide.db"), OLD).await?;
+        let alice = host.service().actor::<Account>("alice");
+        assert_eq!(alice.deposit(5).await?, 5);
+        let run = tokio::spawn(host.run(async {}));
+        run.await??;
+        Ok(())
+    }
+}
