@@ -24,11 +24,13 @@ trap 'bash tests/postgres.sh stop || true' EXIT
 source tests/postgres.sh start
 export FRANCIS_REQUIRE_POSTGRES=1
 
-step "cargo test (workspace)"
-cargo test --locked --workspace --all-features
+step "cargo test (workspace: every test, plus a short smoke run of every benchmark)"
+# --all-targets builds the benches in the test profile and runs each once, briefly: they must
+# compile and work. Their real runs are release builds: cargo bench -p francis (BENCHMARKS.md).
+cargo test --locked --workspace --all-features --all-targets
 
-step "benchmarks compile (run them with: cargo bench -p francis)"
-cargo bench --locked -p francis --no-run
+step "doc tests"
+cargo test --locked --workspace --all-features --doc
 
 step "the guide builds with mdBook (links and includes are checked by francis-tests' book test)"
 MDBOOK_VERSION=0.5.4

@@ -173,6 +173,9 @@ async fn run() {
         .address(francis::testing::free_local_address())
         .runtime_psk([1u8; 32])
         .memory_store()
+        // The host is not run (no heartbeats): keep its registration alive however long the
+        // activations take (a debug build of the smoke run takes longer than 20 s).
+        .health_check_deadline(std::time::Duration::from_secs(3600))
         .register::<Idle>()
         .build()
         .await
