@@ -23,10 +23,10 @@
 //!   `raw_peer_echo` (`PeerClient::invoke` → `PeerServer`), and `francis_cross_host` (typed
 //!   `echo(&mut self, 32 bytes)` on `hot-0`, called through A, forwarded to B).
 //!   `francis_cross_host_small_dedup` runs first of all, 1 000 warm-up calls then 5 000 timed
-//!   ones: host B keeps the request ID of every forwarded call of the last 60 s to suppress
-//!   duplicates, and once it holds 10 000 of them every call scans the whole table; this variant
-//!   stays under that cap, the others run past it, as any host serving over ~170 forwarded
-//!   calls/s does.
+//!   ones: host B keeps the request ID of every forwarded call of the last 60 s (at most 10 000)
+//!   to suppress duplicates; this variant runs while that table is small, the others after it
+//!   is full, as on any host serving over ~170 forwarded calls/s, so the two show whether a
+//!   full table costs anything per call.
 //! - `throughput_64/*`, 64 concurrent callers (tasks) for `--measurement-time` seconds after a
 //!   warm-up: the same three, the francis callers each on its own actor (`hot-0` … `hot-63`),
 //!   plus `francis_cross_host_one_actor` (all 64 callers on `hot-0`, whose exclusive turns

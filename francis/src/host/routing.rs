@@ -3,7 +3,7 @@
 //! placement was stale), and the owner's side of a forwarded call: its checks, the
 //! suppression of duplicate requests, and the mapping of errors to and from the wire.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +20,8 @@ use crate::store::{ActorKey, Placement};
 
 /// Placements are cached at most this long (and never longer than the actor's idle timeout).
 const PLACEMENT_CACHE_MAX_MS: i64 = 5_000;
+/// How many placements are cached at most.
+const PLACEMENT_CACHE_MAX: usize = 100_000;
 /// The longest wait before retrying a call that hit a stale placement.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(1);
 /// How long a finished request's result is kept to answer a duplicate of it.
@@ -47,8 +49,12 @@ impl PlacementCache {
             crate::clock::duration_ms(d).min(PLACEMENT_CACHE_MAX_MS)
         });
         if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() > 100_000 {
+            if entries.len() > PLACEMENT_CACHE_MAX {
                 entries.retain(|_, (_, expires)| *expires > now_ms);
+                if entries.len() > PLACEMENT_CACHE_MAX / 2 {
+                    // Mostly live entries: start over rather than scan them again on every put.
+                    entries.clear();
+                }
             }
             entries.insert(key.clone(), (placement.clone(), now_ms.saturating_add(ttl)));
         }
@@ -70,7 +76,61 @@ type DedupEntry = (watch::Receiver<Option<Outcome>>, i64);
 /// its result while it is kept.
 #[derive(Default)]
 pub(crate) struct Dedup {
-    entries: Mutex<HashMap<String, DedupEntry>>,
+    table: Mutex<DedupTable>,
+}
+
+/// The request IDs seen, with their arrival order, so expiring the oldest costs O(1) per call
+/// however many are kept.
+#[derive(Default)]
+struct DedupTable {
+    entries: HashMap<String, DedupEntry>,
+    /// Request IDs, oldest arrival first; each is in `entries`.
+    order: VecDeque<String>,
+}
+
+impl DedupTable {
+    /// The slot of `request_id` and, on its first arrival, the sender that fills it. Results
+    /// older than [`DEDUP_KEEP_MS`], and the oldest results beyond [`DEDUP_MAX`], are dropped
+    /// first; a request still running is never dropped (its duplicates must wait for it).
+    fn slot(
+        &mut self,
+        request_id: &str,
+        now_ms: i64,
+    ) -> (
+        watch::Receiver<Option<Outcome>>,
+        Option<watch::Sender<Option<Outcome>>>,
+    ) {
+        if let Some((rx, _)) = self.entries.get(request_id) {
+            return (rx.clone(), None);
+        }
+        // Each request ID at the front is looked at once per call at most: a finished one is
+        // dropped, a running one moves to the back (it is still needed).
+        for _ in 0..self.order.len() {
+            let Some(oldest) = self.order.front() else {
+                break;
+            };
+            let Some((rx, at)) = self.entries.get(oldest) else {
+                self.order.pop_front();
+                continue;
+            };
+            if self.entries.len() < DEDUP_MAX && now_ms - *at < DEDUP_KEEP_MS {
+                break;
+            }
+            let running = rx.borrow().is_none();
+            if let Some(id) = self.order.pop_front() {
+                if running {
+                    self.order.push_back(id);
+                } else {
+                    self.entries.remove(&id);
+                }
+            }
+        }
+        let (tx, rx) = watch::channel(None);
+        self.entries
+            .insert(request_id.to_owned(), (rx.clone(), now_ms));
+        self.order.push_back(request_id.to_owned());
+        (rx, Some(tx))
+    }
 }
 
 impl HostCore {
@@ -208,19 +268,13 @@ impl HostCore {
         Option<watch::Sender<Option<Outcome>>>,
     ) {
         let now = self.clock.now_ms();
-        let Ok(mut entries) = self.dedup.entries.lock() else {
-            let (tx, rx) = watch::channel(None);
-            return (rx, Some(tx));
-        };
-        if let Some((rx, _)) = entries.get(request_id) {
-            return (rx.clone(), None);
+        match self.dedup.table.lock() {
+            Ok(mut table) => table.slot(request_id, now),
+            Err(_) => {
+                let (tx, rx) = watch::channel(None);
+                (rx, Some(tx))
+            }
         }
-        if entries.len() >= DEDUP_MAX {
-            entries.retain(|_, (rx, at)| rx.borrow().is_none() || now - *at < DEDUP_KEEP_MS);
-        }
-        let (tx, rx) = watch::channel(None);
-        entries.insert(request_id.to_owned(), (rx.clone(), now));
-        (rx, Some(tx))
     }
 }
 
@@ -293,5 +347,54 @@ pub(crate) fn from_wire(key: &ActorKey, method: &str, address: &str, e: WireErro
             code: code.as_str(),
             message: e.message,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finish(tx: Option<watch::Sender<Option<Outcome>>>) {
+        let tx = tx.expect("a first arrival gets the sender");
+        tx.send(Some(Ok(InvokeResponse { data: vec![7] }))).unwrap();
+    }
+
+    #[test]
+    fn a_duplicate_shares_the_first_arrival_while_it_runs_and_after() {
+        let mut table = DedupTable::default();
+        let (_rx, tx) = table.slot("r1", 0);
+        let (waiting, again) = table.slot("r1", 10);
+        assert!(again.is_none(), "a duplicate must not run the call again");
+        finish(tx);
+        let (done, again) = table.slot("r1", DEDUP_KEEP_MS - 1);
+        assert!(again.is_none());
+        assert!(done.borrow().is_some() && waiting.borrow().is_some());
+    }
+
+    #[test]
+    fn finished_results_expire_and_running_requests_are_kept() {
+        let mut table = DedupTable::default();
+        let (_a, running) = table.slot("running", 0);
+        let (_b, finished) = table.slot("finished", 0);
+        finish(finished);
+        // Long after: the finished result is gone (its ID runs again), the running one is not.
+        let (_c, tx) = table.slot("other", DEDUP_KEEP_MS + 1);
+        assert!(tx.is_some());
+        assert!(table.slot("finished", DEDUP_KEEP_MS + 2).1.is_some());
+        assert!(table.slot("running", DEDUP_KEEP_MS + 3).1.is_none());
+        drop(running);
+    }
+
+    #[test]
+    fn at_most_dedup_max_finished_results_are_kept_oldest_dropped_first() {
+        let mut table = DedupTable::default();
+        for i in 0..DEDUP_MAX + 10 {
+            let (_rx, tx) = table.slot(&format!("r{i}"), 0);
+            finish(tx);
+        }
+        assert_eq!(table.entries.len(), DEDUP_MAX);
+        assert_eq!(table.order.len(), DEDUP_MAX);
+        assert!(!table.entries.contains_key("r9"), "the oldest are dropped");
+        assert!(table.entries.contains_key(&format!("r{}", DEDUP_MAX + 9)));
     }
 }
