@@ -53,7 +53,10 @@ fn a_broken_configuration_names_the_key_and_line_and_exits_6() {
     let out = francis(dir.path(), &["runtime", "check", "--config", "config.yaml"]);
     assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
     let err = text(&out.stderr);
-    assert!(err.contains("runtimePSKs[0]") && err.contains(":3:"), "{err}");
+    assert!(
+        err.contains("runtimePSKs[0]") && err.contains(":3:"),
+        "{err}"
+    );
     assert!(err.contains("healthCheckDeadline"), "did-you-mean: {err}");
     assert!(!err.contains("short\""), "the secret is not echoed: {err}");
 
@@ -77,7 +80,10 @@ fn ca_print_gives_what_the_runtime_presents_and_ca_pin_checks_it() {
     assert!(printed.status.success(), "{}", text(&printed.stderr));
     let pem = text(&printed.stdout);
     assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
-    let fp = francis(dir.path(), &["ca", "print", "--config", "config.yaml", "--fingerprint"]);
+    let fp = francis(
+        dir.path(),
+        &["ca", "print", "--config", "config.yaml", "--fingerprint"],
+    );
     let fingerprint = text(&fp.stdout).trim().to_owned();
     assert_eq!(fingerprint.len(), 95, "{fingerprint}");
 
@@ -99,7 +105,16 @@ fn ca_print_gives_what_the_runtime_presents_and_ca_pin_checks_it() {
     let out = loop {
         let out = francis(
             dir.path(),
-            &["ca", "pin", "--runtime", &address, "--expect", &wrong, "--output", "pinned.pem"],
+            &[
+                "ca",
+                "pin",
+                "--runtime",
+                &address,
+                "--expect",
+                &wrong,
+                "--output",
+                "pinned.pem",
+            ],
         );
         // Until the runtime listens, pin reports it unreachable (8).
         if out.status.code() != Some(8) || start.elapsed() > Duration::from_secs(30) {
@@ -108,22 +123,44 @@ fn ca_print_gives_what_the_runtime_presents_and_ca_pin_checks_it() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains(&fingerprint), "shows the fingerprint");
-    assert!(!dir.path().join("pinned.pem").exists(), "nothing written on a mismatch");
+    assert!(
+        text(&out.stderr).contains(&fingerprint),
+        "shows the fingerprint"
+    );
+    assert!(
+        !dir.path().join("pinned.pem").exists(),
+        "nothing written on a mismatch"
+    );
 
     // The right one (written without colons, lower case): the PEM is written.
     let loose = fingerprint.replace(':', "").to_lowercase();
     let out = francis(
         dir.path(),
-        &["ca", "pin", "--runtime", &address, "--expect", &loose, "--output", "pinned.pem"],
+        &[
+            "ca",
+            "pin",
+            "--runtime",
+            &address,
+            "--expect",
+            &loose,
+            "--output",
+            "pinned.pem",
+        ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let pinned = std::fs::read_to_string(dir.path().join("pinned.pem")).unwrap();
-    assert_eq!(pinned.trim(), pem.trim(), "the pinned CA is the printed one");
+    assert_eq!(
+        pinned.trim(),
+        pem.trim(),
+        "the pinned CA is the printed one"
+    );
 
     // An existing file with other content is not replaced without --force.
     std::fs::write(dir.path().join("other.pem"), "something else").unwrap();
-    let out = francis(dir.path(), &["ca", "pin", "--runtime", &address, "--output", "other.pem"]);
+    let out = francis(
+        dir.path(),
+        &["ca", "pin", "--runtime", &address, "--output", "other.pem"],
+    );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert_eq!(
         std::fs::read_to_string(dir.path().join("other.pem")).unwrap(),
