@@ -345,7 +345,12 @@ async fn cluster(
                 Some(Ok(Err(host))) => give_up(host.problem, Some(host.name)),
                 Some(Err(e)) => give_up(format!("a host supervisor failed: {e}"), None),
             },
-            done = async { runtime_task.as_mut().expect("guarded").await }, if runtime_task.is_some() => {
+            done = async {
+                match runtime_task.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            }, if runtime_task.is_some() => {
                 runtime_task = None;
                 match done {
                     Ok(Ok(())) => {}
