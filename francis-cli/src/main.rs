@@ -1,7 +1,8 @@
 //! The `francis` command-line tool: `francis new` scaffolds a project from an embedded template,
-//! `francis dev` runs a local development cluster of it, `francis completions` prints shell
-//! completions. Each subcommand lives in its own module; errors carry an exit code and a fix
-//! ([`exit::Failure`]).
+//! `francis dev` runs a development cluster of it (local, or a runtime and workers with
+//! `--remote`), `francis runtime` and `francis ca` run and pin the remote topology's control
+//! plane, `francis completions` prints shell completions. Each subcommand lives in its own
+//! module; errors carry an exit code and a fix ([`exit::Failure`]).
 
 mod ca;
 mod dev;
@@ -23,7 +24,7 @@ use crate::exit::{Code, Failure};
     name = "francis",
     version,
     about,
-    long_about = "Francis: distributed virtual actors for Rust.\n\nCreate a project with `francis new`, then run it as a local cluster with `francis dev`. For the remote topology, run the control plane with `francis runtime` and pin its CA with `francis ca`.",
+    long_about = "Francis: distributed virtual actors for Rust.\n\nCreate a project with `francis new`, then run it as a local cluster with `francis dev`. For the remote topology, `francis new --template remote-worker` creates a worker and `francis dev --remote` runs it with a dev runtime; run the control plane yourself with `francis runtime` and pin its CA with `francis ca`.",
     after_help = AFTER_HELP,
     after_long_help = AFTER_HELP,
     propagate_version = true
@@ -38,6 +39,8 @@ const AFTER_HELP: &str = concat!(
   francis new myapp                 # create a project (asks for what is missing)
   francis new myapp --actor order --yes
   cd myapp && francis dev           # two hosts sharing one SQLite file; Ctrl-C stops them
+  francis new myworker --template remote-worker
+  cd myworker && francis dev --remote   # a dev runtime and two workers that join it
   francis runtime --config config.yaml     # the control plane of the remote topology
   francis ca print --config config.yaml > ca.pem   # the CA workers pin
   francis completions bash > ~/.local/share/bash-completion/completions/francis
@@ -50,7 +53,8 @@ const AFTER_HELP: &str = concat!(
 enum Command {
     /// Create a project from a template (offline: the templates are built in).
     New(new::NewArgs),
-    /// Run the current project (or an example) as a local cluster of several hosts.
+    /// Run the current project (or an example) as a local cluster of several hosts, or (with
+    /// --remote) as workers of a dev runtime.
     Dev(dev::DevArgs),
     /// Run the remote topology's control plane from its YAML configuration (or check it).
     Runtime(runtime::RuntimeArgs),

@@ -19,7 +19,9 @@ pub struct NewArgs {
     /// The project's name: the folder created in the current directory, and the crate's name
     /// (lowercase letters, digits, '-' and '_', starting with a letter).
     pub name: Option<String>,
-    /// The template to start from (`--list` shows them) [default: local-app].
+    /// The template to start from: local-app (the local topology: hosts sharing a SQLite
+    /// file) or remote-worker (the remote topology: workers that join a runtime); `--list`
+    /// describes them [default: local-app].
     #[arg(long, short)]
     pub template: Option<String>,
     /// The name of the actor type the template creates, in snake_case (e.g. counter,
@@ -49,6 +51,7 @@ const EXAMPLES: &str = "\
 Examples:
   francis new myapp                                  # asks for what is missing, on a terminal
   francis new myapp --actor shopping_cart --yes      # no questions: for scripts and CI
+  francis new myworker --template remote-worker      # workers that join a runtime
   francis new myapp --francis-version 0.1            # depend on francis from crates.io
   francis new myapp --francis-path ../francis/francis
   francis new --list";

@@ -1,7 +1,9 @@
 //! `francis dev` end to end, with plain (non-terminal) output: a generated project run as a
 //! cluster of two hosts on free loopback ports, called through the curl API on every host,
 //! a crashed host restarted, Ctrl-C (SIGINT) ending it with exit code 0, and the state still
-//! there when it starts again from the same data directory.
+//! there when it starts again from the same data directory. The same for `francis dev
+//! --remote` on a generated remote-worker project: a dev runtime and two workers, the runtime
+//! restarted after a crash, the workers stopped before it.
 
 mod common;
 
@@ -23,10 +25,17 @@ struct Dev {
 impl Dev {
     /// Start `francis dev` in `project` and wait until every host is ready.
     fn start(project: &Path, data: &Path, base: u16) -> Dev {
+        Dev::start_with(project, data, base, false)
+    }
+
+    /// Start `francis dev` (with `--remote`: a runtime and workers) in `project` and wait until
+    /// every process is ready.
+    fn start_with(project: &Path, data: &Path, base: u16, remote: bool) -> Dev {
         let mut command = francis();
         cargo_env(&mut command)
             .current_dir(project)
             .args(["dev", "--hosts", "2", "--base-port", &base.to_string()])
+            .args(remote.then_some("--remote"))
             .arg("--data-dir")
             .arg(data)
             .env("RUST_LOG", "info")
@@ -46,11 +55,33 @@ impl Dev {
             .wait_for(0, BUILD_TIMEOUT, "saying the build is done", |l| {
                 l.starts_with("Built ")
             });
+        let ready = if remote {
+            "the runtime and all 2 workers ready"
+        } else {
+            "all 2 hosts ready"
+        };
         dev.out
             .wait_for(0, HOST_TIMEOUT, "saying all hosts are ready", |l| {
-                l.contains("all 2 hosts ready")
+                l.contains(ready)
             });
         dev
+    }
+
+    /// The pid `francis dev` reported last for `name` ("<name> starting (pid N)" or
+    /// "<name> restarting (pid N)"), after line `skip`.
+    fn pid_of(&self, skip: usize, name: &str) -> u32 {
+        let i = self
+            .out
+            .wait_for(skip, HOST_TIMEOUT, &format!("with {name}'s pid"), |l| {
+                l.contains(&format!("{name} starting (pid "))
+                    || l.contains(&format!("{name} restarting (pid "))
+            });
+        let line = &self.out.all()[i];
+        line.split("(pid ")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no pid in {line:?}"))
     }
 
     fn pid(&self) -> u32 {
@@ -271,4 +302,148 @@ fn a_project_that_cannot_be_found_or_built_is_exit_code_4() {
             && output.contains("fix the errors cargo printed above"),
         "{output}"
     );
+}
+
+#[test]
+fn a_remote_dev_cluster_serves_on_every_worker_survives_a_runtime_crash_and_keeps_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = generate(tmp.path(), "remoteapp", &["--template", "remote-worker"]);
+    let data = tmp.path().join("remote-data");
+    let base = free_base_port(2);
+    let workers = [
+        format!("127.0.0.1:{base}"),
+        format!("127.0.0.1:{}", base + 1),
+    ];
+
+    let dev = Dev::start_with(&project, &data, base, true);
+    let config = std::fs::read_to_string(data.join("runtime.yaml")).unwrap();
+    assert!(
+        config.contains("method: psk") && config.contains("type: sqlite"),
+        "{config}"
+    );
+    assert!(data.join("runtime.db").is_file(), "the runtime's store");
+    assert!(
+        std::fs::read_to_string(data.join("ca.pem"))
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+    assert!(
+        dev.err
+            .text()
+            .contains("Generated the dev runtime's configuration"),
+        "{}",
+        dev.err.text()
+    );
+
+    // Every worker answers, and every actor is one activation whichever worker is called.
+    for (i, worker) in workers.iter().enumerate() {
+        let other = &workers[1 - i];
+        let id = format!("r{i}");
+        assert_eq!(
+            post(worker, &format!("/invoke/counter/{id}/add"), "5"),
+            json!({"total": 5, "ticks": 0})
+        );
+        assert_eq!(
+            post(other, &format!("/invoke/counter/{id}/add"), "2"),
+            json!({"total": 7, "ticks": 0})
+        );
+        assert_eq!(
+            post(other, &format!("/peek/counter/{id}/get"), ""),
+            json!({"total": 7, "ticks": 0})
+        );
+    }
+    let statuses: Vec<Value> = workers.iter().map(|w| status(w)).collect();
+    assert_ne!(statuses[0]["hostId"], statuses[1]["hostId"]);
+    let active: u64 = statuses
+        .iter()
+        .map(|s| s["activeActors"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        active, 2,
+        "each actor active on exactly one worker: {statuses:?}"
+    );
+
+    // The runtime and each worker have their own prefix.
+    let lines = dev.out.all();
+    for name in ["runtime", "worker-1", "worker-2"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.trim_start().starts_with(&format!("{name} | "))),
+            "no {name} lines:\n{}",
+            dev.out.text()
+        );
+    }
+
+    // A crashed runtime is restarted; the workers rejoin it and the state is still there.
+    let pid = dev.pid_of(0, "runtime");
+    let seen = dev.out.all().len();
+    send_signal(pid, rustix::process::Signal::KILL);
+    dev.out
+        .wait_for(seen, HOST_TIMEOUT, "reporting the runtime's crash", |l| {
+            l.contains("runtime was killed by SIGKILL; restarting it in")
+        });
+    dev.out
+        .wait_for(seen, HOST_TIMEOUT, "the runtime ready again", |l| {
+            l.contains("runtime ready in")
+        });
+    for worker in &workers {
+        for id in ["r0", "r1"] {
+            let value = eventually(
+                HOST_TIMEOUT,
+                "reading an actor after the runtime's crash",
+                || {
+                    let (code, body) =
+                        http("POST", worker, &format!("/peek/counter/{id}/get"), "").ok()?;
+                    (code == 200).then(|| serde_json::from_str::<Value>(&body).unwrap())
+                },
+            );
+            assert_eq!(value, json!({"total": 7, "ticks": 0}));
+        }
+    }
+
+    // Ctrl-C stops the workers, then the runtime, with exit code 0.
+    let out = dev.interrupt();
+    let lines = out.all();
+    let position = |what: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no line {what:?}:\n{}", out.text()))
+    };
+    let runtime_stopped = position("runtime stopped (exited with code 0)");
+    for name in ["worker-1", "worker-2"] {
+        assert!(
+            position(&format!("{name} stopped (exited with code 0)")) < runtime_stopped,
+            "{name} stopped after the runtime:\n{}",
+            out.text()
+        );
+    }
+    position("every worker and the runtime stopped; the state is kept");
+    for worker in &workers {
+        assert!(
+            http("GET", worker, "/status", "").is_err(),
+            "{worker} still answers"
+        );
+    }
+
+    // Started again on the same data directory: the same configuration, the same state.
+    let dev = Dev::start_with(&project, &data, base, true);
+    assert_eq!(
+        std::fs::read_to_string(data.join("runtime.yaml")).unwrap(),
+        config
+    );
+    for worker in &workers {
+        for id in ["r0", "r1"] {
+            assert_eq!(
+                post(worker, &format!("/peek/counter/{id}/get"), ""),
+                json!({"total": 7, "ticks": 0})
+            );
+        }
+    }
+    assert_eq!(
+        post(&workers[1], "/invoke/counter/r0/add", "1"),
+        json!({"total": 8, "ticks": 0})
+    );
+    dev.interrupt();
 }

@@ -1,6 +1,7 @@
 //! `francis new` end to end, as a script runs it: every template generated non-interactively
-//! into a temporary directory, then built and tested with cargo; refusals with their exit codes
-//! and fixes; and the help, version and completions every subcommand offers.
+//! into a temporary directory, then built and tested with cargo (all of them in one shared
+//! target directory, so the second reuses the dependencies the first compiled); refusals with
+//! their exit codes and fixes; and the help, version and completions every subcommand offers.
 
 mod common;
 
@@ -34,8 +35,12 @@ fn templates() -> Vec<String> {
 #[test]
 fn every_template_generates_a_project_that_builds_and_passes_its_tests() {
     let names = templates();
-    assert!(names.contains(&"local-app".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"local-app".to_owned()) && names.contains(&"remote-worker".to_owned()),
+        "{names:?}"
+    );
     for template in names {
+        let started = std::time::Instant::now();
         let tmp = tempfile::tempdir().unwrap();
         let name = format!("gen-{template}");
         let (code, out, err) = {
@@ -133,7 +138,10 @@ fn every_template_generates_a_project_that_builds_and_passes_its_tests() {
             "cargo test of {template} failed:\n{output}"
         );
         assert!(output.contains("test result: ok. 4 passed"), "{output}");
-        // The binary reads the environment contract of francis dev.
+        if template == "remote-worker" {
+            check_runtime_yaml(&dir);
+        }
+        // The binary reads the environment contract of francis dev (--remote for a worker).
         let (status, help) = run_bounded(
             cargo_env(
                 std::process::Command::new(env!("CARGO"))
@@ -143,15 +151,77 @@ fn every_template_generates_a_project_that_builds_and_passes_its_tests() {
             BUILD_TIMEOUT,
         );
         assert!(status.success(), "{help}");
+        let contract: &[&str] = if template == "remote-worker" {
+            &[
+                "FRANCIS_RUNTIME_ADDRESS",
+                "FRANCIS_HOST_BOOTSTRAP_PSK",
+                "FRANCIS_CA_FILE",
+            ]
+        } else {
+            &["FRANCIS_DB"]
+        };
         for var in [
             "FRANCIS_HTTP_ADDRESS",
             "FRANCIS_PEER_ADDRESS",
-            "FRANCIS_DB",
             "FRANCIS_HOST_NAME",
-        ] {
+        ]
+        .iter()
+        .chain(contract)
+        {
             assert!(help.contains(var), "{var} missing from:\n{help}");
         }
+        eprintln!(
+            "{template}: generated, built and tested in {:.0?}",
+            started.elapsed()
+        );
     }
+}
+
+/// The remote-worker's runtime.yaml: rendered, and valid for `francis runtime check` once its
+/// keys are in the environment (and refused, naming them, when they are not).
+fn check_runtime_yaml(dir: &std::path::Path) {
+    let text = std::fs::read_to_string(dir.join("runtime.yaml")).unwrap();
+    assert!(
+        !text.contains("{{") && text.contains("# The runtime of gen-remote-worker"),
+        "{text}"
+    );
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    for step in [
+        "francis dev --remote",
+        "francis runtime --config runtime.yaml",
+        "francis ca print --config runtime.yaml",
+    ] {
+        assert!(readme.contains(step), "{step} missing from:\n{readme}");
+    }
+    let check = |keys: bool| {
+        let mut command = francis();
+        command
+            .current_dir(dir)
+            .args(["runtime", "check", "--config", "runtime.yaml"])
+            .env_remove("FRANCIS_RUNTIME_PSK")
+            .env_remove("FRANCIS_HOST_BOOTSTRAP_PSK")
+            .stdin(Stdio::null());
+        if keys {
+            command
+                .env("FRANCIS_RUNTIME_PSK", "k".repeat(32))
+                .env("FRANCIS_HOST_BOOTSTRAP_PSK", "h".repeat(16));
+        }
+        let output = command.output().unwrap();
+        (
+            output.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+    let (code, output) = check(true);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains("127.0.0.1:7400"), "{output}");
+    let (code, output) = check(false);
+    assert_eq!(code, Some(6), "{output}");
+    assert!(output.contains("FRANCIS_RUNTIME_PSK"), "{output}");
 }
 
 #[test]
@@ -299,8 +369,20 @@ fn help_version_and_completions() {
         "FRANCIS_PEER_ADDRESS",
         "FRANCIS_DB",
         "FRANCIS_RUNTIME_PSK",
+        "--remote",
+        "FRANCIS_RUNTIME_ADDRESS",
+        "FRANCIS_HOST_BOOTSTRAP_PSK",
+        "FRANCIS_CA_FILE",
     ] {
         assert!(out.contains(var), "{var} missing from francis dev --help");
+    }
+    // Every template is named in francis new --help.
+    let (_, out, _) = run(&tmp, &["new", "--help"]);
+    for template in templates() {
+        assert!(
+            out.contains(&template),
+            "{template} missing from francis new --help:\n{out}"
+        );
     }
     for (shell, marker) in [
         ("bash", "_francis()"),

@@ -222,6 +222,12 @@ fn new_asks_for_what_is_missing_on_a_terminal() {
     term.type_text("asked\r");
     term.wait_for(
         Duration::from_secs(30),
+        "the template prompt, listing every template",
+        |s| s.contains("Template? [local-app]") && s.contains("remote-worker"),
+    );
+    term.type_text("remote-worker\r");
+    term.wait_for(
+        Duration::from_secs(30),
         "the actor prompt with its default",
         |s| s.contains("Actor name") && s.contains("[counter]"),
     );
@@ -234,4 +240,8 @@ fn new_asks_for_what_is_missing_on_a_terminal() {
     );
     assert!(term.contents().contains("Next steps:"));
     assert!(tmp.path().join("asked/src/basket.rs").is_file());
+    assert!(
+        tmp.path().join("asked/runtime.yaml").is_file(),
+        "the remote-worker template"
+    );
 }

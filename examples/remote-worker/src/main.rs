@@ -8,6 +8,11 @@
 //! cargo run -p remote-worker -- --worker-address 127.0.0.1:8081 --actor-host-address 127.0.0.1:7571 --runtime-address 127.0.0.1:7400 --ca-file ca.pem
 //! cargo run -p remote-worker -- --worker-address 127.0.0.1:8082 --actor-host-address 127.0.0.1:7572 --runtime-address 127.0.0.1:7400 --ca-file ca.pem
 //! ```
+//!
+//! Each flag can also come from the environment contract of `francis dev --remote`
+//! (FRANCIS_HTTP_ADDRESS, FRANCIS_PEER_ADDRESS, FRANCIS_RUNTIME_ADDRESS,
+//! FRANCIS_HOST_BOOTSTRAP_PSK, FRANCIS_CA_FILE), so `francis dev --remote --example
+//! remote-worker` runs a dev runtime and two such workers with one command.
 
 #[path = "../../worker/src/myactor.rs"]
 mod myactor;
@@ -27,13 +32,20 @@ use crate::myactor::{MyActor, WorkerName};
 #[command(version, about)]
 struct Args {
     /// Address of this worker's HTTP control server.
-    #[arg(long, default_value = "127.0.0.1:8081")]
+    #[arg(long, env = "FRANCIS_HTTP_ADDRESS", default_value = "127.0.0.1:8081")]
     worker_address: SocketAddr,
     /// Peer address this worker's actor host advertises to the others.
-    #[arg(long, default_value = "127.0.0.1:7571")]
+    #[arg(long, env = "FRANCIS_PEER_ADDRESS", default_value = "127.0.0.1:7571")]
     actor_host_address: String,
-    /// A runtime to join (`host:port`); repeat it for every runtime replica.
-    #[arg(long = "runtime-address", default_value = "127.0.0.1:7400", num_args = 1..)]
+    /// A runtime to join (`host:port`); repeat it (or separate addresses with commas) for
+    /// every runtime replica.
+    #[arg(
+        long = "runtime-address",
+        env = "FRANCIS_RUNTIME_ADDRESS",
+        default_value = "127.0.0.1:7400",
+        num_args = 1..,
+        value_delimiter = ','
+    )]
     runtime_addresses: Vec<String>,
     /// The host bootstrap PSK (the runtime's `bootstrap.hostPSK`).
     #[arg(long, env = "FRANCIS_HOST_BOOTSTRAP_PSK", default_value = EXAMPLE_HOST_PSK, hide_env_values = true)]

@@ -1,7 +1,10 @@
-//! One host of a development cluster: start its process with the environment contract, pass
-//! its output to the view line by line, poll its `GET /status`, restart it (with backoff) when
-//! it exits on its own, and stop it on request (SIGINT, then SIGKILL after the stop timeout).
+//! One process of a development cluster (a host, or the dev runtime of `francis dev --remote`):
+//! start it (a host with the environment contract), pass its output to the view line by line,
+//! poll it (a host's `GET /status`; the runtime by reading its CA), restart it (with backoff)
+//! when it exits on its own, and stop it on request (SIGINT, then SIGKILL after the stop
+//! timeout). Workers of a remote cluster start once the runtime is ready.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -13,12 +16,18 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
 
-/// How often a host's status is polled.
+/// How often a host's status is polled (and the runtime's, until it is ready).
 const POLL_EVERY: Duration = Duration::from_millis(500);
 /// How long one status poll may take.
 pub const POLL_TIMEOUT: Duration = Duration::from_secs(1);
 /// Polls in a row without an answer before a ready host is reported as not answering.
 const MISSES_BEFORE_UNRESPONSIVE: u32 = 4;
+/// How often a ready runtime is checked (each check is a QUIC handshake).
+const RUNTIME_POLL_EVERY: Duration = Duration::from_secs(5);
+/// How long reading the runtime's CA may take.
+const RUNTIME_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Checks in a row without an answer before a ready runtime is reported as not answering.
+const RUNTIME_MISSES_BEFORE_UNRESPONSIVE: u32 = 2;
 /// The first restart delay; it doubles while the host keeps crashing, up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest restart delay.
@@ -30,34 +39,88 @@ pub const MAX_EARLY_EXITS: u32 = 5;
 /// How long to wait for the last output of a process that exited.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// One host to run.
+/// One process to run.
 #[derive(Debug, Clone)]
 pub struct HostSpec {
-    /// Its position (0-based) in the cluster.
+    /// Its position (0-based) in the cluster, and in the view.
     pub index: usize,
-    /// Its name: `host-1`, `host-2`, ...
+    /// Its name: `host-1`, `host-2`, ... (`worker-1`, ... and `runtime` with `--remote`).
     pub name: String,
-    /// Its HTTP control server.
-    pub http: SocketAddr,
-    /// The address its peers reach it on (UDP).
-    pub peer: SocketAddr,
+    /// What it is, and where it listens.
+    pub role: Role,
 }
 
-/// What every host of the cluster shares.
+/// What a process of the cluster is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// An actor host (a worker, with `--remote`), told its part through the environment.
+    Host {
+        /// Its HTTP control server, polled at `GET /status`.
+        http: SocketAddr,
+        /// The address its peers reach it on (UDP).
+        peer: SocketAddr,
+    },
+    /// The dev runtime of `francis dev --remote`, checked by reading its CA.
+    Runtime {
+        /// Where it listens, as the workers reach it (UDP).
+        address: SocketAddr,
+    },
+}
+
+impl HostSpec {
+    /// Its HTTP control server, if it is a host.
+    pub fn http(&self) -> Option<SocketAddr> {
+        match self.role {
+            Role::Host { http, .. } => Some(http),
+            Role::Runtime { .. } => None,
+        }
+    }
+
+    /// The UDP address it listens on: a host's peer address, the runtime's address.
+    pub fn udp(&self) -> SocketAddr {
+        match self.role {
+            Role::Host { peer, .. } => peer,
+            Role::Runtime { address } => address,
+        }
+    }
+
+    /// Whether it is the runtime.
+    pub fn is_runtime(&self) -> bool {
+        matches!(self.role, Role::Runtime { .. })
+    }
+}
+
+/// How to start a process: what the hosts of a cluster share, or the runtime's command.
 #[derive(Debug)]
 pub struct Launch {
     /// The program.
     pub exe: PathBuf,
-    /// Environment variables for every host (the shared part of the contract).
+    /// Its arguments.
+    pub args: Vec<OsString>,
+    /// Environment variables to set (for hosts, the shared part of the contract).
     pub env: Vec<(String, String)>,
-    /// How long a host gets to stop after SIGINT before it is killed.
+    /// Environment variables to unset.
+    pub env_remove: Vec<String>,
+    /// Its working directory [default: ours].
+    pub dir: Option<PathBuf>,
+    /// How long it gets to stop after SIGINT before it is killed.
     pub stop_timeout: Duration,
-    /// Ask the hosts for plain output (`NO_COLOR=1`), when ours is not a terminal.
+    /// Ask for plain output (`NO_COLOR=1`), when ours is not a terminal.
     pub no_color: bool,
 }
 
-/// What the cluster is asked to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// When a process starts, relative to the others.
+#[derive(Debug, Default)]
+pub struct Order {
+    /// Start only once this is true (a worker waits for the runtime), unless the cluster
+    /// stops first.
+    pub after: Option<watch::Receiver<bool>>,
+    /// Set to true once this process is first ready (the runtime, for its workers).
+    pub ready: Option<watch::Sender<bool>>,
+}
+
+/// What the cluster is asked to do, in escalating order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stop {
     /// Keep running, restarting hosts that exit.
     Run,
@@ -110,17 +173,42 @@ pub struct HostFailure {
     pub problem: String,
 }
 
-/// Run one host until the cluster stops (`Ok`) or the host cannot be kept running (`Err`).
+/// Run one process until the cluster stops (`Ok`) or it cannot be kept running (`Err`).
 pub async fn supervise(
     spec: HostSpec,
     launch: Arc<Launch>,
     client: reqwest::Client,
     events: mpsc::UnboundedSender<Event>,
     mut stop: watch::Receiver<Stop>,
+    order: Order,
 ) -> Result<(), HostFailure> {
     let host = spec.index;
     let send = |event| {
         let _ = events.send(event);
+    };
+    if let Some(mut after) = order.after {
+        let waiting = async move { after.wait_for(|ready| *ready).await.is_ok() };
+        let started = tokio::select! {
+            ready = waiting => ready,
+            _ = stop.wait_for(|s| *s != Stop::Run) => false,
+        };
+        if !started {
+            send(Event::Stopped {
+                host,
+                how: "was not started".into(),
+                forced: false,
+            });
+            return Ok(());
+        }
+    }
+    let (poll_every, ready_poll_every, misses_allowed) = if spec.is_runtime() {
+        (
+            POLL_EVERY,
+            RUNTIME_POLL_EVERY,
+            RUNTIME_MISSES_BEFORE_UNRESPONSIVE,
+        )
+    } else {
+        (POLL_EVERY, POLL_EVERY, MISSES_BEFORE_UNRESPONSIVE)
     };
     let mut backoff = MIN_BACKOFF;
     let mut early_exits = 0;
@@ -153,7 +241,7 @@ pub async fn supervise(
         let started = Instant::now();
         let mut ready = false;
         let mut misses = 0;
-        let mut poll = tokio::time::interval(POLL_EVERY);
+        let mut poll = tokio::time::interval(poll_every);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let exit = loop {
             tokio::select! {
@@ -167,18 +255,28 @@ pub async fn supervise(
                         return Ok(());
                     }
                 }
-                _ = poll.tick() => match check(&client, spec.http).await {
+                _ = poll.tick() => match check(&client, &spec).await {
                     Some(status) => {
                         misses = 0;
                         if !ready {
                             ready = true;
                             send(Event::Ready { host, after: started.elapsed() });
+                            if let Some(ready) = &order.ready {
+                                ready.send_replace(true);
+                            }
+                            if ready_poll_every != poll_every {
+                                poll = tokio::time::interval_at(
+                                    tokio::time::Instant::now() + ready_poll_every,
+                                    ready_poll_every,
+                                );
+                                poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                            }
                         }
                         send(Event::Status { host, status });
                     }
                     None if ready => {
                         misses += 1;
-                        if misses == MISSES_BEFORE_UNRESPONSIVE {
+                        if misses == misses_allowed {
                             send(Event::Unresponsive { host });
                         }
                     }
@@ -232,15 +330,27 @@ pub async fn supervise(
     Ok(())
 }
 
-/// Start the host's process: the environment contract, output piped, in its own process group
-/// (so a Ctrl-C in the terminal reaches `francis dev` only, which then stops the hosts in order).
+/// Start the process: a host with the environment contract; output piped; in its own process
+/// group (so a Ctrl-C in the terminal reaches `francis dev` only, which then stops the
+/// processes in order).
 fn spawn(spec: &HostSpec, launch: &Launch) -> std::io::Result<Child> {
     let mut command = Command::new(&launch.exe);
     command
-        .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .env("FRANCIS_HOST_NAME", &spec.name)
-        .env("FRANCIS_HTTP_ADDRESS", spec.http.to_string())
-        .env("FRANCIS_PEER_ADDRESS", spec.peer.to_string())
+        .args(&launch.args)
+        .envs(launch.env.iter().map(|(k, v)| (k, v)));
+    for key in &launch.env_remove {
+        command.env_remove(key);
+    }
+    if let Role::Host { http, peer } = spec.role {
+        command
+            .env("FRANCIS_HOST_NAME", &spec.name)
+            .env("FRANCIS_HTTP_ADDRESS", http.to_string())
+            .env("FRANCIS_PEER_ADDRESS", peer.to_string());
+    }
+    if let Some(dir) = &launch.dir {
+        command.current_dir(dir);
+    }
+    command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -273,9 +383,19 @@ async fn pump(reader: impl AsyncRead + Unpin, host: usize, events: mpsc::Unbound
     }
 }
 
-/// Poll `GET /status`: `None` if the host does not answer; `Some(None)` if it answers without a
-/// status (an app with no such route is still serving).
-async fn check(client: &reqwest::Client, http: SocketAddr) -> Option<Option<HostStatus>> {
+/// Poll a host's `GET /status`: `None` if it does not answer; `Some(None)` if it answers
+/// without a status (an app with no such route is still serving). The runtime has no HTTP
+/// server: it answers when it presents its CA (`Some(None)`).
+async fn check(client: &reqwest::Client, spec: &HostSpec) -> Option<Option<HostStatus>> {
+    let http = match spec.role {
+        Role::Host { http, .. } => http,
+        Role::Runtime { address } => {
+            return francis::runtime::probe_ca(&address.to_string(), RUNTIME_PROBE_TIMEOUT)
+                .await
+                .ok()
+                .map(|_| None);
+        }
+    };
     let response = client
         .get(format!("http://{http}/status"))
         .send()

@@ -1,7 +1,8 @@
-//! What `francis dev` shows. Each host's output lines, prefixed with its name in its own
-//! colour; `francis dev`'s own messages; and a status table of the hosts (state, addresses,
-//! host ID, active actors). On a terminal the table stays at the bottom and is redrawn when
-//! something changes; otherwise each change is one plain line, for logs and scripts.
+//! What `francis dev` shows. Each process's output lines, prefixed with its name in its own
+//! colour (the dev runtime of `--remote` in one no host uses); `francis dev`'s own messages;
+//! and a status table of the runtime and the hosts (state, addresses, host ID, active actors).
+//! On a terminal the table stays at the bottom and is redrawn when something changes;
+//! otherwise each change is one plain line, for logs and scripts.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -22,6 +23,11 @@ const HOST_COLOURS: [AnsiColor; 6] = [
     AnsiColor::Blue,
     AnsiColor::Red,
 ];
+/// The colour of the runtime's prefix: a badge, unlike any host's.
+const RUNTIME_STYLE: Style = Style::new()
+    .fg_color(Some(Color::Ansi(AnsiColor::BrightWhite)))
+    .bg_color(Some(Color::Ansi(AnsiColor::Blue)))
+    .bold();
 /// The spinner of hosts that are starting.
 const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 /// How often the spinner turns while a host is starting.
@@ -67,6 +73,8 @@ impl State {
 #[derive(Debug)]
 struct Row {
     spec: HostSpec,
+    /// The colour of its name.
+    style: Style,
     state: State,
     status: Option<HostStatus>,
     restarts: u32,
@@ -90,6 +98,8 @@ pub struct ViewConfig {
     pub rich: bool,
     /// The data directory, as shown.
     pub data_dir: String,
+    /// A remote cluster: a runtime and workers (`francis dev --remote`).
+    pub remote: bool,
 }
 
 /// The view: owns standard output while the cluster runs.
@@ -105,14 +115,21 @@ pub struct View {
 }
 
 impl View {
-    /// A view of these hosts.
+    /// A view of these processes (hosts, and the runtime with `--remote`).
     pub fn new(config: ViewConfig, hosts: &[HostSpec]) -> View {
+        let mut next_colour = 0;
         View {
             config,
             rows: hosts
                 .iter()
                 .map(|spec| Row {
                     spec: spec.clone(),
+                    style: if spec.is_runtime() {
+                        RUNTIME_STYLE
+                    } else {
+                        next_colour += 1;
+                        host_style(next_colour - 1)
+                    },
                     state: State::Starting,
                     status: None,
                     restarts: 0,
@@ -182,7 +199,7 @@ impl View {
         let before = row.summary();
         match event {
             Event::Log { line, .. } => {
-                lines.push(format!("{} {line}", host_prefix(rich, host, &name)));
+                lines.push(format!("{} {line}", host_prefix(rich, row.style, &name)));
             }
             Event::Starting { pid, attempt, .. } => {
                 row.state = State::Starting;
@@ -192,17 +209,23 @@ impl View {
                 } else {
                     "restarting"
                 };
-                lines.push(say(format!(
-                    "{name} {what} (pid {pid}): http {}, peer {} (udp)",
-                    row.spec.http, row.spec.peer
-                )));
+                lines.push(say(match row.spec.http() {
+                    Some(http) => format!(
+                        "{name} {what} (pid {pid}): http {http}, peer {} (udp)",
+                        row.spec.udp()
+                    ),
+                    None => format!("{name} {what} (pid {pid}) on {} (udp)", row.spec.udp()),
+                }));
             }
             Event::Ready { after, .. } => {
                 row.state = State::Ready;
+                let at = match row.spec.http() {
+                    Some(http) => format!("http://{http}"),
+                    None => format!("{} (udp)", row.spec.udp()),
+                };
                 lines.push(say(format!(
-                    "{name} ready in {:.1} s at http://{}",
-                    after.as_secs_f64(),
-                    row.spec.http
+                    "{name} ready in {:.1} s at {at}",
+                    after.as_secs_f64()
                 )));
             }
             Event::Status { status, .. } => {
@@ -222,10 +245,10 @@ impl View {
             }
             Event::Unresponsive { .. } => {
                 row.state = State::Unresponsive;
-                lines.push(say(format!(
-                    "{name} is not answering at http://{}/status",
-                    row.spec.http
-                )));
+                lines.push(say(match row.spec.http() {
+                    Some(http) => format!("{name} is not answering at http://{http}/status"),
+                    None => format!("{name} is not answering at {} (udp)", row.spec.udp()),
+                }));
             }
             Event::Exited {
                 how, restart_in, ..
@@ -258,14 +281,36 @@ impl View {
         let changed = before != row.summary();
         if !self.announced && self.rows.iter().all(|r| r.state == State::Ready) {
             self.announced = true;
-            let first = self.rows[0].spec.http;
+            let hosts = self.host_count();
+            let noun = self.noun(hosts);
+            let who = if self.config.remote {
+                format!("the runtime and all {hosts} {noun}")
+            } else {
+                format!("all {hosts} {noun}")
+            };
+            let example = self
+                .rows
+                .iter()
+                .find_map(|r| r.spec.http())
+                .map(|first| format!(" Try: curl -X POST {first}/invoke/<type>/<id>/<method> --data '<json>'; curl {first}/status."))
+                .unwrap_or_default();
             lines.push(say(format!(
-                "all {} hosts ready in {:.1} s. Try: curl -X POST {first}/invoke/<type>/<id>/<method> --data '<json>'; curl {first}/status. Ctrl-C stops the cluster.",
-                self.rows.len(),
+                "{who} ready in {:.1} s.{example} Ctrl-C stops the cluster.",
                 self.started.elapsed().as_secs_f64()
             )));
         }
         changed
+    }
+
+    /// How many hosts (workers) there are, besides the runtime.
+    fn host_count(&self) -> usize {
+        self.rows.iter().filter(|r| !r.spec.is_runtime()).count()
+    }
+
+    /// "host"/"hosts", or "worker"/"workers" in a remote cluster.
+    fn noun(&self, n: usize) -> String {
+        let noun = if self.config.remote { "worker" } else { "host" };
+        format!("{noun}{}", plural(n))
     }
 
     fn prefix_tag(&self) -> String {
@@ -319,10 +364,14 @@ impl View {
             .rows
             .iter()
             .all(|r| matches!(r.state, State::Stopped | State::Failed));
+        let hosts = self.host_count();
+        let what = if self.config.remote {
+            format!("--remote · runtime + {hosts} {}", self.noun(hosts))
+        } else {
+            format!("· {hosts} {}", self.noun(hosts))
+        };
         let title = format!(
-            "── francis dev · {} host{} · data in {} · {} ",
-            self.rows.len(),
-            plural(self.rows.len()),
+            "── francis dev {what} · data in {} · {} ",
             self.config.data_dir,
             if over { "stopped" } else { "Ctrl-C to stop" }
         );
@@ -343,7 +392,7 @@ impl View {
             "HOST", "STATE", "HTTP", "PEER (UDP)", "HOST ID", "ACTORS"
         );
         lines.push(term::paint(rich, term::BOLD, &fit(&header, width)));
-        for (i, row) in self.rows.iter().enumerate() {
+        for row in &self.rows {
             let mut state = row.state.label().to_owned();
             if matches!(row.state, State::Starting | State::Stopping) {
                 state.push(' ');
@@ -363,12 +412,16 @@ impl View {
                     s.address.clone(),
                     s.active_actors.to_string(),
                 ),
-                _ => ("-".to_owned(), row.spec.peer.to_string(), "-".to_owned()),
+                _ => ("-".to_owned(), row.spec.udp().to_string(), "-".to_owned()),
             };
+            let http = row
+                .spec
+                .http()
+                .map_or_else(|| "-".to_owned(), |http| http.to_string());
             let name = format!("{:<name_width$}", row.spec.name);
             let rest = format!(
                 "  {:<15}  {:<15}  {:<15}  {:<8}  {:>6}",
-                state, row.spec.http, peer, id, actors
+                state, http, peer, id, actors
             );
             let line = fit(&format!("{name}{rest}"), width);
             if rich {
@@ -386,7 +439,7 @@ impl View {
                 let (state_part, tail) = rest_part.split_at(split);
                 lines.push(format!(
                     "{}{}{tail}",
-                    term::paint(true, host_style(i), name_part),
+                    term::paint(true, row.style, name_part),
                     term::paint(true, row.state.style(), state_part)
                 ));
             } else {
@@ -404,8 +457,8 @@ fn host_style(host: usize) -> Style {
 }
 
 /// `host-1 |`, in the host's colour on a terminal.
-fn host_prefix(rich: bool, host: usize, name: &str) -> String {
-    term::paint(rich, host_style(host), &format!("{name} |"))
+fn host_prefix(rich: bool, style: Style, name: &str) -> String {
+    term::paint(rich, style, &format!("{name} |"))
 }
 
 /// Right-align the `<name> |` prefix of a line to `width` (prefixes are not yet padded).
@@ -462,22 +515,53 @@ fn plural(n: usize) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dev::supervisor::Role;
 
     fn view(rich: bool) -> View {
         let hosts: Vec<HostSpec> = (0..2)
             .map(|i| HostSpec {
                 index: i,
                 name: format!("host-{}", i + 1),
-                http: format!("127.0.0.1:{}", 8081 + i).parse().unwrap(),
-                peer: format!("127.0.0.1:{}", 8081 + i).parse().unwrap(),
+                role: Role::Host {
+                    http: format!("127.0.0.1:{}", 8081 + i).parse().unwrap(),
+                    peer: format!("127.0.0.1:{}", 8081 + i).parse().unwrap(),
+                },
             })
             .collect();
         View::new(
             ViewConfig {
                 rich,
                 data_dir: ".francis/dev".into(),
+                remote: false,
             },
             &hosts,
+        )
+    }
+
+    /// A runtime and two workers.
+    fn remote_view() -> View {
+        let mut specs = vec![HostSpec {
+            index: 0,
+            name: "runtime".into(),
+            role: Role::Runtime {
+                address: "127.0.0.1:7400".parse().unwrap(),
+            },
+        }];
+        specs.extend((1..3).map(|i| HostSpec {
+            index: i,
+            name: format!("worker-{i}"),
+            role: Role::Host {
+                http: format!("127.0.0.1:{}", 8080 + i).parse().unwrap(),
+                peer: format!("127.0.0.1:{}", 8080 + i).parse().unwrap(),
+            },
+        }));
+        View::new(
+            ViewConfig {
+                rich: false,
+                data_dir: ".francis/dev-remote".into(),
+                remote: true,
+            },
+            &specs,
         )
     }
 
@@ -603,5 +687,89 @@ mod tests {
     #[test]
     fn ansi_is_stripped_for_alignment() {
         assert_eq!(strip_ansi("\x1b[1;36mhost-1 |\x1b[0m x"), "host-1 | x");
+    }
+
+    #[test]
+    fn the_runtime_has_its_own_row_prefix_and_messages() {
+        let mut v = remote_view();
+        let mut lines = Vec::new();
+        v.apply(
+            Event::Starting {
+                host: 0,
+                pid: 7,
+                attempt: 1,
+            },
+            &mut lines,
+        );
+        v.apply(
+            Event::Log {
+                host: 0,
+                line: "runtime listening".into(),
+            },
+            &mut lines,
+        );
+        for host in 0..3 {
+            v.apply(
+                Event::Ready {
+                    host,
+                    after: Duration::from_millis(500),
+                },
+                &mut lines,
+            );
+        }
+        v.apply(
+            Event::Exited {
+                host: 0,
+                how: "was killed by SIGKILL".into(),
+                restart_in: Some(Duration::from_secs(1)),
+            },
+            &mut lines,
+        );
+        assert_eq!(
+            lines[0],
+            " francis | runtime starting (pid 7) on 127.0.0.1:7400 (udp)"
+        );
+        assert_eq!(lines[1], "runtime | runtime listening");
+        assert_eq!(
+            lines[2],
+            " francis | runtime ready in 0.5 s at 127.0.0.1:7400 (udp)"
+        );
+        assert!(
+            lines[5].starts_with(" francis | the runtime and all 2 workers ready in ")
+                && lines[5].contains("curl -X POST 127.0.0.1:8081/invoke/"),
+            "{}",
+            lines[5]
+        );
+        assert_eq!(
+            lines[6],
+            " francis | runtime was killed by SIGKILL; restarting it in 1 s (restart 1)"
+        );
+        let table = v.table();
+        assert!(
+            table[0].starts_with(
+                "── francis dev --remote · runtime + 2 workers · data in .francis/dev-remote"
+            ),
+            "{}",
+            table[0]
+        );
+        let row: Vec<&str> = table[2].split_whitespace().collect();
+        assert_eq!(
+            row,
+            [
+                "runtime",
+                "restarting",
+                "(1×)",
+                "-",
+                "127.0.0.1:7400",
+                "-",
+                "-"
+            ]
+        );
+        assert!(table[3].starts_with("worker-1  ready"), "{}", table[3]);
+        // The runtime's prefix is a colour no host has.
+        let styles: Vec<Style> = v.rows.iter().map(|r| r.style).collect();
+        assert_eq!(styles[0], RUNTIME_STYLE);
+        assert_eq!(styles[1], host_style(0));
+        assert_ne!(styles[1], styles[2]);
     }
 }

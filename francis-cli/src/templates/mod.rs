@@ -34,47 +34,95 @@ pub struct TemplateInfo {
 }
 
 /// Every template, the default first. Adding one: a folder under `templates/` and an entry here.
-pub const TEMPLATES: &[TemplateInfo] = &[TemplateInfo {
-    name: "local-app",
-    summary: "an app of the local topology: one actor type, SQLite, the HTTP control API",
-    identifiers: &[(
-        "actor",
-        &[
-            // Files, crates and items of the template that an actor module or type would clash with.
-            "main",
-            "lib",
-            "std",
-            "core",
-            "alloc",
-            "francis",
-            "serde",
-            "tokio",
-            "axum",
-            "clap",
-            "anyhow",
-            "thiserror",
-            "tracing",
-            "tracing_subscriber",
-            "serialize",
-            "deserialize",
-            "args",
-            "parser",
-            "context",
-            "duration",
-            "path_buf",
-            "socket_addr",
-            "call_error",
-            "test_host",
-        ],
-    )],
-    next_steps: "  cd {{dir}}
+pub const TEMPLATES: &[TemplateInfo] = &[
+    TemplateInfo {
+        name: "local-app",
+        summary: "an app of the local topology: one actor type, SQLite, the HTTP control API",
+        identifiers: &[(
+            "actor",
+            &[
+                // Files, crates and items of the template that an actor module or type would clash with.
+                "main",
+                "lib",
+                "std",
+                "core",
+                "alloc",
+                "francis",
+                "serde",
+                "tokio",
+                "axum",
+                "clap",
+                "anyhow",
+                "thiserror",
+                "tracing",
+                "tracing_subscriber",
+                "serialize",
+                "deserialize",
+                "args",
+                "parser",
+                "context",
+                "duration",
+                "path_buf",
+                "socket_addr",
+                "call_error",
+                "test_host",
+            ],
+        )],
+        next_steps: "  cd {{dir}}
   cargo test                 # the {{actor}} actor's tests, on a virtual clock
   francis dev                # a local cluster of two hosts, with a status view
   curl -X POST localhost:8081/invoke/{{actor}}/alice/add --data 5
   curl -X POST localhost:8082/peek/{{actor}}/alice/get
 
 README.md has the rest: the HTTP API, alarms, configuration.",
-}];
+    },
+    TemplateInfo {
+        name: "remote-worker",
+        summary: "a worker of the remote topology: one actor type, joins a runtime (runtime.yaml), the HTTP control API",
+        identifiers: &[("actor", REMOTE_WORKER_RESERVED)],
+        next_steps: "  cd {{dir}}
+  cargo test                 # the {{actor}} actor's tests (no runtime needed), and runtime.yaml's
+  francis dev --remote       # a dev runtime and two workers, with a status view
+  curl -X POST localhost:8081/invoke/{{actor}}/alice/add --data 5
+  curl -X POST localhost:8082/peek/{{actor}}/alice/get
+
+Without francis dev: francis runtime --config runtime.yaml, francis ca print --config
+runtime.yaml > ca.pem, then cargo run -- --ca-file ca.pem for each worker. README.md has the
+rest: the HTTP API, the environment, the runtime's keys.",
+    },
+];
+
+/// Names an actor of the remote-worker template cannot take: those of local-app, and the
+/// files and items only this template has.
+const REMOTE_WORKER_RESERVED: &[&str] = &[
+    "main",
+    "lib",
+    "std",
+    "core",
+    "alloc",
+    "francis",
+    "serde",
+    "tokio",
+    "axum",
+    "clap",
+    "anyhow",
+    "thiserror",
+    "tracing",
+    "tracing_subscriber",
+    "serialize",
+    "deserialize",
+    "args",
+    "parser",
+    "context",
+    "duration",
+    "path_buf",
+    "socket_addr",
+    "call_error",
+    "test_host",
+    "runtime_config",
+    "bootstrap",
+    "provider",
+];
 
 /// The template named `name`.
 pub fn find(name: &str) -> Option<&'static TemplateInfo> {

@@ -82,15 +82,22 @@ pub(crate) async fn serve(incoming: IncomingSession, shared: Arc<Shared>) {
         }
     };
     let registered = timeout(limit, async {
-        let (send, recv) = conn
-            .accept_bi()
-            .await
-            .map_err(|e| format!("closed before registering: {e}"))?;
-        register(&conn, send, recv, &shared).await
+        let (send, recv) = match conn.accept_bi().await {
+            Ok(streams) => streams,
+            Err(e) if closed_cleanly_by_client(&e) => return Ok(None),
+            Err(e) => return Err(format!("closed before registering: {e}")),
+        };
+        register(&conn, send, recv, &shared).await.map(Some)
     })
     .await;
     let host = match registered {
-        Ok(Ok(host)) => host,
+        Ok(Ok(Some(host))) => host,
+        Ok(Ok(None)) => {
+            // What `probe_ca` (`francis ca pin`, `francis dev`'s readiness check) does: read
+            // the certificate chain and leave. Not worth an info line each time.
+            debug!(%remote, "closed by the client before registering (a CA probe)");
+            return;
+        }
         Ok(Err(reason)) => {
             info!(%remote, %reason, "registration refused");
             conn.close(VarInt::from_u32(1), b"registration failed");
@@ -133,6 +140,11 @@ pub(crate) async fn serve(incoming: IncomingSession, shared: Arc<Shared>) {
     {
         sessions.remove(&host.host_id);
     }
+}
+
+/// Whether the client closed the connection itself with code 0, as [`super::probe_ca`] does.
+fn closed_cleanly_by_client(error: &wtransport::error::ConnectionError) -> bool {
+    matches!(error, wtransport::error::ConnectionError::ApplicationClosed(close) if close.code() == VarInt::from_u32(0))
 }
 
 async fn accept(incoming: IncomingSession, shared: &Shared) -> Result<Connection, String> {
