@@ -315,11 +315,16 @@ impl View {
     fn table(&self) -> Vec<String> {
         let rich = self.config.rich;
         let width = term::width().saturating_sub(1);
+        let over = self
+            .rows
+            .iter()
+            .all(|r| matches!(r.state, State::Stopped | State::Failed));
         let title = format!(
-            "── francis dev · {} host{} · data in {} · Ctrl-C to stop ",
+            "── francis dev · {} host{} · data in {} · {} ",
             self.rows.len(),
             plural(self.rows.len()),
-            self.config.data_dir
+            self.config.data_dir,
+            if over { "stopped" } else { "Ctrl-C to stop" }
         );
         let mut lines = vec![term::paint(
             rich,
@@ -354,7 +359,7 @@ impl View {
             );
             let (id, peer, actors) = match &row.status {
                 Some(s) if live => (
-                    s.host_id.chars().take(8).collect::<String>(),
+                    short_id(&s.host_id),
                     s.address.clone(),
                     s.active_actors.to_string(),
                 ),
@@ -438,6 +443,13 @@ fn strip_ansi(text: &str) -> String {
     out
 }
 
+/// The last 8 characters of a host ID: the random end of a UUIDv7 (its start is a timestamp,
+/// alike for hosts started together).
+fn short_id(id: &str) -> String {
+    let chars: Vec<char> = id.chars().collect();
+    chars[chars.len().saturating_sub(8)..].iter().collect()
+}
+
 /// `text` cut to `width` characters.
 fn fit(text: &str, width: usize) -> String {
     text.chars().take(width).collect()
@@ -471,7 +483,7 @@ mod tests {
 
     fn status(actors: usize) -> Option<HostStatus> {
         Some(HostStatus {
-            host_id: "0197abcd-ef".into(),
+            host_id: "01a2326e-317f-73cb-ad9e-cbbba78b8333".into(),
             address: "127.0.0.1:8081".into(),
             active_actors: actors,
         })
@@ -581,7 +593,7 @@ mod tests {
                 "ready",
                 "127.0.0.1:8081",
                 "127.0.0.1:8081",
-                "0197abcd",
+                "a78b8333",
                 "3"
             ]
         );

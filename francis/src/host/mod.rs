@@ -21,10 +21,7 @@ use crate::actor::dispatch::Actor;
 use crate::actor::service::Service;
 use crate::clock::{SharedClock, SystemClock, duration_ms};
 use crate::error::Error;
-use crate::store::memory::MemoryStore;
-use crate::store::postgres::PostgresStore;
-use crate::store::sqlite::SqliteStore;
-use crate::store::{HostRegistration, Store, StoreError, StoreOptions};
+use crate::store::{HostRegistration, Store, StoreError, StoreOptions, StoreSpec};
 
 pub use options::ActorOptions;
 pub(crate) use options::HostTimings;
@@ -60,14 +57,6 @@ impl std::fmt::Debug for Host {
     }
 }
 
-enum StoreChoice {
-    Unset,
-    Memory,
-    Sqlite(PathBuf),
-    Postgres(String),
-    Shared(Arc<dyn Store>),
-}
-
 /// The remote-topology settings of a [`HostBuilder`].
 #[derive(Default)]
 struct RemoteSettings {
@@ -84,7 +73,7 @@ pub struct HostBuilder {
     address: Option<String>,
     /// `Some` for a host of the remote topology.
     remote: Option<RemoteSettings>,
-    store: StoreChoice,
+    store: Option<StoreSpec>,
     psks: Vec<Vec<u8>>,
     types: Vec<ActorTypeEntry>,
     timings: HostTimings,
@@ -104,7 +93,7 @@ impl Host {
         HostBuilder {
             address: None,
             remote: None,
-            store: StoreChoice::Unset,
+            store: None,
             psks: Vec::new(),
             types: Vec::new(),
             timings: HostTimings::default(),
@@ -243,26 +232,26 @@ impl HostBuilder {
     /// Keep state and alarms in memory only (lost when the process exits): for tests and
     /// throwaway single-host setups.
     pub fn memory_store(mut self) -> Self {
-        self.store = StoreChoice::Memory;
+        self.store = Some(StoreSpec::Memory);
         self
     }
 
     /// Keep state and alarms in a SQLite file (created, and migrated, if needed).
     pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Self {
-        self.store = StoreChoice::Sqlite(path.into());
+        self.store = Some(StoreSpec::Sqlite(path.into()));
         self
     }
 
     /// Keep state and alarms in a PostgreSQL database (migrated if needed): what hosts on
     /// several machines share to form one cluster.
     pub fn postgres(mut self, url: impl Into<String>) -> Self {
-        self.store = StoreChoice::Postgres(url.into());
+        self.store = Some(StoreSpec::Postgres(url.into()));
         self
     }
 
     /// Use an already opened store (its clock and health deadline are used).
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
-        self.store = StoreChoice::Shared(store);
+        self.store = Some(StoreSpec::Shared(store));
         self
     }
 
@@ -476,15 +465,10 @@ impl HostBuilder {
                     clock: clock.clone(),
                     health_check_deadline: timings.health_check_deadline,
                 };
-                let store: Arc<dyn Store> = match store {
-                    StoreChoice::Memory => Arc::new(MemoryStore::new(options)),
-                    StoreChoice::Sqlite(path) => Arc::new(SqliteStore::open(&path, options).await?),
-                    StoreChoice::Postgres(url) => {
-                        Arc::new(PostgresStore::connect(&url, options).await?)
-                    }
-                    StoreChoice::Shared(store) => store,
-                    StoreChoice::Unset => return Err(Error::Config("no store".into())),
-                };
+                let store = store
+                    .ok_or_else(|| Error::Config("no store".into()))?
+                    .open(options)
+                    .await?;
                 let ca = ClusterCa::from_psks(&psks).map_err(|e| Error::Config(e.to_string()))?;
                 let host_id = store.register_host(&registration).await?;
                 // A local host certifies itself with the CA its PSKs derive.
@@ -598,7 +582,7 @@ impl HostBuilder {
 
 /// What a local host's configuration must hold.
 fn check_local(
-    store: &StoreChoice,
+    store: &Option<StoreSpec>,
     psks: &[Vec<u8>],
     timings: &HostTimings,
     errors: &mut Vec<String>,
@@ -628,7 +612,7 @@ fn check_local(
     if timings.alarms_lease_duration < Duration::from_secs(1) {
         errors.push("alarms lease duration is under 1 s; give at least 1 s (default 20 s)".into());
     }
-    if matches!(store, StoreChoice::Unset) {
+    if store.is_none() {
         errors.push(
             "no store: call .sqlite(\"data.db\") for durable state, or .memory_store() for tests"
                 .into(),
@@ -639,12 +623,12 @@ fn check_local(
 /// What a remote host's configuration must hold.
 fn check_remote(
     remote: &RemoteSettings,
-    store: &StoreChoice,
+    store: &Option<StoreSpec>,
     psks: &[Vec<u8>],
     local_only: &[&'static str],
     errors: &mut Vec<String>,
 ) {
-    if !matches!(store, StoreChoice::Unset) {
+    if !store.is_none() {
         errors.push(
             "a remote host keeps no store (the runtime owns it): remove .sqlite/.postgres/.memory_store/.store".into(),
         );

@@ -36,10 +36,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::net::pki::{ClusterCa, HOST_PREFIX, PkiError};
 use crate::net::rpc::MIN_HOST_PSK_LEN;
 use crate::net::tls::{self, CertSlot, ClientAuth};
-use crate::store::memory::MemoryStore;
-use crate::store::postgres::PostgresStore;
-use crate::store::sqlite::SqliteStore;
-use crate::store::{Store, StoreError, StoreOptions};
+use crate::store::{Store, StoreError, StoreOptions, StoreSpec};
 
 pub use session::TokenValidator;
 
@@ -95,14 +92,6 @@ impl std::fmt::Debug for Bootstrap {
     }
 }
 
-enum StoreChoice {
-    Unset,
-    Memory,
-    Sqlite(PathBuf),
-    Postgres(String),
-    Shared(Arc<dyn Store>),
-}
-
 /// Settings shared by every session of a runtime.
 pub(crate) struct Settings {
     pub workload_cert_ttl: Duration,
@@ -137,7 +126,7 @@ pub struct RuntimeBuilder {
     runtime_id: Option<String>,
     psks: Vec<Vec<u8>>,
     bootstrap: Option<Bootstrap>,
-    store: StoreChoice,
+    store: Option<StoreSpec>,
     settings: Settings,
     clock: Option<SharedClock>,
     errors: Vec<String>,
@@ -183,7 +172,7 @@ impl Runtime {
             runtime_id: None,
             psks: Vec::new(),
             bootstrap: None,
-            store: StoreChoice::Unset,
+            store: None,
             settings: Settings::default(),
             clock: None,
             errors: Vec::new(),
@@ -464,25 +453,25 @@ impl RuntimeBuilder {
 
     /// Keep the cluster's data in memory (lost when the runtime stops): for tests only.
     pub fn memory_store(mut self) -> Self {
-        self.store = StoreChoice::Memory;
+        self.store = Some(StoreSpec::Memory);
         self
     }
 
     /// Keep the cluster's data in a SQLite file (one runtime only; not on a network filesystem).
     pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Self {
-        self.store = StoreChoice::Sqlite(path.into());
+        self.store = Some(StoreSpec::Sqlite(path.into()));
         self
     }
 
     /// Keep the cluster's data in PostgreSQL (what several runtime replicas share).
     pub fn postgres(mut self, url: impl Into<String>) -> Self {
-        self.store = StoreChoice::Postgres(url.into());
+        self.store = Some(StoreSpec::Postgres(url.into()));
         self
     }
 
     /// Use an already opened store.
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
-        self.store = StoreChoice::Shared(store);
+        self.store = Some(StoreSpec::Shared(store));
         self
     }
 
@@ -561,7 +550,7 @@ impl RuntimeBuilder {
         if settings.health_check_deadline <= Duration::from_secs(1) {
             errors.push("the health check deadline must be more than 1 s (default 20 s)".into());
         }
-        if matches!(store, StoreChoice::Unset) {
+        if store.is_none() {
             errors.push(
                 "no store: choose sqlite (one runtime), postgres (replicas) or memory (tests)"
                     .into(),
@@ -588,13 +577,10 @@ impl RuntimeBuilder {
             clock: clock.clone(),
             health_check_deadline: settings.health_check_deadline,
         };
-        let store: Arc<dyn Store> = match store {
-            StoreChoice::Memory => Arc::new(MemoryStore::new(options)),
-            StoreChoice::Sqlite(path) => Arc::new(SqliteStore::open(&path, options).await?),
-            StoreChoice::Postgres(url) => Arc::new(PostgresStore::connect(&url, options).await?),
-            StoreChoice::Shared(store) => store,
-            StoreChoice::Unset => return Err(RuntimeError::Config("no store".into())),
-        };
+        let store = store
+            .ok_or_else(|| RuntimeError::Config("no store".into()))?
+            .open(options)
+            .await?;
         let identity = ca.issue_runtime_identity(&runtime_id, RUNTIME_CERT_TTL)?;
         let cert = CertSlot::new(&identity)?;
         let tls = tls::server_config(&ca.trust(), cert.clone(), HOST_PREFIX, ClientAuth::Optional)?;

@@ -304,6 +304,37 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+/// Which store a builder opens (hosts of the local topology and runtimes both choose one).
+pub(crate) enum StoreSpec {
+    /// [`memory::MemoryStore`].
+    Memory,
+    /// [`sqlite::SqliteStore`] on this file.
+    Sqlite(std::path::PathBuf),
+    /// [`postgres::PostgresStore`] at this URL.
+    Postgres(String),
+    /// A store the caller already opened.
+    Shared(std::sync::Arc<dyn Store>),
+}
+
+impl StoreSpec {
+    /// Open (and migrate) the store.
+    pub(crate) async fn open(
+        self,
+        options: StoreOptions,
+    ) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+        Ok(match self {
+            StoreSpec::Memory => std::sync::Arc::new(memory::MemoryStore::new(options)),
+            StoreSpec::Sqlite(path) => {
+                std::sync::Arc::new(sqlite::SqliteStore::open(&path, options).await?)
+            }
+            StoreSpec::Postgres(url) => {
+                std::sync::Arc::new(postgres::PostgresStore::connect(&url, options).await?)
+            }
+            StoreSpec::Shared(store) => store,
+        })
+    }
+}
+
 /// The durable store and coordination API shared by every topology.
 ///
 /// All methods are safe to call concurrently from many hosts (processes) sharing one store.

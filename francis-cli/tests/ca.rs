@@ -1,0 +1,177 @@
+//! `francis runtime check`, `francis ca print` and `francis ca pin` as a user runs them, in a
+//! fresh temporary directory: a broken configuration names its key and line and exits 6; the
+//! printed CA is the one a running runtime presents; pinning with the wrong expected fingerprint
+//! exits 7 and writes nothing; pinning with the right one writes the PEM.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const RUNTIME_PSK: &str = "ca-cli-test-runtime-psk-0123456789abcdef";
+
+fn francis(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_francis"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("FRANCIS_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn write_config(dir: &Path, port: u16) {
+    std::fs::write(
+        dir.join("config.yaml"),
+        format!(
+            "bind: \"127.0.0.1:{port}\"\nruntimePSKs:\n  - \"{RUNTIME_PSK}\"\nbootstrap:\n  method: psk\n  hostPSK: \"a-host-psk-for-tests\"\nprovider:\n  type: memory\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// A runtime child process, stopped when dropped.
+struct Runtime(Child);
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_broken_configuration_names_the_key_and_line_and_exits_6() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        "bind: \"127.0.0.1:7400\"\nruntimePSKs:\n  - \"short\"\nbootstrap:\n  method: psk\n  hostPSK: \"a-host-psk-for-tests\"\nprovider:\n  type: memory\nhealthCheckDeadLine: 20s\n",
+    )
+    .unwrap();
+    let out = francis(dir.path(), &["runtime", "check", "--config", "config.yaml"]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("runtimePSKs[0]") && err.contains(":3:"),
+        "{err}"
+    );
+    assert!(err.contains("healthCheckDeadline"), "did-you-mean: {err}");
+    assert!(!err.contains("short\""), "the secret is not echoed: {err}");
+
+    // No configuration at all: usage error, with the fix.
+    let empty = tempfile::tempdir().unwrap();
+    let out = francis(empty.path(), &["ca", "print"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--config"));
+}
+
+#[test]
+fn ca_print_gives_what_the_runtime_presents_and_ca_pin_checks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = francis::testing::free_port();
+    write_config(dir.path(), port);
+
+    let check = francis(dir.path(), &["runtime", "check", "--config", "config.yaml"]);
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    assert!(text(&check.stdout).contains("valid"));
+    let printed = francis(dir.path(), &["ca", "print", "--config", "config.yaml"]);
+    assert!(printed.status.success(), "{}", text(&printed.stderr));
+    let pem = text(&printed.stdout);
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    let fp = francis(
+        dir.path(),
+        &["ca", "print", "--config", "config.yaml", "--fingerprint"],
+    );
+    let fingerprint = text(&fp.stdout).trim().to_owned();
+    assert_eq!(fingerprint.len(), 95, "{fingerprint}");
+
+    let _runtime = Runtime(
+        Command::new(env!("CARGO_BIN_EXE_francis"))
+            .current_dir(dir.path())
+            .args(["runtime", "--config", "config.yaml"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let address = format!("127.0.0.1:{port}");
+
+    // A wrong expected fingerprint: exit 7, nothing written.
+    let wrong = "00:".repeat(31) + "00";
+    let start = Instant::now();
+    let out = loop {
+        let out = francis(
+            dir.path(),
+            &[
+                "ca",
+                "pin",
+                "--runtime",
+                &address,
+                "--expect",
+                &wrong,
+                "--output",
+                "pinned.pem",
+            ],
+        );
+        // Until the runtime listens, pin reports it unreachable (8).
+        if out.status.code() != Some(8) || start.elapsed() > Duration::from_secs(30) {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&fingerprint),
+        "shows the fingerprint"
+    );
+    assert!(
+        !dir.path().join("pinned.pem").exists(),
+        "nothing written on a mismatch"
+    );
+
+    // The right one (written without colons, lower case): the PEM is written.
+    let loose = fingerprint.replace(':', "").to_lowercase();
+    let out = francis(
+        dir.path(),
+        &[
+            "ca",
+            "pin",
+            "--runtime",
+            &address,
+            "--expect",
+            &loose,
+            "--output",
+            "pinned.pem",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pinned = std::fs::read_to_string(dir.path().join("pinned.pem")).unwrap();
+    assert_eq!(
+        pinned.trim(),
+        pem.trim(),
+        "the pinned CA is the printed one"
+    );
+
+    // An existing file with other content is not replaced without --force.
+    std::fs::write(dir.path().join("other.pem"), "something else").unwrap();
+    let out = francis(
+        dir.path(),
+        &["ca", "pin", "--runtime", &address, "--output", "other.pem"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("other.pem")).unwrap(),
+        "something else"
+    );
+
+    // Nothing listening: exit 8.
+    let nobody = format!("127.0.0.1:{}", francis::testing::free_port());
+    let out = francis(
+        dir.path(),
+        &["ca", "pin", "--runtime", &nobody, "--timeout", "1s"],
+    );
+    assert_eq!(out.status.code(), Some(8), "{}", text(&out.stderr));
+}
