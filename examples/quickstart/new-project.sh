@@ -22,10 +22,20 @@ FRANCIS_BIN=$(realpath "$FRANCIS_BIN")
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target/cli-tests} CARGO_NET_OFFLINE=true
 dir=$(mktemp -d)
 dev=
-cleanup() { [[ -n "$dev" ]] && kill -INT "$dev" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$dir"; }
+cleanup() {
+  [[ -n "$dev" ]] && kill -INT "$dev" 2>/dev/null
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
 trap cleanup EXIT
 fail() { echo "FAILED: $*" >&2; exit 1; }
-francis() { "$FRANCIS_BIN" "$@" >&2; }
+# `francis` on the PATH is the binary under test. It is not a shell function, so that `$!` of
+# `francis dev &` is francis itself, which the Ctrl-C (SIGINT) of stop() must reach.
+mkdir "$dir/bin"
+ln -s "$FRANCIS_BIN" "$dir/bin/francis"
+export PATH="$dir/bin:$PATH"
+# Until the calls, everything goes to stderr; the real stdout is kept as fd 3.
+exec 3>&1 1>&2
 # Each answer on a line of its own, errors shown: what `curl -sS -w '\n'` prints.
 export CURL_HOME="$dir"
 printf 'silent\nshow-error\nwrite-out = "\\n"\n' > "$dir/.curlrc"
@@ -65,6 +75,7 @@ echo "# Run it as a cluster of two hosts" >&2
 start >&2
 
 echo "# Call counter/alice through both hosts" >&2
+exec 1>&3
 # ANCHOR: calls
 H1=localhost:${BASE:-8081} H2=localhost:$((${BASE:-8081} + 1))   # the two hosts
 curl -X POST $H1/invoke/counter/alice/add --data 5
