@@ -80,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
 
+    // ANCHOR: host
     let builder = Host::remote()
         .address(&args.actor_host_address)
         .runtime_addresses(&args.runtime_addresses)
@@ -99,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
         None => builder.unsafe_no_pinned_ca(),
     };
     let host = builder.build().await.context("joining the cluster")?;
+    // ANCHOR_END: host
     tracing::info!(
         http = %args.worker_address, peer = %args.actor_host_address, host = host.host_id(),
         runtime = host.runtime_address().unwrap_or_default(),
