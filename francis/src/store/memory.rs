@@ -38,6 +38,9 @@ impl std::fmt::Debug for MemoryStore {
 struct Tables {
     hosts: BTreeMap<HostId, HostRow>,
     placements: HashMap<ActorKey, PlacementRow>,
+    /// How many placements each (host, actor type) has: kept with `placements`, so placing an
+    /// actor does not count them all.
+    active: HashMap<(HostId, String), u64>,
     states: BTreeMap<ActorKey, StateRow>,
     alarms: BTreeMap<(ActorKey, String), AlarmRow>,
 }
@@ -105,6 +108,13 @@ impl Tables {
     /// Delete a placement and release the leases of the actor's alarms.
     fn remove_placement(&mut self, key: &ActorKey) -> Option<PlacementRow> {
         let removed = self.placements.remove(key)?;
+        let slot = (removed.host_id.clone(), key.actor_type.clone());
+        if let Some(count) = self.active.get_mut(&slot) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.active.remove(&slot);
+            }
+        }
         for (_, alarm) in self.alarms_of_mut(key) {
             alarm.lease = None;
         }
@@ -157,12 +167,6 @@ impl Tables {
         actor_type: Option<&str>,
         hosts: Option<&[HostId]>,
     ) -> Vec<HostSlot> {
-        let mut active: HashMap<(&str, &str), u64> = HashMap::new();
-        for (key, p) in &self.placements {
-            *active
-                .entry((p.host_id.as_str(), key.actor_type.as_str()))
-                .or_default() += 1;
-        }
         let mut slots = Vec::new();
         for (host_id, host) in &self.hosts {
             if host.last_heartbeat_ms < threshold || hosts.is_some_and(|hs| !hs.contains(host_id)) {
@@ -178,8 +182,9 @@ impl Tables {
                     actor_type: t.actor_type.clone(),
                     idle_timeout: t.idle_timeout,
                     concurrency_limit: t.concurrency_limit,
-                    active: active
-                        .get(&(host_id.as_str(), t.actor_type.as_str()))
+                    active: self
+                        .active
+                        .get(&(host_id.clone(), t.actor_type.clone()))
                         .copied()
                         .unwrap_or(0),
                 });
@@ -191,6 +196,10 @@ impl Tables {
     /// Place an actor on a slot's host, replacing any stale placement.
     fn place(&mut self, key: &ActorKey, slot: &HostSlot) {
         self.remove_placement(key);
+        *self
+            .active
+            .entry((slot.host_id.clone(), key.actor_type.clone()))
+            .or_default() += 1;
         self.placements.insert(
             key.clone(),
             PlacementRow {
