@@ -373,7 +373,8 @@ fn placeholder_problem(
         return Some("is a Rust keyword".to_owned());
     }
     reserved
-        .contains(&value)
+        .iter()
+        .any(|list| list.contains(&value))
         .then(|| "clashes with a name the template's code uses".to_owned())
 }
 
@@ -559,6 +560,20 @@ mod tests {
         assert!(problem("2d").unwrap().contains("must match"));
         assert_eq!(problem("match").unwrap(), "is a Rust keyword");
         assert!(problem("main").unwrap().contains("clashes"));
+        assert_eq!(problem("provider"), None, "a name only remote-worker uses");
+
+        let remote = templates::find("remote-worker").unwrap();
+        let template = Template::load(remote).unwrap();
+        let actor = template
+            .placeholders
+            .iter()
+            .find(|p| p.name == "actor")
+            .unwrap();
+        for name in ["main", "provider"] {
+            let problem = placeholder_problem(remote, actor, name).unwrap();
+            assert!(problem.contains("clashes"), "{name}: {problem}");
+        }
+        assert_eq!(placeholder_problem(remote, actor, "counter"), None);
     }
 
     #[test]

@@ -26,8 +26,9 @@ pub struct TemplateInfo {
     /// One line for `francis new --list` and the template prompt.
     pub summary: &'static str,
     /// Placeholders the template uses as Rust identifiers (module and type names), each with
-    /// the names it must not take besides Rust keywords (the names the template's own code uses).
-    pub identifiers: &'static [(&'static str, &'static [&'static str])],
+    /// the names it must not take besides Rust keywords (the names the template's own code
+    /// uses), as one or more lists.
+    pub identifiers: &'static [(&'static str, &'static [&'static [&'static str]])],
     /// What to do next, printed after the project is created (Liquid, with the template's
     /// variables and `dir`, the project folder as the user named it).
     pub next_steps: &'static str,
@@ -38,36 +39,7 @@ pub const TEMPLATES: &[TemplateInfo] = &[
     TemplateInfo {
         name: "local-app",
         summary: "an app of the local topology: one actor type, SQLite, the HTTP control API",
-        identifiers: &[(
-            "actor",
-            &[
-                // Files, crates and items of the template that an actor module or type would clash with.
-                "main",
-                "lib",
-                "std",
-                "core",
-                "alloc",
-                "francis",
-                "serde",
-                "tokio",
-                "axum",
-                "clap",
-                "anyhow",
-                "thiserror",
-                "tracing",
-                "tracing_subscriber",
-                "serialize",
-                "deserialize",
-                "args",
-                "parser",
-                "context",
-                "duration",
-                "path_buf",
-                "socket_addr",
-                "call_error",
-                "test_host",
-            ],
-        )],
+        identifiers: &[("actor", &[APP_RESERVED])],
         next_steps: "  cd {{dir}}
   cargo test                 # the {{actor}} actor's tests, on a virtual clock
   francis dev                # a local cluster of two hosts, with a status view
@@ -79,7 +51,7 @@ README.md has the rest: the HTTP API, alarms, configuration.",
     TemplateInfo {
         name: "remote-worker",
         summary: "a worker of the remote topology: one actor type, joins a runtime (runtime.yaml), the HTTP control API",
-        identifiers: &[("actor", REMOTE_WORKER_RESERVED)],
+        identifiers: &[("actor", &[APP_RESERVED, REMOTE_WORKER_RESERVED])],
         next_steps: "  cd {{dir}}
   cargo test                 # the {{actor}} actor's tests (no runtime needed), and runtime.yaml's
   francis dev --remote       # a dev runtime and two workers, with a status view
@@ -92,9 +64,9 @@ rest: the HTTP API, the environment, the runtime's keys.",
     },
 ];
 
-/// Names an actor of the remote-worker template cannot take: those of local-app, and the
-/// files and items only this template has.
-const REMOTE_WORKER_RESERVED: &[&str] = &[
+/// Names an actor cannot take in either template: the files, crates and items of the
+/// template's code that an actor module or type would clash with.
+const APP_RESERVED: &[&str] = &[
     "main",
     "lib",
     "std",
@@ -119,10 +91,10 @@ const REMOTE_WORKER_RESERVED: &[&str] = &[
     "socket_addr",
     "call_error",
     "test_host",
-    "runtime_config",
-    "bootstrap",
-    "provider",
 ];
+
+/// The names only the remote-worker template's code uses.
+const REMOTE_WORKER_RESERVED: &[&str] = &["runtime_config", "bootstrap", "provider"];
 
 /// The template named `name`.
 pub fn find(name: &str) -> Option<&'static TemplateInfo> {
