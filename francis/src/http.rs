@@ -10,7 +10,7 @@
 //! | `POST /halt-all` | — | halt every actor on this host |
 //! | `POST /alarm/{type}/{id}/{name}` | `{"dueTime", "interval", "ttl", "data", "handler"}` | set an alarm |
 //! | `DELETE /alarm/{type}/{id}/{name}` | — | delete an alarm |
-//! | `GET /status` | — | this host: `{"hostId", "address", "activeActors"}` ([`HostStatus`]) |
+//! | `GET /status` | — | this host: `{"hostId", "address", "activeActors", "topology"}` ([`HostStatus`]) |
 //!
 //! Arguments: a method with one parameter takes the JSON value itself (`{"In": 42}`), several
 //! parameters take a JSON array, none takes an empty body. Errors come back as
@@ -289,6 +289,7 @@ mod tests {
             "{before}"
         );
         assert_eq!(before["activeActors"], json!(0), "{before}");
+        assert_eq!(before["topology"], json!("local"), "{before}");
 
         for name in ["a", "b"] {
             let out = host.actor::<Echo>(name).echo("hi".into()).await.unwrap();
@@ -299,6 +300,11 @@ mod tests {
         assert_eq!(after["activeActors"], json!(2), "{after}");
         let typed: HostStatus = serde_json::from_value(after).unwrap();
         assert_eq!(typed, service.host_status().unwrap());
+        // What a host from before the field existed sends still reads, as local.
+        let older: HostStatus =
+            serde_json::from_value(json!({"hostId": "h", "address": "a", "activeActors": 1}))
+                .unwrap();
+        assert_eq!(older.topology, crate::Topology::Local);
     }
 
     #[test]

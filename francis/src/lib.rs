@@ -93,6 +93,7 @@ pub mod time;
 
 pub use actor::{
     ActorContext, ActorRef, AlarmBuilder, AlarmSpec, Envelope, HostStatus, RawRef, Service, State,
+    Topology,
 };
 pub use error::{ActorFailure, CallError, Error};
 pub use francis_macros::actor;

@@ -218,6 +218,11 @@ async fn workers_form_one_cluster_through_the_runtime() {
     let a = run_worker(worker_builder("a", &runtime).host_bootstrap_psk(HOST_PSK)).await;
     let b = run_worker(worker_builder("b", &runtime).host_bootstrap_psk(HOST_PSK)).await;
     assert_ne!(a.host_id, b.host_id);
+    let status = a
+        .service
+        .host_status()
+        .expect("a worker reports its status");
+    assert_eq!(status.topology, francis::Topology::Remote, "{status:?}");
 
     let mut owners = std::collections::HashMap::new();
     for i in 0..16 {

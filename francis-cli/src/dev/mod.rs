@@ -81,7 +81,7 @@ Examples:
 
 While it runs:
   curl -X POST localhost:8081/invoke/<type>/<id>/<method> --data '<json>'
-  curl localhost:8081/status           # {\"hostId\", \"address\", \"activeActors\"}
+  curl localhost:8081/status           # {\"hostId\", \"address\", \"activeActors\", \"topology\"}
 Ctrl-C stops every host cleanly (a second Ctrl-C kills them); the state stays in the data
 directory for the next run.
 

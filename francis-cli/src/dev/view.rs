@@ -8,7 +8,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anstyle::{AnsiColor, Color, Style};
-use francis::HostStatus;
+use francis::{HostStatus, Topology};
 use tokio::sync::mpsc;
 
 use super::supervisor::{Event, HostSpec};
@@ -78,6 +78,8 @@ struct Row {
     state: State,
     status: Option<HostStatus>,
     restarts: u32,
+    /// Whether it was already reported as running the other topology.
+    wrong_topology: bool,
 }
 
 impl Row {
@@ -133,6 +135,7 @@ impl View {
                     state: State::Starting,
                     status: None,
                     restarts: 0,
+                    wrong_topology: false,
                 })
                 .collect(),
             footer: 0,
@@ -234,6 +237,15 @@ impl View {
                     lines.push(say(format!("{name} answers again")));
                 }
                 if let Some(status) = status {
+                    let expected = if self.config.remote {
+                        Topology::Remote
+                    } else {
+                        Topology::Local
+                    };
+                    if status.topology != expected && !row.wrong_topology {
+                        row.wrong_topology = true;
+                        lines.push(say(wrong_topology(&name, status.topology)));
+                    }
                     let was = row.status.as_ref().map(|s| s.active_actors);
                     // Plain output reports changes (a host starts with none).
                     if !rich && was.unwrap_or(0) != status.active_actors {
@@ -508,6 +520,21 @@ fn fit(text: &str, width: usize) -> String {
     text.chars().take(width).collect()
 }
 
+/// What to say of a host that runs the other topology than the one `francis dev` started.
+fn wrong_topology(name: &str, topology: Topology) -> String {
+    match topology {
+        Topology::Local => format!(
+            "warning: {name} runs the local topology: it ignores the runtime and keeps its own store, \
+             so it is not part of this cluster. francis dev --remote is for workers that join a \
+             runtime (Host::remote(), as in the remote-worker template); run this app with francis dev."
+        ),
+        Topology::Remote => format!(
+            "warning: {name} joined a runtime (the remote topology), not the hosts' shared store. \
+             Run workers with francis dev --remote."
+        ),
+    }
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
@@ -570,7 +597,52 @@ mod tests {
             host_id: "01a2326e-317f-73cb-ad9e-cbbba78b8333".into(),
             address: "127.0.0.1:8081".into(),
             active_actors: actors,
+            topology: Topology::Local,
         })
+    }
+
+    #[test]
+    fn a_host_of_the_other_topology_is_reported_once_with_what_to_run() {
+        for (mut v, topology, says) in [
+            (
+                remote_view(),
+                Topology::Local,
+                "run this app with francis dev.",
+            ),
+            (
+                view(false),
+                Topology::Remote,
+                "Run workers with francis dev --remote.",
+            ),
+        ] {
+            let host = usize::from(v.config.remote);
+            let mut lines = Vec::new();
+            for _ in 0..2 {
+                let mut other = status(1).unwrap();
+                other.topology = topology;
+                v.apply(
+                    Event::Status {
+                        host,
+                        status: Some(other),
+                    },
+                    &mut lines,
+                );
+            }
+            let warnings: Vec<_> = lines.iter().filter(|l| l.contains("warning:")).collect();
+            assert_eq!(warnings.len(), 1, "{lines:?}");
+            assert!(warnings[0].ends_with(says), "{}", warnings[0]);
+        }
+        // The expected topology: no warning.
+        let mut v = view(false);
+        let mut lines = Vec::new();
+        v.apply(
+            Event::Status {
+                host: 0,
+                status: status(1),
+            },
+            &mut lines,
+        );
+        assert!(!lines.iter().any(|l| l.contains("warning:")), "{lines:?}");
     }
 
     #[test]

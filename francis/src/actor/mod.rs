@@ -14,5 +14,5 @@ pub use context::ActorContext;
 pub use dispatch::{Actor, DispatchError, MethodInfo, MethodKind, Proxy};
 pub use envelope::{CodecError, Envelope, Format};
 pub use reference::{ActorRef, RawRef};
-pub use service::{HostHandle, HostStatus, InvokeOptions, Service};
+pub use service::{HostHandle, HostStatus, InvokeOptions, Service, Topology};
 pub use state::{State, StatePage};

@@ -64,9 +64,10 @@ pub trait HostHandle: Send + Sync + 'static {
     }
 }
 
-/// What a host reports about itself: its ID, the address its peers reach it on, and how many
-/// actors are active on it. The HTTP control API serves it as `GET /status`, in JSON:
-/// `{"hostId": "...", "address": "127.0.0.1:7571", "activeActors": 2}`.
+/// What a host reports about itself: its ID, the address its peers reach it on, how many
+/// actors are active on it, and its topology. The HTTP control API serves it as `GET /status`,
+/// in JSON: `{"hostId": "...", "address": "127.0.0.1:7571", "activeActors": 2, "topology":
+/// "local"}`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HostStatus {
@@ -76,6 +77,21 @@ pub struct HostStatus {
     pub address: String,
     /// How many activations are live on this host now.
     pub active_actors: usize,
+    /// Whether the host coordinates through its own store or through a runtime (absent in the
+    /// JSON of older hosts: read as local).
+    #[serde(default)]
+    pub topology: Topology,
+}
+
+/// How a host coordinates with the rest of its cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Topology {
+    /// The host opened the cluster's store itself ([`Host::local`](crate::Host::local)).
+    #[default]
+    Local,
+    /// The host joined a runtime that owns the store ([`Host::remote`](crate::Host::remote)).
+    Remote,
 }
 
 /// The handle to the actors of a cluster: typed references, untyped invocation, state and

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::actor::dispatch::{DispatchError, MethodKind};
 use crate::actor::envelope::Envelope;
-use crate::actor::service::{HostHandle, HostStatus, InvokeOptions, Service};
+use crate::actor::service::{HostHandle, HostStatus, InvokeOptions, Service, Topology};
 use crate::clock::{BoxFuture, SharedClock};
 use crate::error::{ActorFailure, Error};
 use crate::host::activation::{Activation, TurnError};
@@ -41,6 +41,8 @@ pub(crate) struct CoreParts {
     pub app_data: AppData,
     /// How calls reach other hosts; `None` for a host without networking (tests).
     pub peer_client: Option<PeerClient>,
+    /// Whether the store is the host's own or its link to a runtime.
+    pub topology: Topology,
 }
 
 /// One host's shared core. Always held in an `Arc`.
@@ -55,6 +57,7 @@ pub(crate) struct HostCore {
     pub(crate) placements: PlacementCache,
     pub(crate) dedup: Dedup,
     pub(crate) peer_client: Option<PeerClient>,
+    topology: Topology,
     app_data: AppData,
     table: RwLock<HashMap<ActorKey, Arc<Activation>>>,
     create_lock: Mutex<()>,
@@ -73,6 +76,7 @@ impl HostCore {
             timings,
             app_data,
             peer_client,
+            topology,
         } = parts;
         Arc::new_cyclic(|this| HostCore {
             host_id,
@@ -85,6 +89,7 @@ impl HostCore {
             placements: PlacementCache::default(),
             dedup: Dedup::default(),
             peer_client,
+            topology,
             app_data,
             table: RwLock::new(HashMap::new()),
             create_lock: Mutex::new(()),
@@ -444,6 +449,7 @@ impl HostHandle for HostCore {
             host_id: self.host_id.clone(),
             address: self.address.clone(),
             active_actors: self.active_count(),
+            topology: self.topology,
         })
     }
 }

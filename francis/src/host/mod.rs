@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::actor::dispatch::Actor;
-use crate::actor::service::Service;
+use crate::actor::service::{Service, Topology};
 use crate::clock::{SharedClock, SystemClock, duration_ms};
 use crate::error::Error;
 use crate::store::{HostRegistration, Store, StoreError, StoreOptions, StoreSpec};
@@ -534,6 +534,11 @@ impl HostBuilder {
         // actors move to a survivor.
         let liveness = (timings.health_check_deadline / 4)
             .clamp(Duration::from_secs(1), Duration::from_secs(10));
+        let topology = if link.is_some() {
+            Topology::Remote
+        } else {
+            Topology::Local
+        };
         let parts = |peer_client| CoreParts {
             host_id: host_id.clone(),
             address: registration.address.clone(),
@@ -543,6 +548,7 @@ impl HostBuilder {
             timings,
             app_data,
             peer_client,
+            topology,
         };
         let Some((trust, identity)) = tls else {
             return Ok(Host {
