@@ -83,6 +83,8 @@ const ECHO_HOST_ID: &str = "echo-server";
 const CERT_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Same idle timeout as a host's peer client with the default 20 s health deadline.
 const PEER_IDLE: Duration = Duration::from_secs(5);
+/// How many times the plain echo client tries to connect.
+const CONNECT_ATTEMPTS: u32 = 3;
 const PAYLOAD_BYTES: usize = 32;
 const CALLERS: usize = 64;
 const COLD_CALLERS: usize = 16;
@@ -383,6 +385,16 @@ impl Remote {
     }
 }
 
+/// A parent that panics must not leave the remote process running.
+impl Drop for Remote {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 // ---- what the parent calls ------------------------------------------------------------------
 
 /// A plain wtransport session to the remote's plain echo server.
@@ -401,10 +413,19 @@ async fn plain_client(ca: &ClusterCa, id: &Identity, addr: SocketAddr) -> PlainC
         .with_custom_tls_and_transport(tls, quic_transport(PEER_IDLE, Some(PEER_IDLE / 3)))
         .build();
     let endpoint = Endpoint::client(config).expect("plain client endpoint");
-    let conn = endpoint
-        .connect(format!("https://{addr}/echo"))
-        .await
-        .expect("plain echo session");
+    // The handshake is bounded by the idle timeout (5 s); on a loaded machine a first attempt
+    // can run out of it, so try a few times before giving up.
+    let mut attempt = 1;
+    let conn = loop {
+        match endpoint.connect(format!("https://{addr}/echo")).await {
+            Ok(conn) => break conn,
+            Err(e) if attempt < CONNECT_ATTEMPTS => {
+                eprintln!("plain echo session, attempt {attempt}: {e}; retrying");
+                attempt += 1;
+            }
+            Err(e) => panic!("plain echo session: {e} ({CONNECT_ATTEMPTS} attempts)"),
+        }
+    };
     PlainClient {
         conn,
         _endpoint: endpoint,
