@@ -123,6 +123,27 @@ fn status(address: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// For each of the two processes: an actor first called through it, then through the other,
+/// holds one state (every actor is one activation whichever process is called).
+fn calls_reach_one_activation_through_either(addresses: &[String; 2], prefix: &str) {
+    for (i, address) in addresses.iter().enumerate() {
+        let other = &addresses[1 - i];
+        let id = format!("{prefix}{i}");
+        assert_eq!(
+            post(address, &format!("/invoke/counter/{id}/add"), "5"),
+            json!({"total": 5, "ticks": 0})
+        );
+        assert_eq!(
+            post(other, &format!("/invoke/counter/{id}/add"), "2"),
+            json!({"total": 7, "ticks": 0})
+        );
+        assert_eq!(
+            post(other, &format!("/peek/counter/{id}/get"), ""),
+            json!({"total": 7, "ticks": 0})
+        );
+    }
+}
+
 #[test]
 fn a_dev_cluster_serves_on_every_host_restarts_crashes_and_keeps_state() {
     let tmp = tempfile::tempdir().unwrap();
@@ -139,22 +160,7 @@ fn a_dev_cluster_serves_on_every_host_restarts_crashes_and_keeps_state() {
     assert!(data.join("cluster.db").is_file());
 
     // Every host answers, and every actor is one activation whichever host is called.
-    for (i, host) in hosts.iter().enumerate() {
-        let other = &hosts[1 - i];
-        let id = format!("a{i}");
-        assert_eq!(
-            post(host, &format!("/invoke/counter/{id}/add"), "5"),
-            json!({"total": 5, "ticks": 0})
-        );
-        assert_eq!(
-            post(other, &format!("/invoke/counter/{id}/add"), "2"),
-            json!({"total": 7, "ticks": 0})
-        );
-        assert_eq!(
-            post(other, &format!("/peek/counter/{id}/get"), ""),
-            json!({"total": 7, "ticks": 0})
-        );
-    }
+    calls_reach_one_activation_through_either(&hosts, "a");
     let statuses: Vec<Value> = hosts.iter().map(|h| status(h)).collect();
     for (status, host) in statuses.iter().zip(&hosts) {
         assert_eq!(status["address"], json!(host), "{status}");
@@ -336,22 +342,7 @@ fn a_remote_dev_cluster_serves_on_every_worker_survives_a_runtime_crash_and_keep
     );
 
     // Every worker answers, and every actor is one activation whichever worker is called.
-    for (i, worker) in workers.iter().enumerate() {
-        let other = &workers[1 - i];
-        let id = format!("r{i}");
-        assert_eq!(
-            post(worker, &format!("/invoke/counter/{id}/add"), "5"),
-            json!({"total": 5, "ticks": 0})
-        );
-        assert_eq!(
-            post(other, &format!("/invoke/counter/{id}/add"), "2"),
-            json!({"total": 7, "ticks": 0})
-        );
-        assert_eq!(
-            post(other, &format!("/peek/counter/{id}/get"), ""),
-            json!({"total": 7, "ticks": 0})
-        );
-    }
+    calls_reach_one_activation_through_either(&workers, "r");
     let statuses: Vec<Value> = workers.iter().map(|w| status(w)).collect();
     assert_ne!(statuses[0]["hostId"], statuses[1]["hostId"]);
     let active: u64 = statuses
