@@ -83,6 +83,8 @@ pub(crate) struct HostSlot {
     pub(crate) actor_type: String,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) concurrency_limit: u32,
+    /// Activations of the type on the host. Only a limited type needs it, so stores may leave
+    /// it 0 when `concurrency_limit` is 0 (unlimited) rather than count.
     pub(crate) active: u64,
 }
 

@@ -243,8 +243,10 @@ async fn load_slots(
         "SELECT t.host_id, h.host_address AS address, t.actor_type,
                 t.actor_idle_timeout_ms AS idle_timeout_ms,
                 t.actor_concurrency_limit AS concurrency_limit,
-                (SELECT COUNT(*) FROM francis_active_actors a
-                 WHERE a.host_id = t.host_id AND a.actor_type = t.actor_type) AS active
+                CASE WHEN t.actor_concurrency_limit > 0
+                     THEN (SELECT COUNT(*) FROM francis_active_actors a
+                           WHERE a.host_id = t.host_id AND a.actor_type = t.actor_type)
+                     ELSE 0 END AS active
          FROM francis_host_actor_types t JOIN francis_hosts h ON h.host_id = t.host_id
          WHERE h.host_last_health_check >= ?1
            AND (?2 IS NULL OR t.actor_type = ?2)
