@@ -78,7 +78,7 @@ impl RawRef {
     pub async fn invoke(&self, method: &str, args: Envelope) -> Result<Envelope, Error> {
         self.service
             .handle()
-            .invoke(self.key.clone(), method.to_owned(), args, self.options)
+            .invoke(&self.key, method, args, self.options)
             .await
     }
 

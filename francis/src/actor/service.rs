@@ -27,13 +27,13 @@ pub struct InvokeOptions {
 /// [`crate::ActorContext`]. Implemented by the host; users do not implement it.
 pub trait HostHandle: Send + Sync + 'static {
     /// Invoke a method (routing, activation, turn lock, dispatch).
-    fn invoke(
-        &self,
-        key: ActorKey,
-        method: String,
+    fn invoke<'a>(
+        &'a self,
+        key: &'a ActorKey,
+        method: &'a str,
         args: Envelope,
         options: InvokeOptions,
-    ) -> BoxFuture<'_, Result<Envelope, Error>>;
+    ) -> BoxFuture<'a, Result<Envelope, Error>>;
     /// The store (or the remote coordinator speaking the same API).
     fn store(&self) -> &Arc<dyn Store>;
     /// The clock.
@@ -161,9 +161,7 @@ impl Service {
     ) -> Result<Envelope, Error> {
         let key = checked_key(actor_type, id)?;
         validate_name("method", method)?;
-        self.handle
-            .invoke(key, method.to_owned(), args, options)
-            .await
+        self.handle.invoke(&key, method, args, options).await
     }
 
     /// Halt an actor active on this host, waiting for its current turn to finish. Its state is

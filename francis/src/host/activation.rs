@@ -19,7 +19,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::actor::dispatch::{Actor, DispatchError, MethodKind};
+use crate::actor::dispatch::{Actor, DispatchError, MethodInfo, MethodKind};
 use crate::actor::envelope::Envelope;
 use crate::clock::{BoxFuture, SharedClock};
 use crate::store::ActorKey;
@@ -129,6 +129,8 @@ impl Shared {
 /// The handle on a live activation.
 pub(crate) struct Activation {
     key: ActorKey,
+    /// The actor type's method table, so a call to a live activation needs no registry lookup.
+    methods: &'static [MethodInfo],
     mailbox: mpsc::UnboundedSender<Command>,
     shared: Arc<Shared>,
 }
@@ -170,6 +172,7 @@ impl Activation {
         ));
         Arc::new(Activation {
             key,
+            methods: A::methods(),
             mailbox,
             shared,
         })
@@ -178,6 +181,11 @@ impl Activation {
     /// The actor's address.
     pub(crate) fn key(&self) -> &ActorKey {
         &self.key
+    }
+
+    /// The actor type's method table.
+    pub(crate) fn methods(&self) -> &'static [MethodInfo] {
+        self.methods
     }
 
     /// Run method `index` in a turn of the given kind and wait for its result.
@@ -311,6 +319,15 @@ async fn shared_turn<A: Actor>(
     drop(busy);
 }
 
+/// The next turn of `joined` to end; pending while there is none (the batch's loop stops when
+/// no turn is left).
+async fn next_done<F: Future<Output = ()>>(joined: &mut Option<FuturesUnordered<F>>) -> Option<()> {
+    match joined {
+        Some(turns) if !turns.is_empty() => turns.next().await,
+        _ => std::future::pending().await,
+    }
+}
+
 /// The activation's task: serve the mailbox until halted, then deactivate.
 async fn run<A: Actor>(
     mut actor: A,
@@ -344,21 +361,30 @@ async fn run<A: Actor>(
             } => {
                 // A shared batch: it runs until its last turn ends, and takes in every shared
                 // call that arrives meanwhile, until an exclusive call queues up; from then on
-                // everything waits behind that call, in order.
+                // everything waits behind that call, in order. The first turn is polled on its
+                // own: a lone read that does not wait never sets up the set of joined turns.
                 let reader = &actor;
-                let mut running = FuturesUnordered::new();
-                running.push(shared_turn(reader, index, args, reply, _busy));
+                let mut first = std::pin::pin!(shared_turn(reader, index, args, reply, _busy));
+                let mut first_done = false;
+                let mut joined = None;
                 let batch = async {
                     let mut open = true;
-                    while !running.is_empty() {
+                    while !first_done
+                        || joined
+                            .as_ref()
+                            .is_some_and(|j: &FuturesUnordered<_>| !j.is_empty())
+                    {
                         tokio::select! {
                             biased;
-                            _ = running.next() => {}
+                            _ = &mut first, if !first_done => first_done = true,
+                            Some(()) = next_done(&mut joined) => {}
                             queued = inbox.recv(), if open => match queued {
                                 Some(Command::Call { kind: MethodKind::Shared, index, args, reply, _busy })
                                     if !shared.halted.load(Ordering::SeqCst) =>
                                 {
-                                    running.push(shared_turn(reader, index, args, reply, _busy));
+                                    joined
+                                        .get_or_insert_with(FuturesUnordered::new)
+                                        .push(shared_turn(reader, index, args, reply, _busy));
                                 }
                                 Some(Command::Wake) => {}
                                 Some(other) => {

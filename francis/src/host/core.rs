@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use crate::actor::dispatch::{DispatchError, MethodKind};
+use crate::actor::dispatch::{DispatchError, MethodInfo, MethodKind};
 use crate::actor::envelope::Envelope;
 use crate::actor::service::{HostHandle, HostStatus, InvokeOptions, Service, Topology};
 use crate::clock::{BoxFuture, SharedClock};
@@ -142,80 +142,72 @@ impl HostCore {
             })
     }
 
-    /// Route a call: to the live activation here, or wherever the placement says.
+    /// Route a call whose actor is not live on this host: to wherever its placement says,
+    /// activating it here if that is this host.
     async fn invoke_routed(
         &self,
-        key: ActorKey,
-        method: String,
+        key: &ActorKey,
+        method: &str,
         args: Envelope,
         options: InvokeOptions,
     ) -> Result<Envelope, Error> {
-        if self.is_shutting_down() {
-            return Err(Error::ShuttingDown);
-        }
-        if self.lookup_local(&key).is_some() {
-            return self.invoke_here(key, &method, args, options).await;
-        }
-        let (placement, _) = match self.resolve(&key, options.active_only, false).await {
+        let (placement, _) = match self.resolve(key, options.active_only, false).await {
             Err(Error::NoHost { actor_type }) if !self.types.contains_key(actor_type.as_str()) => {
                 return Err(Error::UnknownActorType { actor_type });
             }
             other => other?,
         };
         if placement.host_id == self.host_id {
-            match self
-                .invoke_here(key.clone(), &method, args.clone(), options)
-                .await
-            {
+            match self.invoke_here(key, method, args.clone(), options).await {
                 // The cached placement was stale and the actor lives elsewhere now.
                 Err(Error::Unreachable { .. }) => {
-                    self.placements.invalidate(&key);
-                    let (fresh, _) = self.resolve(&key, options.active_only, true).await?;
-                    self.forward(&key, &method, args, options, fresh).await
+                    self.placements.invalidate(key);
+                    let (fresh, _) = self.resolve(key, options.active_only, true).await?;
+                    self.forward(key, method, args, options, fresh).await
                 }
                 other => other,
             }
         } else {
-            self.forward(&key, &method, args, options, placement).await
+            self.forward(key, method, args, options, placement).await
         }
     }
 
     /// Run a call on this host, activating the actor after the store confirms this host owns
-    /// it. A call that finds its activation halting is retried once on a fresh activation.
+    /// it.
     pub(crate) async fn invoke_here(
         &self,
-        key: ActorKey,
+        key: &ActorKey,
         method: &str,
         args: Envelope,
         options: InvokeOptions,
     ) -> Result<Envelope, Error> {
-        let entry = self.actor_type(&key.actor_type)?;
-        let info = entry.method(method).ok_or_else(|| Error::UnknownMethod {
-            actor_type: key.actor_type.clone(),
-            method: method.to_owned(),
-            known: entry.method_names(),
-        })?;
-        match info.kind {
-            MethodKind::Alarm => {
-                return Err(Error::NotInvokable {
-                    actor_type: key.actor_type.clone(),
-                    method: method.to_owned(),
-                });
-            }
-            MethodKind::Exclusive if options.read_only => {
-                return Err(Error::NotReadOnly {
-                    actor_type: key.actor_type.clone(),
-                    method: method.to_owned(),
-                });
-            }
-            _ => {}
-        }
-        let mut args = args;
+        self.call_local(key, method, args, options, self.lookup_local(key))
+            .await
+    }
+
+    /// Run a call on this host: on `live` if given, else on the activation found or created.
+    /// The method is checked before anything is activated. A call that finds its activation
+    /// halting is retried once on a fresh activation.
+    async fn call_local(
+        &self,
+        key: &ActorKey,
+        method: &str,
+        mut args: Envelope,
+        options: InvokeOptions,
+        mut live: Option<Arc<Activation>>,
+    ) -> Result<Envelope, Error> {
         let mut retried = false;
         loop {
-            let activation = self
-                .find_or_activate(&key, entry, options.active_only)
-                .await?;
+            let activation = match live.take() {
+                Some(activation) => activation,
+                None => {
+                    let entry = self.actor_type(&key.actor_type)?;
+                    callable(key, entry.methods, method, options)?;
+                    self.find_or_activate(key, entry, options.active_only)
+                        .await?
+                }
+            };
+            let info = callable(key, activation.methods(), method, options)?;
             match activation.call(info.kind, info.index, args).await {
                 Ok(out) => return Ok(out),
                 // The activation was halting and the method never ran: wait until it is gone,
@@ -225,7 +217,7 @@ impl HostCore {
                     args = unused;
                     activation.removed().await;
                 }
-                Err(e) => return Err(turn_error(&key, info.name, e)),
+                Err(e) => return Err(turn_error(key, info.name, e)),
             }
         }
     }
@@ -353,14 +345,21 @@ impl HostCore {
 }
 
 impl HostHandle for HostCore {
-    fn invoke(
-        &self,
-        key: ActorKey,
-        method: String,
+    fn invoke<'a>(
+        &'a self,
+        key: &'a ActorKey,
+        method: &'a str,
         args: Envelope,
         options: InvokeOptions,
-    ) -> BoxFuture<'_, Result<Envelope, Error>> {
-        Box::pin(self.invoke_routed(key, method, args, options))
+    ) -> BoxFuture<'a, Result<Envelope, Error>> {
+        if self.is_shutting_down() {
+            return Box::pin(std::future::ready(Err(Error::ShuttingDown)));
+        }
+        match self.lookup_local(key) {
+            // The common case, kept apart so its future stays small: the actor is live here.
+            Some(live) => Box::pin(self.call_local(key, method, args, options, Some(live))),
+            None => Box::pin(self.invoke_routed(key, method, args, options)),
+        }
     }
 
     fn store(&self) -> &Arc<dyn Store> {
@@ -452,6 +451,43 @@ impl HostHandle for HostCore {
             topology: self.topology,
         })
     }
+}
+
+/// The method `method` of `key`'s type (whose method table is `methods`), if these options
+/// let a caller invoke it; else the error saying why not.
+fn callable(
+    key: &ActorKey,
+    methods: &[MethodInfo],
+    method: &str,
+    options: InvokeOptions,
+) -> Result<MethodInfo, Error> {
+    let Some(info) = methods.iter().find(|m| m.name == method) else {
+        return Err(Error::UnknownMethod {
+            actor_type: key.actor_type.clone(),
+            method: method.to_owned(),
+            known: method_names(methods),
+        });
+    };
+    match info.kind {
+        MethodKind::Alarm => Err(Error::NotInvokable {
+            actor_type: key.actor_type.clone(),
+            method: method.to_owned(),
+        }),
+        MethodKind::Exclusive if options.read_only => Err(Error::NotReadOnly {
+            actor_type: key.actor_type.clone(),
+            method: method.to_owned(),
+        }),
+        _ => Ok(*info),
+    }
+}
+
+/// The names of a method table, for error messages.
+fn method_names(methods: &[MethodInfo]) -> String {
+    if methods.is_empty() {
+        return "(none)".to_owned();
+    }
+    let names: Vec<&str> = methods.iter().map(|m| m.name).collect();
+    names.join(", ")
 }
 
 /// Map a store error to the framework error a caller should see.

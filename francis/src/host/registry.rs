@@ -39,16 +39,6 @@ impl ActorTypeEntry {
         self.methods.iter().find(|m| m.name == name).copied()
     }
 
-    /// The method names, for error messages.
-    pub fn method_names(&self) -> String {
-        let names: Vec<&str> = self.methods.iter().map(|m| m.name).collect();
-        if names.is_empty() {
-            "(none)".to_owned()
-        } else {
-            names.join(", ")
-        }
-    }
-
     /// Create a fresh activation.
     pub fn activate(&self, service: Service, key: ActorKey, clock: SharedClock) -> Arc<Activation> {
         (self.factory)(self, service, key, clock)

@@ -203,7 +203,7 @@ impl HostCore {
             let (fresh, _) = self.resolve(key, options.active_only, true).await?;
             if fresh.host_id == self.host_id {
                 let args = Envelope::from_msgpack_bytes(std::mem::take(&mut request.data));
-                return self.invoke_here(key.clone(), method, args, options).await;
+                return self.invoke_here(key, method, args, options).await;
             }
             request.target_host_id = fresh.host_id.clone();
             placement = fresh;
@@ -237,10 +237,7 @@ impl HostCore {
                     read_only: request.read_only,
                 };
                 let args = Envelope::from_msgpack_bytes(request.data);
-                let outcome = match core
-                    .invoke_here(key.clone(), &request.method, args, options)
-                    .await
-                {
+                let outcome = match core.invoke_here(&key, &request.method, args, options).await {
                     Ok(out) => out
                         .into_msgpack()
                         .map(|data| InvokeResponse { data })
