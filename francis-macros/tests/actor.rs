@@ -428,15 +428,15 @@ impl<A: Actor> Loopback<A> {
 }
 
 impl<A: Actor> HostHandle for Loopback<A> {
-    fn invoke(
-        &self,
-        key: ActorKey,
-        method: String,
+    fn invoke<'a>(
+        &'a self,
+        key: &'a ActorKey,
+        method: &'a str,
         args: Envelope,
         _options: InvokeOptions,
-    ) -> BoxFuture<'_, Result<Envelope, Error>> {
+    ) -> BoxFuture<'a, Result<Envelope, Error>> {
         Box::pin(async move {
-            let info = A::method(&method).expect("the proxy only calls known methods");
+            let info = A::method(method).expect("the proxy only calls known methods");
             let result = match info.kind {
                 MethodKind::Exclusive => {
                     self.actor
@@ -461,8 +461,8 @@ impl<A: Actor> HostHandle for Loopback<A> {
             result.map_err(|e| match e {
                 DispatchError::Actor { message, payload } => {
                     Error::Actor(Box::new(francis::ActorFailure {
-                        key,
-                        method,
+                        key: key.clone(),
+                        method: method.to_owned(),
                         message,
                         payload,
                     }))
