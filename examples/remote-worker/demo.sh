@@ -19,7 +19,20 @@ if [[ -z "${FRANCIS_BIN:-}" || -z "${WORKER_BIN:-}" ]]; then
 fi
 FRANCIS_BIN=$(realpath "$FRANCIS_BIN") WORKER_BIN=$(realpath "$WORKER_BIN")
 dir=$(mktemp -d)
-cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
+runtime_pid=
+cleanup() {
+  # The workers first (Ctrl-C), while the runtime is still up to take their unregistration;
+  # then whatever is left.
+  local workers
+  workers=$(jobs -p | grep -vx "${runtime_pid:-none}" || true)
+  if [[ -n "$workers" ]]; then
+    kill -INT $workers 2>/dev/null || true
+    wait $workers 2>/dev/null || true
+  fi
+  kill $(jobs -p) 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
 trap cleanup EXIT
 fail() { echo "FAILED: $*" >&2; exit 1; }
 
@@ -94,6 +107,7 @@ kill -INT "$runtime_pid"
 wait "$runtime_pid" || fail "the runtime did not stop cleanly"
 RUST_LOG=warn "$FRANCIS_BIN" runtime --config config.yaml &
 # ANCHOR_END: restart
+runtime_pid=$!
 for _ in $(seq 1 150); do
   again=$(call $HTTP1 /invoke/myactor/id1/increment '{"In": 1}' || true)
   [[ "$(echo "$again" | field Out 2>/dev/null)" == 85 ]] && break
