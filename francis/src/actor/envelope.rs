@@ -29,9 +29,6 @@ pub struct CodecError(pub String);
 
 const MSGPACK_NIL: &[u8] = &[0xc0];
 
-/// The buffer a MessagePack encoding starts with (bytes).
-const ENCODE_CAPACITY: usize = 64;
-
 impl Envelope {
     /// An envelope with no payload.
     pub fn empty() -> Self {
@@ -43,11 +40,8 @@ impl Envelope {
 
     /// Encode a value with MessagePack (named fields).
     pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Self, CodecError> {
-        // Room for a typical payload up front, so small ones are written with one allocation
-        // instead of growing 8, 16, 32... bytes at a time.
-        let mut bytes = Vec::with_capacity(ENCODE_CAPACITY);
-        rmp_serde::encode::write_named(&mut bytes, value)
-            .map(|()| Envelope {
+        rmp_serde::to_vec_named(value)
+            .map(|bytes| Envelope {
                 format: Format::MsgPack,
                 bytes,
             })
