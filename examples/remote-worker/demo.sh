@@ -21,12 +21,14 @@ FRANCIS_BIN=$(realpath "$FRANCIS_BIN") WORKER_BIN=$(realpath "$WORKER_BIN")
 dir=$(mktemp -d)
 runtime_pid=
 cleanup() {
-  # The workers first (Ctrl-C), while the runtime is still up to take their unregistration;
-  # then whatever is left.
+  # The workers first, while the runtime is still up to take their unregistration; then
+  # whatever is left. SIGTERM, not SIGINT: a script's background jobs ignore SIGINT, so a worker
+  # still waiting for the runtime at startup would never stop. Once running, a worker treats
+  # SIGTERM like Ctrl-C.
   local workers
   workers=$(jobs -p | grep -vx "${runtime_pid:-none}" || true)
   if [[ -n "$workers" ]]; then
-    kill -INT $workers 2>/dev/null || true
+    kill $workers 2>/dev/null || true
     wait $workers 2>/dev/null || true
   fi
   kill $(jobs -p) 2>/dev/null || true
