@@ -30,6 +30,13 @@ pub struct MethodInfo {
     pub index: u16,
 }
 
+impl MethodInfo {
+    /// The entry named `name` in a method table.
+    pub fn find(methods: &[MethodInfo], name: &str) -> Option<MethodInfo> {
+        methods.iter().find(|m| m.name == name).copied()
+    }
+}
+
 /// Why dispatching a call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DispatchError {
@@ -89,7 +96,7 @@ pub trait Actor: Sized + Send + Sync + 'static {
 
     /// Look a method up by wire name.
     fn method(name: &str) -> Option<MethodInfo> {
-        Self::methods().iter().find(|m| m.name == name).copied()
+        MethodInfo::find(Self::methods(), name)
     }
 
     /// Run an exclusive or alarm method (the caller holds the exclusive turn).

@@ -181,8 +181,7 @@ impl HostCore {
         args: Envelope,
         options: InvokeOptions,
     ) -> Result<Envelope, Error> {
-        self.call_local(key, method, args, options, self.lookup_local(key))
-            .await
+        self.call_local(key, method, args, options, None).await
     }
 
     /// Run a call on this host: on `live` if given, else on the activation found or created.
@@ -198,16 +197,20 @@ impl HostCore {
     ) -> Result<Envelope, Error> {
         let mut retried = false;
         loop {
-            let activation = match live.take() {
-                Some(activation) => activation,
+            let (activation, info) = match live.take() {
+                Some(activation) => {
+                    let info = callable(key, activation.methods(), method, options)?;
+                    (activation, info)
+                }
                 None => {
                     let entry = self.actor_type(&key.actor_type)?;
-                    callable(key, entry.methods, method, options)?;
-                    self.find_or_activate(key, entry, options.active_only)
-                        .await?
+                    let info = callable(key, entry.methods, method, options)?;
+                    let activation = self
+                        .find_or_activate(key, entry, options.active_only)
+                        .await?;
+                    (activation, info)
                 }
             };
-            let info = callable(key, activation.methods(), method, options)?;
             match activation.call(info.kind, info.index, args).await {
                 Ok(out) => return Ok(out),
                 // The activation was halting and the method never ran: wait until it is gone,
@@ -461,7 +464,7 @@ fn callable(
     method: &str,
     options: InvokeOptions,
 ) -> Result<MethodInfo, Error> {
-    let Some(info) = methods.iter().find(|m| m.name == method) else {
+    let Some(info) = MethodInfo::find(methods, method) else {
         return Err(Error::UnknownMethod {
             actor_type: key.actor_type.clone(),
             method: method.to_owned(),
@@ -477,7 +480,7 @@ fn callable(
             actor_type: key.actor_type.clone(),
             method: method.to_owned(),
         }),
-        _ => Ok(*info),
+        _ => Ok(info),
     }
 }
 

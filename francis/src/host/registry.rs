@@ -36,7 +36,7 @@ impl ActorTypeEntry {
 
     /// Look a method up by wire name.
     pub fn method(&self, name: &str) -> Option<MethodInfo> {
-        self.methods.iter().find(|m| m.name == name).copied()
+        MethodInfo::find(self.methods, name)
     }
 
     /// Create a fresh activation.
