@@ -1,8 +1,8 @@
 //! The framework's error type, [`Error`], and [`CallError`], what a typed call returns: either
 //! the actor's own error type, unchanged, or a framework error.
 
-use crate::actor::envelope::{CodecError, Envelope};
-use crate::store::{ActorKey, StoreError};
+use crate::model::{ActorKey, StoreError};
+use crate::model::{CodecError, Envelope};
 
 /// A framework error: the call could not be delivered, dispatched or completed.
 #[derive(Debug, thiserror::Error)]

@@ -27,9 +27,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::actor::alarm::{AlarmSpec, Due, Ttl};
-use crate::actor::envelope::Envelope;
 use crate::actor::service::{HostStatus, InvokeOptions, Service};
 use crate::error::Error;
+use crate::model::Envelope;
 use crate::time::{Interval, parse_duration, parse_timestamp};
 
 /// The control API routes, bound to a service.

@@ -85,6 +85,7 @@ pub mod error;
 pub mod host;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod model;
 pub mod net;
 pub mod runtime;
 pub mod store;

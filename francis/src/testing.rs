@@ -19,7 +19,7 @@ use crate::actor::service::Service;
 use crate::clock::{Clock, ManualClock, duration_ms};
 use crate::error::Error;
 use crate::host::{ActorOptions, Host, HostBuilder};
-use crate::store::{ActorKey, Store};
+use crate::model::{ActorKey, Store};
 
 /// Health and lease deadlines so long that jumping the virtual clock never expires them.
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use francis::net::pki::{ClusterCa, RUNTIME_PREFIX};
 use francis::net::rpc::{self, AuthProof, RUNTIME_PATH, RegisterRequest, method};
 use francis::net::tls::{self, CertSlot, Trust, Unverified};
-use francis::net::wire::{self, Envelope, ErrorCode, WireError};
+use francis::net::wire::{self, ErrorCode, Frame, WireError};
 use francis::runtime::Runtime;
 use tokio::io::AsyncWriteExt;
 use wtransport::endpoint::endpoint_side::Client;
@@ -79,7 +79,7 @@ async fn connect(
 }
 
 /// Send raw bytes on a fresh stream (then FIN) and read the reply frame.
-async fn exchange(conn: &Connection, bytes: &[u8]) -> Option<Envelope> {
+async fn exchange(conn: &Connection, bytes: &[u8]) -> Option<Frame> {
     let (mut send, mut recv) = conn.open_bi().await.ok()?.await.ok()?;
     send.write_all(bytes).await.ok()?;
     let _ = send.shutdown().await;
@@ -89,14 +89,14 @@ async fn exchange(conn: &Connection, bytes: &[u8]) -> Option<Envelope> {
         .ok()?
 }
 
-fn error_of(envelope: Option<Envelope>) -> WireError {
-    let envelope = envelope.expect("an error reply");
+fn error_of(frame: Option<Frame>) -> WireError {
+    let frame = frame.expect("an error reply");
     assert!(
-        envelope.is_error(),
+        frame.is_error(),
         "expected an error reply, got {}",
-        envelope.kind
+        frame.kind
     );
-    envelope.decode::<WireError>().unwrap()
+    frame.decode::<WireError>().unwrap()
 }
 
 async fn closed_within(conn: &Connection, limit: Duration) -> bool {
@@ -180,7 +180,7 @@ async fn malformed_oversized_and_out_of_order_registrations_get_clear_errors() {
     let run = runtime().await;
     let trust = run.ca.trust();
 
-    // Garbage bytes: a length prefix followed by something that is not an envelope.
+    // Garbage bytes: a length prefix followed by something that is not a frame.
     let (_e, conn) = connect(run.addr, &trust, CertSlot::empty()).await.unwrap();
     let error = error_of(exchange(&conn, &[0, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef]).await);
     assert_eq!(error.code, ErrorCode::BadRequest, "{error}");
@@ -192,7 +192,7 @@ async fn malformed_oversized_and_out_of_order_registrations_get_clear_errors() {
 
     // A store call before registering.
     let (_e, conn) = connect(run.addr, &trust, CertSlot::empty()).await.unwrap();
-    let frame = wire::encode_frame(&Envelope::new(&rpc::StoreCall::Heartbeat).unwrap()).unwrap();
+    let frame = wire::encode_frame(&Frame::new(&rpc::StoreCall::Heartbeat).unwrap()).unwrap();
     let error = error_of(exchange(&conn, &frame).await);
     assert_eq!(error.code, ErrorCode::BadRequest, "{error}");
     assert!(error.message.contains("registration"), "{error}");
@@ -209,7 +209,7 @@ async fn malformed_oversized_and_out_of_order_registrations_get_clear_errors() {
         wlpub: vec![0; 32],
         ..RegisterRequest::default()
     };
-    let frame = wire::encode_frame(&Envelope::new(&request).unwrap()).unwrap();
+    let frame = wire::encode_frame(&Frame::new(&request).unwrap()).unwrap();
     let error = error_of(exchange(&conn, &frame).await);
     assert_eq!(error.code, ErrorCode::Unauthorized, "{error}");
 
@@ -220,7 +220,7 @@ async fn malformed_oversized_and_out_of_order_registrations_get_clear_errors() {
         wlpub: vec![0; 32],
         ..RegisterRequest::default()
     };
-    let frame = wire::encode_frame(&Envelope::new(&request).unwrap()).unwrap();
+    let frame = wire::encode_frame(&Frame::new(&request).unwrap()).unwrap();
     let error = error_of(exchange(&conn, &frame).await);
     assert_eq!(error.code, ErrorCode::Unauthorized, "{error}");
     assert!(error.message.contains("workload certificate"), "{error}");
@@ -245,10 +245,10 @@ async fn client_certificates_from_another_cluster_or_for_another_host_are_refuse
         // The handshake may complete on the client side before the server's alert arrives.
         Ok((_e, conn)) => {
             let frame =
-                wire::encode_frame(&Envelope::new(&rpc::StoreCall::Heartbeat).unwrap()).unwrap();
+                wire::encode_frame(&Frame::new(&rpc::StoreCall::Heartbeat).unwrap()).unwrap();
             match exchange(&conn, &frame).await {
                 None => "refused".to_string(),
-                Some(envelope) => panic!("a foreign certificate got a reply: {}", envelope.kind),
+                Some(frame) => panic!("a foreign certificate got a reply: {}", frame.kind),
             }
         }
     };
@@ -268,7 +268,7 @@ async fn client_certificates_from_another_cluster_or_for_another_host_are_refuse
         wlpub: vec![0; 32],
         ..RegisterRequest::default()
     };
-    let frame = wire::encode_frame(&Envelope::new(&request).unwrap()).unwrap();
+    let frame = wire::encode_frame(&Frame::new(&request).unwrap()).unwrap();
     let error = error_of(exchange(&conn, &frame).await);
     assert_eq!(error.code, ErrorCode::Unauthorized, "{error}");
     assert!(error.message.contains("host-one"), "{error}");

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use crate::actor::envelope::{CodecError, Envelope};
 use crate::actor::reference::RawRef;
 use crate::clock::duration_ms;
 use crate::error::Error;
-use crate::store::AlarmRecord;
+use crate::model::AlarmRecord;
+use crate::model::{CodecError, Envelope};
 use crate::time::Interval;
 
 /// When an alarm first fires.

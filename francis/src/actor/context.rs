@@ -10,7 +10,7 @@ use crate::actor::dispatch::Actor;
 use crate::actor::reference::ActorRef;
 use crate::actor::service::Service;
 use crate::actor::state::State;
-use crate::store::ActorKey;
+use crate::model::ActorKey;
 
 /// The context of one activation, passed to `activate`. Cheap to clone; keep it in the actor if
 /// its methods need it.

@@ -4,9 +4,9 @@
 //! Users never implement these by hand; the macro generates them from an `impl` block.
 
 use crate::actor::context::ActorContext;
-use crate::actor::envelope::{CodecError, Envelope};
 use crate::actor::reference::RawRef;
 use crate::clock::BoxFuture;
+use crate::model::{CodecError, Envelope};
 
 /// How a method runs against its actor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

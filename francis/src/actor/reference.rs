@@ -9,10 +9,10 @@ use serde::de::DeserializeOwned;
 
 use crate::actor::alarm::AlarmBuilder;
 use crate::actor::dispatch::{Actor, Proxy};
-use crate::actor::envelope::Envelope;
 use crate::actor::service::{InvokeOptions, Service};
 use crate::error::{CallError, Error};
-use crate::store::{ActorKey, AlarmRecord};
+use crate::model::Envelope;
+use crate::model::{ActorKey, AlarmRecord};
 
 /// An untyped reference to one actor. Generated proxies wrap one; it is also what bridges use.
 #[derive(Clone, Debug)]

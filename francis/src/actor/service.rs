@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use crate::actor::alarm::AlarmSpec;
 use crate::actor::dispatch::Actor;
-use crate::actor::envelope::Envelope;
 use crate::actor::reference::{ActorRef, RawRef};
 use crate::clock::{BoxFuture, SharedClock};
 use crate::error::{Error, validate_name};
-use crate::store::{ActorKey, AlarmRecord, ListStatesOptions, StateList, Store};
+use crate::model::Envelope;
+use crate::model::{ActorKey, AlarmRecord, ListStatesOptions, StateList, Store};
 
 /// Options for one invocation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -11,9 +11,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 
-use crate::actor::envelope::Envelope;
 use crate::error::Error;
-use crate::store::{ActorKey, ListStatesOptions, Store};
+use crate::model::Envelope;
+use crate::model::{ActorKey, ListStatesOptions, Store};
 
 /// One page of [`State::list`]: `(actor ID, state)` pairs ordered by ID.
 #[derive(Debug, Clone, PartialEq)]

@@ -20,9 +20,9 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::actor::dispatch::{Actor, DispatchError, MethodInfo, MethodKind};
-use crate::actor::envelope::Envelope;
 use crate::clock::{BoxFuture, SharedClock};
-use crate::store::ActorKey;
+use crate::model::ActorKey;
+use crate::model::Envelope;
 
 /// Why a turn produced no result.
 #[derive(Debug)]

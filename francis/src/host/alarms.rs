@@ -17,7 +17,6 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::actor::dispatch::MethodKind;
-use crate::actor::envelope::Envelope;
 use crate::clock::BoxFuture;
 use crate::clock::duration_ms;
 use crate::error::Error;
@@ -26,7 +25,8 @@ use crate::host::core::{HostCore, dispatch_error};
 use crate::host::options::ActorOptions;
 use crate::host::registry::ActorTypeEntry;
 use crate::host::stopped;
-use crate::store::{AlarmCompletion, AlarmLease, AlarmRecord, FetchAlarms};
+use crate::model::Envelope;
+use crate::model::{AlarmCompletion, AlarmLease, AlarmRecord, FetchAlarms};
 use crate::time::{Interval, next_occurrence};
 
 /// How one execution of an occurrence ended.

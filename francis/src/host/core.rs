@@ -12,7 +12,6 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::actor::dispatch::{DispatchError, MethodInfo, MethodKind};
-use crate::actor::envelope::Envelope;
 use crate::actor::service::{HostHandle, HostStatus, InvokeOptions, Service, Topology};
 use crate::clock::{BoxFuture, SharedClock};
 use crate::error::{ActorFailure, Error};
@@ -20,8 +19,9 @@ use crate::host::activation::{Activation, TurnError};
 use crate::host::options::HostTimings;
 use crate::host::registry::{ActorTypeEntry, Registry};
 use crate::host::routing::{Dedup, PlacementCache};
+use crate::model::Envelope;
+use crate::model::{ActorKey, HostId, LookupOptions, Store, StoreError};
 use crate::net::peer::PeerClient;
-use crate::store::{ActorKey, HostId, LookupOptions, Store, StoreError};
 
 /// Application data by type, shared with every activation.
 pub(crate) type AppData = HashMap<TypeId, Arc<dyn Any + Send + Sync>>;

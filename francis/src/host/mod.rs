@@ -21,7 +21,8 @@ use crate::actor::dispatch::Actor;
 use crate::actor::service::{Service, Topology};
 use crate::clock::{SharedClock, SystemClock, duration_ms};
 use crate::error::Error;
-use crate::store::{HostRegistration, Store, StoreError, StoreOptions, StoreSpec};
+use crate::model::{HostRegistration, Store, StoreError, StoreOptions};
+use crate::store::StoreSpec;
 
 pub use options::ActorOptions;
 pub(crate) use options::HostTimings;

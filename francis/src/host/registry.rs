@@ -12,7 +12,7 @@ use crate::actor::service::Service;
 use crate::clock::{SharedClock, duration_ms};
 use crate::host::activation::{Activation, ActivationSettings};
 use crate::host::options::ActorOptions;
-use crate::store::{ActorKey, ActorTypeRegistration};
+use crate::model::{ActorKey, ActorTypeRegistration};
 
 type Factory = fn(&ActorTypeEntry, Service, ActorKey, SharedClock) -> Arc<Activation>;
 

@@ -27,6 +27,11 @@ use wtransport::endpoint::endpoint_side;
 use wtransport::{Connection, Endpoint, VarInt};
 
 use crate::clock::SharedClock;
+use crate::model::{
+    ActorKey, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, FetchAlarms, HostId,
+    HostInfo, HostRegistration, ListStatesOptions, LookupOptions, Placement, StateList, Store,
+    StoreError, StoreOptions,
+};
 use crate::net::peer::{
     DialFailure, NetError, classify_dial_error, client_endpoint, transport_config,
 };
@@ -37,12 +42,7 @@ use crate::net::rpc::{
     StoreReply, method,
 };
 use crate::net::tls::{self, CertSlot, Trust, Unverified};
-use crate::net::wire::{self, Envelope, ErrorCode, MAX_FRAME_BYTES, Message, WireError};
-use crate::store::{
-    ActorKey, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, FetchAlarms, HostId,
-    HostInfo, HostRegistration, ListStatesOptions, LookupOptions, Placement, StateList, Store,
-    StoreError, StoreOptions,
-};
+use crate::net::wire::{self, ErrorCode, Frame, MAX_FRAME_BYTES, Message, WireError};
 
 /// Bounds dialling and registering with one runtime.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -352,7 +352,7 @@ async fn round_trip<Req: Message, Resp: Message>(
 ) -> Result<Resp, Failure> {
     let transport =
         |what: &str, e: &dyn std::fmt::Display| Failure::Transport(format!("{what}: {e}"));
-    let frame = Envelope::new(request)
+    let frame = Frame::new(request)
         .and_then(|e| wire::encode_frame(&e))
         .map_err(|e| Failure::Remote(e.to_wire_error()))?;
     let (mut send, mut recv) = conn
@@ -367,8 +367,8 @@ async fn round_trip<Req: Message, Resp: Message>(
     send.shutdown()
         .await
         .map_err(|e| transport("cannot send", &e))?;
-    let envelope = match wire::read_frame(&mut recv, MAX_REPLY_FRAME).await {
-        Ok(Some(envelope)) => envelope,
+    let frame = match wire::read_frame(&mut recv, MAX_REPLY_FRAME).await {
+        Ok(Some(frame)) => frame,
         Ok(None) => {
             return Err(Failure::Transport(
                 "the stream closed without a reply".into(),
@@ -376,16 +376,16 @@ async fn round_trip<Req: Message, Resp: Message>(
         }
         Err(e) => return Err(transport("cannot read the reply", &e)),
     };
-    decode_reply(&envelope)
+    decode_reply(&frame)
 }
 
-fn decode_reply<Resp: Message>(envelope: &Envelope) -> Result<Resp, Failure> {
-    if envelope.is_error() {
-        return Err(envelope
+fn decode_reply<Resp: Message>(frame: &Frame) -> Result<Resp, Failure> {
+    if frame.is_error() {
+        return Err(frame
             .decode::<WireError>()
             .map_or_else(|e| Failure::Transport(e.to_string()), Failure::Remote));
     }
-    envelope
+    frame
         .decode::<Resp>()
         .map_err(|e| Failure::Transport(format!("unexpected reply: {e}")))
 }
@@ -778,15 +778,15 @@ async fn write<M: Message>(
     send: &mut wtransport::SendStream,
     message: &M,
 ) -> Result<(), ConnectError> {
-    let envelope = Envelope::new(message).map_err(|e| ConnectError::Fatal(e.to_string()))?;
-    wire::write_frame(send, &envelope)
+    let frame = Frame::new(message).map_err(|e| ConnectError::Fatal(e.to_string()))?;
+    wire::write_frame(send, &frame)
         .await
         .map_err(|e| ConnectError::Transient(format!("cannot send to the runtime: {e}")))
 }
 
-async fn read(recv: &mut wtransport::RecvStream) -> Result<Envelope, ConnectError> {
+async fn read(recv: &mut wtransport::RecvStream) -> Result<Frame, ConnectError> {
     match wire::read_frame(recv, MAX_REPLY_FRAME).await {
-        Ok(Some(envelope)) => Ok(envelope),
+        Ok(Some(frame)) => Ok(frame),
         Ok(None) => Err(ConnectError::Transient(
             "the runtime closed the registration stream without answering".into(),
         )),

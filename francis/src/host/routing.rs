@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::actor::envelope::Envelope;
 use crate::actor::service::InvokeOptions;
 use crate::error::{ActorFailure, Error};
 use crate::host::core::HostCore;
+use crate::model::Envelope;
+use crate::model::{ActorKey, Placement};
 use crate::net::peer::PeerHandler;
 use crate::net::pki::SpiffeId;
 use crate::net::wire::{ErrorCode, InvokeRequest, InvokeResponse, WireError};
-use crate::store::{ActorKey, Placement};
 
 /// Placements are cached at most this long (and never longer than the actor's idle timeout).
 const PLACEMENT_CACHE_MAX_MS: i64 = 5_000;
@@ -148,7 +148,7 @@ impl HostCore {
         {
             return Ok((placement, false));
         }
-        let options = crate::store::LookupOptions {
+        let options = crate::model::LookupOptions {
             active_only,
             allowed_hosts: None,
         };

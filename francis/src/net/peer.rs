@@ -38,8 +38,7 @@ use wtransport::{
 use super::pki::{HOST_PREFIX, PkiError, SpiffeId, spiffe_id_of};
 use super::tls::{self, CertSlot, ClientAuth, Trust, Unverified};
 use super::wire::{
-    self, Envelope, ErrorCode, FrameError, InvokeRequest, InvokeResponse, MAX_FRAME_BYTES,
-    WireError,
+    self, ErrorCode, Frame, FrameError, InvokeRequest, InvokeResponse, MAX_FRAME_BYTES, WireError,
 };
 
 /// The WebTransport path of the peer invocation endpoint.
@@ -438,13 +437,13 @@ const REPLY_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Writes one reply frame, closes our side of the stream and waits (bounded) for the peer to
 /// acknowledge it, so a draining server does not cut off replies it already produced.
 async fn reply(send: &mut SendStream, result: Result<InvokeResponse, WireError>) {
-    let envelope = match result {
-        Ok(response) => Envelope::new(&response).or_else(|e| Envelope::new(&e.to_wire_error())),
-        Err(error) => Envelope::new(&error).or_else(|e| Envelope::new(&e.to_wire_error())),
+    let frame = match result {
+        Ok(response) => Frame::new(&response).or_else(|e| Frame::new(&e.to_wire_error())),
+        Err(error) => Frame::new(&error).or_else(|e| Frame::new(&e.to_wire_error())),
     };
-    match envelope {
-        Ok(envelope) => {
-            if let Err(e) = wire::write_frame(send, &envelope).await {
+    match frame {
+        Ok(frame) => {
+            if let Err(e) = wire::write_frame(send, &frame).await {
                 debug!(error = %e, "cannot write peer reply");
                 return;
             }
@@ -467,8 +466,8 @@ async fn handle_stream(
         wire::read_frame(&mut recv, limits.max_request_bytes),
     )
     .await;
-    let envelope = match first {
-        Ok(Ok(Some(envelope))) => envelope,
+    let frame = match first {
+        Ok(Ok(Some(frame))) => frame,
         Ok(Ok(None)) => {
             // The caller closed the stream without a request: nothing to answer.
             let _ = send.shutdown().await;
@@ -501,17 +500,17 @@ async fn handle_stream(
     drop(recv);
     // Counted from here until the reply is delivered, so shutdown waits for it.
     let _running = shared.in_flight.enter();
-    let result = dispatch(envelope, caller, &permits, &shared).await;
+    let result = dispatch(frame, caller, &permits, &shared).await;
     reply(&mut send, result).await;
 }
 
 async fn dispatch(
-    envelope: Envelope,
+    frame: Frame,
     caller: SpiffeId,
     permits: &Arc<Semaphore>,
     shared: &Arc<ServerShared>,
 ) -> Result<InvokeResponse, WireError> {
-    let request: InvokeRequest = envelope.decode().map_err(|e| e.to_wire_error())?;
+    let request: InvokeRequest = frame.decode().map_err(|e| e.to_wire_error())?;
     if request.actor_type.is_empty() || request.actor_id.is_empty() || request.method.is_empty() {
         return Err(WireError::new(
             ErrorCode::BadRequest,
@@ -801,8 +800,8 @@ impl PeerClient {
                 "target_host_id is required: the peer is pinned to it",
             ));
         }
-        let frame = Envelope::new(&request)
-            .and_then(|envelope| wire::encode_frame(&envelope))
+        let frame = Frame::new(&request)
+            .and_then(|frame| wire::encode_frame(&frame))
             .map_err(|e| PeerError::Local(e.to_wire_error()))?;
 
         let session = self.session(address).await?;
@@ -851,8 +850,8 @@ impl PeerClient {
                 format!("{what} (the request was sent, so the call may have run; not retrying)"),
             )
         };
-        let envelope = match wire::read_frame(&mut recv, MAX_FRAME_BYTES).await {
-            Ok(Some(envelope)) => envelope,
+        let frame = match wire::read_frame(&mut recv, MAX_FRAME_BYTES).await {
+            Ok(Some(frame)) => frame,
             Ok(None) => {
                 return Err(after_send(format!(
                     "peer {address} closed the stream without replying"
@@ -867,15 +866,15 @@ impl PeerClient {
                 )));
             }
         };
-        if envelope.is_error() {
-            return match envelope.decode::<WireError>() {
+        if frame.is_error() {
+            return match frame.decode::<WireError>() {
                 Ok(error) => Err(PeerError::Remote(error)),
                 Err(e) => Err(after_send(format!(
                     "undecodable error reply from peer {address}: {e}"
                 ))),
             };
         }
-        envelope
+        frame
             .decode::<InvokeResponse>()
             .map_err(|e| after_send(format!("unexpected reply from peer {address}: {e}")))
     }
@@ -1027,7 +1026,7 @@ mod tests {
     }
 
     /// Sends `bytes` on a fresh stream (then FIN) and reads the single reply frame.
-    async fn raw_call(conn: &Connection, bytes: &[u8], finish: bool) -> Option<Envelope> {
+    async fn raw_call(conn: &Connection, bytes: &[u8], finish: bool) -> Option<Frame> {
         let (mut send, mut recv) = conn.open_bi().await.unwrap().await.unwrap();
         send.write_all(bytes).await.unwrap();
         if finish {
@@ -1198,8 +1197,7 @@ mod tests {
         // Server-side check, for a caller that skipped the pin.
         let (_endpoint, conn) = raw_session(&ca, server.addr).await;
         let frame =
-            wire::encode_frame(&Envelope::new(&request("h-expected", "echo", b"x")).unwrap())
-                .unwrap();
+            wire::encode_frame(&Frame::new(&request("h-expected", "echo", b"x")).unwrap()).unwrap();
         let reply = raw_call(&conn, &frame, true).await.unwrap();
         let error: WireError = reply.decode().unwrap();
         assert_eq!(error.code, ErrorCode::HostMismatch);
@@ -1223,7 +1221,7 @@ mod tests {
         let server = start(&ca, "h-server", Echo::new(), limits);
         let (_endpoint, conn) = raw_session(&ca, server.addr).await;
 
-        // Bytes that are not an envelope.
+        // Bytes that are not a frame.
         let mut garbage = 6u32.to_be_bytes().to_vec();
         garbage.extend_from_slice(&[0xc1, 0xff, 0x00, 0x13, 0x37, 0x42]);
         let reply = raw_call(&conn, &garbage, true).await.unwrap();
@@ -1232,9 +1230,8 @@ mod tests {
             ErrorCode::BadRequest
         );
 
-        // A well-formed envelope of the wrong kind.
-        let wrong =
-            wire::encode_frame(&Envelope::new(&InvokeResponse::default()).unwrap()).unwrap();
+        // A well-formed frame of the wrong kind.
+        let wrong = wire::encode_frame(&Frame::new(&InvokeResponse::default()).unwrap()).unwrap();
         let reply = raw_call(&conn, &wrong, true).await.unwrap();
         assert_eq!(
             reply.decode::<WireError>().unwrap().code,
@@ -1250,7 +1247,7 @@ mod tests {
 
         // Over the configured request cap (64 KiB) but under the frame cap.
         let big = request("h-server", "echo", &vec![7u8; 100 * 1024]);
-        let frame = wire::encode_frame(&Envelope::new(&big).unwrap()).unwrap();
+        let frame = wire::encode_frame(&Frame::new(&big).unwrap()).unwrap();
         let reply = raw_call(&conn, &frame[..8], false).await.unwrap();
         assert_eq!(
             reply.decode::<WireError>().unwrap().code,
@@ -1258,8 +1255,8 @@ mod tests {
         );
 
         // A truncated frame.
-        let good = wire::encode_frame(&Envelope::new(&request("h-server", "echo", b"x")).unwrap())
-            .unwrap();
+        let good =
+            wire::encode_frame(&Frame::new(&request("h-server", "echo", b"x")).unwrap()).unwrap();
         let reply = raw_call(&conn, &good[..good.len() - 2], true)
             .await
             .unwrap();

@@ -13,7 +13,7 @@
 //! Every registration carries a fresh public key (`wlpub`) and gets a certificate for the host
 //! ID it ends up with, so a host is never left holding a certificate for an identity it no
 //! longer has (an upstream bug). After registration every stream carries one request and one
-//! reply: a [`StoreCall`] (the [`crate::store::Store`] operations, always on behalf of the
+//! reply: a [`StoreCall`] (the [`crate::model::Store`] operations, always on behalf of the
 //! session's own host where a host is involved) or a certificate renewal.
 //!
 //! The PSK proofs: `cb = TLS-Exporter("exporter-francis-bootstrap-v1", no context, 32)`,
@@ -30,7 +30,7 @@ use serde_bytes::ByteBuf;
 use sha2::Sha256;
 
 use super::wire::Message;
-use crate::store::{
+use crate::model::{
     ActorKey, ActorTypeRegistration, AlarmCompletion, AlarmLease, AlarmRecord, HostInfo,
     ListStatesOptions, Placement, StateList,
 };
@@ -47,7 +47,7 @@ pub const PSK_NONCE_LEN: usize = 32;
 /// Shortest accepted host bootstrap PSK, in bytes.
 pub const MIN_HOST_PSK_LEN: usize = 16;
 
-/// Message kinds (the envelope's `k`) of the runtime protocol.
+/// Message kinds (the frame's `k`) of the runtime protocol.
 pub mod kind {
     /// Host → runtime: start a PSK bootstrap.
     pub const REGISTER_AUTH: &str = "host.register.auth";
@@ -453,7 +453,7 @@ pub fn nonce() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::wire::Envelope;
+    use crate::net::wire::Frame;
 
     #[test]
     fn proofs_bind_key_side_nonces_and_channel() {
@@ -540,12 +540,12 @@ mod tests {
             },
         ];
         for call in calls {
-            let envelope = Envelope::new(&call).unwrap();
-            assert_eq!(envelope.kind, kind::STORE);
-            assert_eq!(envelope.decode::<StoreCall>().unwrap(), call);
+            let frame = Frame::new(&call).unwrap();
+            assert_eq!(frame.kind, kind::STORE);
+            assert_eq!(frame.decode::<StoreCall>().unwrap(), call);
         }
         let reply = StoreReply::State(Some(ByteBuf::from(vec![9u8; 4])));
-        let envelope = Envelope::new(&reply).unwrap();
-        assert_eq!(envelope.decode::<StoreReply>().unwrap(), reply);
+        let frame = Frame::new(&reply).unwrap();
+        assert_eq!(frame.decode::<StoreReply>().unwrap(), reply);
     }
 }

@@ -1,7 +1,7 @@
 //! The framed, versioned, size-capped wire protocol spoken between Francis nodes.
 //!
-//! A frame is `u32 big-endian length ‖ MessagePack envelope`. The envelope is a map
-//! `{v: u16 protocol version, k: message kind, p: bin payload}` whose payload is itself the
+//! A frame is `u32 big-endian length ‖ MessagePack body`. The body is a map
+//! `{v: u16 protocol version, k: message kind, p: bin payload}` ([`Frame`]) whose payload is the
 //! MessagePack encoding (string keys, [`rmp_serde::to_vec_named`]) of the kind-specific struct.
 //! Byte fields travel as MessagePack `bin` (`serde_bytes`), and every struct decodes with
 //! `#[serde(default)]` so a newer peer may add fields.
@@ -11,7 +11,7 @@
 //! allocating anything, and grows its buffer only as bytes actually arrive, so a peer cannot make
 //! it reserve 16 MiB by sending four bytes.
 //!
-//! One request and one response per stream: there are no correlation IDs in the envelope.
+//! One request and one response per stream: there are no correlation IDs in a frame.
 //! Every error reply uses kind [`kind::ERROR`] with a [`WireError`] payload, so a receiver can
 //! classify a reply before decoding it.
 //!
@@ -25,19 +25,19 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// The protocol version this node speaks, sent in every envelope's `v`.
+/// The protocol version this node speaks, sent in every frame's `v`.
 pub const PROTOCOL_VERSION: u16 = 1;
 
-/// Largest accepted frame body (the envelope after the 4-byte length prefix): 16 MiB.
+/// Largest accepted frame body (what follows the 4-byte length prefix): 16 MiB.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
-/// Largest accepted envelope payload: 16 MiB − 64 KiB, leaving room for the envelope itself.
+/// Largest accepted frame payload: 16 MiB − 64 KiB, leaving room for the rest of the frame.
 pub const MAX_PAYLOAD_BYTES: usize = MAX_FRAME_BYTES - 64 * 1024;
 
 /// How much buffer the reader reserves up front; it grows past this only as bytes arrive.
 const INITIAL_READ_CAPACITY: usize = 64 * 1024;
 
-/// Message kinds (the envelope's `k`).
+/// Message kinds (the frame's `k`).
 pub mod kind {
     /// Host → host: invoke a method on an actor the target host owns.
     pub const INVOKE: &str = "invoke.actor";
@@ -47,9 +47,9 @@ pub mod kind {
     pub const ERROR: &str = "error";
 }
 
-/// A struct that travels as the payload of an envelope of a fixed kind.
+/// A struct that travels as the payload of a frame of a fixed kind.
 pub trait Message: Serialize + DeserializeOwned {
-    /// The envelope kind (`k`) this message travels under.
+    /// The frame kind (`k`) this message travels under.
     const KIND: &'static str;
 }
 
@@ -72,18 +72,18 @@ pub enum FrameError {
         /// Bytes received before the end of the stream.
         got: usize,
     },
-    /// The bytes are not a valid envelope or payload.
+    /// The bytes are not a valid frame or payload.
     #[error("malformed frame: {0}")]
     Malformed(String),
-    /// The envelope carries a protocol version this node does not speak.
+    /// The frame carries a protocol version this node does not speak.
     #[error("unsupported protocol version {got} (this node speaks version {supported})")]
     ProtocolVersion {
-        /// The version in the envelope (0 when it was missing).
+        /// The version in the frame (0 when it was missing).
         got: u16,
         /// [`PROTOCOL_VERSION`].
         supported: u16,
     },
-    /// The envelope's kind is not the one the reader expected.
+    /// The frame's kind is not the one the reader expected.
     #[error("unexpected message kind {got:?} (expected {expected:?})")]
     UnexpectedKind {
         /// The kind the reader wanted.
@@ -119,9 +119,9 @@ impl FrameError {
     }
 }
 
-/// The outer envelope of every frame.
+/// One frame, decoded: the sender's protocol version, the message kind and its payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Envelope {
+pub struct Frame {
     /// The sender's protocol version.
     #[serde(rename = "v", default)]
     pub version: u16,
@@ -138,8 +138,8 @@ pub struct Envelope {
     pub payload: Vec<u8>,
 }
 
-impl Envelope {
-    /// Wraps `message` in an envelope of its kind at [`PROTOCOL_VERSION`].
+impl Frame {
+    /// Wraps `message` in a frame of its kind at [`PROTOCOL_VERSION`].
     pub fn new<M: Message>(message: &M) -> Result<Self, FrameError> {
         let payload =
             rmp_serde::to_vec_named(message).map_err(|e| FrameError::Encode(e.to_string()))?;
@@ -149,7 +149,7 @@ impl Envelope {
                 max: MAX_PAYLOAD_BYTES,
             });
         }
-        Ok(Envelope {
+        Ok(Frame {
             version: PROTOCOL_VERSION,
             kind: M::KIND.to_string(),
             payload,
@@ -181,9 +181,9 @@ impl Envelope {
     }
 }
 
-/// Encodes an envelope as one frame: `be32(len) ‖ msgpack(envelope)`.
-pub fn encode_frame(envelope: &Envelope) -> Result<Vec<u8>, FrameError> {
-    let body = rmp_serde::to_vec_named(envelope).map_err(|e| FrameError::Encode(e.to_string()))?;
+/// Encodes a frame: `be32(len) ‖ msgpack(frame)`.
+pub fn encode_frame(frame: &Frame) -> Result<Vec<u8>, FrameError> {
+    let body = rmp_serde::to_vec_named(frame).map_err(|e| FrameError::Encode(e.to_string()))?;
     if body.len() > MAX_FRAME_BYTES {
         return Err(FrameError::TooLarge {
             len: body.len(),
@@ -201,39 +201,39 @@ pub fn encode_frame(envelope: &Envelope) -> Result<Vec<u8>, FrameError> {
 }
 
 /// Decodes a frame body (the bytes after the length prefix) and checks its version and kind.
-pub fn decode_envelope(body: &[u8]) -> Result<Envelope, FrameError> {
-    let envelope: Envelope =
-        rmp_serde::from_slice(body).map_err(|e| FrameError::Malformed(format!("envelope: {e}")))?;
-    if envelope.version != PROTOCOL_VERSION {
+pub fn decode_frame(body: &[u8]) -> Result<Frame, FrameError> {
+    let frame: Frame =
+        rmp_serde::from_slice(body).map_err(|e| FrameError::Malformed(format!("frame: {e}")))?;
+    if frame.version != PROTOCOL_VERSION {
         return Err(FrameError::ProtocolVersion {
-            got: envelope.version,
+            got: frame.version,
             supported: PROTOCOL_VERSION,
         });
     }
-    if envelope.kind.is_empty() {
-        return Err(FrameError::Malformed("envelope has no kind".into()));
+    if frame.kind.is_empty() {
+        return Err(FrameError::Malformed("frame has no kind".into()));
     }
-    Ok(envelope)
+    Ok(frame)
 }
 
 /// Writes one frame and flushes.
-pub async fn write_frame<W>(writer: &mut W, envelope: &Envelope) -> Result<(), FrameError>
+pub async fn write_frame<W>(writer: &mut W, frame: &Frame) -> Result<(), FrameError>
 where
     W: AsyncWrite + Unpin + ?Sized,
 {
-    let frame = encode_frame(envelope)?;
+    let frame = encode_frame(frame)?;
     writer.write_all(&frame).await?;
     writer.flush().await?;
     Ok(())
 }
 
-/// Wraps `message` in an envelope and writes it as one frame.
+/// Wraps `message` in a frame and writes it.
 pub async fn write_message<W, M>(writer: &mut W, message: &M) -> Result<(), FrameError>
 where
     W: AsyncWrite + Unpin + ?Sized,
     M: Message,
 {
-    write_frame(writer, &Envelope::new(message)?).await
+    write_frame(writer, &Frame::new(message)?).await
 }
 
 /// Reads one frame whose body may be at most `max_len` bytes (never more than
@@ -241,8 +241,8 @@ where
 ///
 /// Returns `Ok(None)` when the stream ends cleanly before the first byte of a frame. A length
 /// prefix over the limit is refused with [`FrameError::TooLarge`] before any allocation, and an
-/// envelope at another protocol version with [`FrameError::ProtocolVersion`].
-pub async fn read_frame<R>(reader: &mut R, max_len: usize) -> Result<Option<Envelope>, FrameError>
+/// frame at another protocol version with [`FrameError::ProtocolVersion`].
+pub async fn read_frame<R>(reader: &mut R, max_len: usize) -> Result<Option<Frame>, FrameError>
 where
     R: AsyncRead + Unpin + ?Sized,
 {
@@ -275,7 +275,7 @@ where
             got: body.len(),
         });
     }
-    decode_envelope(&body).map(Some)
+    decode_frame(&body).map(Some)
 }
 
 /// Stable error codes, sent as snake_case strings.
@@ -594,7 +594,7 @@ mod tests {
         let err = WireError::new(ErrorCode::Overloaded, "busy")
             .with_retry_after(Duration::from_millis(100))
             .with_payload(vec![0xde, 0xad]);
-        let frame = encode_frame(&Envelope::new(&err).unwrap()).unwrap();
+        let frame = encode_frame(&Frame::new(&err).unwrap()).unwrap();
         let env = read_frame(&mut &frame[..], MAX_FRAME_BYTES)
             .await
             .unwrap()
@@ -659,7 +659,7 @@ mod tests {
             future_field: 9,
         })
         .unwrap();
-        let env = Envelope {
+        let env = Frame {
             version: PROTOCOL_VERSION,
             kind: kind::INVOKE.into(),
             payload,
@@ -669,7 +669,7 @@ mod tests {
         assert!(req.method.is_empty() && req.data.is_empty() && !req.active_only);
 
         // An omitted payload decodes as all defaults.
-        let env = Envelope {
+        let env = Frame {
             version: PROTOCOL_VERSION,
             kind: kind::INVOKE_RESPONSE.into(),
             payload: Vec::new(),
@@ -725,7 +725,7 @@ mod tests {
         assert!(reader.max_requested <= 4, "{}", reader.max_requested);
 
         // A caller-supplied lower cap applies too.
-        let frame = encode_frame(&Envelope::new(&sample_request()).unwrap()).unwrap();
+        let frame = encode_frame(&Frame::new(&sample_request()).unwrap()).unwrap();
         let err = read_frame(&mut &frame[..], 8).await.unwrap_err();
         assert!(matches!(err, FrameError::TooLarge { max: 8, .. }), "{err}");
     }
@@ -754,10 +754,10 @@ mod tests {
         let resp = InvokeResponse {
             data: vec![0; MAX_PAYLOAD_BYTES + 1],
         };
-        let err = Envelope::new(&resp).unwrap_err();
+        let err = Frame::new(&resp).unwrap_err();
         assert!(matches!(err, FrameError::TooLarge { .. }), "{err}");
 
-        let env = Envelope {
+        let env = Frame {
             version: PROTOCOL_VERSION,
             kind: kind::INVOKE_RESPONSE.into(),
             payload: vec![0; MAX_FRAME_BYTES + 1],
@@ -770,7 +770,7 @@ mod tests {
 
     #[tokio::test]
     async fn truncated_frames_are_reported() {
-        let frame = encode_frame(&Envelope::new(&sample_request()).unwrap()).unwrap();
+        let frame = encode_frame(&Frame::new(&sample_request()).unwrap()).unwrap();
         // Cut in the body.
         let cut = &frame[..frame.len() - 3];
         let err = read_frame(&mut &cut[..], MAX_FRAME_BYTES)
@@ -809,7 +809,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, FrameError::TooLarge { .. }), "{err}");
 
-        // A plausible length with bytes that are not an envelope.
+        // A plausible length with bytes that are not a frame.
         let mut frame = 6u32.to_be_bytes().to_vec();
         frame.extend_from_slice(&[0xc1, 0xff, 0x00, 0x13, 0x37, 0x42]);
         let err = read_frame(&mut &frame[..], MAX_FRAME_BYTES)
@@ -833,8 +833,8 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, FrameError::Malformed(_)), "{err}");
 
-        // A good envelope whose payload is garbage.
-        let env = Envelope {
+        // A good frame whose payload is garbage.
+        let env = Frame {
             version: PROTOCOL_VERSION,
             kind: kind::INVOKE.into(),
             payload: vec![0xc1],
@@ -848,7 +848,7 @@ mod tests {
     #[tokio::test]
     async fn wrong_version_is_a_protocol_version_error() {
         for version in [0u16, 2, 999] {
-            let env = Envelope {
+            let env = Frame {
                 version,
                 kind: kind::INVOKE.into(),
                 payload: Vec::new(),

@@ -33,10 +33,11 @@ use wtransport::endpoint::endpoint_side;
 use wtransport::{Connection, Endpoint, ServerConfig, VarInt};
 
 use crate::clock::{SharedClock, SystemClock};
+use crate::model::{Store, StoreError, StoreOptions};
 use crate::net::pki::{ClusterCa, HOST_PREFIX, PkiError};
 use crate::net::rpc::MIN_HOST_PSK_LEN;
 use crate::net::tls::{self, CertSlot, ClientAuth};
-use crate::store::{Store, StoreError, StoreOptions, StoreSpec};
+use crate::store::StoreSpec;
 
 pub use session::TokenValidator;
 

@@ -20,14 +20,14 @@ use wtransport::endpoint::IncomingSession;
 use wtransport::{Connection, RecvStream, SendStream, VarInt};
 
 use super::{Bootstrap, Shared};
+use crate::model::{FetchAlarms, HostRegistration, LookupOptions, StoreError};
 use crate::net::pki::{HOST_PREFIX, SpiffeId, spiffe_id_of};
 use crate::net::rpc::{
     self, CHANNEL_BINDING_LABEL, PSK_NONCE_LEN, ProofSide, RUNTIME_PATH, RegisterAuth,
     RegisterChallenge, RegisterRequest, RegisterResponse, RenewRequest, RenewResponse, StoreCall,
     StoreReply, kind, method,
 };
-use crate::net::wire::{self, Envelope, ErrorCode, FrameError, MAX_FRAME_BYTES, WireError};
-use crate::store::{FetchAlarms, HostRegistration, LookupOptions, StoreError};
+use crate::net::wire::{self, ErrorCode, Frame, FrameError, MAX_FRAME_BYTES, WireError};
 
 /// Largest registration frame (a JWT fits easily).
 const MAX_REGISTRATION_FRAME: usize = 64 * 1024;
@@ -167,9 +167,9 @@ async fn accept(incoming: IncomingSession, shared: &Shared) -> Result<Connection
 }
 
 /// Reads one frame under the registration limits.
-async fn read_registration_frame(recv: &mut RecvStream) -> Result<Envelope, WireError> {
+async fn read_registration_frame(recv: &mut RecvStream) -> Result<Frame, WireError> {
     match wire::read_frame(recv, MAX_REGISTRATION_FRAME).await {
-        Ok(Some(envelope)) => Ok(envelope),
+        Ok(Some(frame)) => Ok(frame),
         Ok(None) => Err(WireError::new(
             ErrorCode::BadRequest,
             "the stream closed before a registration frame",
@@ -179,11 +179,11 @@ async fn read_registration_frame(recv: &mut RecvStream) -> Result<Envelope, Wire
 }
 
 /// Writes one reply frame, closes our side and waits (bounded) for it to be acknowledged.
-async fn reply(send: &mut SendStream, result: Result<Envelope, WireError>) {
-    let envelope = result.or_else(|error| Envelope::new(&error));
-    match envelope {
-        Ok(envelope) => {
-            if let Err(e) = wire::write_frame(send, &envelope).await {
+async fn reply(send: &mut SendStream, result: Result<Frame, WireError>) {
+    let frame = result.or_else(|error| Frame::new(&error));
+    match frame {
+        Ok(frame) => {
+            if let Err(e) = wire::write_frame(send, &frame).await {
                 debug!(error = %e, "cannot write reply");
                 return;
             }
@@ -214,7 +214,7 @@ async fn register(
             Ok((response, host)) => {
                 reply(
                     &mut send,
-                    Envelope::new(&response).map_err(|e| e.to_wire_error()),
+                    Frame::new(&response).map_err(|e| e.to_wire_error()),
                 )
                 .await;
                 Ok(host)
@@ -278,7 +278,7 @@ async fn admit(
                 ),
                 snonce: snonce.clone(),
             };
-            let frame = Envelope::new(&challenge).map_err(frame_refusal)?;
+            let frame = Frame::new(&challenge).map_err(frame_refusal)?;
             wire::write_frame(send, &frame).await.map_err(|e| {
                 refuse(
                     ErrorCode::Internal,
@@ -530,8 +530,8 @@ async fn handle_stream(
     shared: Arc<Shared>,
 ) {
     let limit = shared.settings.request_timeout;
-    let envelope = match timeout(limit, wire::read_frame(&mut recv, MAX_FRAME_BYTES)).await {
-        Ok(Ok(Some(envelope))) => envelope,
+    let frame = match timeout(limit, wire::read_frame(&mut recv, MAX_FRAME_BYTES)).await {
+        Ok(Ok(Some(frame))) => frame,
         Ok(Ok(None)) => return,
         Ok(Err(FrameError::Io(e))) => {
             debug!(host = %host.host_id, error = %e, "request stream failed");
@@ -555,8 +555,8 @@ async fn handle_stream(
     };
     drop(recv);
     let _running = Running::enter(&shared);
-    let result = match envelope.kind.as_str() {
-        kind::STORE => match envelope.decode::<StoreCall>() {
+    let result = match frame.kind.as_str() {
+        kind::STORE => match frame.decode::<StoreCall>() {
             Ok(call) => {
                 let name = call.name();
                 let out = timeout(shared.settings.store_timeout, execute(call, &host, &shared))
@@ -567,13 +567,13 @@ async fn handle_stream(
                             format!("the store did not answer {name} in time"),
                         ))
                     });
-                out.and_then(|r| Envelope::new(&r).map_err(|e| e.to_wire_error()))
+                out.and_then(|r| Frame::new(&r).map_err(|e| e.to_wire_error()))
             }
             Err(e) => Err(e.to_wire_error()),
         },
-        kind::RENEW => match envelope.decode::<RenewRequest>() {
+        kind::RENEW => match frame.decode::<RenewRequest>() {
             Ok(request) => renew(request, &host, &shared)
-                .and_then(|r| Envelope::new(&r).map_err(|e| e.to_wire_error())),
+                .and_then(|r| Frame::new(&r).map_err(|e| e.to_wire_error())),
             Err(e) => Err(e.to_wire_error()),
         },
         other => Err(WireError::new(

@@ -1,0 +1,230 @@
+//! The coordination contract: the [`Store`] trait, what every store is opened with
+//! ([`StoreOptions`]) and its errors ([`StoreError`]).
+//!
+//! [`Store`] is the one coordination trait of Francis. In the local topology a host talks to a
+//! store directly (memory, SQLite or PostgreSQL, in [`crate::store`]); in the remote topology the
+//! runtime owns a store and hosts reach it through a client that implements this same trait.
+//!
+//! Invariants every implementation keeps (checked by the store conformance suite):
+//! - an actor has at most one placement row, and only on a healthy host;
+//! - a host is healthy while its last heartbeat is newer than `now - health_check_deadline`;
+//! - an alarm is leased by at most one holder at a time, and leased operations fail once the
+//!   lease expired or the alarm was replaced;
+//! - expired state is invisible at once and removed by [`Store::cleanup`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::key::{ActorKey, HostId};
+use super::records::{
+    AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, FetchAlarms, HostInfo,
+    HostRegistration, ListStatesOptions, LookupOptions, Placement, StateList,
+};
+use crate::clock::SharedClock;
+
+/// Settings every store needs to judge time-based facts.
+#[derive(Clone)]
+pub struct StoreOptions {
+    /// Where the store reads "now" from.
+    pub clock: SharedClock,
+    /// A host whose last heartbeat is older than this is treated as dead everywhere.
+    pub health_check_deadline: Duration,
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("health_check_deadline", &self.health_check_deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors from a [`Store`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A healthy host already holds this address.
+    #[error(
+        "a healthy host is already registered at address {address}; stop it or use another address"
+    )]
+    HostAlreadyRegistered {
+        /// The contested address.
+        address: String,
+    },
+    /// The host is unknown or its heartbeat expired; it must stop serving and register again.
+    #[error(
+        "host {host_id} is not registered (unknown, or its heartbeat expired); it must register again"
+    )]
+    HostUnregistered {
+        /// The host.
+        host_id: HostId,
+    },
+    /// No healthy host can take this actor (type unsupported, or every host at its limit).
+    #[error(
+        "no healthy host can run actor type {actor_type:?}: none registers it, or all are at their concurrency limit"
+    )]
+    NoHost {
+        /// The actor type.
+        actor_type: String,
+    },
+    /// The actor has no placement and the lookup was active-only.
+    #[error("actor {key} is not active")]
+    NotActive {
+        /// The actor.
+        key: ActorKey,
+    },
+    /// The stored data or a request is invalid (e.g. a malformed interval).
+    #[error("invalid store data: {0}")]
+    Invalid(String),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying schema migrations failed.
+    #[error("schema migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// A store that is reached over the network could not be reached.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The durable store and coordination API shared by every topology.
+///
+/// All methods are safe to call concurrently from many hosts (processes) sharing one store.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The options this store was opened with.
+    fn options(&self) -> &StoreOptions;
+
+    // ---- hosts -------------------------------------------------------------------------------
+
+    /// Register a host. Expired hosts are pruned first (with their placements), so a crashed
+    /// host can re-register at its address once its heartbeat expired; a healthy host at the
+    /// same address gives [`StoreError::HostAlreadyRegistered`].
+    async fn register_host(&self, registration: &HostRegistration) -> Result<HostId, StoreError>;
+
+    /// Register a host under an ID it already had (a remote host reconnecting to the runtime).
+    /// If the ID's registration is still healthy it is refreshed in place (new address, actor
+    /// types and heartbeat) and `true` is returned: the host keeps its actors. Otherwise the
+    /// host is registered anew under the same ID and `false` is returned: whatever it ran
+    /// before may have moved, and it must have dropped it. Expired hosts are pruned first; a
+    /// healthy *other* host at the address gives [`StoreError::HostAlreadyRegistered`].
+    async fn reattach_host(
+        &self,
+        host_id: &str,
+        registration: &HostRegistration,
+    ) -> Result<bool, StoreError>;
+
+    /// Record a heartbeat. Fails with [`StoreError::HostUnregistered`] if the host is unknown or
+    /// already expired: an expired host can never revive itself.
+    async fn heartbeat(&self, host_id: &str) -> Result<(), StoreError>;
+
+    /// Remove a host and, with it, its placements (which releases their alarms' leases).
+    /// Returns [`StoreError::HostUnregistered`] if it was unknown or already expired (the rows
+    /// are deleted anyway).
+    async fn unregister_host(&self, host_id: &str) -> Result<(), StoreError>;
+
+    /// The healthy hosts.
+    async fn list_hosts(&self) -> Result<Vec<HostInfo>, StoreError>;
+
+    // ---- placement ---------------------------------------------------------------------------
+
+    /// Find the host of an actor, placing it on a random healthy host that supports its type and
+    /// has capacity when it has no live placement (unless `active_only`). Atomic: concurrent
+    /// lookups of one actor from many hosts all get the same answer.
+    async fn lookup_actor(
+        &self,
+        key: &ActorKey,
+        options: &LookupOptions,
+    ) -> Result<Placement, StoreError>;
+
+    /// Delete an actor's placement, but only if `host_id` holds it (a host never removes another
+    /// host's placement). Releases the leases of the actor's alarms. Returns whether a row was
+    /// deleted.
+    async fn remove_actor(&self, key: &ActorKey, host_id: &str) -> Result<bool, StoreError>;
+
+    // ---- state -------------------------------------------------------------------------------
+
+    /// An actor's state, or `None` if it has none or it expired.
+    async fn get_state(&self, key: &ActorKey) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Write an actor's state. With a TTL the state expires after it; without one any previous
+    /// expiry is cleared.
+    async fn set_state(
+        &self,
+        key: &ActorKey,
+        data: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError>;
+
+    /// Delete an actor's state. Returns whether live state existed.
+    async fn delete_state(&self, key: &ActorKey) -> Result<bool, StoreError>;
+
+    /// List the live states of one actor type, ordered by actor ID.
+    async fn list_states(
+        &self,
+        actor_type: &str,
+        options: &ListStatesOptions,
+    ) -> Result<StateList, StoreError>;
+
+    // ---- alarms ------------------------------------------------------------------------------
+
+    /// Create or replace an alarm. Re-setting identical properties (handler, due, interval,
+    /// TTL, data) is a no-op that keeps the alarm's ID and any live lease; any change gives the
+    /// alarm a new ID, resets its attempts and drops its lease.
+    async fn set_alarm(
+        &self,
+        key: &ActorKey,
+        name: &str,
+        alarm: &AlarmRecord,
+    ) -> Result<(), StoreError>;
+
+    /// An alarm, or `None`.
+    async fn get_alarm(
+        &self,
+        key: &ActorKey,
+        name: &str,
+    ) -> Result<Option<AlarmRecord>, StoreError>;
+
+    /// Delete an alarm (and so invalidate any lease on it). Returns whether it existed.
+    async fn delete_alarm(&self, key: &ActorKey, name: &str) -> Result<bool, StoreError>;
+
+    /// Lease alarms due by `request.horizon_ms` whose lease is free or expired and whose actor is
+    /// unplaced, placed on an unhealthy host, or placed on one of `request.hosts`. Unplaced
+    /// actors are placed on a requested host with capacity. Concurrent fetches from many hosts
+    /// lease each alarm exactly once. Ordered by due time.
+    async fn fetch_and_lease_alarms(
+        &self,
+        request: &FetchAlarms,
+    ) -> Result<Vec<AlarmLease>, StoreError>;
+
+    /// The alarm behind a lease, if the lease is still valid (same alarm ID and lease ID, not
+    /// expired); `None` otherwise.
+    async fn get_leased_alarm(&self, lease: &AlarmLease)
+    -> Result<Option<AlarmRecord>, StoreError>;
+
+    /// Finish a leased occurrence. Returns `None` if the lease was no longer valid (nothing was
+    /// changed), else the lease as it stands after the change (refreshed when kept).
+    async fn complete_leased_alarm(
+        &self,
+        lease: &AlarmLease,
+        completion: &AlarmCompletion,
+        lease_duration: Duration,
+    ) -> Result<Option<AlarmLease>, StoreError>;
+
+    /// Give a lease up so another fetch (possibly on another host) can take the alarm.
+    /// Returns whether the lease was still valid.
+    async fn release_alarm_lease(&self, lease: &AlarmLease) -> Result<bool, StoreError>;
+
+    /// Extend every live lease on alarms whose actor is placed on `host_id`, returning them.
+    async fn renew_alarm_leases(
+        &self,
+        host_id: &str,
+        lease_duration: Duration,
+    ) -> Result<Vec<AlarmLease>, StoreError>;
+
+    // ---- maintenance -------------------------------------------------------------------------
+
+    /// Delete expired hosts (with their placements) and expired state.
+    async fn cleanup(&self) -> Result<CleanupStats, StoreError>;
+}

@@ -1,0 +1,191 @@
+//! The records coordination exchanges: host registrations, placements, state pages, alarms and
+//! their leases. Stores keep them, hosts act on them, the runtime protocol carries them.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::key::{ActorKey, HostId};
+
+/// One actor type a host can run, as the store sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorTypeRegistration {
+    /// The type's wire name.
+    pub actor_type: String,
+    /// How long an activation may stay idle; `None` means never deactivate for idleness.
+    pub idle_timeout: Option<Duration>,
+    /// How many activations of this type one host may hold; 0 means unlimited.
+    pub concurrency_limit: u32,
+}
+
+/// What a host tells the store when it registers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRegistration {
+    /// The peer address other hosts use to reach this host (`host:port`).
+    pub address: String,
+    /// The actor types this host serves.
+    pub actor_types: Vec<ActorTypeRegistration>,
+}
+
+/// A healthy host, as listed by [`Store::list_hosts`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// The host's ID.
+    pub host_id: HostId,
+    /// Its peer address.
+    pub address: String,
+    /// Its last heartbeat, in Unix milliseconds.
+    pub last_heartbeat_ms: i64,
+}
+
+/// Where an actor lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// The owning host.
+    pub host_id: HostId,
+    /// That host's peer address.
+    pub address: String,
+    /// The actor type's idle timeout on that host (`None` = never idle).
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Options for [`Store::lookup_actor`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LookupOptions {
+    /// Only report an existing placement; never allocate one.
+    pub active_only: bool,
+    /// When set, only these hosts may be chosen for a new placement, and an existing placement
+    /// on another host is reported as [`StoreError::NoHost`] (used by the remote runtime).
+    pub allowed_hosts: Option<Vec<HostId>>,
+}
+
+/// Options for [`Store::list_states`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListStatesOptions {
+    /// Include each actor's state bytes.
+    pub include_data: bool,
+    /// Only actor IDs strictly greater than this (pagination cursor).
+    pub after: Option<String>,
+    /// Page size: 0 means 100, values above 1000 are capped at 1000.
+    pub limit: u32,
+}
+
+/// One actor's state in a [`StateList`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateEntry {
+    /// The actor ID.
+    pub actor_id: String,
+    /// The state bytes, when requested.
+    #[serde(with = "serde_bytes")]
+    pub data: Option<Vec<u8>>,
+}
+
+/// A page of states of one actor type, ordered by actor ID.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateList {
+    /// The entries of this page.
+    pub entries: Vec<StateEntry>,
+    /// Whether more entries follow the last one.
+    pub has_more: bool,
+}
+
+/// A durable alarm as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlarmRecord {
+    /// The actor's alarm handler (a method wire name) that runs when the alarm fires.
+    pub handler: String,
+    /// When the alarm should next run (Unix ms). While retrying this is the retry time.
+    pub due_ms: i64,
+    /// The nominal time of the current occurrence (Unix ms): equal to `due_ms` except while an
+    /// occurrence is being retried. Repeats are computed from it, so they do not drift.
+    pub scheduled_ms: i64,
+    /// Repeat interval, canonical ISO 8601 (e.g. `PT1M`); `None` for a one-shot alarm.
+    pub interval: Option<String>,
+    /// No repeat is scheduled after this time (Unix ms).
+    pub ttl_ms: Option<i64>,
+    /// Handler payload (MessagePack), if any.
+    #[serde(with = "serde_bytes")]
+    pub data: Option<Vec<u8>>,
+    /// Failed executions of the current occurrence so far.
+    pub attempts: u32,
+}
+
+impl AlarmRecord {
+    /// A fresh alarm record due at `due_ms`, with no attempts yet.
+    pub fn new(handler: impl Into<String>, due_ms: i64) -> Self {
+        AlarmRecord {
+            handler: handler.into(),
+            due_ms,
+            scheduled_ms: due_ms,
+            interval: None,
+            ttl_ms: None,
+            data: None,
+            attempts: 0,
+        }
+    }
+}
+
+/// A lease on one alarm occurrence, held by the host that will execute it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlarmLease {
+    /// The actor the alarm belongs to.
+    pub key: ActorKey,
+    /// The alarm's name (unique per actor).
+    pub name: String,
+    /// The alarm's row ID; it changes whenever the alarm is replaced with different properties.
+    pub alarm_id: String,
+    /// This lease's ID.
+    pub lease_id: String,
+    /// When the occurrence should run (Unix ms).
+    pub due_ms: i64,
+    /// When the lease expires unless renewed (Unix ms).
+    pub expires_ms: i64,
+}
+
+/// What to do with a leased alarm once its occurrence has run (or failed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AlarmCompletion {
+    /// Delete the alarm (one-shot done, TTL passed, or attempts exhausted).
+    Delete,
+    /// Schedule the next occurrence at `due_ms` (also its nominal time) with attempts reset to 0.
+    /// With `keep_lease` the lease is refreshed for this holder; otherwise it is released.
+    Reschedule {
+        /// Next occurrence (Unix ms).
+        due_ms: i64,
+        /// Keep (and refresh) the lease.
+        keep_lease: bool,
+    },
+    /// Retry the current occurrence at `due_ms`, recording `attempts` failed executions so far.
+    /// The nominal time is unchanged. With `keep_lease` the lease is refreshed.
+    Retry {
+        /// When to try again (Unix ms).
+        due_ms: i64,
+        /// Failed executions so far.
+        attempts: u32,
+        /// Keep (and refresh) the lease.
+        keep_lease: bool,
+    },
+}
+
+/// A request to fetch and lease alarms that are due soon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchAlarms {
+    /// Hosts that may run the alarms (a local host passes itself; the runtime passes all
+    /// hosts connected to it). Actors not placed yet are placed on one of these.
+    pub hosts: Vec<HostId>,
+    /// Fetch alarms due at or before this time (Unix ms).
+    pub horizon_ms: i64,
+    /// How long the leases last.
+    pub lease_duration: Duration,
+    /// At most this many alarms.
+    pub batch_size: u32,
+}
+
+/// What [`Store::cleanup`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanupStats {
+    /// Hosts whose heartbeat expired, with their placements.
+    pub hosts: u64,
+    /// Expired state rows.
+    pub states: u64,
+}
