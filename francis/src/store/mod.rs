@@ -9,8 +9,8 @@
 
 pub mod memory;
 pub mod postgres;
-mod rows;
 mod rules;
+pub mod sql;
 pub mod sqlite;
 
 #[cfg(test)]

@@ -1,16 +1,16 @@
 //! Rules every store applies the same way: health thresholds, expiry, ID formats, page limits,
 //! alarm change detection, allowed-host checks and the choice of a host with capacity. The
-//! memory and SQLite stores both call these, so they judge facts identically.
+//! memory and SQL stores both call these, so they judge facts identically.
 
 use std::time::Duration;
 
 use rand::seq::IndexedRandom;
 
-use super::{
+use crate::clock::duration_ms;
+use crate::model::{
     ActorKey, AlarmCompletion, AlarmLease, AlarmRecord, HostId, LookupOptions, Placement,
     StateEntry, StateList, StoreError, StoreOptions,
 };
-use crate::clock::duration_ms;
 
 /// The oldest heartbeat a healthy host may have at `now`.
 pub(crate) fn health_threshold(options: &StoreOptions, now: i64) -> i64 {

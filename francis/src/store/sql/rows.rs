@@ -1,11 +1,12 @@
-//! Row shapes shared by the SQL stores (SQLite and PostgreSQL) and their conversion into the
-//! store's types. sqlx's `FromRow` derive is generic over the database, so one definition
-//! serves both.
+//! Row shapes the SQL store reads, and their conversion into the model's records. sqlx's
+//! `FromRow` derive is generic over the database, so one definition serves both dialects.
 
 use std::time::Duration;
 
-use super::rules::HostSlot;
-use super::{ActorKey, AlarmLease, AlarmRecord, StoreError};
+use crate::model::{
+    ActorKey, AlarmLease, AlarmRecord, HostInfo, Placement, StateEntry, StoreError,
+};
+use crate::store::rules::HostSlot;
 
 /// An alarm row.
 #[derive(sqlx::FromRow)]
@@ -100,4 +101,76 @@ pub(crate) fn ms_to_duration(ms: Option<i64>) -> Result<Option<Duration>, StoreE
             .map_err(|_| StoreError::Invalid(format!("negative idle timeout: {ms}")))
     })
     .transpose()
+}
+
+/// A host row, as listed.
+#[derive(sqlx::FromRow)]
+pub(crate) struct HostRow {
+    pub(crate) host_id: String,
+    pub(crate) address: String,
+    pub(crate) last_heartbeat_ms: i64,
+}
+
+impl From<HostRow> for HostInfo {
+    fn from(r: HostRow) -> Self {
+        HostInfo {
+            host_id: r.host_id,
+            address: r.address,
+            last_heartbeat_ms: r.last_heartbeat_ms,
+        }
+    }
+}
+
+/// A live placement joined with its host's address.
+#[derive(sqlx::FromRow)]
+pub(crate) struct PlacementRow {
+    pub(crate) host_id: String,
+    pub(crate) address: String,
+    pub(crate) idle_timeout_ms: Option<i64>,
+}
+
+impl TryFrom<PlacementRow> for Placement {
+    type Error = StoreError;
+
+    fn try_from(r: PlacementRow) -> Result<Self, StoreError> {
+        Ok(Placement {
+            host_id: r.host_id,
+            address: r.address,
+            idle_timeout: ms_to_duration(r.idle_timeout_ms)?,
+        })
+    }
+}
+
+/// An actor's placement row, whatever its host's health.
+#[derive(sqlx::FromRow)]
+pub(crate) struct CurrentPlacementRow {
+    pub(crate) host_id: String,
+    pub(crate) healthy: bool,
+}
+
+/// One actor's state in a listing (the bytes only when asked for).
+#[derive(sqlx::FromRow)]
+pub(crate) struct StateRow {
+    pub(crate) actor_id: String,
+    pub(crate) data: Option<Vec<u8>>,
+}
+
+impl From<StateRow> for StateEntry {
+    fn from(r: StateRow) -> Self {
+        StateEntry {
+            actor_id: r.actor_id,
+            data: r.data,
+        }
+    }
+}
+
+/// A due alarm a fetch may lease, locked by the fetching transaction.
+#[derive(sqlx::FromRow)]
+pub(crate) struct CandidateRow {
+    pub(crate) alarm_id: String,
+    pub(crate) actor_type: String,
+    pub(crate) actor_id: String,
+    /// The healthy requested host the actor is placed on; `None` if unplaced or on an
+    /// unhealthy host (free to place).
+    pub(crate) live_host: Option<String>,
 }
