@@ -7,7 +7,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use francis::net::pki::{ClusterCa, RUNTIME_PREFIX};
-use francis::net::rpc::{self, AuthProof, RUNTIME_PATH, RegisterRequest, method};
+use francis::net::runtime::bootstrap;
+use francis::net::runtime::messages::{
+    self as rpc, AuthProof, RUNTIME_PATH, RegisterRequest, StoreRequest, method,
+};
 use francis::net::tls::{self, CertSlot, Trust, Unverified};
 use francis::net::wire::{self, ErrorCode, Frame, WireError};
 use francis::runtime::Runtime;
@@ -89,6 +92,14 @@ async fn exchange(conn: &Connection, bytes: &[u8]) -> Option<Frame> {
         .ok()?
 }
 
+/// A heartbeat request (no arguments).
+fn heartbeat() -> StoreRequest {
+    StoreRequest {
+        op: "heartbeat".into(),
+        args: rmp_serde::to_vec(&()).unwrap(),
+    }
+}
+
 fn error_of(frame: Option<Frame>) -> WireError {
     let frame = frame.expect("an error reply");
     assert!(
@@ -108,7 +119,7 @@ async fn assert_still_serving(run: &Running) {
     let trust = run.ca.trust();
     let (_endpoint, conn) = connect(run.addr, &trust, CertSlot::empty()).await.unwrap();
     let (mut send, mut recv) = conn.open_bi().await.unwrap().await.unwrap();
-    let cnonce = rpc::nonce();
+    let cnonce = bootstrap::nonce();
     let auth = rpc::RegisterAuth {
         method: method::PSK.into(),
         cnonce: cnonce.clone(),
@@ -121,16 +132,16 @@ async fn assert_still_serving(run: &Running) {
         .decode()
         .unwrap();
     let mut binding = vec![0u8; 32];
-    conn.export_keying_material(&mut binding, rpc::CHANNEL_BINDING_LABEL, &[])
+    conn.export_keying_material(&mut binding, bootstrap::CHANNEL_BINDING_LABEL, &[])
         .unwrap();
     let key = francis::net::pki::WorkloadKey::generate().unwrap();
     let request = RegisterRequest {
         address: francis::testing::free_local_address(),
         auth: Some(AuthProof {
             method: method::PSK.into(),
-            proof: rpc::psk_proof(
+            proof: bootstrap::psk_proof(
                 HOST_PSK.as_bytes(),
-                rpc::ProofSide::Client,
+                bootstrap::ProofSide::Client,
                 &cnonce,
                 &challenge.snonce,
                 &binding,
@@ -192,7 +203,7 @@ async fn malformed_oversized_and_out_of_order_registrations_get_clear_errors() {
 
     // A store call before registering.
     let (_e, conn) = connect(run.addr, &trust, CertSlot::empty()).await.unwrap();
-    let frame = wire::encode_frame(&Frame::new(&rpc::StoreCall::Heartbeat).unwrap()).unwrap();
+    let frame = wire::encode_frame(&Frame::new(&heartbeat()).unwrap()).unwrap();
     let error = error_of(exchange(&conn, &frame).await);
     assert_eq!(error.code, ErrorCode::BadRequest, "{error}");
     assert!(error.message.contains("registration"), "{error}");
@@ -244,8 +255,7 @@ async fn client_certificates_from_another_cluster_or_for_another_host_are_refuse
         Err(e) => e,
         // The handshake may complete on the client side before the server's alert arrives.
         Ok((_e, conn)) => {
-            let frame =
-                wire::encode_frame(&Frame::new(&rpc::StoreCall::Heartbeat).unwrap()).unwrap();
+            let frame = wire::encode_frame(&Frame::new(&heartbeat()).unwrap()).unwrap();
             match exchange(&conn, &frame).await {
                 None => "refused".to_string(),
                 Some(frame) => panic!("a foreign certificate got a reply: {}", frame.kind),

@@ -7,7 +7,6 @@ pub(crate) mod alarms;
 pub(crate) mod core;
 mod options;
 mod registry;
-mod remote;
 mod routing;
 
 use std::future::Future;
@@ -29,10 +28,10 @@ pub(crate) use options::HostTimings;
 
 use self::core::{AppData, CoreParts, HostCore};
 use self::registry::{ActorTypeEntry, Registry};
-use self::remote::{ConnectError, Credential, LinkOptions, RuntimeLink};
 use self::routing::PeerCalls;
 use crate::net::peer::{PeerClient, PeerLimits, PeerServer};
 use crate::net::pki::ClusterCa;
+use crate::net::runtime::client::{ConnectError, Credential, LinkOptions, RuntimeLink};
 use crate::net::tls::{CertSlot, Trust};
 use std::net::SocketAddr;
 
@@ -337,11 +336,11 @@ impl HostBuilder {
     /// knowledge of the PSK first.
     pub fn host_bootstrap_psk(mut self, psk: impl AsRef<[u8]>) -> Self {
         let psk = psk.as_ref().to_vec();
-        if psk.len() < crate::net::rpc::MIN_HOST_PSK_LEN {
+        if psk.len() < crate::net::runtime::bootstrap::MIN_HOST_PSK_LEN {
             self.errors.push(format!(
                 "the host bootstrap PSK is {} bytes; it must be at least {} bytes",
                 psk.len(),
-                crate::net::rpc::MIN_HOST_PSK_LEN
+                crate::net::runtime::bootstrap::MIN_HOST_PSK_LEN
             ));
         }
         self.with_remote("host_bootstrap_psk", |r| {

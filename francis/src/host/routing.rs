@@ -10,12 +10,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::actor::service::InvokeOptions;
-use crate::error::{ActorFailure, Error};
+use crate::error::Error;
 use crate::host::core::HostCore;
 use crate::model::Envelope;
 use crate::model::{ActorKey, Placement};
 use crate::net::peer::PeerHandler;
 use crate::net::pki::SpiffeId;
+use crate::net::translate::{error_from_wire, error_to_wire};
 use crate::net::wire::{ErrorCode, InvokeRequest, InvokeResponse, WireError};
 
 /// Placements are cached at most this long (and never longer than the actor's idle timeout).
@@ -195,7 +196,7 @@ impl HostCore {
             };
             let stale = error.retryable() || error.code == ErrorCode::ActorNotActive;
             if retried || !stale {
-                return Err(from_wire(key, method, &placement.address, error));
+                return Err(error_from_wire(key, method, &placement.address, error));
             }
             retried = true;
             self.placements.invalidate(key);
@@ -242,7 +243,7 @@ impl HostCore {
                         .into_msgpack()
                         .map(|data| InvokeResponse { data })
                         .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string())),
-                    Err(e) => Err(to_wire(&e)),
+                    Err(e) => Err(error_to_wire(&e)),
                 };
                 let _ = tx.send(Some(outcome));
             });
@@ -286,64 +287,6 @@ impl PeerHandler for PeerCalls {
         request: InvokeRequest,
     ) -> Result<InvokeResponse, WireError> {
         self.0.clone().serve_peer_call(request).await
-    }
-}
-
-/// A framework error as the wire carries it back to the calling host.
-pub(crate) fn to_wire(e: &Error) -> WireError {
-    let code = match e {
-        Error::Actor(failure) => {
-            return WireError::new(ErrorCode::InvokeFailed, failure.message.clone())
-                .with_payload(failure.payload.bytes().to_vec());
-        }
-        Error::Halted { .. } => {
-            return WireError::new(ErrorCode::ActorHalted, e.to_string())
-                .with_retry_after(Duration::from_millis(100));
-        }
-        Error::ShuttingDown => {
-            return WireError::new(ErrorCode::HostDraining, e.to_string())
-                .with_retry_after(Duration::from_millis(500));
-        }
-        Error::NotActive { .. } => ErrorCode::ActorNotActive,
-        Error::Unreachable { .. } | Error::NotHosted { .. } => ErrorCode::ActorNotHosted,
-        Error::UnknownActorType { .. } => ErrorCode::ActorTypeUnsupported,
-        Error::UnknownMethod { .. } => ErrorCode::UnknownMethod,
-        Error::NoHost { .. } => ErrorCode::NoHost,
-        Error::BadArguments { .. }
-        | Error::NotInvokable { .. }
-        | Error::NotReadOnly { .. }
-        | Error::InvalidName { .. }
-        | Error::Codec(_) => ErrorCode::BadRequest,
-        _ => ErrorCode::Internal,
-    };
-    WireError::new(code, e.to_string())
-}
-
-/// A wire error from another host as the caller sees it. Errors that mean the same thing on
-/// either side (the actor's own error, unknown types, halted, not active, no host) become the
-/// same [`Error`] a local call gives; the rest say which host failed and why.
-pub(crate) fn from_wire(key: &ActorKey, method: &str, address: &str, e: WireError) -> Error {
-    match e.code {
-        ErrorCode::InvokeFailed if e.payload.is_some() => Error::Actor(Box::new(ActorFailure {
-            key: key.clone(),
-            method: method.to_owned(),
-            message: e.message,
-            payload: Envelope::from_msgpack_bytes(e.payload.unwrap_or_default()),
-        })),
-        ErrorCode::ActorHalted => Error::Halted { key: key.clone() },
-        ErrorCode::ActorNotActive => Error::NotActive { key: key.clone() },
-        ErrorCode::ActorTypeUnsupported => Error::UnknownActorType {
-            actor_type: key.actor_type.clone(),
-        },
-        ErrorCode::NoHost => Error::NoHost {
-            actor_type: key.actor_type.clone(),
-        },
-        code => Error::Remote {
-            key: key.clone(),
-            address: address.to_owned(),
-            code: code.as_str(),
-            message: e.message,
-        },
     }
 }
 

@@ -27,7 +27,7 @@ pub struct HostRegistration {
     pub actor_types: Vec<ActorTypeRegistration>,
 }
 
-/// A healthy host, as listed by [`Store::list_hosts`].
+/// A healthy host, as listed by [`Store::list_hosts`](super::Store::list_hosts).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostInfo {
     /// The host's ID.
@@ -49,17 +49,20 @@ pub struct Placement {
     pub idle_timeout: Option<Duration>,
 }
 
-/// Options for [`Store::lookup_actor`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Options for [`Store::lookup_actor`](super::Store::lookup_actor).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LookupOptions {
     /// Only report an existing placement; never allocate one.
     pub active_only: bool,
     /// When set, only these hosts may be chosen for a new placement, and an existing placement
-    /// on another host is reported as [`StoreError::NoHost`] (used by the remote runtime).
+    /// on another host is reported as [`StoreError::NoHost`](super::StoreError::NoHost). Never sent over the runtime
+    /// protocol: a worker cannot narrow placement.
+    #[serde(skip)]
     pub allowed_hosts: Option<Vec<HostId>>,
 }
 
-/// Options for [`Store::list_states`].
+/// Options for [`Store::list_states`](super::Store::list_states).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListStatesOptions {
     /// Include each actor's state bytes.
@@ -168,10 +171,12 @@ pub enum AlarmCompletion {
 }
 
 /// A request to fetch and lease alarms that are due soon.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FetchAlarms {
-    /// Hosts that may run the alarms (a local host passes itself; the runtime passes all
-    /// hosts connected to it). Actors not placed yet are placed on one of these.
+    /// Hosts that may run the alarms (a local host passes itself; a runtime passes the hosts it
+    /// fetches for). Actors not placed yet are placed on one of these. Never sent over the
+    /// runtime protocol: the runtime fetches for the session's own host.
+    #[serde(skip)]
     pub hosts: Vec<HostId>,
     /// Fetch alarms due at or before this time (Unix ms).
     pub horizon_ms: i64,
@@ -181,7 +186,7 @@ pub struct FetchAlarms {
     pub batch_size: u32,
 }
 
-/// What [`Store::cleanup`] removed.
+/// What [`Store::cleanup`](super::Store::cleanup) removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CleanupStats {
     /// Hosts whose heartbeat expired, with their placements.

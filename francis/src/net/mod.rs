@@ -12,6 +12,8 @@
 
 pub mod peer;
 pub mod pki;
-pub mod rpc;
+pub mod runtime;
+pub(crate) mod serving;
 pub mod tls;
+pub(crate) mod translate;
 pub mod wire;

@@ -37,6 +37,7 @@ use wtransport::{
 
 use super::pki::{HOST_PREFIX, PkiError, SpiffeId, spiffe_id_of};
 use super::tls::{self, CertSlot, ClientAuth, Trust, Unverified};
+use super::translate::DRAINING_RETRY;
 use super::wire::{
     self, ErrorCode, Frame, FrameError, InvokeRequest, InvokeResponse, MAX_FRAME_BYTES, WireError,
 };
@@ -50,9 +51,6 @@ const EXTRA_STREAMS: usize = 8;
 
 /// Retry hint sent with `overloaded`.
 const OVERLOADED_RETRY: Duration = Duration::from_millis(100);
-
-/// Retry hint sent with `host_draining`.
-const DRAINING_RETRY: Duration = Duration::from_millis(500);
 
 /// Limits and timeouts of a [`PeerServer`].
 #[derive(Debug, Clone)]

@@ -141,8 +141,14 @@ pub struct Frame {
 impl Frame {
     /// Wraps `message` in a frame of its kind at [`PROTOCOL_VERSION`].
     pub fn new<M: Message>(message: &M) -> Result<Self, FrameError> {
+        Self::with_payload(M::KIND, message)
+    }
+
+    /// A frame of `kind` whose payload is `value` (MessagePack, named fields), at
+    /// [`PROTOCOL_VERSION`].
+    pub fn with_payload<T: Serialize + ?Sized>(kind: &str, value: &T) -> Result<Self, FrameError> {
         let payload =
-            rmp_serde::to_vec_named(message).map_err(|e| FrameError::Encode(e.to_string()))?;
+            rmp_serde::to_vec_named(value).map_err(|e| FrameError::Encode(e.to_string()))?;
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(FrameError::TooLarge {
                 len: payload.len(),
@@ -151,7 +157,7 @@ impl Frame {
         }
         Ok(Frame {
             version: PROTOCOL_VERSION,
-            kind: M::KIND.to_string(),
+            kind: kind.to_owned(),
             payload,
         })
     }
@@ -159,9 +165,15 @@ impl Frame {
     /// Decodes the payload as `M`, checking that the kind matches.
     /// An empty payload decodes as `M` with every field defaulted.
     pub fn decode<M: Message>(&self) -> Result<M, FrameError> {
-        if self.kind != M::KIND {
+        self.payload_as(M::KIND)
+    }
+
+    /// Decodes the payload as `T`, checking that the frame is of `kind`. An empty payload
+    /// decodes as an empty map.
+    pub fn payload_as<T: DeserializeOwned>(&self, kind: &'static str) -> Result<T, FrameError> {
+        if self.kind != kind {
             return Err(FrameError::UnexpectedKind {
-                expected: M::KIND,
+                expected: kind,
                 got: self.kind.clone(),
             });
         }

@@ -50,7 +50,7 @@ use crate::net::pki::{MAX_LEAF_TTL, MIN_PSK_LEN, SpiffeId};
 use crate::runtime::jwt::{self, JwksSource, JwtConfig};
 use crate::time::parse_duration;
 
-pub use crate::net::rpc::MIN_HOST_PSK_LEN;
+pub use crate::net::runtime::bootstrap::MIN_HOST_PSK_LEN;
 
 /// Default listening address (`bind`).
 pub const DEFAULT_BIND: &str = ":8443";

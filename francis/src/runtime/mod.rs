@@ -15,38 +15,32 @@
 //! - [`config`]: the runtime's YAML configuration file, validated with precise errors.
 //! - [`jwt`]: validation of the JWTs hosts present when they join with JWT bootstrap.
 
+mod admission;
 pub mod config;
 pub mod jwt;
-mod session;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::sync::Notify;
-use tokio::time::timeout;
-use wtransport::config::QuicTransportConfig;
-use wtransport::endpoint::endpoint_side;
-use wtransport::{Connection, Endpoint, ServerConfig, VarInt};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::model::{Store, StoreError, StoreOptions};
-use crate::net::pki::{ClusterCa, HOST_PREFIX, PkiError};
-use crate::net::rpc::MIN_HOST_PSK_LEN;
-use crate::net::tls::{self, CertSlot, ClientAuth};
+use crate::net::peer::NetError;
+use crate::net::pki::{ClusterCa, PkiError};
+use crate::net::runtime::bootstrap::MIN_HOST_PSK_LEN;
+use crate::net::runtime::server::{ServerSettings, SessionServer};
+use crate::net::tls::CertSlot;
 use crate::store::StoreSpec;
 
-pub use session::TokenValidator;
+pub use self::admission::{Bootstrap, TokenValidator};
+use self::admission::{HostSettings, Policy};
 
 /// How long the runtime's own server certificate lives; it is re-issued well before expiry.
 const RUNTIME_CERT_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 /// How often the runtime re-issues its server certificate.
 const RUNTIME_CERT_RENEW: Duration = Duration::from_secs(30 * 24 * 3600);
-/// Concurrent streams a host may open on its session.
-const MAX_STREAMS_PER_SESSION: u32 = 512;
 /// How often expired hosts and state are deleted.
 const CLEANUP_EVERY: Duration = Duration::from_secs(60);
 
@@ -76,24 +70,7 @@ pub enum RuntimeError {
     },
 }
 
-/// How hosts prove they may join.
-pub enum Bootstrap {
-    /// A pre-shared host key (at least 16 bytes), proven by channel-bound challenge-response.
-    Psk(Vec<u8>),
-    /// A bearer token checked by a validator (the JWT validator of the configuration).
-    Token(Arc<dyn TokenValidator>),
-}
-
-impl std::fmt::Debug for Bootstrap {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Bootstrap::Psk(_) => f.write_str("Psk(<redacted>)"),
-            Bootstrap::Token(_) => f.write_str("Token(..)"),
-        }
-    }
-}
-
-/// Settings shared by every session of a runtime.
+/// What a runtime builder sets: the settings hosts get, and the server's deadlines.
 pub(crate) struct Settings {
     pub workload_cert_ttl: Duration,
     pub health_check_deadline: Duration,
@@ -133,33 +110,19 @@ pub struct RuntimeBuilder {
     errors: Vec<String>,
 }
 
-/// The state every session task shares.
-pub(crate) struct Shared {
-    pub store: Arc<dyn Store>,
-    pub ca: ClusterCa,
-    pub bootstrap: Bootstrap,
-    pub settings: Settings,
-    /// Live sessions by host ID: a newer session of the same host supersedes the older one.
-    pub sessions: Mutex<std::collections::HashMap<String, (String, Connection)>>,
-    pub draining: AtomicBool,
-    pub in_flight: AtomicUsize,
-    pub idle: Notify,
-}
-
 /// A running control plane. Create it with [`Runtime::builder`] or [`Runtime::from_config`],
 /// then [`run`](Self::run) it.
 pub struct Runtime {
-    endpoint: Endpoint<endpoint_side::Server>,
-    local_addr: SocketAddr,
+    server: SessionServer,
     runtime_id: String,
     cert: Arc<CertSlot>,
-    shared: Arc<Shared>,
+    policy: Arc<Policy>,
 }
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
-            .field("local_addr", &self.local_addr)
+            .field("local_addr", &self.server.local_addr())
             .field("runtime_id", &self.runtime_id)
             .finish_non_exhaustive()
     }
@@ -182,7 +145,7 @@ impl Runtime {
 
     /// The address the runtime listens on (with the real port when bound to port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.server.local_addr()
     }
 
     /// This runtime's ID (in its certificate: `spiffe://francis/runtime/<id>`).
@@ -192,17 +155,17 @@ impl Runtime {
 
     /// The cluster CA: what workers pin (`francis ca print`).
     pub fn cluster_ca(&self) -> &ClusterCa {
-        &self.shared.ca
+        &self.policy.ca
     }
 
     /// The store this runtime owns.
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.shared.store
+        &self.policy.store
     }
 
     /// How many hosts hold a session with this runtime now.
     pub fn connected_hosts(&self) -> usize {
-        self.shared.sessions.lock().map(|s| s.len()).unwrap_or(0)
+        self.server.connected_hosts()
     }
 
     /// Serve hosts until `shutdown` completes, then shut down gracefully: refuse new sessions,
@@ -211,53 +174,23 @@ impl Runtime {
     /// registrations stay in the store: they reattach to whichever runtime they reach next.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), RuntimeError> {
         let Runtime {
-            endpoint,
-            local_addr,
+            server,
             runtime_id,
             cert,
-            shared,
+            policy,
         } = self;
-        tracing::info!(%local_addr, %runtime_id, ca = %shared.ca.fingerprint(), "runtime listening");
-        let background = tokio::spawn(maintenance(shared.clone(), cert, runtime_id));
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => break,
-                incoming = endpoint.accept() => {
-                    tokio::spawn(session::serve(incoming, shared.clone()));
-                }
-            }
-        }
-        tracing::info!(%local_addr, "runtime shutting down");
-        shared.draining.store(true, Ordering::SeqCst);
+        let local_addr = server.local_addr();
+        tracing::info!(%local_addr, %runtime_id, ca = %policy.ca.fingerprint(), "runtime listening");
+        let background = tokio::spawn(maintenance(policy, cert, runtime_id));
+        server.serve(shutdown).await;
         background.abort();
-        let grace = shared.settings.shutdown_grace_period;
-        let drained = timeout(grace, async {
-            loop {
-                let notified = shared.idle.notified();
-                if shared.in_flight.load(Ordering::SeqCst) == 0 {
-                    return;
-                }
-                notified.await;
-            }
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                ?grace,
-                "requests still running after the shutdown grace period"
-            );
-        }
-        endpoint.close(VarInt::from_u32(2), b"runtime shutting down");
-        let _ = timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
         tracing::info!(%local_addr, "runtime stopped");
         Ok(())
     }
 }
 
 /// Periodic work: delete expired hosts and state; re-issue the runtime's own certificate.
-async fn maintenance(shared: Arc<Shared>, cert: Arc<CertSlot>, runtime_id: String) {
+async fn maintenance(policy: Arc<Policy>, cert: Arc<CertSlot>, runtime_id: String) {
     let mut cleanup = tokio::time::interval(CLEANUP_EVERY);
     let mut renew = tokio::time::interval(RUNTIME_CERT_RENEW);
     cleanup.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -265,13 +198,13 @@ async fn maintenance(shared: Arc<Shared>, cert: Arc<CertSlot>, runtime_id: Strin
     loop {
         tokio::select! {
             _ = cleanup.tick() => {
-                match shared.store.cleanup().await {
+                match policy.store.cleanup().await {
                     Ok(stats) => tracing::debug!(hosts = stats.hosts, states = stats.states, "cleanup"),
                     Err(e) => tracing::warn!(error = %e, "cleanup failed"),
                 }
             }
             _ = renew.tick() => {
-                match shared.ca.issue_runtime_identity(&runtime_id, RUNTIME_CERT_TTL) {
+                match policy.ca.issue_runtime_identity(&runtime_id, RUNTIME_CERT_TTL) {
                     Ok(identity) => match cert.set(&identity) {
                         Ok(()) => tracing::info!("runtime certificate re-issued"),
                         Err(e) => tracing::error!(error = %e, "cannot install the re-issued runtime certificate"),
@@ -291,77 +224,15 @@ pub async fn probe_ca(
     address: &str,
     limit: Duration,
 ) -> Result<rustls::pki_types::CertificateDer<'static>, RuntimeError> {
-    use crate::net::pki::RUNTIME_PREFIX;
-    use crate::net::tls::{Trust, Unverified};
-    let fail = |what: String| RuntimeError::Probe(format!("{address}: {what}"));
-    let tls = tls::client_config(
-        &Trust::empty(),
-        CertSlot::empty(),
-        RUNTIME_PREFIX,
-        Unverified::AcceptWhileEmpty,
-    )?;
-    let endpoint = crate::net::peer::client_endpoint(tls, || {
-        crate::net::peer::transport_config(8, limit.max(Duration::from_secs(1)), None)
-    })
-    .map_err(|e| fail(e.to_string()))?;
-    let url = format!("https://{address}{}", crate::net::rpc::RUNTIME_PATH);
-    let conn = timeout(limit, endpoint.connect(url))
+    crate::net::runtime::client::probe_ca(address, limit)
         .await
-        .map_err(|_| {
-            fail(format!(
-                "no answer within {limit:?}; is the runtime running there?"
-            ))
-        })?
-        .map_err(|e| fail(format!("cannot connect: {e}")))?;
-    let chain: Vec<rustls::pki_types::CertificateDer<'static>> = conn
-        .peer_identity()
-        .map(|chain| {
-            chain
-                .as_slice()
-                .iter()
-                .map(|c| rustls::pki_types::CertificateDer::from(c.der().to_vec()))
-                .collect()
-        })
-        .unwrap_or_default();
-    conn.close(VarInt::from_u32(0), b"probe done");
-    let (Some(leaf), Some(ca)) = (chain.first(), chain.last()) else {
-        return Err(fail("the server presented no certificate".into()));
-    };
-    if chain.len() < 2 {
-        return Err(fail(
-            "the server presented no CA certificate with its own; is this a Francis runtime?"
-                .into(),
-        ));
-    }
-    let trust = Trust::from_ders(vec![ca.clone()])?;
-    tls::verify_chain(
-        &trust,
-        std::slice::from_ref(leaf),
-        RUNTIME_PREFIX,
-        rustls::pki_types::UnixTime::now(),
-    )
-    .map_err(|e| {
-        fail(format!(
-            "the server certificate is not a runtime certificate of the CA it presented: {e}"
-        ))
-    })?;
-    Ok(ca.clone())
+        .map_err(|e| RuntimeError::Probe(format!("{address}: {e}")))
 }
 
 impl Runtime {
     /// Build a runtime from its YAML configuration (see [`config::RuntimeConfig::load`]).
     pub async fn from_config(config: &config::RuntimeConfig) -> Result<Runtime, RuntimeError> {
         RuntimeBuilder::from_config(config).await?.build().await
-    }
-}
-
-#[async_trait::async_trait]
-impl TokenValidator for jwt::JwtValidator {
-    async fn validate(&self, token: &str) -> Result<String, String> {
-        match jwt::JwtValidator::validate(self, token).await {
-            Ok(claims) => Ok(claims.sub.unwrap_or_else(|| "(no subject)".into())),
-            Err(e) => Err(e.to_string()),
-        }
     }
 }
 
@@ -584,38 +455,40 @@ impl RuntimeBuilder {
             .await?;
         let identity = ca.issue_runtime_identity(&runtime_id, RUNTIME_CERT_TTL)?;
         let cert = CertSlot::new(&identity)?;
-        let tls = tls::server_config(&ca.trust(), cert.clone(), HOST_PREFIX, ClientAuth::Optional)?;
-        let mut transport = QuicTransportConfig::default();
-        transport.max_concurrent_bidi_streams(wtransport::quinn::VarInt::from_u32(
-            MAX_STREAMS_PER_SESSION,
-        ));
-        if let Ok(idle) = wtransport::quinn::IdleTimeout::try_from(settings.health_check_deadline) {
-            transport.max_idle_timeout(Some(idle));
-        }
-        let config = ServerConfig::builder()
-            .with_bind_address(bind)
-            .with_custom_tls_and_transport(tls, transport)
-            .build();
-        let endpoint =
-            Endpoint::server(config).map_err(|source| RuntimeError::Bind { addr: bind, source })?;
-        let local_addr = endpoint
-            .local_addr()
-            .map_err(|source| RuntimeError::Bind { addr: bind, source })?;
+        let policy = Arc::new(Policy {
+            store,
+            ca,
+            bootstrap,
+            hosts: HostSettings {
+                workload_cert_ttl: settings.workload_cert_ttl,
+                health_check_deadline: settings.health_check_deadline,
+                alarms_poll_interval: settings.alarms_poll_interval,
+                alarms_lease_duration: settings.alarms_lease_duration,
+            },
+        });
+        let server_settings = ServerSettings {
+            registration_timeout: settings.registration_timeout,
+            request_timeout: settings.request_timeout,
+            store_timeout: settings.store_timeout,
+            idle_timeout: settings.health_check_deadline,
+            shutdown_grace_period: settings.shutdown_grace_period,
+        };
+        let server = SessionServer::bind(
+            bind,
+            &policy.ca.trust(),
+            cert.clone(),
+            policy.clone(),
+            server_settings,
+        )
+        .map_err(|e| match e {
+            NetError::Bind { addr, source } => RuntimeError::Bind { addr, source },
+            other => RuntimeError::Config(other.to_string()),
+        })?;
         Ok(Runtime {
-            endpoint,
-            local_addr,
+            server,
             runtime_id,
             cert,
-            shared: Arc::new(Shared {
-                store,
-                ca,
-                bootstrap,
-                settings,
-                sessions: Mutex::default(),
-                draining: AtomicBool::new(false),
-                in_flight: AtomicUsize::new(0),
-                idle: Notify::new(),
-            }),
+            policy,
         })
     }
 }

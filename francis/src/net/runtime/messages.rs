@@ -1,0 +1,439 @@
+//! The messages of the host ↔ runtime protocol, and the table of store operations a worker
+//! may ask its runtime for.
+//!
+//! A session (WebTransport at [`RUNTIME_PATH`]) starts with a registration on its first
+//! bidirectional stream, in one of three ways:
+//! - **PSK bootstrap** (channel-bound challenge-response, the runtime proves first; see
+//!   [`super::bootstrap`]): `host.register.auth {method: "psk", cnonce}` →
+//!   `host.register.auth.challenge {snonce, sproof}`; the host checks `sproof` before it reveals
+//!   anything, then sends `host.register {auth: {method: "psk", proof}, wlpub, …}`.
+//! - **JWT bootstrap**: `host.register {auth: {method: "jwt", token}, wlpub, …}`.
+//! - **mTLS reconnect**: the TLS handshake presented a workload certificate of the cluster;
+//!   `host.register {prevHostId, wlpub, …}` with no `auth`.
+//!
+//! Every registration carries a fresh public key (`wlpub`) and gets a certificate for the host
+//! ID it ends up with, so a host is never left holding a certificate for an identity it no
+//! longer has (an upstream bug). After registration every stream carries one request and one
+//! reply: a [`StoreRequest`] (one operation of [`for_each_store_op!`], always on behalf of the
+//! session's own host where a host is involved) or a certificate renewal.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::model::{ActorTypeRegistration, FetchAlarms};
+use crate::net::wire::Message;
+
+/// The WebTransport path of the runtime's host endpoint.
+pub const RUNTIME_PATH: &str = "/runtime/v1/connect";
+
+/// Message kinds (the frame's `k`) of the runtime protocol.
+pub mod kind {
+    /// Host → runtime: start a PSK bootstrap.
+    pub const REGISTER_AUTH: &str = "host.register.auth";
+    /// Runtime → host: the runtime's nonce and proof.
+    pub const REGISTER_CHALLENGE: &str = "host.register.auth.challenge";
+    /// Host → runtime: register (after a PSK challenge, with a JWT, or over mTLS).
+    pub const REGISTER: &str = "host.register";
+    /// Runtime → host: the registration's outcome.
+    pub const REGISTER_RESPONSE: &str = "host.register.response";
+    /// Host → runtime: certify a fresh key for this host.
+    pub const RENEW: &str = "host.cert.renew";
+    /// Runtime → host: the renewed certificate.
+    pub const RENEW_RESPONSE: &str = "host.cert.renew.response";
+    /// Host → runtime: one store operation ([`super::StoreRequest`]).
+    pub const STORE: &str = "host.store";
+    /// Runtime → host: the store operation's result (its wire type, MessagePack).
+    pub const STORE_RESPONSE: &str = "host.store.response";
+}
+
+/// Bootstrap methods, as sent in `method` fields.
+pub mod method {
+    /// Pre-shared host key, challenge-response.
+    pub const PSK: &str = "psk";
+    /// A JWT validated against the runtime's JWKS.
+    pub const JWT: &str = "jwt";
+}
+
+/// Host → runtime: start a PSK bootstrap with the host's nonce.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RegisterAuth {
+    /// Always [`method::PSK`].
+    pub method: String,
+    /// The host's fresh nonce.
+    #[serde(with = "serde_bytes")]
+    pub cnonce: Vec<u8>,
+}
+
+impl Message for RegisterAuth {
+    const KIND: &'static str = kind::REGISTER_AUTH;
+}
+
+/// Runtime → host: the runtime's nonce and its proof of knowing the host PSK.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RegisterChallenge {
+    /// The runtime's fresh nonce.
+    #[serde(with = "serde_bytes")]
+    pub snonce: Vec<u8>,
+    /// `HMAC(kS, T)`.
+    #[serde(with = "serde_bytes")]
+    pub sproof: Vec<u8>,
+}
+
+impl Message for RegisterChallenge {
+    const KIND: &'static str = kind::REGISTER_CHALLENGE;
+}
+
+/// How a registering host proves it may join.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthProof {
+    /// [`method::PSK`] or [`method::JWT`].
+    pub method: String,
+    /// PSK: `HMAC(kC, T)`.
+    #[serde(with = "serde_bytes", skip_serializing_if = "Vec::is_empty")]
+    pub proof: Vec<u8>,
+    /// JWT: the token.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub token: String,
+}
+
+/// Host → runtime: register this host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RegisterRequest {
+    /// The ID this host had before (reconnecting), if any. Over mTLS it must match the
+    /// certificate; with a bootstrap credential it is honoured when no healthy host holds it.
+    #[serde(rename = "prevHostId", skip_serializing_if = "Option::is_none")]
+    pub prev_host_id: Option<String>,
+    /// The peer address other hosts reach this host at.
+    pub address: String,
+    /// The actor types this host serves.
+    #[serde(rename = "actorTypes")]
+    pub actor_types: Vec<ActorTypeRegistration>,
+    /// The bootstrap credential; absent on an mTLS reconnect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthProof>,
+    /// The raw 32-byte Ed25519 public key to certify.
+    #[serde(with = "serde_bytes")]
+    pub wlpub: Vec<u8>,
+}
+
+impl Message for RegisterRequest {
+    const KIND: &'static str = kind::REGISTER;
+}
+
+/// Runtime → host: the registration's outcome, the host's certificate and the cluster's
+/// settings the host must follow.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RegisterResponse {
+    /// The host's ID (the previous one whenever it could be kept).
+    #[serde(rename = "hostId")]
+    pub host_id: String,
+    /// This session's ID.
+    #[serde(rename = "sessionId")]
+    pub session_id: String,
+    /// Whether a still-healthy registration was refreshed (the host keeps its actors). When
+    /// `false` the host must drop every activation it had.
+    pub reattached: bool,
+    /// The cluster's health-check deadline (ms).
+    #[serde(rename = "healthDeadline")]
+    pub health_deadline_ms: u64,
+    /// How often the host polls for due alarms (ms).
+    #[serde(rename = "alarmsPollInterval")]
+    pub alarms_poll_interval_ms: u64,
+    /// How long alarm leases last (ms).
+    #[serde(rename = "alarmsLeaseDuration")]
+    pub alarms_lease_duration_ms: u64,
+    /// The host's new workload certificate (DER).
+    #[serde(with = "serde_bytes")]
+    pub wlcert: Vec<u8>,
+    /// When that certificate stops being renewed-in-time (Unix ms, without clock skew).
+    #[serde(rename = "certExp")]
+    pub cert_expires_ms: i64,
+    /// Every trusted CA certificate (DER), primary first.
+    pub cabundle: Vec<ByteBuf>,
+}
+
+impl Message for RegisterResponse {
+    const KIND: &'static str = kind::REGISTER_RESPONSE;
+}
+
+/// Host → runtime: certify a fresh key for the session's host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RenewRequest {
+    /// The raw 32-byte Ed25519 public key to certify.
+    #[serde(with = "serde_bytes")]
+    pub wlpub: Vec<u8>,
+}
+
+impl Message for RenewRequest {
+    const KIND: &'static str = kind::RENEW;
+}
+
+/// Runtime → host: the renewed certificate and the current CA bundle.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RenewResponse {
+    /// The new certificate (DER).
+    #[serde(with = "serde_bytes")]
+    pub wlcert: Vec<u8>,
+    /// Its end of validity (Unix ms, without clock skew).
+    #[serde(rename = "certExp")]
+    pub cert_expires_ms: i64,
+    /// Every trusted CA certificate (DER), primary first.
+    pub cabundle: Vec<ByteBuf>,
+}
+
+impl Message for RenewResponse {
+    const KIND: &'static str = kind::RENEW_RESPONSE;
+}
+
+/// Every store operation a worker may ask its runtime for, one line each, handed to the macro
+/// `$then` (which generates the worker's [`crate::model::Store`] implementation, or the runtime's
+/// dispatch). A line is the trait method with, for each parameter and the result, its type in
+/// the trait and, after `=>`, the owned type it travels as when that differs:
+///
+/// `name(param: TraitType => WireType [session], …) -> Result => WireResult;`
+///
+/// `[session]` marks a value the runtime does not take from the worker: it puts the session's
+/// own host there ([`SessionScoped`]), so a host can only ever act for itself. Values convert
+/// between their two types through [`Convert`].
+///
+/// Adding a store operation is: the trait method, its SQL and memory implementations, and one
+/// line here.
+macro_rules! for_each_store_op {
+    ($then:ident) => {
+        $then! {
+            heartbeat(host_id: &str => SessionHost [session]) -> ();
+            unregister_host(host_id: &str => SessionHost [session]) -> ();
+            list_hosts() -> Vec<HostInfo>;
+            lookup_actor(key: &ActorKey => ActorKey, options: &LookupOptions => LookupOptions)
+                -> Placement;
+            remove_actor(key: &ActorKey => ActorKey, host_id: &str => SessionHost [session])
+                -> bool;
+            get_state(key: &ActorKey => ActorKey) -> Option<Vec<u8>> => Option<ByteBuf>;
+            set_state(key: &ActorKey => ActorKey, data: &[u8] => ByteBuf, ttl: Option<Duration>)
+                -> ();
+            delete_state(key: &ActorKey => ActorKey) -> bool;
+            list_states(
+                actor_type: &str => String,
+                options: &ListStatesOptions => ListStatesOptions
+            ) -> StateList;
+            set_alarm(key: &ActorKey => ActorKey, name: &str => String, alarm: &AlarmRecord => AlarmRecord)
+                -> ();
+            get_alarm(key: &ActorKey => ActorKey, name: &str => String) -> Option<AlarmRecord>;
+            delete_alarm(key: &ActorKey => ActorKey, name: &str => String) -> bool;
+            fetch_and_lease_alarms(request: &FetchAlarms => FetchAlarms [session])
+                -> Vec<AlarmLease>;
+            get_leased_alarm(lease: &AlarmLease => AlarmLease) -> Option<AlarmRecord>;
+            complete_leased_alarm(
+                lease: &AlarmLease => AlarmLease,
+                completion: &AlarmCompletion => AlarmCompletion,
+                lease_duration: Duration
+            ) -> Option<AlarmLease>;
+            release_alarm_lease(lease: &AlarmLease => AlarmLease) -> bool;
+            renew_alarm_leases(host_id: &str => SessionHost [session], lease_duration: Duration)
+                -> Vec<AlarmLease>;
+        }
+    };
+}
+pub(crate) use for_each_store_op;
+
+/// The type a value of the store-operation table travels as: the `=>` type when given, else the
+/// trait's own type.
+macro_rules! wire_type {
+    ($t:ty) => {
+        $t
+    };
+    ($t:ty => $wire:ty) => {
+        $wire
+    };
+}
+pub(crate) use wire_type;
+
+/// Host → runtime: one store operation, named by its trait method, with its arguments encoded
+/// as the tuple of their wire types. Decoding takes two steps, the name first, so a reader
+/// knows what it is decoding before it decodes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreRequest {
+    /// The operation (a line of [`for_each_store_op!`]).
+    pub op: String,
+    /// Its arguments (MessagePack).
+    #[serde(with = "serde_bytes")]
+    pub args: Vec<u8>,
+}
+
+impl Message for StoreRequest {
+    const KIND: &'static str = kind::STORE;
+}
+
+/// A host ID the runtime fills in from the session (never sent: the worker's own value is
+/// dropped on its side).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionHost {
+    #[serde(skip)]
+    host_id: String,
+}
+
+/// A value the runtime scopes to the session's host before the operation runs (`[session]` in
+/// [`for_each_store_op!`]).
+pub(crate) trait SessionScoped {
+    /// Make this value act for `host_id` only.
+    fn session(&mut self, host_id: &str);
+}
+
+impl SessionScoped for SessionHost {
+    fn session(&mut self, host_id: &str) {
+        host_id.clone_into(&mut self.host_id);
+    }
+}
+
+impl SessionScoped for FetchAlarms {
+    fn session(&mut self, host_id: &str) {
+        self.hosts = vec![host_id.to_owned()];
+        self.batch_size = self.batch_size.min(MAX_FETCH_BATCH);
+    }
+}
+
+/// The most alarms one fetch over the runtime protocol may lease.
+pub const MAX_FETCH_BATCH: u32 = 1000;
+
+/// Converts a value of the store-operation table between its type in the trait and its wire
+/// type, in either direction (an identity where the two are the same).
+pub(crate) trait Convert<T> {
+    /// The value as a `T`.
+    fn convert(self) -> T;
+}
+
+impl<T> Convert<T> for T {
+    fn convert(self) -> T {
+        self
+    }
+}
+
+impl<T: Clone> Convert<T> for &T {
+    fn convert(self) -> T {
+        self.clone()
+    }
+}
+
+impl Convert<String> for &str {
+    fn convert(self) -> String {
+        self.to_owned()
+    }
+}
+
+impl<'a> Convert<&'a str> for &'a String {
+    fn convert(self) -> &'a str {
+        self
+    }
+}
+
+impl Convert<ByteBuf> for &[u8] {
+    fn convert(self) -> ByteBuf {
+        ByteBuf::from(self)
+    }
+}
+
+impl<'a> Convert<&'a [u8]> for &'a ByteBuf {
+    fn convert(self) -> &'a [u8] {
+        self
+    }
+}
+
+impl Convert<SessionHost> for &str {
+    fn convert(self) -> SessionHost {
+        SessionHost::default()
+    }
+}
+
+impl<'a> Convert<&'a str> for &'a SessionHost {
+    fn convert(self) -> &'a str {
+        &self.host_id
+    }
+}
+
+impl Convert<Option<ByteBuf>> for Option<Vec<u8>> {
+    fn convert(self) -> Option<ByteBuf> {
+        self.map(ByteBuf::from)
+    }
+}
+
+impl Convert<Option<Vec<u8>>> for Option<ByteBuf> {
+    fn convert(self) -> Option<Vec<u8>> {
+        self.map(ByteBuf::into_vec)
+    }
+}
+
+/// Encode a store operation's arguments or result.
+pub(crate) fn encode_value<T: Serialize>(value: &T) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+    rmp_serde::to_vec_named(value)
+}
+
+/// Decode a store operation's arguments or result.
+pub(crate) fn decode_value<T: DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<T, rmp_serde::decode::Error> {
+    rmp_serde::from_slice(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::model::ActorKey;
+
+    #[test]
+    fn session_scoped_values_are_never_sent_and_are_set_by_the_runtime() {
+        // What a worker sends for `remove_actor(key, host_id)`: its own host ID is dropped.
+        let key = ActorKey::new("counter", "alice");
+        let sent: (ActorKey, SessionHost) = (
+            Convert::convert(&key),
+            Convert::convert("the worker's claim"),
+        );
+        let bytes = encode_value(&sent).unwrap();
+        assert!(
+            !bytes.windows(5).any(|w| w == b"claim"),
+            "the worker's host ID travelled"
+        );
+        let (got_key, mut host): (ActorKey, SessionHost) = decode_value(&bytes).unwrap();
+        assert_eq!(got_key, key);
+        host.session("session-host");
+        let host_id: &str = Convert::convert(&host);
+        assert_eq!(host_id, "session-host");
+
+        // A fetch names no hosts on the wire and is capped by the runtime.
+        let request = FetchAlarms {
+            hosts: vec!["somebody-else".into()],
+            horizon_ms: 5,
+            lease_duration: Duration::from_secs(20),
+            batch_size: u32::MAX,
+        };
+        let bytes = encode_value(&request).unwrap();
+        let mut got: FetchAlarms = decode_value(&bytes).unwrap();
+        assert!(got.hosts.is_empty());
+        got.session("session-host");
+        assert_eq!(got.hosts, vec!["session-host".to_owned()]);
+        assert_eq!(got.batch_size, MAX_FETCH_BATCH);
+        assert_eq!(got.lease_duration, request.lease_duration);
+    }
+
+    #[test]
+    fn state_bytes_travel_as_msgpack_bin() {
+        let data: &[u8] = &[7; 300];
+        let wire: ByteBuf = Convert::convert(data);
+        let bytes = encode_value(&wire).unwrap();
+        // bin16 (0xc5) of 300 bytes, not an array of integers.
+        assert_eq!(bytes[0], 0xc5);
+        assert_eq!(bytes.len(), 3 + 300);
+        let back: Option<Vec<u8>> =
+            Convert::convert(Some(decode_value::<ByteBuf>(&bytes).unwrap()));
+        assert_eq!(back.as_deref(), Some(data));
+    }
+}

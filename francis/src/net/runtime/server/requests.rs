@@ -1,0 +1,147 @@
+//! A registered host's requests, one per stream: a store operation (dispatched through the
+//! table of [`for_each_store_op!`], with session-scoped values set to the session's own host)
+//! or a certificate renewal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_bytes::ByteBuf;
+use tokio::time::timeout;
+use tracing::{debug, info};
+use wtransport::{RecvStream, SendStream, VarInt};
+
+use super::{RegisteredHost, Shared};
+use crate::model::{
+    ActorKey, AlarmCompletion, AlarmLease, AlarmRecord, FetchAlarms, HostInfo, ListStatesOptions,
+    LookupOptions, Placement, StateList, Store,
+};
+use crate::net::runtime::messages::{
+    Convert, RenewRequest, SessionHost, SessionScoped, StoreRequest, decode_value,
+    for_each_store_op, kind, wire_type,
+};
+use crate::net::serving::reply;
+use crate::net::translate::store_error_to_wire;
+use crate::net::wire::{self, ErrorCode, Frame, FrameError, MAX_FRAME_BYTES, WireError};
+
+/// Serve one request stream of a registered host.
+pub(super) async fn handle_stream(
+    mut send: SendStream,
+    mut recv: RecvStream,
+    host: Arc<RegisteredHost>,
+    shared: Arc<Shared>,
+) {
+    let limit = shared.settings.request_timeout;
+    let frame = match timeout(limit, wire::read_frame(&mut recv, MAX_FRAME_BYTES)).await {
+        Ok(Ok(Some(frame))) => frame,
+        Ok(Ok(None)) => return,
+        Ok(Err(FrameError::Io(e))) => {
+            debug!(host = %host.host_id, error = %e, "request stream failed");
+            return;
+        }
+        Ok(Err(e)) => {
+            info!(host = %host.host_id, error = %e, "bad request frame");
+            recv.stop(VarInt::from_u32(0));
+            reply(&mut send, Err(e.to_wire_error())).await;
+            return;
+        }
+        Err(_) => {
+            recv.stop(VarInt::from_u32(0));
+            let error = WireError::new(
+                ErrorCode::DeadlineExceeded,
+                format!("no request frame within {limit:?}"),
+            );
+            reply(&mut send, Err(error)).await;
+            return;
+        }
+    };
+    drop(recv);
+    let _running = shared.in_flight.enter();
+    let result = match frame.kind.as_str() {
+        kind::STORE => match frame.decode::<StoreRequest>() {
+            Ok(request) => store_request(request, &host, &shared).await,
+            Err(e) => Err(e.to_wire_error()),
+        },
+        kind::RENEW => match frame.decode::<RenewRequest>() {
+            Ok(request) => shared
+                .admission
+                .renew(&host.host_id, &request.wlpub)
+                .and_then(|r| Frame::new(&r).map_err(|e| e.to_wire_error())),
+            Err(e) => Err(e.to_wire_error()),
+        },
+        other => Err(WireError::new(
+            ErrorCode::BadRequest,
+            format!("unknown request kind {other:?}"),
+        )),
+    };
+    reply(&mut send, result).await;
+}
+
+/// Run one store operation for the session's host, bounded by the store timeout.
+async fn store_request(
+    request: StoreRequest,
+    host: &RegisteredHost,
+    shared: &Shared,
+) -> Result<Frame, WireError> {
+    let op = request.op.as_str();
+    let store = shared.admission.store().as_ref();
+    let limit = shared.settings.store_timeout;
+    let reply = timeout(limit, dispatch(store, &host.host_id, op, &request.args))
+        .await
+        .unwrap_or_else(|_| {
+            Err(WireError::new(
+                ErrorCode::Internal,
+                format!("the store did not answer {op} in time"),
+            ))
+        });
+    debug!(host = %host.host_id, op, ok = reply.is_ok(), "store operation");
+    if op == "unregister_host" && reply.is_ok() {
+        info!(host = %host.host_id, "host unregistered");
+    }
+    reply
+}
+
+/// The runtime's side of every line of the table: decode the arguments as their wire types,
+/// scope the `[session]` ones to the session's host, run the operation, encode its result.
+macro_rules! dispatch {
+    ($(
+        $op:ident ( $( $param:ident : $ty:ty $(=> $wire:ty)? $([$scope:ident])? ),* $(,)? )
+            -> $ret:ty $(=> $ret_wire:ty)? ;
+    )*) => {
+        /// Run store operation `op` with its encoded `args` for host `host_id`; the reply frame.
+        async fn dispatch(
+            store: &dyn Store,
+            host_id: &str,
+            op: &str,
+            args: &[u8],
+        ) -> Result<Frame, WireError> {
+            match op {
+                $(stringify!($op) => {
+                    #[allow(unused_mut)]
+                    let ($(mut $param,)*): ($(wire_type!($ty $(=> $wire)?),)*) =
+                        decode_value(args).map_err(|e| bad_arguments(op, &e))?;
+                    $($(SessionScoped::$scope(&mut $param, host_id);)?)*
+                    let result: $ret = store
+                        .$op($(Convert::convert(&$param)),*)
+                        .await
+                        .map_err(|e| store_error_to_wire(&e))?;
+                    let reply: wire_type!($ret $(=> $ret_wire)?) = Convert::convert(result);
+                    Frame::with_payload(kind::STORE_RESPONSE, &reply)
+                        .map_err(|e| e.to_wire_error())
+                })*
+                other => Err(WireError::new(
+                    ErrorCode::BadRequest,
+                    format!("unknown store operation {other:?}"),
+                )),
+            }
+        }
+    };
+}
+
+for_each_store_op!(dispatch);
+
+fn bad_arguments(op: &str, e: &rmp_serde::decode::Error) -> WireError {
+    WireError::new(
+        ErrorCode::BadRequest,
+        format!("malformed arguments of {op}: {e}"),
+    )
+}

@@ -1,0 +1,77 @@
+//! What the two servers (the peer server and the runtime's session server) share: one request
+//! and one reply per bidirectional stream, a reply that waits (bounded) for its
+//! acknowledgement, and a count of running requests so shutdown can let them finish.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::timeout;
+use tracing::{debug, warn};
+use wtransport::SendStream;
+
+use super::wire::{self, Frame, WireError};
+
+/// How long a finished reply may take to be acknowledged before the stream task gives up.
+const REPLY_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Writes one reply frame (or the error frame), closes our side of the stream and waits
+/// (bounded) for the peer to acknowledge it, so a draining server does not cut off replies it
+/// already produced.
+pub(crate) async fn reply(send: &mut SendStream, result: Result<Frame, WireError>) {
+    let frame = result
+        .or_else(|error| Frame::new(&error))
+        .or_else(|e| Frame::new(&e.to_wire_error()));
+    match frame {
+        Ok(frame) => {
+            if let Err(e) = wire::write_frame(send, &frame).await {
+                debug!(error = %e, "cannot write a reply");
+                return;
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot encode a reply"),
+    }
+    let _ = timeout(REPLY_ACK_TIMEOUT, send.finish()).await;
+}
+
+/// Counts running requests so shutdown can wait for them.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+/// One running request; dropping it ends it.
+pub(crate) struct Running<'a>(&'a InFlight);
+
+impl InFlight {
+    /// Count a request as running until the guard is dropped.
+    pub(crate) fn enter(&self) -> Running<'_> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        Running(self)
+    }
+
+    /// How many requests run now.
+    pub(crate) fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Completes once no request runs.
+    pub(crate) async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
