@@ -303,6 +303,7 @@ fn remote_main(spec: &str) {
             CertSlot::new(&echo_id).expect("identity slot"),
             Arc::new(EchoHandler),
             PeerLimits::default(),
+            Arc::default(),
         )
         .expect("raw echo server");
         let echo_addr = server.local_addr();

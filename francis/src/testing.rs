@@ -72,6 +72,12 @@ impl TestHost {
         &self.clock
     }
 
+    /// The host core, for the crate's own tests.
+    #[cfg(test)]
+    pub(crate) fn core_for_tests(&self) -> &std::sync::Arc<crate::host::core::HostCore> {
+        self.host.core()
+    }
+
     /// The virtual time now.
     pub fn now(&self) -> jiff::Timestamp {
         jiff::Timestamp::from_millisecond(self.clock.now_ms())

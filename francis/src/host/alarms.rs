@@ -21,7 +21,7 @@ use crate::clock::BoxFuture;
 use crate::clock::duration_ms;
 use crate::error::Error;
 use crate::host::activation::{ExclusiveActor, ExclusiveJob};
-use crate::host::core::{HostCore, dispatch_error};
+use crate::host::core::{HostCore, Ownership, dispatch_error};
 use crate::host::options::ActorOptions;
 use crate::host::registry::ActorTypeEntry;
 use crate::host::stopped;
@@ -78,7 +78,10 @@ impl HostCore {
             self.release(&lease).await;
             return None;
         };
-        let activation = match self.find_or_activate(&lease.key, &entry, false).await {
+        let activation = match self
+            .find_or_activate(&lease.key, &entry, false, Ownership::Unconfirmed)
+            .await
+        {
             Ok(activation) => activation,
             Err(e) => {
                 tracing::debug!(actor = %lease.key, alarm = %lease.name, error = %e, "alarm not run here; releasing it");

@@ -1,6 +1,8 @@
-//! The heart of one host: the table of live activations and the local call path
-//! (find or activate, take the turn, dispatch), halting and idle deactivation. It implements
-//! [`HostHandle`], which is what [`Service`] and actor references call into.
+//! The heart of one host: the table of live activations and the call path (the live
+//! activation, or the placement from the cache or the store; find or activate, take the turn,
+//! dispatch; or forward the call to the owning host, re-resolving and retrying once when the
+//! placement was stale), halting and idle deactivation. It implements [`HostHandle`], which is
+//! what [`Service`] and actor references call into.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -17,14 +19,27 @@ use crate::clock::{BoxFuture, SharedClock};
 use crate::error::{ActorFailure, Error};
 use crate::host::activation::{Activation, TurnError};
 use crate::host::options::HostTimings;
+use crate::host::placement::PlacementCache;
 use crate::host::registry::{ActorTypeEntry, Registry};
-use crate::host::routing::{Dedup, PlacementCache};
-use crate::model::Envelope;
-use crate::model::{ActorKey, HostId, LookupOptions, Store, StoreError};
+use crate::model::{ActorKey, Envelope, HostId, LookupOptions, Placement, Store, StoreError};
 use crate::net::peer::PeerClient;
+use crate::net::translate::error_from_wire;
+use crate::net::wire::{ErrorCode, InvokeRequest};
 
 /// Application data by type, shared with every activation.
 pub(crate) type AppData = HashMap<TypeId, Arc<dyn Any + Send + Sync>>;
+
+/// Whether the store has just confirmed that this host owns an actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ownership {
+    /// The placement came from the store now: activate without asking again.
+    Confirmed,
+    /// Ask the store before activating (the placement came from a cache, or from another host).
+    Unconfirmed,
+}
+
+/// The longest wait before retrying a call that hit a stale placement.
+const MAX_RETRY_WAIT: Duration = Duration::from_millis(1000);
 
 /// How long a busy activation's idle deactivation is put off.
 const IDLE_BUSY_POSTPONE_MS: i64 = 10_000;
@@ -54,14 +69,14 @@ pub(crate) struct HostCore {
     pub types: Registry,
     pub timings: HostTimings,
     pub alarm_wake: Notify,
-    pub(crate) placements: PlacementCache,
-    pub(crate) dedup: Dedup,
+    placements: PlacementCache,
     pub(crate) peer_client: Option<PeerClient>,
     topology: Topology,
     app_data: AppData,
     table: RwLock<HashMap<ActorKey, Arc<Activation>>>,
     create_lock: Mutex<()>,
-    shutting_down: AtomicBool,
+    /// Set once the host starts shutting down; the peer server's draining flag too.
+    shutting_down: Arc<AtomicBool>,
     this: Weak<HostCore>,
 }
 
@@ -87,13 +102,12 @@ impl HostCore {
             timings,
             alarm_wake: Notify::new(),
             placements: PlacementCache::default(),
-            dedup: Dedup::default(),
             peer_client,
             topology,
             app_data,
             table: RwLock::new(HashMap::new()),
             create_lock: Mutex::new(()),
-            shutting_down: AtomicBool::new(false),
+            shutting_down: Arc::default(),
             this: this.clone(),
         })
     }
@@ -114,6 +128,11 @@ impl HostCore {
     /// Refuse new work from now on.
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// The flag [`Self::begin_shutdown`] sets, for the peer server to refuse calls from then on.
+    pub fn draining(&self) -> Arc<AtomicBool> {
+        self.shutting_down.clone()
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -151,42 +170,127 @@ impl HostCore {
         args: Envelope,
         options: InvokeOptions,
     ) -> Result<Envelope, Error> {
-        let (placement, _) = match self.resolve(key, options.active_only, false).await {
+        let (placement, ownership) = match self.resolve(key, options.active_only, false).await {
             Err(Error::NoHost { actor_type }) if !self.types.contains_key(actor_type.as_str()) => {
                 return Err(Error::UnknownActorType { actor_type });
             }
             other => other?,
         };
-        if placement.host_id == self.host_id {
-            match self.invoke_here(key, method, args.clone(), options).await {
-                // The cached placement was stale and the actor lives elsewhere now.
-                Err(Error::Unreachable { .. }) => {
-                    self.placements.invalidate(key);
-                    let (fresh, _) = self.resolve(key, options.active_only, true).await?;
-                    self.forward(key, method, args, options, fresh).await
-                }
-                other => other,
+        if placement.host_id != self.host_id {
+            return self.forward(key, method, args, options, placement).await;
+        }
+        match self
+            .invoke_here(key, method, args.clone(), options, ownership)
+            .await
+        {
+            // The cached placement was stale and the actor lives elsewhere now.
+            Err(Error::Unreachable { .. }) => {
+                self.placements.invalidate(key);
+                let (fresh, _) = self.resolve(key, options.active_only, true).await?;
+                self.forward(key, method, args, options, fresh).await
             }
-        } else {
-            self.forward(key, method, args, options, placement).await
+            other => other,
         }
     }
 
-    /// Run a call on this host, activating the actor after the store confirms this host owns
-    /// it.
+    /// Where `key` lives: from the cache, or the store (which places it if needed), and
+    /// whether the store just said so ([`Ownership::Confirmed`]) or the cache did.
+    async fn resolve(
+        &self,
+        key: &ActorKey,
+        active_only: bool,
+        skip_cache: bool,
+    ) -> Result<(Placement, Ownership), Error> {
+        let now = self.clock.now_ms();
+        if !skip_cache
+            && !active_only
+            && let Some(placement) = self.placements.get(key, now)
+        {
+            return Ok((placement, Ownership::Unconfirmed));
+        }
+        let options = LookupOptions {
+            active_only,
+            allowed_hosts: None,
+        };
+        let placement = self
+            .store
+            .lookup_actor(key, &options)
+            .await
+            .map_err(store_error)?;
+        self.placements.put(key, &placement, now);
+        Ok((placement, Ownership::Confirmed))
+    }
+
+    /// Call an actor that lives on another host, retrying once on a stale placement.
+    async fn forward(
+        &self,
+        key: &ActorKey,
+        method: &str,
+        args: Envelope,
+        options: InvokeOptions,
+        mut placement: Placement,
+    ) -> Result<Envelope, Error> {
+        let data = args.into_msgpack()?;
+        let mut request = InvokeRequest {
+            target_host_id: placement.host_id.clone(),
+            actor_type: key.actor_type.clone(),
+            actor_id: key.actor_id.clone(),
+            method: method.to_owned(),
+            active_only: options.active_only,
+            read_only: options.read_only,
+            request_id: uuid::Uuid::new_v4().to_string(),
+            data,
+        };
+        let Some(peer) = &self.peer_client else {
+            return Err(Error::Unreachable {
+                key: key.clone(),
+                address: placement.address,
+            });
+        };
+        let mut retried = false;
+        loop {
+            let error = match peer.invoke(&placement.address, request.clone()).await {
+                Ok(response) => return Ok(Envelope::from_msgpack_bytes(response.data)),
+                Err(e) => e.to_wire_error(),
+            };
+            let stale = error.retryable() || error.code == ErrorCode::ActorNotActive;
+            if retried || !stale {
+                return Err(error_from_wire(key, method, &placement.address, error));
+            }
+            retried = true;
+            self.placements.invalidate(key);
+            tokio::time::sleep(error.retry_after().unwrap_or_default().min(MAX_RETRY_WAIT)).await;
+            let (fresh, _) = self.resolve(key, options.active_only, true).await?;
+            if fresh.host_id == self.host_id {
+                let args = Envelope::from_msgpack_bytes(std::mem::take(&mut request.data));
+                return self
+                    .invoke_here(key, method, args, options, Ownership::Confirmed)
+                    .await;
+            }
+            request.target_host_id = fresh.host_id.clone();
+            placement = fresh;
+        }
+    }
+
+    /// Run a call on this host. An actor that is not live here is activated once this host's
+    /// ownership is confirmed: by the placement the caller just got from the store, or else by
+    /// asking the store.
     pub(crate) async fn invoke_here(
         &self,
         key: &ActorKey,
         method: &str,
         args: Envelope,
         options: InvokeOptions,
+        ownership: Ownership,
     ) -> Result<Envelope, Error> {
-        self.call_local(key, method, args, options, None).await
+        self.call_local(key, method, args, options, None, ownership)
+            .await
     }
 
     /// Run a call on this host: on `live` if given, else on the activation found or created.
     /// The method is checked before anything is activated. A call that finds its activation
-    /// halting is retried once on a fresh activation.
+    /// halting is retried once on a fresh activation (whose ownership is asked of the store
+    /// again: halting dropped the placement).
     async fn call_local(
         &self,
         key: &ActorKey,
@@ -194,6 +298,7 @@ impl HostCore {
         mut args: Envelope,
         options: InvokeOptions,
         mut live: Option<Arc<Activation>>,
+        mut ownership: Ownership,
     ) -> Result<Envelope, Error> {
         let mut retried = false;
         loop {
@@ -206,7 +311,7 @@ impl HostCore {
                     let entry = self.actor_type(&key.actor_type)?;
                     let info = callable(key, entry.methods, method, options)?;
                     let activation = self
-                        .find_or_activate(key, entry, options.active_only)
+                        .find_or_activate(key, entry, options.active_only, ownership)
                         .await?;
                     (activation, info)
                 }
@@ -218,6 +323,7 @@ impl HostCore {
                 Err(TurnError::Halted { args: Some(unused) }) if !retried => {
                     retried = true;
                     args = unused;
+                    ownership = Ownership::Unconfirmed;
                     activation.removed().await;
                 }
                 Err(e) => return Err(turn_error(key, info.name, e)),
@@ -225,12 +331,15 @@ impl HostCore {
         }
     }
 
-    /// The live activation of `key`, creating it after the store confirms this host owns it.
+    /// The live activation of `key`, or a new one once this host's ownership is confirmed (by
+    /// the caller, or here by asking the store). A host that is shutting down activates
+    /// nothing.
     pub async fn find_or_activate(
         &self,
         key: &ActorKey,
         entry: &ActorTypeEntry,
         active_only: bool,
+        ownership: Ownership,
     ) -> Result<Arc<Activation>, Error> {
         if let Some(activation) = self.lookup_local(key) {
             return Ok(activation);
@@ -238,16 +347,21 @@ impl HostCore {
         if active_only {
             return Err(Error::NotActive { key: key.clone() });
         }
-        let placement = self
-            .store
-            .lookup_actor(key, &LookupOptions::default())
-            .await
-            .map_err(store_error)?;
-        if placement.host_id != self.host_id {
-            return Err(Error::Unreachable {
-                key: key.clone(),
-                address: placement.address,
-            });
+        if ownership == Ownership::Unconfirmed {
+            let placement = self
+                .store
+                .lookup_actor(key, &LookupOptions::default())
+                .await
+                .map_err(store_error)?;
+            if placement.host_id != self.host_id {
+                return Err(Error::Unreachable {
+                    key: key.clone(),
+                    address: placement.address,
+                });
+            }
+        }
+        if self.is_shutting_down() {
+            return Err(Error::ShuttingDown);
         }
         let _create = self.create_lock.lock().map_err(|_| Error::ShuttingDown)?;
         if let Some(activation) = self.lookup_local(key) {
@@ -360,7 +474,14 @@ impl HostHandle for HostCore {
         }
         match self.lookup_local(key) {
             // The common case, kept apart so its future stays small: the actor is live here.
-            Some(live) => Box::pin(self.call_local(key, method, args, options, Some(live))),
+            Some(live) => Box::pin(self.call_local(
+                key,
+                method,
+                args,
+                options,
+                Some(live),
+                Ownership::Unconfirmed,
+            )),
             None => Box::pin(self.invoke_routed(key, method, args, options)),
         }
     }
@@ -537,5 +658,133 @@ pub(crate) fn dispatch_error(key: &ActorKey, method: &str, e: DispatchError) -> 
             method: method.to_owned(),
             known: String::new(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::model::{
+        AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, FetchAlarms, HostInfo,
+        HostRegistration, ListStatesOptions, StateList, StoreOptions,
+    };
+    use crate::net::runtime::messages::for_each_store_op;
+    use crate::prelude::*;
+    use crate::store::memory::MemoryStore;
+
+    struct Counter;
+
+    #[crate::actor]
+    impl Counter {
+        fn activate(_ctx: &ActorContext) -> Self {
+            Counter
+        }
+
+        pub async fn ping(&self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    /// A memory store that counts placement lookups.
+    struct CountingStore {
+        inner: MemoryStore,
+        lookups: AtomicUsize,
+    }
+
+    macro_rules! counting_store {
+        ($(
+            $op:ident ( $( $param:ident : $ty:ty $(=> $wire:ty)? $([$scope:ident])? ),* $(,)? )
+                -> $ret:ty $(=> $ret_wire:ty)? ;
+        )*) => {
+            #[async_trait]
+            impl Store for CountingStore {
+                fn options(&self) -> &StoreOptions {
+                    self.inner.options()
+                }
+                async fn register_host(&self, r: &HostRegistration) -> Result<HostId, StoreError> {
+                    self.inner.register_host(r).await
+                }
+                async fn reattach_host(
+                    &self,
+                    id: &str,
+                    r: &HostRegistration,
+                ) -> Result<bool, StoreError> {
+                    self.inner.reattach_host(id, r).await
+                }
+                async fn cleanup(&self) -> Result<CleanupStats, StoreError> {
+                    self.inner.cleanup().await
+                }
+                $(
+                    async fn $op(&self, $($param: $ty),*) -> Result<$ret, StoreError> {
+                        if stringify!($op) == "lookup_actor" {
+                            self.lookups.fetch_add(1, Ordering::SeqCst);
+                        }
+                        self.inner.$op($($param),*).await
+                    }
+                )*
+            }
+        };
+    }
+
+    for_each_store_op!(counting_store);
+
+    #[tokio::test]
+    async fn a_cold_activation_asks_the_store_for_the_placement_once() {
+        let store = Arc::new(CountingStore {
+            inner: MemoryStore::new(StoreOptions {
+                clock: Arc::new(crate::clock::SystemClock),
+                health_check_deadline: Duration::from_secs(20),
+            }),
+            lookups: AtomicUsize::new(0),
+        });
+        let host = crate::Host::local()
+            .address("cold-activation-test:1")
+            .runtime_psk([7u8; crate::host::MIN_PSK_LEN])
+            .store(store.clone())
+            .register::<Counter>()
+            .without_network()
+            .build()
+            .await
+            .unwrap();
+        let counter: ActorRef<Counter> = host.service().actor("a");
+        counter.ping().await.unwrap();
+        assert_eq!(store.lookups.load(Ordering::SeqCst), 1, "cold call");
+        counter.ping().await.unwrap();
+        assert_eq!(store.lookups.load(Ordering::SeqCst), 1, "warm call");
+
+        // After a halt the cached placement still names this host; the store confirms it once
+        // before the actor is activated again.
+        host.service().halt("counter", "a").await.unwrap();
+        counter.ping().await.unwrap();
+        assert_eq!(store.lookups.load(Ordering::SeqCst), 2, "after a halt");
+    }
+
+    #[tokio::test]
+    async fn a_host_that_is_shutting_down_activates_nothing() {
+        let host = crate::testing::TestHost::builder()
+            .register::<Counter>()
+            .build()
+            .await
+            .unwrap();
+        let core = host.core_for_tests();
+        core.begin_shutdown();
+        let key = ActorKey::new("counter", "late");
+        // The way a forwarded call (or a retry after a halt) reaches the activation table.
+        let err = core
+            .invoke_here(
+                &key,
+                "ping",
+                Envelope::empty(),
+                InvokeOptions::default(),
+                Ownership::Confirmed,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::ShuttingDown), "{err}");
+        assert!(!core.is_active(&key));
     }
 }

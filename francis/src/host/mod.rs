@@ -6,8 +6,9 @@ mod activation;
 pub(crate) mod alarms;
 pub(crate) mod core;
 mod options;
+mod peer_calls;
+mod placement;
 mod registry;
-mod routing;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -27,8 +28,8 @@ pub use options::ActorOptions;
 pub(crate) use options::HostTimings;
 
 use self::core::{AppData, CoreParts, HostCore};
+use self::peer_calls::PeerCalls;
 use self::registry::{ActorTypeEntry, Registry};
-use self::routing::PeerCalls;
 use crate::net::peer::{PeerClient, PeerLimits, PeerServer};
 use crate::net::pki::ClusterCa;
 use crate::net::runtime::client::{ConnectError, Credential, LinkOptions, RuntimeLink};
@@ -695,9 +696,17 @@ async fn start_peering(
     let client = PeerClient::new(trust, identity.clone(), PEER_DIAL_TIMEOUT, liveness)
         .map_err(|e| Error::Config(e.to_string()))?;
     let core = HostCore::new(parts(Some(client)));
-    let handler = Arc::new(PeerCalls(core.clone()));
-    let server = PeerServer::bind(bind, trust, identity, handler, PeerLimits::default())
-        .map_err(|e| Error::Config(format!("cannot listen for peers on {address}: {e}")))?;
+    let handler = Arc::new(PeerCalls::new(core.clone()));
+    let draining = core.draining();
+    let server = PeerServer::bind(
+        bind,
+        trust,
+        identity,
+        handler,
+        PeerLimits::default(),
+        draining,
+    )
+    .map_err(|e| Error::Config(format!("cannot listen for peers on {address}: {e}")))?;
     Ok((core, server))
 }
 

@@ -18,13 +18,13 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use tracing::{debug, info, warn};
 use wtransport::config::QuicTransportConfig;
@@ -36,6 +36,7 @@ use wtransport::{
 };
 
 use super::pki::{HOST_PREFIX, PkiError, SpiffeId, spiffe_id_of};
+use super::serving::{InFlight, reply};
 use super::tls::{self, CertSlot, ClientAuth, Trust, Unverified};
 use super::translate::DRAINING_RETRY;
 use super::wire::{
@@ -197,45 +198,11 @@ pub(crate) fn transport_config(
     Ok(transport)
 }
 
-/// Counts running calls so shutdown can wait for them.
-#[derive(Default)]
-struct InFlight {
-    count: AtomicUsize,
-    idle: Notify,
-}
-
-struct InFlightGuard<'a>(&'a InFlight);
-
-impl InFlight {
-    fn enter(&self) -> InFlightGuard<'_> {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        InFlightGuard(self)
-    }
-
-    async fn wait_idle(&self) {
-        loop {
-            let notified = self.idle.notified();
-            if self.count.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-impl Drop for InFlightGuard<'_> {
-    fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
-
 struct ServerShared {
     handler: Arc<dyn PeerHandler>,
     limits: PeerLimits,
     host_id: String,
-    draining: AtomicBool,
+    draining: Arc<AtomicBool>,
     in_flight: InFlight,
 }
 
@@ -259,14 +226,16 @@ impl std::fmt::Debug for PeerServer {
 impl PeerServer {
     /// Binds the UDP socket and prepares the server. `cert` must hold a host identity; callers
     /// must present host certificates that chain to `trust`. Both are read at every handshake,
-    /// so a renewed certificate or CA bundle takes effect without a restart. Must be called
-    /// inside a Tokio runtime.
+    /// so a renewed certificate or CA bundle takes effect without a restart. Once `draining` is
+    /// set (by the host as it starts shutting down, or by [`serve`](Self::serve) at the end),
+    /// calls are answered `host_draining`. Must be called inside a Tokio runtime.
     pub fn bind(
         addr: SocketAddr,
         trust: &Trust,
         cert: Arc<CertSlot>,
         handler: Arc<dyn PeerHandler>,
         limits: PeerLimits,
+        draining: Arc<AtomicBool>,
     ) -> Result<PeerServer, NetError> {
         tokio::runtime::Handle::try_current().map_err(|_| NetError::NoRuntime)?;
         let identity = cert.identity().ok_or(NetError::NoIdentity)?;
@@ -305,7 +274,7 @@ impl PeerServer {
                 handler,
                 limits,
                 host_id,
-                draining: AtomicBool::new(false),
+                draining,
                 in_flight: InFlight::default(),
             }),
         })
@@ -344,7 +313,7 @@ impl PeerServer {
             .is_err()
         {
             warn!(
-                running = shared.in_flight.count.load(Ordering::SeqCst),
+                running = shared.in_flight.count(),
                 "peer calls still running after the shutdown grace period"
             );
         }
@@ -429,28 +398,6 @@ async fn handle_session(incoming: IncomingSession, shared: Arc<ServerShared>) {
     }
 }
 
-/// How long a finished reply may take to be acknowledged before the stream task gives up.
-const REPLY_ACK_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Writes one reply frame, closes our side of the stream and waits (bounded) for the peer to
-/// acknowledge it, so a draining server does not cut off replies it already produced.
-async fn reply(send: &mut SendStream, result: Result<InvokeResponse, WireError>) {
-    let frame = match result {
-        Ok(response) => Frame::new(&response).or_else(|e| Frame::new(&e.to_wire_error())),
-        Err(error) => Frame::new(&error).or_else(|e| Frame::new(&e.to_wire_error())),
-    };
-    match frame {
-        Ok(frame) => {
-            if let Err(e) = wire::write_frame(send, &frame).await {
-                debug!(error = %e, "cannot write peer reply");
-                return;
-            }
-        }
-        Err(e) => warn!(error = %e, "cannot encode peer reply"),
-    }
-    let _ = timeout(REPLY_ACK_TIMEOUT, send.finish()).await;
-}
-
 async fn handle_stream(
     mut send: SendStream,
     mut recv: RecvStream,
@@ -498,10 +445,14 @@ async fn handle_stream(
     drop(recv);
     // Counted from here until the reply is delivered, so shutdown waits for it.
     let _running = shared.in_flight.enter();
-    let result = dispatch(frame, caller, &permits, &shared).await;
+    let result = dispatch(frame, caller, &permits, &shared)
+        .await
+        .and_then(|response| Frame::new(&response).map_err(|e| e.to_wire_error()));
     reply(&mut send, result).await;
 }
 
+/// Admit a request (the one place where a peer call is checked: well-formed, meant for this
+/// host, not draining, under the session's limit) and run it in this stream's task.
 async fn dispatch(
     frame: Frame,
     caller: SpiffeId,
@@ -515,11 +466,11 @@ async fn dispatch(
             "actor type, actor ID and method are required",
         ));
     }
-    if !request.target_host_id.is_empty() && request.target_host_id != shared.host_id {
+    if request.target_host_id != shared.host_id {
         return Err(WireError::new(
             ErrorCode::HostMismatch,
             format!(
-                "this is host {}, not host {}",
+                "this is host {}, not host {:?}",
                 shared.host_id, request.target_host_id
             ),
         ));
@@ -530,7 +481,7 @@ async fn dispatch(
                 .with_retry_after(DRAINING_RETRY),
         );
     }
-    let Ok(permit) = permits.clone().try_acquire_owned() else {
+    let Ok(_permit) = permits.try_acquire() else {
         return Err(WireError::new(
             ErrorCode::Overloaded,
             format!(
@@ -540,18 +491,7 @@ async fn dispatch(
         )
         .with_retry_after(OVERLOADED_RETRY));
     };
-    let handler = shared.handler.clone();
-    let task = tokio::spawn(async move {
-        let _permit = permit;
-        handler.invoke(caller, request).await
-    });
-    match task.await {
-        Ok(result) => result,
-        Err(e) => {
-            warn!(error = %e, "peer handler task failed");
-            Err(WireError::new(ErrorCode::Internal, "the handler failed"))
-        }
-    }
+    shared.handler.invoke(caller, request).await
 }
 
 /// One pooled WebTransport session and the identity it was pinned to.
@@ -882,6 +822,7 @@ impl PeerClient {
 mod tests {
     use super::*;
     use crate::net::pki::ClusterCa;
+    use std::sync::atomic::AtomicUsize;
     use std::time::{Instant, SystemTime};
     use tokio::sync::oneshot;
     use wtransport::endpoint::endpoint_side::Client;
@@ -968,6 +909,7 @@ mod tests {
             CertSlot::new(&identity).unwrap(),
             handler,
             limits,
+            Arc::default(),
         )
         .unwrap();
         let addr = server.local_addr();
