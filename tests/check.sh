@@ -21,6 +21,20 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, all features, warnings are errors)"
 cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
 
+step "francis's cargo features build alone (lints as errors), and a lean app stays lean"
+# Without its defaults francis has no store driver, no runtime and no HTTP server; each feature
+# must build on its own.
+for features in "" sqlite postgres runtime http; do
+  cargo clippy --locked -p francis --no-default-features --features "$features" -- -D warnings
+done
+# The quickstart (one local host on SQLite) must not compile PostgreSQL, the runtime's JWT and
+# JWKS stack, or its YAML configuration.
+lean=$(cargo tree --locked -p quickstart -e normal --prefix none)
+if grep -E '^(sqlx-postgres|jsonwebtoken|reqwest|marked-yaml) ' <<<"$lean"; then
+  echo "the quickstart's dependencies include the crates above; check francis's features" >&2
+  exit 1
+fi
+
 step "PostgreSQL test server (tests/postgres.sh)"
 # A state dir of this run's own, so concurrent runs in one checkout do not share (or stop) a server.
 FRANCIS_PG_STATE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/francis-check-pg.XXXXXX")

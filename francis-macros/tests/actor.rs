@@ -1,18 +1,14 @@
-//! Runtime tests of the code `#[francis::actor]` generates, without a real host: the method
-//! table and `NAME`, dispatch through `Actor::call_mut` / `call_ref` on an actor value built
-//! directly, and the typed proxy end to end through a tiny loopback `HostHandle` that
-//! dispatches straight into one in-memory activation.
+//! Runtime tests of the code `#[francis::actor]` generates: the method table and `NAME`,
+//! dispatch through `Actor::call_mut` / `call_ref` on an actor value built directly, and the
+//! typed proxy end to end through a test host in this process.
 
-use std::any::{Any, TypeId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use francis::actor::{Actor, DispatchError, HostHandle, InvokeOptions, MethodInfo, MethodKind};
-use francis::clock::{BoxFuture, SharedClock, SystemClock};
+use francis::actor::{Actor, DispatchError, MethodInfo, MethodKind};
 use francis::prelude::*;
-use francis::store::memory::MemoryStore;
-use francis::store::{ActorKey, Store, StoreOptions};
+use francis::testing::TestHost;
 
 #[derive(Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
 enum CounterError {
@@ -396,126 +392,17 @@ async fn self_in_signatures_means_the_actor_type() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The proxy, end to end through a loopback host.
+// The proxy, end to end through a host in this process.
 
-/// A host handle serving one activation of `A`, dispatching straight into it.
-struct Loopback<A> {
-    actor: tokio::sync::RwLock<Option<A>>,
-    store: Arc<dyn Store>,
-    clock: SharedClock,
-}
-
-impl<A: Actor> Loopback<A> {
-    /// A service whose only actor is `A` with ID `id`, activated through the generated `activate`.
-    fn service(id: &str) -> Service {
-        let clock: SharedClock = Arc::new(SystemClock);
-        let options = StoreOptions {
-            clock: clock.clone(),
-            health_check_deadline: Duration::from_secs(10),
-        };
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(options));
-        let host = Arc::new(Loopback::<A> {
-            actor: tokio::sync::RwLock::new(None),
-            store,
-            clock,
-        });
-        let service = Service::new(host.clone());
-        let (_tx, halting) = tokio::sync::watch::channel(false);
-        let ctx = ActorContext::new(service.clone(), ActorKey::new(A::NAME, id), halting);
-        *host.actor.try_write().unwrap() = Some(A::activate(&ctx));
-        service
-    }
-}
-
-impl<A: Actor> HostHandle for Loopback<A> {
-    fn invoke<'a>(
-        &'a self,
-        key: &'a ActorKey,
-        method: &'a str,
-        args: Envelope,
-        _options: InvokeOptions,
-    ) -> BoxFuture<'a, Result<Envelope, Error>> {
-        Box::pin(async move {
-            let info = A::method(method).expect("the proxy only calls known methods");
-            let result = match info.kind {
-                MethodKind::Exclusive => {
-                    self.actor
-                        .write()
-                        .await
-                        .as_mut()
-                        .unwrap()
-                        .call_mut(info.index, args)
-                        .await
-                }
-                MethodKind::Shared => {
-                    self.actor
-                        .read()
-                        .await
-                        .as_ref()
-                        .unwrap()
-                        .call_ref(info.index, args)
-                        .await
-                }
-                MethodKind::Alarm => panic!("the proxy never invokes alarm handlers"),
-            };
-            result.map_err(|e| match e {
-                DispatchError::Actor { message, payload } => {
-                    Error::Actor(Box::new(francis::ActorFailure {
-                        key: key.clone(),
-                        method: method.to_owned(),
-                        message,
-                        payload,
-                    }))
-                }
-                other => panic!("unexpected dispatch error {other:?}"),
-            })
-        })
-    }
-
-    fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
-    fn clock(&self) -> &SharedClock {
-        &self.clock
-    }
-
-    fn halt(&self, _key: ActorKey) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn halt_all(&self) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn halt_deferred(&self, _key: ActorKey) {}
-
-    fn alarm_handler(
-        &self,
-        _actor_type: &str,
-        requested: Option<&str>,
-        name: &str,
-    ) -> Result<String, Error> {
-        let handler = requested.unwrap_or(name);
-        assert_eq!(
-            A::method(handler).map(|m| m.kind),
-            Some(MethodKind::Alarm),
-            "{handler}"
-        );
-        Ok(handler.to_owned())
-    }
-
-    fn alarms_changed(&self) {}
-
-    fn app_data(&self, _type_id: TypeId) -> Option<Arc<dyn Any + Send + Sync>> {
-        None
-    }
+/// A test host (memory store, virtual clock) running actor type `A`.
+async fn host_of<A: Actor>() -> TestHost {
+    TestHost::builder().register::<A>().build().await.unwrap()
 }
 
 #[tokio::test]
 async fn proxy_methods_call_through_an_actor_ref() {
-    let service = Loopback::<Counter>::service("alice");
-    let c: ActorRef<Counter> = service.actor("alice");
+    let host = host_of::<Counter>().await;
+    let c: ActorRef<Counter> = host.actor("alice");
 
     let n: i64 = c.increment(5).await.unwrap();
     assert_eq!(n, 5);
@@ -540,15 +427,15 @@ async fn proxy_methods_call_through_an_actor_ref() {
 
 #[tokio::test]
 async fn activate_receives_the_context() {
-    let service = Loopback::<Counter>::service("bob");
-    let c: ActorRef<Counter> = service.actor("bob");
+    let host = host_of::<Counter>().await;
+    let c: ActorRef<Counter> = host.actor("bob");
     assert_eq!(c.describe().await.unwrap(), (0, "bob".to_owned()));
 }
 
 #[tokio::test]
 async fn proxy_alarm_setters_store_typed_alarms() {
-    let service = Loopback::<Counter>::service("alice");
-    let c: ActorRef<Counter> = service.actor("alice");
+    let host = host_of::<Counter>().await;
+    let c: ActorRef<Counter> = host.actor("alice");
 
     c.alarm_tick(Tick {
         note: "hello".into(),
@@ -584,8 +471,8 @@ async fn proxy_alarm_setters_store_typed_alarms() {
 
 #[tokio::test]
 async fn proxy_methods_use_the_actor_type_for_self() {
-    let service = Loopback::<HTTPServer>::service("web");
-    let s: ActorRef<HTTPServer> = service.actor("web");
+    let host = host_of::<HTTPServer>().await;
+    let s: ActorRef<HTTPServer> = host.actor("web");
     let old: HTTPServer = s.replace(HTTPServer { port: 8080 }).await.unwrap();
     assert_eq!(old, HTTPServer { port: 0 });
     assert_eq!(

@@ -58,10 +58,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use francis::net::peer::{PeerClient, PeerHandler, PeerLimits, PeerServer};
+use francis::internals::peer::{PeerClient, PeerHandler, PeerLimits, PeerServer};
+use francis::internals::wire::{InvokeRequest, InvokeResponse, WireError};
 use francis::net::pki::{ClusterCa, HOST_PREFIX, Identity, SpiffeId};
 use francis::net::tls::CertSlot;
-use francis::net::wire::{InvokeRequest, InvokeResponse, WireError};
 use francis::prelude::*;
 use serde_bytes::ByteBuf;
 use support::{Config, Stats, WarmUp, config, latency, rate, ratio, throughput, us, wanted};

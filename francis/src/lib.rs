@@ -87,6 +87,7 @@ pub mod host;
 pub mod http;
 pub mod model;
 pub mod net;
+#[cfg(feature = "runtime")]
 pub mod runtime;
 pub mod store;
 pub mod testing;
@@ -99,6 +100,29 @@ pub use actor::{
 pub use error::{ActorFailure, CallError, Error};
 pub use francis_macros::actor;
 pub use host::{ActorOptions, Host};
+
+/// The internals the project's own benches and tests use (the raw peer transport, wire frames,
+/// the runtime protocol). Not a public API: no stability is promised.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals {
+    /// The PSK bootstrap's proofs.
+    pub mod bootstrap {
+        pub use crate::net::runtime::bootstrap::*;
+    }
+    /// The runtime protocol's messages.
+    pub mod messages {
+        pub use crate::net::runtime::messages::*;
+    }
+    /// The peer transport.
+    pub mod peer {
+        pub use crate::net::peer::*;
+    }
+    /// Wire frames and error codes.
+    pub mod wire {
+        pub use crate::net::wire::*;
+    }
+}
 
 /// Re-exports for macro-generated code. Not a public API.
 #[doc(hidden)]

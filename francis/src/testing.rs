@@ -9,6 +9,7 @@
 //! host.advance(Duration::from_secs(60)).await?;   // the alarm has run when this returns
 //! ```
 
+#[cfg(feature = "sqlite")]
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,7 @@ pub struct TestHost {
 pub struct TestHostBuilder {
     builder: HostBuilder,
     clock: ManualClock,
+    #[cfg(feature = "sqlite")]
     sqlite: Option<PathBuf>,
 }
 
@@ -53,6 +55,7 @@ impl TestHost {
         TestHostBuilder {
             builder,
             clock,
+            #[cfg(feature = "sqlite")]
             sqlite: None,
         }
     }
@@ -165,6 +168,7 @@ impl TestHostBuilder {
     }
 
     /// Keep state in a SQLite file instead of memory (e.g. to test what survives a restart).
+    #[cfg(feature = "sqlite")]
     pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Self {
         self.sqlite = Some(path.into());
         self
@@ -178,10 +182,13 @@ impl TestHostBuilder {
 
     /// Build the host.
     pub async fn build(self) -> Result<TestHost, Error> {
+        #[cfg(feature = "sqlite")]
         let builder = match self.sqlite {
             Some(path) => self.builder.sqlite(path),
             None => self.builder.memory_store(),
         };
+        #[cfg(not(feature = "sqlite"))]
+        let builder = self.builder.memory_store();
         Ok(TestHost {
             host: builder.build().await?,
             clock: self.clock,

@@ -229,8 +229,8 @@ async fn a_host_that_loses_its_registration_stops_serving_and_its_actors_move() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_owner_runs_a_duplicated_request_once() {
-    use francis::net::peer::PeerClient;
-    use francis::net::wire::InvokeRequest;
+    use francis::internals::peer::PeerClient;
+    use francis::internals::wire::InvokeRequest;
 
     let dir = tempfile::tempdir().unwrap();
     let host = Host::local()

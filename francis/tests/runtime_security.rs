@@ -6,13 +6,13 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use francis::net::pki::{ClusterCa, RUNTIME_PREFIX};
-use francis::net::runtime::bootstrap;
-use francis::net::runtime::messages::{
+use francis::internals::bootstrap;
+use francis::internals::messages::{
     self as rpc, AuthProof, RUNTIME_PATH, RegisterRequest, StoreRequest, method,
 };
+use francis::internals::wire::{self, ErrorCode, Frame, WireError};
+use francis::net::pki::{ClusterCa, RUNTIME_PREFIX};
 use francis::net::tls::{self, CertSlot, Trust, Unverified};
-use francis::net::wire::{self, ErrorCode, Frame, WireError};
 use francis::runtime::Runtime;
 use tokio::io::AsyncWriteExt;
 use wtransport::endpoint::endpoint_side::Client;
@@ -124,7 +124,9 @@ async fn assert_still_serving(run: &Running) {
         method: method::PSK.into(),
         cnonce: cnonce.clone(),
     };
-    wire::write_message(&mut send, &auth).await.unwrap();
+    wire::write_frame(&mut send, &Frame::new(&auth).unwrap())
+        .await
+        .unwrap();
     let challenge: rpc::RegisterChallenge = wire::read_frame(&mut recv, 65536)
         .await
         .unwrap()
@@ -151,7 +153,9 @@ async fn assert_still_serving(run: &Running) {
         wlpub: key.public_key_raw(),
         ..RegisterRequest::default()
     };
-    wire::write_message(&mut send, &request).await.unwrap();
+    wire::write_frame(&mut send, &Frame::new(&request).unwrap())
+        .await
+        .unwrap();
     let reply = wire::read_frame(&mut recv, 1 << 20).await.unwrap().unwrap();
     let response: rpc::RegisterResponse = reply.decode().expect("registered");
     assert!(!response.host_id.is_empty());

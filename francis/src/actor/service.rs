@@ -23,9 +23,15 @@ pub struct InvokeOptions {
     pub read_only: bool,
 }
 
+pub(crate) mod sealed {
+    /// Keeps [`super::HostHandle`] to the hosts of this crate.
+    pub trait Sealed {}
+}
+
 /// What a host provides to [`Service`], [`crate::ActorRef`], [`crate::State`] and
-/// [`crate::ActorContext`]. Implemented by the host; users do not implement it.
-pub trait HostHandle: Send + Sync + 'static {
+/// [`crate::ActorContext`]. Implemented by this crate's hosts only (sealed); a test wanting a
+/// host in process uses [`crate::testing::TestHost`].
+pub trait HostHandle: sealed::Sealed + Send + Sync + 'static {
     /// Invoke a method (routing, activation, turn lock, dispatch).
     fn invoke<'a>(
         &'a self,
@@ -108,8 +114,8 @@ impl std::fmt::Debug for Service {
 }
 
 impl Service {
-    /// Wrap a host handle (used by host implementations).
-    pub fn new(handle: Arc<dyn HostHandle>) -> Self {
+    /// Wrap a host handle.
+    pub(crate) fn new(handle: Arc<dyn HostHandle>) -> Self {
         Service { handle }
     }
 

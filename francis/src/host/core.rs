@@ -231,16 +231,15 @@ impl HostCore {
         mut placement: Placement,
     ) -> Result<Envelope, Error> {
         let data = args.into_msgpack()?;
-        let mut request = InvokeRequest {
-            target_host_id: placement.host_id.clone(),
-            actor_type: key.actor_type.clone(),
-            actor_id: key.actor_id.clone(),
-            method: method.to_owned(),
-            active_only: options.active_only,
-            read_only: options.read_only,
-            request_id: uuid::Uuid::new_v4().to_string(),
+        let mut request = InvokeRequest::new(
+            placement.host_id.clone(),
+            key.actor_type.clone(),
+            key.actor_id.clone(),
+            method,
             data,
-        };
+        );
+        request.active_only = options.active_only;
+        request.read_only = options.read_only;
         let Some(peer) = &self.peer_client else {
             return Err(Error::Unreachable {
                 key: key.clone(),
@@ -251,7 +250,7 @@ impl HostCore {
         loop {
             let error = match peer.invoke(&placement.address, request.clone()).await {
                 Ok(response) => return Ok(Envelope::from_msgpack_bytes(response.data)),
-                Err(e) => e.to_wire_error(),
+                Err(e) => e.into_wire(),
             };
             let stale = error.retryable() || error.code == ErrorCode::ActorNotActive;
             if retried || !stale {
@@ -460,6 +459,8 @@ impl HostCore {
         count
     }
 }
+
+impl crate::actor::service::sealed::Sealed for HostCore {}
 
 impl HostHandle for HostCore {
     fn invoke<'a>(

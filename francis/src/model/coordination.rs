@@ -78,9 +78,11 @@ pub enum StoreError {
     #[error("invalid store data: {0}")]
     Invalid(String),
     /// The database failed.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     /// Applying schema migrations failed.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     #[error("schema migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     /// A store that is reached over the network could not be reached.

@@ -10,10 +10,18 @@
 //! plain data types); the host layer plugs in through
 //! [`peer::PeerHandler`].
 
-pub mod peer;
+pub(crate) mod peer;
 pub mod pki;
-pub mod runtime;
+pub(crate) mod runtime;
 pub(crate) mod serving;
 pub mod tls;
 pub(crate) mod translate;
-pub mod wire;
+pub(crate) mod wire;
+
+/// Whether `address` is `host:port` with a non-empty host and a non-zero port.
+pub(crate) fn is_host_port(address: &str) -> bool {
+    match address.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0),
+        None => false,
+    }
+}

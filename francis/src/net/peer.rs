@@ -130,43 +130,11 @@ impl PeerError {
         PeerError::Local(WireError::new(code, message))
     }
 
-    /// The error as it would travel on the wire.
-    pub fn wire(&self) -> &WireError {
-        match self {
-            PeerError::Remote(e) | PeerError::Local(e) => e,
-        }
-    }
-
-    /// The error as a [`WireError`] (a clone), e.g. to pass it on to an upstream caller.
-    pub fn to_wire_error(&self) -> WireError {
-        self.wire().clone()
-    }
-
     /// Consumes the error into its wire form.
     pub fn into_wire(self) -> WireError {
         match self {
             PeerError::Remote(e) | PeerError::Local(e) => e,
         }
-    }
-
-    /// The error code.
-    pub fn code(&self) -> ErrorCode {
-        self.wire().code
-    }
-
-    /// Whether the caller may invalidate placement and retry (see [`ErrorCode::retryable`]).
-    pub fn retryable(&self) -> bool {
-        self.code().retryable()
-    }
-
-    /// The retry hint, if any.
-    pub fn retry_after(&self) -> Option<Duration> {
-        self.wire().retry_after()
-    }
-
-    /// True when the peer itself produced the error.
-    pub fn is_remote(&self) -> bool {
-        matches!(self, PeerError::Remote(_))
     }
 }
 
@@ -821,6 +789,13 @@ impl PeerClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The error as it would travel on the wire.
+    fn wire_of(error: &PeerError) -> &WireError {
+        match error {
+            PeerError::Remote(e) | PeerError::Local(e) => e,
+        }
+    }
     use crate::net::pki::ClusterCa;
     use std::sync::atomic::AtomicUsize;
     use std::time::{Instant, SystemTime};
@@ -1006,10 +981,10 @@ mod tests {
         let err = call(&client, server.addr, request("h-server", "fail", b""))
             .await
             .unwrap_err();
-        assert!(err.is_remote());
-        assert_eq!(err.code(), ErrorCode::InvokeFailed);
-        assert_eq!(err.wire().payload.as_deref(), Some(&b"typed-error"[..]));
-        assert!(!err.retryable());
+        assert!(matches!(err, PeerError::Remote(_)));
+        assert_eq!(wire_of(&err).code, ErrorCode::InvokeFailed);
+        assert_eq!(wire_of(&err).payload.as_deref(), Some(&b"typed-error"[..]));
+        assert!(!wire_of(&err).retryable());
         server.stop().await;
     }
 
@@ -1060,8 +1035,8 @@ mod tests {
         let err = call(&stranger, server.addr, request("h-server", "echo", b"x"))
             .await
             .unwrap_err();
-        assert_eq!(err.code(), ErrorCode::RetryLater, "{err}");
-        assert!(!err.is_remote());
+        assert_eq!(wire_of(&err).code, ErrorCode::RetryLater, "{err}");
+        assert!(!matches!(err, PeerError::Remote(_)));
         let msg = err.to_string();
         println!("stranger: {msg}");
         assert!(msg.contains("not in this cluster"), "{msg}");
@@ -1073,7 +1048,7 @@ mod tests {
         let err = call(&half_client, server.addr, request("h-server", "echo", b"x"))
             .await
             .unwrap_err();
-        assert_eq!(err.code(), ErrorCode::RetryLater, "{err}");
+        assert_eq!(wire_of(&err).code, ErrorCode::RetryLater, "{err}");
         println!("refused by the server: {err}");
         assert!(err.to_string().contains("not in this cluster"), "{err}");
 
@@ -1106,7 +1081,7 @@ mod tests {
         let err = call(&old, server.addr, request("h-server", "echo", b"x"))
             .await
             .unwrap_err();
-        assert_eq!(err.code(), ErrorCode::RetryLater, "{err}");
+        assert_eq!(wire_of(&err).code, ErrorCode::RetryLater, "{err}");
         println!("expired: {err}");
         assert!(err.to_string().contains("expired"), "{err}");
 
@@ -1129,9 +1104,9 @@ mod tests {
         let err = call(&client, server.addr, request("h-expected", "echo", b"x"))
             .await
             .unwrap_err();
-        assert_eq!(err.code(), ErrorCode::HostMismatch, "{err}");
-        assert!(!err.is_remote());
-        assert!(err.retryable());
+        assert_eq!(wire_of(&err).code, ErrorCode::HostMismatch, "{err}");
+        assert!(!matches!(err, PeerError::Remote(_)));
+        assert!(wire_of(&err).retryable());
         assert!(err.to_string().contains("h-actual"), "{err}");
 
         // Server-side check, for a caller that skipped the pin.
@@ -1285,10 +1260,13 @@ mod tests {
         let err = call(&client, server.addr, request("h-server", "echo", b""))
             .await
             .unwrap_err();
-        assert!(err.is_remote());
-        assert_eq!(err.code(), ErrorCode::Overloaded, "{err}");
-        assert_eq!(err.retry_after(), Some(Duration::from_millis(100)));
-        assert!(err.retryable());
+        assert!(matches!(err, PeerError::Remote(_)));
+        assert_eq!(wire_of(&err).code, ErrorCode::Overloaded, "{err}");
+        assert_eq!(
+            wire_of(&err).retry_after(),
+            Some(Duration::from_millis(100))
+        );
+        assert!(wire_of(&err).retryable());
 
         echo.gate.add_permits(4);
         for handle in blocked {
@@ -1347,7 +1325,7 @@ mod tests {
             .unwrap_err();
         assert!(
             matches!(
-                err.code(),
+                wire_of(&err).code,
                 ErrorCode::RetryLater | ErrorCode::TransportFailure
             ),
             "{err}"
@@ -1355,7 +1333,7 @@ mod tests {
         let err = call(&client, addr, request("h-server", "echo", b""))
             .await
             .unwrap_err();
-        assert_eq!(err.code(), ErrorCode::RetryLater, "{err}");
+        assert_eq!(wire_of(&err).code, ErrorCode::RetryLater, "{err}");
     }
 
     #[tokio::test]

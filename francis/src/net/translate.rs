@@ -86,6 +86,7 @@ enum StoreErrorData {
 }
 
 /// A store error as the runtime sends it to a worker.
+#[cfg(any(test, feature = "runtime"))]
 pub(crate) fn store_error_to_wire(e: &StoreError) -> WireError {
     let (code, data) = match e {
         StoreError::HostAlreadyRegistered { address } => (

@@ -239,15 +239,6 @@ where
     Ok(())
 }
 
-/// Wraps `message` in a frame and writes it.
-pub async fn write_message<W, M>(writer: &mut W, message: &M) -> Result<(), FrameError>
-where
-    W: AsyncWrite + Unpin + ?Sized,
-    M: Message,
-{
-    write_frame(writer, &Frame::new(message)?).await
-}
-
 /// Reads one frame whose body may be at most `max_len` bytes (never more than
 /// [`MAX_FRAME_BYTES`]).
 ///
@@ -579,7 +570,9 @@ mod tests {
     async fn request_round_trips_through_a_frame() {
         let req = sample_request();
         let mut buf = Vec::new();
-        write_message(&mut buf, &req).await.unwrap();
+        write_frame(&mut buf, &Frame::new(&req).unwrap())
+            .await
+            .unwrap();
         let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
         assert_eq!(len, buf.len() - 4);
 

@@ -118,6 +118,17 @@ pub enum Provider {
     Memory,
 }
 
+impl Provider {
+    /// The `provider.type` value: `sqlite`, `postgres` or `memory`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Provider::Sqlite { .. } => "sqlite",
+            Provider::Postgres { .. } => "postgres",
+            Provider::Memory => "memory",
+        }
+    }
+}
+
 impl fmt::Debug for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -13,15 +13,14 @@
 //! configuration (`francis runtime --config config.yaml` is a thin wrapper over it).
 //!
 //! - [`config`]: the runtime's YAML configuration file, validated with precise errors.
-//! - [`jwt`]: validation of the JWTs hosts present when they join with JWT bootstrap.
+//! - [`JwtValidator`]: validation of the JWTs hosts present when they join with JWT bootstrap.
 
 mod admission;
 pub mod config;
-pub mod jwt;
+mod jwt;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +35,7 @@ use crate::store::StoreSpec;
 
 pub use self::admission::{Bootstrap, TokenValidator};
 use self::admission::{HostSettings, Policy};
+pub use self::jwt::{JwksSource, JwtClaims, JwtConfig, JwtError, JwtValidator};
 
 /// How long the runtime's own server certificate lives; it is re-issued well before expiry.
 const RUNTIME_CERT_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
@@ -224,7 +224,7 @@ pub async fn probe_ca(
     address: &str,
     limit: Duration,
 ) -> Result<rustls::pki_types::CertificateDer<'static>, RuntimeError> {
-    crate::net::runtime::client::probe_ca(address, limit)
+    crate::net::runtime::probe::probe_ca(address, limit)
         .await
         .map_err(|e| RuntimeError::Probe(format!("{address}: {e}")))
 }
@@ -276,9 +276,19 @@ impl RuntimeBuilder {
             }
         };
         builder = match &config.provider {
+            #[cfg(feature = "sqlite")]
             config::Provider::Sqlite { connection_string } => builder.sqlite(connection_string),
+            #[cfg(feature = "postgres")]
             config::Provider::Postgres { connection_string } => builder.postgres(connection_string),
             config::Provider::Memory => builder.memory_store(),
+            #[allow(unreachable_patterns)]
+            other => {
+                return Err(RuntimeError::Config(format!(
+                    "provider.type: this build of francis has no {} store; build it with the \
+                     cargo feature of that name",
+                    other.kind()
+                )));
+            }
         };
         Ok(builder)
     }
@@ -330,12 +340,14 @@ impl RuntimeBuilder {
     }
 
     /// Keep the cluster's data in a SQLite file (one runtime only; not on a network filesystem).
-    pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Self {
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.store = Some(StoreSpec::Sqlite(path.into()));
         self
     }
 
     /// Keep the cluster's data in PostgreSQL (what several runtime replicas share).
+    #[cfg(feature = "postgres")]
     pub fn postgres(mut self, url: impl Into<String>) -> Self {
         self.store = Some(StoreSpec::Postgres(url.into()));
         self

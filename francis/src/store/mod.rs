@@ -8,9 +8,12 @@
 //! consistent.
 
 pub mod memory;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 mod rules;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod sql;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 #[cfg(test)]
@@ -27,8 +30,10 @@ pub(crate) enum StoreSpec {
     /// [`memory::MemoryStore`].
     Memory,
     /// [`sqlite::SqliteStore`] on this file.
+    #[cfg(feature = "sqlite")]
     Sqlite(std::path::PathBuf),
     /// [`postgres::PostgresStore`] at this URL.
+    #[cfg(feature = "postgres")]
     Postgres(String),
     /// A store the caller already opened.
     Shared(std::sync::Arc<dyn Store>),
@@ -42,9 +47,11 @@ impl StoreSpec {
     ) -> Result<std::sync::Arc<dyn Store>, StoreError> {
         Ok(match self {
             StoreSpec::Memory => std::sync::Arc::new(memory::MemoryStore::new(options)),
+            #[cfg(feature = "sqlite")]
             StoreSpec::Sqlite(path) => {
                 std::sync::Arc::new(sqlite::SqliteStore::open(&path, options).await?)
             }
+            #[cfg(feature = "postgres")]
             StoreSpec::Postgres(url) => {
                 std::sync::Arc::new(postgres::PostgresStore::connect(&url, options).await?)
             }

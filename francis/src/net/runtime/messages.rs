@@ -17,11 +17,10 @@
 //! reply: a [`StoreRequest`] (one operation of [`for_each_store_op!`], always on behalf of the
 //! session's own host where a host is involved) or a certificate renewal.
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use crate::model::{ActorTypeRegistration, FetchAlarms};
+use crate::model::ActorTypeRegistration;
 use crate::net::wire::Message;
 
 /// The WebTransport path of the runtime's host endpoint.
@@ -201,7 +200,7 @@ impl Message for RenewResponse {
 /// `name(param: TraitType => WireType [session], …) -> Result => WireResult;`
 ///
 /// `[session]` marks a value the runtime does not take from the worker: it puts the session's
-/// own host there ([`SessionScoped`]), so a host can only ever act for itself. Values convert
+/// own host there, so a host can only ever act for itself. Values convert
 /// between their two types through [`Convert`].
 ///
 /// Adding a store operation is: the trait method, its SQL and memory implementations, and one
@@ -277,31 +276,8 @@ impl Message for StoreRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionHost {
     #[serde(skip)]
-    host_id: String,
+    pub(crate) host_id: String,
 }
-
-/// A value the runtime scopes to the session's host before the operation runs (`[session]` in
-/// [`for_each_store_op!`]).
-pub(crate) trait SessionScoped {
-    /// Make this value act for `host_id` only.
-    fn session(&mut self, host_id: &str);
-}
-
-impl SessionScoped for SessionHost {
-    fn session(&mut self, host_id: &str) {
-        host_id.clone_into(&mut self.host_id);
-    }
-}
-
-impl SessionScoped for FetchAlarms {
-    fn session(&mut self, host_id: &str) {
-        self.hosts = vec![host_id.to_owned()];
-        self.batch_size = self.batch_size.min(MAX_FETCH_BATCH);
-    }
-}
-
-/// The most alarms one fetch over the runtime protocol may lease.
-pub const MAX_FETCH_BATCH: u32 = 1000;
 
 /// Converts a value of the store-operation table between its type in the trait and its wire
 /// type, in either direction (an identity where the two are the same).
@@ -375,22 +351,15 @@ pub(crate) fn encode_value<T: Serialize>(value: &T) -> Result<Vec<u8>, rmp_serde
     rmp_serde::to_vec_named(value)
 }
 
-/// Decode a store operation's arguments or result.
-pub(crate) fn decode_value<T: DeserializeOwned>(
-    bytes: &[u8],
-) -> Result<T, rmp_serde::decode::Error> {
-    rmp_serde::from_slice(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::model::ActorKey;
+    use crate::model::{ActorKey, FetchAlarms};
 
     #[test]
-    fn session_scoped_values_are_never_sent_and_are_set_by_the_runtime() {
+    fn session_scoped_values_are_never_sent() {
         // What a worker sends for `remove_actor(key, host_id)`: its own host ID is dropped.
         let key = ActorKey::new("counter", "alice");
         let sent: (ActorKey, SessionHost) = (
@@ -402,26 +371,23 @@ mod tests {
             !bytes.windows(5).any(|w| w == b"claim"),
             "the worker's host ID travelled"
         );
-        let (got_key, mut host): (ActorKey, SessionHost) = decode_value(&bytes).unwrap();
+        let (got_key, host): (ActorKey, SessionHost) = rmp_serde::from_slice(&bytes).unwrap();
         assert_eq!(got_key, key);
-        host.session("session-host");
-        let host_id: &str = Convert::convert(&host);
-        assert_eq!(host_id, "session-host");
+        assert_eq!(host, SessionHost::default());
 
-        // A fetch names no hosts on the wire and is capped by the runtime.
+        // A fetch names no hosts on the wire.
         let request = FetchAlarms {
             hosts: vec!["somebody-else".into()],
             horizon_ms: 5,
             lease_duration: Duration::from_secs(20),
-            batch_size: u32::MAX,
+            batch_size: 7,
         };
-        let bytes = encode_value(&request).unwrap();
-        let mut got: FetchAlarms = decode_value(&bytes).unwrap();
+        let got: FetchAlarms = rmp_serde::from_slice(&encode_value(&request).unwrap()).unwrap();
         assert!(got.hosts.is_empty());
-        got.session("session-host");
-        assert_eq!(got.hosts, vec!["session-host".to_owned()]);
-        assert_eq!(got.batch_size, MAX_FETCH_BATCH);
-        assert_eq!(got.lease_duration, request.lease_duration);
+        assert_eq!(
+            (got.horizon_ms, got.lease_duration, got.batch_size),
+            (5, request.lease_duration, 7)
+        );
     }
 
     #[test]
@@ -433,7 +399,7 @@ mod tests {
         assert_eq!(bytes[0], 0xc5);
         assert_eq!(bytes.len(), 3 + 300);
         let back: Option<Vec<u8>> =
-            Convert::convert(Some(decode_value::<ByteBuf>(&bytes).unwrap()));
+            Convert::convert(Some(rmp_serde::from_slice::<ByteBuf>(&bytes).unwrap()));
         assert_eq!(back.as_deref(), Some(data));
     }
 }

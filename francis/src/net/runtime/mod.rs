@@ -7,4 +7,7 @@
 pub mod bootstrap;
 pub(crate) mod client;
 pub mod messages;
+#[cfg(feature = "runtime")]
+pub(crate) mod probe;
+#[cfg(feature = "runtime")]
 pub(crate) mod server;

@@ -222,11 +222,13 @@ impl<D: Dialect> SqlStore<D> {
     }
 
     /// The connection pool.
+    #[cfg(feature = "sqlite")]
     pub(crate) fn pool(&self) -> &Pool<D::Db> {
         &self.pool
     }
 
     /// The dialect.
+    #[cfg(feature = "sqlite")]
     pub(crate) fn dialect(&self) -> &D {
         &self.dialect
     }

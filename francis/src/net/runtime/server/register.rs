@@ -8,6 +8,7 @@ use wtransport::{Connection, RecvStream, SendStream};
 
 use super::{Bootstrap, Claim, RegisteredHost, Shared};
 use crate::model::HostRegistration;
+use crate::net::is_host_port;
 use crate::net::pki::{HOST_PREFIX, SpiffeId, spiffe_id_of};
 use crate::net::runtime::bootstrap::{self, CHANNEL_BINDING_LABEL, PSK_NONCE_LEN, ProofSide};
 use crate::net::runtime::messages::{
@@ -266,11 +267,11 @@ async fn complete(
 }
 
 fn check_address(address: &str) -> Result<(), WireError> {
-    match address.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>())) {
-        Some((host, Ok(port))) if !host.is_empty() && port != 0 => Ok(()),
-        _ => Err(WireError::new(
-            ErrorCode::BadRequest,
-            format!("address {address:?} is not host:port with a non-zero port"),
-        )),
+    if is_host_port(address) {
+        return Ok(());
     }
+    Err(WireError::new(
+        ErrorCode::BadRequest,
+        format!("address {address:?} is not host:port with a non-zero port"),
+    ))
 }

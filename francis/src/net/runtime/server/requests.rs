@@ -16,12 +16,34 @@ use crate::model::{
     LookupOptions, Placement, StateList, Store,
 };
 use crate::net::runtime::messages::{
-    Convert, RenewRequest, SessionHost, SessionScoped, StoreRequest, decode_value,
-    for_each_store_op, kind, wire_type,
+    Convert, RenewRequest, SessionHost, StoreRequest, for_each_store_op, kind, wire_type,
 };
 use crate::net::serving::reply;
 use crate::net::translate::store_error_to_wire;
 use crate::net::wire::{self, ErrorCode, Frame, FrameError, MAX_FRAME_BYTES, WireError};
+
+/// The most alarms one fetch over the runtime protocol may lease.
+pub(crate) const MAX_FETCH_BATCH: u32 = 1000;
+
+/// A value the runtime scopes to the session's host before the operation runs (`[session]` in
+/// [`for_each_store_op!`]).
+trait SessionScoped {
+    /// Make this value act for `host_id` only.
+    fn session(&mut self, host_id: &str);
+}
+
+impl SessionScoped for SessionHost {
+    fn session(&mut self, host_id: &str) {
+        host_id.clone_into(&mut self.host_id);
+    }
+}
+
+impl SessionScoped for FetchAlarms {
+    fn session(&mut self, host_id: &str) {
+        self.hosts = vec![host_id.to_owned()];
+        self.batch_size = self.batch_size.min(MAX_FETCH_BATCH);
+    }
+}
 
 /// Serve one request stream of a registered host.
 pub(super) async fn handle_stream(
@@ -118,7 +140,7 @@ macro_rules! dispatch {
                 $(stringify!($op) => {
                     #[allow(unused_mut)]
                     let ($(mut $param,)*): ($(wire_type!($ty $(=> $wire)?),)*) =
-                        decode_value(args).map_err(|e| bad_arguments(op, &e))?;
+                        rmp_serde::from_slice(args).map_err(|e| bad_arguments(op, &e))?;
                     $($(SessionScoped::$scope(&mut $param, host_id);)?)*
                     let result: $ret = store
                         .$op($(Convert::convert(&$param)),*)
@@ -144,4 +166,29 @@ fn bad_arguments(op: &str, e: &rmp_serde::decode::Error) -> WireError {
         ErrorCode::BadRequest,
         format!("malformed arguments of {op}: {e}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn session_scoped_values_act_for_the_session_host_only() {
+        let mut host = SessionHost::default();
+        host.session("session-host");
+        let host_id: &str = Convert::convert(&host);
+        assert_eq!(host_id, "session-host");
+
+        let mut request = FetchAlarms {
+            hosts: Vec::new(),
+            horizon_ms: 5,
+            lease_duration: Duration::from_secs(20),
+            batch_size: u32::MAX,
+        };
+        request.session("session-host");
+        assert_eq!(request.hosts, vec!["session-host".to_owned()]);
+        assert_eq!(request.batch_size, MAX_FETCH_BATCH);
+    }
 }

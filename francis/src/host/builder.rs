@@ -1,0 +1,603 @@
+//! Building a [`Host`]: [`HostBuilder<Local>`] for a host of the local topology (it opens the
+//! cluster's store itself) and [`HostBuilder<Remote>`] for a worker of the remote topology (it
+//! joins a runtime). Settings that only one topology takes exist only on its builder, so using
+//! the wrong one is a compile error; the rest are checked together by `build()`, which reports
+//! every problem at once.
+//!
+//! A worker keeps no store (the runtime owns it):
+//!
+//! ```compile_fail
+//! let builder = francis::Host::remote().memory_store();
+//! ```
+//!
+//! and a local host joins no runtime:
+//!
+//! ```compile_fail
+//! let builder = francis::Host::local().runtime_address("127.0.0.1:7400");
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::core::{AppData, CoreParts, HostCore};
+use super::options::{ActorOptions, HostTimings};
+use super::peer_calls::PeerCalls;
+use super::registry::{ActorTypeEntry, Registry};
+use super::{Host, MIN_PSK_LEN};
+use crate::actor::dispatch::Actor;
+use crate::actor::service::Topology;
+use crate::clock::{SharedClock, SystemClock};
+use crate::error::Error;
+use crate::model::{HostId, HostRegistration, Store, StoreOptions};
+use crate::net::is_host_port;
+use crate::net::peer::{PeerClient, PeerLimits, PeerServer};
+use crate::net::pki::ClusterCa;
+use crate::net::runtime::bootstrap::MIN_HOST_PSK_LEN;
+use crate::net::runtime::client::{Credential, LinkOptions, RuntimeLink};
+use crate::net::tls::{CertSlot, Trust};
+use crate::store::StoreSpec;
+
+/// How long a local host's self-issued workload certificate lasts.
+const LOCAL_CERT_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// How long dialling another host may take.
+const PEER_DIAL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What a host of the local topology is built with: its store and the runtime PSKs.
+pub struct Local {
+    store: Option<StoreSpec>,
+    psks: Vec<Vec<u8>>,
+    /// Whether the host listens for peers and calls them.
+    network: bool,
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Local {
+            store: None,
+            psks: Vec::new(),
+            network: true,
+        }
+    }
+}
+
+/// What a worker of the remote topology is built with: its runtimes, its bootstrap credential
+/// and the decision to pin the cluster CA.
+#[derive(Default)]
+pub struct Remote {
+    runtime_addresses: Vec<String>,
+    credentials: Vec<Credential>,
+    pinned_ca: Option<String>,
+    unsafe_no_pin: bool,
+    connect_timeout: Option<Duration>,
+}
+
+/// Builds a [`Host`] of the local topology ([`Host::local`]) or a worker of the remote one
+/// ([`Host::remote`]). Errors are collected and reported together by `build()`.
+#[must_use = "a host builder does nothing until `.build().await`"]
+pub struct HostBuilder<T = Local> {
+    address: Option<String>,
+    types: Vec<ActorTypeEntry>,
+    timings: HostTimings,
+    clock: Option<SharedClock>,
+    app_data: AppData,
+    errors: Vec<String>,
+    topology: T,
+}
+
+impl<T: Default> HostBuilder<T> {
+    pub(super) fn new() -> Self {
+        HostBuilder {
+            address: None,
+            types: Vec::new(),
+            timings: HostTimings::default(),
+            clock: None,
+            app_data: AppData::new(),
+            errors: Vec::new(),
+            topology: T::default(),
+        }
+    }
+}
+
+impl<T> HostBuilder<T> {
+    /// The `host:port` address other hosts use to reach this one (required).
+    pub fn address(mut self, address: impl Into<String>) -> Self {
+        self.address = Some(address.into());
+        self
+    }
+
+    /// Register actor type `A` with default options.
+    pub fn register<A: Actor>(self) -> Self {
+        self.register_with::<A>(ActorOptions::default())
+    }
+
+    /// Register actor type `A` with options.
+    pub fn register_with<A: Actor>(mut self, options: ActorOptions) -> Self {
+        if let Err(e) = options.validate(A::NAME) {
+            self.errors.push(e.to_string());
+        }
+        if self.types.iter().any(|t| t.name == A::NAME) {
+            self.errors.push(format!(
+                "actor type {:?} is registered twice; register each type once",
+                A::NAME
+            ));
+        }
+        self.types.push(ActorTypeEntry::new::<A>(options));
+        self
+    }
+
+    /// How long running turns may take to finish at shutdown or halt before they are
+    /// cancelled (default 30 s).
+    pub fn shutdown_grace_period(mut self, grace: Duration) -> Self {
+        self.timings.shutdown_grace_period = grace;
+        self
+    }
+
+    /// Share a value with every actor: `ctx.data::<T>()` in `activate` returns it. One value
+    /// per type; a second call with the same type replaces the first.
+    pub fn data<D: Send + Sync + 'static>(mut self, value: D) -> Self {
+        self.app_data
+            .insert(std::any::TypeId::of::<D>(), Arc::new(value));
+        self
+    }
+
+    /// Use this clock instead of the system clock (for tests; see `francis::testing`).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Check what both topologies need; the registration and clock to build with.
+    fn check_common(&mut self) -> (HostRegistration, SharedClock) {
+        let address = match self.address.take() {
+            Some(address) => {
+                if !is_host_port(&address) {
+                    self.errors.push(format!(
+                        "address {address:?} is not host:port with a non-zero port, e.g. \"127.0.0.1:7571\""
+                    ));
+                }
+                address
+            }
+            None => {
+                self.errors.push("no address: call .address(\"127.0.0.1:7571\") with the host:port peers use to reach this host".into());
+                String::new()
+            }
+        };
+        let registration = HostRegistration {
+            address,
+            actor_types: self
+                .types
+                .iter()
+                .map(ActorTypeEntry::registration)
+                .collect(),
+        };
+        let clock = self.clock.take().unwrap_or_else(|| Arc::new(SystemClock));
+        (registration, clock)
+    }
+
+    /// The collected problems as one error, if any.
+    fn problems(&mut self) -> Result<(), Error> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Config(std::mem::take(&mut self.errors).join("; ")))
+        }
+    }
+}
+
+impl HostBuilder<Local> {
+    /// Keep state and alarms in memory only (lost when the process exits): for tests and
+    /// throwaway single-host setups.
+    pub fn memory_store(mut self) -> Self {
+        self.topology.store = Some(StoreSpec::Memory);
+        self
+    }
+
+    /// Keep state and alarms in a SQLite file (created, and migrated, if needed).
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Self {
+        self.topology.store = Some(StoreSpec::Sqlite(path.into()));
+        self
+    }
+
+    /// Keep state and alarms in a PostgreSQL database (migrated if needed): what hosts on
+    /// several machines share to form one cluster.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(mut self, url: impl Into<String>) -> Self {
+        self.topology.store = Some(StoreSpec::Postgres(url.into()));
+        self
+    }
+
+    /// Use an already opened store (its clock and health deadline are used).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.topology.store = Some(StoreSpec::Shared(store));
+        self
+    }
+
+    /// Add a runtime pre-shared key (at least 32 bytes). The first key derives the cluster CA
+    /// that secures host-to-host traffic; later keys are trusted too, for rotation.
+    pub fn runtime_psk(mut self, psk: impl AsRef<[u8]>) -> Self {
+        self.topology.psks.push(psk.as_ref().to_vec());
+        self
+    }
+
+    /// A host whose heartbeat is older than this is considered dead (default 20 s, at least 1 s).
+    pub fn health_check_deadline(mut self, deadline: Duration) -> Self {
+        self.timings.health_check_deadline = deadline;
+        self
+    }
+
+    /// How often due alarms are polled (default 1.5 s).
+    pub fn alarms_poll_interval(mut self, interval: Duration) -> Self {
+        self.timings.alarms_poll_interval = interval;
+        self
+    }
+
+    /// How long an alarm lease lasts without renewal (default 20 s).
+    pub fn alarms_lease_duration(mut self, lease: Duration) -> Self {
+        self.timings.alarms_lease_duration = lease;
+        self
+    }
+
+    /// Do not listen for peers or call them (a host that is alone by construction, as in
+    /// `francis::testing`).
+    pub(crate) fn without_network(mut self) -> Self {
+        self.topology.network = false;
+        self
+    }
+
+    /// Check the configuration, open the store, and register the host in the cluster.
+    pub async fn build(mut self) -> Result<Host, Error> {
+        let (registration, clock) = self.check_common();
+        let Local {
+            store,
+            psks,
+            network,
+        } = std::mem::take(&mut self.topology);
+        check_local(&store, &psks, &self.timings, &mut self.errors);
+        self.problems()?;
+        let options = StoreOptions {
+            clock,
+            health_check_deadline: self.timings.health_check_deadline,
+        };
+        let store = store
+            .ok_or_else(|| Error::Config("no store".into()))?
+            .open(options)
+            .await?;
+        let ca = ClusterCa::from_psks(&psks).map_err(|e| Error::Config(e.to_string()))?;
+        let host_id = store.register_host(&registration).await?;
+        // A local host certifies itself with the CA its PSKs derive.
+        let tls = if network {
+            let identity = ca
+                .issue_host_identity(&host_id, LOCAL_CERT_TTL)
+                .map_err(|e| Error::Config(e.to_string()))?;
+            let slot = CertSlot::new(&identity).map_err(|e| Error::Config(e.to_string()))?;
+            Some((ca.trust(), slot))
+        } else {
+            None
+        };
+        let assembly = Assembly {
+            store,
+            host_id,
+            registration,
+            tls,
+            link: None,
+            ca: Some(ca),
+        };
+        assembly.start(self).await
+    }
+}
+
+impl HostBuilder<Remote> {
+    /// A runtime this worker may connect to (`host:port`); call it once per replica. The
+    /// worker connects to one at a time, starting at a random one, and rolls over to the next
+    /// with backoff when it fails.
+    pub fn runtime_address(mut self, address: impl Into<String>) -> Self {
+        self.topology.runtime_addresses.push(address.into());
+        self
+    }
+
+    /// Several runtime addresses at once (see [`runtime_address`](Self::runtime_address)).
+    pub fn runtime_addresses<I, S>(mut self, addresses: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        for address in addresses {
+            self = self.runtime_address(address);
+        }
+        self
+    }
+
+    /// Join with the host bootstrap PSK (the runtime's `bootstrap.hostPSK`, at least 16 bytes),
+    /// proven by a challenge-response bound to the TLS session, in which the runtime proves
+    /// knowledge of the PSK first.
+    pub fn host_bootstrap_psk(mut self, psk: impl AsRef<[u8]>) -> Self {
+        let psk = psk.as_ref().to_vec();
+        if psk.len() < MIN_HOST_PSK_LEN {
+            self.errors.push(format!(
+                "the host bootstrap PSK is {} bytes; it must be at least {MIN_HOST_PSK_LEN} bytes",
+                psk.len(),
+            ));
+        }
+        self.topology.credentials.push(Credential::Psk(psk));
+        self
+    }
+
+    /// Join with this JWT (a bearer token: pin the CA so it cannot be shown to an impostor).
+    pub fn host_bootstrap_jwt(mut self, token: impl Into<String>) -> Self {
+        self.topology
+            .credentials
+            .push(Credential::Jwt(token.into()));
+        self
+    }
+
+    /// Join with the JWT in this file, read again at every bootstrap so rotated tokens (e.g.
+    /// Kubernetes projected service-account tokens) are picked up.
+    pub fn host_bootstrap_jwt_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.topology
+            .credentials
+            .push(Credential::JwtFile(path.into()));
+        self
+    }
+
+    /// Trust only runtimes whose certificate chains to this CA (the PEM that
+    /// `francis ca print` writes; several CAs may be concatenated). Recommended.
+    pub fn pinned_ca(mut self, pem: impl Into<String>) -> Self {
+        self.topology.pinned_ca = Some(pem.into());
+        self
+    }
+
+    /// Trust the first runtime reached without checking its certificate, and from then on the
+    /// CA bundle it sends. Only for local testing: with a PSK the runtime still has to prove
+    /// it knows the PSK, but a JWT would be handed to whoever answers.
+    pub fn unsafe_no_pinned_ca(mut self) -> Self {
+        self.topology.unsafe_no_pin = true;
+        self
+    }
+
+    /// Give up building if no runtime accepts this worker within `limit` (default: keep
+    /// trying, logging each failure). Refusals that retrying cannot fix (a wrong credential,
+    /// an unpinned CA) fail at once either way.
+    pub fn runtime_connect_timeout(mut self, limit: Duration) -> Self {
+        self.topology.connect_timeout = Some(limit);
+        self
+    }
+
+    /// Check the configuration, connect to a runtime and register there; the runtime's
+    /// settings (health deadline, alarm polling and leases) then govern this worker.
+    pub async fn build(mut self) -> Result<Host, Error> {
+        let (registration, clock) = self.check_common();
+        let remote = std::mem::take(&mut self.topology);
+        check_remote(&remote, &mut self.errors);
+        self.problems()?;
+        let pinned = match &remote.pinned_ca {
+            Some(pem) => Some(
+                Trust::from_pem(pem)
+                    .map_err(|e| Error::Config(format!("the pinned CA is not usable PEM: {e}")))?,
+            ),
+            None => {
+                tracing::warn!(
+                    "no pinned CA: this host will trust whichever runtime answers first (unsafe_no_pinned_ca); pin the output of `francis ca print` in production"
+                );
+                None
+            }
+        };
+        let credential = remote
+            .credentials
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Config("no bootstrap credential".into()))?;
+        let established = RuntimeLink::connect(LinkOptions {
+            runtime_addresses: remote.runtime_addresses,
+            credential,
+            pinned,
+            registration: registration.clone(),
+            clock,
+            connect_timeout: remote.connect_timeout,
+        })
+        .await
+        .map_err(|e| Error::Bootstrap(e.to_string()))?;
+        // The runtime's settings govern every host of the cluster.
+        self.timings.health_check_deadline = established.health_check_deadline;
+        self.timings.alarms_poll_interval = established.alarms_poll_interval;
+        self.timings.alarms_lease_duration = established.alarms_lease_duration;
+        let assembly = Assembly {
+            store: Arc::new(established.link.clone()),
+            host_id: established.host_id,
+            registration,
+            tls: Some((established.trust, established.identity)),
+            link: Some(established.link),
+            ca: None,
+        };
+        assembly.start(self).await
+    }
+}
+
+/// A registered host's parts, ready to be put together.
+struct Assembly {
+    store: Arc<dyn Store>,
+    host_id: HostId,
+    registration: HostRegistration,
+    /// The trust and identity of the peer transport (`None`: no networking).
+    tls: Option<(Trust, Arc<CertSlot>)>,
+    link: Option<RuntimeLink>,
+    ca: Option<ClusterCa>,
+}
+
+impl Assembly {
+    /// Build the core and, with networking, start listening for peers. On failure the host
+    /// leaves the cluster again.
+    async fn start<T>(self, builder: HostBuilder<T>) -> Result<Host, Error> {
+        let Assembly {
+            store,
+            host_id,
+            registration,
+            tls,
+            link,
+            ca,
+        } = self;
+        let HostBuilder {
+            types,
+            timings,
+            app_data,
+            ..
+        } = builder;
+        let clock = store.options().clock.clone();
+        tracing::info!(host = %host_id, address = %registration.address, types = registration.actor_types.len(), "host registered");
+        let types: Registry = types.into_iter().map(|t| (t.name, Arc::new(t))).collect();
+        // A crashed peer must be noticed well within the health deadline, by which time its
+        // actors move to a survivor.
+        let liveness = (timings.health_check_deadline / 4)
+            .clamp(Duration::from_secs(1), Duration::from_secs(10));
+        let topology = if link.is_some() {
+            Topology::Remote
+        } else {
+            Topology::Local
+        };
+        let parts = |peer_client| CoreParts {
+            host_id: host_id.clone(),
+            address: registration.address.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+            types,
+            timings,
+            app_data,
+            peer_client,
+            topology,
+        };
+        let Some((trust, identity)) = tls else {
+            return Ok(Host {
+                core: HostCore::new(parts(None)),
+                peer_server: None,
+                ca: None,
+                link,
+                identity: None,
+            });
+        };
+        match start_peering(
+            &trust,
+            identity.clone(),
+            &registration.address,
+            liveness,
+            parts,
+        )
+        .await
+        {
+            Ok((core, peer_server)) => Ok(Host {
+                core,
+                peer_server: Some(peer_server),
+                ca,
+                link,
+                identity: Some(identity),
+            }),
+            Err(e) => {
+                let _ = store.unregister_host(&host_id).await;
+                if let Some(link) = &link {
+                    link.close();
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// What a local host's configuration must hold.
+fn check_local(
+    store: &Option<StoreSpec>,
+    psks: &[Vec<u8>],
+    timings: &HostTimings,
+    errors: &mut Vec<String>,
+) {
+    if psks.is_empty() {
+        errors.push(format!(
+            "no runtime PSK: call .runtime_psk(..) with a secret of at least {MIN_PSK_LEN} bytes shared by every host of the cluster"
+        ));
+    }
+    for (i, psk) in psks.iter().enumerate() {
+        if psk.len() < MIN_PSK_LEN {
+            errors.push(format!(
+                "runtime PSK #{} is {} bytes long; it must be at least {MIN_PSK_LEN} bytes (e.g. `openssl rand -hex 32`)",
+                i + 1,
+                psk.len()
+            ));
+        }
+    }
+    if timings.health_check_deadline < Duration::from_secs(1) {
+        errors.push("health check deadline is under 1 s; give at least 1 s (default 20 s)".into());
+    }
+    if timings.alarms_poll_interval < Duration::from_millis(100) {
+        errors.push(
+            "alarms poll interval is under 100 ms; give at least 100 ms (default 1.5 s)".into(),
+        );
+    }
+    if timings.alarms_lease_duration < Duration::from_secs(1) {
+        errors.push("alarms lease duration is under 1 s; give at least 1 s (default 20 s)".into());
+    }
+    if store.is_none() {
+        errors.push(
+            "no store: call .sqlite(\"data.db\") for durable state, or .memory_store() for tests"
+                .into(),
+        );
+    }
+}
+
+/// What a remote host's configuration must hold.
+fn check_remote(remote: &Remote, errors: &mut Vec<String>) {
+    if remote.runtime_addresses.is_empty() {
+        errors.push("no runtime address: call .runtime_address(\"127.0.0.1:7400\") (once per runtime replica)".into());
+    }
+    for address in &remote.runtime_addresses {
+        if !is_host_port(address) {
+            errors.push(format!(
+                "runtime address {address:?} is not host:port with a non-zero port, e.g. \"127.0.0.1:7400\""
+            ));
+        }
+    }
+    match remote.credentials.len() {
+        0 => errors.push("no bootstrap credential: call exactly one of .host_bootstrap_psk(..), .host_bootstrap_jwt(..) or .host_bootstrap_jwt_file(..)".into()),
+        1 => {}
+        _ => errors.push("more than one bootstrap credential: call only one of .host_bootstrap_psk(..), .host_bootstrap_jwt(..), .host_bootstrap_jwt_file(..)".into()),
+    }
+    match (&remote.pinned_ca, remote.unsafe_no_pin) {
+        (None, false) => errors.push("no CA decision: call .pinned_ca(pem) with the output of `francis ca print` (recommended), or .unsafe_no_pinned_ca() for local testing".into()),
+        (Some(_), true) => errors.push("both .pinned_ca(..) and .unsafe_no_pinned_ca() were called: choose one".into()),
+        _ => {}
+    }
+}
+
+/// Build the core with a peer client, and start listening for peers.
+async fn start_peering(
+    trust: &Trust,
+    identity: Arc<CertSlot>,
+    address: &str,
+    liveness: Duration,
+    parts: impl FnOnce(Option<PeerClient>) -> CoreParts,
+) -> Result<(Arc<HostCore>, PeerServer), Error> {
+    let bind: SocketAddr = tokio::net::lookup_host(address)
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "address {address:?} does not resolve to a socket address"
+            ))
+        })?;
+    let client = PeerClient::new(trust, identity.clone(), PEER_DIAL_TIMEOUT, liveness)
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let core = HostCore::new(parts(Some(client)));
+    let handler = Arc::new(PeerCalls::new(core.clone()));
+    let draining = core.draining();
+    let server = PeerServer::bind(
+        bind,
+        trust,
+        identity,
+        handler,
+        PeerLimits::default(),
+        draining,
+    )
+    .map_err(|e| Error::Config(format!("cannot listen for peers on {address}: {e}")))?;
+    Ok((core, server))
+}
