@@ -51,17 +51,24 @@
 //! loopback hosts; anything else must use `https://`, verified against the system's root
 //! certificates (`SSL_CERT_FILE` is honoured for private CAs).
 
+mod jwks;
+mod keys;
+mod token;
+
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
 use jsonwebtoken::crypto::CryptoProvider;
-use jsonwebtoken::{Algorithm, DecodingKey};
-use serde::Deserialize;
-use serde_json::Value;
+
+pub(crate) use self::jwks::check_jwks_url;
+use self::jwks::{KeySource, RemoteJwks, Timings, error_chain};
+use self::keys::KeyEntry;
+pub(crate) use self::keys::parse_jwks;
+use self::token::{Claims, allowed_algorithm, decode_claims, decode_header, split_token};
+use crate::clock::{SharedClock, SystemClock};
 
 /// The accepted signature algorithms, by their JOSE names.
 pub const ALLOWED_ALGORITHMS: &[&str] = &[
@@ -85,15 +92,6 @@ pub const JWKS_RETRY_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Bound on one JWKS fetch, connection included.
 pub const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Largest accepted JWKS document.
-const MAX_JWKS_BYTES: usize = 1 << 20;
-
-/// Largest accepted token. Kubernetes service-account tokens are around 1 KiB.
-const MAX_TOKEN_BYTES: usize = 16 * 1024;
-
-/// Smallest accepted RSA modulus.
-const MIN_RSA_BITS: usize = 2048;
 
 /// How the runtime validates bootstrap JWTs (`bootstrap.jwt` in the configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,6 +291,7 @@ pub struct JwtValidator {
     config: JwtConfig,
     keys: KeySource,
     replay: ReplayGuard,
+    clock: SharedClock,
 }
 
 impl fmt::Debug for JwtValidator {
@@ -307,10 +306,19 @@ impl JwtValidator {
     /// Builds a validator. A static JWKS is parsed now (bad JSON or no usable key is an error);
     /// a JWKS URL is checked but not fetched (see [`JwtValidator::refresh_jwks`]).
     pub fn new(config: JwtConfig) -> Result<Self, JwtError> {
-        Self::with_timings(config, Timings::default())
+        Self::with_clock(config, Arc::new(SystemClock))
     }
 
-    fn with_timings(config: JwtConfig, timings: Timings) -> Result<Self, JwtError> {
+    /// [`JwtValidator::new`] reading the time (token expiry, JWKS refreshes) from `clock`.
+    pub fn with_clock(config: JwtConfig, clock: SharedClock) -> Result<Self, JwtError> {
+        Self::with_timings(config, Timings::default(), clock)
+    }
+
+    fn with_timings(
+        config: JwtConfig,
+        timings: Timings,
+        clock: SharedClock,
+    ) -> Result<Self, JwtError> {
         if CryptoProvider::try_get_default().is_none() {
             return Err(JwtError::InvalidConfig(
                 "no JWT signature backend is available (the jsonwebtoken crate must be built with \
@@ -339,19 +347,19 @@ impl JwtValidator {
                             error_chain(&e)
                         ))
                     })?;
-                KeySource::Remote(Box::new(RemoteJwks {
+                KeySource::Remote(Box::new(RemoteJwks::new(
                     url,
                     client,
                     timings,
-                    cache: RwLock::new(Cache::default()),
-                    throttle: tokio::sync::Mutex::new(Throttle::default()),
-                }))
+                    clock.clone(),
+                )))
             }
         };
         Ok(JwtValidator {
             config,
             keys,
             replay: ReplayGuard::default(),
+            clock,
         })
     }
 
@@ -368,7 +376,7 @@ impl JwtValidator {
             KeySource::Static(set) => Ok(set.keys.len()),
             KeySource::Remote(remote) => {
                 let mut throttle = remote.throttle.lock().await;
-                throttle.last_attempt = Some(Instant::now());
+                throttle.last_attempt = Some(self.clock.now_ms());
                 remote.fetch_and_store().await.map(|set| set.keys.len())
             }
         }
@@ -408,7 +416,7 @@ impl JwtValidator {
         }
 
         let claims = decode_claims(parts.payload)?;
-        let now = unix_now();
+        let now = self.clock.now_ms().div_euclid(1000);
         self.check_claims(&claims, now)?;
         let exp = claims.exp.ok_or(JwtError::MissingExp)?;
 
@@ -484,442 +492,6 @@ impl JwtValidator {
     }
 }
 
-/// Checks a JWKS URL: `https://`, or `http://` to a loopback host. The error says why not.
-pub(crate) fn check_jwks_url(url: &str) -> Result<reqwest::Url, String> {
-    let parsed = reqwest::Url::parse(url.trim())
-        .map_err(|e| format!("the JWKS URL is not a valid URL: {e}"))?;
-    let Some(host) = parsed.host_str() else {
-        return Err(
-            "the JWKS URL has no host; write it like \"https://issuer.example.com/.well-known/jwks.json\""
-                .into(),
-        );
-    };
-    match parsed.scheme() {
-        "https" => Ok(parsed),
-        "http" => {
-            let bare = host.trim_start_matches('[').trim_end_matches(']');
-            let loopback = bare.eq_ignore_ascii_case("localhost")
-                || bare
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
-            if loopback {
-                Ok(parsed)
-            } else {
-                Err(
-                    "the JWKS URL uses plain http to a non-loopback host, where anyone on the path \
-                     could substitute keys; use https, or embed the keys with staticJWKS"
-                        .into(),
-                )
-            }
-        }
-        other => Err(format!(
-            "the JWKS URL scheme {other:?} is not supported; use https"
-        )),
-    }
-}
-
-/// Parses a JWKS document and keeps its usable signing keys.
-pub(crate) fn parse_jwks(json: &str) -> Result<KeySet, JwtError> {
-    #[derive(Deserialize)]
-    struct RawSet {
-        keys: Vec<Value>,
-    }
-    let raw: RawSet = serde_json::from_str(json).map_err(|e| {
-        JwtError::InvalidJwks(format!(
-            "not a JWKS JSON document ({e}); expected {{\"keys\": [...]}}"
-        ))
-    })?;
-    let total = raw.keys.len();
-    let mut keys = Vec::with_capacity(total);
-    for (index, value) in raw.keys.into_iter().enumerate() {
-        match parse_jwk(value) {
-            Ok(entry) => keys.push(Arc::new(entry)),
-            Err(reason) => tracing::debug!(index, reason, "JWKS key ignored"),
-        }
-    }
-    if keys.is_empty() {
-        return Err(JwtError::InvalidJwks(format!(
-            "none of its {total} keys is usable: a signing key of type RSA (2048+ bits), EC \
-             (P-256 or P-384) or OKP (Ed25519) is required"
-        )));
-    }
-    Ok(KeySet { keys })
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KeyKind {
-    Rsa,
-    P256,
-    P384,
-    Ed25519,
-}
-
-impl KeyKind {
-    fn supports(self, alg: Algorithm) -> bool {
-        matches!(
-            (self, alg),
-            (
-                KeyKind::Rsa,
-                Algorithm::RS256
-                    | Algorithm::RS384
-                    | Algorithm::RS512
-                    | Algorithm::PS256
-                    | Algorithm::PS384
-                    | Algorithm::PS512
-            ) | (KeyKind::P256, Algorithm::ES256)
-                | (KeyKind::P384, Algorithm::ES384)
-                | (KeyKind::Ed25519, Algorithm::EdDSA)
-        )
-    }
-
-    /// An algorithm this kind of key verifies, to check the key material once.
-    fn probe_algorithm(self) -> Algorithm {
-        match self {
-            KeyKind::Rsa => Algorithm::RS256,
-            KeyKind::P256 => Algorithm::ES256,
-            KeyKind::P384 => Algorithm::ES384,
-            KeyKind::Ed25519 => Algorithm::EdDSA,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            KeyKind::Rsa => "RSA",
-            KeyKind::P256 => "EC P-256",
-            KeyKind::P384 => "EC P-384",
-            KeyKind::Ed25519 => "Ed25519",
-        }
-    }
-}
-
-/// One usable verification key of a JWKS.
-pub(crate) struct KeyEntry {
-    kid: Option<String>,
-    alg: Option<Algorithm>,
-    kind: KeyKind,
-    key: DecodingKey,
-}
-
-/// The usable keys of one JWKS document.
-pub(crate) struct KeySet {
-    keys: Vec<Arc<KeyEntry>>,
-}
-
-impl KeySet {
-    fn select(&self, kid: Option<&str>, alg: Algorithm) -> Result<Arc<KeyEntry>, JwtError> {
-        let candidates: Vec<&Arc<KeyEntry>> = match kid {
-            Some(kid) => self
-                .keys
-                .iter()
-                .filter(|k| k.kid.as_deref() == Some(kid))
-                .collect(),
-            None if self.keys.len() == 1 => self.keys.iter().collect(),
-            None => {
-                return Err(JwtError::MissingKeyId {
-                    keys: self.keys.len(),
-                });
-            }
-        };
-        let Some(first) = candidates.first() else {
-            return Err(JwtError::UnknownKeyId {
-                kid: shorten(kid.unwrap_or_default()),
-            });
-        };
-        if let Some(found) = candidates
-            .iter()
-            .find(|k| k.kind.supports(alg) && k.alg.is_none_or(|a| a == alg))
-        {
-            return Ok(Arc::clone(found));
-        }
-        let reason = if first.kind.supports(alg) {
-            format!(
-                "the key is restricted to {}",
-                first
-                    .alg
-                    .map_or("another algorithm".to_owned(), |a| format!("{a:?}"))
-            )
-        } else {
-            format!("it is an {} key", first.kind.name())
-        };
-        Err(JwtError::KeyMismatch {
-            kid: first.kid.clone(),
-            alg: format!("{alg:?}"),
-            reason,
-        })
-    }
-}
-
-fn parse_jwk(value: Value) -> Result<KeyEntry, String> {
-    #[derive(Deserialize)]
-    struct RawJwk {
-        kty: String,
-        kid: Option<String>,
-        alg: Option<String>,
-        #[serde(rename = "use")]
-        use_: Option<String>,
-        crv: Option<String>,
-        x: Option<String>,
-        y: Option<String>,
-        n: Option<String>,
-        e: Option<String>,
-    }
-    let jwk: RawJwk = serde_json::from_value(value).map_err(|e| format!("not a JWK: {e}"))?;
-    if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
-        return Err("not a signature key (use is not \"sig\")".into());
-    }
-    let alg = match jwk.alg.as_deref() {
-        None => None,
-        Some(name) => Some(allowed_algorithm(name).map_err(|e| e.to_string())?),
-    };
-    let field = |v: &Option<String>, name: &str| -> Result<Vec<u8>, String> {
-        let s = v
-            .as_deref()
-            .ok_or_else(|| format!("{} key without {name}", jwk.kty))?;
-        decode_b64(s).ok_or_else(|| format!("{name} is not base64url"))
-    };
-    let (kind, key) = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
-        ("RSA", _) => {
-            let n = field(&jwk.n, "n")?;
-            let e = field(&jwk.e, "e")?;
-            let bits = significant_bits(&n);
-            if bits < MIN_RSA_BITS {
-                return Err(format!(
-                    "RSA key of {bits} bits (at least {MIN_RSA_BITS} required)"
-                ));
-            }
-            (KeyKind::Rsa, DecodingKey::from_rsa_raw_components(&n, &e))
-        }
-        ("EC", Some(crv @ ("P-256" | "P-384"))) => {
-            let (kind, len) = if crv == "P-256" {
-                (KeyKind::P256, 32)
-            } else {
-                (KeyKind::P384, 48)
-            };
-            let x = field(&jwk.x, "x")?;
-            let y = field(&jwk.y, "y")?;
-            if x.len() != len || y.len() != len {
-                return Err(format!("{crv} coordinates must be {len} bytes"));
-            }
-            let mut point = Vec::with_capacity(1 + 2 * len);
-            point.push(0x04);
-            point.extend_from_slice(&x);
-            point.extend_from_slice(&y);
-            (kind, DecodingKey::from_ec_der(&point))
-        }
-        ("OKP", Some("Ed25519")) => {
-            let x = field(&jwk.x, "x")?;
-            if x.len() != 32 {
-                return Err("Ed25519 public key must be 32 bytes".into());
-            }
-            (KeyKind::Ed25519, DecodingKey::from_ed_der(&x))
-        }
-        ("oct", _) => return Err("symmetric (oct) keys are never used".into()),
-        (kty, crv) => {
-            return Err(format!(
-                "unsupported key type {kty:?}{}",
-                crv.map(|c| format!(" curve {c:?}")).unwrap_or_default()
-            ));
-        }
-    };
-    if let Some(alg) = alg
-        && !kind.supports(alg)
-    {
-        return Err(format!("{} key declares alg {alg:?}", kind.name()));
-    }
-    // Build a verifier once so that bad key material (a point off the curve, a malformed
-    // modulus) is rejected here rather than at each token.
-    let provider = CryptoProvider::try_get_default().ok_or("no signature backend")?;
-    (provider.verifier_factory)(&kind.probe_algorithm(), &key)
-        .map_err(|e| format!("invalid {} key: {e}", kind.name()))?;
-    Ok(KeyEntry {
-        kid: jwk.kid,
-        alg,
-        kind,
-        key,
-    })
-}
-
-fn significant_bits(n: &[u8]) -> usize {
-    let trimmed: &[u8] = match n.iter().position(|b| *b != 0) {
-        Some(i) => &n[i..],
-        None => &[],
-    };
-    match trimmed.first() {
-        Some(first) => trimmed.len() * 8 - first.leading_zeros() as usize,
-        None => 0,
-    }
-}
-
-/// Maps a JOSE `alg` name to an allowed algorithm, or says why it is refused.
-fn allowed_algorithm(name: &str) -> Result<Algorithm, JwtError> {
-    let refuse = |reason| JwtError::AlgorithmNotAllowed {
-        alg: shorten(name),
-        reason,
-    };
-    if name.eq_ignore_ascii_case("none") {
-        return Err(refuse("unsigned tokens are never accepted"));
-    }
-    if name.len() >= 2 && name[..2].eq_ignore_ascii_case("HS") {
-        return Err(refuse(
-            "shared-secret (HMAC) algorithms are refused: the keys come from a public JWKS",
-        ));
-    }
-    if !ALLOWED_ALGORITHMS.contains(&name) {
-        return Err(refuse(
-            "the accepted algorithms are RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 \
-             and EdDSA",
-        ));
-    }
-    name.parse::<Algorithm>()
-        .map_err(|_| refuse("not supported by the signature backend"))
-}
-
-struct TokenParts<'a> {
-    header: &'a str,
-    payload: &'a str,
-    signature: &'a str,
-}
-
-fn split_token(token: &str) -> Result<TokenParts<'_>, JwtError> {
-    if token.is_empty() {
-        return Err(JwtError::Malformed("the token is empty".into()));
-    }
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(JwtError::Malformed(format!(
-            "the token is {} bytes, more than the {MAX_TOKEN_BYTES} accepted",
-            token.len()
-        )));
-    }
-    let parts: Vec<&str> = token.split('.').collect();
-    match parts.as_slice() {
-        [header, payload, signature] if !header.is_empty() && !payload.is_empty() => {
-            Ok(TokenParts {
-                header,
-                payload,
-                signature,
-            })
-        }
-        [_, _, _, _, _] => Err(JwtError::Malformed(
-            "encrypted tokens (JWE) are not supported; a signed JWT is expected".into(),
-        )),
-        _ => Err(JwtError::Malformed(format!(
-            "a JWT has three dot-separated parts, this token has {}",
-            parts.len()
-        ))),
-    }
-}
-
-#[derive(Deserialize)]
-struct RawHeader {
-    alg: Option<String>,
-    kid: Option<String>,
-    crit: Option<Value>,
-}
-
-struct Header {
-    alg: String,
-    kid: Option<String>,
-    crit: Option<Value>,
-}
-
-fn decode_header(part: &str) -> Result<Header, JwtError> {
-    let bytes = decode_b64(part)
-        .ok_or_else(|| JwtError::Malformed("the header is not base64url".into()))?;
-    let raw: RawHeader = serde_json::from_slice(&bytes)
-        .map_err(|e| JwtError::Malformed(format!("the header is not a JSON object: {e}")))?;
-    let alg = raw
-        .alg
-        .ok_or_else(|| JwtError::Malformed("the header has no alg".into()))?;
-    Ok(Header {
-        alg,
-        kid: raw.kid,
-        crit: raw.crit,
-    })
-}
-
-/// The registered claims, typed.
-struct Claims {
-    iss: Option<String>,
-    sub: Option<String>,
-    aud: Vec<String>,
-    exp: Option<i64>,
-    nbf: Option<i64>,
-    iat: Option<i64>,
-    jti: Option<String>,
-}
-
-fn decode_claims(part: &str) -> Result<Claims, JwtError> {
-    let bytes = decode_b64(part)
-        .ok_or_else(|| JwtError::Malformed("the payload is not base64url".into()))?;
-    let map: serde_json::Map<String, Value> = serde_json::from_slice(&bytes)
-        .map_err(|e| JwtError::Malformed(format!("the payload is not a JSON object: {e}")))?;
-    let string = |name: &str| -> Result<Option<String>, JwtError> {
-        match map.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(JwtError::Malformed(format!(
-                "the {name} claim must be a string"
-            ))),
-        }
-    };
-    let date = |name: &str| -> Result<Option<i64>, JwtError> {
-        match map.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => n
-                .as_i64()
-                .or_else(|| {
-                    n.as_f64()
-                        .filter(|f| f.is_finite())
-                        .map(|f| f.floor() as i64)
-                })
-                .map(Some)
-                .ok_or_else(|| JwtError::Malformed(format!("the {name} claim is out of range"))),
-            Some(_) => Err(JwtError::Malformed(format!(
-                "the {name} claim must be a number of seconds since the Unix epoch"
-            ))),
-        }
-    };
-    let aud = match map.get("aud") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| match v {
-                Value::String(s) => Ok(s.clone()),
-                _ => Err(JwtError::Malformed(
-                    "the aud claim must be a string or an array of strings".into(),
-                )),
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => {
-            return Err(JwtError::Malformed(
-                "the aud claim must be a string or an array of strings".into(),
-            ));
-        }
-    };
-    Ok(Claims {
-        iss: string("iss")?,
-        sub: string("sub")?,
-        aud,
-        exp: date("exp")?,
-        nbf: date("nbf")?,
-        iat: date("iat")?,
-        jti: string("jti")?,
-    })
-}
-
-/// Decodes base64url, with or without padding.
-fn decode_b64(s: &str) -> Option<Vec<u8>> {
-    URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok()
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 fn secs_i64(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
@@ -934,18 +506,6 @@ fn shorten(s: &str) -> String {
         out.push('…');
         out
     }
-}
-
-/// An error and its sources, joined with ": " (reqwest's own text omits the cause).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The `jti`s already accepted, each kept until its token can no longer be valid.
@@ -969,190 +529,18 @@ impl ReplayGuard {
     }
 }
 
-/// The intervals governing a JWKS fetched from a URL (shortened by tests).
-#[derive(Debug, Clone, Copy)]
-struct Timings {
-    refresh: Duration,
-    unknown_kid_refresh: Duration,
-    retry: Duration,
-    fetch_timeout: Duration,
-}
-
-impl Default for Timings {
-    fn default() -> Self {
-        Timings {
-            refresh: JWKS_REFRESH_INTERVAL,
-            unknown_kid_refresh: JWKS_UNKNOWN_KID_REFRESH_INTERVAL,
-            retry: JWKS_RETRY_INTERVAL,
-            fetch_timeout: JWKS_FETCH_TIMEOUT,
-        }
-    }
-}
-
-enum KeySource {
-    Static(Arc<KeySet>),
-    Remote(Box<RemoteJwks>),
-}
-
-#[derive(Default)]
-struct Cache {
-    keys: Option<Arc<KeySet>>,
-    fetched_at: Option<Instant>,
-    last_error: Option<String>,
-}
-
-#[derive(Default)]
-struct Throttle {
-    last_attempt: Option<Instant>,
-    last_unknown_kid_refresh: Option<Instant>,
-}
-
-/// A JWKS fetched from a URL. Readers take the cached keys from `cache`; fetches are
-/// serialized by `throttle`, which also enforces the intervals.
-struct RemoteJwks {
-    url: reqwest::Url,
-    client: reqwest::Client,
-    timings: Timings,
-    cache: RwLock<Cache>,
-    throttle: tokio::sync::Mutex<Throttle>,
-}
-
-impl RemoteJwks {
-    /// The cached keys if fresh enough, else the result of a fetch (or the stale keys when the
-    /// fetch fails or was attempted too recently).
-    async fn current(&self) -> Result<Arc<KeySet>, JwtError> {
-        if let Some(keys) = self.fresh_keys() {
-            return Ok(keys);
-        }
-        let mut throttle = self.throttle.lock().await;
-        // Another task may have fetched while this one waited.
-        if let Some(keys) = self.fresh_keys() {
-            return Ok(keys);
-        }
-        let recently_tried = throttle
-            .last_attempt
-            .is_some_and(|t| t.elapsed() < self.timings.retry);
-        if !recently_tried {
-            throttle.last_attempt = Some(Instant::now());
-            if let Ok(keys) = self.fetch_and_store().await {
-                return Ok(keys);
-            }
-        }
-        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
-        match &cache.keys {
-            Some(stale) => Ok(Arc::clone(stale)),
-            None => Err(JwtError::JwksUnavailable {
-                url: self.url.to_string(),
-                reason: cache
-                    .last_error
-                    .clone()
-                    .unwrap_or_else(|| "not fetched yet".into()),
-            }),
-        }
-    }
-
-    fn fresh_keys(&self) -> Option<Arc<KeySet>> {
-        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
-        let fresh = cache
-            .fetched_at
-            .is_some_and(|t| t.elapsed() < self.timings.refresh);
-        if fresh { cache.keys.clone() } else { None }
-    }
-
-    /// Fetches again because a token named a `kid` the cache lacks, unless that was done less
-    /// than the unknown-kid interval ago. Returns the keys to search again.
-    async fn refresh_for_unknown_kid(&self) -> Option<Arc<KeySet>> {
-        let mut throttle = self.throttle.lock().await;
-        let allowed = throttle
-            .last_unknown_kid_refresh
-            .is_none_or(|t| t.elapsed() >= self.timings.unknown_kid_refresh);
-        if allowed {
-            let now = Instant::now();
-            throttle.last_unknown_kid_refresh = Some(now);
-            throttle.last_attempt = Some(now);
-            if let Ok(keys) = self.fetch_and_store().await {
-                return Some(keys);
-            }
-        }
-        // Possibly refreshed by another task meanwhile.
-        self.cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys
-            .clone()
-    }
-
-    /// Fetches and parses the JWKS, and records the outcome. Callers hold the throttle lock.
-    async fn fetch_and_store(&self) -> Result<Arc<KeySet>, JwtError> {
-        match self.fetch().await {
-            Ok(set) => {
-                let set = Arc::new(set);
-                tracing::debug!(url = %self.url, keys = set.keys.len(), "fetched the JWKS");
-                let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
-                cache.keys = Some(Arc::clone(&set));
-                cache.fetched_at = Some(Instant::now());
-                cache.last_error = None;
-                Ok(set)
-            }
-            Err(reason) => {
-                tracing::warn!(url = %self.url, %reason, "cannot fetch the JWKS");
-                let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
-                cache.last_error = Some(reason.clone());
-                Err(JwtError::JwksUnavailable {
-                    url: self.url.to_string(),
-                    reason,
-                })
-            }
-        }
-    }
-
-    async fn fetch(&self) -> Result<KeySet, String> {
-        let mut response = self
-            .client
-            .get(self.url.clone())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(format!("the server answered HTTP {status}"));
-        }
-        if response
-            .content_length()
-            .is_some_and(|len| len > MAX_JWKS_BYTES as u64)
-        {
-            return Err(format!(
-                "the document is larger than {MAX_JWKS_BYTES} bytes"
-            ));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| format!("reading the response failed: {}", error_chain(&e)))?
-        {
-            if body.len() + chunk.len() > MAX_JWKS_BYTES {
-                return Err(format!(
-                    "the document is larger than {MAX_JWKS_BYTES} bytes"
-                ));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let text =
-            std::str::from_utf8(&body).map_err(|_| "the document is not UTF-8".to_owned())?;
-        parse_jwks(text).map_err(|e| e.to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use jsonwebtoken::EncodingKey;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
+    use super::token::MAX_TOKEN_BYTES;
     use super::*;
+    use crate::clock::Clock;
 
     const ISSUER: &str = "https://issuer.test";
     const AUDIENCE: &str = "francis-runtime";
@@ -1214,7 +602,7 @@ mod tests {
     }
 
     fn now() -> i64 {
-        unix_now()
+        SystemClock.now_ms().div_euclid(1000)
     }
 
     /// Valid claims, each token with a fresh jti.
@@ -1249,6 +637,23 @@ mod tests {
 
     fn validator(keys: &[&TestKey]) -> JwtValidator {
         JwtValidator::new(config(JwksSource::Static(jwks(keys)))).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_validator_reads_the_time_from_its_clock() {
+        let key = ed25519("k1");
+        let clock = crate::clock::ManualClock::starting_now();
+        let v = JwtValidator::with_clock(
+            config(JwksSource::Static(jwks(&[&key]))),
+            Arc::new(clock.clone()),
+        )
+        .unwrap();
+        v.validate(&token(&key, &claims())).await.unwrap();
+        // Twelve minutes later by the validator's clock, a ten-minute token has expired (the
+        // leeway is one minute).
+        clock.advance(Duration::from_secs(12 * 60));
+        let err = v.validate(&token(&key, &claims())).await.unwrap_err();
+        assert!(matches!(err, JwtError::Expired { .. }), "{err}");
     }
 
     #[tokio::test]
@@ -1691,8 +1096,12 @@ mod tests {
             retry: Duration::ZERO,
             ..Timings::default()
         };
-        let v = JwtValidator::with_timings(config(JwksSource::Url(server.url.clone())), timings)
-            .unwrap();
+        let v = JwtValidator::with_timings(
+            config(JwksSource::Url(server.url.clone())),
+            timings,
+            Arc::new(SystemClock),
+        )
+        .unwrap();
         let err = v.refresh_jwks().await.unwrap_err();
         assert!(matches!(err, JwtError::JwksUnavailable { .. }), "{err}");
 
@@ -1715,6 +1124,7 @@ mod tests {
                 retry: Duration::ZERO,
                 ..Timings::default()
             },
+            Arc::new(SystemClock),
         )
         .unwrap();
         server.serve(Some(jwks(&[&key])));
