@@ -1,0 +1,325 @@
+//! The peer server: accepts WebTransport sessions from hosts of this cluster and serves one call
+//! per stream, after the admission checks (a well-formed request for this host, not draining,
+//! under the session's limit), in the stream's own task.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+use tokio::time::timeout;
+use tracing::{debug, info, warn};
+use wtransport::endpoint::endpoint_side;
+use wtransport::endpoint::{IncomingSession, SessionRequest};
+use wtransport::{Connection, Endpoint, RecvStream, SendStream, ServerConfig, VarInt};
+
+use super::{EXTRA_STREAMS, NetError, PEER_PATH, PeerHandler, PeerLimits, transport_config};
+use crate::net::pki::{HOST_PREFIX, SpiffeId, spiffe_id_of};
+use crate::net::serving::{InFlight, reply};
+use crate::net::tls::{self, CertSlot, ClientAuth, Trust};
+use crate::net::translate::DRAINING_RETRY;
+use crate::net::wire::{
+    self, ErrorCode, Frame, FrameError, InvokeRequest, InvokeResponse, MAX_FRAME_BYTES, WireError,
+};
+
+/// Retry hint sent with `overloaded`.
+const OVERLOADED_RETRY: Duration = Duration::from_millis(100);
+
+struct ServerShared {
+    handler: Arc<dyn PeerHandler>,
+    limits: PeerLimits,
+    host_id: String,
+    draining: Arc<AtomicBool>,
+    in_flight: InFlight,
+}
+
+/// Serves peer invocations for one host. Create with [`bind`](Self::bind), run with
+/// [`serve`](Self::serve).
+pub struct PeerServer {
+    endpoint: Endpoint<endpoint_side::Server>,
+    local_addr: SocketAddr,
+    shared: Arc<ServerShared>,
+}
+
+impl std::fmt::Debug for PeerServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerServer")
+            .field("local_addr", &self.local_addr)
+            .field("host_id", &self.shared.host_id)
+            .finish()
+    }
+}
+
+impl PeerServer {
+    /// Binds the UDP socket and prepares the server. `cert` must hold a host identity; callers
+    /// must present host certificates that chain to `trust`. Both are read at every handshake,
+    /// so a renewed certificate or CA bundle takes effect without a restart. Once `draining` is
+    /// set (by the host as it starts shutting down, or by [`serve`](Self::serve) at the end),
+    /// calls are answered `host_draining`. Must be called inside a Tokio runtime.
+    pub fn bind(
+        addr: SocketAddr,
+        trust: &Trust,
+        cert: Arc<CertSlot>,
+        handler: Arc<dyn PeerHandler>,
+        limits: PeerLimits,
+        draining: Arc<AtomicBool>,
+    ) -> Result<PeerServer, NetError> {
+        tokio::runtime::Handle::try_current().map_err(|_| NetError::NoRuntime)?;
+        let identity = cert.identity().ok_or(NetError::NoIdentity)?;
+        let host_id = identity
+            .spiffe_id()
+            .host_id()
+            .ok_or_else(|| NetError::NotAHost(identity.spiffe_id().clone()))?
+            .to_string();
+        if limits.max_in_flight == 0 {
+            return Err(NetError::InvalidLimits("max_in_flight must be at least 1"));
+        }
+        if limits.max_request_bytes == 0 || limits.max_request_bytes > MAX_FRAME_BYTES {
+            return Err(NetError::InvalidLimits(
+                "max_request_bytes must be between 1 and 16 MiB",
+            ));
+        }
+        let tls = tls::server_config(trust, cert, HOST_PREFIX, ClientAuth::Required)?;
+        let transport = transport_config(
+            limits.max_in_flight.saturating_add(EXTRA_STREAMS),
+            limits.idle_timeout,
+            None,
+        )?;
+        let config = ServerConfig::builder()
+            .with_bind_address(addr)
+            .with_custom_tls_and_transport(tls, transport)
+            .build();
+        let endpoint =
+            Endpoint::server(config).map_err(|source| NetError::Bind { addr, source })?;
+        let local_addr = endpoint
+            .local_addr()
+            .map_err(|source| NetError::Bind { addr, source })?;
+        Ok(PeerServer {
+            endpoint,
+            local_addr,
+            shared: Arc::new(ServerShared {
+                handler,
+                limits,
+                host_id,
+                draining,
+                in_flight: InFlight::default(),
+            }),
+        })
+    }
+
+    /// The bound address (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Accepts sessions until `shutdown` completes, then drains: new calls are answered
+    /// `host_draining`, running calls get up to [`PeerLimits::shutdown_grace`] to finish, and
+    /// the endpoint closes with code 0, "host shutting down".
+    pub async fn serve(self, shutdown: impl Future) {
+        let PeerServer {
+            endpoint,
+            local_addr,
+            shared,
+        } = self;
+        info!(%local_addr, host_id = %shared.host_id, "peer server listening");
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                incoming = endpoint.accept() => {
+                    tokio::spawn(handle_session(incoming, shared.clone()));
+                }
+            }
+        }
+
+        info!(%local_addr, "peer server draining");
+        shared.draining.store(true, Ordering::SeqCst);
+        if timeout(shared.limits.shutdown_grace, shared.in_flight.wait_idle())
+            .await
+            .is_err()
+        {
+            warn!(
+                running = shared.in_flight.count(),
+                "peer calls still running after the shutdown grace period"
+            );
+        }
+        endpoint.close(VarInt::from_u32(0), b"host shutting down");
+        let _ = timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+        info!(%local_addr, "peer server stopped");
+    }
+}
+
+async fn establish(
+    incoming: IncomingSession,
+    shared: &ServerShared,
+) -> Result<(Connection, SpiffeId), String> {
+    let request: SessionRequest = incoming
+        .await
+        .map_err(|e| format!("handshake failed: {e}"))?;
+    if request.path() != PEER_PATH {
+        let path = request.path().to_string();
+        request.not_found().await;
+        return Err(format!("refused session for unknown path {path:?}"));
+    }
+    if shared.draining.load(Ordering::SeqCst) {
+        request.too_many_requests().await;
+        return Err("refused session: host is draining".into());
+    }
+    let conn = request
+        .accept()
+        .await
+        .map_err(|e| format!("session accept failed: {e}"))?;
+    let caller = conn
+        .peer_identity()
+        .and_then(|chain| chain.as_slice().first().map(|c| spiffe_id_of(c.der())));
+    match caller {
+        Some(Ok(id)) => Ok((conn, id)),
+        Some(Err(e)) => {
+            conn.close(VarInt::from_u32(1), b"unusable client identity");
+            Err(format!("unusable client identity: {e}"))
+        }
+        None => {
+            conn.close(VarInt::from_u32(1), b"client certificate required");
+            Err("no client certificate".into())
+        }
+    }
+}
+
+async fn handle_session(incoming: IncomingSession, shared: Arc<ServerShared>) {
+    let remote = incoming.remote_address();
+    let (conn, caller) = match timeout(
+        shared.limits.handshake_timeout,
+        establish(incoming, &shared),
+    )
+    .await
+    {
+        Ok(Ok(established)) => established,
+        Ok(Err(reason)) => {
+            info!(%remote, %reason, "peer session refused");
+            return;
+        }
+        Err(_) => {
+            info!(%remote, "peer session refused: handshake timed out");
+            return;
+        }
+    };
+    debug!(%remote, %caller, "peer session established");
+    let permits = Arc::new(Semaphore::new(shared.limits.max_in_flight));
+    loop {
+        match conn.accept_bi().await {
+            Ok((send, recv)) => {
+                tokio::spawn(handle_stream(
+                    send,
+                    recv,
+                    caller.clone(),
+                    permits.clone(),
+                    shared.clone(),
+                ));
+            }
+            Err(e) => {
+                debug!(%remote, %caller, reason = %e, "peer session closed");
+                return;
+            }
+        }
+    }
+}
+
+async fn handle_stream(
+    mut send: SendStream,
+    mut recv: RecvStream,
+    caller: SpiffeId,
+    permits: Arc<Semaphore>,
+    shared: Arc<ServerShared>,
+) {
+    let limits = &shared.limits;
+    let first = timeout(
+        limits.first_frame_timeout,
+        wire::read_frame(&mut recv, limits.max_request_bytes),
+    )
+    .await;
+    let frame = match first {
+        Ok(Ok(Some(frame))) => frame,
+        Ok(Ok(None)) => {
+            // The caller closed the stream without a request: nothing to answer.
+            let _ = send.shutdown().await;
+            return;
+        }
+        Ok(Err(FrameError::Io(e))) => {
+            debug!(%caller, error = %e, "peer stream failed before its request arrived");
+            return;
+        }
+        Ok(Err(e)) => {
+            info!(%caller, error = %e, "bad peer request frame");
+            recv.stop(VarInt::from_u32(0));
+            reply(&mut send, Err(e.to_wire_error())).await;
+            return;
+        }
+        Err(_) => {
+            info!(%caller, timeout = ?limits.first_frame_timeout, "peer stream sent no request in time");
+            recv.stop(VarInt::from_u32(0));
+            let error = WireError::new(
+                ErrorCode::DeadlineExceeded,
+                format!(
+                    "no request frame within {:?}; closing the stream",
+                    limits.first_frame_timeout
+                ),
+            );
+            reply(&mut send, Err(error)).await;
+            return;
+        }
+    };
+    drop(recv);
+    // Counted from here until the reply is delivered, so shutdown waits for it.
+    let _running = shared.in_flight.enter();
+    let result = dispatch(frame, caller, &permits, &shared)
+        .await
+        .and_then(|response| Frame::new(&response).map_err(|e| e.to_wire_error()));
+    reply(&mut send, result).await;
+}
+
+/// Admit a request (the one place where a peer call is checked: well-formed, meant for this
+/// host, not draining, under the session's limit) and run it in this stream's task.
+async fn dispatch(
+    frame: Frame,
+    caller: SpiffeId,
+    permits: &Arc<Semaphore>,
+    shared: &Arc<ServerShared>,
+) -> Result<InvokeResponse, WireError> {
+    let request: InvokeRequest = frame.decode().map_err(|e| e.to_wire_error())?;
+    if request.actor_type.is_empty() || request.actor_id.is_empty() || request.method.is_empty() {
+        return Err(WireError::new(
+            ErrorCode::BadRequest,
+            "actor type, actor ID and method are required",
+        ));
+    }
+    if request.target_host_id != shared.host_id {
+        return Err(WireError::new(
+            ErrorCode::HostMismatch,
+            format!(
+                "this is host {}, not host {:?}",
+                shared.host_id, request.target_host_id
+            ),
+        ));
+    }
+    if shared.draining.load(Ordering::SeqCst) {
+        return Err(
+            WireError::new(ErrorCode::HostDraining, "host is shutting down")
+                .with_retry_after(DRAINING_RETRY),
+        );
+    }
+    let Ok(_permit) = permits.try_acquire() else {
+        return Err(WireError::new(
+            ErrorCode::Overloaded,
+            format!(
+                "too many calls in flight on this session (limit {})",
+                shared.limits.max_in_flight
+            ),
+        )
+        .with_retry_after(OVERLOADED_RETRY));
+    };
+    shared.handler.invoke(caller, request).await
+}
