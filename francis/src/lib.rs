@@ -69,12 +69,23 @@
 //! # }
 //! ```
 //!
-//! Module map (dependencies point downward only):
-//! - [`actor`]: what users write and call: [`Actor`], [`ActorRef`], [`Service`], [`State`], alarms.
-//! - [`host`]: one process's actor host: activations, turn locks, idle deactivation, alarms.
-//! - [`runtime`]: the remote topology's control plane: its configuration and host admission.
-//! - [`store`]: the durable store trait and its memory / SQLite implementations.
-//! - [`time`], [`clock`]: durations as users write them, and injected time.
+//! Module map, from the ground floor up (dependencies point downward only; the repository's
+//! `ARCHITECTURE.md` says more):
+//! - [`model`]: what every layer shares: actor keys, the payload [`Envelope`], the coordination
+//!   records and the coordination contract [`model::Store`].
+//! - [`clock`], [`time`]: injected time, and durations as users write them.
+//! - [`store`]: the stores: memory, and SQLite and PostgreSQL (features `sqlite`, `postgres`)
+//!   through one SQL implementation.
+//! - [`net`]: the cluster CA and TLS ([`net::pki`], [`net::tls`]), and, internal to the crate,
+//!   the wire frames, the peer transport and the runtime protocol; the only module that knows
+//!   WebTransport.
+//! - [`actor`](mod@actor): what users write and call: [`actor::Actor`], [`ActorRef`], [`Service`],
+//!   [`State`], alarms.
+//! - [`host`]: one process's actor host: activations, turns, placement, forwarding, alarms,
+//!   idle deactivation, and its builders ([`Host::local`], [`Host::remote`]).
+//! - `runtime` (feature `runtime`): the remote topology's control plane: configuration,
+//!   admission and certificate issuance over the runtime protocol.
+//! - `http` (feature `http`): the HTTP control API of the docs' curl examples.
 //! - [`testing`]: an in-process host on a virtual clock for unit-testing actors.
 
 extern crate self as francis;

@@ -131,7 +131,7 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
 }
 
-/// Completes on Ctrl-C, or on SIGTERM on Unix: pass it to [`Host::run`] (or an HTTP server's
+/// Completes on Ctrl-C, or on SIGTERM on Unix: pass it to [`Host::run`](super::Host::run) (or an HTTP server's
 /// graceful shutdown) to stop cleanly when the process is asked to.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -1,6 +1,6 @@
 //! One process's actor host: [`Host::local()`] or [`Host::remote()`] builds it ([`builder`]),
 //! [`Host::service`] hands out the [`Service`], and [`Host::run`] drives the background work
-//! (heartbeats, alarms, idle deactivation, cleanup; [`loops`]) until shutdown.
+//! (heartbeats, alarms, idle deactivation, cleanup) until shutdown.
 
 mod activation;
 pub(crate) mod alarms;

@@ -1,5 +1,5 @@
 //! The registered actor types of a host: name, options, method table, and a type-erased
-//! factory that creates an [`ActivationDyn`] for a given actor ID.
+//! factory that creates an [`Activation`] for a given actor ID.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,14 +1,18 @@
-//! Network layer: PKI from PSKs, wire protocol, peer transport.
+//! The network layer, and the only module that knows WebTransport (QUIC) and TLS.
 //!
 //! - [`pki`]: the cluster CA derived from runtime PSKs, workload identities and keys.
 //! - [`tls`]: swappable trust bundles and identities, and the rustls configs that use them.
-//! - [`wire`]: length-prefixed, versioned MessagePack frames and the peer messages.
-//! - [`peer`]: host-to-host invocation over WebTransport with mutual TLS.
-//! - [`rpc`]: the host ↔ runtime protocol of the remote topology and its PSK bootstrap proofs.
+//! - `wire` (internal): length-prefixed, versioned MessagePack frames, the peer messages and
+//!   the error codes.
+//! - `peer` (internal): host-to-host invocation over WebTransport with mutual TLS.
+//! - `runtime` (internal): the host ↔ runtime protocol of the remote topology, both ends: its
+//!   messages and table of store operations, the PSK bootstrap, the worker's link and the
+//!   runtime's session server.
+//! - `translate`, `serving` (internal): the one translation of errors to and from wire codes,
+//!   and what the two servers share.
 //!
-//! This module knows nothing of SQL or activations (the runtime protocol carries the store's
-//! plain data types); the host layer plugs in through
-//! [`peer::PeerHandler`].
+//! This module knows nothing of SQL or activations: the runtime protocol carries the model's
+//! plain records, and the host plugs into the peer server through its `PeerHandler`.
 
 pub(crate) mod peer;
 pub mod pki;

@@ -14,7 +14,7 @@
 //! Every registration carries a fresh public key (`wlpub`) and gets a certificate for the host
 //! ID it ends up with, so a host is never left holding a certificate for an identity it no
 //! longer has (an upstream bug). After registration every stream carries one request and one
-//! reply: a [`StoreRequest`] (one operation of [`for_each_store_op!`], always on behalf of the
+//! reply: a [`StoreRequest`] (one operation of `for_each_store_op!`, always on behalf of the
 //! session's own host where a host is involved) or a certificate renewal.
 
 use serde::{Deserialize, Serialize};
@@ -260,7 +260,7 @@ pub(crate) use wire_type;
 /// knows what it is decoding before it decodes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreRequest {
-    /// The operation (a line of [`for_each_store_op!`]).
+    /// The operation (a line of the store-operation table).
     pub op: String,
     /// Its arguments (MessagePack).
     #[serde(with = "serde_bytes")]

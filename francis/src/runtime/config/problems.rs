@@ -68,7 +68,7 @@ pub enum ConfigError {
     /// The file was read but is not a valid configuration.
     #[error("{}", render_problems(origin, problems))]
     Invalid {
-        /// The file name (or the origin name given to [`RuntimeConfig::from_yaml_str`]).
+        /// The file name (or the origin name given to [`RuntimeConfig::from_yaml_str`](super::RuntimeConfig::from_yaml_str)).
         origin: String,
         /// Every problem found, in file order.
         problems: Vec<ConfigProblem>,

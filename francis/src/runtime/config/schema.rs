@@ -3,7 +3,7 @@
 
 use super::DEFAULT_BIND;
 
-/// One key of the configuration file, for documentation (see [`RuntimeConfig::reference`]).
+/// One key of the configuration file, for documentation (see [`RuntimeConfig::reference`](super::RuntimeConfig::reference)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConfigKey {
     /// The dotted key path, e.g. `bootstrap.hostPSK`.

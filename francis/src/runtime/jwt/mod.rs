@@ -250,7 +250,7 @@ pub enum JwtError {
     LifetimeTooLong {
         /// Seconds from now to `exp`.
         remaining: i64,
-        /// [`MAX_TOKEN_LIFETIME`] plus [`LEEWAY`], in seconds.
+        /// The longest lifetime accepted (one hour) plus the leeway (one minute), in seconds.
         max: u64,
     },
     /// The token's `jti` was already used with this validator.
