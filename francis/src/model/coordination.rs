@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::key::{ActorKey, HostId};
+use super::key::{ActorKey, HostId, new_host_id};
 use super::records::{
     AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, FetchAlarms, HostInfo,
     HostRegistration, ListStatesOptions, LookupOptions, Placement, StateList,
@@ -103,7 +103,14 @@ pub trait Store: Send + Sync + 'static {
     /// Register a host. Expired hosts are pruned first (with their placements), so a crashed
     /// host can re-register at its address once its heartbeat expired; a healthy host at the
     /// same address gives [`StoreError::HostAlreadyRegistered`].
-    async fn register_host(&self, registration: &HostRegistration) -> Result<HostId, StoreError>;
+    ///
+    /// The provided implementation registers the host under a fresh ID with
+    /// [`Store::reattach_host`].
+    async fn register_host(&self, registration: &HostRegistration) -> Result<HostId, StoreError> {
+        let host_id = new_host_id();
+        self.reattach_host(&host_id, registration).await?;
+        Ok(host_id)
+    }
 
     /// Register a host under an ID it already had (a remote host reconnecting to the runtime).
     /// If the ID's registration is still healthy it is refreshed in place (new address, actor

@@ -29,3 +29,8 @@ impl std::fmt::Display for ActorKey {
 
 /// A registered host's identifier (a UUIDv7 string, time-ordered).
 pub type HostId = String;
+
+/// A new host ID (UUIDv7: time-ordered).
+pub(crate) fn new_host_id() -> HostId {
+    uuid::Uuid::now_v7().to_string()
+}

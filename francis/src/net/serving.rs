@@ -1,16 +1,38 @@
-//! What the two servers (the peer server and the runtime's session server) share: one request
-//! and one reply per bidirectional stream, a reply that waits (bounded) for its
-//! acknowledgement, and a count of running requests so shutdown can let them finish.
+//! What the two servers (the peer server and the runtime's session server) share: binding the
+//! endpoint, one request and one reply per bidirectional stream, a reply that waits (bounded)
+//! for its acknowledgement, and a count of running requests so shutdown can let them finish.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::timeout;
 use tracing::{debug, warn};
-use wtransport::SendStream;
+use wtransport::config::QuicTransportConfig;
+use wtransport::endpoint::endpoint_side;
+use wtransport::{Endpoint, SendStream, ServerConfig};
 
+use super::peer::NetError;
 use super::wire::{self, Frame, WireError};
+
+/// Bind a WebTransport server endpoint on `addr` with this TLS and QUIC configuration; the
+/// endpoint and the address it got (the real port when `addr` asked for port 0).
+pub(crate) fn bind_server(
+    addr: SocketAddr,
+    tls: rustls::ServerConfig,
+    transport: QuicTransportConfig,
+) -> Result<(Endpoint<endpoint_side::Server>, SocketAddr), NetError> {
+    let config = ServerConfig::builder()
+        .with_bind_address(addr)
+        .with_custom_tls_and_transport(tls, transport)
+        .build();
+    let endpoint = Endpoint::server(config).map_err(|source| NetError::Bind { addr, source })?;
+    let local_addr = endpoint
+        .local_addr()
+        .map_err(|source| NetError::Bind { addr, source })?;
+    Ok((endpoint, local_addr))
+}
 
 /// How long a finished reply may take to be acknowledged before the stream task gives up.
 const REPLY_ACK_TIMEOUT: Duration = Duration::from_secs(5);

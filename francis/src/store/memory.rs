@@ -11,8 +11,7 @@ use async_trait::async_trait;
 
 use super::rules::{
     CompletionUpdate, HostSlot, check_allowed, expiry_after, health_threshold, new_alarm_id,
-    new_host_id, new_lease_id, page_limit, reserve_slot, same_alarm_properties, sort_leases,
-    state_page,
+    new_lease_id, page_limit, reserve_slot, same_alarm_properties, sort_leases, state_page,
 };
 use super::{
     ActorKey, ActorTypeRegistration, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats,
@@ -263,12 +262,6 @@ impl MemoryStore {
 impl Store for MemoryStore {
     fn options(&self) -> &StoreOptions {
         &self.options
-    }
-
-    async fn register_host(&self, registration: &HostRegistration) -> Result<HostId, StoreError> {
-        let host_id = new_host_id();
-        self.register(&host_id, registration)?;
-        Ok(host_id)
     }
 
     async fn reattach_host(

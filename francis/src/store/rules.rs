@@ -22,11 +22,6 @@ pub(crate) fn expiry_after(now: i64, ttl: Option<Duration>) -> Option<i64> {
     ttl.map(|d| now.saturating_add(duration_ms(d)))
 }
 
-/// A new host ID (UUIDv7: time-ordered).
-pub(crate) fn new_host_id() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
-
 /// A new alarm row ID (UUIDv7: time-ordered).
 pub(crate) fn new_alarm_id() -> String {
     uuid::Uuid::now_v7().to_string()

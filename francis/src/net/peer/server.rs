@@ -14,11 +14,11 @@ use tokio::time::timeout;
 use tracing::{debug, info, warn};
 use wtransport::endpoint::endpoint_side;
 use wtransport::endpoint::{IncomingSession, SessionRequest};
-use wtransport::{Connection, Endpoint, RecvStream, SendStream, ServerConfig, VarInt};
+use wtransport::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 
 use super::{EXTRA_STREAMS, NetError, PEER_PATH, PeerHandler, PeerLimits, transport_config};
 use crate::net::pki::{HOST_PREFIX, SpiffeId, spiffe_id_of};
-use crate::net::serving::{InFlight, reply};
+use crate::net::serving::{InFlight, bind_server, reply};
 use crate::net::tls::{self, CertSlot, ClientAuth, Trust};
 use crate::net::translate::DRAINING_RETRY;
 use crate::net::wire::{
@@ -88,15 +88,7 @@ impl PeerServer {
             limits.idle_timeout,
             None,
         )?;
-        let config = ServerConfig::builder()
-            .with_bind_address(addr)
-            .with_custom_tls_and_transport(tls, transport)
-            .build();
-        let endpoint =
-            Endpoint::server(config).map_err(|source| NetError::Bind { addr, source })?;
-        let local_addr = endpoint
-            .local_addr()
-            .map_err(|source| NetError::Bind { addr, source })?;
+        let (endpoint, local_addr) = bind_server(addr, tls, transport)?;
         Ok(PeerServer {
             endpoint,
             local_addr,

@@ -44,7 +44,7 @@ use self::rows::{
 };
 use super::rules::{
     CompletionUpdate, HostSlot, check_allowed, expiry_after, health_threshold, new_alarm_id,
-    new_host_id, new_lease_id, page_limit, reserve_slot, sort_leases, state_page,
+    new_lease_id, page_limit, reserve_slot, sort_leases, state_page,
 };
 use crate::clock::duration_ms;
 use crate::model::{
@@ -652,20 +652,13 @@ where
         &self.options
     }
 
-    async fn register_host(&self, registration: &HostRegistration) -> Result<HostId, StoreError> {
-        let host_id = new_host_id();
-        self.register(&host_id, registration).await?;
-        tracing::debug!(%host_id, address = %registration.address, "registered host");
-        Ok(host_id)
-    }
-
     async fn reattach_host(
         &self,
         host_id: &str,
         registration: &HostRegistration,
     ) -> Result<bool, StoreError> {
         let reattached = self.register(host_id, registration).await?;
-        tracing::debug!(%host_id, address = %registration.address, reattached, "re-registered host");
+        tracing::debug!(%host_id, address = %registration.address, reattached, "registered host");
         Ok(reattached)
     }
 

@@ -26,13 +26,13 @@ use tokio::time::timeout;
 use tracing::{debug, info, warn};
 use wtransport::config::QuicTransportConfig;
 use wtransport::endpoint::{IncomingSession, endpoint_side};
-use wtransport::{Connection, Endpoint, ServerConfig, VarInt};
+use wtransport::{Connection, Endpoint, VarInt};
 
 use super::messages::{RUNTIME_PATH, RegisterResponse, RenewResponse};
 use crate::model::{HostRegistration, Store};
 use crate::net::peer::NetError;
 use crate::net::pki::HOST_PREFIX;
-use crate::net::serving::InFlight;
+use crate::net::serving::{InFlight, bind_server};
 use crate::net::tls::{self, CertSlot, ClientAuth, Trust};
 use crate::net::wire::WireError;
 
@@ -138,15 +138,7 @@ impl SessionServer {
         if let Ok(idle) = wtransport::quinn::IdleTimeout::try_from(settings.idle_timeout) {
             transport.max_idle_timeout(Some(idle));
         }
-        let config = ServerConfig::builder()
-            .with_bind_address(addr)
-            .with_custom_tls_and_transport(tls, transport)
-            .build();
-        let endpoint =
-            Endpoint::server(config).map_err(|source| NetError::Bind { addr, source })?;
-        let local_addr = endpoint
-            .local_addr()
-            .map_err(|source| NetError::Bind { addr, source })?;
+        let (endpoint, local_addr) = bind_server(addr, tls, transport)?;
         Ok(SessionServer {
             endpoint,
             local_addr,
