@@ -317,7 +317,9 @@ fn the_crates_io_dependency_is_a_flag_away() {
     assert!(out.contains("francis 0.1 from crates.io"), "{out}");
     let manifest = std::fs::read_to_string(tmp.path().join("pub-app/Cargo.toml")).unwrap();
     assert!(
-        manifest.contains("francis = { version = \"0.1\", features = [\"http\"] }"),
+        manifest.contains(
+            "francis = { version = \"0.1\", default-features = false, features = [\"sqlite\", \"http\"] }"
+        ),
         "{manifest}"
     );
     let path = common::workspace_root().join("francis");
