@@ -2,16 +2,17 @@
 //! endpoint, one request and one reply per bidirectional stream, a reply that waits (bounded)
 //! for its acknowledgement, and a count of running requests so shutdown can let them finish.
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::timeout;
 use tracing::{debug, warn};
 use wtransport::config::QuicTransportConfig;
-use wtransport::endpoint::endpoint_side;
-use wtransport::{Endpoint, SendStream, ServerConfig};
+use wtransport::endpoint::{IncomingSession, endpoint_side};
+use wtransport::{Endpoint, SendStream, ServerConfig, VarInt};
 
 use super::peer::NetError;
 use super::wire::{self, Frame, WireError};
@@ -32,6 +33,43 @@ pub(crate) fn bind_server(
         .local_addr()
         .map_err(|source| NetError::Bind { addr, source })?;
     Ok((endpoint, local_addr))
+}
+
+/// Accept sessions until `shutdown` completes, spawning `serve` for each; then drain: set
+/// `draining` (new sessions and requests are refused from then on), give running requests up
+/// to `grace` to finish, and close the endpoint with `code` and `reason`.
+pub(crate) async fn accept_until<S, F>(
+    endpoint: Endpoint<endpoint_side::Server>,
+    shutdown: impl Future,
+    draining: &AtomicBool,
+    in_flight: &InFlight,
+    grace: Duration,
+    (code, reason): (u32, &'static [u8]),
+    serve: S,
+) where
+    S: Fn(IncomingSession) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            incoming = endpoint.accept() => {
+                tokio::spawn(serve(incoming));
+            }
+        }
+    }
+    draining.store(true, Ordering::SeqCst);
+    if timeout(grace, in_flight.wait_idle()).await.is_err() {
+        warn!(
+            ?grace,
+            running = in_flight.count(),
+            "requests still running after the shutdown grace period"
+        );
+    }
+    endpoint.close(VarInt::from_u32(code), reason);
+    let _ = timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
 }
 
 /// How long a finished reply may take to be acknowledged before the stream task gives up.

@@ -11,14 +11,14 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 use wtransport::endpoint::endpoint_side;
 use wtransport::endpoint::{IncomingSession, SessionRequest};
 use wtransport::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 
 use super::{EXTRA_STREAMS, NetError, PEER_PATH, PeerHandler, PeerLimits, transport_config};
 use crate::net::pki::{HOST_PREFIX, SpiffeId, spiffe_id_of};
-use crate::net::serving::{InFlight, bind_server, reply};
+use crate::net::serving::{InFlight, accept_until, bind_server, reply};
 use crate::net::tls::{self, CertSlot, ClientAuth, Trust};
 use crate::net::translate::DRAINING_RETRY;
 use crate::net::wire::{
@@ -117,30 +117,19 @@ impl PeerServer {
             shared,
         } = self;
         info!(%local_addr, host_id = %shared.host_id, "peer server listening");
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => break,
-                incoming = endpoint.accept() => {
-                    tokio::spawn(handle_session(incoming, shared.clone()));
-                }
-            }
-        }
-
-        info!(%local_addr, "peer server draining");
-        shared.draining.store(true, Ordering::SeqCst);
-        if timeout(shared.limits.shutdown_grace, shared.in_flight.wait_idle())
-            .await
-            .is_err()
-        {
-            warn!(
-                running = shared.in_flight.count(),
-                "peer calls still running after the shutdown grace period"
-            );
-        }
-        endpoint.close(VarInt::from_u32(0), b"host shutting down");
-        let _ = timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+        accept_until(
+            endpoint,
+            async move {
+                shutdown.await;
+                info!(%local_addr, "peer server draining");
+            },
+            &shared.draining,
+            &shared.in_flight,
+            shared.limits.shutdown_grace,
+            (0, b"host shutting down"),
+            |incoming| handle_session(incoming, shared.clone()),
+        )
+        .await;
         info!(%local_addr, "peer server stopped");
     }
 }

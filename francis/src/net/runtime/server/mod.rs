@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::time::timeout;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 use wtransport::config::QuicTransportConfig;
 use wtransport::endpoint::{IncomingSession, endpoint_side};
 use wtransport::{Connection, Endpoint, VarInt};
@@ -32,7 +32,7 @@ use super::messages::{RUNTIME_PATH, RegisterResponse, RenewResponse};
 use crate::model::{HostRegistration, Store};
 use crate::net::peer::NetError;
 use crate::net::pki::HOST_PREFIX;
-use crate::net::serving::{InFlight, bind_server};
+use crate::net::serving::{InFlight, accept_until, bind_server};
 use crate::net::tls::{self, CertSlot, ClientAuth, Trust};
 use crate::net::wire::WireError;
 
@@ -171,28 +171,19 @@ impl SessionServer {
             local_addr,
             shared,
         } = self;
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => break,
-                incoming = endpoint.accept() => {
-                    tokio::spawn(serve_connection(incoming, shared.clone()));
-                }
-            }
-        }
-        info!(%local_addr, "runtime shutting down");
-        shared.draining.store(true, Ordering::SeqCst);
-        let grace = shared.settings.shutdown_grace_period;
-        if timeout(grace, shared.in_flight.wait_idle()).await.is_err() {
-            warn!(
-                ?grace,
-                running = shared.in_flight.count(),
-                "requests still running after the shutdown grace period"
-            );
-        }
-        endpoint.close(VarInt::from_u32(2), b"runtime shutting down");
-        let _ = timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+        accept_until(
+            endpoint,
+            async move {
+                shutdown.await;
+                info!(%local_addr, "runtime shutting down");
+            },
+            &shared.draining,
+            &shared.in_flight,
+            shared.settings.shutdown_grace_period,
+            (2, b"runtime shutting down"),
+            |incoming| serve_connection(incoming, shared.clone()),
+        )
+        .await;
     }
 }
 
