@@ -125,8 +125,11 @@ impl HostCore {
         self.this.upgrade().ok_or(Error::ShuttingDown)
     }
 
-    /// Refuse new work from now on.
+    /// Refuse new work from now on. Taken under the creation lock, so no activation that
+    /// passed the check is still being created once this returns: whatever is in the table
+    /// then is everything a shutdown has to halt.
     pub fn begin_shutdown(&self) {
+        let _create = self.create_lock.lock();
         self.shutting_down.store(true, Ordering::SeqCst);
     }
 
@@ -359,10 +362,10 @@ impl HostCore {
                 });
             }
         }
+        let _create = self.create_lock.lock().map_err(|_| Error::ShuttingDown)?;
         if self.is_shutting_down() {
             return Err(Error::ShuttingDown);
         }
-        let _create = self.create_lock.lock().map_err(|_| Error::ShuttingDown)?;
         if let Some(activation) = self.lookup_local(key) {
             return Ok(activation);
         }

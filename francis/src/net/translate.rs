@@ -140,6 +140,14 @@ pub(crate) fn store_error_from_wire(e: WireError) -> StoreError {
         (ErrorCode::ActorNotActive, Some(StoreErrorData::NotActive { key })) => {
             StoreError::NotActive { key }
         }
+        // Without its data the code still says what to do: register again, or pick another
+        // address.
+        (ErrorCode::HostUnregistered, _) => StoreError::HostUnregistered {
+            host_id: String::new(),
+        },
+        (ErrorCode::AddressInUse, _) => StoreError::HostAlreadyRegistered {
+            address: String::new(),
+        },
         (ErrorCode::BadRequest, _) => StoreError::Invalid(e.message),
         _ => StoreError::Unavailable(format!("runtime: {}", e.message)),
     }
@@ -176,5 +184,11 @@ mod tests {
         let other =
             store_error_from_wire(store_error_to_wire(&StoreError::Unavailable("down".into())));
         assert!(matches!(other, StoreError::Unavailable(_)), "{other}");
+        // A reply without the data still tells a host to register again.
+        let bare = WireError::new(ErrorCode::HostUnregistered, "expired");
+        assert!(matches!(
+            store_error_from_wire(bare),
+            StoreError::HostUnregistered { .. }
+        ));
     }
 }

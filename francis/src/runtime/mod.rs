@@ -182,8 +182,13 @@ impl Runtime {
         let local_addr = server.local_addr();
         tracing::info!(%local_addr, %runtime_id, ca = %policy.ca.fingerprint(), "runtime listening");
         let background = tokio::spawn(maintenance(policy, cert, runtime_id));
-        server.serve(shutdown).await;
-        background.abort();
+        // Maintenance stops when the drain begins.
+        server
+            .serve(async move {
+                shutdown.await;
+                background.abort();
+            })
+            .await;
         tracing::info!(%local_addr, "runtime stopped");
         Ok(())
     }

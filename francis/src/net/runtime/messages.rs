@@ -23,8 +23,11 @@ use serde_bytes::ByteBuf;
 use crate::model::ActorTypeRegistration;
 use crate::net::wire::Message;
 
-/// The WebTransport path of the runtime's host endpoint.
-pub const RUNTIME_PATH: &str = "/runtime/v1/connect";
+/// The WebTransport path of the runtime's host endpoint. Its version is the runtime protocol's:
+/// a worker and a runtime of different versions refuse each other's sessions at once.
+/// Version 2: store operations travel as [`StoreRequest`] (an operation name and its encoded
+/// arguments) instead of one tagged enum.
+pub const RUNTIME_PATH: &str = "/runtime/v2/connect";
 
 /// Message kinds (the frame's `k`) of the runtime protocol.
 pub mod kind {

@@ -102,6 +102,11 @@ impl Inner {
                     DialFailure::Expired => ConnectError::Transient(format!(
                         "TLS handshake with the runtime at {address} failed: a certificate expired or is not yet valid (check clocks): {text}"
                     )),
+                    DialFailure::Refused => ConnectError::Transient(format!(
+                        "the runtime at {address} refused the session: it is shutting down, or it \
+                         speaks another version of the runtime protocol (this worker asks for \
+                         {RUNTIME_PATH}; run the same francis version on workers and runtimes)"
+                    )),
                     _ => ConnectError::Transient(format!(
                         "cannot connect to the runtime at {address}: {text}"
                     )),

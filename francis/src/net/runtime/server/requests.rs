@@ -116,7 +116,7 @@ async fn store_request(
             ))
         });
     debug!(host = %host.host_id, op, ok = reply.is_ok(), "store operation");
-    if op == "unregister_host" && reply.is_ok() {
+    if op == "unregister_host" {
         info!(host = %host.host_id, "host unregistered");
     }
     reply
