@@ -322,6 +322,37 @@ async fn a_runtime_restart_keeps_state_and_host_ids() {
     runtime.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_bootstraps_again_keeps_its_id_by_proving_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data.db");
+    // Certificates this short are never presented to reconnect: every reconnect bootstraps
+    // with the PSK again, proving the previous identity with its key.
+    let short = |b: francis::runtime::RuntimeBuilder| {
+        psk_runtime(b).workload_cert_ttl(Duration::from_secs(4))
+    };
+    let runtime = start_runtime(&db, "127.0.0.1:0".parse().unwrap(), short).await;
+    let bind = runtime.addr;
+    let a = run_worker(worker_builder("a", &runtime).host_bootstrap_psk(HOST_PSK)).await;
+    runtime.stop().await;
+    let runtime = start_runtime(&db, bind, short).await;
+    let (count, _) = eventually("calls work again after the restart", || {
+        let service = a.service.clone();
+        async move {
+            service
+                .actor::<Counter>("kept")
+                .add(1)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await;
+    assert_eq!(count, 1);
+    assert_eq!(runtime_hosts(&db).await, vec![a.host_id.clone()]);
+    a.stop().await;
+    runtime.stop().await;
+}
+
 /// The healthy hosts recorded in a runtime's SQLite file.
 async fn runtime_hosts(db: &Path) -> Vec<String> {
     let store = francis::store::sqlite::SqliteStore::open(

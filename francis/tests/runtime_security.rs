@@ -1,17 +1,19 @@
 //! The runtime's front door under hostile or broken clients, over real QUIC on 127.0.0.1:
 //! connections that never register are closed in time, malformed and oversized frames and
 //! protocol violations get error replies that say what is wrong, a client certificate from
-//! another cluster is refused in the handshake, and the runtime keeps serving throughout.
+//! another cluster is refused in the handshake, a bootstrap credential does not buy a live
+//! host's identity, and the runtime keeps serving throughout.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use francis::internals::bootstrap;
 use francis::internals::messages::{
-    self as rpc, AuthProof, RUNTIME_PATH, RegisterRequest, StoreRequest, method,
+    self as rpc, AuthProof, PreviousIdentityProof, RUNTIME_PATH, RegisterRequest, StoreRequest,
+    method,
 };
 use francis::internals::wire::{self, ErrorCode, Frame, WireError};
-use francis::net::pki::{ClusterCa, RUNTIME_PREFIX};
+use francis::net::pki::{ClusterCa, Identity, RUNTIME_PREFIX};
 use francis::net::tls::{self, CertSlot, Trust, Unverified};
 use francis::runtime::Runtime;
 use tokio::io::AsyncWriteExt;
@@ -30,16 +32,20 @@ struct Running {
 }
 
 async fn runtime() -> Running {
-    let runtime = Runtime::builder()
+    runtime_with(|b| b.host_psk(HOST_PSK)).await
+}
+
+/// A runtime on a memory store, bootstrapping hosts as `bootstrap` configures it.
+async fn runtime_with(
+    bootstrap: impl FnOnce(francis::runtime::RuntimeBuilder) -> francis::runtime::RuntimeBuilder,
+) -> Running {
+    let builder = Runtime::builder()
         .bind("127.0.0.1:0".parse().unwrap())
         .runtime_psk(RUNTIME_PSK)
-        .host_psk(HOST_PSK)
         .memory_store()
         .registration_timeout(Duration::from_secs(1))
-        .shutdown_grace_period(Duration::from_secs(1))
-        .build()
-        .await
-        .unwrap();
+        .shutdown_grace_period(Duration::from_secs(1));
+    let runtime = bootstrap(builder).build().await.unwrap();
     let addr = runtime.local_addr();
     let ca = runtime.cluster_ca().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -116,49 +122,298 @@ async fn closed_within(conn: &Connection, limit: Duration) -> bool {
 
 /// A correct PSK registration still works (the runtime kept serving).
 async fn assert_still_serving(run: &Running) {
+    let address = francis::testing::free_local_address();
+    let (response, _) = bootstrap_host(run, Credential::Psk, &address, Previous::None)
+        .await
+        .expect("registered");
+    assert!(!response.host_id.is_empty());
+}
+
+/// How a raw client bootstraps.
+#[derive(Clone, Copy)]
+enum Credential {
+    /// The channel-bound challenge-response with [`HOST_PSK`].
+    Psk,
+    /// This bearer token.
+    Token(&'static str),
+}
+
+/// The previous identity a bootstrapping raw client asks for.
+enum Previous<'a> {
+    None,
+    /// Ask for this ID with no proof at all.
+    Bare(&'a str),
+    /// Ask for `id`, presenting `cert`'s certificate and signing with `signer`'s key over this
+    /// session's transcript.
+    Signed {
+        id: &'a str,
+        cert: &'a Identity,
+        signer: &'a Identity,
+    },
+    /// Ask for `id` with a proof made for another session.
+    Replayed {
+        id: &'a str,
+        proof: PreviousIdentityProof,
+    },
+}
+
+fn sign(identity: &Identity, message: &[u8]) -> Vec<u8> {
+    let key = rcgen::KeyPair::try_from(identity.private_key_der()).unwrap();
+    rcgen::SigningKey::sign(&key, message).unwrap()
+}
+
+/// This session's proof that `signer` holds `id`'s key.
+fn proof_on(
+    conn: &Connection,
+    id: &str,
+    cert: &Identity,
+    signer: &Identity,
+) -> PreviousIdentityProof {
+    let mut binding = [0u8; 32];
+    conn.export_keying_material(&mut binding, bootstrap::REATTACH_BINDING_LABEL, &[])
+        .unwrap();
+    PreviousIdentityProof {
+        cert: cert.leaf_der().to_vec(),
+        sig: sign(signer, &bootstrap::reattach_transcript(&binding, id)),
+    }
+}
+
+/// Bootstrap a host at `address` over a fresh connection with no client certificate; its
+/// registration response and the identity the runtime certified, or the runtime's refusal.
+async fn bootstrap_host(
+    run: &Running,
+    credential: Credential,
+    address: &str,
+    previous: Previous<'_>,
+) -> Result<(rpc::RegisterResponse, Identity), WireError> {
     let trust = run.ca.trust();
     let (_endpoint, conn) = connect(run.addr, &trust, CertSlot::empty()).await.unwrap();
     let (mut send, mut recv) = conn.open_bi().await.unwrap().await.unwrap();
-    let cnonce = bootstrap::nonce();
-    let auth = rpc::RegisterAuth {
-        method: method::PSK.into(),
-        cnonce: cnonce.clone(),
-    };
-    wire::write_frame(&mut send, &Frame::new(&auth).unwrap())
-        .await
-        .unwrap();
-    let challenge: rpc::RegisterChallenge = wire::read_frame(&mut recv, 65536)
-        .await
-        .unwrap()
-        .unwrap()
-        .decode()
-        .unwrap();
-    let mut binding = vec![0u8; 32];
-    conn.export_keying_material(&mut binding, bootstrap::CHANNEL_BINDING_LABEL, &[])
-        .unwrap();
     let key = francis::net::pki::WorkloadKey::generate().unwrap();
-    let request = RegisterRequest {
-        address: francis::testing::free_local_address(),
-        auth: Some(AuthProof {
-            method: method::PSK.into(),
-            proof: bootstrap::psk_proof(
-                HOST_PSK.as_bytes(),
-                bootstrap::ProofSide::Client,
-                &cnonce,
-                &challenge.snonce,
-                &binding,
-            ),
-            token: String::new(),
-        }),
+    let mut request = RegisterRequest {
+        address: address.to_owned(),
         wlpub: key.public_key_raw(),
         ..RegisterRequest::default()
     };
+    match previous {
+        Previous::None => {}
+        Previous::Bare(id) => request.prev_host_id = Some(id.to_owned()),
+        Previous::Signed { id, cert, signer } => {
+            request.prev_host_id = Some(id.to_owned());
+            request.prev_proof = Some(proof_on(&conn, id, cert, signer));
+        }
+        Previous::Replayed { id, proof } => {
+            request.prev_host_id = Some(id.to_owned());
+            request.prev_proof = Some(proof);
+        }
+    }
+    request.auth = Some(match credential {
+        Credential::Token(token) => AuthProof {
+            method: method::JWT.into(),
+            proof: Vec::new(),
+            token: token.to_owned(),
+        },
+        Credential::Psk => {
+            let cnonce = bootstrap::nonce();
+            let auth = rpc::RegisterAuth {
+                method: method::PSK.into(),
+                cnonce: cnonce.clone(),
+            };
+            wire::write_frame(&mut send, &Frame::new(&auth).unwrap())
+                .await
+                .unwrap();
+            let challenge: rpc::RegisterChallenge = wire::read_frame(&mut recv, 65536)
+                .await
+                .unwrap()
+                .unwrap()
+                .decode()
+                .unwrap();
+            let mut binding = vec![0u8; 32];
+            conn.export_keying_material(&mut binding, bootstrap::CHANNEL_BINDING_LABEL, &[])
+                .unwrap();
+            AuthProof {
+                method: method::PSK.into(),
+                proof: bootstrap::psk_proof(
+                    HOST_PSK.as_bytes(),
+                    bootstrap::ProofSide::Client,
+                    &cnonce,
+                    &challenge.snonce,
+                    &binding,
+                ),
+                token: String::new(),
+            }
+        }
+    });
     wire::write_frame(&mut send, &Frame::new(&request).unwrap())
         .await
         .unwrap();
     let reply = wire::read_frame(&mut recv, 1 << 20).await.unwrap().unwrap();
-    let response: rpc::RegisterResponse = reply.decode().expect("registered");
-    assert!(!response.host_id.is_empty());
+    if reply.is_error() {
+        return Err(reply.decode::<WireError>().unwrap());
+    }
+    let response: rpc::RegisterResponse = reply.decode().unwrap();
+    let ca = rustls::pki_types::CertificateDer::from(response.cabundle[0].to_vec());
+    let identity = key
+        .into_identity(
+            rustls::pki_types::CertificateDer::from(response.wlcert.clone()),
+            &[ca],
+        )
+        .unwrap();
+    Ok((response, identity))
+}
+
+/// Accepts one fixed token.
+struct OneToken;
+
+#[async_trait::async_trait]
+impl francis::runtime::TokenValidator for OneToken {
+    async fn validate(&self, token: &str) -> Result<String, String> {
+        if token == "the-one-token" {
+            Ok("worker".into())
+        } else {
+            Err("not the token".into())
+        }
+    }
+}
+
+/// An impersonation attempt was either refused (the victim's address is in use) or got a new ID.
+fn not_taken(
+    attempt: Result<(rpc::RegisterResponse, Identity), WireError>,
+    victim_id: &str,
+    what: &str,
+) {
+    match attempt {
+        Ok((response, _)) => {
+            assert_ne!(response.host_id, victim_id, "{what} took over the victim");
+            assert!(!response.reattached, "{what} reattached");
+        }
+        Err(error) => assert_eq!(error.code, ErrorCode::AddressInUse, "{what}: {error}"),
+    }
+}
+
+/// Whoever holds a bootstrap credential (the host PSK, or one valid token) must not get a
+/// live host's identity by asking for its ID with its address: without proof of the victim's
+/// key every attempt gets a new ID, while the victim itself, proving its key, keeps its ID.
+async fn impersonation_is_refused(credential: Credential, run: &Running) {
+    let victim_address = francis::testing::free_local_address();
+    let (victim, victim_identity) =
+        bootstrap_host(run, credential, &victim_address, Previous::None)
+            .await
+            .unwrap();
+    let victim_id = victim.host_id.as_str();
+
+    // Asking for the ID outright, from elsewhere...
+    let attacker_address = francis::testing::free_local_address();
+    let (taken, attacker_identity) = bootstrap_host(
+        run,
+        credential,
+        &attacker_address,
+        Previous::Bare(victim_id),
+    )
+    .await
+    .unwrap();
+    assert_ne!(
+        taken.host_id, victim_id,
+        "a bare claim took over the victim"
+    );
+    assert!(!taken.reattached);
+    // ...and with the victim's address.
+    let attempt = bootstrap_host(run, credential, &victim_address, Previous::Bare(victim_id)).await;
+    not_taken(attempt, victim_id, "a bare claim with the victim's address");
+
+    // The victim's certificate (public: it is shown in every handshake) signed with another key.
+    let attempt = bootstrap_host(
+        run,
+        credential,
+        &victim_address,
+        Previous::Signed {
+            id: victim_id,
+            cert: &victim_identity,
+            signer: &attacker_identity,
+        },
+    )
+    .await;
+    not_taken(attempt, victim_id, "a forged signature");
+
+    // The attacker's own valid certificate, for another ID.
+    let attempt = bootstrap_host(
+        run,
+        credential,
+        &victim_address,
+        Previous::Signed {
+            id: victim_id,
+            cert: &attacker_identity,
+            signer: &attacker_identity,
+        },
+    )
+    .await;
+    not_taken(attempt, victim_id, "another host's certificate");
+
+    // A certificate for the victim's ID from another cluster, correctly signed.
+    let stranger = ClusterCa::from_psks(&["a stranger cluster's runtime psk, 32+ bytes"]).unwrap();
+    let forged = stranger
+        .issue_host_identity(victim_id, Duration::from_secs(3600))
+        .unwrap();
+    let attempt = bootstrap_host(
+        run,
+        credential,
+        &victim_address,
+        Previous::Signed {
+            id: victim_id,
+            cert: &forged,
+            signer: &forged,
+        },
+    )
+    .await;
+    not_taken(attempt, victim_id, "a foreign certificate");
+
+    // A genuine proof captured from another session does not carry over.
+    let trust = run.ca.trust();
+    let (_endpoint, other) = connect(run.addr, &trust, CertSlot::empty()).await.unwrap();
+    let captured = proof_on(&other, victim_id, &victim_identity, &victim_identity);
+    let attempt = bootstrap_host(
+        run,
+        credential,
+        &victim_address,
+        Previous::Replayed {
+            id: victim_id,
+            proof: captured,
+        },
+    )
+    .await;
+    not_taken(attempt, victim_id, "a replayed proof");
+
+    // The victim, proving its key, keeps its ID and its registration.
+    let (kept, _) = bootstrap_host(
+        run,
+        credential,
+        &victim_address,
+        Previous::Signed {
+            id: victim_id,
+            cert: &victim_identity,
+            signer: &victim_identity,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(kept.host_id, victim_id);
+    assert!(kept.reattached, "the victim's registration was kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_psk_holder_cannot_take_over_a_live_hosts_identity() {
+    let run = runtime().await;
+    impersonation_is_refused(Credential::Psk, &run).await;
+    let _ = run.stop.send(());
+    run.task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_token_holder_cannot_take_over_a_live_hosts_identity() {
+    let run = runtime_with(|b| b.token_validator(std::sync::Arc::new(OneToken))).await;
+    impersonation_is_refused(Credential::Token("the-one-token"), &run).await;
+    let _ = run.stop.send(());
+    run.task.await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

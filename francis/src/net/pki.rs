@@ -254,6 +254,20 @@ pub fn spiffe_id_of(cert_der: &[u8]) -> Result<SpiffeId, PkiError> {
     SpiffeId::parse(first)
 }
 
+/// The end of a certificate's validity.
+fn not_after_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> SystemTime {
+    u64::try_from(cert.validity().not_after.timestamp())
+        .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// The end of the validity of a certificate (DER).
+pub fn cert_not_after(cert_der: &[u8]) -> Result<SystemTime, PkiError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| PkiError::InvalidCertificate(format!("cannot parse certificate: {e}")))?;
+    Ok(not_after_of(&cert))
+}
+
 /// SHA-256 of a certificate's DER, as upper-case hex pairs joined by colons (`AB:CD:…`, the
 /// form `openssl x509 -fingerprint -sha256` prints).
 pub fn fingerprint(cert_der: &[u8]) -> String {
@@ -314,6 +328,12 @@ impl Identity {
     pub(crate) fn private_key(&self) -> &PrivatePkcs8KeyDer<'static> {
         &self.private_key
     }
+
+    /// Sign `message` with the private key (Ed25519), to prove this identity is held.
+    pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, PkiError> {
+        let key = KeyPair::try_from(&self.private_key)?;
+        Ok(rcgen::SigningKey::sign(&key, message)?)
+    }
 }
 
 /// A fresh Ed25519 key waiting for its certificate: a remote host generates one, sends the
@@ -357,9 +377,7 @@ impl WorkloadKey {
                 "the issued certificate does not carry this host's public key".into(),
             ));
         }
-        let not_after = u64::try_from(cert.validity().not_after.timestamp())
-            .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
-            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let not_after = not_after_of(&cert);
         let mut cert_chain = vec![leaf];
         cert_chain.extend(chain.iter().cloned());
         Ok(Identity {

@@ -312,6 +312,18 @@ pub fn verify_chain(
         .map_err(|e| PkiError::InvalidCertificate(e.to_string()))
 }
 
+/// Check that `signature` over `message` was made with the key of the certificate `leaf`
+/// (an Ed25519 workload key).
+pub fn verify_signature(
+    leaf: &CertificateDer<'_>,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), PkiError> {
+    webpki::EndEntityCert::try_from(leaf)
+        .and_then(|cert| cert.verify_signature(webpki::ring::ED25519, message, signature))
+        .map_err(|e| PkiError::InvalidCertificate(format!("signature check failed: {e}")))
+}
+
 /// The shared check behind both TLS verifiers.
 #[derive(Debug)]
 struct SpiffeVerifier {

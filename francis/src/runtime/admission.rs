@@ -11,7 +11,7 @@ use serde_bytes::ByteBuf;
 use super::jwt;
 use crate::clock::duration_ms;
 use crate::model::{HostRegistration, Store, StoreError};
-use crate::net::pki::{ClusterCa, SpiffeId};
+use crate::net::pki::ClusterCa;
 use crate::net::runtime::messages::{RegisterResponse, RenewResponse};
 use crate::net::runtime::server::{self, Admission, Claim};
 use crate::net::translate::store_error_to_wire;
@@ -78,27 +78,17 @@ impl Policy {
     ) -> Result<(String, bool), StoreError> {
         let store = &self.store;
         match claim {
-            Claim::Certified(host_id) => {
+            // The host proved it holds the previous ID's key, as an mTLS reconnect would.
+            Claim::Bootstrapped {
+                previous: Some(host_id),
+            }
+            | Claim::Certified(host_id) => {
                 let reattached = store.reattach_host(&host_id, registration).await?;
                 Ok((host_id, reattached))
             }
-            Claim::Bootstrapped {
-                previous: Some(previous),
-            } if SpiffeId::host(&previous).is_ok() => {
-                // Honour the previous ID unless a healthy host elsewhere holds it.
-                let taken = store
-                    .list_hosts()
-                    .await?
-                    .into_iter()
-                    .any(|h| h.host_id == previous && h.address != registration.address);
-                if taken {
-                    Ok((store.register_host(registration).await?, false))
-                } else {
-                    let reattached = store.reattach_host(&previous, registration).await?;
-                    Ok((previous, reattached))
-                }
+            Claim::Bootstrapped { previous: None } => {
+                Ok((store.register_host(registration).await?, false))
             }
-            Claim::Bootstrapped { .. } => Ok((store.register_host(registration).await?, false)),
         }
     }
 

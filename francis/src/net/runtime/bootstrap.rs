@@ -7,6 +7,13 @@
 //! proofs are `HMAC-SHA256(k, T)` compared in constant time. Direction-separated keys defeat
 //! reflection, fresh nonces replay, and the channel binding relaying through a TLS-terminating
 //! man in the middle.
+//!
+//! A host that bootstraps again (its certificate is too close to expiry, or expired) keeps its
+//! previous ID only by proving it still holds that ID's key: it signs
+//! `"francis-reattach-v1" ‖ be32(len cb')‖cb' ‖ be32(len id)‖id`, with
+//! `cb' = TLS-Exporter("exporter-francis-reattach-v1", no context, 32)`, using the private key
+//! of its previous workload certificate, and sends the certificate with the signature. A
+//! credential alone (the host PSK, a token) never buys an existing identity.
 
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
@@ -14,6 +21,9 @@ use sha2::Sha256;
 
 /// The TLS exporter label of the PSK bootstrap's channel binding.
 pub const CHANNEL_BINDING_LABEL: &[u8] = b"exporter-francis-bootstrap-v1";
+
+/// The TLS exporter label the proof of a previous identity is bound to.
+pub const REATTACH_BINDING_LABEL: &[u8] = b"exporter-francis-reattach-v1";
 
 /// Length of nonces, keys and the channel binding in the PSK bootstrap.
 pub const PSK_NONCE_LEN: usize = 32;
@@ -32,14 +42,30 @@ pub enum ProofSide {
     Server,
 }
 
-fn transcript(cnonce: &[u8], snonce: &[u8], channel_binding: &[u8]) -> Vec<u8> {
-    let mut t = Vec::with_capacity(12 + cnonce.len() + snonce.len() + channel_binding.len());
-    for part in [cnonce, snonce, channel_binding] {
+/// `prefix` followed by each part, length-prefixed.
+fn framed(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| 4 + p.len()).sum();
+    let mut t = Vec::with_capacity(prefix.len() + len);
+    t.extend_from_slice(prefix);
+    for part in parts {
         let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
         t.extend_from_slice(&len.to_be_bytes());
         t.extend_from_slice(part);
     }
     t
+}
+
+fn transcript(cnonce: &[u8], snonce: &[u8], channel_binding: &[u8]) -> Vec<u8> {
+    framed(b"", &[cnonce, snonce, channel_binding])
+}
+
+/// What a host signs with its previous key to keep `previous_host_id` on this session
+/// (`channel_binding` from [`REATTACH_BINDING_LABEL`]).
+pub fn reattach_transcript(channel_binding: &[u8], previous_host_id: &str) -> Vec<u8> {
+    framed(
+        b"francis-reattach-v1",
+        &[channel_binding, previous_host_id.as_bytes()],
+    )
 }
 
 fn proof_mac(

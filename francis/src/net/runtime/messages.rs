@@ -102,14 +102,31 @@ pub struct AuthProof {
     pub token: String,
 }
 
+/// A host's proof that it still holds the key of the ID it had: its previous workload
+/// certificate and a signature with that certificate's key over
+/// [`super::bootstrap::reattach_transcript`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PreviousIdentityProof {
+    /// The previous workload certificate (DER).
+    #[serde(with = "serde_bytes")]
+    pub cert: Vec<u8>,
+    /// The Ed25519 signature.
+    #[serde(with = "serde_bytes")]
+    pub sig: Vec<u8>,
+}
+
 /// Host → runtime: register this host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RegisterRequest {
     /// The ID this host had before (reconnecting), if any. Over mTLS it must match the
-    /// certificate; with a bootstrap credential it is honoured when no healthy host holds it.
+    /// certificate; with a bootstrap credential it is honoured only with `prev_proof`.
     #[serde(rename = "prevHostId", skip_serializing_if = "Option::is_none")]
     pub prev_host_id: Option<String>,
+    /// Proof that the host holds the key of `prev_host_id` (bootstrap credentials only).
+    #[serde(rename = "prevProof", skip_serializing_if = "Option::is_none")]
+    pub prev_proof: Option<PreviousIdentityProof>,
     /// The peer address other hosts reach this host at.
     pub address: String,
     /// The actor types this host serves.

@@ -19,10 +19,12 @@ use super::{
 use crate::clock::{Clock, SystemClock, duration_ms};
 use crate::net::peer::{DialFailure, classify_dial_error};
 use crate::net::pki::WorkloadKey;
-use crate::net::runtime::bootstrap::{self, CHANNEL_BINDING_LABEL, PSK_NONCE_LEN, ProofSide};
+use crate::net::runtime::bootstrap::{
+    self, CHANNEL_BINDING_LABEL, PSK_NONCE_LEN, ProofSide, REATTACH_BINDING_LABEL,
+};
 use crate::net::runtime::messages::{
-    AuthProof, RUNTIME_PATH, RegisterAuth, RegisterChallenge, RegisterRequest, RegisterResponse,
-    RenewRequest, RenewResponse, method,
+    AuthProof, PreviousIdentityProof, RUNTIME_PATH, RegisterAuth, RegisterChallenge,
+    RegisterRequest, RegisterResponse, RenewRequest, RenewResponse, method,
 };
 use crate::net::wire::{self, ErrorCode, Frame, Message};
 
@@ -137,7 +139,9 @@ impl Inner {
         {
             conn.close(VarInt::from_u32(0), b"identity changed");
             return Err(ConnectError::Fatal(format!(
-                "the runtime registered this host as {} although it is {previous} (another live host holds that ID); restart the process",
+                "the runtime registered this host as {} although it is {previous}: it could not \
+                 prove it still holds {previous}'s key (its certificate expired longer than the \
+                 health-check deadline ago, or the cluster's CAs changed); restart the process",
                 response.host_id
             )));
         }
@@ -190,12 +194,14 @@ impl Inner {
             .map_err(|e| transient("cannot open the registration stream", &e))?;
         let mut request = RegisterRequest {
             prev_host_id: self.host_id(),
+            prev_proof: None,
             address: self.registration.address.clone(),
             actor_types: self.registration.actor_types.clone(),
             auth: None,
             wlpub: key.public_key_raw(),
         };
         if !over_mtls {
+            request.prev_proof = self.previous_identity_proof(conn);
             request.auth = Some(match &self.credential {
                 Credential::Psk(psk) => {
                     let cnonce = bootstrap::nonce();
@@ -273,6 +279,28 @@ impl Inner {
                 ConnectError::Transient(format!("the runtime issued an unusable certificate: {e}"))
             })?;
         Ok((response, identity))
+    }
+
+    /// Proof that this host still holds its previous identity's key, so that a bootstrap keeps
+    /// its ID: the previous certificate and a signature bound to this session. `None` for a
+    /// host that has no previous identity.
+    fn previous_identity_proof(&self, conn: &Connection) -> Option<PreviousIdentityProof> {
+        let previous = self.host_id()?;
+        let identity = self.identity.identity()?;
+        if identity.spiffe_id().host_id() != Some(previous.as_str()) {
+            return None;
+        }
+        let mut binding = [0u8; PSK_NONCE_LEN];
+        conn.export_keying_material(&mut binding, REATTACH_BINDING_LABEL, &[])
+            .ok()?;
+        let sig = identity
+            .sign(&bootstrap::reattach_transcript(&binding, &previous))
+            .inspect_err(|e| warn!(error = %e, "cannot sign with the previous workload key"))
+            .ok()?;
+        Some(PreviousIdentityProof {
+            cert: identity.leaf_der().to_vec(),
+            sig,
+        })
     }
 
     /// Renew the workload certificate with a fresh key over `session`.

@@ -50,9 +50,10 @@ pub(crate) enum Bootstrap<'a> {
 /// Who a registering host proved to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Claim {
-    /// A bootstrap credential was verified; the host asked for its previous ID, if any.
+    /// A bootstrap credential was verified.
     Bootstrapped {
-        /// The ID the host had before.
+        /// The ID the host had before, when it proved it still holds that ID's key (a
+        /// credential alone never buys an existing identity).
         previous: Option<String>,
     },
     /// The TLS handshake proved this host ID (an mTLS reconnect).
@@ -103,6 +104,8 @@ pub(crate) struct ServerSettings {
 /// The state every session task shares.
 struct Shared {
     admission: Arc<dyn Admission>,
+    /// The CAs host certificates must chain to (also for proofs of a previous identity).
+    trust: Trust,
     settings: ServerSettings,
     /// Live sessions by host ID, with their session IDs: a newer session of the same host
     /// supersedes the older one.
@@ -144,6 +147,7 @@ impl SessionServer {
             local_addr,
             shared: Arc::new(Shared {
                 admission,
+                trust: trust.clone(),
                 settings,
                 sessions: Mutex::default(),
                 draining: AtomicBool::new(false),

@@ -2,19 +2,25 @@
 //! challenge-response, a JWT, or the workload certificate of an mTLS reconnect), the request is
 //! checked, and the runtime's [`super::Admission`] registers it and certifies its key.
 
+use std::time::SystemTime;
+
+use rustls::pki_types::{CertificateDer, UnixTime};
 use tokio::time::timeout;
-use tracing::debug;
+use tracing::{debug, warn};
 use wtransport::{Connection, RecvStream, SendStream};
 
 use super::{Bootstrap, Claim, RegisteredHost, Shared};
 use crate::model::HostRegistration;
 use crate::net::is_host_port;
-use crate::net::pki::{HOST_PREFIX, SpiffeId, spiffe_id_of};
-use crate::net::runtime::bootstrap::{self, CHANNEL_BINDING_LABEL, PSK_NONCE_LEN, ProofSide};
+use crate::net::pki::{self, HOST_PREFIX, SpiffeId, spiffe_id_of};
+use crate::net::runtime::bootstrap::{
+    self, CHANNEL_BINDING_LABEL, PSK_NONCE_LEN, ProofSide, REATTACH_BINDING_LABEL,
+};
 use crate::net::runtime::messages::{
-    RegisterAuth, RegisterChallenge, RegisterRequest, kind, method,
+    PreviousIdentityProof, RegisterAuth, RegisterChallenge, RegisterRequest, kind, method,
 };
 use crate::net::serving::reply;
+use crate::net::tls;
 use crate::net::wire::{self, ErrorCode, Frame, FrameError, WireError};
 
 /// Largest registration frame (a JWT fits easily).
@@ -138,7 +144,7 @@ async fn admit(
                     "PSK authentication failed: the host's bootstrap PSK does not match this runtime's bootstrap.hostPSK",
                 ));
             }
-            let previous = request.prev_host_id.clone();
+            let previous = proven_previous(conn, &request, shared);
             Ok((request, Claim::Bootstrapped { previous }))
         }
         kind::REGISTER => {
@@ -154,7 +160,7 @@ async fn admit(
                     match admission.validate_token(&auth.token).await {
                         Ok(subject) => {
                             debug!(%subject, "JWT bootstrap accepted");
-                            let previous = request.prev_host_id.clone();
+                            let previous = proven_previous(conn, &request, shared);
                             Ok((request, Claim::Bootstrapped { previous }))
                         }
                         Err(reason) => Err((
@@ -198,6 +204,72 @@ fn channel_binding(conn: &Connection) -> Result<Vec<u8>, Refusal> {
     conn.export_keying_material(&mut binding, CHANNEL_BINDING_LABEL, &[])
         .map_err(|_| refuse(ErrorCode::Internal, "cannot derive the channel binding"))?;
     Ok(binding)
+}
+
+/// The previous ID a bootstrapping host proved it still holds the key of. Without a valid
+/// proof the claim is ignored (logged) and the host gets a new ID: a bootstrap credential
+/// alone must not let anyone take over a live host's identity.
+fn proven_previous(
+    conn: &Connection,
+    request: &RegisterRequest,
+    shared: &Shared,
+) -> Option<String> {
+    let previous = request.prev_host_id.as_deref()?;
+    let outcome = match &request.prev_proof {
+        Some(proof) => check_previous_identity(conn, previous, proof, shared),
+        None => Err("no proof of holding its key was sent".to_owned()),
+    };
+    match outcome {
+        Ok(()) => Some(previous.to_owned()),
+        Err(reason) => {
+            warn!(
+                previous, %reason,
+                "a bootstrapping host asked for a previous host ID it did not prove; it gets a new ID"
+            );
+            None
+        }
+    }
+}
+
+/// Check a proof of a previous identity: a host certificate of this cluster for `previous`
+/// (expired by at most the health-check deadline, the time its registration outlives its
+/// last contact) and a signature with its key over this session's reattach transcript.
+fn check_previous_identity(
+    conn: &Connection,
+    previous: &str,
+    proof: &PreviousIdentityProof,
+    shared: &Shared,
+) -> Result<(), String> {
+    let leaf = CertificateDer::from(proof.cert.as_slice());
+    let now = SystemTime::now();
+    let not_after = pki::cert_not_after(&leaf).map_err(|e| e.to_string())?;
+    let expired_for = now.duration_since(not_after).unwrap_or_default();
+    if expired_for > shared.settings.idle_timeout {
+        return Err(format!(
+            "the previous certificate expired {expired_for:?} ago, more than the health-check deadline"
+        ));
+    }
+    let at = UnixTime::since_unix_epoch(
+        now.min(not_after)
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default(),
+    );
+    let id = tls::verify_chain(&shared.trust, std::slice::from_ref(&leaf), HOST_PREFIX, at)
+        .map_err(|e| format!("the previous certificate is not valid: {e}"))?;
+    if id.host_id() != Some(previous) {
+        return Err(format!(
+            "the previous certificate is for {id}, not host {previous}"
+        ));
+    }
+    let mut binding = [0u8; PSK_NONCE_LEN];
+    conn.export_keying_material(&mut binding, REATTACH_BINDING_LABEL, &[])
+        .map_err(|_| "cannot derive the channel binding".to_owned())?;
+    tls::verify_signature(
+        &leaf,
+        &bootstrap::reattach_transcript(&binding, previous),
+        &proof.sig,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// The host ID of the client certificate the TLS layer verified.
