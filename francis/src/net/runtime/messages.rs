@@ -9,7 +9,7 @@
 //!   anything, then sends `host.register {auth: {method: "psk", proof}, wlpub, …}`.
 //! - **JWT bootstrap**: `host.register {auth: {method: "jwt", token}, wlpub, …}`.
 //! - **mTLS reconnect**: the TLS handshake presented a workload certificate of the cluster;
-//!   `host.register {prevHostId, wlpub, …}` with no `auth`.
+//!   `host.register {prevHostId, prevProof, wlpub, …}` with no `auth`.
 //!
 //! Every registration carries a fresh public key (`wlpub`) and gets a certificate for the host
 //! ID it ends up with, so a host is never left holding a certificate for an identity it no

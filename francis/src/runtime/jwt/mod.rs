@@ -396,7 +396,9 @@ impl JwtValidator {
         }
 
         let key = self.key_for(header.kid.as_deref(), alg).await?;
-        let signed = &token[..parts.header.len() + 1 + parts.payload.len()];
+        let signed = token
+            .get(..parts.header.len() + 1 + parts.payload.len())
+            .unwrap_or_default();
         let verified =
             jsonwebtoken::crypto::verify(parts.signature, signed.as_bytes(), &key.key, alg)
                 .map_err(|e| match e.kind() {
@@ -1151,5 +1153,118 @@ mod tests {
             matches!(&err, JwtError::JwksUnavailable { reason, .. } if reason.contains("request failed")),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_token_with_a_non_ascii_alg_is_refused_without_panicking() {
+        let key = ed25519("k1");
+        let v = validator(&[&key]);
+        for alg in ["é", "Hé", "éS256", "H\u{301}S256", "日本"] {
+            let header = json!({"alg": alg, "typ": "JWT", "kid": "k1"});
+            let t = format!(
+                "{}.{}.c2ln",
+                b64(header.to_string().as_bytes()),
+                b64(claims().to_string().as_bytes())
+            );
+            let err = v.validate(&t).await.unwrap_err();
+            assert!(
+                matches!(err, JwtError::AlgorithmNotAllowed { .. }),
+                "{alg}: {err}"
+            );
+        }
+    }
+
+    /// No input panics the token parser: whatever arrives, `validate` answers with an error
+    /// (a bootstrap token is read before anything about its sender is known).
+    mod any_input {
+        use proptest::prelude::*;
+        use serde_json::{Map, Value, json};
+
+        use super::{b64, claims, ed25519, validator};
+
+        fn check(token: &str) {
+            let key = ed25519("k1");
+            let v = validator(&[&key]);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let outcome = runtime.block_on(v.validate(token));
+            assert!(outcome.is_err(), "an unsigned token was accepted: {token}");
+        }
+
+        /// Any JSON value, a few levels deep.
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|n| json!(n)),
+                any::<f64>().prop_map(|n| json!(n)),
+                any::<String>().prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 32, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::btree_map(any::<String>(), inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
+                ]
+            })
+        }
+
+        /// A header or claim name a parser looks at, or any other.
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec![
+                    "alg", "kid", "typ", "crit", "iss", "aud", "sub", "exp", "nbf", "iat", "jti",
+                ])
+                .prop_map(str::to_owned),
+                any::<String>(),
+            ]
+        }
+
+        fn object() -> impl Strategy<Value = Value> {
+            prop::collection::btree_map(name(), json_value(), 0..8)
+                .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>()))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            #[test]
+            fn any_text(token in any::<String>()) {
+                check(&token);
+            }
+
+            #[test]
+            fn any_three_parts(header in any::<String>(), payload in any::<String>(), signature in any::<String>()) {
+                check(&format!("{header}.{payload}.{signature}"));
+                check(&format!("{}.{}.{signature}", b64(header.as_bytes()), b64(payload.as_bytes())));
+            }
+
+            #[test]
+            fn any_header(header in object(), alg in any::<String>(), signature in any::<Vec<u8>>()) {
+                let mut with_alg = header.clone();
+                with_alg["alg"] = Value::String(alg);
+                for header in [header, with_alg] {
+                    check(&format!(
+                        "{}.{}.{}",
+                        b64(header.to_string().as_bytes()),
+                        b64(claims().to_string().as_bytes()),
+                        b64(&signature)
+                    ));
+                }
+            }
+
+            #[test]
+            fn any_claims(payload in object(), signature in any::<Vec<u8>>()) {
+                let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": "k1"});
+                check(&format!(
+                    "{}.{}.{}",
+                    b64(header.to_string().as_bytes()),
+                    b64(payload.to_string().as_bytes()),
+                    b64(&signature)
+                ));
+            }
+        }
     }
 }

@@ -22,7 +22,12 @@ pub(super) fn allowed_algorithm(name: &str) -> Result<Algorithm, JwtError> {
     if name.eq_ignore_ascii_case("none") {
         return Err(refuse("unsigned tokens are never accepted"));
     }
-    if name.len() >= 2 && name[..2].eq_ignore_ascii_case("HS") {
+    // Byte-wise: an `alg` is attacker-chosen text and need not be ASCII.
+    if name
+        .as_bytes()
+        .get(..2)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"HS"))
+    {
         return Err(refuse(
             "shared-secret (HMAC) algorithms are refused: the keys come from a public JWKS",
         ));
