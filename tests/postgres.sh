@@ -1,13 +1,14 @@
 # Throwaway PostgreSQL server for the tests (the PostgreSQL store's conformance cases).
 #
-#   source tests/postgres.sh start   # start one, export FRANCIS_TEST_POSTGRES_URL
-#   bash tests/postgres.sh start     # same, but prints the `export` line instead (eval it)
+#   source tests/postgres.sh start   # start one, export FRANCIS_TEST_POSTGRES_URL and _CA
+#   bash tests/postgres.sh start     # same, but prints the `export` lines instead (eval it)
 #   bash tests/postgres.sh status    # is it running? prints its URL
 #   bash tests/postgres.sh stop      # stop it and delete its data (idempotent)
 #
 # The server listens on 127.0.0.1 at a free port, trusts every local connection (it is a
 # disposable cluster in a temp dir; never point this at real data) and has a `francis_test`
-# database. If initdb/pg_ctl are not found (PATH, then /usr/lib/postgresql/*/bin) and this runs
+# database. It also speaks TLS, with a certificate for 127.0.0.1 and localhost from a throwaway
+# CA made with openssl; FRANCIS_TEST_POSTGRES_CA is that CA's PEM file (for sslmode=verify-full). If initdb/pg_ctl are not found (PATH, then /usr/lib/postgresql/*/bin) and this runs
 # as root, the Debian/Ubuntu `postgresql` package is installed with apt-get. PostgreSQL refuses to
 # run as root, so as root the server runs as the `postgres` OS user (created if missing).
 #
@@ -122,6 +123,7 @@ _fpg_load_state() {
     FPG_PORT=$(sed -n 's/^port=//p' "$state")
     FPG_BINDIR=$(sed -n 's/^bindir=//p' "$state")
     FPG_URL=$(sed -n 's/^url=//p' "$state")
+    FPG_CA=$(sed -n 's/^ca=//p' "$state")
     [ -n "$FPG_DIR" ] && [ -n "$FPG_PORT" ] && [ -n "$FPG_BINDIR" ] && [ -n "$FPG_URL" ]
 }
 
@@ -129,6 +131,33 @@ _fpg_is_ready() {
     local bindir=$1 port=$2 isready
     isready=$(_fpg_find_tool "$bindir" pg_isready) || return 1
     "$isready" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres >/dev/null 2>&1
+}
+
+# A throwaway CA and a server certificate for 127.0.0.1/localhost signed by it, in $1/tls.
+_fpg_make_tls() {
+    local dir=$1 tls=$1/tls
+    command -v openssl >/dev/null 2>&1 || {
+        _fpg_log "openssl not found; install it (e.g. 'apt-get install openssl')"
+        return 1
+    }
+    mkdir -p "$tls"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
+        -subj "/CN=francis test PostgreSQL CA" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
+        -keyout "$tls/ca.key" -out "$tls/ca.pem" >/dev/null 2>&1 || return 1
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -subj "/CN=127.0.0.1" -keyout "$tls/server.key" -out "$tls/server.csr" >/dev/null 2>&1 \
+        || return 1
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+        "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >"$tls/server.ext"
+    openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+        -CAcreateserial -days 7 -extfile "$tls/server.ext" -out "$tls/server.crt" >/dev/null 2>&1 \
+        || return 1
+    rm -f "$tls/ca.key" "$tls/server.csr"
+    chmod 600 "$tls/server.key"
+    chmod 644 "$tls/ca.pem"
+    [ "$(id -u)" -eq 0 ] && chown -R postgres: "$tls"
+    return 0
 }
 
 _fpg_stop() {
@@ -192,6 +221,12 @@ _fpg_start() {
     mkdir -p "$state_dir"
     printf 'dir=%s\nport=\nbindir=%s\nurl=\n' "$dir" "$bindir" >"$state_dir/state"
 
+    if ! _fpg_make_tls "$dir"; then
+        _fpg_log "making the test server's TLS certificate failed"
+        rm -rf "$dir" "$state_dir"
+        return 1
+    fi
+
     _fpg_log "initdb in $dir/data (binaries: $bindir)"
     if ! (cd "$dir" && _fpg_as_server_user "$bindir/initdb" -D "$dir/data" -U postgres \
         --auth=trust --encoding=UTF8 --locale=C --no-sync) >"$dir/initdb.log" 2>&1; then
@@ -206,7 +241,8 @@ _fpg_start() {
         if (cd "$dir" && _fpg_as_server_user "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" \
             -w -t 30 -o "-c listen_addresses=127.0.0.1 -c port=$port \
 -c unix_socket_directories=$dir/socket -c max_connections=300 \
--c fsync=off -c synchronous_commit=off -c full_page_writes=off" start) >/dev/null 2>&1; then
+-c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+-c ssl=on -c ssl_cert_file=$dir/tls/server.crt -c ssl_key_file=$dir/tls/server.key" start) >/dev/null 2>&1; then
             break
         fi
         _fpg_log "start on port $port failed (attempt $attempt)"
@@ -220,7 +256,8 @@ _fpg_start() {
         return 1
     fi
     url="postgres://postgres@127.0.0.1:$port/francis_test"
-    printf 'dir=%s\nport=%s\nbindir=%s\nurl=%s\n' "$dir" "$port" "$bindir" "$url" >"$state_dir/state"
+    printf 'dir=%s\nport=%s\nbindir=%s\nurl=%s\nca=%s\n' "$dir" "$port" "$bindir" "$url" \
+        "$dir/tls/ca.pem" >"$state_dir/state"
 
     # Bounded wait until it accepts TCP connections (pg_ctl -w normally did this already).
     for i in $(seq 1 60); do
@@ -251,15 +288,18 @@ _fpg_main() {
         start)
             url=$( set -euo pipefail; _fpg_start ) || return 1
             export FRANCIS_TEST_POSTGRES_URL="$url"
+            FRANCIS_TEST_POSTGRES_CA=$( _fpg_load_state && printf '%s\n' "$FPG_CA" )
+            export FRANCIS_TEST_POSTGRES_CA
             if [ "$_fpg_sourced" -eq 0 ]; then
                 _fpg_log "not sourced, so nothing was exported; run: eval \"\$(bash tests/postgres.sh start)\""
                 printf 'export FRANCIS_TEST_POSTGRES_URL=%q\n' "$url"
+                printf 'export FRANCIS_TEST_POSTGRES_CA=%q\n' "$FRANCIS_TEST_POSTGRES_CA"
             fi
             ;;
         stop)
             ( set -euo pipefail; _fpg_stop ) || return 1
             if [ "$_fpg_sourced" -eq 1 ]; then
-                unset FRANCIS_TEST_POSTGRES_URL
+                unset FRANCIS_TEST_POSTGRES_URL FRANCIS_TEST_POSTGRES_CA
             fi
             ;;
         status)

@@ -14,7 +14,8 @@
 //! (the migrations create them there), so several independent stores can share a database in
 //! different schemas.
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
+use tracing::warn;
 
 use super::sql::SqlStore;
 use super::sql::dialect::{Dialect, Tx, sealed};
@@ -122,11 +123,50 @@ impl Dialect for PostgresDialect {
 impl SqlStore<PostgresDialect> {
     /// Connect to the database at `url` (`postgres://user:password@host:port/database`) with a
     /// pool of at most [`DEFAULT_MAX_CONNECTIONS`] connections, and bring its schema up to date.
+    ///
+    /// TLS follows libpq's URL parameters (or `PGSSLMODE` / `PGSSLROOTCERT`): `sslmode=verify-full`
+    /// with `sslrootcert=/path/ca.pem` checks the server's certificate and name (the system's
+    /// roots when no file is given); `require` encrypts without checking who answers. A database
+    /// on another machine reached without verified TLS is logged as a warning.
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
+        let connect: PgConnectOptions = url.parse().map_err(|e| {
+            StoreError::Invalid(format!(
+                "the PostgreSQL connection string is not valid ({e}); expected \
+                 postgres://user:password@host:port/database[?sslmode=verify-full&sslrootcert=ca.pem]"
+            ))
+        })?;
+        let tls = tls_protection(&connect);
+        if let TlsProtection::None | TlsProtection::Unverified = tls {
+            warn!(
+                host = connect.get_host(),
+                sslmode = ?connect.get_ssl_mode(),
+                "the PostgreSQL database is on another machine and its traffic is {}: anyone on the \
+                 path can read or change actor state, alarms and placements. Add \
+                 sslmode=verify-full&sslrootcert=<the server's CA file> to the connection string",
+                if tls == TlsProtection::None { "not encrypted" } else { "encrypted, but whoever answers is trusted" }
+            );
+        }
+        let target = format!("{}:{}", connect.get_host(), connect.get_port());
+        let mode = connect.get_ssl_mode();
         let pool = PgPoolOptions::new()
             .max_connections(DEFAULT_MAX_CONNECTIONS)
-            .connect(url)
-            .await?;
+            .connect_with(connect)
+            .await
+            .map_err(|e| {
+                let hint = match mode {
+                    PgSslMode::VerifyCa | PgSslMode::VerifyFull
+                        if e.to_string().contains("certificate") =>
+                    {
+                        "; sslrootcert must name the CA file that signed the database server's \
+                         certificate (and, for verify-full, the certificate must name the host)"
+                    }
+                    _ => "",
+                };
+                StoreError::Unavailable(format!(
+                    "cannot connect to PostgreSQL at {target} (sslmode={}): {e}{hint}",
+                    ssl_mode_name(mode)
+                ))
+            })?;
         Self::from_pool(pool, options).await
     }
 
@@ -147,6 +187,50 @@ impl SqlStore<PostgresDialect> {
             StoreError::Invalid("the connection's search_path names no existing schema".into())
         })?;
         Ok(SqlStore::new(pool, PostgresDialect { schema }, options))
+    }
+}
+
+/// How well a connection's settings protect its traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsProtection {
+    /// The database is on this machine (loopback or a Unix socket): nothing crosses a network.
+    Local,
+    /// TLS with the server's certificate checked (`verify-ca`, `verify-full`).
+    Verified,
+    /// TLS whoever answers (`require`), or TLS only if the server offers it (`prefer`).
+    Unverified,
+    /// No TLS (`disable`, `allow`).
+    None,
+}
+
+fn tls_protection(connect: &PgConnectOptions) -> TlsProtection {
+    let host = connect.get_host();
+    let local = connect.get_socket().is_some()
+        || host.starts_with('/')
+        || host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if local {
+        return TlsProtection::Local;
+    }
+    match connect.get_ssl_mode() {
+        PgSslMode::VerifyCa | PgSslMode::VerifyFull => TlsProtection::Verified,
+        PgSslMode::Require | PgSslMode::Prefer => TlsProtection::Unverified,
+        PgSslMode::Disable | PgSslMode::Allow => TlsProtection::None,
+    }
+}
+
+fn ssl_mode_name(mode: PgSslMode) -> &'static str {
+    match mode {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
     }
 }
 
@@ -174,4 +258,107 @@ mod tests {
     }
 
     const EXPECTED_PUBLIC_COUNTER_1: i64 = -7_171_538_971_134_748_185;
+
+    /// The test server's URL with these query parameters, and its CA file; `None` when no
+    /// test server is configured (the case is skipped, or fails under FRANCIS_REQUIRE_POSTGRES).
+    fn tls_url(case: &str, params: &[(&str, &str)]) -> Option<(String, String)> {
+        let url = crate::store::conformance::postgres_url(case)?;
+        let ca = std::env::var("FRANCIS_TEST_POSTGRES_CA")
+            .ok()
+            .filter(|ca| !ca.is_empty())
+            .expect("FRANCIS_TEST_POSTGRES_CA (the test server's CA file): start the server with `source tests/postgres.sh start`");
+        let mut url = url;
+        for (name, value) in params {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            url = format!("{url}{separator}{name}={}", value.replace("{ca}", &ca));
+        }
+        Some((url, ca))
+    }
+
+    fn options() -> StoreOptions {
+        StoreOptions {
+            clock: std::sync::Arc::new(crate::clock::SystemClock),
+            health_check_deadline: std::time::Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_store_talks_to_postgres_over_verified_tls() {
+        let params = [("sslmode", "verify-full"), ("sslrootcert", "{ca}")];
+        let Some((url, _)) = tls_url("the_store_talks_to_postgres_over_verified_tls", &params)
+        else {
+            return;
+        };
+        let store = PostgresStore::connect(&url, options()).await.unwrap();
+        let encrypted: bool =
+            sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert!(encrypted, "the store's connection is not encrypted");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_database_server_the_ca_file_does_not_vouch_for_is_refused() {
+        // A man in the middle (or a misconfiguration) presents a certificate of another CA.
+        let dir = tempfile::tempdir().unwrap();
+        let other_ca = dir.path().join("other-ca.pem");
+        let other = crate::net::pki::ClusterCa::from_psks(&["another CA entirely, 32+ bytes long"])
+            .unwrap();
+        std::fs::write(&other_ca, other.ca_pem()).unwrap();
+        let other_ca = other_ca.display().to_string();
+        let params = [
+            ("sslmode", "verify-full"),
+            ("sslrootcert", other_ca.as_str()),
+        ];
+        let Some((url, _)) = tls_url(
+            "a_database_server_the_ca_file_does_not_vouch_for_is_refused",
+            &params,
+        ) else {
+            return;
+        };
+        let err = PostgresStore::connect(&url, options())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sslmode=verify-full"), "{err}");
+        assert!(
+            err.contains("cannot connect to PostgreSQL at 127.0.0.1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_remote_database_without_verified_tls_is_told_apart() {
+        let protection = |url: &str| tls_protection(&url.parse().unwrap());
+        assert_eq!(
+            protection("postgres://u@127.0.0.1/db"),
+            TlsProtection::Local
+        );
+        assert_eq!(
+            protection("postgres://u@localhost/db?sslmode=disable"),
+            TlsProtection::Local
+        );
+        assert_eq!(
+            protection("postgres://u@[::1]:5432/db"),
+            TlsProtection::Local
+        );
+        assert_eq!(
+            protection("postgres://u@db.internal/db?sslmode=disable"),
+            TlsProtection::None
+        );
+        assert_eq!(
+            protection("postgres://u@10.0.0.5/db?sslmode=prefer"),
+            TlsProtection::Unverified
+        );
+        assert_eq!(
+            protection("postgres://u@10.0.0.5/db?sslmode=require"),
+            TlsProtection::Unverified
+        );
+        assert_eq!(
+            protection("postgres://u@db.internal/db?sslmode=verify-full&sslrootcert=/ca.pem"),
+            TlsProtection::Verified
+        );
+    }
 }

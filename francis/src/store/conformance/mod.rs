@@ -83,7 +83,7 @@ async fn sqlite_harness() -> Harness {
 
 /// The test server's URL, or `None` (after saying so on stderr) to skip `case`. Panics if
 /// `FRANCIS_REQUIRE_POSTGRES` is set but the URL is not, so a full check cannot skip silently.
-fn postgres_url(case: &str) -> Option<String> {
+pub(super) fn postgres_url(case: &str) -> Option<String> {
     use std::io::Write as _;
 
     match std::env::var("FRANCIS_TEST_POSTGRES_URL") {
