@@ -83,6 +83,15 @@ pub enum Error {
         /// The actor.
         key: ActorKey,
     },
+    /// The actor (or the host that runs it) has too many calls waiting; nothing ran. Retry
+    /// after a short delay.
+    #[error("actor {key} has too many calls waiting ({reason}); retry after a short delay")]
+    Overloaded {
+        /// The actor.
+        key: ActorKey,
+        /// Which limit was reached.
+        reason: String,
+    },
     /// `halt` was asked for an actor that is not active on this host.
     #[error("actor {key} is not active on this host")]
     NotHosted {

@@ -21,6 +21,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -29,7 +30,7 @@ use serde_json::{Value, json};
 use crate::actor::alarm::{AlarmSpec, Due, Ttl};
 use crate::actor::service::{HostStatus, InvokeOptions, Service};
 use crate::error::Error;
-use crate::model::Envelope;
+use crate::model::{Envelope, StoreError};
 use crate::time::{Interval, parse_duration, parse_timestamp};
 
 /// The control API routes, bound to a service.
@@ -220,10 +221,17 @@ fn classify(e: &Error) -> (StatusCode, &'static str) {
             (StatusCode::BAD_REQUEST, "bad_request")
         }
         Error::Actor(_) => (StatusCode::UNPROCESSABLE_ENTITY, "actor_error"),
+        Error::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+        // Routing failures are transient: the owner is restarting, draining or unreachable
+        // for now, or the store is.
         Error::Halted { .. }
         | Error::NoHost { .. }
         | Error::ShuttingDown
-        | Error::Unreachable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        | Error::Unreachable { .. }
+        | Error::Remote { .. }
+        | Error::Store(StoreError::Unavailable(_)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        }
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
@@ -238,6 +246,10 @@ fn error_response(e: Error) -> Response {
     }
     if status.is_server_error() {
         tracing::warn!(error = %e, "control API request failed");
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // Worth retrying: say when.
+        return (status, [(RETRY_AFTER, "1")], axum::Json(body)).into_response();
     }
     (status, axum::Json(body)).into_response()
 }

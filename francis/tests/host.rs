@@ -416,6 +416,51 @@ async fn a_queued_write_holds_back_later_reads() {
     assert_eq!(probe.log(), vec!["start A", "end A", "W", "B"]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_calls_to_one_actor_is_refused_beyond_its_mailbox_bound() {
+    let (host, probe) = host_with(ActorOptions::default().max_queued_calls(3)).await;
+    let actor = host.actor::<Counter>("flooded");
+    let held: Vec<_> = (0..3)
+        .map(|i| {
+            let a = actor.clone();
+            tokio::spawn(async move { a.hold(format!("{i}")).await })
+        })
+        .collect();
+    while probe.log().len() < 3 {
+        tokio::task::yield_now().await;
+    }
+    // The activation holds three calls: a fourth is refused at once, without queueing.
+    let refused = host
+        .service()
+        .invoke(
+            "counter",
+            "flooded",
+            "read",
+            Envelope::from_json_bytes(br#""late""#.to_vec()),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, francis::Error::Overloaded { .. }),
+        "{refused}"
+    );
+    assert!(
+        refused.to_string().contains("max_queued_calls"),
+        "{refused}"
+    );
+    // Another actor of the type is unaffected.
+    host.actor::<Counter>("calm")
+        .read("ok".into())
+        .await
+        .unwrap();
+    probe.gate.add_permits(3);
+    for task in held {
+        task.await.unwrap().unwrap();
+    }
+    // Once the calls are done, the actor takes calls again.
+    actor.read("after".into()).await.unwrap();
+}
+
 #[tokio::test]
 async fn idle_actors_deactivate_and_come_back_with_their_state() {
     let (host, probe) =

@@ -547,6 +547,139 @@ async fn client_certificates_from_another_cluster_or_for_another_host_are_refuse
     run.task.await.unwrap();
 }
 
+/// A registered session over mTLS, as host `host_id` (a certificate straight from the CA).
+async fn registered_session(run: &Running, host_id: &str) -> (Endpoint<Client>, Connection) {
+    let identity = run
+        .ca
+        .issue_host_identity(host_id, Duration::from_secs(3600))
+        .unwrap();
+    let (endpoint, conn) = connect(run.addr, &run.ca.trust(), CertSlot::new(&identity).unwrap())
+        .await
+        .unwrap();
+    let key = francis::net::pki::WorkloadKey::generate().unwrap();
+    let request = RegisterRequest {
+        address: francis::testing::free_local_address(),
+        wlpub: key.public_key_raw(),
+        ..RegisterRequest::default()
+    };
+    let frame = wire::encode_frame(&Frame::new(&request).unwrap()).unwrap();
+    let reply = exchange(&conn, &frame).await.expect("a registration reply");
+    let response: rpc::RegisterResponse = reply.decode().expect("registered");
+    assert_eq!(response.host_id, host_id);
+    (endpoint, conn)
+}
+
+fn store_request(op: &str, args: Vec<u8>) -> Vec<u8> {
+    let request = StoreRequest {
+        op: op.into(),
+        args,
+    };
+    wire::encode_frame(&Frame::new(&request).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_or_deeply_nested_store_arguments_are_refused_before_decoding() {
+    let run = runtime().await;
+    let (_endpoint, conn) = registered_session(&run, "hostile").await;
+
+    // Megabytes of arguments for an operation that takes a key and a name.
+    let huge_name = "n".repeat(1 << 20);
+    let args = rmp_serde::to_vec(&(("counter", "1"), huge_name)).unwrap();
+    let error = error_of(exchange(&conn, &store_request("get_alarm", args)).await);
+    assert_eq!(error.code, ErrorCode::BadRequest, "{error}");
+    assert!(error.message.contains("at most 65536"), "{error}");
+
+    // Arguments nested 200 deep, in a field the decoder skips (each level one byte: a
+    // one-element array): `("counter", {"zzz": [[[[…]]]]})`.
+    let deep = |prefix: &[u8]| {
+        let mut bytes = prefix.to_vec();
+        bytes.extend(std::iter::repeat_n(0x91u8, 200));
+        bytes.push(0xc0);
+        bytes
+    };
+    let args = deep(b"\x92\xa7counter\x81\xa3zzz");
+    let error = error_of(exchange(&conn, &store_request("list_states", args)).await);
+    assert_eq!(error.code, ErrorCode::BadRequest, "{error}");
+    assert!(error.message.contains("depth"), "{error}");
+
+    // A frame nested 200 deep is refused the same way: `{"zzz": [[[[…]]]]}`.
+    let body = deep(b"\x81\xa3zzz");
+    let mut frame = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    let error = error_of(exchange(&conn, &frame).await);
+    assert_eq!(error.code, ErrorCode::BadRequest, "{error}");
+    assert!(error.message.contains("depth"), "{error}");
+
+    // The session still works.
+    let reply = exchange(
+        &conn,
+        &store_request(
+            "heartbeat",
+            rmp_serde::to_vec(&(rpc::SessionHost::default(),)).unwrap(),
+        ),
+    )
+    .await
+    .expect("a reply");
+    assert!(!reply.is_error(), "{:?}", reply.decode::<WireError>());
+    let _ = run.stop.send(());
+    run.task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_cannot_make_the_runtime_hold_more_than_its_session_budget() {
+    let run = runtime().await;
+    let (_endpoint, conn) = registered_session(&run, "greedy").await;
+    // Four requests announce 16 MiB bodies each (the whole 64 MiB budget) and send nothing more.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let (mut send, recv) = conn.open_bi().await.unwrap().await.unwrap();
+        send.write_all(&(16u32 * 1024 * 1024 - 1).to_be_bytes())
+            .await
+            .unwrap();
+        held.push((send, recv));
+    }
+    // A small request of the same session now waits for budget instead of being read...
+    let (mut send, mut recv) = conn.open_bi().await.unwrap().await.unwrap();
+    send.write_all(&store_request(
+        "heartbeat",
+        rmp_serde::to_vec(&(rpc::SessionHost::default(),)).unwrap(),
+    ))
+    .await
+    .unwrap();
+    let _ = send.shutdown().await;
+    let early =
+        tokio::time::timeout(Duration::from_secs(1), wire::read_frame(&mut recv, 1 << 20)).await;
+    assert!(
+        early.is_err(),
+        "a request was read beyond the session's budget"
+    );
+    // ...and is served once a held request gives its budget back.
+    let (mut stalled, _) = held.remove(0);
+    stalled.reset(wtransport::VarInt::from_u32(0)).unwrap();
+    let reply = tokio::time::timeout(STEP, wire::read_frame(&mut recv, 1 << 20))
+        .await
+        .expect("served once budget was released")
+        .unwrap()
+        .unwrap();
+    assert!(!reply.is_error(), "{:?}", reply.decode::<WireError>());
+
+    // Another host's session has its own budget.
+    let (_other_endpoint, other) = registered_session(&run, "neighbour").await;
+    let reply = exchange(
+        &other,
+        &store_request(
+            "heartbeat",
+            rmp_serde::to_vec(&(rpc::SessionHost::default(),)).unwrap(),
+        ),
+    )
+    .await
+    .expect("a reply");
+    assert!(!reply.is_error(), "{:?}", reply.decode::<WireError>());
+    drop(held);
+    let _ = run.stop.send(());
+    run.task.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probing_a_runtime_returns_its_cluster_ca() {
     let run = runtime().await;

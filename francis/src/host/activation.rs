@@ -34,6 +34,8 @@ pub(crate) enum TurnError {
     Halted { args: Option<Envelope> },
     /// The method panicked.
     Panicked,
+    /// The activation already holds its most calls; the call was not queued.
+    Overloaded { limit: usize },
 }
 
 /// An actor in an exclusive turn, as work that needs direct access sees it (alarms).
@@ -64,11 +66,19 @@ pub(crate) trait ExclusiveJob: Send {
 }
 
 /// Counts a queued or running command; the activation is busy while any exists.
-struct InFlight(Arc<Shared>);
+/// Work counted as queued or running until it ends (dropped with its command or its turn);
+/// a call also holds one of the activation's `max_queued_calls`.
+struct InFlight {
+    shared: Arc<Shared>,
+    call: bool,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.call {
+            self.shared.calls.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -100,7 +110,11 @@ impl Command {
 /// State shared by an activation's handle and its task.
 struct Shared {
     halted: AtomicBool,
+    /// Calls and jobs queued or running.
     in_flight: AtomicUsize,
+    /// Calls queued or running, held to `max_queued_calls`.
+    calls: AtomicUsize,
+    max_queued_calls: usize,
     idle_at_ms: AtomicI64,
     idle_timeout_ms: Option<i64>,
     clock: SharedClock,
@@ -122,7 +136,24 @@ impl Shared {
 
     fn busy(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(self.clone())
+        InFlight {
+            shared: self.clone(),
+            call: false,
+        }
+    }
+
+    /// Count a call in, unless the activation already holds its most.
+    fn admit_call(self: &Arc<Self>) -> Option<InFlight> {
+        self.calls
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_queued_calls).then_some(n + 1)
+            })
+            .ok()?;
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        Some(InFlight {
+            shared: self.clone(),
+            call: true,
+        })
     }
 }
 
@@ -139,6 +170,7 @@ pub(crate) struct Activation {
 pub(crate) struct ActivationSettings {
     pub idle_timeout_ms: Option<i64>,
     pub deactivation_timeout: Duration,
+    pub max_queued_calls: usize,
     pub clock: SharedClock,
 }
 
@@ -155,6 +187,8 @@ impl Activation {
         let shared = Arc::new(Shared {
             halted: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
+            calls: AtomicUsize::new(0),
+            max_queued_calls: settings.max_queued_calls.max(1),
             idle_at_ms: AtomicI64::new(i64::MAX),
             idle_timeout_ms: settings.idle_timeout_ms,
             clock: settings.clock,
@@ -198,13 +232,18 @@ impl Activation {
         if self.is_halted() {
             return Err(TurnError::Halted { args: Some(args) });
         }
+        let Some(busy) = self.shared.admit_call() else {
+            return Err(TurnError::Overloaded {
+                limit: self.shared.max_queued_calls,
+            });
+        };
         let (reply, result) = oneshot::channel();
         let command = Command::Call {
             kind,
             index,
             args,
             reply,
-            _busy: self.shared.busy(),
+            _busy: busy,
         };
         if let Err(mpsc::error::SendError(command)) = self.mailbox.send(command) {
             command.refuse();

@@ -632,6 +632,10 @@ pub(crate) fn turn_error(key: &ActorKey, method: &str, e: TurnError) -> Error {
     match e {
         TurnError::Dispatch(e) => dispatch_error(key, method, e),
         TurnError::Halted { .. } => Error::Halted { key: key.clone() },
+        TurnError::Overloaded { limit } => Error::Overloaded {
+            key: key.clone(),
+            reason: format!("its activation holds {limit} calls, its type's max_queued_calls"),
+        },
         TurnError::Panicked => {
             tracing::error!(actor = %key, method, "actor method panicked");
             Error::Panicked {

@@ -12,7 +12,11 @@ pub struct ActorOptions {
     pub(crate) concurrency_limit: u32,
     pub(crate) alarm_max_attempts: u32,
     pub(crate) alarm_initial_retry_delay: Duration,
+    pub(crate) max_queued_calls: usize,
 }
+
+/// Calls one activation holds at most (queued and running) unless its type says otherwise.
+pub const DEFAULT_MAX_QUEUED_CALLS: usize = 1000;
 
 impl Default for ActorOptions {
     fn default() -> Self {
@@ -22,6 +26,7 @@ impl Default for ActorOptions {
             concurrency_limit: 0,
             alarm_max_attempts: 3,
             alarm_initial_retry_delay: Duration::from_secs(2),
+            max_queued_calls: DEFAULT_MAX_QUEUED_CALLS,
         }
     }
 }
@@ -64,7 +69,21 @@ impl ActorOptions {
         self
     }
 
+    /// How many calls one activation holds at most, waiting and running (default
+    /// [`DEFAULT_MAX_QUEUED_CALLS`]). A call beyond it fails at once with
+    /// [`Error::Overloaded`] (remote callers see `overloaded`, with a time to retry after), so a
+    /// flood of calls to one actor cannot grow its mailbox without bound.
+    pub fn max_queued_calls(mut self, calls: usize) -> Self {
+        self.max_queued_calls = calls;
+        self
+    }
+
     pub(crate) fn validate(&self, actor_type: &str) -> Result<(), Error> {
+        if self.max_queued_calls == 0 {
+            return Err(Error::Config(format!(
+                "actor type {actor_type:?}: max_queued_calls is 0; an activation must take at least one call (default {DEFAULT_MAX_QUEUED_CALLS})"
+            )));
+        }
         if self.idle_timeout == Some(Duration::ZERO) {
             return Err(Error::Config(format!(
                 "actor type {actor_type:?}: idle timeout is zero; give a positive duration, or call never_idle() to keep activations alive"

@@ -66,6 +66,7 @@ fn activate<A: Actor>(
     let settings = ActivationSettings {
         idle_timeout_ms: entry.options.idle_timeout.map(duration_ms),
         deactivation_timeout: entry.options.deactivation_timeout,
+        max_queued_calls: entry.options.max_queued_calls,
         clock,
     };
     Activation::spawn(key, actor, halting_tx, settings)

@@ -29,6 +29,21 @@ pub struct CodecError(pub String);
 
 const MSGPACK_NIL: &[u8] = &[0xc0];
 
+/// How deeply a payload's values may nest (arrays and maps), in either format: what
+/// `serde_json` allows, and what MessagePack decoding is held to as well, so a hostile payload
+/// cannot recurse the decoder into the stack's end.
+pub const MAX_PAYLOAD_DEPTH: usize = 128;
+
+/// Decode MessagePack `bytes` as `T`, allowing values to nest at most `max_depth` deep.
+pub fn decode_msgpack<T: DeserializeOwned>(
+    bytes: &[u8],
+    max_depth: usize,
+) -> Result<T, rmp_serde::decode::Error> {
+    let mut decoder = rmp_serde::Deserializer::from_read_ref(bytes);
+    decoder.set_max_depth(max_depth);
+    T::deserialize(&mut decoder)
+}
+
 impl Envelope {
     /// An envelope with no payload.
     pub fn empty() -> Self {
@@ -103,7 +118,7 @@ impl Envelope {
                 } else {
                     &self.bytes
                 };
-                rmp_serde::from_slice(bytes).map_err(|e| CodecError(e.to_string()))
+                decode_msgpack(bytes, MAX_PAYLOAD_DEPTH).map_err(|e| CodecError(e.to_string()))
             }
             Format::Json => {
                 let bytes: &[u8] = if self.bytes.iter().all(u8::is_ascii_whitespace) {
@@ -151,6 +166,21 @@ impl Default for Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_payload_nested_deeper_than_the_limit_is_refused() {
+        let nested = |depth: usize| {
+            let mut bytes = vec![0x91u8; depth];
+            bytes.push(0xc0);
+            Envelope::from_msgpack_bytes(bytes)
+        };
+        let within: serde_json::Value = nested(MAX_PAYLOAD_DEPTH - 1).decode().unwrap();
+        assert!(within.is_array());
+        let err = nested(MAX_PAYLOAD_DEPTH + 1)
+            .decode::<serde_json::Value>()
+            .unwrap_err();
+        assert!(err.0.contains("depth"), "{err}");
+    }
 
     #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
     struct In {

@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use std::sync::Arc;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout;
 use tracing::{debug, warn};
 use wtransport::config::QuicTransportConfig;
@@ -15,7 +17,23 @@ use wtransport::endpoint::{IncomingSession, endpoint_side};
 use wtransport::{Endpoint, SendStream, ServerConfig, VarInt};
 
 use super::peer::NetError;
-use super::wire::{self, Frame, WireError};
+use super::wire::{self, Frame, FrameError, WireError};
+
+/// Reserve `len` bytes of a request body from `budget` (one permit per byte), waiting until
+/// enough requests of the same budget finish: what a server does after reading a frame's
+/// length and before reading its body, so a client's requests in flight never hold more
+/// memory than its budget.
+pub(crate) async fn reserve_body(
+    budget: &Arc<Semaphore>,
+    len: usize,
+) -> Result<OwnedSemaphorePermit, FrameError> {
+    let permits = u32::try_from(len).unwrap_or(u32::MAX);
+    budget
+        .clone()
+        .acquire_many_owned(permits)
+        .await
+        .map_err(|_| FrameError::Malformed("the session is closing".into()))
+}
 
 /// Bind a WebTransport server endpoint on `addr` with this TLS and QUIC configuration; the
 /// endpoint and the address it got (the real port when `addr` asked for port 0).

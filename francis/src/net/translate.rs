@@ -16,6 +16,8 @@ const HALTED_RETRY: Duration = Duration::from_millis(100);
 
 /// Retry hint sent with `host_draining`.
 pub(crate) const DRAINING_RETRY: Duration = Duration::from_millis(500);
+/// When an overloaded actor or host may be tried again.
+pub(crate) const OVERLOADED_RETRY: Duration = Duration::from_millis(100);
 
 /// A framework error as the wire carries it back to the calling host.
 pub(crate) fn error_to_wire(e: &Error) -> WireError {
@@ -27,6 +29,10 @@ pub(crate) fn error_to_wire(e: &Error) -> WireError {
         Error::Halted { .. } => {
             return WireError::new(ErrorCode::ActorHalted, e.to_string())
                 .with_retry_after(HALTED_RETRY);
+        }
+        Error::Overloaded { .. } => {
+            return WireError::new(ErrorCode::Overloaded, e.to_string())
+                .with_retry_after(OVERLOADED_RETRY);
         }
         Error::ShuttingDown => {
             return WireError::new(ErrorCode::HostDraining, e.to_string())
@@ -60,6 +66,10 @@ pub(crate) fn error_from_wire(key: &ActorKey, method: &str, address: &str, e: Wi
             payload: Envelope::from_msgpack_bytes(e.payload.unwrap_or_default()),
         })),
         ErrorCode::ActorHalted => Error::Halted { key: key.clone() },
+        ErrorCode::Overloaded => Error::Overloaded {
+            key: key.clone(),
+            reason: format!("the host at {address} said: {}", e.message),
+        },
         ErrorCode::ActorNotActive => Error::NotActive { key: key.clone() },
         ErrorCode::ActorTypeUnsupported => Error::UnknownActorType {
             actor_type: key.actor_type.clone(),
@@ -126,7 +136,7 @@ pub(crate) fn store_error_from_wire(e: WireError) -> StoreError {
     let data = e
         .payload
         .as_deref()
-        .and_then(|bytes| rmp_serde::from_slice::<StoreErrorData>(bytes).ok());
+        .and_then(|bytes| crate::net::wire::decode_message::<StoreErrorData>(bytes).ok());
     match (e.code, data) {
         (ErrorCode::AddressInUse, Some(StoreErrorData::HostAlreadyRegistered { address })) => {
             StoreError::HostAlreadyRegistered { address }

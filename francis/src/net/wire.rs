@@ -37,6 +37,16 @@ pub const MAX_PAYLOAD_BYTES: usize = MAX_FRAME_BYTES - 64 * 1024;
 /// How much buffer the reader reserves up front; it grows past this only as bytes arrive.
 const INITIAL_READ_CAPACITY: usize = 64 * 1024;
 
+/// How deeply a protocol message's values may nest. Messages are flat records; actor payloads
+/// travel inside them as bytes and have their own limit
+/// ([`crate::model::payload::MAX_PAYLOAD_DEPTH`]).
+pub const MAX_MESSAGE_DEPTH: usize = 32;
+
+/// Decode a protocol message (MessagePack) under [`MAX_MESSAGE_DEPTH`].
+pub fn decode_message<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, rmp_serde::decode::Error> {
+    crate::model::payload::decode_msgpack(bytes, MAX_MESSAGE_DEPTH)
+}
+
 /// Message kinds (the frame's `k`).
 pub mod kind {
     /// Host → host: invoke a method on an actor the target host owns.
@@ -183,7 +193,7 @@ impl Frame {
         } else {
             &self.payload
         };
-        rmp_serde::from_slice(bytes)
+        decode_message(bytes)
             .map_err(|e| FrameError::Malformed(format!("{} payload: {e}", self.kind)))
     }
 
@@ -215,7 +225,7 @@ pub fn encode_frame(frame: &Frame) -> Result<Vec<u8>, FrameError> {
 /// Decodes a frame body (the bytes after the length prefix) and checks its version and kind.
 pub fn decode_frame(body: &[u8]) -> Result<Frame, FrameError> {
     let frame: Frame =
-        rmp_serde::from_slice(body).map_err(|e| FrameError::Malformed(format!("frame: {e}")))?;
+        decode_message(body).map_err(|e| FrameError::Malformed(format!("frame: {e}")))?;
     if frame.version != PROTOCOL_VERSION {
         return Err(FrameError::ProtocolVersion {
             got: frame.version,
@@ -249,6 +259,19 @@ pub async fn read_frame<R>(reader: &mut R, max_len: usize) -> Result<Option<Fram
 where
     R: AsyncRead + Unpin + ?Sized,
 {
+    match read_frame_len(reader, max_len).await? {
+        Some(len) => read_frame_body(reader, len).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads a frame's length prefix, so a server can reserve what the body needs before reading
+/// it; [`read_frame_body`] reads the rest. `Ok(None)` when the stream ends cleanly first; a
+/// length over `max_len` (or [`MAX_FRAME_BYTES`]) is [`FrameError::TooLarge`].
+pub async fn read_frame_len<R>(reader: &mut R, max_len: usize) -> Result<Option<usize>, FrameError>
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
     let mut prefix = [0u8; 4];
     let mut got = 0;
     while got < prefix.len() {
@@ -269,6 +292,14 @@ where
     if len == 0 {
         return Err(FrameError::Malformed("empty frame".into()));
     }
+    Ok(Some(len))
+}
+
+/// Reads and decodes the `len`-byte body of a frame whose prefix [`read_frame_len`] read.
+pub async fn read_frame_body<R>(reader: &mut R, len: usize) -> Result<Frame, FrameError>
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
     let mut body = Vec::with_capacity(len.min(INITIAL_READ_CAPACITY));
     let mut limited = AsyncReadExt::take(&mut *reader, len as u64);
     limited.read_to_end(&mut body).await?;
@@ -278,7 +309,7 @@ where
             got: body.len(),
         });
     }
-    decode_frame(&body).map(Some)
+    decode_frame(&body)
 }
 
 /// Stable error codes, sent as snake_case strings.
@@ -867,6 +898,43 @@ mod tests {
                 "{err}"
             );
             assert_eq!(err.code(), ErrorCode::ProtocolVersion);
+        }
+    }
+
+    /// No bytes make frame decoding fail other than with an error.
+    mod any_input {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            #[test]
+            fn any_frame_body(body in prop::collection::vec(any::<u8>(), 0..512)) {
+                if let Ok(frame) = decode_frame(&body) {
+                    let _ = frame.payload_as::<InvokeRequest>(kind::INVOKE);
+                    let _ = frame.decode::<WireError>();
+                }
+            }
+
+            #[test]
+            fn any_payload(payload in prop::collection::vec(any::<u8>(), 0..512)) {
+                let frame = Frame {
+                    version: PROTOCOL_VERSION,
+                    kind: kind::INVOKE.into(),
+                    payload,
+                };
+                let _ = frame.payload_as::<InvokeRequest>(kind::INVOKE);
+                let _ = frame.decode::<WireError>();
+            }
+
+            #[test]
+            fn any_stream(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+                let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                let mut reader = bytes.as_slice();
+                let _ = runtime.block_on(read_frame(&mut reader, 256));
+            }
         }
     }
 }

@@ -42,10 +42,18 @@ const EXTRA_STREAMS: usize = 8;
 /// Limits and timeouts of a [`PeerServer`].
 #[derive(Debug, Clone)]
 pub struct PeerLimits {
-    /// Calls running at once per session; the excess is answered `overloaded`. Default 100.
+    /// Calls running at once per calling host (over all its sessions); the excess is answered
+    /// `overloaded` before its body is read. Default 100.
     pub max_in_flight: usize,
     /// Largest accepted request frame in bytes (at most 16 MiB). Default 16 MiB.
     pub max_request_bytes: usize,
+    /// Request bytes one calling host's calls may hold at once (read, not yet answered); a
+    /// request waits for room before its body is read. Default 64 MiB (at least
+    /// `max_request_bytes`).
+    pub max_bytes_in_flight: usize,
+    /// Sessions one calling host may hold at once; a further one is refused. Default 4 (a host
+    /// keeps one per peer, and a reconnect briefly overlaps the old one).
+    pub max_sessions_per_peer: usize,
     /// How long a new stream may take to deliver its request frame. Default 30 s.
     pub first_frame_timeout: Duration,
     /// How long a new connection may take to complete TLS and the WebTransport handshake.
@@ -63,6 +71,8 @@ impl Default for PeerLimits {
         PeerLimits {
             max_in_flight: 100,
             max_request_bytes: MAX_FRAME_BYTES,
+            max_bytes_in_flight: 64 * 1024 * 1024,
+            max_sessions_per_peer: 4,
             first_frame_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
@@ -376,6 +386,15 @@ mod tests {
 
     /// A raw WebTransport session for sending hand-made bytes.
     async fn raw_session(ca: &ClusterCa, addr: SocketAddr) -> (Endpoint<Client>, Connection) {
+        let (endpoint, conn) = try_raw_session(ca, addr).await;
+        (endpoint, conn.unwrap())
+    }
+
+    /// A raw session as host "raw-client", or why it could not be opened.
+    async fn try_raw_session(
+        ca: &ClusterCa,
+        addr: SocketAddr,
+    ) -> (Endpoint<Client>, Result<Connection, String>) {
         let identity = ca.issue_host_identity("raw-client", TTL).unwrap();
         let tls = ca.client_config(&identity, HOST_PREFIX).unwrap();
         let config = ClientConfig::builder()
@@ -385,8 +404,8 @@ mod tests {
         let endpoint = Endpoint::client(config).unwrap();
         let conn = timeout(STEP, endpoint.connect(format!("https://{addr}{PEER_PATH}")))
             .await
-            .unwrap()
-            .unwrap();
+            .expect("connect in time")
+            .map_err(|e| e.to_string());
         (endpoint, conn)
     }
 
@@ -728,6 +747,139 @@ mod tests {
                 .await
                 .is_ok()
         );
+        server.stop().await;
+    }
+
+    /// Hold `n` calls of `client` in the handler until the gate opens.
+    async fn hold(
+        echo: &Arc<Echo>,
+        client: &PeerClient,
+        addr: SocketAddr,
+        n: usize,
+    ) -> Vec<tokio::task::JoinHandle<Result<InvokeResponse, PeerError>>> {
+        let before = echo.entered.load(Ordering::SeqCst);
+        let held = (0..n)
+            .map(|_| {
+                let client = client.clone();
+                tokio::spawn(
+                    async move { call(&client, addr, request("h-server", "wait", b"")).await },
+                )
+            })
+            .collect();
+        let deadline = Instant::now() + STEP;
+        while echo.entered.load(Ordering::SeqCst) < before + n {
+            assert!(Instant::now() < deadline, "the calls did not arrive");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        held
+    }
+
+    #[tokio::test]
+    async fn a_host_cannot_dodge_the_call_limit_by_opening_more_sessions() {
+        let ca = ClusterCa::from_psks(&[PSK]).unwrap();
+        let echo = Echo::new();
+        let limits = PeerLimits {
+            max_in_flight: 2,
+            ..PeerLimits::default()
+        };
+        let server = start(&ca, "h-server", echo.clone(), limits);
+        // Two clients of one host: two sessions.
+        let (first, second) = (client(&ca, "h-client"), client(&ca, "h-client"));
+        let held = hold(&echo, &first, server.addr, 2).await;
+        let err = call(&second, server.addr, request("h-server", "echo", b""))
+            .await
+            .unwrap_err();
+        assert_eq!(wire_of(&err).code, ErrorCode::Overloaded, "{err}");
+        // Another host has its own allowance.
+        let other = client(&ca, "h-other");
+        call(&other, server.addr, request("h-server", "echo", b""))
+            .await
+            .unwrap();
+        echo.gate.add_permits(2);
+        for handle in held {
+            handle.await.unwrap().unwrap();
+        }
+        call(&second, server.addr, request("h-server", "echo", b""))
+            .await
+            .unwrap();
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_host_cannot_open_more_sessions_than_its_allowance() {
+        let ca = ClusterCa::from_psks(&[PSK]).unwrap();
+        let limits = PeerLimits {
+            max_sessions_per_peer: 2,
+            ..PeerLimits::default()
+        };
+        let server = start(&ca, "h-server", Echo::new(), limits);
+        let ping =
+            wire::encode_frame(&Frame::new(&request("h-server", "echo", b"")).unwrap()).unwrap();
+        let (_e1, first) = raw_session(&ca, server.addr).await;
+        assert!(raw_call(&first, &ping, true).await.is_some());
+        let (_e2, second) = raw_session(&ca, server.addr).await;
+        assert!(raw_call(&second, &ping, true).await.is_some());
+        // A third session of the same host is closed at once.
+        match try_raw_session(&ca, server.addr).await {
+            (_e3, Ok(third)) => {
+                timeout(STEP, third.closed())
+                    .await
+                    .expect("the session over the allowance is closed");
+            }
+            (_e3, Err(refused)) => assert!(refused.contains("too many sessions"), "{refused}"),
+        }
+        // Once one ends, the host may open another.
+        first.close(wtransport::VarInt::from_u32(0), b"done");
+        drop(first);
+        let deadline = Instant::now() + STEP;
+        loop {
+            assert!(Instant::now() < deadline, "no room for a new session");
+            let (_e4, Ok(fourth)) = try_raw_session(&ca, server.addr).await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let (mut send, mut recv) = match fourth.open_bi().await {
+                Ok(opening) => match opening.await {
+                    Ok(streams) => streams,
+                    Err(_) => continue,
+                },
+                Err(_) => continue,
+            };
+            send.write_all(&ping).await.unwrap();
+            send.shutdown().await.unwrap();
+            if let Ok(Ok(Some(_))) =
+                timeout(Duration::from_secs(1), wire::read_frame(&mut recv, 1 << 20)).await
+            {
+                break;
+            }
+        }
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_call_over_the_limit_is_refused_before_its_body_arrives() {
+        let ca = ClusterCa::from_psks(&[PSK]).unwrap();
+        let echo = Echo::new();
+        let limits = PeerLimits {
+            max_in_flight: 1,
+            ..PeerLimits::default()
+        };
+        let server = start(&ca, "h-server", echo.clone(), limits);
+        // raw_session's host holds its one call...
+        let holder = client(&ca, "raw-client");
+        let held = hold(&echo, &holder, server.addr, 1).await;
+        // ...and announces a 16 MiB request, sending none of its body: refused at once.
+        let (_endpoint, conn) = raw_session(&ca, server.addr).await;
+        let prefix = u32::try_from(MAX_FRAME_BYTES).unwrap().to_be_bytes();
+        let reply = raw_call(&conn, &prefix, false).await.expect("a reply");
+        assert_eq!(
+            reply.decode::<WireError>().unwrap().code,
+            ErrorCode::Overloaded
+        );
+        echo.gate.add_permits(1);
+        for handle in held {
+            handle.await.unwrap().unwrap();
+        }
         server.stop().await;
     }
 

@@ -1,15 +1,19 @@
 //! The peer server: accepts WebTransport sessions from hosts of this cluster and serves one call
 //! per stream, after the admission checks (a well-formed request for this host, not draining,
-//! under the session's limit), in the stream's own task.
+//! under the calling host's limits), in the stream's own task.
+//!
+//! Limits hold per calling host (its SPIFFE ID), whatever number of sessions it opens: sessions
+//! at once, calls in flight (taken when a request's length arrives, before its body is read)
+//! and request bytes in flight.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::AsyncWriteExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout;
 use tracing::{debug, info};
 use wtransport::endpoint::endpoint_side;
@@ -18,15 +22,12 @@ use wtransport::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 
 use super::{EXTRA_STREAMS, NetError, PEER_PATH, PeerHandler, PeerLimits, transport_config};
 use crate::net::pki::{HOST_PREFIX, SpiffeId, spiffe_id_of};
-use crate::net::serving::{InFlight, accept_until, bind_server, reply};
+use crate::net::serving::{InFlight, accept_until, bind_server, reply, reserve_body};
 use crate::net::tls::{self, CertSlot, ClientAuth, Trust};
-use crate::net::translate::DRAINING_RETRY;
+use crate::net::translate::{DRAINING_RETRY, OVERLOADED_RETRY};
 use crate::net::wire::{
     self, ErrorCode, Frame, FrameError, InvokeRequest, InvokeResponse, MAX_FRAME_BYTES, WireError,
 };
-
-/// Retry hint sent with `overloaded`.
-const OVERLOADED_RETRY: Duration = Duration::from_millis(100);
 
 struct ServerShared {
     handler: Arc<dyn PeerHandler>,
@@ -34,6 +35,60 @@ struct ServerShared {
     host_id: String,
     draining: Arc<AtomicBool>,
     in_flight: InFlight,
+    /// What each calling host holds now, by SPIFFE ID.
+    peers: Mutex<HashMap<String, PeerAllowance>>,
+}
+
+/// One calling host's share of the server, kept while it has a session.
+struct PeerAllowance {
+    sessions: usize,
+    calls: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+}
+
+/// A session counted against its host's allowance until it ends.
+struct PeerSession {
+    shared: Arc<ServerShared>,
+    caller: SpiffeId,
+    calls: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+}
+
+impl PeerSession {
+    /// Count a new session of `caller` in, unless it already holds its most.
+    fn open(shared: &Arc<ServerShared>, caller: &SpiffeId) -> Option<PeerSession> {
+        let limits = &shared.limits;
+        let mut peers = shared.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let allowance = peers
+            .entry(caller.as_str().to_owned())
+            .or_insert_with(|| PeerAllowance {
+                sessions: 0,
+                calls: Arc::new(Semaphore::new(limits.max_in_flight)),
+                bytes: Arc::new(Semaphore::new(limits.max_bytes_in_flight)),
+            });
+        if allowance.sessions >= limits.max_sessions_per_peer {
+            return None;
+        }
+        allowance.sessions += 1;
+        Some(PeerSession {
+            shared: shared.clone(),
+            caller: caller.clone(),
+            calls: allowance.calls.clone(),
+            bytes: allowance.bytes.clone(),
+        })
+    }
+}
+
+impl Drop for PeerSession {
+    fn drop(&mut self) {
+        let mut peers = self.shared.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(allowance) = peers.get_mut(self.caller.as_str()) {
+            allowance.sessions = allowance.sessions.saturating_sub(1);
+            if allowance.sessions == 0 {
+                peers.remove(self.caller.as_str());
+            }
+        }
+    }
 }
 
 /// Serves peer invocations for one host. Create with [`bind`](Self::bind), run with
@@ -82,6 +137,16 @@ impl PeerServer {
                 "max_request_bytes must be between 1 and 16 MiB",
             ));
         }
+        if limits.max_bytes_in_flight < limits.max_request_bytes {
+            return Err(NetError::InvalidLimits(
+                "max_bytes_in_flight must be at least max_request_bytes",
+            ));
+        }
+        if limits.max_sessions_per_peer == 0 {
+            return Err(NetError::InvalidLimits(
+                "max_sessions_per_peer must be at least 1",
+            ));
+        }
         let tls = tls::server_config(trust, cert, HOST_PREFIX, ClientAuth::Required)?;
         let transport = transport_config(
             limits.max_in_flight.saturating_add(EXTRA_STREAMS),
@@ -98,6 +163,7 @@ impl PeerServer {
                 host_id,
                 draining,
                 in_flight: InFlight::default(),
+                peers: Mutex::default(),
             }),
         })
     }
@@ -188,18 +254,20 @@ async fn handle_session(incoming: IncomingSession, shared: Arc<ServerShared>) {
             return;
         }
     };
+    let Some(session) = PeerSession::open(&shared, &caller) else {
+        info!(
+            %remote, %caller, limit = shared.limits.max_sessions_per_peer,
+            "peer session refused: the host already holds its most sessions"
+        );
+        conn.close(VarInt::from_u32(1), b"too many sessions from this host");
+        return;
+    };
     debug!(%remote, %caller, "peer session established");
-    let permits = Arc::new(Semaphore::new(shared.limits.max_in_flight));
+    let session = Arc::new(session);
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
-                tokio::spawn(handle_stream(
-                    send,
-                    recv,
-                    caller.clone(),
-                    permits.clone(),
-                    shared.clone(),
-                ));
+                tokio::spawn(handle_stream(send, recv, session.clone()));
             }
             Err(e) => {
                 debug!(%remote, %caller, reason = %e, "peer session closed");
@@ -209,34 +277,76 @@ async fn handle_session(incoming: IncomingSession, shared: Arc<ServerShared>) {
     }
 }
 
-async fn handle_stream(
-    mut send: SendStream,
-    mut recv: RecvStream,
-    caller: SpiffeId,
-    permits: Arc<Semaphore>,
-    shared: Arc<ServerShared>,
-) {
+/// Why a request stream ended before its request was admitted.
+enum Unread {
+    /// The caller closed the stream without a request.
+    Closed,
+    /// The stream broke.
+    Failed(std::io::Error),
+    /// Refused with this error.
+    Refused(WireError),
+}
+
+/// Read a stream's request under the calling host's limits: its length first, then a call
+/// permit (none free: `overloaded`, the body unread), then room for its bytes, then its body.
+async fn read_request(
+    recv: &mut RecvStream,
+    session: &PeerSession,
+) -> Result<(Frame, OwnedSemaphorePermit, OwnedSemaphorePermit), Unread> {
+    let limits = &session.shared.limits;
+    let frame_error = |e: FrameError| match e {
+        FrameError::Io(e) => Unread::Failed(e),
+        other => Unread::Refused(other.to_wire_error()),
+    };
+    let len = match wire::read_frame_len(recv, limits.max_request_bytes).await {
+        Ok(Some(len)) => len,
+        Ok(None) => return Err(Unread::Closed),
+        Err(e) => return Err(frame_error(e)),
+    };
+    let Ok(call) = session.calls.clone().try_acquire_owned() else {
+        return Err(Unread::Refused(
+            WireError::new(
+                ErrorCode::Overloaded,
+                format!(
+                    "too many calls in flight from this host (limit {})",
+                    limits.max_in_flight
+                ),
+            )
+            .with_retry_after(OVERLOADED_RETRY),
+        ));
+    };
+    let bytes = reserve_body(&session.bytes, len)
+        .await
+        .map_err(frame_error)?;
+    let frame = wire::read_frame_body(recv, len)
+        .await
+        .map_err(frame_error)?;
+    Ok((frame, call, bytes))
+}
+
+async fn handle_stream(mut send: SendStream, mut recv: RecvStream, session: Arc<PeerSession>) {
+    let shared = &session.shared;
+    let caller = &session.caller;
     let limits = &shared.limits;
-    let first = timeout(
+    let read = timeout(
         limits.first_frame_timeout,
-        wire::read_frame(&mut recv, limits.max_request_bytes),
+        read_request(&mut recv, &session),
     )
     .await;
-    let frame = match first {
-        Ok(Ok(Some(frame))) => frame,
-        Ok(Ok(None)) => {
-            // The caller closed the stream without a request: nothing to answer.
+    let (frame, _call, _bytes) = match read {
+        Ok(Ok(request)) => request,
+        Ok(Err(Unread::Closed)) => {
             let _ = send.shutdown().await;
             return;
         }
-        Ok(Err(FrameError::Io(e))) => {
+        Ok(Err(Unread::Failed(e))) => {
             debug!(%caller, error = %e, "peer stream failed before its request arrived");
             return;
         }
-        Ok(Err(e)) => {
-            info!(%caller, error = %e, "bad peer request frame");
+        Ok(Err(Unread::Refused(error))) => {
+            info!(%caller, %error, "peer request refused before it was read");
             recv.stop(VarInt::from_u32(0));
-            reply(&mut send, Err(e.to_wire_error())).await;
+            reply(&mut send, Err(error)).await;
             return;
         }
         Err(_) => {
@@ -256,18 +366,17 @@ async fn handle_stream(
     drop(recv);
     // Counted from here until the reply is delivered, so shutdown waits for it.
     let _running = shared.in_flight.enter();
-    let result = dispatch(frame, caller, &permits, &shared)
+    let result = dispatch(frame, caller.clone(), shared)
         .await
         .and_then(|response| Frame::new(&response).map_err(|e| e.to_wire_error()));
     reply(&mut send, result).await;
 }
 
 /// Admit a request (the one place where a peer call is checked: well-formed, meant for this
-/// host, not draining, under the session's limit) and run it in this stream's task.
+/// host, not draining; its limits were taken as it was read) and run it in this stream's task.
 async fn dispatch(
     frame: Frame,
     caller: SpiffeId,
-    permits: &Arc<Semaphore>,
     shared: &Arc<ServerShared>,
 ) -> Result<InvokeResponse, WireError> {
     let request: InvokeRequest = frame.decode().map_err(|e| e.to_wire_error())?;
@@ -292,15 +401,5 @@ async fn dispatch(
                 .with_retry_after(DRAINING_RETRY),
         );
     }
-    let Ok(_permit) = permits.try_acquire() else {
-        return Err(WireError::new(
-            ErrorCode::Overloaded,
-            format!(
-                "too many calls in flight on this session (limit {})",
-                shared.limits.max_in_flight
-            ),
-        )
-        .with_retry_after(OVERLOADED_RETRY));
-    };
     shared.handler.invoke(caller, request).await
 }

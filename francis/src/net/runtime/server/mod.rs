@@ -195,6 +195,9 @@ impl SessionServer {
 struct RegisteredHost {
     host_id: String,
     session_id: String,
+    /// The session's budget of request bytes in flight
+    /// ([`requests::MAX_SESSION_REQUEST_BYTES`] permits, one per byte).
+    budget: Arc<tokio::sync::Semaphore>,
 }
 
 /// Serve one incoming connection from handshake to close.

@@ -2,9 +2,11 @@
 //! challenge-response, a JWT, or the workload certificate of an mTLS reconnect), the request is
 //! checked, and the runtime's [`super::Admission`] registers it and certifies its key.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use rustls::pki_types::{CertificateDer, UnixTime};
+use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use tracing::{debug, warn};
 use wtransport::{Connection, RecvStream, SendStream};
@@ -333,6 +335,7 @@ async fn complete(
     let host = RegisteredHost {
         host_id: response.host_id.clone(),
         session_id: response.session_id.clone(),
+        budget: Arc::new(Semaphore::new(super::requests::MAX_SESSION_REQUEST_BYTES)),
     };
     let frame = Frame::new(&response).map_err(|e| e.to_wire_error())?;
     Ok((frame, host))

@@ -18,12 +18,27 @@ use crate::model::{
 use crate::net::runtime::messages::{
     Convert, RenewRequest, SessionHost, StoreRequest, for_each_store_op, kind, wire_type,
 };
-use crate::net::serving::reply;
+use crate::net::serving::{reply, reserve_body};
 use crate::net::translate::store_error_to_wire;
 use crate::net::wire::{self, ErrorCode, Frame, FrameError, MAX_FRAME_BYTES, WireError};
 
 /// The most alarms one fetch over the runtime protocol may lease.
 pub(crate) const MAX_FETCH_BATCH: u32 = 1000;
+
+/// The most frame bytes one session's requests may hold at once (read and not yet answered).
+pub(super) const MAX_SESSION_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
+/// The largest arguments of an operation that carries no actor data: keys, names, options.
+const MAX_SMALL_ARGS_BYTES: usize = 64 * 1024;
+
+/// The largest encoded arguments operation `op` takes: a whole frame for those that carry
+/// actor data (a state, an alarm's data), [`MAX_SMALL_ARGS_BYTES`] for the rest.
+fn max_args_bytes(op: &str) -> usize {
+    match op {
+        "set_state" | "set_alarm" => MAX_FRAME_BYTES,
+        _ => MAX_SMALL_ARGS_BYTES,
+    }
+}
 
 /// A value the runtime scopes to the session's host before the operation runs (`[session]` in
 /// [`for_each_store_op!`]).
@@ -53,8 +68,18 @@ pub(super) async fn handle_stream(
     shared: Arc<Shared>,
 ) {
     let limit = shared.settings.request_timeout;
-    let frame = match timeout(limit, wire::read_frame(&mut recv, MAX_FRAME_BYTES)).await {
-        Ok(Ok(Some(frame))) => frame,
+    let read = timeout(limit, async {
+        let Some(len) = wire::read_frame_len(&mut recv, MAX_FRAME_BYTES).await? else {
+            return Ok(None);
+        };
+        // The session's budget pays for the body before it is read: a host's requests in
+        // flight hold at most MAX_SESSION_REQUEST_BYTES of frames, however many streams it opens.
+        let reserved = reserve_body(&host.budget, len).await?;
+        let frame = wire::read_frame_body(&mut recv, len).await?;
+        Ok(Some((frame, reserved)))
+    });
+    let (frame, _reserved) = match read.await {
+        Ok(Ok(Some(read))) => read,
         Ok(Ok(None)) => return,
         Ok(Err(FrameError::Io(e))) => {
             debug!(host = %host.host_id, error = %e, "request stream failed");
@@ -105,6 +130,16 @@ async fn store_request(
     shared: &Shared,
 ) -> Result<Frame, WireError> {
     let op = request.op.as_str();
+    let max = max_args_bytes(op);
+    if request.args.len() > max {
+        return Err(WireError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "the arguments of {op} are {} bytes; at most {max} are accepted",
+                request.args.len()
+            ),
+        ));
+    }
     let store = shared.admission.store().as_ref();
     let limit = shared.settings.store_timeout;
     let reply = timeout(limit, dispatch(store, &host.host_id, op, &request.args))
@@ -140,7 +175,7 @@ macro_rules! dispatch {
                 $(stringify!($op) => {
                     #[allow(unused_mut)]
                     let ($(mut $param,)*): ($(wire_type!($ty $(=> $wire)?),)*) =
-                        rmp_serde::from_slice(args).map_err(|e| bad_arguments(op, &e))?;
+                        wire::decode_message(args).map_err(|e| bad_arguments(op, &e))?;
                     $($(SessionScoped::$scope(&mut $param, host_id);)?)*
                     let result: $ret = store
                         .$op($(Convert::convert(&$param)),*)
