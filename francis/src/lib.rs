@@ -125,6 +125,10 @@ pub mod internals {
     pub mod messages {
         pub use crate::net::runtime::messages::*;
     }
+    /// The limits servers apply to connections before they are trusted.
+    pub mod gate {
+        pub use crate::net::gate::*;
+    }
     /// The peer transport.
     pub mod peer {
         pub use crate::net::peer::*;

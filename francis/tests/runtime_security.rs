@@ -697,3 +697,106 @@ async fn probing_a_runtime_returns_its_cluster_ca() {
     let _ = run.stop.send(());
     run.task.await.unwrap();
 }
+
+/// Write `chunk` on `send` until the runtime stops granting flow-control credit (no write
+/// completes for half a second); the bytes it accepted.
+async fn write_until_blocked(mut send: wtransport::SendStream) -> usize {
+    let chunk = vec![0u8; 16 * 1024];
+    let mut written = 0;
+    // At most 64 MiB: far beyond any window, so the loop ends by itself either way.
+    while written < 64 * 1024 * 1024 {
+        match tokio::time::timeout(Duration::from_millis(500), send.write(&chunk)).await {
+            Ok(Ok(n)) => written += n,
+            Ok(Err(_)) | Err(_) => break,
+        }
+    }
+    written
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unregistered_connection_cannot_make_the_runtime_buffer_more_than_its_windows() {
+    use francis::internals::gate::{
+        CONNECTION_RECEIVE_WINDOW, MAX_UNI_STREAMS, STREAM_RECEIVE_WINDOW,
+    };
+    let run = runtime_with(|b| {
+        b.host_psk(HOST_PSK)
+            .registration_timeout(Duration::from_secs(30))
+    })
+    .await;
+    let (_endpoint, conn) = connect(run.addr, &run.ca.trust(), CertSlot::empty())
+        .await
+        .unwrap();
+    // The registration stream, left silent, then streams the runtime does not read before the
+    // connection registers: what they push stays in the runtime's buffers.
+    let (_register, _) = conn.open_bi().await.unwrap().await.unwrap();
+    let one = write_until_blocked(conn.open_bi().await.unwrap().await.unwrap().0).await;
+    assert!(
+        one <= STREAM_RECEIVE_WINDOW as usize,
+        "one stream pushed {one} bytes, more than the stream window"
+    );
+    let mut writers = Vec::new();
+    for _ in 0..8 {
+        let (send, _) = conn.open_bi().await.unwrap().await.unwrap();
+        writers.push(tokio::spawn(write_until_blocked(send)));
+    }
+    let mut total = one;
+    for writer in writers {
+        total += writer.await.unwrap();
+    }
+    assert!(
+        total <= CONNECTION_RECEIVE_WINDOW as usize,
+        "nine streams pushed {total} bytes, more than the connection window"
+    );
+    // Unidirectional streams: what HTTP/3 needs and no more (counting the client's own).
+    let mut opened = 0;
+    while opened < 10 {
+        let open = async { conn.open_uni().await.ok()?.await.ok() };
+        match tokio::time::timeout(Duration::from_millis(500), open).await {
+            Ok(Some(_stream)) => opened += 1,
+            _ => break,
+        }
+    }
+    assert!(
+        opened <= MAX_UNI_STREAMS as usize,
+        "{opened} more unidirectional streams were granted"
+    );
+    let _ = run.stop.send(());
+    run.task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_more_unregistered_connections_than_its_share() {
+    use francis::internals::peer::ConnectionLimits;
+    let run = runtime_with(|b| {
+        b.host_psk(HOST_PSK)
+            .registration_timeout(Duration::from_secs(30))
+    })
+    .await;
+    let trust = run.ca.trust();
+    let cap = ConnectionLimits::default().max_pending_per_ip;
+    let mut held = Vec::new();
+    for _ in 0..cap {
+        held.push(connect(run.addr, &trust, CertSlot::empty()).await.unwrap());
+    }
+    let refused = connect(run.addr, &trust, CertSlot::empty()).await;
+    assert!(
+        refused.is_err(),
+        "connection {} from one address was let in while {cap} wait to register",
+        cap + 1
+    );
+    // One leaves: room for one more (the runtime notices the close shortly).
+    held.pop();
+    let mut admitted = None;
+    for _ in 0..50 {
+        if let Ok(conn) = connect(run.addr, &trust, CertSlot::empty()).await {
+            admitted = Some(conn);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(admitted.is_some(), "a connection is let in once one leaves");
+    drop((held, admitted));
+    assert_still_serving(&run).await;
+    let _ = run.stop.send(());
+    run.task.await.unwrap();
+}

@@ -14,6 +14,7 @@
 //! This module knows nothing of SQL or activations: the runtime protocol carries the model's
 //! plain records, and the host plugs into the peer server through its `PeerHandler`.
 
+pub(crate) mod gate;
 pub(crate) mod peer;
 pub mod pki;
 pub(crate) mod runtime;

@@ -1,6 +1,7 @@
 //! What the two servers (the peer server and the runtime's session server) share: binding the
 //! endpoint, one request and one reply per bidirectional stream, a reply that waits (bounded)
 //! for its acknowledgement, and a count of running requests so shutdown can let them finish.
+//! Every connection attempt passes the [gate](super::gate) first.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use wtransport::config::QuicTransportConfig;
 use wtransport::endpoint::{IncomingSession, endpoint_side};
 use wtransport::{Endpoint, SendStream, ServerConfig, VarInt};
 
+use super::gate::{self, ConnectionLimits, Decision, Gate, Ticket};
 use super::peer::NetError;
 use super::wire::{self, Frame, FrameError, WireError};
 
@@ -35,17 +37,23 @@ pub(crate) async fn reserve_body(
         .map_err(|_| FrameError::Malformed("the session is closing".into()))
 }
 
-/// Bind a WebTransport server endpoint on `addr` with this TLS and QUIC configuration; the
-/// endpoint and the address it got (the real port when `addr` asked for port 0).
+/// Bind a WebTransport server endpoint on `addr` with this TLS and QUIC configuration, and
+/// small queues for connection attempts the accept loop has not seen yet; the endpoint and the
+/// address it got (the real port when `addr` asked for port 0).
 pub(crate) fn bind_server(
     addr: SocketAddr,
     tls: rustls::ServerConfig,
     transport: QuicTransportConfig,
 ) -> Result<(Endpoint<endpoint_side::Server>, SocketAddr), NetError> {
-    let config = ServerConfig::builder()
+    let mut config = ServerConfig::builder()
         .with_bind_address(addr)
         .with_custom_tls_and_transport(tls, transport)
         .build();
+    config
+        .quic_config_mut()
+        .max_incoming(gate::MAX_QUEUED_ATTEMPTS)
+        .incoming_buffer_size(gate::QUEUED_ATTEMPT_BYTES)
+        .incoming_buffer_size_total(gate::QUEUED_ATTEMPT_BYTES * gate::MAX_QUEUED_ATTEMPTS as u64);
     let endpoint = Endpoint::server(config).map_err(|source| NetError::Bind { addr, source })?;
     let local_addr = endpoint
         .local_addr()
@@ -53,11 +61,14 @@ pub(crate) fn bind_server(
     Ok((endpoint, local_addr))
 }
 
-/// Accept sessions until `shutdown` completes, spawning `serve` for each; then drain: set
-/// `draining` (new sessions and requests are refused from then on), give running requests up
-/// to `grace` to finish, and close the endpoint with `code` and `reason`.
+/// Accept sessions until `shutdown` completes, spawning `serve` for each attempt the gate
+/// (with `limits`) admits, with its ticket; then drain: set `draining` (new sessions and
+/// requests are refused from then on), give running requests up to `grace` to finish, and close
+/// the endpoint with `code` and `reason`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn accept_until<S, F>(
     endpoint: Endpoint<endpoint_side::Server>,
+    limits: ConnectionLimits,
     shutdown: impl Future,
     draining: &AtomicBool,
     in_flight: &InFlight,
@@ -65,16 +76,29 @@ pub(crate) async fn accept_until<S, F>(
     (code, reason): (u32, &'static [u8]),
     serve: S,
 ) where
-    S: Fn(IncomingSession) -> F,
+    S: Fn(IncomingSession, Ticket) -> F,
     F: Future<Output = ()> + Send + 'static,
 {
+    let gate = Gate::new(limits);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
             incoming = endpoint.accept() => {
-                tokio::spawn(serve(incoming));
+                let remote = incoming.remote_address();
+                match gate.decide(remote.ip(), incoming.remote_address_validated()) {
+                    Decision::Admit(ticket) => {
+                        tokio::spawn(serve(incoming, ticket));
+                    }
+                    // The gate asks for a retry only when the address is not validated yet,
+                    // the one case where a retry is allowed.
+                    Decision::Retry => incoming.retry(),
+                    Decision::Refuse(reason) => {
+                        debug!(%remote, reason, "connection attempt refused");
+                        incoming.refuse();
+                    }
+                }
             }
         }
     }

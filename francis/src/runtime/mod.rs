@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::model::{Store, StoreError, StoreOptions};
+use crate::net::gate::ConnectionLimits;
 use crate::net::peer::NetError;
 use crate::net::pki::{ClusterCa, PkiError};
 use crate::net::runtime::bootstrap::MIN_HOST_PSK_LEN;
@@ -489,6 +490,7 @@ impl RuntimeBuilder {
             store_timeout: settings.store_timeout,
             idle_timeout: settings.health_check_deadline,
             shutdown_grace_period: settings.shutdown_grace_period,
+            connections: ConnectionLimits::default(),
         };
         let server = SessionServer::bind(
             bind,

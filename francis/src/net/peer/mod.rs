@@ -11,9 +11,12 @@
 //!
 //! Hardening: a stream's first frame must arrive within [`PeerLimits::first_frame_timeout`]
 //! (slowloris), request frames are capped at [`PeerLimits::max_request_bytes`] before any
-//! allocation, each session runs at most [`PeerLimits::max_in_flight`] calls (the excess is
-//! answered in-band with `overloaded`), and a malformed frame only earns its stream a
-//! `bad_request` reply.
+//! allocation, each calling host runs at most [`PeerLimits::max_in_flight`] calls over all its
+//! sessions (the excess is answered in-band with `overloaded`, its body unread), holds at most
+//! [`PeerLimits::max_bytes_in_flight`] request bytes and [`PeerLimits::max_sessions_per_peer`]
+//! sessions, connections are admitted through a [gate](super::gate) (handshakes in progress
+//! capped in all and per source IP, QUIC retry under load), and a malformed frame only earns
+//! its stream a `bad_request` reply.
 
 mod client;
 mod server;
@@ -29,6 +32,8 @@ use wtransport::{ClientConfig, Endpoint};
 
 pub use self::client::PeerClient;
 pub use self::server::PeerServer;
+use super::gate;
+pub use super::gate::ConnectionLimits;
 use super::pki::{PkiError, SpiffeId};
 use super::wire::{ErrorCode, InvokeRequest, InvokeResponse, MAX_FRAME_BYTES, WireError};
 
@@ -64,6 +69,9 @@ pub struct PeerLimits {
     /// How long [`PeerServer::serve`] waits for running calls after shutdown is requested.
     /// Default 30 s.
     pub shutdown_grace: Duration,
+    /// Caps on connections before they are established (handshakes in progress, in all and
+    /// per source IP; connections per source IP).
+    pub connections: ConnectionLimits,
 }
 
 impl Default for PeerLimits {
@@ -77,6 +85,7 @@ impl Default for PeerLimits {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -146,20 +155,16 @@ pub trait PeerHandler: Send + Sync + 'static {
     ) -> Result<InvokeResponse, WireError>;
 }
 
+/// The QUIC transport of peer and runtime endpoints ([`gate::transport`]), with limit errors
+/// in [`NetError`] terms.
 pub(crate) fn transport_config(
     max_bidi_streams: usize,
     idle: Duration,
     keep_alive: Option<Duration>,
 ) -> Result<QuicTransportConfig, NetError> {
-    let mut transport = QuicTransportConfig::default();
     let streams = u32::try_from(max_bidi_streams)
         .map_err(|_| NetError::InvalidLimits("max_in_flight is too large"))?;
-    transport.max_concurrent_bidi_streams(wtransport::quinn::VarInt::from_u32(streams));
-    let idle = wtransport::quinn::IdleTimeout::try_from(idle)
-        .map_err(|_| NetError::InvalidLimits("idle_timeout is too large"))?;
-    transport.max_idle_timeout(Some(idle));
-    transport.keep_alive_interval(keep_alive);
-    Ok(transport)
+    gate::transport(streams, idle, keep_alive).map_err(NetError::InvalidLimits)
 }
 
 /// A client endpoint on an ephemeral port: dual-stack when the host has IPv6, plain IPv4
@@ -661,6 +666,27 @@ mod tests {
                 .await
                 .is_ok()
         );
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn under_a_handshake_flood_clients_prove_their_address_and_still_get_in() {
+        let ca = ClusterCa::from_psks(&[PSK]).unwrap();
+        // Every attempt counts as "under load": each new client is sent a QUIC retry first,
+        // which a real client answers from its real address.
+        let limits = PeerLimits {
+            connections: ConnectionLimits {
+                validate_above: 0,
+                ..ConnectionLimits::default()
+            },
+            ..PeerLimits::default()
+        };
+        let server = start(&ca, "h-server", Echo::new(), limits);
+        for caller in ["h-one", "h-two"] {
+            let member = client(&ca, caller);
+            let reply = call(&member, server.addr, request("h-server", "echo", b"hi")).await;
+            assert_eq!(reply.unwrap().data, format!("{caller}:hi").into_bytes());
+        }
         server.stop().await;
     }
 

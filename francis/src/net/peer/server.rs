@@ -21,6 +21,7 @@ use wtransport::endpoint::{IncomingSession, SessionRequest};
 use wtransport::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 
 use super::{EXTRA_STREAMS, NetError, PEER_PATH, PeerHandler, PeerLimits, transport_config};
+use crate::net::gate::Ticket;
 use crate::net::pki::{HOST_PREFIX, SpiffeId, spiffe_id_of};
 use crate::net::serving::{InFlight, accept_until, bind_server, reply, reserve_body};
 use crate::net::tls::{self, CertSlot, ClientAuth, Trust};
@@ -142,6 +143,10 @@ impl PeerServer {
                 "max_bytes_in_flight must be at least max_request_bytes",
             ));
         }
+        limits
+            .connections
+            .validate()
+            .map_err(NetError::InvalidLimits)?;
         if limits.max_sessions_per_peer == 0 {
             return Err(NetError::InvalidLimits(
                 "max_sessions_per_peer must be at least 1",
@@ -185,6 +190,7 @@ impl PeerServer {
         info!(%local_addr, host_id = %shared.host_id, "peer server listening");
         accept_until(
             endpoint,
+            shared.limits.connections,
             async move {
                 shutdown.await;
                 info!(%local_addr, "peer server draining");
@@ -193,7 +199,7 @@ impl PeerServer {
             &shared.in_flight,
             shared.limits.shutdown_grace,
             (0, b"host shutting down"),
-            |incoming| handle_session(incoming, shared.clone()),
+            |incoming, ticket| handle_session(incoming, ticket, shared.clone()),
         )
         .await;
         info!(%local_addr, "peer server stopped");
@@ -236,7 +242,7 @@ async fn establish(
     }
 }
 
-async fn handle_session(incoming: IncomingSession, shared: Arc<ServerShared>) {
+async fn handle_session(incoming: IncomingSession, mut ticket: Ticket, shared: Arc<ServerShared>) {
     let remote = incoming.remote_address();
     let (conn, caller) = match timeout(
         shared.limits.handshake_timeout,
@@ -254,6 +260,7 @@ async fn handle_session(incoming: IncomingSession, shared: Arc<ServerShared>) {
             return;
         }
     };
+    ticket.established();
     let Some(session) = PeerSession::open(&shared, &caller) else {
         info!(
             %remote, %caller, limit = shared.limits.max_sessions_per_peer,

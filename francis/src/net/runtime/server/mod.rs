@@ -7,7 +7,8 @@
 //!
 //! Hardening: the handshake, the registration stream and its frames each have a deadline (a
 //! connection that never registers is closed, not held), registration frames are capped at
-//! 64 KiB, every store operation is bounded in time, and failures get an error reply that says
+//! 64 KiB, connections wait at the [gate](crate::net::gate) until they register (handshakes
+//! in progress capped in all and per source IP, QUIC retry under load), every store operation is bounded in time, and failures get an error reply that says
 //! what is wrong; the specific reason a credential was refused is logged, the client only
 //! learns that it was.
 
@@ -24,20 +25,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::timeout;
 use tracing::{debug, info};
-use wtransport::config::QuicTransportConfig;
 use wtransport::endpoint::{IncomingSession, endpoint_side};
 use wtransport::{Connection, Endpoint, VarInt};
 
 use super::messages::{RUNTIME_PATH, RegisterResponse, RenewResponse};
 use crate::model::{HostRegistration, Store};
-use crate::net::peer::NetError;
+use crate::net::gate::{ConnectionLimits, Ticket};
+use crate::net::peer::{NetError, transport_config};
 use crate::net::pki::HOST_PREFIX;
 use crate::net::serving::{InFlight, accept_until, bind_server};
 use crate::net::tls::{self, CertSlot, ClientAuth, Trust};
 use crate::net::wire::WireError;
 
 /// Concurrent streams a host may open on its session.
-const MAX_STREAMS_PER_SESSION: u32 = 512;
+const MAX_STREAMS_PER_SESSION: usize = 512;
 
 /// How hosts prove they may join, as the server needs to know it.
 pub(crate) enum Bootstrap<'a> {
@@ -99,6 +100,8 @@ pub(crate) struct ServerSettings {
     pub idle_timeout: Duration,
     /// How long running requests may take to finish at shutdown.
     pub shutdown_grace_period: Duration,
+    /// Caps on connections before they register.
+    pub connections: ConnectionLimits,
 }
 
 /// The state every session task shares.
@@ -134,13 +137,11 @@ impl SessionServer {
         settings: ServerSettings,
     ) -> Result<Self, NetError> {
         let tls = tls::server_config(trust, cert, HOST_PREFIX, ClientAuth::Optional)?;
-        let mut transport = QuicTransportConfig::default();
-        transport.max_concurrent_bidi_streams(wtransport::quinn::VarInt::from_u32(
-            MAX_STREAMS_PER_SESSION,
-        ));
-        if let Ok(idle) = wtransport::quinn::IdleTimeout::try_from(settings.idle_timeout) {
-            transport.max_idle_timeout(Some(idle));
-        }
+        settings
+            .connections
+            .validate()
+            .map_err(NetError::InvalidLimits)?;
+        let transport = transport_config(MAX_STREAMS_PER_SESSION, settings.idle_timeout, None)?;
         let (endpoint, local_addr) = bind_server(addr, tls, transport)?;
         Ok(SessionServer {
             endpoint,
@@ -177,6 +178,7 @@ impl SessionServer {
         } = self;
         accept_until(
             endpoint,
+            shared.settings.connections,
             async move {
                 shutdown.await;
                 info!(%local_addr, "runtime shutting down");
@@ -185,7 +187,7 @@ impl SessionServer {
             &shared.in_flight,
             shared.settings.shutdown_grace_period,
             (2, b"runtime shutting down"),
-            |incoming| serve_connection(incoming, shared.clone()),
+            |incoming, ticket| serve_connection(incoming, ticket, shared.clone()),
         )
         .await;
     }
@@ -201,7 +203,8 @@ struct RegisteredHost {
 }
 
 /// Serve one incoming connection from handshake to close.
-async fn serve_connection(incoming: IncomingSession, shared: Arc<Shared>) {
+/// The connection counts as pending at the gate until it registers.
+async fn serve_connection(incoming: IncomingSession, mut ticket: Ticket, shared: Arc<Shared>) {
     let remote = incoming.remote_address();
     let limit = shared.settings.registration_timeout;
     let conn = match timeout(limit, accept(incoming, &shared)).await {
@@ -245,6 +248,7 @@ async fn serve_connection(incoming: IncomingSession, shared: Arc<Shared>) {
             return;
         }
     };
+    ticket.established();
     let host = Arc::new(host);
     if let Ok(mut sessions) = shared.sessions.lock()
         && let Some((_, older)) = sessions.insert(
