@@ -1,6 +1,7 @@
 //! Hosts in one process forming a cluster over a shared SQLite file and real QUIC sockets on
 //! 127.0.0.1: calls through any host reach the one activation, errors keep their type across
-//! hosts, and a host with another runtime PSK is refused with an error that says why.
+//! hosts, a host with another runtime PSK refuses to start on the cluster's store, and new
+//! actors are not placed on a host this host cannot reach.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -114,31 +115,157 @@ async fn calls_through_any_host_reach_the_one_activation() {
     run_b.await.unwrap().unwrap();
 }
 
+const OTHER_PSK: &str = "another-psk-that-is-long-enough-0123456789";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_host_with_another_psk_cannot_invoke() {
+async fn a_host_with_another_clusters_psk_refuses_to_start_on_the_shared_store() {
+    use francis::net::pki::ClusterCa;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cluster.db");
     let (a, stop_a, run_a) = host(&db, "a", PSK).await;
-    // Place an actor on host a.
     let (owner, _) = a.actor::<Where>("mine").whereabouts().await.unwrap();
     assert_eq!(owner, "a");
-    let (intruder, stop_x, run_x) =
-        host(&db, "x", "another-psk-that-is-long-enough-0123456789").await;
-    let err = tokio::time::timeout(
-        Duration::from_secs(30),
-        intruder.actor::<Where>("mine").whereabouts(),
-    )
-    .await
-    .expect("the refusal is prompt")
-    .unwrap_err();
-    let text = err.to_string();
+
+    let built = Host::local()
+        .address(francis::testing::free_local_address())
+        .sqlite(&db)
+        .runtime_psk(OTHER_PSK)
+        .register::<Where>()
+        .build()
+        .await;
+    let Err(refused) = built else {
+        panic!("a host of another cluster does not start");
+    };
+    let text = refused.to_string();
+    let ours = ClusterCa::from_psks(&[PSK]).unwrap().fingerprint();
+    let theirs = ClusterCa::from_psks(&[OTHER_PSK]).unwrap().fingerprint();
     assert!(
-        text.contains("PSK") || text.contains("cluster"),
-        "the error says why: {text}"
+        text.contains(&ours) && text.contains(&theirs) && text.contains("FRANCIS_RUNTIME_PSK"),
+        "the error gives both fingerprints and what to do: {text}"
     );
-    // The refused handshake did not disturb host a.
-    assert_eq!(a.actor::<Where>("mine").whereabouts().await.unwrap().1, 2);
-    let _ = Arc::new(());
+    assert_eq!(
+        a.actor::<Where>("mine").whereabouts().await.unwrap().1,
+        2,
+        "the refused host changed nothing"
+    );
+
+    // A rotation's first step (the new key added after the cluster's) joins.
+    let rotating = Host::local()
+        .address(francis::testing::free_local_address())
+        .sqlite(&db)
+        .runtime_psk(PSK)
+        .runtime_psk(OTHER_PSK)
+        .data(HostName("r".into()))
+        .register::<Where>()
+        .build()
+        .await
+        .expect("a host one rotation step ahead starts");
+    let r = rotating.service();
+    let (stop_r, stopped_r) = tokio::sync::oneshot::channel::<()>();
+    let run_r = tokio::spawn(rotating.run(async move {
+        let _ = stopped_r.await;
+    }));
+    assert_eq!(r.actor::<Where>("mine").whereabouts().await.unwrap().1, 3);
+    stop_a.send(()).unwrap();
+    stop_r.send(()).unwrap();
+    run_a.await.unwrap().unwrap();
+    run_r.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_actors_are_not_placed_on_a_host_this_host_cannot_reach() {
+    use francis::clock::SystemClock;
+    use francis::model::{ActorTypeRegistration, HostRegistration, Store, StoreOptions};
+    use francis::store::memory::MemoryStore;
+    // A live peer server of another cluster, whose handshakes this cluster's hosts refuse...
+    let (_x, stop_x, run_x, x_address) = {
+        let address = francis::testing::free_local_address();
+        let host = Host::local()
+            .address(address.clone())
+            .memory_store()
+            .runtime_psk(OTHER_PSK)
+            .register::<Where>()
+            .build()
+            .await
+            .unwrap();
+        let service = host.service();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(host.run(async move {
+            let _ = stopped.await;
+        }));
+        (service, stop, run, address)
+    };
+    // ...registered in this cluster's store as if it were one of its hosts (what a store shared
+    // with a misconfigured host looks like).
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(StoreOptions {
+        clock: Arc::new(SystemClock),
+        health_check_deadline: Duration::from_secs(20),
+    }));
+    let odd = store
+        .register_host(&HostRegistration {
+            address: x_address,
+            actor_types: vec![ActorTypeRegistration {
+                actor_type: "where".into(),
+                idle_timeout: None,
+                concurrency_limit: 0,
+            }],
+        })
+        .await
+        .unwrap();
+    let host = Host::local()
+        .address(francis::testing::free_local_address())
+        .store(store.clone())
+        .runtime_psk(PSK)
+        .data(HostName("a".into()))
+        .register::<Where>()
+        .build()
+        .await
+        .unwrap();
+    let a = host.service();
+    let (stop_a, stopped_a) = tokio::sync::oneshot::channel::<()>();
+    let run_a = tokio::spawn(host.run(async move {
+        let _ = stopped_a.await;
+    }));
+
+    let mut failures = 0;
+    let mut placed_here = 0;
+    for i in 0..40 {
+        match a.actor::<Where>(format!("w{i}")).whereabouts().await {
+            Ok((owner, _)) => {
+                assert_eq!(owner, "a");
+                placed_here += 1;
+            }
+            Err(e) => {
+                failures += 1;
+                let text = e.to_string();
+                assert!(
+                    text.contains("PSK") || text.contains("cluster"),
+                    "the error says why: {text}"
+                );
+                assert!(
+                    matches!(e, CallError::Francis(Error::Remote { .. })),
+                    "a routing failure, which the HTTP API answers with 503: {e:?}"
+                );
+            }
+        }
+    }
+    // Each call placed on the odd host fails twice (the call is retried once), and the host
+    // is skipped after three failures in a row: at most two calls ever land there.
+    assert!(
+        (1..=2).contains(&failures),
+        "{failures} calls failed, {placed_here} succeeded"
+    );
+    let status = a.host_status().unwrap();
+    let odd_status = status
+        .unreachable_peers
+        .iter()
+        .find(|p| p.host_id == odd)
+        .expect("the status shows the unreachable host");
+    assert!(
+        odd_status.skipped && odd_status.failures >= 3,
+        "{odd_status:?}"
+    );
+
     stop_a.send(()).unwrap();
     stop_x.send(()).unwrap();
     run_a.await.unwrap().unwrap();

@@ -800,3 +800,34 @@ async fn one_address_cannot_hold_more_unregistered_connections_than_its_share() 
     let _ = run.stop.send(());
     run.task.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_replica_with_another_clusters_key_refuses_to_start_on_the_shared_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runtime.db");
+    let replica = |psk: &'static str| {
+        Runtime::builder()
+            .bind("127.0.0.1:0".parse().unwrap())
+            .runtime_psk(psk)
+            .host_psk(HOST_PSK)
+            .sqlite(db.clone())
+            .build()
+    };
+    let first = replica(RUNTIME_PSK)
+        .await
+        .expect("the first replica records the cluster");
+    let other = "security-test-another-cluster-psk-0123456789";
+    let Err(refused) = replica(other).await else {
+        panic!("a replica of another cluster does not start");
+    };
+    let refused = refused.to_string();
+    assert!(
+        refused.contains(&first.cluster_ca().fingerprint())
+            && refused.contains(&ClusterCa::from_psks(&[other]).unwrap().fingerprint()),
+        "both fingerprints are in the error: {refused}"
+    );
+    // A second replica of the same cluster starts.
+    replica(RUNTIME_PSK)
+        .await
+        .expect("a replica of the cluster starts");
+}

@@ -598,6 +598,7 @@ mod tests {
             address: "127.0.0.1:8081".into(),
             active_actors: actors,
             topology: Topology::Local,
+            unreachable_peers: Vec::new(),
         })
     }
 

@@ -87,6 +87,10 @@ pub struct HostStatus {
     /// JSON of older hosts: read as local).
     #[serde(default)]
     pub topology: Topology,
+    /// Peers this host failed to connect to several times in a row: new placements skip them
+    /// until they recover (absent when every peer is reachable).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreachable_peers: Vec<crate::host::UnreachablePeer>,
 }
 
 /// How a host coordinates with the rest of its cluster.

@@ -31,6 +31,7 @@ use crate::actor::service::Topology;
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::Error;
 use crate::model::{HostId, HostRegistration, Store, StoreOptions};
+use crate::net::identity::check_cluster_identity;
 use crate::net::is_host_port;
 use crate::net::peer::{PeerClient, PeerLimits, PeerServer};
 use crate::net::pki::ClusterCa;
@@ -267,6 +268,9 @@ impl HostBuilder<Local> {
             .open(options)
             .await?;
         let ca = ClusterCa::from_psks(&psks).map_err(|e| Error::Config(e.to_string()))?;
+        check_cluster_identity(store.as_ref(), &ca)
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?;
         let host_id = store.register_host(&registration).await?;
         // A local host certifies itself with the CA its PSKs derive.
         let tls = if network {

@@ -20,6 +20,7 @@ use crate::error::{ActorFailure, Error};
 use crate::host::activation::{Activation, TurnError};
 use crate::host::options::HostTimings;
 use crate::host::placement::PlacementCache;
+use crate::host::reachability::Reachability;
 use crate::host::registry::{ActorTypeEntry, Registry};
 use crate::model::{ActorKey, Envelope, HostId, LookupOptions, Placement, Store, StoreError};
 use crate::net::peer::PeerClient;
@@ -70,6 +71,8 @@ pub(crate) struct HostCore {
     pub timings: HostTimings,
     pub alarm_wake: Notify,
     placements: PlacementCache,
+    /// Peers this host failed to reach, which new placements skip.
+    reachability: Reachability,
     pub(crate) peer_client: Option<PeerClient>,
     topology: Topology,
     app_data: AppData,
@@ -93,6 +96,7 @@ impl HostCore {
             peer_client,
             topology,
         } = parts;
+        let reachability = Reachability::new(clock.clone());
         Arc::new_cyclic(|this| HostCore {
             host_id,
             address,
@@ -102,6 +106,7 @@ impl HostCore {
             timings,
             alarm_wake: Notify::new(),
             placements: PlacementCache::default(),
+            reachability,
             peer_client,
             topology,
             app_data,
@@ -214,6 +219,7 @@ impl HostCore {
         let options = LookupOptions {
             active_only,
             allowed_hosts: None,
+            avoid_hosts: self.reachability.skipped(),
         };
         let placement = self
             .store
@@ -252,8 +258,18 @@ impl HostCore {
         let mut retried = false;
         loop {
             let error = match peer.invoke(&placement.address, request.clone()).await {
-                Ok(response) => return Ok(Envelope::from_msgpack_bytes(response.data)),
-                Err(e) => e.into_wire(),
+                Ok(response) => {
+                    self.reachability.reached(&placement.host_id);
+                    return Ok(Envelope::from_msgpack_bytes(response.data));
+                }
+                Err(e) => {
+                    if e.is_unreachable() {
+                        self.reachability.failed(&placement.host_id, &e.to_string());
+                    } else {
+                        self.reachability.reached(&placement.host_id);
+                    }
+                    e.into_wire()
+                }
             };
             let stale = error.retryable() || error.code == ErrorCode::ActorNotActive;
             if retried || !stale {
@@ -577,6 +593,7 @@ impl HostHandle for HostCore {
             address: self.address.clone(),
             active_actors: self.active_count(),
             topology: self.topology,
+            unreachable_peers: self.reachability.report(),
         })
     }
 }
@@ -677,8 +694,8 @@ mod tests {
 
     use super::*;
     use crate::model::{
-        AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, FetchAlarms, HostInfo,
-        HostRegistration, ListStatesOptions, StateList, StoreOptions,
+        AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity, FetchAlarms,
+        HostInfo, HostRegistration, ListStatesOptions, StateList, StoreOptions,
     };
     use crate::net::runtime::messages::for_each_store_op;
     use crate::prelude::*;
@@ -725,6 +742,12 @@ mod tests {
                 }
                 async fn cleanup(&self) -> Result<CleanupStats, StoreError> {
                     self.inner.cleanup().await
+                }
+                async fn claim_cluster_identity(
+                    &self,
+                    fingerprints: &[String],
+                ) -> Result<ClusterIdentity, StoreError> {
+                    self.inner.claim_cluster_identity(fingerprints).await
                 }
                 $(
                     async fn $op(&self, $($param: $ty),*) -> Result<$ret, StoreError> {

@@ -10,6 +10,7 @@ pub(crate) mod loops;
 mod options;
 mod peer_calls;
 mod placement;
+mod reachability;
 mod registry;
 
 use std::future::Future;
@@ -32,6 +33,7 @@ use crate::net::tls::CertSlot;
 pub use self::builder::{HostBuilder, Local, Remote};
 pub use self::loops::shutdown_signal;
 pub use self::options::ActorOptions;
+pub use self::reachability::UnreachablePeer;
 pub use crate::net::pki::MIN_PSK_LEN;
 
 /// A running actor host.

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 
 use super::key::{ActorKey, HostId, new_host_id};
 use super::records::{
-    AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, FetchAlarms, HostInfo,
+    AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity, FetchAlarms, HostInfo,
     HostRegistration, ListStatesOptions, LookupOptions, Placement, StateList,
 };
 use crate::clock::SharedClock;
@@ -233,6 +233,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<AlarmLease>, StoreError>;
 
     // ---- maintenance -------------------------------------------------------------------------
+
+    /// Check this process's cluster CAs, given as the fingerprints of its trusted CA
+    /// certificates (signing CA first), against the ones the store recorded: record them when
+    /// the store has none or when the two sets share a CA (a rotation adds or drops one at a
+    /// time); leave the record alone otherwise, and say so. Hosts and runtime replicas call it
+    /// before they register, and refuse to start on [`ClusterIdentity::Mismatch`].
+    async fn claim_cluster_identity(
+        &self,
+        fingerprints: &[String],
+    ) -> Result<ClusterIdentity, StoreError>;
 
     /// Delete expired hosts (with their placements) and expired state.
     async fn cleanup(&self) -> Result<CleanupStats, StoreError>;

@@ -19,6 +19,7 @@ pub use coordination::{Store, StoreError, StoreOptions};
 pub use key::{ActorKey, HostId};
 pub use payload::{CodecError, Envelope, Format};
 pub use records::{
-    ActorTypeRegistration, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, FetchAlarms,
-    HostInfo, HostRegistration, ListStatesOptions, LookupOptions, Placement, StateEntry, StateList,
+    ActorTypeRegistration, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity,
+    FetchAlarms, HostInfo, HostRegistration, ListStatesOptions, LookupOptions, Placement,
+    StateEntry, StateList,
 };

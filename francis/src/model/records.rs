@@ -60,6 +60,10 @@ pub struct LookupOptions {
     /// protocol: a worker cannot narrow placement.
     #[serde(skip)]
     pub allowed_hosts: Option<Vec<HostId>>,
+    /// Hosts a new placement must not go to (the caller cannot reach them now); an existing
+    /// placement on one is still reported. Never sent over the runtime protocol.
+    #[serde(skip)]
+    pub avoid_hosts: Vec<HostId>,
 }
 
 /// Options for [`Store::list_states`](super::Store::list_states).
@@ -193,4 +197,20 @@ pub struct CleanupStats {
     pub hosts: u64,
     /// Expired state rows.
     pub states: u64,
+}
+
+/// What [`Store::claim_cluster_identity`](super::Store::claim_cluster_identity) found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterIdentity {
+    /// The store knew no cluster yet: the caller's CAs are now recorded as the cluster's.
+    Recorded,
+    /// The caller's CAs share at least one with the record (the same cluster, perhaps in the
+    /// middle of a key rotation); the record now holds the caller's set.
+    Matched,
+    /// No CA in common with the record: the caller belongs to another cluster. The record is
+    /// unchanged; these are its fingerprints.
+    Mismatch {
+        /// The recorded CA fingerprints.
+        recorded: Vec<String>,
+    },
 }

@@ -15,6 +15,7 @@
 //! plain records, and the host plugs into the peer server through its `PeerHandler`.
 
 pub(crate) mod gate;
+pub(crate) mod identity;
 pub(crate) mod peer;
 pub mod pki;
 pub(crate) mod runtime;

@@ -590,6 +590,16 @@ impl ClusterCa {
         fingerprint(self.ca_der())
     }
 
+    /// The fingerprints of every trusted CA certificate, primary first: the cluster identity
+    /// a store records.
+    pub fn fingerprints(&self) -> Vec<String> {
+        self.inner
+            .bundle
+            .iter()
+            .map(|der| fingerprint(der))
+            .collect()
+    }
+
     /// Issues a host workload identity, `spiffe://francis/host/<host_id>`, valid for `ttl`
     /// (plus 5 minutes of clock skew on both sides), signed by the primary CA.
     pub fn issue_host_identity(&self, host_id: &str, ttl: Duration) -> Result<Identity, PkiError> {

@@ -27,6 +27,7 @@ use std::time::Duration;
 use crate::clock::{SharedClock, SystemClock};
 use crate::model::{Store, StoreError, StoreOptions};
 use crate::net::gate::ConnectionLimits;
+use crate::net::identity::check_cluster_identity;
 use crate::net::peer::NetError;
 use crate::net::pki::{ClusterCa, PkiError};
 use crate::net::runtime::bootstrap::MIN_HOST_PSK_LEN;
@@ -471,6 +472,9 @@ impl RuntimeBuilder {
             .ok_or_else(|| RuntimeError::Config("no store".into()))?
             .open(options)
             .await?;
+        check_cluster_identity(store.as_ref(), &ca)
+            .await
+            .map_err(|e| RuntimeError::Config(e.to_string()))?;
         let identity = ca.issue_runtime_identity(&runtime_id, RUNTIME_CERT_TTL)?;
         let cert = CertSlot::new(&identity)?;
         let policy = Arc::new(Policy {

@@ -10,13 +10,14 @@ use crate::clock::duration_ms;
 use async_trait::async_trait;
 
 use super::rules::{
-    CompletionUpdate, HostSlot, check_allowed, expiry_after, health_threshold, new_alarm_id,
-    new_lease_id, page_limit, reserve_slot, same_alarm_properties, sort_leases, state_page,
+    CompletionUpdate, HostSlot, check_allowed, expiry_after, health_threshold,
+    judge_cluster_identity, new_alarm_id, new_lease_id, page_limit, reserve_slot,
+    same_alarm_properties, sort_leases, split_fingerprints, state_page, without_avoided,
 };
 use super::{
     ActorKey, ActorTypeRegistration, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats,
-    FetchAlarms, HostId, HostInfo, HostRegistration, ListStatesOptions, LookupOptions, Placement,
-    StateEntry, StateList, Store, StoreError, StoreOptions,
+    ClusterIdentity, FetchAlarms, HostId, HostInfo, HostRegistration, ListStatesOptions,
+    LookupOptions, Placement, StateEntry, StateList, Store, StoreError, StoreOptions,
 };
 
 /// A [`Store`] that keeps everything in memory, in this process only.
@@ -42,6 +43,8 @@ struct Tables {
     active: HashMap<(HostId, String), u64>,
     states: BTreeMap<ActorKey, StateRow>,
     alarms: BTreeMap<(ActorKey, String), AlarmRow>,
+    /// The recorded cluster CA fingerprints.
+    cluster: Option<Vec<String>>,
 }
 
 struct HostRow {
@@ -339,6 +342,7 @@ impl Store for MemoryStore {
             Some(&key.actor_type),
             options.allowed_hosts.as_deref(),
         );
+        without_avoided(&mut slots, options);
         let slot = reserve_slot(&mut slots, &key.actor_type).ok_or_else(|| StoreError::NoHost {
             actor_type: key.actor_type.clone(),
         })?;
@@ -607,6 +611,18 @@ impl Store for MemoryStore {
         }
         sort_leases(&mut leases);
         Ok(leases)
+    }
+
+    async fn claim_cluster_identity(
+        &self,
+        fingerprints: &[String],
+    ) -> Result<ClusterIdentity, StoreError> {
+        let mut t = self.tables();
+        let (outcome, record) = judge_cluster_identity(t.cluster.as_deref(), fingerprints)?;
+        if let Some(record) = record {
+            t.cluster = Some(split_fingerprints(&record));
+        }
+        Ok(outcome)
     }
 
     async fn cleanup(&self) -> Result<CleanupStats, StoreError> {

@@ -1,5 +1,6 @@
 //! Rules every store applies the same way: health thresholds, expiry, ID formats, page limits,
-//! alarm change detection, allowed-host checks and the choice of a host with capacity. The
+//! alarm change detection, allowed-host checks, the choice of a host with capacity and the
+//! cluster-identity check. The
 //! memory and SQL stores both call these, so they judge facts identically.
 
 use std::time::Duration;
@@ -8,8 +9,8 @@ use rand::seq::IndexedRandom;
 
 use crate::clock::duration_ms;
 use crate::model::{
-    ActorKey, AlarmCompletion, AlarmLease, AlarmRecord, HostId, LookupOptions, Placement,
-    StateEntry, StateList, StoreError, StoreOptions,
+    ActorKey, AlarmCompletion, AlarmLease, AlarmRecord, ClusterIdentity, HostId, LookupOptions,
+    Placement, StateEntry, StateList, StoreError, StoreOptions,
 };
 
 /// The oldest heartbeat a healthy host may have at `now`.
@@ -95,6 +96,48 @@ impl HostSlot {
             idle_timeout: self.idle_timeout,
         }
     }
+}
+
+/// Drop the slots of hosts the caller asked to avoid for a new placement.
+pub(crate) fn without_avoided(slots: &mut Vec<HostSlot>, options: &LookupOptions) {
+    if !options.avoid_hosts.is_empty() {
+        slots.retain(|slot| !options.avoid_hosts.contains(&slot.host_id));
+    }
+}
+
+/// Judge a process's cluster CA fingerprints against the recorded ones: the outcome, and the
+/// record to write (none on a mismatch, which leaves it alone).
+pub(crate) fn judge_cluster_identity(
+    recorded: Option<&[String]>,
+    ours: &[String],
+) -> Result<(ClusterIdentity, Option<String>), StoreError> {
+    if ours.is_empty() || ours.iter().any(|f| f.is_empty() || f.contains(',')) {
+        return Err(StoreError::Invalid(
+            "cluster identity: expected one or more CA fingerprints without commas".into(),
+        ));
+    }
+    let record = Some(ours.join(","));
+    Ok(match recorded {
+        None => (ClusterIdentity::Recorded, record),
+        Some(recorded) if recorded.iter().any(|f| ours.contains(f)) => {
+            (ClusterIdentity::Matched, record)
+        }
+        Some(recorded) => (
+            ClusterIdentity::Mismatch {
+                recorded: recorded.to_vec(),
+            },
+            None,
+        ),
+    })
+}
+
+/// The fingerprints of a stored cluster-identity record.
+pub(crate) fn split_fingerprints(record: &str) -> Vec<String> {
+    record
+        .split(',')
+        .filter(|f| !f.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Pick a random slot of `actor_type` with capacity and count one more activation on it.

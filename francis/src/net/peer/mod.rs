@@ -135,6 +135,13 @@ impl PeerError {
         PeerError::Local(WireError::new(code, message))
     }
 
+    /// Whether the call failed because the peer could not be reached (no connection, a refused
+    /// handshake, a session that broke before the request was sent), not because of anything
+    /// the peer answered.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, PeerError::Local(e) if e.code == ErrorCode::RetryLater)
+    }
+
     /// Consumes the error into its wire form.
     pub fn into_wire(self) -> WireError {
         match self {

@@ -132,6 +132,14 @@ impl Store for LinkStore {
         self.for_host(host_id).heartbeat(host_id).await
     }
 
+    async fn claim_cluster_identity(
+        &self,
+        fingerprints: &[String],
+    ) -> Result<ClusterIdentity, StoreError> {
+        // The runtime's own business, as registration is.
+        self.direct.claim_cluster_identity(fingerprints).await
+    }
+
     async fn unregister_host(&self, host_id: &str) -> Result<(), StoreError> {
         self.for_host(host_id).unregister_host(host_id).await
     }

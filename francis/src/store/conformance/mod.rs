@@ -251,6 +251,7 @@ impl Harness {
         let options = LookupOptions {
             active_only: false,
             allowed_hosts: Some(allowed.iter().map(|h| (*h).clone()).collect()),
+            ..LookupOptions::default()
         };
         self.direct.lookup_actor(key, &options).await
     }
@@ -259,7 +260,7 @@ impl Harness {
     async fn active_host(&self, key: &ActorKey) -> Option<HostId> {
         let options = LookupOptions {
             active_only: true,
-            allowed_hosts: None,
+            ..LookupOptions::default()
         };
         match self.store.lookup_actor(key, &options).await {
             Ok(p) => Some(p.host_id),
@@ -445,7 +446,7 @@ async fn lookup_active_only_does_not_allocate(h: Harness) {
     let k = key("counter", "1");
     let options = LookupOptions {
         active_only: true,
-        allowed_hosts: None,
+        ..LookupOptions::default()
     };
     assert!(
         matches!(h.store.lookup_actor(&k, &options).await, Err(StoreError::NotActive { key }) if key == k)
@@ -482,6 +483,75 @@ async fn lookup_respects_allowed_hosts(h: Harness) {
         Err(StoreError::NoHost { .. })
     ));
     assert_eq!(h.active_host(&key("counter", "0")).await, Some(b));
+}
+
+async fn lookup_never_places_on_avoided_hosts(h: Harness) {
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
+    let b = h.host("127.0.0.2:7000", &[("counter", 0)]).await;
+    let avoiding_a = LookupOptions {
+        avoid_hosts: vec![a.clone()],
+        ..LookupOptions::default()
+    };
+    for i in 0..20 {
+        let placed = h
+            .store
+            .lookup_actor(&key("counter", &i.to_string()), &avoiding_a)
+            .await
+            .unwrap();
+        assert_eq!(placed.host_id, b, "a new placement avoids the host");
+    }
+    // An existing placement on an avoided host is still reported (its calls may recover).
+    let on_a = h.lookup_on(&key("counter", "on-a"), &[&a]).await.unwrap();
+    assert_eq!(on_a.host_id, a);
+    let again = h
+        .store
+        .lookup_actor(&key("counter", "on-a"), &avoiding_a)
+        .await
+        .unwrap();
+    assert_eq!(again.host_id, a);
+    // Avoiding every host leaves nowhere to go.
+    let avoiding_all = LookupOptions {
+        avoid_hosts: vec![a, b],
+        ..LookupOptions::default()
+    };
+    assert!(matches!(
+        h.store
+            .lookup_actor(&key("counter", "new"), &avoiding_all)
+            .await,
+        Err(StoreError::NoHost { .. })
+    ));
+}
+
+async fn cluster_identity_is_recorded_on_first_use_and_follows_a_rotation(h: Harness) {
+    let set = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    let claim = |fingerprints: Vec<String>| {
+        let store = h.store.clone();
+        async move { store.claim_cluster_identity(&fingerprints).await.unwrap() }
+    };
+    assert_eq!(claim(set(&["OLD"])).await, ClusterIdentity::Recorded);
+    assert_eq!(claim(set(&["OLD"])).await, ClusterIdentity::Matched);
+    // Another cluster's key is refused, and does not change the record.
+    assert_eq!(
+        claim(set(&["OTHER"])).await,
+        ClusterIdentity::Mismatch {
+            recorded: set(&["OLD"])
+        }
+    );
+    // A rotation: the new key is added, then signs, then the old one goes.
+    assert_eq!(claim(set(&["OLD", "NEW"])).await, ClusterIdentity::Matched);
+    assert_eq!(claim(set(&["NEW", "OLD"])).await, ClusterIdentity::Matched);
+    assert_eq!(claim(set(&["NEW"])).await, ClusterIdentity::Matched);
+    // Once the cluster moved on, the retired key alone no longer matches.
+    assert_eq!(
+        claim(set(&["OLD"])).await,
+        ClusterIdentity::Mismatch {
+            recorded: set(&["NEW"])
+        }
+    );
+    assert!(matches!(
+        h.store.claim_cluster_identity(&[]).await,
+        Err(StoreError::Invalid(_))
+    ));
 }
 
 async fn lookup_replaces_placement_on_unhealthy_host(h: Harness) {
@@ -1350,7 +1420,12 @@ conformance_suite!(
     removing_placement_releases_alarm_leases,
     ],
     // `allowed_hosts` is the runtime's own option: a worker cannot narrow placement.
-    store_only: [lookup_respects_allowed_hosts],
+    // So are `avoid_hosts` and the cluster identity, which the runtime checks for itself.
+    store_only: [
+        lookup_respects_allowed_hosts,
+        lookup_never_places_on_avoided_hosts,
+        cluster_identity_is_recorded_on_first_use_and_follows_a_rotation,
+    ],
 );
 
 #[tokio::test]

@@ -43,14 +43,15 @@ use self::rows::{
     AlarmRow, CandidateRow, CurrentPlacementRow, HostRow, LeaseRow, PlacementRow, SlotRow, StateRow,
 };
 use super::rules::{
-    CompletionUpdate, HostSlot, check_allowed, expiry_after, health_threshold, new_alarm_id,
-    new_lease_id, page_limit, reserve_slot, sort_leases, state_page,
+    CompletionUpdate, HostSlot, check_allowed, expiry_after, health_threshold,
+    judge_cluster_identity, new_alarm_id, new_lease_id, page_limit, reserve_slot, sort_leases,
+    split_fingerprints, state_page, without_avoided,
 };
 use crate::clock::duration_ms;
 use crate::model::{
-    ActorKey, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, FetchAlarms, HostId,
-    HostInfo, HostRegistration, ListStatesOptions, LookupOptions, Placement, StateEntry, StateList,
-    Store, StoreError, StoreOptions,
+    ActorKey, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity, FetchAlarms,
+    HostId, HostInfo, HostRegistration, ListStatesOptions, LookupOptions, Placement, StateEntry,
+    StateList, Store, StoreError, StoreOptions,
 };
 
 /// How many times a transaction that failed retryably is run in total before its error is
@@ -467,6 +468,7 @@ where
                 options.allowed_hosts.as_deref(),
             )
             .await?;
+        without_avoided(&mut slots, options);
         let slot = reserve_slot(&mut slots, &key.actor_type).ok_or_else(|| StoreError::NoHost {
             actor_type: key.actor_type.clone(),
         })?;
@@ -1006,6 +1008,38 @@ where
         let mut leases: Vec<AlarmLease> = rows.into_iter().map(AlarmLease::from).collect();
         sort_leases(&mut leases);
         Ok(leases)
+    }
+
+    async fn claim_cluster_identity(
+        &self,
+        fingerprints: &[String],
+    ) -> Result<ClusterIdentity, StoreError> {
+        retrying::<D, _, _, _>("claim_cluster_identity", || async {
+            let (_turn, mut tx) = self.dialect.begin_write(&self.pool).await?;
+            let recorded: Option<String> = sqlx::query_scalar(
+                "SELECT ca_fingerprints FROM francis_cluster WHERE cluster_key = 'ca'",
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            let recorded = recorded.as_deref().map(split_fingerprints);
+            let (outcome, record) = judge_cluster_identity(recorded.as_deref(), fingerprints)?;
+            if let Some(record) = record {
+                sqlx::query(
+                    "INSERT INTO francis_cluster (cluster_key, ca_fingerprints, updated_at)
+                     VALUES ('ca', $1, $2)
+                     ON CONFLICT (cluster_key) DO UPDATE SET
+                         ca_fingerprints = excluded.ca_fingerprints,
+                         updated_at = excluded.updated_at",
+                )
+                .bind(record.as_str())
+                .bind(self.now())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(outcome)
+        })
+        .await
     }
 
     async fn cleanup(&self) -> Result<CleanupStats, StoreError> {

@@ -36,9 +36,9 @@ use super::messages::{
 };
 use crate::clock::SharedClock;
 use crate::model::{
-    ActorKey, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, FetchAlarms, HostId,
-    HostInfo, HostRegistration, ListStatesOptions, LookupOptions, Placement, StateList, Store,
-    StoreError, StoreOptions,
+    ActorKey, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity, FetchAlarms,
+    HostId, HostInfo, HostRegistration, ListStatesOptions, LookupOptions, Placement, StateList,
+    Store, StoreError, StoreOptions,
 };
 use crate::net::peer::{NetError, client_endpoint, transport_config};
 use crate::net::pki::RUNTIME_PREFIX;
@@ -415,6 +415,16 @@ macro_rules! link_store {
             async fn cleanup(&self) -> Result<CleanupStats, StoreError> {
                 // The runtime cleans its store up itself.
                 Ok(CleanupStats::default())
+            }
+
+            async fn claim_cluster_identity(
+                &self,
+                _fingerprints: &[String],
+            ) -> Result<ClusterIdentity, StoreError> {
+                Err(StoreError::Invalid(
+                    "the runtime checks the cluster identity of its store itself; a worker cannot"
+                        .into(),
+                ))
             }
 
             $(
