@@ -47,15 +47,24 @@ impl Where {
 
 const PSK: &str = "cluster-test-psk-0123456789abcdef0123456789";
 
-async fn host(
-    db: &Path,
-    name: &str,
-    psk: &str,
-) -> (
+/// A started host: its service, the sender that stops it, and its run task.
+type Running = (
     Service,
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<Result<(), Error>>,
-) {
+);
+
+/// Run a built host until its sender fires.
+fn run(host: Host) -> Running {
+    let service = host.service();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(host.run(async move {
+        let _ = stopped.await;
+    }));
+    (service, stop, run)
+}
+
+async fn host(db: &Path, name: &str, psk: &str) -> Running {
     let host = Host::local()
         .address(francis::testing::free_local_address())
         .sqlite(db)
@@ -65,12 +74,7 @@ async fn host(
         .build()
         .await
         .unwrap();
-    let service = host.service();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(host.run(async move {
-        let _ = stopped.await;
-    }));
-    (service, stop, run)
+    run(host)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,11 +164,7 @@ async fn a_host_with_another_clusters_psk_refuses_to_start_on_the_shared_store()
         .build()
         .await
         .expect("a host one rotation step ahead starts");
-    let r = rotating.service();
-    let (stop_r, stopped_r) = tokio::sync::oneshot::channel::<()>();
-    let run_r = tokio::spawn(rotating.run(async move {
-        let _ = stopped_r.await;
-    }));
+    let (r, stop_r, run_r) = run(rotating);
     assert_eq!(r.actor::<Where>("mine").whereabouts().await.unwrap().1, 3);
     stop_a.send(()).unwrap();
     stop_r.send(()).unwrap();
@@ -178,23 +178,15 @@ async fn new_actors_are_not_placed_on_a_host_this_host_cannot_reach() {
     use francis::model::{ActorTypeRegistration, HostRegistration, Store, StoreOptions};
     use francis::store::memory::MemoryStore;
     // A live peer server of another cluster, whose handshakes this cluster's hosts refuse...
-    let (_x, stop_x, run_x, x_address) = {
-        let address = francis::testing::free_local_address();
-        let host = Host::local()
-            .address(address.clone())
-            .memory_store()
-            .runtime_psk(OTHER_PSK)
-            .register::<Where>()
-            .build()
-            .await
-            .unwrap();
-        let service = host.service();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let run = tokio::spawn(host.run(async move {
-            let _ = stopped.await;
-        }));
-        (service, stop, run, address)
-    };
+    let x_address = francis::testing::free_local_address();
+    let (_x, stop_x, run_x) = run(Host::local()
+        .address(x_address.clone())
+        .memory_store()
+        .runtime_psk(OTHER_PSK)
+        .register::<Where>()
+        .build()
+        .await
+        .unwrap());
     // ...registered in this cluster's store as if it were one of its hosts (what a store shared
     // with a misconfigured host looks like).
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new(StoreOptions {
@@ -221,11 +213,7 @@ async fn new_actors_are_not_placed_on_a_host_this_host_cannot_reach() {
         .build()
         .await
         .unwrap();
-    let a = host.service();
-    let (stop_a, stopped_a) = tokio::sync::oneshot::channel::<()>();
-    let run_a = tokio::spawn(host.run(async move {
-        let _ = stopped_a.await;
-    }));
+    let (a, stop_a, run_a) = run(host);
 
     let mut failures = 0;
     let mut placed_here = 0;

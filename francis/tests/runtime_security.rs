@@ -321,51 +321,32 @@ async fn impersonation_is_refused(credential: Credential, run: &Running) {
     let attempt = bootstrap_host(run, credential, &victim_address, Previous::Bare(victim_id)).await;
     not_taken(attempt, victim_id, "a bare claim with the victim's address");
 
-    // The victim's certificate (public: it is shown in every handshake) signed with another key.
-    let attempt = bootstrap_host(
-        run,
-        credential,
-        &victim_address,
-        Previous::Signed {
-            id: victim_id,
-            cert: &victim_identity,
-            signer: &attacker_identity,
-        },
-    )
-    .await;
-    not_taken(attempt, victim_id, "a forged signature");
-
-    // The attacker's own valid certificate, for another ID.
-    let attempt = bootstrap_host(
-        run,
-        credential,
-        &victim_address,
-        Previous::Signed {
-            id: victim_id,
-            cert: &attacker_identity,
-            signer: &attacker_identity,
-        },
-    )
-    .await;
-    not_taken(attempt, victim_id, "another host's certificate");
-
     // A certificate for the victim's ID from another cluster, correctly signed.
     let stranger = ClusterCa::from_psks(&["a stranger cluster's runtime psk, 32+ bytes"]).unwrap();
     let forged = stranger
         .issue_host_identity(victim_id, Duration::from_secs(3600))
         .unwrap();
-    let attempt = bootstrap_host(
-        run,
-        credential,
-        &victim_address,
-        Previous::Signed {
+    let forgeries = [
+        // The victim's certificate (public: it is shown in every handshake) signed with
+        // another key.
+        (&victim_identity, &attacker_identity, "a forged signature"),
+        // The attacker's own valid certificate, for another ID.
+        (
+            &attacker_identity,
+            &attacker_identity,
+            "another host's certificate",
+        ),
+        (&forged, &forged, "a foreign certificate"),
+    ];
+    for (cert, signer, what) in forgeries {
+        let previous = Previous::Signed {
             id: victim_id,
-            cert: &forged,
-            signer: &forged,
-        },
-    )
-    .await;
-    not_taken(attempt, victim_id, "a foreign certificate");
+            cert,
+            signer,
+        };
+        let attempt = bootstrap_host(run, credential, &victim_address, previous).await;
+        not_taken(attempt, victim_id, what);
+    }
 
     // A genuine proof captured from another session does not carry over.
     let trust = run.ca.trust();
@@ -569,6 +550,15 @@ async fn registered_session(run: &Running, host_id: &str) -> (Endpoint<Client>, 
     (endpoint, conn)
 }
 
+/// A heartbeat on this registered session succeeds.
+async fn assert_heartbeat_works(conn: &Connection) {
+    let args = rmp_serde::to_vec(&(rpc::SessionHost::default(),)).unwrap();
+    let reply = exchange(conn, &store_request("heartbeat", args))
+        .await
+        .expect("a reply");
+    assert!(!reply.is_error(), "{:?}", reply.decode::<WireError>());
+}
+
 fn store_request(op: &str, args: Vec<u8>) -> Vec<u8> {
     let request = StoreRequest {
         op: op.into(),
@@ -611,16 +601,7 @@ async fn oversized_or_deeply_nested_store_arguments_are_refused_before_decoding(
     assert!(error.message.contains("depth"), "{error}");
 
     // The session still works.
-    let reply = exchange(
-        &conn,
-        &store_request(
-            "heartbeat",
-            rmp_serde::to_vec(&(rpc::SessionHost::default(),)).unwrap(),
-        ),
-    )
-    .await
-    .expect("a reply");
-    assert!(!reply.is_error(), "{:?}", reply.decode::<WireError>());
+    assert_heartbeat_works(&conn).await;
     let _ = run.stop.send(());
     run.task.await.unwrap();
 }
@@ -665,16 +646,7 @@ async fn a_host_cannot_make_the_runtime_hold_more_than_its_session_budget() {
 
     // Another host's session has its own budget.
     let (_other_endpoint, other) = registered_session(&run, "neighbour").await;
-    let reply = exchange(
-        &other,
-        &store_request(
-            "heartbeat",
-            rmp_serde::to_vec(&(rpc::SessionHost::default(),)).unwrap(),
-        ),
-    )
-    .await
-    .expect("a reply");
-    assert!(!reply.is_error(), "{:?}", reply.decode::<WireError>());
+    assert_heartbeat_works(&other).await;
     drop(held);
     let _ = run.stop.send(());
     run.task.await.unwrap();
