@@ -198,7 +198,24 @@ impl HostBuilder<Local> {
     /// Keep state and alarms in a SQLite file (created, and migrated, if needed).
     #[cfg(feature = "sqlite")]
     pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Self {
-        self.topology.store = Some(StoreSpec::Sqlite(path.into()));
+        self.topology.store = Some(StoreSpec::Sqlite(path.into(), Default::default()));
+        self
+    }
+
+    /// How hard the SQLite store pushes each commit to disk (default
+    /// [`Synchronous::Normal`](crate::store::sqlite::Synchronous::Normal): WAL mode synced at
+    /// checkpoints, so a power loss or OS crash may undo the last commits;
+    /// [`Full`](crate::store::sqlite::Synchronous::Full) syncs every commit). Only for a SQLite
+    /// store; call it after [`sqlite`](Self::sqlite).
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite_synchronous(mut self, synchronous: crate::store::sqlite::Synchronous) -> Self {
+        match &mut self.topology.store {
+            Some(StoreSpec::Sqlite(_, current)) => *current = synchronous,
+            _ => self.errors.push(
+                "sqlite_synchronous(..) applies to a SQLite store: call .sqlite(\"data.db\") before it"
+                    .into(),
+            ),
+        }
         self
     }
 

@@ -347,7 +347,23 @@ impl RuntimeBuilder {
     /// Keep the cluster's data in a SQLite file (one runtime only; not on a network filesystem).
     #[cfg(feature = "sqlite")]
     pub fn sqlite(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.store = Some(StoreSpec::Sqlite(path.into()));
+        self.store = Some(StoreSpec::Sqlite(path.into(), Default::default()));
+        self
+    }
+
+    /// How hard the SQLite store pushes each commit to disk (default
+    /// [`Synchronous::Normal`](crate::store::sqlite::Synchronous::Normal), which may lose the
+    /// last commits on a power loss; [`Full`](crate::store::sqlite::Synchronous::Full) does
+    /// not). Only for a SQLite store; call it after [`sqlite`](Self::sqlite).
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite_synchronous(mut self, synchronous: crate::store::sqlite::Synchronous) -> Self {
+        match &mut self.store {
+            Some(StoreSpec::Sqlite(_, current)) => *current = synchronous,
+            _ => self.errors.push(
+                "sqlite_synchronous(..) applies to a SQLite store: call .sqlite(path) before it"
+                    .into(),
+            ),
+        }
         self
     }
 
