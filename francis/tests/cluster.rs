@@ -145,6 +145,66 @@ async fn a_host_with_another_psk_cannot_invoke() {
     run_x.await.unwrap().unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_running_local_host_renews_its_certificate_before_it_expires() {
+    // Certificates of 3 s without the clock-skew allowance stand in for the default 90 days.
+    let lifetime = Duration::from_secs(3);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cluster.db");
+    let mut running = Vec::new();
+    let mut services = Vec::new();
+    let mut first_expiry = None;
+    for name in ["a", "b"] {
+        let host = Host::local()
+            .address(francis::testing::free_local_address())
+            .sqlite(&db)
+            .runtime_psk(PSK)
+            .certificate_validity(lifetime, Duration::ZERO)
+            .data(HostName(name.to_owned()))
+            .register::<Where>()
+            .build()
+            .await
+            .unwrap();
+        first_expiry = first_expiry.max(host.certificate_not_after());
+        services.push(host.service());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        running.push((
+            stop,
+            tokio::spawn(host.run(async move {
+                let _ = stopped.await;
+            })),
+        ));
+    }
+    // Let both hosts' first certificates expire. The hosts have not called each other yet, so
+    // every call below needs a new handshake, in which each side shows its certificate.
+    let first_expiry = first_expiry.unwrap();
+    while std::time::SystemTime::now() < first_expiry + Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut owners = HashSet::new();
+    for i in 0..12 {
+        let id = format!("late-{i}");
+        let mut seen = Vec::new();
+        for service in &services {
+            let (owner, _) = tokio::time::timeout(
+                Duration::from_secs(10),
+                service.actor::<Where>(id.clone()).whereabouts(),
+            )
+            .await
+            .expect("the call is answered in time")
+            .unwrap_or_else(|e| panic!("{id}: a call after the first certificates expired: {e}"));
+            seen.push(owner);
+        }
+        assert_eq!(seen[0], seen[1], "{id} answered from two hosts");
+        owners.insert(seen[0].clone());
+    }
+    assert_eq!(owners.len(), 2, "actors on both hosts: {owners:?}");
+    for (stop, run) in running {
+        stop.send(()).unwrap();
+        run.await.unwrap().unwrap();
+    }
+}
+
 #[derive(Default, Clone, Serialize, Deserialize)]
 struct Tally {
     n: u64,

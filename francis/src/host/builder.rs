@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::certificate::{LocalCertificate, Validity};
 use super::core::{AppData, CoreParts, HostCore};
 use super::options::{ActorOptions, HostTimings};
 use super::peer_calls::PeerCalls;
@@ -39,9 +40,6 @@ use crate::net::runtime::client::{Credential, LinkOptions, RuntimeLink};
 use crate::net::tls::{CertSlot, Trust};
 use crate::store::StoreSpec;
 
-/// How long a local host's self-issued workload certificate lasts.
-const LOCAL_CERT_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
-
 /// How long dialling another host may take.
 const PEER_DIAL_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -51,6 +49,8 @@ pub struct Local {
     psks: Vec<Vec<u8>>,
     /// Whether the host listens for peers and calls them.
     network: bool,
+    /// How long its own certificates last (re-issued at half-life while it runs).
+    validity: Validity,
 }
 
 impl Default for Local {
@@ -59,6 +59,7 @@ impl Default for Local {
             store: None,
             psks: Vec::new(),
             network: true,
+            validity: Validity::default(),
         }
     }
 }
@@ -265,6 +266,19 @@ impl HostBuilder<Local> {
         self
     }
 
+    /// How long this host's own certificates are valid, and the clock-skew allowance added on
+    /// both sides (defaults: 90 days and 5 minutes). The host re-issues its certificate at
+    /// half its remaining life while it runs. For tests that watch a certificate expire.
+    #[cfg(feature = "internals")]
+    #[doc(hidden)]
+    pub fn certificate_validity(mut self, lifetime: Duration, clock_skew: Duration) -> Self {
+        self.topology.validity = Validity {
+            lifetime,
+            skew: clock_skew,
+        };
+        self
+    }
+
     /// Check the configuration, open the store, and register the host in the cluster.
     pub async fn build(mut self) -> Result<Host, Error> {
         let (registration, clock) = self.check_common();
@@ -272,8 +286,12 @@ impl HostBuilder<Local> {
             store,
             psks,
             network,
+            validity,
         } = std::mem::take(&mut self.topology);
         check_local(&store, &psks, &self.timings, &mut self.errors);
+        if let Some(problem) = validity.problem() {
+            self.errors.push(problem);
+        }
         self.problems()?;
         let options = StoreOptions {
             clock,
@@ -285,15 +303,19 @@ impl HostBuilder<Local> {
             .await?;
         let ca = ClusterCa::from_psks(&psks).map_err(|e| Error::Config(e.to_string()))?;
         let host_id = store.register_host(&registration).await?;
-        // A local host certifies itself with the CA its PSKs derive.
-        let tls = if network {
-            let identity = ca
-                .issue_host_identity(&host_id, LOCAL_CERT_TTL)
-                .map_err(|e| Error::Config(e.to_string()))?;
-            let slot = CertSlot::new(&identity).map_err(|e| Error::Config(e.to_string()))?;
-            Some((ca.trust(), slot))
+        // A local host certifies itself with the CA its PSKs derive, and renews the
+        // certificate itself while it runs.
+        let (tls, certificate) = if network {
+            let certificate = match LocalCertificate::issue(ca.clone(), &host_id, validity) {
+                Ok(certificate) => certificate,
+                Err(e) => {
+                    let _ = store.unregister_host(&host_id).await;
+                    return Err(Error::Config(e.to_string()));
+                }
+            };
+            (Some((ca.trust(), certificate.slot())), Some(certificate))
         } else {
-            None
+            (None, None)
         };
         let assembly = Assembly {
             store,
@@ -302,6 +324,7 @@ impl HostBuilder<Local> {
             tls,
             link: None,
             ca: Some(ca),
+            certificate,
         };
         assembly.start(self).await
     }
@@ -428,6 +451,7 @@ impl HostBuilder<Remote> {
             tls: Some((established.trust, established.identity)),
             link: Some(established.link),
             ca: None,
+            certificate: None,
         };
         assembly.start(self).await
     }
@@ -442,6 +466,8 @@ struct Assembly {
     tls: Option<(Trust, Arc<CertSlot>)>,
     link: Option<RuntimeLink>,
     ca: Option<ClusterCa>,
+    /// A local host's own certificate, which it renews.
+    certificate: Option<Arc<LocalCertificate>>,
 }
 
 impl Assembly {
@@ -455,6 +481,7 @@ impl Assembly {
             tls,
             link,
             ca,
+            certificate,
         } = self;
         let HostBuilder {
             types,
@@ -492,6 +519,7 @@ impl Assembly {
                 ca: None,
                 link,
                 identity: None,
+                certificate: None,
             });
         };
         match start_peering(
@@ -509,6 +537,7 @@ impl Assembly {
                 ca,
                 link,
                 identity: Some(identity),
+                certificate,
             }),
             Err(e) => {
                 let _ = store.unregister_host(&host_id).await;

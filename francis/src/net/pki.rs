@@ -268,6 +268,13 @@ pub fn cert_not_after(cert_der: &[u8]) -> Result<SystemTime, PkiError> {
     Ok(not_after_of(&cert))
 }
 
+/// When a workload certificate valid until `expires_ms` (Unix ms, without the clock-skew
+/// allowance) should be renewed, seen at `now_ms`: at half its remaining life. Remote workers
+/// (renewing with the runtime) and local hosts (re-issuing their own) both follow it.
+pub(crate) fn renewal_due_ms(now_ms: i64, expires_ms: i64) -> i64 {
+    now_ms.saturating_add(expires_ms.saturating_sub(now_ms).max(0) / 2)
+}
+
 /// SHA-256 of a certificate's DER, as upper-case hex pairs joined by colons (`AB:CD:…`, the
 /// form `openssl x509 -fingerprint -sha256` prints).
 pub fn fingerprint(cert_der: &[u8]) -> String {

@@ -337,8 +337,7 @@ impl Inner {
     /// When the certificate should be renewed: at half its remaining life.
     fn renew_at_ms(&self) -> i64 {
         let expires = self.cert_expires_ms.lock().map(|e| *e).unwrap_or(0);
-        let now = SystemClock.now_ms();
-        now + (expires - now).max(0) / 2
+        crate::net::pki::renewal_due_ms(SystemClock.now_ms(), expires)
     }
 
     /// Keep a session up until the link is closed: renew the certificate on time, and when the
