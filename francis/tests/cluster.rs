@@ -205,6 +205,100 @@ async fn a_long_running_local_host_renews_its_certificate_before_it_expires() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_published_development_psk_is_refused_off_loopback() {
+    use francis::host::DEVELOPMENT_PSK;
+
+    let local = |address: &str| {
+        Host::local()
+            .address(address)
+            .memory_store()
+            .runtime_psk(DEVELOPMENT_PSK)
+            .register::<Where>()
+            .build()
+    };
+    // Reachable from other machines, whoever knows the published key could join.
+    for address in ["0.0.0.0:7571", "192.0.2.10:7571", "[::]:7571", "actors.example:7571"] {
+        let err = local(address).await.unwrap_err().to_string();
+        assert!(
+            err.contains("development key")
+                && err.contains("FRANCIS_RUNTIME_PSK")
+                && err.contains("openssl rand -hex 32")
+                && err.contains(address),
+            "{address}: {err}"
+        );
+    }
+    // As a secondary (rotation) key too.
+    let err = Host::local()
+        .address("0.0.0.0:7571")
+        .memory_store()
+        .runtime_psk(PSK)
+        .runtime_psk(DEVELOPMENT_PSK)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("development key"), "{err}");
+    // On loopback it is what the examples run with.
+    let host = local(&francis::testing::free_local_address())
+        .await
+        .unwrap();
+    assert_eq!(
+        host.service()
+            .actor::<Where>("dev")
+            .whereabouts()
+            .await
+            .unwrap()
+            .1,
+        1
+    );
+    host.run(async {}).await.unwrap();
+
+    // A worker does not offer it as its bootstrap key beyond loopback either.
+    for (address, runtime) in [
+        ("10.0.0.5:7571", "127.0.0.1:7400"),
+        ("127.0.0.1:7571", "runtime.example:7400"),
+    ] {
+        let err = Host::remote()
+            .address(address)
+            .runtime_address(runtime)
+            .host_bootstrap_psk(DEVELOPMENT_PSK)
+            .unsafe_no_pinned_ca()
+            .build()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("FRANCIS_HOST_BOOTSTRAP_PSK") && err.contains("development key"),
+            "{address} / {runtime}: {err}"
+        );
+    }
+
+    // Nor does a runtime listen beyond loopback with it, as runtime PSK or host PSK.
+    let runtime = |bind: &str, runtime_psk: &str, host_psk: &str| {
+        francis::runtime::Runtime::builder()
+            .bind(bind.parse().unwrap())
+            .runtime_psk(runtime_psk)
+            .host_psk(host_psk)
+            .memory_store()
+            .build()
+    };
+    let err = runtime("0.0.0.0:0", DEVELOPMENT_PSK, "a host psk of 16+ bytes")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("FRANCIS_RUNTIME_PSK"), "{err}");
+    let err = runtime("0.0.0.0:0", PSK, DEVELOPMENT_PSK)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("FRANCIS_HOST_BOOTSTRAP_PSK"), "{err}");
+    assert!(
+        runtime("127.0.0.1:0", DEVELOPMENT_PSK, DEVELOPMENT_PSK)
+            .await
+            .is_ok()
+    );
+}
+
 #[derive(Default, Clone, Serialize, Deserialize)]
 struct Tally {
     n: u64,

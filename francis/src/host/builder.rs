@@ -32,7 +32,7 @@ use crate::actor::service::Topology;
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::Error;
 use crate::model::{HostId, HostRegistration, Store, StoreOptions};
-use crate::net::is_host_port;
+use crate::net::{development_psk_problem, is_host_port};
 use crate::net::peer::{PeerClient, PeerLimits, PeerServer};
 use crate::net::pki::ClusterCa;
 use crate::net::runtime::bootstrap::MIN_HOST_PSK_LEN;
@@ -289,6 +289,15 @@ impl HostBuilder<Local> {
             validity,
         } = std::mem::take(&mut self.topology);
         check_local(&store, &psks, &self.timings, &mut self.errors);
+        // The local topology's one address is where the host listens and is reached.
+        self.errors.extend(psks.iter().filter_map(|psk| {
+            development_psk_problem(
+                psk,
+                [registration.address.as_str()],
+                "runtime PSK",
+                "FRANCIS_RUNTIME_PSK",
+            )
+        }));
         if let Some(problem) = validity.problem() {
             self.errors.push(problem);
         }
@@ -412,6 +421,18 @@ impl HostBuilder<Remote> {
         let (registration, clock) = self.check_common();
         let remote = std::mem::take(&mut self.topology);
         check_remote(&remote, &mut self.errors);
+        for credential in &remote.credentials {
+            if let Credential::Psk(psk) = credential {
+                let addresses = std::iter::once(registration.address.as_str())
+                    .chain(remote.runtime_addresses.iter().map(String::as_str));
+                self.errors.extend(development_psk_problem(
+                    psk,
+                    addresses,
+                    "host bootstrap PSK",
+                    "FRANCIS_HOST_BOOTSTRAP_PSK",
+                ));
+            }
+        }
         self.problems()?;
         let pinned = match &remote.pinned_ca {
             Some(pem) => Some(

@@ -36,6 +36,12 @@ pub const TRUST_DOMAIN: &str = "francis";
 /// an offline brute-force target.
 pub const MIN_PSK_LEN: usize = 32;
 
+/// A runtime PSK that is published, for development on one machine: the examples and templates
+/// fall back to it when `FRANCIS_RUNTIME_PSK` is not set. Anyone can derive its CA, so a host
+/// or runtime refuses it (as a runtime PSK or a host bootstrap PSK) unless every address it
+/// listens on or is reached at is loopback.
+pub const DEVELOPMENT_PSK: &str = "francis development key: published, for loopback only";
+
 /// Longest accepted workload certificate TTL (365 days).
 pub const MAX_LEAF_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 

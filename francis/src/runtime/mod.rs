@@ -452,6 +452,23 @@ impl RuntimeBuilder {
             )),
             _ => {}
         }
+        let bind_text = bind.to_string();
+        for psk in &psks {
+            errors.extend(crate::net::development_psk_problem(
+                psk,
+                [bind_text.as_str()],
+                "runtime PSK",
+                "FRANCIS_RUNTIME_PSK",
+            ));
+        }
+        if let Some(Bootstrap::Psk(psk)) = &bootstrap {
+            errors.extend(crate::net::development_psk_problem(
+                psk,
+                [bind_text.as_str()],
+                "host bootstrap PSK",
+                "FRANCIS_HOST_BOOTSTRAP_PSK",
+            ));
+        }
         if settings.health_check_deadline <= Duration::from_secs(1) {
             errors.push("the health check deadline must be more than 1 s (default 20 s)".into());
         }
