@@ -34,7 +34,7 @@ use crate::error::Error;
 use crate::model::{HostId, HostRegistration, Store, StoreOptions};
 use crate::net::{development_psk_problem, is_host_port};
 use crate::net::peer::{PeerClient, PeerLimits, PeerServer};
-use crate::net::pki::ClusterCa;
+use crate::net::pki::{ClusterCa, Psk};
 use crate::net::runtime::bootstrap::MIN_HOST_PSK_LEN;
 use crate::net::runtime::client::{Credential, LinkOptions, RuntimeLink};
 use crate::net::tls::{CertSlot, Trust};
@@ -46,7 +46,7 @@ const PEER_DIAL_TIMEOUT: Duration = Duration::from_secs(15);
 /// What a host of the local topology is built with: its store and the runtime PSKs.
 pub struct Local {
     store: Option<StoreSpec>,
-    psks: Vec<Vec<u8>>,
+    psks: Vec<Psk>,
     /// Whether the host listens for peers and calls them.
     network: bool,
     /// How long its own certificates last (re-issued at half-life while it runs).
@@ -237,7 +237,7 @@ impl HostBuilder<Local> {
     /// Add a runtime pre-shared key (at least 32 bytes). The first key derives the cluster CA
     /// that secures host-to-host traffic; later keys are trusted too, for rotation.
     pub fn runtime_psk(mut self, psk: impl AsRef<[u8]>) -> Self {
-        self.topology.psks.push(psk.as_ref().to_vec());
+        self.topology.psks.push(Psk::new(psk));
         self
     }
 
@@ -292,7 +292,7 @@ impl HostBuilder<Local> {
         // The local topology's one address is where the host listens and is reached.
         self.errors.extend(psks.iter().filter_map(|psk| {
             development_psk_problem(
-                psk,
+                psk.as_bytes(),
                 [registration.address.as_str()],
                 "runtime PSK",
                 "FRANCIS_RUNTIME_PSK",
@@ -364,7 +364,7 @@ impl HostBuilder<Remote> {
     /// proven by a challenge-response bound to the TLS session, in which the runtime proves
     /// knowledge of the PSK first.
     pub fn host_bootstrap_psk(mut self, psk: impl AsRef<[u8]>) -> Self {
-        let psk = psk.as_ref().to_vec();
+        let psk = Psk::new(psk);
         if psk.len() < MIN_HOST_PSK_LEN {
             self.errors.push(format!(
                 "the host bootstrap PSK is {} bytes; it must be at least {MIN_HOST_PSK_LEN} bytes",
@@ -426,7 +426,7 @@ impl HostBuilder<Remote> {
                 let addresses = std::iter::once(registration.address.as_str())
                     .chain(remote.runtime_addresses.iter().map(String::as_str));
                 self.errors.extend(development_psk_problem(
-                    psk,
+                    psk.as_bytes(),
                     addresses,
                     "host bootstrap PSK",
                     "FRANCIS_HOST_BOOTSTRAP_PSK",
@@ -574,7 +574,7 @@ impl Assembly {
 /// What a local host's configuration must hold.
 fn check_local(
     store: &Option<StoreSpec>,
-    psks: &[Vec<u8>],
+    psks: &[Psk],
     timings: &HostTimings,
     errors: &mut Vec<String>,
 ) {

@@ -27,7 +27,7 @@ use std::time::Duration;
 use crate::clock::{SharedClock, SystemClock};
 use crate::model::{Store, StoreError, StoreOptions};
 use crate::net::peer::NetError;
-use crate::net::pki::{ClusterCa, PkiError};
+use crate::net::pki::{ClusterCa, PkiError, Psk};
 use crate::net::runtime::bootstrap::MIN_HOST_PSK_LEN;
 use crate::net::runtime::server::{ServerSettings, SessionServer};
 use crate::net::tls::CertSlot;
@@ -102,7 +102,7 @@ impl Default for Settings {
 pub struct RuntimeBuilder {
     bind: SocketAddr,
     runtime_id: Option<String>,
-    psks: Vec<Vec<u8>>,
+    psks: Vec<Psk>,
     bootstrap: Option<Bootstrap>,
     store: Option<StoreSpec>,
     settings: Settings,
@@ -313,13 +313,13 @@ impl RuntimeBuilder {
     /// Add a runtime PSK (at least 32 bytes); the first derives the signing CA, later ones are
     /// trusted too (rotation). Every replica of a cluster has the same list.
     pub fn runtime_psk(mut self, psk: impl AsRef<[u8]>) -> Self {
-        self.psks.push(psk.as_ref().to_vec());
+        self.psks.push(Psk::new(psk));
         self
     }
 
     /// Admit hosts that prove knowledge of this host bootstrap PSK (at least 16 bytes).
     pub fn host_psk(mut self, psk: impl AsRef<[u8]>) -> Self {
-        self.set_bootstrap(Bootstrap::Psk(psk.as_ref().to_vec()));
+        self.set_bootstrap(Bootstrap::Psk(Psk::new(psk)));
         self
     }
 
@@ -455,7 +455,7 @@ impl RuntimeBuilder {
         let bind_text = bind.to_string();
         for psk in &psks {
             errors.extend(crate::net::development_psk_problem(
-                psk,
+                psk.as_bytes(),
                 [bind_text.as_str()],
                 "runtime PSK",
                 "FRANCIS_RUNTIME_PSK",
@@ -463,7 +463,7 @@ impl RuntimeBuilder {
         }
         if let Some(Bootstrap::Psk(psk)) = &bootstrap {
             errors.extend(crate::net::development_psk_problem(
-                psk,
+                psk.as_bytes(),
                 [bind_text.as_str()],
                 "host bootstrap PSK",
                 "FRANCIS_HOST_BOOTSTRAP_PSK",

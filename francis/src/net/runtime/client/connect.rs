@@ -218,7 +218,7 @@ impl Inner {
                             ConnectError::Transient("cannot derive the channel binding".into())
                         })?;
                     if !bootstrap::verify_psk_proof(
-                        psk,
+                        psk.as_bytes(),
                         ProofSide::Server,
                         &cnonce,
                         &challenge.snonce,
@@ -234,7 +234,7 @@ impl Inner {
                     AuthProof {
                         method: method::PSK.into(),
                         proof: bootstrap::psk_proof(
-                            psk,
+                            psk.as_bytes(),
                             ProofSide::Client,
                             &cnonce,
                             &challenge.snonce,
