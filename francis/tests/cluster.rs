@@ -218,7 +218,12 @@ async fn the_published_development_psk_is_refused_off_loopback() {
             .build()
     };
     // Reachable from other machines, whoever knows the published key could join.
-    for address in ["0.0.0.0:7571", "192.0.2.10:7571", "[::]:7571", "actors.example:7571"] {
+    for address in [
+        "0.0.0.0:7571",
+        "192.0.2.10:7571",
+        "[::]:7571",
+        "actors.example:7571",
+    ] {
         let err = local(address).await.unwrap_err().to_string();
         assert!(
             err.contains("development key")

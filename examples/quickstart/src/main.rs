@@ -51,7 +51,9 @@ async fn main() -> anyhow::Result<()> {
     // Without FRANCIS_RUNTIME_PSK, the published development key: hosts accept it on loopback
     // addresses only, so set the variable (e.g. `openssl rand -hex 32`) anywhere else.
     let psk = std::env::var("FRANCIS_RUNTIME_PSK").unwrap_or_else(|_| {
-        tracing::warn!("FRANCIS_RUNTIME_PSK is not set; using the published development key (loopback only)");
+        tracing::warn!(
+            "FRANCIS_RUNTIME_PSK is not set; using the published development key (loopback only)"
+        );
         francis::host::DEVELOPMENT_PSK.to_owned()
     });
 

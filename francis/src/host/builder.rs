@@ -32,12 +32,12 @@ use crate::actor::service::Topology;
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::Error;
 use crate::model::{HostId, HostRegistration, Store, StoreOptions};
-use crate::net::{development_psk_problem, is_host_port};
 use crate::net::peer::{PeerClient, PeerLimits, PeerServer};
 use crate::net::pki::{ClusterCa, Psk};
 use crate::net::runtime::bootstrap::MIN_HOST_PSK_LEN;
 use crate::net::runtime::client::{Credential, LinkOptions, RuntimeLink};
 use crate::net::tls::{CertSlot, Trust};
+use crate::net::{development_psk_problem, is_host_port};
 use crate::store::StoreSpec;
 
 /// How long dialling another host may take.

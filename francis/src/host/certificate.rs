@@ -168,7 +168,11 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1300)).await;
         let second = certificate.slot().identity().unwrap();
         assert_ne!(first.leaf_der(), second.leaf_der(), "re-issued after 1 s");
-        assert_ne!(first.private_key_der(), second.private_key_der(), "a fresh key");
+        assert_ne!(
+            first.private_key_der(),
+            second.private_key_der(),
+            "a fresh key"
+        );
         assert!(
             ca.verify_peer_chain(
                 second.cert_chain(),

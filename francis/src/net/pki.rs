@@ -821,7 +821,11 @@ mod tests {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        assert!(!shown.to_lowercase().contains(&key_hex[key_hex.len() - 16..]));
+        assert!(
+            !shown
+                .to_lowercase()
+                .contains(&key_hex[key_hex.len() - 16..])
+        );
     }
 
     #[test]
