@@ -49,7 +49,9 @@ async fn main() -> anyhow::Result<()> {
     // loopback addresses only. Anywhere else, set FRANCIS_RUNTIME_PSK to a secret of at least
     // 32 bytes (e.g. `openssl rand -hex 32`), the same on every host of the cluster.
     let psk = std::env::var("FRANCIS_RUNTIME_PSK").unwrap_or_else(|_| {
-        tracing::warn!("FRANCIS_RUNTIME_PSK is not set; using the published development key (loopback only)");
+        tracing::warn!(
+            "FRANCIS_RUNTIME_PSK is not set; using the published development key (loopback only)"
+        );
         francis::host::DEVELOPMENT_PSK.to_owned()
     });
 
