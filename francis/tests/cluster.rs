@@ -260,6 +260,165 @@ async fn new_actors_are_not_placed_on_a_host_this_host_cannot_reach() {
     run_x.await.unwrap().unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_running_local_host_renews_its_certificate_before_it_expires() {
+    // Certificates of 3 s without the clock-skew allowance stand in for the default 90 days.
+    let lifetime = Duration::from_secs(3);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cluster.db");
+    let mut running = Vec::new();
+    let mut services = Vec::new();
+    let mut first_expiry = None;
+    for name in ["a", "b"] {
+        let host = Host::local()
+            .address(francis::testing::free_local_address())
+            .sqlite(&db)
+            .runtime_psk(PSK)
+            .certificate_validity(lifetime, Duration::ZERO)
+            .data(HostName(name.to_owned()))
+            .register::<Where>()
+            .build()
+            .await
+            .unwrap();
+        first_expiry = first_expiry.max(host.certificate_not_after());
+        services.push(host.service());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        running.push((
+            stop,
+            tokio::spawn(host.run(async move {
+                let _ = stopped.await;
+            })),
+        ));
+    }
+    // Let both hosts' first certificates expire. The hosts have not called each other yet, so
+    // every call below needs a new handshake, in which each side shows its certificate.
+    let first_expiry = first_expiry.unwrap();
+    while std::time::SystemTime::now() < first_expiry + Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut owners = HashSet::new();
+    for i in 0..12 {
+        let id = format!("late-{i}");
+        let mut seen = Vec::new();
+        for service in &services {
+            let (owner, _) = tokio::time::timeout(
+                Duration::from_secs(10),
+                service.actor::<Where>(id.clone()).whereabouts(),
+            )
+            .await
+            .expect("the call is answered in time")
+            .unwrap_or_else(|e| panic!("{id}: a call after the first certificates expired: {e}"));
+            seen.push(owner);
+        }
+        assert_eq!(seen[0], seen[1], "{id} answered from two hosts");
+        owners.insert(seen[0].clone());
+    }
+    assert_eq!(owners.len(), 2, "actors on both hosts: {owners:?}");
+    for (stop, run) in running {
+        stop.send(()).unwrap();
+        run.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_published_development_psk_is_refused_off_loopback() {
+    use francis::host::DEVELOPMENT_PSK;
+
+    let local = |address: &str| {
+        Host::local()
+            .address(address)
+            .memory_store()
+            .runtime_psk(DEVELOPMENT_PSK)
+            .register::<Where>()
+            .build()
+    };
+    // Reachable from other machines, whoever knows the published key could join.
+    for address in [
+        "0.0.0.0:7571",
+        "192.0.2.10:7571",
+        "[::]:7571",
+        "actors.example:7571",
+    ] {
+        let err = local(address).await.unwrap_err().to_string();
+        assert!(
+            err.contains("development key")
+                && err.contains("FRANCIS_RUNTIME_PSK")
+                && err.contains("openssl rand -hex 32")
+                && err.contains(address),
+            "{address}: {err}"
+        );
+    }
+    // As a secondary (rotation) key too.
+    let err = Host::local()
+        .address("0.0.0.0:7571")
+        .memory_store()
+        .runtime_psk(PSK)
+        .runtime_psk(DEVELOPMENT_PSK)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("development key"), "{err}");
+    // On loopback it is what the examples run with.
+    let host = local(&francis::testing::free_local_address())
+        .await
+        .unwrap();
+    assert_eq!(
+        host.service()
+            .actor::<Where>("dev")
+            .whereabouts()
+            .await
+            .unwrap()
+            .1,
+        1
+    );
+    host.run(async {}).await.unwrap();
+
+    // A worker does not offer it as its bootstrap key beyond loopback either.
+    for (address, runtime) in [
+        ("10.0.0.5:7571", "127.0.0.1:7400"),
+        ("127.0.0.1:7571", "runtime.example:7400"),
+    ] {
+        let err = Host::remote()
+            .address(address)
+            .runtime_address(runtime)
+            .host_bootstrap_psk(DEVELOPMENT_PSK)
+            .unsafe_no_pinned_ca()
+            .build()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("FRANCIS_HOST_BOOTSTRAP_PSK") && err.contains("development key"),
+            "{address} / {runtime}: {err}"
+        );
+    }
+
+    // Nor does a runtime listen beyond loopback with it, as runtime PSK or host PSK.
+    let runtime = |bind: &str, runtime_psk: &str, host_psk: &str| {
+        francis::runtime::Runtime::builder()
+            .bind(bind.parse().unwrap())
+            .runtime_psk(runtime_psk)
+            .host_psk(host_psk)
+            .memory_store()
+            .build()
+    };
+    let err = runtime("0.0.0.0:0", DEVELOPMENT_PSK, "a host psk of 16+ bytes")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("FRANCIS_RUNTIME_PSK"), "{err}");
+    let err = runtime("0.0.0.0:0", PSK, DEVELOPMENT_PSK)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("FRANCIS_HOST_BOOTSTRAP_PSK"), "{err}");
+    assert!(
+        runtime("127.0.0.1:0", DEVELOPMENT_PSK, DEVELOPMENT_PSK)
+            .await
+            .is_ok()
+    );
+}
+
 #[derive(Default, Clone, Serialize, Deserialize)]
 struct Tally {
     n: u64,

@@ -40,9 +40,6 @@ struct Args {
     idle_timeout: Duration,
 }
 
-/// A development-only cluster key; set FRANCIS_RUNTIME_PSK in any real deployment.
-const DEV_PSK: &str = "quickstart-dev-psk-change-me-in-production!";
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -51,9 +48,13 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    // Without FRANCIS_RUNTIME_PSK, the published development key: hosts accept it on loopback
+    // addresses only, so set the variable (e.g. `openssl rand -hex 32`) anywhere else.
     let psk = std::env::var("FRANCIS_RUNTIME_PSK").unwrap_or_else(|_| {
-        tracing::warn!("FRANCIS_RUNTIME_PSK is not set; using the quickstart's development key");
-        DEV_PSK.to_owned()
+        tracing::warn!(
+            "FRANCIS_RUNTIME_PSK is not set; using the published development key (loopback only)"
+        );
+        francis::host::DEVELOPMENT_PSK.to_owned()
     });
 
     // ANCHOR: host

@@ -47,8 +47,9 @@ struct Args {
         value_delimiter = ','
     )]
     runtime_addresses: Vec<String>,
-    /// The host bootstrap PSK (the runtime's `bootstrap.hostPSK`).
-    #[arg(long, env = "FRANCIS_HOST_BOOTSTRAP_PSK", default_value = EXAMPLE_HOST_PSK, hide_env_values = true)]
+    /// The host bootstrap PSK (the runtime's `bootstrap.hostPSK`). By default the published
+    /// development key, which is accepted on loopback addresses only.
+    #[arg(long, env = "FRANCIS_HOST_BOOTSTRAP_PSK", default_value = francis::host::DEVELOPMENT_PSK, hide_env_values = true, hide_default_value = true)]
     host_psk: String,
     /// Join with the JWT in this file (re-read at every bootstrap) instead of the host PSK.
     #[arg(long, env = "FRANCIS_BOOTSTRAP_TOKEN_FILE")]
@@ -67,9 +68,6 @@ struct Args {
     #[arg(long, default_value = "10s", value_parser = francis::time::parse_duration)]
     idle_timeout: Duration,
 }
-
-/// The example's host bootstrap PSK; set FRANCIS_HOST_BOOTSTRAP_PSK in any real deployment.
-const EXAMPLE_HOST_PSK: &str = "example-host-bootstrap-psk-change-me";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -53,9 +53,6 @@ struct Args {
     health_check_deadline: Duration,
 }
 
-/// The example's cluster key; set FRANCIS_RUNTIME_PSK in any real deployment.
-const EXAMPLE_PSK: &str = "example-runtime-psk-change-me-please-0123";
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -69,7 +66,10 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .or_else(|| std::env::var_os("FRANCIS_DB").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("data.db"));
-    let psk = std::env::var("FRANCIS_RUNTIME_PSK").unwrap_or_else(|_| EXAMPLE_PSK.to_owned());
+    // Without FRANCIS_RUNTIME_PSK, the published development key, which hosts accept on
+    // loopback addresses only: set the variable (e.g. `openssl rand -hex 32`) anywhere else.
+    let psk = std::env::var("FRANCIS_RUNTIME_PSK")
+        .unwrap_or_else(|_| francis::host::DEVELOPMENT_PSK.to_owned());
 
     // ANCHOR: host
     let builder = Host::local()

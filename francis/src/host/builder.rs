@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::certificate::{LocalCertificate, Validity};
 use super::core::{AppData, CoreParts, HostCore};
 use super::options::{ActorOptions, HostTimings};
 use super::peer_calls::PeerCalls;
@@ -32,16 +33,13 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::error::Error;
 use crate::model::{HostId, HostRegistration, Store, StoreOptions};
 use crate::net::identity::check_cluster_identity;
-use crate::net::is_host_port;
 use crate::net::peer::{PeerClient, PeerLimits, PeerServer};
-use crate::net::pki::ClusterCa;
+use crate::net::pki::{ClusterCa, Psk};
 use crate::net::runtime::bootstrap::MIN_HOST_PSK_LEN;
 use crate::net::runtime::client::{Credential, LinkOptions, RuntimeLink};
 use crate::net::tls::{CertSlot, Trust};
+use crate::net::{development_psk_problem, is_host_port};
 use crate::store::StoreSpec;
-
-/// How long a local host's self-issued workload certificate lasts.
-const LOCAL_CERT_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// How long dialling another host may take.
 const PEER_DIAL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -49,9 +47,11 @@ const PEER_DIAL_TIMEOUT: Duration = Duration::from_secs(15);
 /// What a host of the local topology is built with: its store and the runtime PSKs.
 pub struct Local {
     store: Option<StoreSpec>,
-    psks: Vec<Vec<u8>>,
+    psks: Vec<Psk>,
     /// Whether the host listens for peers and calls them.
     network: bool,
+    /// How long its own certificates last (re-issued at half-life while it runs).
+    validity: Validity,
 }
 
 impl Default for Local {
@@ -60,6 +60,7 @@ impl Default for Local {
             store: None,
             psks: Vec::new(),
             network: true,
+            validity: Validity::default(),
         }
     }
 }
@@ -199,7 +200,24 @@ impl HostBuilder<Local> {
     /// Keep state and alarms in a SQLite file (created, and migrated, if needed).
     #[cfg(feature = "sqlite")]
     pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Self {
-        self.topology.store = Some(StoreSpec::Sqlite(path.into()));
+        self.topology.store = Some(StoreSpec::Sqlite(path.into(), Default::default()));
+        self
+    }
+
+    /// How hard the SQLite store pushes each commit to disk (default
+    /// [`Synchronous::Normal`](crate::store::sqlite::Synchronous::Normal): WAL mode synced at
+    /// checkpoints, so a power loss or OS crash may undo the last commits;
+    /// [`Full`](crate::store::sqlite::Synchronous::Full) syncs every commit). Only for a SQLite
+    /// store; call it after [`sqlite`](Self::sqlite).
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite_synchronous(mut self, synchronous: crate::store::sqlite::Synchronous) -> Self {
+        match &mut self.topology.store {
+            Some(StoreSpec::Sqlite(_, current)) => *current = synchronous,
+            _ => self.errors.push(
+                "sqlite_synchronous(..) applies to a SQLite store: call .sqlite(\"data.db\") before it"
+                    .into(),
+            ),
+        }
         self
     }
 
@@ -220,7 +238,7 @@ impl HostBuilder<Local> {
     /// Add a runtime pre-shared key (at least 32 bytes). The first key derives the cluster CA
     /// that secures host-to-host traffic; later keys are trusted too, for rotation.
     pub fn runtime_psk(mut self, psk: impl AsRef<[u8]>) -> Self {
-        self.topology.psks.push(psk.as_ref().to_vec());
+        self.topology.psks.push(Psk::new(psk));
         self
     }
 
@@ -249,6 +267,19 @@ impl HostBuilder<Local> {
         self
     }
 
+    /// How long this host's own certificates are valid, and the clock-skew allowance added on
+    /// both sides (defaults: 90 days and 5 minutes). The host re-issues its certificate at
+    /// half its remaining life while it runs. For tests that watch a certificate expire.
+    #[cfg(feature = "internals")]
+    #[doc(hidden)]
+    pub fn certificate_validity(mut self, lifetime: Duration, clock_skew: Duration) -> Self {
+        self.topology.validity = Validity {
+            lifetime,
+            skew: clock_skew,
+        };
+        self
+    }
+
     /// Check the configuration, open the store, and register the host in the cluster.
     pub async fn build(mut self) -> Result<Host, Error> {
         let (registration, clock) = self.check_common();
@@ -256,8 +287,21 @@ impl HostBuilder<Local> {
             store,
             psks,
             network,
+            validity,
         } = std::mem::take(&mut self.topology);
         check_local(&store, &psks, &self.timings, &mut self.errors);
+        // The local topology's one address is where the host listens and is reached.
+        self.errors.extend(psks.iter().filter_map(|psk| {
+            development_psk_problem(
+                psk.as_bytes(),
+                [registration.address.as_str()],
+                "runtime PSK",
+                "FRANCIS_RUNTIME_PSK",
+            )
+        }));
+        if let Some(problem) = validity.problem() {
+            self.errors.push(problem);
+        }
         self.problems()?;
         let options = StoreOptions {
             clock,
@@ -272,15 +316,19 @@ impl HostBuilder<Local> {
             .await
             .map_err(|e| Error::Config(e.to_string()))?;
         let host_id = store.register_host(&registration).await?;
-        // A local host certifies itself with the CA its PSKs derive.
-        let tls = if network {
-            let identity = ca
-                .issue_host_identity(&host_id, LOCAL_CERT_TTL)
-                .map_err(|e| Error::Config(e.to_string()))?;
-            let slot = CertSlot::new(&identity).map_err(|e| Error::Config(e.to_string()))?;
-            Some((ca.trust(), slot))
+        // A local host certifies itself with the CA its PSKs derive, and renews the
+        // certificate itself while it runs.
+        let (tls, certificate) = if network {
+            let certificate = match LocalCertificate::issue(ca.clone(), &host_id, validity) {
+                Ok(certificate) => certificate,
+                Err(e) => {
+                    let _ = store.unregister_host(&host_id).await;
+                    return Err(Error::Config(e.to_string()));
+                }
+            };
+            (Some((ca.trust(), certificate.slot())), Some(certificate))
         } else {
-            None
+            (None, None)
         };
         let assembly = Assembly {
             store,
@@ -289,6 +337,7 @@ impl HostBuilder<Local> {
             tls,
             link: None,
             ca: Some(ca),
+            certificate,
         };
         assembly.start(self).await
     }
@@ -319,7 +368,7 @@ impl HostBuilder<Remote> {
     /// proven by a challenge-response bound to the TLS session, in which the runtime proves
     /// knowledge of the PSK first.
     pub fn host_bootstrap_psk(mut self, psk: impl AsRef<[u8]>) -> Self {
-        let psk = psk.as_ref().to_vec();
+        let psk = Psk::new(psk);
         if psk.len() < MIN_HOST_PSK_LEN {
             self.errors.push(format!(
                 "the host bootstrap PSK is {} bytes; it must be at least {MIN_HOST_PSK_LEN} bytes",
@@ -376,6 +425,18 @@ impl HostBuilder<Remote> {
         let (registration, clock) = self.check_common();
         let remote = std::mem::take(&mut self.topology);
         check_remote(&remote, &mut self.errors);
+        for credential in &remote.credentials {
+            if let Credential::Psk(psk) = credential {
+                let addresses = std::iter::once(registration.address.as_str())
+                    .chain(remote.runtime_addresses.iter().map(String::as_str));
+                self.errors.extend(development_psk_problem(
+                    psk.as_bytes(),
+                    addresses,
+                    "host bootstrap PSK",
+                    "FRANCIS_HOST_BOOTSTRAP_PSK",
+                ));
+            }
+        }
         self.problems()?;
         let pinned = match &remote.pinned_ca {
             Some(pem) => Some(
@@ -415,6 +476,7 @@ impl HostBuilder<Remote> {
             tls: Some((established.trust, established.identity)),
             link: Some(established.link),
             ca: None,
+            certificate: None,
         };
         assembly.start(self).await
     }
@@ -429,6 +491,8 @@ struct Assembly {
     tls: Option<(Trust, Arc<CertSlot>)>,
     link: Option<RuntimeLink>,
     ca: Option<ClusterCa>,
+    /// A local host's own certificate, which it renews.
+    certificate: Option<Arc<LocalCertificate>>,
 }
 
 impl Assembly {
@@ -442,6 +506,7 @@ impl Assembly {
             tls,
             link,
             ca,
+            certificate,
         } = self;
         let HostBuilder {
             types,
@@ -479,6 +544,7 @@ impl Assembly {
                 ca: None,
                 link,
                 identity: None,
+                certificate: None,
             });
         };
         match start_peering(
@@ -496,6 +562,7 @@ impl Assembly {
                 ca,
                 link,
                 identity: Some(identity),
+                certificate,
             }),
             Err(e) => {
                 let _ = store.unregister_host(&host_id).await;
@@ -511,7 +578,7 @@ impl Assembly {
 /// What a local host's configuration must hold.
 fn check_local(
     store: &Option<StoreSpec>,
-    psks: &[Vec<u8>],
+    psks: &[Psk],
     timings: &HostTimings,
     errors: &mut Vec<String>,
 ) {

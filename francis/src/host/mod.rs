@@ -5,6 +5,7 @@
 mod activation;
 pub(crate) mod alarms;
 pub mod builder;
+mod certificate;
 pub(crate) mod core;
 pub(crate) mod loops;
 mod options;
@@ -34,7 +35,7 @@ pub use self::builder::{HostBuilder, Local, Remote};
 pub use self::loops::shutdown_signal;
 pub use self::options::ActorOptions;
 pub use self::reachability::UnreachablePeer;
-pub use crate::net::pki::MIN_PSK_LEN;
+pub use crate::net::pki::{DEVELOPMENT_PSK, MIN_PSK_LEN};
 
 /// A running actor host.
 pub struct Host {
@@ -43,8 +44,11 @@ pub struct Host {
     ca: Option<ClusterCa>,
     /// The runtime link of a remote host.
     link: Option<RuntimeLink>,
-    /// This host's workload identity (renewed in place on a remote host).
+    /// This host's workload identity (renewed in place: by the runtime link on a remote host,
+    /// by [`certificate`](Self::certificate) on a local one).
     identity: Option<Arc<CertSlot>>,
+    /// A local host's own certificate, re-issued at half-life while the host runs.
+    certificate: Option<Arc<self::certificate::LocalCertificate>>,
 }
 
 impl std::fmt::Debug for Host {
@@ -110,8 +114,9 @@ impl Host {
     }
 
     /// When this host's current workload certificate expires (including the 5-minute clock
-    /// skew allowance). A remote host renews it at half its lifetime, so this moves forward
-    /// while the host runs. `None` for a host without networking.
+    /// skew allowance). Every host renews it at half its lifetime (a remote host from its
+    /// runtime, a local host from its own CA while [`run`](Self::run) runs), so this moves
+    /// forward. `None` for a host without networking.
     pub fn certificate_not_after(&self) -> Option<std::time::SystemTime> {
         self.identity
             .as_ref()
@@ -144,6 +149,10 @@ impl Host {
         let alarms = tokio::spawn(alarms::alarm_loop(core.clone(), stop_rx.clone()));
         let idle = tokio::spawn(idle_loop(core.clone(), stop_rx.clone()));
         let cleanup = tokio::spawn(cleanup_loop(core.clone(), stop_rx.clone()));
+        let renewal = self
+            .certificate
+            .take()
+            .map(|certificate| tokio::spawn(certificate.renew_until_stopped(stop_rx.clone())));
         let result = tokio::select! {
             _ = shutdown => Ok(()),
             failure = heartbeat_loop(core.clone(), self.link.clone()) => Err(failure),
@@ -151,7 +160,7 @@ impl Host {
         tracing::info!(host = %core.host_id, "host shutting down");
         core.begin_shutdown();
         let _ = stop_tx.send(true);
-        for task in [alarms, idle, cleanup] {
+        for task in [alarms, idle, cleanup].into_iter().chain(renewal) {
             let _ = task.await;
         }
         // A host that lost its registration may already have been replaced: its turns are

@@ -24,10 +24,80 @@ pub mod tls;
 pub(crate) mod translate;
 pub(crate) mod wire;
 
+/// Whether the host of `address` (`host:port`, IPv6 in brackets) is a loopback address: an IP
+/// of 127.0.0.0/8 or `::1` (IPv4-mapped too), or `localhost`. A name that only resolves to one
+/// does not count: what it resolves to can change.
+pub(crate) fn is_loopback_address(address: &str) -> bool {
+    let Some((host, _port)) = address.rsplit_once(':') else {
+        return false;
+    };
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
+/// The error for a well-known development key used where an address is not loopback, or
+/// `None` when `psk` is not [`pki::DEVELOPMENT_PSK`] or every address is loopback. `what`
+/// names the key ("runtime PSK") and `variable` the environment variable the examples read it
+/// from.
+pub(crate) fn development_psk_problem<'a>(
+    psk: &[u8],
+    addresses: impl IntoIterator<Item = &'a str>,
+    what: &str,
+    variable: &str,
+) -> Option<String> {
+    if psk != pki::DEVELOPMENT_PSK.as_bytes() {
+        return None;
+    }
+    let exposed = addresses
+        .into_iter()
+        .find(|address| !is_loopback_address(address))?;
+    Some(format!(
+        "the {what} is the published development key (francis::host::DEVELOPMENT_PSK), which \
+         anyone can use to join this cluster; it is accepted only while every address is \
+         loopback (127.0.0.1, ::1 or localhost), and {exposed:?} is not: set {variable} to a \
+         random key of your own, e.g. `openssl rand -hex 32`"
+    ))
+}
+
 /// Whether `address` is `host:port` with a non-empty host and a non-zero port.
 pub(crate) fn is_host_port(address: &str) -> bool {
     match address.rsplit_once(':') {
         Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0),
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_addresses_are_told_apart() {
+        for address in [
+            "127.0.0.1:7571",
+            "127.8.9.10:1",
+            "[::1]:7571",
+            "[::ffff:127.0.0.1]:7571",
+            "localhost:7571",
+            "LocalHost:7571",
+        ] {
+            assert!(is_loopback_address(address), "{address}");
+        }
+        for address in [
+            "0.0.0.0:7571",
+            "[::]:7571",
+            "10.0.0.1:7571",
+            "localhost.example:7571",
+            "127.0.0.1",
+            "",
+        ] {
+            assert!(!is_loopback_address(address), "{address}");
+        }
     }
 }

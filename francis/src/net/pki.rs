@@ -26,6 +26,7 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer, UnixTime};
 use sha2::{Digest, Sha256};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::tls::{self, CertSlot, ClientAuth, Trust, Unverified};
 
@@ -35,6 +36,12 @@ pub const TRUST_DOMAIN: &str = "francis";
 /// Minimum runtime PSK length in bytes. The CA certificate is public, so a short PSK would be
 /// an offline brute-force target.
 pub const MIN_PSK_LEN: usize = 32;
+
+/// A runtime PSK that is published, for development on one machine: the examples and templates
+/// fall back to it when `FRANCIS_RUNTIME_PSK` is not set. Anyone can derive its CA, so a host
+/// or runtime refuses it (as a runtime PSK or a host bootstrap PSK) unless every address it
+/// listens on or is reached at is loopback.
+pub const DEVELOPMENT_PSK: &str = "francis development key: published, for loopback only";
 
 /// Longest accepted workload certificate TTL (365 days).
 pub const MAX_LEAF_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -112,6 +119,45 @@ pub enum PkiError {
     /// A rustls configuration could not be built.
     #[error("TLS configuration failed: {0}")]
     Tls(#[from] rustls::Error),
+}
+
+/// A pre-shared key (a runtime PSK or a host bootstrap PSK), as the builders hold it: wiped from
+/// memory when dropped, and never shown by `Debug` (which prints its length only).
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Psk(Vec<u8>);
+
+impl Psk {
+    /// A copy of `key` (the caller's own copy is the caller's to wipe).
+    pub fn new(key: impl AsRef<[u8]>) -> Self {
+        Psk(key.as_ref().to_vec())
+    }
+
+    /// The key's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl AsRef<[u8]> for Psk {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Psk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Psk(<{} bytes>)", self.0.len())
+    }
 }
 
 /// A Francis SPIFFE ID: `spiffe://francis` followed by an optional path of non-empty segments
@@ -268,6 +314,13 @@ pub fn cert_not_after(cert_der: &[u8]) -> Result<SystemTime, PkiError> {
     Ok(not_after_of(&cert))
 }
 
+/// When a workload certificate valid until `expires_ms` (Unix ms, without the clock-skew
+/// allowance) should be renewed, seen at `now_ms`: at half its remaining life. Remote workers
+/// (renewing with the runtime) and local hosts (re-issuing their own) both follow it.
+pub(crate) fn renewal_due_ms(now_ms: i64, expires_ms: i64) -> i64 {
+    now_ms.saturating_add(expires_ms.saturating_sub(now_ms).max(0) / 2)
+}
+
 /// SHA-256 of a certificate's DER, as upper-case hex pairs joined by colons (`AB:CD:…`, the
 /// form `openssl x509 -fingerprint -sha256` prints).
 pub fn fingerprint(cert_der: &[u8]) -> String {
@@ -291,7 +344,8 @@ pub fn pem_of(cert_der: &[u8]) -> String {
     pem
 }
 
-/// A workload identity: certificate chain (leaf, then the primary CA) and private key.
+/// A workload identity: certificate chain (leaf, then the primary CA) and private key. The
+/// key's DER is wiped from memory when the identity is dropped.
 pub struct Identity {
     spiffe_id: SpiffeId,
     cert_chain: Vec<CertificateDer<'static>>,
@@ -331,8 +385,14 @@ impl Identity {
 
     /// Sign `message` with the private key (Ed25519), to prove this identity is held.
     pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, PkiError> {
-        let key = KeyPair::try_from(&self.private_key)?;
-        Ok(rcgen::SigningKey::sign(&key, message)?)
+        let key = Zeroizing::new(KeyPair::try_from(&self.private_key)?);
+        Ok(rcgen::SigningKey::sign(&*key, message)?)
+    }
+}
+
+impl Drop for Identity {
+    fn drop(&mut self) {
+        self.private_key.zeroize();
     }
 }
 
@@ -341,6 +401,12 @@ impl Identity {
 /// The private key never leaves the host.
 pub struct WorkloadKey {
     key: KeyPair,
+}
+
+impl Drop for WorkloadKey {
+    fn drop(&mut self) {
+        self.key.zeroize();
+    }
 }
 
 impl fmt::Debug for WorkloadKey {
@@ -437,14 +503,16 @@ impl fmt::Debug for ClusterCa {
     }
 }
 
-/// The PKCS#8 v1 DER (RFC 8410) of an Ed25519 private key with this 32-byte seed.
-fn ed25519_pkcs8_v1(seed: &[u8; 32]) -> Vec<u8> {
+/// The PKCS#8 v1 DER (RFC 8410) of an Ed25519 private key with this 32-byte seed (wiped when
+/// dropped, like the seed).
+fn ed25519_pkcs8_v1(seed: &[u8; 32]) -> Zeroizing<Vec<u8>> {
     // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }
     const PREFIX: [u8; 16] = [
         0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
         0x20,
     ];
-    let mut der = Vec::with_capacity(PREFIX.len() + seed.len());
+    // Sized up front, so the seed is never left behind in a reallocated buffer.
+    let mut der = Zeroizing::new(Vec::with_capacity(PREFIX.len() + seed.len()));
     der.extend_from_slice(&PREFIX);
     der.extend_from_slice(seed);
     der
@@ -453,8 +521,8 @@ fn ed25519_pkcs8_v1(seed: &[u8; 32]) -> Vec<u8> {
 /// Derives the CA key and self-signed certificate for one PSK.
 fn derive_ca(psk: &[u8]) -> Result<(CertificateParams, KeyPair, rcgen::Certificate), PkiError> {
     let hkdf = Hkdf::<Sha256>::new(Some(CA_HKDF_SALT), psk);
-    let mut seed = [0u8; 32];
-    hkdf.expand(CA_HKDF_INFO, &mut seed)
+    let mut seed = Zeroizing::new([0u8; 32]);
+    hkdf.expand(CA_HKDF_INFO, seed.as_mut_slice())
         .map_err(|_| PkiError::InvalidCertificate("HKDF output length refused".into()))?;
     let pkcs8 = ed25519_pkcs8_v1(&seed);
     let key = KeyPair::from_pkcs8_der_and_sign_algo(
@@ -635,9 +703,9 @@ impl ClusterCa {
         not_before: SystemTime,
         not_after: SystemTime,
     ) -> Result<Identity, PkiError> {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+        let key = Zeroizing::new(KeyPair::generate_for(&rcgen::PKCS_ED25519)?);
         let params = leaf_params(&spiffe_id, not_before, not_after)?;
-        let cert = params.signed_by(&key, &self.inner.issuer)?;
+        let cert = params.signed_by(&*key, &self.inner.issuer)?;
         Ok(Identity {
             spiffe_id,
             cert_chain: vec![cert.der().clone(), self.ca_der().clone()],
@@ -734,6 +802,41 @@ mod tests {
 
     const PSK_A: &str = "an example cluster key of 32+ bytes!";
     const PSK_B: &str = "a different cluster key, also 32+ bytes";
+
+    #[test]
+    fn a_psk_is_not_printed_in_debug_output() {
+        let psk = Psk::new(PSK_A);
+        let shown = format!("{psk:?}");
+        assert_eq!(shown, format!("Psk(<{} bytes>)", PSK_A.len()));
+        assert_eq!(psk.as_bytes(), PSK_A.as_bytes());
+        // Nor where the builders and configurations keep them.
+        #[cfg(feature = "runtime")]
+        {
+            let bootstrap = crate::runtime::Bootstrap::Psk(psk.clone());
+            let shown = format!("{bootstrap:?}");
+            assert!(!shown.contains(PSK_A), "{shown}");
+            let secret = crate::runtime::config::Secret::new(PSK_A);
+            let shown = format!("{secret:?}");
+            assert!(!shown.contains(PSK_A), "{shown}");
+        }
+        // A workload identity does not print its private key.
+        let ca = ClusterCa::from_psks(&[psk]).unwrap();
+        let identity = ca
+            .issue_host_identity("h", Duration::from_secs(60))
+            .unwrap();
+        let shown = format!("{identity:?}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        let key_hex: String = identity
+            .private_key_der()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(
+            !shown
+                .to_lowercase()
+                .contains(&key_hex[key_hex.len() - 16..])
+        );
+    }
 
     #[test]
     fn pem_of_matches_the_derived_pem() {

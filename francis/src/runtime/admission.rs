@@ -11,7 +11,7 @@ use serde_bytes::ByteBuf;
 use super::jwt;
 use crate::clock::duration_ms;
 use crate::model::{HostRegistration, Store, StoreError};
-use crate::net::pki::ClusterCa;
+use crate::net::pki::{ClusterCa, Psk};
 use crate::net::runtime::messages::{RegisterResponse, RenewResponse};
 use crate::net::runtime::server::{self, Admission, Claim};
 use crate::net::translate::store_error_to_wire;
@@ -20,7 +20,7 @@ use crate::net::wire::{ErrorCode, WireError};
 /// How hosts prove they may join.
 pub enum Bootstrap {
     /// A pre-shared host key (at least 16 bytes), proven by channel-bound challenge-response.
-    Psk(Vec<u8>),
+    Psk(Psk),
     /// A bearer token checked by a validator (the JWT validator of the configuration).
     Token(Arc<dyn TokenValidator>),
 }
@@ -120,7 +120,7 @@ impl Policy {
 impl Admission for Policy {
     fn bootstrap(&self) -> server::Bootstrap<'_> {
         match &self.bootstrap {
-            Bootstrap::Psk(psk) => server::Bootstrap::Psk(psk),
+            Bootstrap::Psk(psk) => server::Bootstrap::Psk(psk.as_bytes()),
             Bootstrap::Token(_) => server::Bootstrap::Token,
         }
     }

@@ -29,7 +29,7 @@ use crate::model::{Store, StoreError, StoreOptions};
 use crate::net::gate::ConnectionLimits;
 use crate::net::identity::check_cluster_identity;
 use crate::net::peer::NetError;
-use crate::net::pki::{ClusterCa, PkiError};
+use crate::net::pki::{ClusterCa, PkiError, Psk};
 use crate::net::runtime::bootstrap::MIN_HOST_PSK_LEN;
 use crate::net::runtime::server::{ServerSettings, SessionServer};
 use crate::net::tls::CertSlot;
@@ -104,7 +104,7 @@ impl Default for Settings {
 pub struct RuntimeBuilder {
     bind: SocketAddr,
     runtime_id: Option<String>,
-    psks: Vec<Vec<u8>>,
+    psks: Vec<Psk>,
     bootstrap: Option<Bootstrap>,
     store: Option<StoreSpec>,
     settings: Settings,
@@ -315,13 +315,13 @@ impl RuntimeBuilder {
     /// Add a runtime PSK (at least 32 bytes); the first derives the signing CA, later ones are
     /// trusted too (rotation). Every replica of a cluster has the same list.
     pub fn runtime_psk(mut self, psk: impl AsRef<[u8]>) -> Self {
-        self.psks.push(psk.as_ref().to_vec());
+        self.psks.push(Psk::new(psk));
         self
     }
 
     /// Admit hosts that prove knowledge of this host bootstrap PSK (at least 16 bytes).
     pub fn host_psk(mut self, psk: impl AsRef<[u8]>) -> Self {
-        self.set_bootstrap(Bootstrap::Psk(psk.as_ref().to_vec()));
+        self.set_bootstrap(Bootstrap::Psk(Psk::new(psk)));
         self
     }
 
@@ -349,7 +349,23 @@ impl RuntimeBuilder {
     /// Keep the cluster's data in a SQLite file (one runtime only; not on a network filesystem).
     #[cfg(feature = "sqlite")]
     pub fn sqlite(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.store = Some(StoreSpec::Sqlite(path.into()));
+        self.store = Some(StoreSpec::Sqlite(path.into(), Default::default()));
+        self
+    }
+
+    /// How hard the SQLite store pushes each commit to disk (default
+    /// [`Synchronous::Normal`](crate::store::sqlite::Synchronous::Normal), which may lose the
+    /// last commits on a power loss; [`Full`](crate::store::sqlite::Synchronous::Full) does
+    /// not). Only for a SQLite store; call it after [`sqlite`](Self::sqlite).
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite_synchronous(mut self, synchronous: crate::store::sqlite::Synchronous) -> Self {
+        match &mut self.store {
+            Some(StoreSpec::Sqlite(_, current)) => *current = synchronous,
+            _ => self.errors.push(
+                "sqlite_synchronous(..) applies to a SQLite store: call .sqlite(path) before it"
+                    .into(),
+            ),
+        }
         self
     }
 
@@ -437,6 +453,23 @@ impl RuntimeBuilder {
                 psk.len()
             )),
             _ => {}
+        }
+        let bind_text = bind.to_string();
+        for psk in &psks {
+            errors.extend(crate::net::development_psk_problem(
+                psk.as_bytes(),
+                [bind_text.as_str()],
+                "runtime PSK",
+                "FRANCIS_RUNTIME_PSK",
+            ));
+        }
+        if let Some(Bootstrap::Psk(psk)) = &bootstrap {
+            errors.extend(crate::net::development_psk_problem(
+                psk.as_bytes(),
+                [bind_text.as_str()],
+                "host bootstrap PSK",
+                "FRANCIS_HOST_BOOTSTRAP_PSK",
+            ));
         }
         if settings.health_check_deadline <= Duration::from_secs(1) {
             errors.push("the health check deadline must be more than 1 s (default 20 s)".into());

@@ -29,9 +29,9 @@ pub use crate::model::{
 pub(crate) enum StoreSpec {
     /// [`memory::MemoryStore`].
     Memory,
-    /// [`sqlite::SqliteStore`] on this file.
+    /// [`sqlite::SqliteStore`] on this file, with this durability.
     #[cfg(feature = "sqlite")]
-    Sqlite(std::path::PathBuf),
+    Sqlite(std::path::PathBuf, sqlite::Synchronous),
     /// [`postgres::PostgresStore`] at this URL.
     #[cfg(feature = "postgres")]
     Postgres(String),
@@ -48,9 +48,9 @@ impl StoreSpec {
         Ok(match self {
             StoreSpec::Memory => std::sync::Arc::new(memory::MemoryStore::new(options)),
             #[cfg(feature = "sqlite")]
-            StoreSpec::Sqlite(path) => {
-                std::sync::Arc::new(sqlite::SqliteStore::open(&path, options).await?)
-            }
+            StoreSpec::Sqlite(path, synchronous) => std::sync::Arc::new(
+                sqlite::SqliteStore::open_with(&path, synchronous, options).await?,
+            ),
             #[cfg(feature = "postgres")]
             StoreSpec::Postgres(url) => {
                 std::sync::Arc::new(postgres::PostgresStore::connect(&url, options).await?)

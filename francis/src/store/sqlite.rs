@@ -7,6 +7,11 @@
 //! placement or row locks. A dropped future never leaves a transaction open: sqlx rolls back a
 //! dropped transaction before its connection is reused. Lists travel as JSON arrays read with
 //! `json_each`.
+//!
+//! The file is in WAL mode. How hard each commit is pushed to disk is [`Synchronous`]: by
+//! default `NORMAL`, which survives a crash of the process but may lose the last commits on a
+//! power loss or OS crash (the database itself stays consistent); `FULL` syncs the WAL on every
+//! commit, so nothing committed is lost, at the cost of slower writes.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +30,30 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How hard SQLite pushes each commit to disk (its `synchronous` pragma, in WAL mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Synchronous {
+    /// `synchronous=NORMAL` (the default): the WAL is synced at checkpoints, not at every
+    /// commit. A crash of the process loses nothing, but a power loss or OS crash can undo the
+    /// last commits (state saves, alarms, placements) made before it; the file stays
+    /// consistent.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: the WAL is synced at every commit, so a commit that returned
+    /// survives a power loss. Writes are slower (one `fsync` each).
+    Full,
+}
+
+impl Synchronous {
+    fn to_sqlx(self) -> SqliteSynchronous {
+        match self {
+            Synchronous::Normal => SqliteSynchronous::Normal,
+            Synchronous::Full => SqliteSynchronous::Full,
+        }
+    }
+}
 
 /// A [`crate::model::Store`] backed by one SQLite database file.
 pub type SqliteStore = SqlStore<SqliteDialect>;
@@ -107,17 +136,28 @@ fn is_busy(e: &StoreError) -> bool {
 }
 
 impl SqlStore<SqliteDialect> {
-    /// Open (creating it if missing) the database at `path` and bring its schema up to date.
+    /// Open (creating it if missing) the database at `path` and bring its schema up to date,
+    /// with the default durability ([`Synchronous::Normal`]).
     ///
     /// Several processes may open one new file at the same moment; switching it to WAL mode
     /// can then report "database is locked" at once instead of waiting, so opening is retried
     /// briefly on that error alone.
     pub async fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
+        Self::open_with(path, Synchronous::default(), options).await
+    }
+
+    /// [`open`](Self::open) with the given durability: [`Synchronous::Full`] so that no
+    /// returned commit is lost on a power loss.
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        synchronous: Synchronous,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
         let path = path.as_ref();
         let mut delay = Duration::from_millis(10);
         let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
         loop {
-            match Self::open_once(path, options.clone()).await {
+            match Self::open_once(path, synchronous, options.clone()).await {
                 Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_millis(250));
@@ -127,12 +167,16 @@ impl SqlStore<SqliteDialect> {
         }
     }
 
-    async fn open_once(path: &Path, options: StoreOptions) -> Result<Self, StoreError> {
+    async fn open_once(
+        path: &Path,
+        synchronous: Synchronous,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
         let connect = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(synchronous.to_sqlx())
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
         let pool: SqlitePool = SqlitePoolOptions::new().connect_with(connect).await?;
@@ -145,5 +189,61 @@ impl SqlStore<SqliteDialect> {
         MIGRATOR.run_direct(&mut *tx).await?;
         tx.commit().await?;
         Ok(store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `PRAGMA synchronous` reads back on every connection of the store's pool.
+    async fn synchronous_of(store: &SqliteStore) -> Vec<i64> {
+        let pool = store.pool();
+        let mut connections = Vec::new();
+        let mut values = Vec::new();
+        // Hold several connections at once, so more than one is checked.
+        for _ in 0..3 {
+            let mut conn = pool.acquire().await.unwrap();
+            let (value,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            values.push(value);
+            connections.push(conn);
+        }
+        values
+    }
+
+    fn options() -> StoreOptions {
+        StoreOptions {
+            clock: Arc::new(crate::clock::SystemClock),
+            health_check_deadline: Duration::from_secs(20),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_power_loss_cannot_undo_commits_of_a_full_synchronous_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("full.db");
+        let store = SqliteStore::open_with(&path, Synchronous::Full, options())
+            .await
+            .unwrap();
+        // 2 is FULL: the WAL is synced at every commit.
+        assert_eq!(synchronous_of(&store).await, vec![2, 2, 2]);
+        let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn the_default_synchronous_is_normal_in_wal_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("normal.db"), options())
+            .await
+            .unwrap();
+        // 1 is NORMAL.
+        assert_eq!(synchronous_of(&store).await, vec![1, 1, 1]);
     }
 }

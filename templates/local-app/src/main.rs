@@ -37,10 +37,6 @@ struct Args {
     idle_timeout: Duration,
 }
 
-/// A development-only cluster key. Anywhere else, set FRANCIS_RUNTIME_PSK to a secret of at
-/// least 32 bytes (e.g. `openssl rand -hex 32`), the same on every host of the cluster.
-const DEV_PSK: &str = "{{project-name}}: development key, change me in production";
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -49,9 +45,14 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    // Without FRANCIS_RUNTIME_PSK, the published development key, which hosts accept on
+    // loopback addresses only. Anywhere else, set FRANCIS_RUNTIME_PSK to a secret of at least
+    // 32 bytes (e.g. `openssl rand -hex 32`), the same on every host of the cluster.
     let psk = std::env::var("FRANCIS_RUNTIME_PSK").unwrap_or_else(|_| {
-        tracing::warn!("FRANCIS_RUNTIME_PSK is not set; using the development key");
-        DEV_PSK.to_owned()
+        tracing::warn!(
+            "FRANCIS_RUNTIME_PSK is not set; using the published development key (loopback only)"
+        );
+        francis::host::DEVELOPMENT_PSK.to_owned()
     });
 
     // Bind first: a busy port fails before the host joins the cluster.

@@ -79,11 +79,11 @@ fn proof_mac(
         ProofSide::Client => b"francis-bootstrap-client",
         ProofSide::Server => b"francis-bootstrap-server",
     };
-    let mut key = [0u8; 32];
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
     // 32 bytes is always a valid HKDF-SHA256 output length.
-    let _ = Hkdf::<Sha256>::new(None, host_psk).expand(info, &mut key);
+    let _ = Hkdf::<Sha256>::new(None, host_psk).expand(info, key.as_mut_slice());
     // HMAC accepts keys of any length, so this never fails.
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(&key).ok()?;
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key.as_slice()).ok()?;
     mac.update(&transcript(cnonce, snonce, channel_binding));
     Some(mac)
 }

@@ -193,8 +193,9 @@ impl fmt::Display for LogLevel {
     }
 }
 
-/// A secret string (a PSK). Its `Debug` shows only the length, so configurations can be logged.
-#[derive(Clone, PartialEq, Eq)]
+/// A secret string (a PSK). Its `Debug` shows only the length, so configurations can be logged,
+/// and it is wiped from memory when dropped.
+#[derive(Clone, PartialEq, Eq, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct Secret(String);
 
 impl Secret {

@@ -53,7 +53,7 @@ impl LinkStore {
     ) -> Result<(HostId, RuntimeLink), StoreError> {
         let established = RuntimeLink::connect(LinkOptions {
             runtime_addresses: vec![self.address.clone()],
-            credential: Credential::Psk(HOST_PSK.as_bytes().to_vec()),
+            credential: Credential::Psk(crate::net::pki::Psk::new(HOST_PSK)),
             pinned: Some(self.trust.clone()),
             registration: registration.clone(),
             clock: Arc::new(self.clock.clone()),

@@ -218,7 +218,7 @@ impl Inner {
                             ConnectError::Transient("cannot derive the channel binding".into())
                         })?;
                     if !bootstrap::verify_psk_proof(
-                        psk,
+                        psk.as_bytes(),
                         ProofSide::Server,
                         &cnonce,
                         &challenge.snonce,
@@ -234,7 +234,7 @@ impl Inner {
                     AuthProof {
                         method: method::PSK.into(),
                         proof: bootstrap::psk_proof(
-                            psk,
+                            psk.as_bytes(),
                             ProofSide::Client,
                             &cnonce,
                             &challenge.snonce,
@@ -337,8 +337,7 @@ impl Inner {
     /// When the certificate should be renewed: at half its remaining life.
     fn renew_at_ms(&self) -> i64 {
         let expires = self.cert_expires_ms.lock().map(|e| *e).unwrap_or(0);
-        let now = SystemClock.now_ms();
-        now + (expires - now).max(0) / 2
+        crate::net::pki::renewal_due_ms(SystemClock.now_ms(), expires)
     }
 
     /// Keep a session up until the link is closed: renew the certificate on time, and when the

@@ -57,7 +57,7 @@ const MAX_REPLY_FRAME: usize = MAX_FRAME_BYTES;
 #[derive(Clone)]
 pub(crate) enum Credential {
     /// The host bootstrap PSK.
-    Psk(Vec<u8>),
+    Psk(crate::net::pki::Psk),
     /// A JWT given as a string.
     Jwt(String),
     /// A JWT read from this file at every bootstrap (rotated tokens are picked up).
