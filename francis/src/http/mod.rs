@@ -1,4 +1,5 @@
-//! An HTTP control server for any cluster: the curl API of the docs, as an axum [`Router`].
+//! An HTTP control server for any cluster: the curl API of the docs, as an axum [`Router`]
+//! behind a guard.
 //! Enable the `http` feature. It is a bridge: it calls actors untyped, by type, ID and method,
 //! with JSON bodies.
 //!
@@ -16,6 +17,36 @@
 //! parameters take a JSON array, none takes an empty body. Errors come back as
 //! `{"error": "...", "code": "..."}`, plus `"actorError"` (the actor's own error value) when the
 //! actor method returned an error.
+//!
+//! ## Who may call it
+//!
+//! Every request passes a guard first ([`ControlApi`] configures it), so that a web page open
+//! in the developer's browser cannot use the API, and a stranger on the network cannot either:
+//!
+//! - every method but GET, HEAD and OPTIONS needs `Content-Type: application/json`, even with
+//!   an empty body (else 415): a page of another site can send a form or `text/plain` POST
+//!   without asking, but not a JSON one;
+//! - a request with an `Origin` (a browser's) must come from the server's own origin or an
+//!   allowed one (else 403);
+//! - the `Host` it is addressed to must be loopback (`localhost`, 127.0.0.0/8, `[::1]`, any
+//!   port) or an allowed host name (else 403; none at all is 400): this stops DNS rebinding;
+//! - with a bearer token configured, every request needs `Authorization: Bearer <token>`
+//!   (else 401). A server off loopback must have one: [`ControlApi::bind`] refuses to listen
+//!   on such an address without it.
+//!
+//! ```sh
+//! curl -X POST localhost:8080/invoke/counter/alice/increment \
+//!   -H 'Content-Type: application/json' --data '{"In": 42}'
+//! ```
+//!
+//! [`router`] is the defaults (loopback, same origin, no token), for a server on loopback;
+//! [`ControlApi::from_env`] adds the token of `FRANCIS_HTTP_TOKEN` when it is set.
+
+mod guard;
+mod server;
+
+pub use guard::{HttpToken, InvalidToken, TOKEN_ENV};
+pub use server::{ControlApi, ControlApiError, ControlListener};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -33,8 +64,16 @@ use crate::error::Error;
 use crate::model::{Envelope, StoreError};
 use crate::time::{Interval, parse_duration, parse_timestamp};
 
-/// The control API routes, bound to a service.
+/// The control API routes, bound to a service, behind the default guard: for a server on a
+/// loopback address (requests addressed to a loopback `Host`, from no origin or the server's
+/// own, with a JSON content type when they change something). For a token, other hosts or
+/// origins, or to have the address checked, use [`ControlApi`].
 pub fn router(service: Service) -> Router {
+    ControlApi::new().router(service)
+}
+
+/// The routes, unguarded.
+fn routes(service: Service) -> Router {
     Router::new()
         .route("/invoke/{actor_type}/{id}/{method}", post(invoke))
         .route("/peek/{actor_type}/{id}/{method}", post(peek))
