@@ -69,11 +69,13 @@ async fn main() -> anyhow::Result<()> {
         .context("starting the actor host")?;
     // ANCHOR_END: host
 
+    // ANCHOR: control
     // The HTTP control API answers loopback callers; a token in FRANCIS_HTTP_TOKEN makes every
     // request need `Authorization: Bearer <token>`, and lets it serve on other addresses.
     let control = francis::http::ControlApi::from_env()?
         .bind(args.worker_address)
         .await?;
+    // ANCHOR_END: control
     tracing::info!(address = %args.worker_address, db = %args.db.display(), "quickstart ready");
 
     // ANCHOR: run
