@@ -358,6 +358,64 @@ mod tests {
         assert_eq!(older.topology, crate::Topology::Local);
     }
 
+    /// A request as `ControlListener::serve` hands it to the router: with the peer's address.
+    async fn from_peer(router: Router, peer: &str, token: Option<&str>) -> (StatusCode, Value) {
+        use tower::ServiceExt;
+        let mut request = axum::http::Request::get("/status").header("Host", "localhost:8080");
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let mut request = request.body(axum::body::Body::empty()).unwrap();
+        let peer: std::net::SocketAddr = peer.parse().unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_peer_off_loopback_is_refused_without_a_token() {
+        let host = TestHost::builder()
+            .register::<Echo>()
+            .build()
+            .await
+            .unwrap();
+        let open = router(host.service());
+        // Served on 0.0.0.0 by hand, without a token: a peer of the network, with a loopback
+        // Host header, is refused all the same.
+        for peer in [
+            "10.0.0.7:40000",
+            "[2001:db8::1]:40000",
+            "[::ffff:10.0.0.7]:1",
+        ] {
+            let (status, body) = from_peer(open.clone(), peer, None).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{peer}: {body}");
+            assert_eq!(body["code"], json!("token_required"), "{body}");
+            assert!(
+                body["error"].as_str().unwrap().contains(TOKEN_ENV),
+                "{body}"
+            );
+        }
+        for peer in ["127.0.0.1:40000", "[::1]:40000", "[::ffff:127.0.0.1]:1"] {
+            let (status, body) = from_peer(open.clone(), peer, None).await;
+            assert_eq!(status, StatusCode::OK, "{peer}: {body}");
+        }
+        // With a token, a peer of the network is asked for it, and let in with it.
+        let token = "0123456789abcdef0123456789abcdef";
+        let guarded = ControlApi::new()
+            .token(HttpToken::new(token).unwrap())
+            .router(host.service());
+        let (status, _) = from_peer(guarded.clone(), "10.0.0.7:40000", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, body) = from_peer(guarded, "10.0.0.7:40000", Some(token)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
     #[test]
     fn alarm_body_of_the_docs_parses() {
         let body = br#"{"dueTime":"2026-01-01T00:00:00Z","interval":"60s","ttl":"2028-10-08T10:00:02Z","data":{"Hello":"World"}}"#;
