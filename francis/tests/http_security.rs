@@ -284,7 +284,12 @@ async fn a_request_from_a_foreign_origin_is_refused() {
 
 #[tokio::test]
 async fn a_dns_rebinding_host_header_is_refused() {
-    let (host, address) = serve(ControlApi::new().allowed_hosts(["Francis.Internal"])).await;
+    let (host, address) = serve(ControlApi::new().allowed_hosts([
+        "Francis.Internal",
+        "proxy.internal:443",
+        "fd00::5",
+    ]))
+    .await;
     let port = address.port();
     // A page of evil.example whose name now resolves to 127.0.0.1: to the browser it is
     // same-origin, so the Origin matches the Host; the Host does not name this machine.
@@ -338,6 +343,8 @@ async fn a_dns_rebinding_host_header_is_refused() {
         format!("[::1]:{port}"),
         format!("francis.internal:{port}"),
         "FRANCIS.internal".to_owned(),
+        format!("proxy.internal:{port}"),
+        "[fd00::5]".to_owned(),
     ] {
         let reply = Request::curl("GET", "/status", address)
             .without("Host")

@@ -132,7 +132,7 @@ pub(super) fn normalize_origin(origin: &str) -> Option<String> {
 }
 
 /// `host[:port]` or `[v6][:port]` split into the host (brackets kept) and the port.
-fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
+pub(super) fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = if authority.starts_with('[') {
         let end = authority.find(']')?;
         let (host, rest) = authority.split_at(end + 1);

@@ -100,15 +100,18 @@ impl ControlApi {
     }
 
     /// Host names (or addresses) the server also answers to, besides loopback ones: the names
-    /// it is called by from other machines, or through a proxy. Compared without their port,
-    /// case-insensitively; an IPv6 address with or without brackets.
+    /// it is called by from other machines, or through a proxy. Compared case-insensitively and
+    /// with any port (a port given here is ignored); an IPv6 address with or without brackets.
     pub fn allowed_hosts<I, S>(mut self, hosts: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.allowed_hosts
-            .extend(hosts.into_iter().map(|h| normalize_host(h.as_ref())));
+        self.allowed_hosts.extend(hosts.into_iter().map(|h| {
+            let h = h.as_ref();
+            guard::split_authority(h)
+                .map_or_else(|| normalize_host(h), |(name, _)| normalize_host(name))
+        }));
         self
     }
 
