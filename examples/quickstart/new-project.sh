@@ -78,16 +78,17 @@ echo "# Call counter/alice through both hosts" >&2
 exec 1>&3
 # ANCHOR: calls
 H1=localhost:${BASE:-8081} H2=localhost:$((${BASE:-8081} + 1))   # the two hosts
-curl -X POST $H1/invoke/counter/alice/add --data 5
-curl -X POST $H2/invoke/counter/alice/add --data 2
-curl -X POST $H1/peek/counter/alice/get
+JSON='Content-Type: application/json'   # what every POST must say it sends
+curl -X POST $H1/invoke/counter/alice/add -H "$JSON" --data 5
+curl -X POST $H2/invoke/counter/alice/add -H "$JSON" --data 2
+curl -X POST $H1/peek/counter/alice/get -H "$JSON"
 # ANCHOR_END: calls
 
 echo "# Ctrl-C, then start again: the total is still there" >&2
 stop >&2
 start >&2
 # ANCHOR: restarted
-curl -X POST $H2/peek/counter/alice/get
+curl -X POST $H2/peek/counter/alice/get -H "$JSON"
 # ANCHOR_END: restarted
 stop >&2
 echo "# Done" >&2

@@ -29,7 +29,7 @@ start() {
   (cd "$dir" && RUST_LOG=warn exec "$QUICKSTART_BIN" --worker-address "127.0.0.1:$HTTP" --actor-host-address "127.0.0.1:$PEER" >&2) &
   pid=$!
   for _ in $(seq 1 150); do
-    curl -s -o /dev/null -w '' -X POST "127.0.0.1:$HTTP/halt-all" 2>/dev/null && return
+    curl -s -o /dev/null -w '' -X POST "127.0.0.1:$HTTP/halt-all" -H 'Content-Type: application/json' 2>/dev/null && return
     kill -0 "$pid" 2>/dev/null || fail "the quickstart exited before serving"
     sleep 0.2
   done
@@ -41,40 +41,41 @@ echo "# Start the quickstart (data in $dir/data.db)" >&2
 start
 
 # ANCHOR: calls
-QS=localhost:${HTTP:-8080}   # the quickstart's control server
-curl -X POST $QS/invoke/counter/alice/increment --data '{"In": 42}'
-curl -X POST $QS/invoke/counter/alice/increment --data '{"In": 1}'
-curl -X POST $QS/peek/counter/alice/get
+QS=localhost:${HTTP:-8080}              # the quickstart's control server
+JSON='Content-Type: application/json'   # what every POST must say it sends
+curl -X POST $QS/invoke/counter/alice/increment -H "$JSON" --data '{"In": 42}'
+curl -X POST $QS/invoke/counter/alice/increment -H "$JSON" --data '{"In": 1}'
+curl -X POST $QS/peek/counter/alice/get -H "$JSON"
 # ANCHOR_END: calls
 
 # ANCHOR: errors
-curl -X POST $QS/invoke/counter/alice/increment --data '{"In": 9223372036854775807}'
-curl -X POST $QS/peek/counter/alice/increment --data '{"In": 1}'
-curl -X POST $QS/invoke/counter/alice/decrement
+curl -X POST $QS/invoke/counter/alice/increment -H "$JSON" --data '{"In": 9223372036854775807}'
+curl -X POST $QS/peek/counter/alice/increment -H "$JSON" --data '{"In": 1}'
+curl -X POST $QS/invoke/counter/alice/decrement -H "$JSON"
 # ANCHOR_END: errors
 
 # ANCHOR: alarm
-curl -X POST $QS/alarm/counter/carol/tick --data '{"data": {"Hello": "World"}}' -w '%{http_code}\n'
+curl -X POST $QS/alarm/counter/carol/tick -H "$JSON" --data '{"data": {"Hello": "World"}}' -w '%{http_code}\n'
 # ANCHOR_END: alarm
 for _ in $(seq 1 100); do
-  [[ "$(curl -X POST "$QS/peek/counter/carol/get")" == '{"Out":1}' ]] && break
+  [[ "$(curl -X POST "$QS/peek/counter/carol/get" -H "$JSON")" == '{"Out":1}' ]] && break
   sleep 0.2
 done
 # ANCHOR: alarm_fired
-curl -X POST $QS/peek/counter/carol/get
+curl -X POST $QS/peek/counter/carol/get -H "$JSON"
 # ANCHOR_END: alarm_fired
 
 # ANCHOR: halt
-curl -X POST $QS/halt/counter/alice -w '%{http_code}\n'
-curl -X POST $QS/halt-all -w '%{http_code}\n'
+curl -X POST $QS/halt/counter/alice -H "$JSON" -w '%{http_code}\n'
+curl -X POST $QS/halt-all -H "$JSON" -w '%{http_code}\n'
 # ANCHOR_END: halt
 
 echo "# Stop the quickstart with SIGTERM (as Ctrl-C would) and start it again" >&2
 stop
 start
 # ANCHOR: restarted
-curl -X POST $QS/peek/counter/alice/get
-curl -X POST $QS/peek/counter/carol/get
+curl -X POST $QS/peek/counter/alice/get -H "$JSON"
+curl -X POST $QS/peek/counter/carol/get -H "$JSON"
 # ANCHOR_END: restarted
 stop
 echo "# Done" >&2

@@ -83,7 +83,7 @@ status=0
 echo "# ca pin wrote the same CA, and refused a wrong fingerprint (exit code 7)"
 
 # ANCHOR: call
-call() { curl -s -X POST "http://127.0.0.1:$1$2" ${3:+--data "$3"}; }
+call() { curl -s -X POST "http://127.0.0.1:$1$2" -H 'Content-Type: application/json' ${3:+--data "$3"}; }
 # ANCHOR_END: call
 field() { python3 -c "import json,sys; print(json.load(sys.stdin).get('$1', ''))"; }
 

@@ -35,7 +35,7 @@ for port in $HTTP1 $HTTP2; do
 done
 
 # ANCHOR: call
-call() { curl -s -X POST "http://127.0.0.1:$1$2" ${3:+--data "$3"}; }   # call PORT PATH [BODY]
+call() { curl -s -X POST "http://127.0.0.1:$1$2" -H 'Content-Type: application/json' ${3:+--data "$3"}; }   # call PORT PATH [BODY]
 # ANCHOR_END: call
 field() { python3 -c "import json,sys; print(json.load(sys.stdin).get('$1', ''))"; }
 
@@ -71,7 +71,7 @@ echo "actor1 received $alarms alarm(s)"
 echo "# Wait 12 s: idle actors deactivate after 10 s"
 sleep 12
 port_of() { [[ "$1" == "127.0.0.1:$PEER1" ]] && echo $HTTP1 || echo $HTTP2; }
-status=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$(port_of "${owner[id1]}")/halt/myactor/id1")
+status=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' "http://127.0.0.1:$(port_of "${owner[id1]}")/halt/myactor/id1")
 [[ "$status" == 404 ]] || fail "id1 was still active after 12 s idle (halt answered $status)"
 again=$(call $HTTP2 /invoke/myactor/id1/increment '{"In": 1}')
 echo "id1 after idling: $again"

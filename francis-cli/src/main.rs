@@ -143,3 +143,33 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod dev_args_tests {
+    use super::*;
+
+    fn dev(args: &[&str]) -> Result<dev::DevArgs, clap::Error> {
+        let mut argv = vec!["francis", "dev"];
+        argv.extend(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Dev(args) => Ok(args),
+            _ => unreachable!("francis dev parses as dev"),
+        }
+    }
+
+    #[test]
+    fn the_http_token_flag_takes_a_usable_token_only() {
+        let token = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            dev(&["--http-token", token]).unwrap().http_token.as_deref(),
+            Some(token)
+        );
+        for bad in ["short", "0123456789abcdef 0123", "================"] {
+            let error = dev(&["--http-token", bad]).unwrap_err().to_string();
+            assert!(
+                error.contains("--http-token") && error.contains("token"),
+                "{error}"
+            );
+        }
+    }
+}

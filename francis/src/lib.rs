@@ -85,7 +85,8 @@
 //!   idle deactivation, and its builders ([`Host::local`], [`Host::remote`]).
 //! - `runtime` (feature `runtime`): the remote topology's control plane: configuration,
 //!   admission and certificate issuance over the runtime protocol.
-//! - `http` (feature `http`): the HTTP control API of the docs' curl examples.
+//! - `http` (feature `http`): the HTTP control API of the docs' curl examples, behind a guard
+//!   (JSON content type, same origin, loopback `Host`, optional bearer token).
 //! - [`testing`]: an in-process host on a virtual clock for unit-testing actors.
 
 extern crate self as francis;

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run -p quickstart
-//! curl -X POST localhost:8080/invoke/counter/alice/increment --data '{"In": 42}'   # {"Out":42}
+//! curl -X POST localhost:8080/invoke/counter/alice/increment \
+//!   -H 'Content-Type: application/json' --data '{"In": 42}'   # {"Out":42}
 //! ```
 //!
 //! It follows the environment contract of `francis dev` (FRANCIS_HTTP_ADDRESS,
@@ -69,15 +70,17 @@ async fn main() -> anyhow::Result<()> {
         .context("starting the actor host")?;
     // ANCHOR_END: host
 
-    let listener = tokio::net::TcpListener::bind(args.worker_address)
-        .await
-        .with_context(|| format!("binding the control server to {}", args.worker_address))?;
+    // ANCHOR: control
+    // The HTTP control API answers loopback callers; a token in FRANCIS_HTTP_TOKEN makes every
+    // request need `Authorization: Bearer <token>`, and lets it serve on other addresses.
+    let control = francis::http::ControlApi::from_env()?
+        .bind(args.worker_address)
+        .await?;
+    // ANCHOR_END: control
     tracing::info!(address = %args.worker_address, db = %args.db.display(), "quickstart ready");
 
     // ANCHOR: run
-    let app = francis::http::router(host.service());
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(francis::host::shutdown_signal());
+    let server = control.serve(host.service(), francis::host::shutdown_signal());
     // Serve until Ctrl-C or SIGTERM, then shut down cleanly.
     let (served, hosted) = tokio::join!(server, host.run(francis::host::shutdown_signal()));
     served.context("control server")?;

@@ -30,6 +30,7 @@ impl Quickstart {
         let deadline = Instant::now() + Duration::from_secs(30);
         while reqwest::Client::new()
             .post(format!("{}/halt-all", qs.base))
+            .header("Content-Type", "application/json")
             .send()
             .await
             .is_err()
@@ -46,6 +47,7 @@ impl Quickstart {
     async fn post(&self, path: &str, body: &str) -> (u16, Value) {
         let response = reqwest::Client::new()
             .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/json")
             .body(body.to_owned())
             .send()
             .await

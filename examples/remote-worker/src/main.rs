@@ -105,12 +105,11 @@ async fn main() -> anyhow::Result<()> {
         "worker ready"
     );
 
-    let listener = tokio::net::TcpListener::bind(args.worker_address)
-        .await
-        .with_context(|| format!("binding the control server to {}", args.worker_address))?;
-    let app = francis::http::router(host.service());
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(francis::host::shutdown_signal());
+    // The HTTP control API; a token in FRANCIS_HTTP_TOKEN makes every request need it.
+    let control = francis::http::ControlApi::from_env()?
+        .bind(args.worker_address)
+        .await?;
+    let server = control.serve(host.service(), francis::host::shutdown_signal());
     let (served, hosted) = tokio::join!(server, host.run(francis::host::shutdown_signal()));
     served.context("control server")?;
     hosted.context("actor host")?;

@@ -13,7 +13,8 @@
 //! for `francis dev` reads): `FRANCIS_HOST_NAME`, `FRANCIS_HTTP_ADDRESS`,
 //! `FRANCIS_PEER_ADDRESS`, then `FRANCIS_DB` and `FRANCIS_RUNTIME_PSK` for a local cluster, or
 //! `FRANCIS_RUNTIME_ADDRESS`, `FRANCIS_HOST_BOOTSTRAP_PSK` and `FRANCIS_CA_FILE` for workers
-//! of a remote one.
+//! of a remote one; and `FRANCIS_HTTP_TOKEN` when `--http-token` is given, the bearer token
+//! their HTTP control APIs then ask for (and the status polls send).
 
 mod data;
 mod project;
@@ -68,6 +69,31 @@ pub struct DevArgs {
     /// How long hosts (and the runtime) get to shut down after Ctrl-C before they are killed.
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = francis::time::parse_duration)]
     pub stop_timeout: Duration,
+    /// A bearer token for the hosts' HTTP control APIs: given to each host as
+    /// FRANCIS_HTTP_TOKEN, so that every request must carry `Authorization: Bearer <TOKEN>`,
+    /// and sent with the status polls. At least 16 characters (e.g. `openssl rand -hex 32`).
+    #[arg(long, value_name = "TOKEN", env = "FRANCIS_HTTP_TOKEN", hide_env_values = true, value_parser = http_token)]
+    pub http_token: Option<String>,
+}
+
+/// A token the hosts' control APIs accept (`francis::http::HttpToken`'s rule): at least 16
+/// characters of `A-Z a-z 0-9 - . _ ~ + /`, then `=` padding.
+fn http_token(token: &str) -> Result<String, String> {
+    let body = token.trim_end_matches('=');
+    if token.len() < 16 {
+        return Err("a token needs at least 16 characters, e.g. `openssl rand -hex 32`".into());
+    }
+    if body.is_empty()
+        || !body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+    {
+        return Err(
+            "a token may only have the characters A-Z a-z 0-9 - . _ ~ + / (and = at the end)"
+                .into(),
+        );
+    }
+    Ok(token.to_owned())
 }
 
 const EXAMPLES: &str = "\
@@ -78,9 +104,10 @@ Examples:
   francis dev --base-port 9000 --data-dir /tmp/cluster
   francis dev --remote                 # a dev runtime and two workers (remote topology)
   francis dev --remote --example remote-worker
+  francis dev --http-token \"$TOKEN\"    # every HTTP call needs -H \"Authorization: Bearer $TOKEN\"
 
 While it runs:
-  curl -X POST localhost:8081/invoke/<type>/<id>/<method> --data '<json>'
+  curl localhost:8081/invoke/<type>/<id>/<method> -H 'Content-Type: application/json' -d '<json>'
   curl localhost:8081/status           # {\"hostId\", \"address\", \"activeActors\", \"topology\"}
 Ctrl-C stops every host cleanly (a second Ctrl-C kills them); the state stays in the data
 directory for the next run.
@@ -91,12 +118,14 @@ The hosts get their settings from the environment:
   FRANCIS_PEER_ADDRESS   127.0.0.1:<port>, where the other hosts reach it (QUIC, UDP)
   FRANCIS_DB             <data dir>/cluster.db, the SQLite file every host shares
   FRANCIS_RUNTIME_PSK    the cluster key, generated once into <data dir>/runtime-psk
+  FRANCIS_HTTP_TOKEN     the --http-token, if given: the bearer token every HTTP request needs
 
 With --remote, francis dev first runs `francis runtime --config <data dir>/runtime.yaml` (its
 PSKs, a free loopback port and its SQLite file runtime.db are generated once into the data
 directory; edit it freely), writes the cluster CA to <data dir>/ca.pem (what `francis ca print
 --config <data dir>/runtime.yaml` prints), and starts the workers once the runtime is ready.
-They get FRANCIS_HOST_NAME, FRANCIS_HTTP_ADDRESS and FRANCIS_PEER_ADDRESS as above, and:
+They get FRANCIS_HOST_NAME, FRANCIS_HTTP_ADDRESS, FRANCIS_PEER_ADDRESS (and
+FRANCIS_HTTP_TOKEN) as above, and:
   FRANCIS_RUNTIME_ADDRESS       127.0.0.1:<port>, the runtime to join (QUIC, UDP)
   FRANCIS_HOST_BOOTSTRAP_PSK    the host PSK they join with (bootstrap.hostPSK of runtime.yaml)
   FRANCIS_CA_FILE               <data dir>/ca.pem, the cluster CA they pin
@@ -135,14 +164,19 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     let target = project::locate(args.example.as_deref(), args.bin.as_deref())?;
     let exe = project::build(&target, args.release)?;
     let rich = term::stdout_is_rich();
-    let host_launch = |env: Vec<(String, String)>, env_remove: Vec<String>| Launch {
-        exe: exe.clone(),
-        args: Vec::new(),
-        env,
-        env_remove,
-        dir: None,
-        stop_timeout: args.stop_timeout,
-        no_color: !rich,
+    let host_launch = |mut env: Vec<(String, String)>, env_remove: Vec<String>| {
+        if let Some(token) = &args.http_token {
+            env.push(("FRANCIS_HTTP_TOKEN".into(), token.clone()));
+        }
+        Launch {
+            exe: exe.clone(),
+            args: Vec::new(),
+            env,
+            env_remove,
+            dir: None,
+            stop_timeout: args.stop_timeout,
+            no_color: !rich,
+        }
     };
     let (shown, hosts_launch, dev_runtime) = if args.remote {
         let data = data::open_remote(
@@ -222,8 +256,15 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         rich,
         data_dir: shown,
         remote: args.remote,
+        http_token: args.http_token.is_some(),
     };
-    tokio.block_on(cluster(specs, hosts_launch, runtime_launch, config))
+    tokio.block_on(cluster(
+        specs,
+        hosts_launch,
+        runtime_launch,
+        config,
+        args.http_token.as_deref(),
+    ))
 }
 
 /// Refuse ports that are taken, before any host starts.
@@ -268,11 +309,21 @@ async fn cluster(
     launch: Launch,
     runtime: Option<Launch>,
     config: view::ViewConfig,
+    http_token: Option<&str>,
 ) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
     let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    // The status polls carry the hosts' bearer token, if they ask for one.
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = http_token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("putting the HTTP token in a header")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     let client = reqwest::Client::builder()
         .no_proxy()
+        .default_headers(headers)
         .timeout(supervisor::POLL_TIMEOUT)
         .build()
         .context("creating the HTTP client")?;

@@ -102,6 +102,8 @@ pub struct ViewConfig {
     pub data_dir: String,
     /// A remote cluster: a runtime and workers (`francis dev --remote`).
     pub remote: bool,
+    /// The hosts' HTTP control APIs ask for a bearer token (`--http-token`).
+    pub http_token: bool,
 }
 
 /// The view: owns standard output while the cluster runs.
@@ -304,7 +306,14 @@ impl View {
                 .rows
                 .iter()
                 .find_map(|r| r.spec.http())
-                .map(|first| format!(" Try: curl -X POST {first}/invoke/<type>/<id>/<method> --data '<json>'; curl {first}/status."))
+                .map(|first| {
+                    let auth = if self.config.http_token {
+                        " -H 'Authorization: Bearer <token>'"
+                    } else {
+                        ""
+                    };
+                    format!(" Try: curl -X POST {first}/invoke/<type>/<id>/<method> -H 'Content-Type: application/json'{auth} --data '<json>'; curl{auth} {first}/status.")
+                })
                 .unwrap_or_default();
             lines.push(say(format!(
                 "{who} ready in {:.1} s.{example} Ctrl-C stops the cluster.",
@@ -560,6 +569,7 @@ mod tests {
                 rich,
                 data_dir: ".francis/dev".into(),
                 remote: false,
+                http_token: false,
             },
             &hosts,
         )
@@ -587,6 +597,7 @@ mod tests {
                 rich: false,
                 data_dir: ".francis/dev-remote".into(),
                 remote: true,
+                http_token: false,
             },
             &specs,
         )

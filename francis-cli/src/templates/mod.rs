@@ -43,8 +43,8 @@ pub const TEMPLATES: &[TemplateInfo] = &[
         next_steps: "  cd {{dir}}
   cargo test                 # the {{actor}} actor's tests, on a virtual clock
   francis dev                # a local cluster of two hosts, with a status view
-  curl -X POST localhost:8081/invoke/{{actor}}/alice/add --data 5
-  curl -X POST localhost:8082/peek/{{actor}}/alice/get
+  curl -X POST localhost:8081/invoke/{{actor}}/alice/add -H 'Content-Type: application/json' --data 5
+  curl -X POST localhost:8082/peek/{{actor}}/alice/get -H 'Content-Type: application/json'
 
 README.md has the rest: the HTTP API, alarms, configuration.",
     },
@@ -55,8 +55,8 @@ README.md has the rest: the HTTP API, alarms, configuration.",
         next_steps: "  cd {{dir}}
   cargo test                 # the {{actor}} actor's tests (no runtime needed), and runtime.yaml's
   francis dev --remote       # a dev runtime and two workers, with a status view
-  curl -X POST localhost:8081/invoke/{{actor}}/alice/add --data 5
-  curl -X POST localhost:8082/peek/{{actor}}/alice/get
+  curl -X POST localhost:8081/invoke/{{actor}}/alice/add -H 'Content-Type: application/json' --data 5
+  curl -X POST localhost:8082/peek/{{actor}}/alice/get -H 'Content-Type: application/json'
 
 Without francis dev: francis runtime --config runtime.yaml, francis ca print --config
 runtime.yaml > ca.pem, then cargo run -- --ca-file ca.pem for each worker. README.md has the

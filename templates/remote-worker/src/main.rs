@@ -67,6 +67,9 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
 
+    // The HTTP control API answers loopback callers; a token in FRANCIS_HTTP_TOKEN makes every
+    // request need `Authorization: Bearer <token>`, and lets it serve on other addresses.
+    let control = francis::http::ControlApi::from_env()?;
     // Bind first: a busy port fails before the worker joins the cluster.
     let listener = tokio::net::TcpListener::bind(args.http_address)
         .await
@@ -76,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
                 args.http_address
             )
         })?;
+    let control = control.listener(listener)?;
     let options = francis::ActorOptions::default().idle_timeout(args.idle_timeout);
     let builder = francis::Host::remote()
         .address(&args.peer_address)
@@ -115,9 +119,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // Serve until Ctrl-C or SIGTERM, then stop taking requests and leave the cluster cleanly.
-    let app = francis::http::router(host.service());
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(francis::host::shutdown_signal());
+    let server = control.serve(host.service(), francis::host::shutdown_signal());
     let (served, hosted) = tokio::join!(server, host.run(francis::host::shutdown_signal()));
     served.context("HTTP control server")?;
     hosted.context("actor host")?;

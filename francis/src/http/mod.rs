@@ -1,4 +1,5 @@
-//! An HTTP control server for any cluster: the curl API of the docs, as an axum [`Router`].
+//! An HTTP control server for any cluster: the curl API of the docs, as an axum [`Router`]
+//! behind a guard.
 //! Enable the `http` feature. It is a bridge: it calls actors untyped, by type, ID and method,
 //! with JSON bodies.
 //!
@@ -16,6 +17,36 @@
 //! parameters take a JSON array, none takes an empty body. Errors come back as
 //! `{"error": "...", "code": "..."}`, plus `"actorError"` (the actor's own error value) when the
 //! actor method returned an error.
+//!
+//! ## Who may call it
+//!
+//! Every request passes a guard first ([`ControlApi`] configures it), so that a web page open
+//! in the developer's browser cannot use the API, and a stranger on the network cannot either:
+//!
+//! - every method but GET, HEAD and OPTIONS needs `Content-Type: application/json`, even with
+//!   an empty body (else 415): a page of another site can send a form or `text/plain` POST
+//!   without asking, but not a JSON one;
+//! - a request with an `Origin` (a browser's) must come from the server's own origin or an
+//!   allowed one (else 403);
+//! - the `Host` it is addressed to must be loopback (`localhost`, 127.0.0.0/8, `[::1]`, any
+//!   port) or an allowed host name (else 403; none at all is 400): this stops DNS rebinding;
+//! - with a bearer token configured, every request needs `Authorization: Bearer <token>`
+//!   (else 401). A server off loopback must have one: [`ControlApi::bind`] refuses to listen
+//!   on such an address without it.
+//!
+//! ```sh
+//! curl -X POST localhost:8080/invoke/counter/alice/increment \
+//!   -H 'Content-Type: application/json' --data '{"In": 42}'
+//! ```
+//!
+//! [`router`] is the defaults (loopback, same origin, no token), for a server on loopback;
+//! [`ControlApi::from_env`] adds the token of `FRANCIS_HTTP_TOKEN` when it is set.
+
+mod guard;
+mod server;
+
+pub use guard::{HttpToken, InvalidToken, TOKEN_ENV};
+pub use server::{ControlApi, ControlApiError, ControlListener};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -33,8 +64,16 @@ use crate::error::Error;
 use crate::model::{Envelope, StoreError};
 use crate::time::{Interval, parse_duration, parse_timestamp};
 
-/// The control API routes, bound to a service.
+/// The control API routes, bound to a service, behind the default guard: for a server on a
+/// loopback address (requests addressed to a loopback `Host`, from no origin or the server's
+/// own, with a JSON content type when they change something). For a token, other hosts or
+/// origins, or to have the address checked, use [`ControlApi`].
 pub fn router(service: Service) -> Router {
+    ControlApi::new().router(service)
+}
+
+/// The routes, unguarded.
+fn routes(service: Service) -> Router {
     Router::new()
         .route("/invoke/{actor_type}/{id}/{method}", post(invoke))
         .route("/peek/{actor_type}/{id}/{method}", post(peek))
@@ -317,6 +356,64 @@ mod tests {
             serde_json::from_value(json!({"hostId": "h", "address": "a", "activeActors": 1}))
                 .unwrap();
         assert_eq!(older.topology, crate::Topology::Local);
+    }
+
+    /// A request as `ControlListener::serve` hands it to the router: with the peer's address.
+    async fn from_peer(router: Router, peer: &str, token: Option<&str>) -> (StatusCode, Value) {
+        use tower::ServiceExt;
+        let mut request = axum::http::Request::get("/status").header("Host", "localhost:8080");
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let mut request = request.body(axum::body::Body::empty()).unwrap();
+        let peer: std::net::SocketAddr = peer.parse().unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_peer_off_loopback_is_refused_without_a_token() {
+        let host = TestHost::builder()
+            .register::<Echo>()
+            .build()
+            .await
+            .unwrap();
+        let open = router(host.service());
+        // Served on 0.0.0.0 by hand, without a token: a peer of the network, with a loopback
+        // Host header, is refused all the same.
+        for peer in [
+            "10.0.0.7:40000",
+            "[2001:db8::1]:40000",
+            "[::ffff:10.0.0.7]:1",
+        ] {
+            let (status, body) = from_peer(open.clone(), peer, None).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{peer}: {body}");
+            assert_eq!(body["code"], json!("token_required"), "{body}");
+            assert!(
+                body["error"].as_str().unwrap().contains(TOKEN_ENV),
+                "{body}"
+            );
+        }
+        for peer in ["127.0.0.1:40000", "[::1]:40000", "[::ffff:127.0.0.1]:1"] {
+            let (status, body) = from_peer(open.clone(), peer, None).await;
+            assert_eq!(status, StatusCode::OK, "{peer}: {body}");
+        }
+        // With a token, a peer of the network is asked for it, and let in with it.
+        let token = "0123456789abcdef0123456789abcdef";
+        let guarded = ControlApi::new()
+            .token(HttpToken::new(token).unwrap())
+            .router(host.service());
+        let (status, _) = from_peer(guarded.clone(), "10.0.0.7:40000", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, body) = from_peer(guarded, "10.0.0.7:40000", Some(token)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
     }
 
     #[test]

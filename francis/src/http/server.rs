@@ -1,0 +1,211 @@
+//! The control API's configuration ([`ControlApi`]: its bearer token, allowed hosts and
+//! origins) and its server ([`ControlListener`]), which refuses to listen off loopback without
+//! a token.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use super::guard::{self, HttpToken, InvalidToken, TOKEN_ENV, is_loopback, normalize_host};
+use crate::actor::service::Service;
+
+/// How the control API protects itself: who may call it, and how they prove it.
+///
+/// The defaults suit a server on loopback, for the developer's own machine: requests must be
+/// addressed to a loopback `Host` (`localhost`, 127.0.0.0/8, `[::1]`, any port), a browser's
+/// `Origin` must be the server's own, no token is asked for, and every method but GET, HEAD and
+/// OPTIONS must send `Content-Type: application/json`. [`router`](super::router) serves them.
+///
+/// To serve on an address other machines reach, give it a [`token`](Self::token): then
+/// [`bind`](Self::bind) and [`listener`](Self::listener) accept a non-loopback address, and
+/// every request must carry `Authorization: Bearer <token>`. List the names it is called by
+/// with [`allowed_hosts`](Self::allowed_hosts).
+///
+/// ```no_run
+/// # async fn demo(service: francis::actor::Service) -> Result<(), Box<dyn std::error::Error>> {
+/// use francis::http::ControlApi;
+///
+/// // The token from FRANCIS_HTTP_TOKEN, if set; without it only loopback addresses bind.
+/// let server = ControlApi::from_env()?.bind("127.0.0.1:8080".parse()?).await?;
+/// server.serve(service, francis::host::shutdown_signal()).await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ControlApi {
+    pub(super) token: Option<HttpToken>,
+    pub(super) allowed_hosts: Vec<String>,
+    pub(super) allowed_origins: Vec<String>,
+}
+
+/// Why a control server could not be configured or started.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlApiError {
+    /// The token is not usable.
+    #[error(transparent)]
+    InvalidToken(#[from] InvalidToken),
+    /// The token's environment variable is not valid UTF-8.
+    #[error("{TOKEN_ENV} is not valid UTF-8; set it to a token of at least 16 ASCII characters")]
+    TokenNotUnicode,
+    /// The address is not loopback and no token is configured.
+    #[error(
+        "refusing to serve the control API on {address} without a bearer token: that address is not loopback, so anyone who reaches it could invoke and halt actors; set {TOKEN_ENV} (ControlApi::token), or serve on 127.0.0.1"
+    )]
+    TokenRequired {
+        /// The address it was asked to serve on.
+        address: SocketAddr,
+    },
+    /// The address could not be bound.
+    #[error(
+        "cannot listen for the control API on {address}: {source}; is another process using it?"
+    )]
+    Bind {
+        /// The address it was asked to serve on.
+        address: SocketAddr,
+        /// What the system said.
+        #[source]
+        source: io::Error,
+    },
+    /// The listener's own address could not be read.
+    #[error("cannot read the control API listener's address: {0}")]
+    LocalAddr(#[source] io::Error),
+}
+
+impl ControlApi {
+    /// The defaults: loopback hosts only, same-origin only, no token.
+    pub fn new() -> Self {
+        ControlApi::default()
+    }
+
+    /// The defaults, with the token of the environment variable `FRANCIS_HTTP_TOKEN`
+    /// ([`TOKEN_ENV`]) when it is set. Errors when it is set to something that is not a
+    /// usable token.
+    pub fn from_env() -> Result<Self, ControlApiError> {
+        match std::env::var(TOKEN_ENV) {
+            Ok(token) => Ok(ControlApi::new().token(HttpToken::new(&token)?)),
+            Err(std::env::VarError::NotPresent) => Ok(ControlApi::new()),
+            Err(std::env::VarError::NotUnicode(_)) => Err(ControlApiError::TokenNotUnicode),
+        }
+    }
+
+    /// Require `Authorization: Bearer <token>` on every request. Needed to serve on an address
+    /// that is not loopback.
+    pub fn token(mut self, token: HttpToken) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// Host names (or addresses) the server also answers to, besides loopback ones: the names
+    /// it is called by from other machines, or through a proxy. Compared case-insensitively and
+    /// with any port (a port given here is ignored); an IPv6 address with or without brackets.
+    pub fn allowed_hosts<I, S>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.allowed_hosts.extend(hosts.into_iter().map(|h| {
+            let h = h.as_ref();
+            guard::split_authority(h)
+                .map_or_else(|| normalize_host(h), |(name, _)| normalize_host(name))
+        }));
+        self
+    }
+
+    /// Origins (`scheme://host[:port]`) of web pages that may call the server besides its own,
+    /// such as a dashboard on another port. Their requests get CORS headers, and their
+    /// preflights an answer. An entry that is not an HTTP(S) origin matches nothing.
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for origin in origins {
+            match guard::normalize_origin(origin.as_ref()) {
+                Some(origin) => self.allowed_origins.push(origin),
+                None => tracing::warn!(
+                    origin = origin.as_ref(),
+                    "ignoring an allowed origin that is not scheme://host[:port] (http or https)"
+                ),
+            }
+        }
+        self
+    }
+
+    /// The control API's routes bound to `service`, behind this configuration's guard.
+    ///
+    /// Serve it yourself only on a loopback address unless a token is configured, or use
+    /// [`bind`](Self::bind), which checks. When it is served with the peer's address
+    /// (`into_make_service_with_connect_info::<SocketAddr>()`, as [`ControlListener::serve`]
+    /// does), a server without a token also refuses peers that are not on loopback.
+    pub fn router(&self, service: Service) -> Router {
+        super::routes(service).layer(axum::middleware::from_fn_with_state(
+            Arc::new(self.clone()),
+            guard::guard,
+        ))
+    }
+
+    /// Listen on `address`. Refuses, before binding, an address that is not loopback (such as
+    /// `0.0.0.0`) when no token is configured.
+    pub async fn bind(self, address: SocketAddr) -> Result<ControlListener, ControlApiError> {
+        self.check_address(address)?;
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| ControlApiError::Bind { address, source })?;
+        Ok(ControlListener {
+            api: self,
+            listener,
+        })
+    }
+
+    /// Serve on a listener bound already (bind first, for a busy port to fail early). Refuses,
+    /// and closes, one whose address is not loopback when no token is configured.
+    pub fn listener(self, listener: TcpListener) -> Result<ControlListener, ControlApiError> {
+        let address = listener.local_addr().map_err(ControlApiError::LocalAddr)?;
+        self.check_address(address)?;
+        Ok(ControlListener {
+            api: self,
+            listener,
+        })
+    }
+
+    fn check_address(&self, address: SocketAddr) -> Result<(), ControlApiError> {
+        if self.token.is_none() && !is_loopback(address.ip()) {
+            tracing::warn!(%address, "refusing to serve the control API off loopback without a token");
+            return Err(ControlApiError::TokenRequired { address });
+        }
+        Ok(())
+    }
+}
+
+/// A control server's listener, its address checked against its [`ControlApi`].
+#[derive(Debug)]
+pub struct ControlListener {
+    api: ControlApi,
+    listener: TcpListener,
+}
+
+impl ControlListener {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serve the control API of `service` until `shutdown` completes, then finish the requests
+    /// under way. Each request's peer address is known to the guard.
+    pub async fn serve<F>(self, service: Service, shutdown: F) -> io::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let app = self.api.router(service);
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+}
