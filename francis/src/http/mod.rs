@@ -11,7 +11,7 @@
 //! | `POST /halt-all` | — | halt every actor on this host |
 //! | `POST /alarm/{type}/{id}/{name}` | `{"dueTime", "interval", "ttl", "data", "handler"}` | set an alarm |
 //! | `DELETE /alarm/{type}/{id}/{name}` | — | delete an alarm |
-//! | `GET /status` | — | this host: `{"hostId", "address", "activeActors", "topology"}` ([`HostStatus`]) |
+//! | `GET /status` | — | this host: `{"hostId", "address", "activeActors", "topology", "unreachablePeers"?}` ([`HostStatus`]) |
 //!
 //! Arguments: a method with one parameter takes the JSON value itself (`{"In": 42}`), several
 //! parameters take a JSON array, none takes an empty body. Errors come back as
