@@ -64,7 +64,8 @@ pub(super) const REFERENCE: &[ConfigKey] = &[
         key: "bootstrap.jwt.jwksURL",
         default: None,
         description: "URL of the issuer's JWKS (https, or http to localhost only), fetched and \
-                      refreshed hourly. Set exactly one of jwksURL and staticJWKS.",
+                      refreshed hourly; redirects are not followed. Set exactly one of jwksURL and \
+                      staticJWKS.",
     },
     ConfigKey {
         key: "bootstrap.jwt.staticJWKS",
