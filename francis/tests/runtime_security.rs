@@ -697,3 +697,37 @@ async fn probing_a_runtime_returns_its_cluster_ca() {
     let _ = run.stop.send(());
     run.task.await.unwrap();
 }
+
+/// A renewal request on a registered session, for a fresh key.
+fn renew_request() -> Vec<u8> {
+    let key = francis::net::pki::WorkloadKey::generate().unwrap();
+    let request = rpc::RenewRequest {
+        wlpub: key.public_key_raw(),
+    };
+    wire::encode_frame(&Frame::new(&request).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_was_unregistered_cannot_renew_its_certificate() {
+    let run = runtime().await;
+    let (_endpoint, conn) = registered_session(&run, "leaving").await;
+    // Registered: the renewal is granted.
+    let reply = exchange(&conn, &renew_request()).await.expect("a reply");
+    assert!(!reply.is_error(), "{:?}", reply.decode::<WireError>());
+    let _: rpc::RenewResponse = reply.decode().unwrap();
+
+    // The host unregisters but keeps its session open: no more certificates on it.
+    let args = rmp_serde::to_vec(&(rpc::SessionHost::default(),)).unwrap();
+    let reply = exchange(&conn, &store_request("unregister_host", args))
+        .await
+        .expect("a reply");
+    assert!(!reply.is_error(), "{:?}", reply.decode::<WireError>());
+    let error = error_of(exchange(&conn, &renew_request()).await);
+    assert_eq!(error.code, ErrorCode::HostUnregistered, "{error}");
+    assert!(
+        error.message.contains("leaving") && error.message.contains("register again"),
+        "{error}"
+    );
+    let _ = run.stop.send(());
+    run.task.await.unwrap();
+}

@@ -109,10 +109,18 @@ pub(super) async fn handle_stream(
             Err(e) => Err(e.to_wire_error()),
         },
         kind::RENEW => match frame.decode::<RenewRequest>() {
-            Ok(request) => shared
-                .admission
-                .renew(&host.host_id, &request.wlpub)
-                .and_then(|r| Frame::new(&r).map_err(|e| e.to_wire_error())),
+            Ok(request) => {
+                let limit = shared.settings.store_timeout;
+                timeout(limit, shared.admission.renew(&host.host_id, &request.wlpub))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(WireError::new(
+                            ErrorCode::Internal,
+                            "the store did not confirm the registration in time",
+                        ))
+                    })
+                    .and_then(|r| Frame::new(&r).map_err(|e| e.to_wire_error()))
+            }
             Err(e) => Err(e.to_wire_error()),
         },
         other => Err(WireError::new(
