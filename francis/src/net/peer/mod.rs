@@ -665,6 +665,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_request_without_a_uuid_id_is_refused() {
+        let ca = ClusterCa::from_psks(&[PSK]).unwrap();
+        let echo = Echo::new();
+        let server = start(&ca, "h-server", echo.clone(), PeerLimits::default());
+        let member = client(&ca, "h-member");
+        for id in ["", "1", "not-a-uuid", "retry-me-please"] {
+            let mut req = request("h-server", "echo", b"x");
+            req.request_id = id.into();
+            let error = call(&member, server.addr, req).await.unwrap_err();
+            let error = wire_of(&error);
+            assert_eq!(error.code, ErrorCode::BadRequest, "{id:?}: {error}");
+            assert!(error.message.contains("not a UUID"), "{error}");
+        }
+        assert_eq!(echo.entered.load(Ordering::SeqCst), 0, "nothing ran");
+        assert!(
+            call(&member, server.addr, request("h-server", "echo", b"x"))
+                .await
+                .is_ok()
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test]
     async fn a_silent_stream_is_closed_after_the_first_frame_timeout() {
         let ca = ClusterCa::from_psks(&[PSK]).unwrap();
         let limits = PeerLimits {

@@ -372,8 +372,9 @@ async fn handle_stream(mut send: SendStream, mut recv: RecvStream, session: Arc<
     reply(&mut send, result).await;
 }
 
-/// Admit a request (the one place where a peer call is checked: well-formed, meant for this
-/// host, not draining; its limits were taken as it was read) and run it in this stream's task.
+/// Admit a request (the one place where a peer call is checked: well-formed, with a UUID
+/// request ID, meant for this host, not draining; its limits were taken as it was read) and run
+/// it in this stream's task.
 async fn dispatch(
     frame: Frame,
     caller: SpiffeId,
@@ -384,6 +385,18 @@ async fn dispatch(
         return Err(WireError::new(
             ErrorCode::BadRequest,
             "actor type, actor ID and method are required",
+        ));
+    }
+    // The owner suppresses duplicates by request ID: one a caller did not make unique (empty,
+    // or a constant) would share results between unrelated calls.
+    if uuid::Uuid::try_parse(&request.request_id).is_err() {
+        return Err(WireError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "the request ID {:?} is not a UUID; each call needs a fresh one (reused only when \
+                 the same call is retried)",
+                request.request_id.chars().take(64).collect::<String>()
+            ),
         ));
     }
     if request.target_host_id != shared.host_id {
