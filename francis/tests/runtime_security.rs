@@ -731,3 +731,64 @@ async fn a_host_that_was_unregistered_cannot_renew_its_certificate() {
     let _ = run.stop.send(());
     run.task.await.unwrap();
 }
+
+/// A store operation's successful reply, decoded.
+async fn store_call<T: serde::de::DeserializeOwned>(conn: &Connection, op: &str, args: Vec<u8>) -> T {
+    let reply = exchange(conn, &store_request(op, args)).await.expect("a reply");
+    assert!(!reply.is_error(), "{op}: {:?}", reply.decode::<WireError>());
+    reply.payload_as(rpc::kind::STORE_RESPONSE).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_calls_with_invalid_actor_names_are_refused() {
+    let run = runtime().await;
+    let (_endpoint, conn) = registered_session(&run, "sloppy").await;
+    let long = "x".repeat(francis::MAX_NAME_BYTES + 1);
+    let bad_keys = [
+        ("", "1"),
+        ("counter", ""),
+        ("a/b", "1"),
+        ("counter", "1/2"),
+        ("counter", "line\nbreak"),
+        (long.as_str(), "1"),
+        ("counter", long.as_str()),
+    ];
+    for (actor_type, id) in bad_keys {
+        let key = francis::model::ActorKey::new(actor_type, id);
+        for (op, args) in [
+            ("get_state", rmp_serde::to_vec(&(&key,)).unwrap()),
+            ("delete_state", rmp_serde::to_vec(&(&key,)).unwrap()),
+            (
+                "set_state",
+                rmp_serde::to_vec(&(&key, serde_bytes::ByteBuf::from(vec![1]), None::<Duration>))
+                    .unwrap(),
+            ),
+            (
+                "lookup_actor",
+                rmp_serde::to_vec(&(&key, francis::model::LookupOptions::default())).unwrap(),
+            ),
+            ("get_alarm", rmp_serde::to_vec(&(&key, "a")).unwrap()),
+        ] {
+            let error = error_of(exchange(&conn, &store_request(op, args)).await);
+            assert_eq!(error.code, ErrorCode::BadRequest, "{op} {key:?}: {error}");
+            assert!(error.message.contains("invalid actor"), "{op}: {error}");
+        }
+    }
+    let args = rmp_serde::to_vec(&("a/b", francis::model::ListStatesOptions::default())).unwrap();
+    let error = error_of(exchange(&conn, &store_request("list_states", args)).await);
+    assert!(error.message.contains("invalid actor type"), "{error}");
+    let key = francis::model::ActorKey::new("counter", "1");
+    let args = rmp_serde::to_vec(&(&key, "", francis::model::AlarmRecord::new("wake", 0))).unwrap();
+    let error = error_of(exchange(&conn, &store_request("set_alarm", args)).await);
+    assert!(error.message.contains("invalid alarm name"), "{error}");
+    let args = rmp_serde::to_vec(&(&key, "a", francis::model::AlarmRecord::new("x/y", 0))).unwrap();
+    let error = error_of(exchange(&conn, &store_request("set_alarm", args)).await);
+    assert!(error.message.contains("invalid alarm handler"), "{error}");
+
+    // Valid names still work.
+    let args = rmp_serde::to_vec(&(&key,)).unwrap();
+    let state: Option<serde_bytes::ByteBuf> = store_call(&conn, "get_state", args).await;
+    assert!(state.is_none());
+    let _ = run.stop.send(());
+    run.task.await.unwrap();
+}

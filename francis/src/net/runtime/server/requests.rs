@@ -1,6 +1,7 @@
 //! A registered host's requests, one per stream: a store operation (dispatched through the
-//! table of [`for_each_store_op!`], with session-scoped values set to the session's own host)
-//! or a certificate renewal.
+//! table of [`for_each_store_op!`], its values screened first: session-scoped ones set to the
+//! session's own host, names checked) or a
+//! certificate renewal.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,23 +41,69 @@ fn max_args_bytes(op: &str) -> usize {
     }
 }
 
-/// A value the runtime scopes to the session's host before the operation runs (`[session]` in
-/// [`for_each_store_op!`]).
-trait SessionScoped {
-    /// Make this value act for `host_id` only.
-    fn session(&mut self, host_id: &str);
+/// What the runtime screens a request's values against: the session's host.
+struct Session<'a> {
+    host_id: &'a str,
 }
 
-impl SessionScoped for SessionHost {
-    fn session(&mut self, host_id: &str) {
-        host_id.clone_into(&mut self.host_id);
+/// How the runtime screens the values a worker sends, before the operation runs: one function
+/// per mark of [`for_each_store_op!`] (`[session]`, `[lease]`, `[key]`, …). A screen rewrites
+/// a value the worker does not choose, bounds one it may choose only within limits, or refuses a
+/// malformed one with `bad_request`.
+mod screen {
+    use super::Session;
+    use crate::error::validate_name;
+    use crate::model::{ActorKey, AlarmRecord, FetchAlarms};
+    use crate::net::runtime::messages::SessionHost;
+    use crate::net::wire::{ErrorCode, WireError};
+
+    type Screened = Result<(), WireError>;
+
+    /// A value the runtime scopes to the session's host (`[session]`).
+    pub(super) trait SessionScoped {
+        /// Make this value act for the session's host only, within the runtime's limits.
+        fn scope(&mut self, session: &Session<'_>);
     }
-}
 
-impl SessionScoped for FetchAlarms {
-    fn session(&mut self, host_id: &str) {
-        self.hosts = vec![host_id.to_owned()];
-        self.batch_size = self.batch_size.min(MAX_FETCH_BATCH);
+    impl SessionScoped for SessionHost {
+        fn scope(&mut self, session: &Session<'_>) {
+            session.host_id.clone_into(&mut self.host_id);
+        }
+    }
+
+    impl SessionScoped for FetchAlarms {
+        fn scope(&mut self, session: &Session<'_>) {
+            self.hosts = vec![session.host_id.to_owned()];
+            self.batch_size = self.batch_size.min(super::MAX_FETCH_BATCH);
+        }
+    }
+
+    pub(super) fn session(value: &mut impl SessionScoped, session: &Session<'_>) -> Screened {
+        value.scope(session);
+        Ok(())
+    }
+
+    fn checked(what: &'static str, value: &str) -> Screened {
+        validate_name(what, value).map_err(|e| WireError::new(ErrorCode::BadRequest, e.to_string()))
+    }
+
+    /// An actor's type and ID, checked as hosts check them.
+    pub(super) fn key(value: &mut ActorKey, _: &Session<'_>) -> Screened {
+        checked("actor type", &value.actor_type)?;
+        checked("actor ID", &value.actor_id)
+    }
+
+    pub(super) fn actor_type(value: &mut String, _: &Session<'_>) -> Screened {
+        checked("actor type", value)
+    }
+
+    pub(super) fn alarm_name(value: &mut String, _: &Session<'_>) -> Screened {
+        checked("alarm name", value)
+    }
+
+    /// An alarm's handler (a method name).
+    pub(super) fn alarm(value: &mut AlarmRecord, _: &Session<'_>) -> Screened {
+        checked("alarm handler", &value.handler)
     }
 }
 
@@ -149,8 +196,11 @@ async fn store_request(
         ));
     }
     let store = shared.admission.store().as_ref();
+    let session = Session {
+        host_id: &host.host_id,
+    };
     let limit = shared.settings.store_timeout;
-    let reply = timeout(limit, dispatch(store, &host.host_id, op, &request.args))
+    let reply = timeout(limit, dispatch(store, &session, op, &request.args))
         .await
         .unwrap_or_else(|_| {
             Err(WireError::new(
@@ -172,10 +222,11 @@ macro_rules! dispatch {
         $op:ident ( $( $param:ident : $ty:ty $(=> $wire:ty)? $([$scope:ident])? ),* $(,)? )
             -> $ret:ty $(=> $ret_wire:ty)? ;
     )*) => {
-        /// Run store operation `op` with its encoded `args` for host `host_id`; the reply frame.
+        /// Run store operation `op` with its encoded `args` for the session's host; the reply
+        /// frame.
         async fn dispatch(
             store: &dyn Store,
-            host_id: &str,
+            session: &Session<'_>,
             op: &str,
             args: &[u8],
         ) -> Result<Frame, WireError> {
@@ -184,7 +235,7 @@ macro_rules! dispatch {
                     #[allow(unused_mut)]
                     let ($(mut $param,)*): ($(wire_type!($ty $(=> $wire)?),)*) =
                         wire::decode_message(args).map_err(|e| bad_arguments(op, &e))?;
-                    $($(SessionScoped::$scope(&mut $param, host_id);)?)*
+                    $($(screen::$scope(&mut $param, session)?;)?)*
                     let result: $ret = store
                         .$op($(Convert::convert(&$param)),*)
                         .await
@@ -217,10 +268,14 @@ mod tests {
 
     use super::*;
 
+    const SESSION: Session<'static> = Session {
+        host_id: "session-host",
+    };
+
     #[test]
     fn session_scoped_values_act_for_the_session_host_only() {
         let mut host = SessionHost::default();
-        host.session("session-host");
+        screen::session(&mut host, &SESSION).unwrap();
         let host_id: &str = Convert::convert(&host);
         assert_eq!(host_id, "session-host");
 
@@ -230,7 +285,7 @@ mod tests {
             lease_duration: Duration::from_secs(20),
             batch_size: u32::MAX,
         };
-        request.session("session-host");
+        screen::session(&mut request, &SESSION).unwrap();
         assert_eq!(request.hosts, vec!["session-host".to_owned()]);
         assert_eq!(request.batch_size, MAX_FETCH_BATCH);
     }
