@@ -222,7 +222,8 @@ impl Message for RenewResponse {
 /// `[screen]` names how the runtime screens a value the worker sends before the operation runs
 /// (the functions of the runtime's `screen` module): `[session]` marks a value it does not take
 /// from the worker (it puts the session's own host there, so a host can only ever act for
-/// itself); `[key]`, `[actor_type]`, `[alarm_name]` and `[alarm]` names it checks as hosts check them
+/// itself, and bounds a fetch's lease and horizon); `[lease]` a lease duration it caps;
+/// `[key]`, `[actor_type]`, `[alarm_name]` and `[alarm]` names it checks as hosts check them
 /// (refused with `bad_request`). Values convert between their two types through [`Convert`].
 ///
 /// Adding a store operation is: the trait method, its SQL and memory implementations, and one
@@ -265,12 +266,12 @@ macro_rules! for_each_store_op {
             complete_leased_alarm(
                 lease: &AlarmLease => AlarmLease,
                 completion: &AlarmCompletion => AlarmCompletion,
-                lease_duration: Duration
+                lease_duration: Duration [lease]
             ) -> Option<AlarmLease>;
             release_alarm_lease(lease: &AlarmLease => AlarmLease) -> bool;
             renew_alarm_leases(
                 host_id: &str => SessionHost [session],
-                lease_duration: Duration
+                lease_duration: Duration [lease]
             ) -> Vec<AlarmLease>;
         }
     };

@@ -105,7 +105,8 @@ pub(super) const REFERENCE: &[ConfigKey] = &[
     ConfigKey {
         key: "alarmsLeaseDuration",
         default: Some("20s"),
-        description: "How long an alarm lease is held while the alarm executes.",
+        description: "How long an alarm lease is held while the alarm executes (at most 5m, the \
+                      longest lease the runtime grants a worker).",
     },
     ConfigKey {
         key: "shutdownGracePeriod",

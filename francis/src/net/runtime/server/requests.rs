@@ -1,6 +1,6 @@
 //! A registered host's requests, one per stream: a store operation (dispatched through the
 //! table of [`for_each_store_op!`], its values screened first: session-scoped ones set to the
-//! session's own host, names checked) or a
+//! session's own host, lease durations and fetch horizons bounded, names checked) or a
 //! certificate renewal.
 
 use std::sync::Arc;
@@ -41,9 +41,11 @@ fn max_args_bytes(op: &str) -> usize {
     }
 }
 
-/// What the runtime screens a request's values against: the session's host.
+/// What the runtime screens a request's values against: the session's host, and now.
 struct Session<'a> {
     host_id: &'a str,
+    /// The store's clock (Unix ms).
+    now_ms: i64,
 }
 
 /// How the runtime screens the values a worker sends, before the operation runs: one function
@@ -51,11 +53,15 @@ struct Session<'a> {
 /// a value the worker does not choose, bounds one it may choose only within limits, or refuses a
 /// malformed one with `bad_request`.
 mod screen {
+    use std::time::Duration;
+
     use super::Session;
+    use crate::clock::duration_ms;
     use crate::error::validate_name;
     use crate::model::{ActorKey, AlarmRecord, FetchAlarms};
     use crate::net::runtime::messages::SessionHost;
     use crate::net::wire::{ErrorCode, WireError};
+    use crate::runtime::{MAX_ALARMS_FETCH_AHEAD, MAX_ALARMS_LEASE_DURATION};
 
     type Screened = Result<(), WireError>;
 
@@ -75,11 +81,22 @@ mod screen {
         fn scope(&mut self, session: &Session<'_>) {
             self.hosts = vec![session.host_id.to_owned()];
             self.batch_size = self.batch_size.min(super::MAX_FETCH_BATCH);
+            self.lease_duration = self.lease_duration.min(MAX_ALARMS_LEASE_DURATION);
+            let furthest = session
+                .now_ms
+                .saturating_add(duration_ms(MAX_ALARMS_FETCH_AHEAD));
+            self.horizon_ms = self.horizon_ms.min(furthest);
         }
     }
 
     pub(super) fn session(value: &mut impl SessionScoped, session: &Session<'_>) -> Screened {
         value.scope(session);
+        Ok(())
+    }
+
+    /// A lease duration the worker asks for, capped at [`MAX_ALARMS_LEASE_DURATION`].
+    pub(super) fn lease(value: &mut Duration, _: &Session<'_>) -> Screened {
+        *value = (*value).min(MAX_ALARMS_LEASE_DURATION);
         Ok(())
     }
 
@@ -198,6 +215,7 @@ async fn store_request(
     let store = shared.admission.store().as_ref();
     let session = Session {
         host_id: &host.host_id,
+        now_ms: store.options().clock.now_ms(),
     };
     let limit = shared.settings.store_timeout;
     let reply = timeout(limit, dispatch(store, &session, op, &request.args))
@@ -270,6 +288,7 @@ mod tests {
 
     const SESSION: Session<'static> = Session {
         host_id: "session-host",
+        now_ms: 1_000_000,
     };
 
     #[test]
@@ -288,5 +307,31 @@ mod tests {
         screen::session(&mut request, &SESSION).unwrap();
         assert_eq!(request.hosts, vec!["session-host".to_owned()]);
         assert_eq!(request.batch_size, MAX_FETCH_BATCH);
+        assert_eq!(
+            (request.horizon_ms, request.lease_duration),
+            (5, Duration::from_secs(20)),
+            "values within the limits are kept"
+        );
+    }
+
+    #[test]
+    fn a_worker_cannot_lease_alarms_for_a_year_or_fetch_them_a_year_ahead() {
+        let year = Duration::from_secs(365 * 24 * 3600);
+        let mut request = FetchAlarms {
+            hosts: Vec::new(),
+            horizon_ms: i64::MAX,
+            lease_duration: year,
+            batch_size: 1,
+        };
+        screen::session(&mut request, &SESSION).unwrap();
+        assert_eq!(request.lease_duration, crate::runtime::MAX_ALARMS_LEASE_DURATION);
+        assert_eq!(
+            request.horizon_ms,
+            SESSION.now_ms
+                + crate::clock::duration_ms(crate::runtime::MAX_ALARMS_FETCH_AHEAD)
+        );
+        let mut renewal = year;
+        screen::lease(&mut renewal, &SESSION).unwrap();
+        assert_eq!(renewal, crate::runtime::MAX_ALARMS_LEASE_DURATION);
     }
 }
