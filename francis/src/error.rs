@@ -63,12 +63,16 @@ pub enum Error {
     /// The actor method returned an error; the failure holds its encoded value.
     #[error("actor {} method {} failed: {}", .0.key, .0.method, .0.message)]
     Actor(Box<ActorFailure>),
-    /// An actor type, ID, method or alarm name is empty or contains `/`.
-    #[error("invalid {what} {value:?}: it must be non-empty and must not contain '/'")]
+    /// An actor type, ID, method or alarm name is empty, longer than [`MAX_NAME_BYTES`], or
+    /// contains `/` or a control character.
+    #[error(
+        "invalid {what} {value:?}: it must be 1 to {max} bytes long, without '/' or control characters",
+        max = MAX_NAME_BYTES
+    )]
     InvalidName {
         /// Which component.
         what: &'static str,
-        /// The offending value.
+        /// The offending value (its first 64 characters, then `…`, when it is longer).
         value: String,
     },
     /// The call was active-only and the actor is not active.
@@ -185,13 +189,44 @@ impl<E> CallError<E> {
     }
 }
 
-/// Check one component of an actor address (type, ID, method, alarm name).
+/// The longest actor type, actor ID, method or alarm name, in bytes (UTF-8). Names are key
+/// columns of the store, and an actor's type, ID and alarm name together must fit in one index
+/// entry of a PostgreSQL B-tree.
+pub const MAX_NAME_BYTES: usize = 512;
+
+/// Check one component of an actor address (type, ID, method, alarm name): 1 to
+/// [`MAX_NAME_BYTES`] bytes, without `/` (the separator of actor addresses) or control
+/// characters (which would forge lines in logs). Hosts check what their callers pass, the
+/// runtime what its workers send, and peers what other hosts forward.
 pub(crate) fn validate_name(what: &'static str, value: &str) -> Result<(), Error> {
-    if value.is_empty() || value.contains('/') {
-        return Err(Error::InvalidName {
-            what,
-            value: value.to_owned(),
-        });
+    if value.is_empty()
+        || value.len() > MAX_NAME_BYTES
+        || value.contains('/')
+        || value.chars().any(char::is_control)
+    {
+        let mut shown: String = value.chars().take(64).collect();
+        if shown.len() < value.len() {
+            shown.push('…');
+        }
+        return Err(Error::InvalidName { what, value: shown });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_non_empty_bounded_and_free_of_separators_and_control_characters() {
+        assert!(validate_name("actor ID", "alice").is_ok());
+        assert!(validate_name("actor ID", "ünïcode ok").is_ok());
+        assert!(validate_name("actor ID", &"x".repeat(MAX_NAME_BYTES)).is_ok());
+        for bad in ["", "a/b", "line\nbreak", "nul\0", "\u{7f}"] {
+            assert!(validate_name("actor ID", bad).is_err(), "{bad:?}");
+        }
+        let long = "x".repeat(MAX_NAME_BYTES + 1);
+        let err = validate_name("actor ID", &long).unwrap_err().to_string();
+        assert!(err.len() < 200, "the error quotes a bounded prefix: {err}");
+    }
 }

@@ -109,7 +109,7 @@ pub use actor::{
     ActorContext, ActorRef, AlarmBuilder, AlarmSpec, Envelope, HostStatus, RawRef, Service, State,
     Topology,
 };
-pub use error::{ActorFailure, CallError, Error};
+pub use error::{ActorFailure, CallError, Error, MAX_NAME_BYTES};
 pub use francis_macros::actor;
 pub use host::{ActorOptions, Host};
 

@@ -530,6 +530,15 @@ async fn client_certificates_from_another_cluster_or_for_another_host_are_refuse
 
 /// A registered session over mTLS, as host `host_id` (a certificate straight from the CA).
 async fn registered_session(run: &Running, host_id: &str) -> (Endpoint<Client>, Connection) {
+    registered_session_with(run, host_id, Vec::new()).await
+}
+
+/// [`registered_session`] for a host that runs `actor_types`.
+async fn registered_session_with(
+    run: &Running,
+    host_id: &str,
+    actor_types: Vec<francis::model::ActorTypeRegistration>,
+) -> (Endpoint<Client>, Connection) {
     let identity = run
         .ca
         .issue_host_identity(host_id, Duration::from_secs(3600))
@@ -541,6 +550,7 @@ async fn registered_session(run: &Running, host_id: &str) -> (Endpoint<Client>, 
     let request = RegisterRequest {
         address: francis::testing::free_local_address(),
         wlpub: key.public_key_raw(),
+        actor_types,
         ..RegisterRequest::default()
     };
     let frame = wire::encode_frame(&Frame::new(&request).unwrap()).unwrap();
@@ -736,6 +746,40 @@ async fn an_unregistered_connection_cannot_make_the_runtime_buffer_more_than_its
     run.task.await.unwrap();
 }
 
+/// A renewal request on a registered session, for a fresh key.
+fn renew_request() -> Vec<u8> {
+    let key = francis::net::pki::WorkloadKey::generate().unwrap();
+    let request = rpc::RenewRequest {
+        wlpub: key.public_key_raw(),
+    };
+    wire::encode_frame(&Frame::new(&request).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_was_unregistered_cannot_renew_its_certificate() {
+    let run = runtime().await;
+    let (_endpoint, conn) = registered_session(&run, "leaving").await;
+    // Registered: the renewal is granted.
+    let reply = exchange(&conn, &renew_request()).await.expect("a reply");
+    assert!(!reply.is_error(), "{:?}", reply.decode::<WireError>());
+    let _: rpc::RenewResponse = reply.decode().unwrap();
+
+    // The host unregisters but keeps its session open: no more certificates on it.
+    let args = rmp_serde::to_vec(&(rpc::SessionHost::default(),)).unwrap();
+    let reply = exchange(&conn, &store_request("unregister_host", args))
+        .await
+        .expect("a reply");
+    assert!(!reply.is_error(), "{:?}", reply.decode::<WireError>());
+    let error = error_of(exchange(&conn, &renew_request()).await);
+    assert_eq!(error.code, ErrorCode::HostUnregistered, "{error}");
+    assert!(
+        error.message.contains("leaving") && error.message.contains("register again"),
+        "{error}"
+    );
+    let _ = run.stop.send(());
+    run.task.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_cannot_hold_more_unregistered_connections_than_its_share() {
     use francis::internals::peer::ConnectionLimits;
@@ -773,6 +817,95 @@ async fn one_address_cannot_hold_more_unregistered_connections_than_its_share() 
     run.task.await.unwrap();
 }
 
+/// A store operation's successful reply, decoded.
+async fn store_call<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    op: &str,
+    args: Vec<u8>,
+) -> T {
+    let reply = exchange(conn, &store_request(op, args))
+        .await
+        .expect("a reply");
+    assert!(!reply.is_error(), "{op}: {:?}", reply.decode::<WireError>());
+    reply.payload_as(rpc::kind::STORE_RESPONSE).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_asking_for_a_one_year_alarm_lease_gets_the_runtimes_maximum() {
+    use francis::model::{ActorKey, ActorTypeRegistration, AlarmLease, AlarmRecord, FetchAlarms};
+    use francis::runtime::{MAX_ALARMS_FETCH_AHEAD, MAX_ALARMS_LEASE_DURATION};
+
+    let clock = francis::clock::ManualClock::starting_now();
+    let shared: francis::clock::SharedClock = std::sync::Arc::new(clock.clone());
+    let run = runtime_with(|b| {
+        b.host_psk(HOST_PSK)
+            .clock(shared)
+            .health_check_deadline(Duration::from_secs(3600))
+    })
+    .await;
+    let counter = ActorTypeRegistration {
+        actor_type: "counter".into(),
+        idle_timeout: None,
+        concurrency_limit: 0,
+    };
+    let (_endpoint, conn) = registered_session_with(&run, "hoarder", vec![counter]).await;
+    let now = || francis::clock::Clock::now_ms(&clock);
+    let year = Duration::from_secs(365 * 24 * 3600);
+    let key = ActorKey::new("counter", "1");
+    for (name, due) in [
+        ("now", now()),
+        ("next-year", now() + 365 * 24 * 3600 * 1000),
+    ] {
+        let alarm = AlarmRecord::new("wake", due);
+        let args = rmp_serde::to_vec(&(&key, name, alarm)).unwrap();
+        store_call::<()>(&conn, "set_alarm", args).await;
+    }
+
+    // A year's lease, on everything due within a century: the runtime grants its maximum lease,
+    // on the alarms due within its fetch-ahead.
+    let fetch = |lease_duration| FetchAlarms {
+        hosts: Vec::new(),
+        horizon_ms: i64::MAX,
+        lease_duration,
+        batch_size: 10,
+    };
+    let leases: Vec<AlarmLease> = store_call(
+        &conn,
+        "fetch_and_lease_alarms",
+        rmp_serde::to_vec(&(fetch(year),)).unwrap(),
+    )
+    .await;
+    let names: Vec<&str> = leases.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["now"], "fetched beyond {MAX_ALARMS_FETCH_AHEAD:?}");
+    let max_ms = i64::try_from(MAX_ALARMS_LEASE_DURATION.as_millis()).unwrap();
+    assert!(leases[0].expires_ms <= now() + max_ms, "{:?}", leases[0]);
+
+    // Renewing for a year is capped the same way.
+    let renewed: Vec<AlarmLease> = store_call(
+        &conn,
+        "renew_alarm_leases",
+        rmp_serde::to_vec(&(rpc::SessionHost::default(), year)).unwrap(),
+    )
+    .await;
+    assert!(
+        renewed.iter().all(|l| l.expires_ms <= now() + max_ms),
+        "{renewed:?}"
+    );
+
+    // Once the maximum has passed, the alarm is free to be fetched again.
+    clock.advance(MAX_ALARMS_LEASE_DURATION + Duration::from_secs(1));
+    let again: Vec<AlarmLease> = store_call(
+        &conn,
+        "fetch_and_lease_alarms",
+        rmp_serde::to_vec(&(fetch(Duration::from_secs(20)),)).unwrap(),
+    )
+    .await;
+    let names: Vec<&str> = again.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["now"]);
+    let _ = run.stop.send(());
+    run.task.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runtime_replica_with_another_clusters_key_refuses_to_start_on_the_shared_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -802,4 +935,58 @@ async fn a_runtime_replica_with_another_clusters_key_refuses_to_start_on_the_sha
     replica(RUNTIME_PSK)
         .await
         .expect("a replica of the cluster starts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_calls_with_invalid_actor_names_are_refused() {
+    let run = runtime().await;
+    let (_endpoint, conn) = registered_session(&run, "sloppy").await;
+    let long = "x".repeat(francis::MAX_NAME_BYTES + 1);
+    let bad_keys = [
+        ("", "1"),
+        ("counter", ""),
+        ("a/b", "1"),
+        ("counter", "1/2"),
+        ("counter", "line\nbreak"),
+        (long.as_str(), "1"),
+        ("counter", long.as_str()),
+    ];
+    for (actor_type, id) in bad_keys {
+        let key = francis::model::ActorKey::new(actor_type, id);
+        for (op, args) in [
+            ("get_state", rmp_serde::to_vec(&(&key,)).unwrap()),
+            ("delete_state", rmp_serde::to_vec(&(&key,)).unwrap()),
+            (
+                "set_state",
+                rmp_serde::to_vec(&(&key, serde_bytes::ByteBuf::from(vec![1]), None::<Duration>))
+                    .unwrap(),
+            ),
+            (
+                "lookup_actor",
+                rmp_serde::to_vec(&(&key, francis::model::LookupOptions::default())).unwrap(),
+            ),
+            ("get_alarm", rmp_serde::to_vec(&(&key, "a")).unwrap()),
+        ] {
+            let error = error_of(exchange(&conn, &store_request(op, args)).await);
+            assert_eq!(error.code, ErrorCode::BadRequest, "{op} {key:?}: {error}");
+            assert!(error.message.contains("invalid actor"), "{op}: {error}");
+        }
+    }
+    let args = rmp_serde::to_vec(&("a/b", francis::model::ListStatesOptions::default())).unwrap();
+    let error = error_of(exchange(&conn, &store_request("list_states", args)).await);
+    assert!(error.message.contains("invalid actor type"), "{error}");
+    let key = francis::model::ActorKey::new("counter", "1");
+    let args = rmp_serde::to_vec(&(&key, "", francis::model::AlarmRecord::new("wake", 0))).unwrap();
+    let error = error_of(exchange(&conn, &store_request("set_alarm", args)).await);
+    assert!(error.message.contains("invalid alarm name"), "{error}");
+    let args = rmp_serde::to_vec(&(&key, "a", francis::model::AlarmRecord::new("x/y", 0))).unwrap();
+    let error = error_of(exchange(&conn, &store_request("set_alarm", args)).await);
+    assert!(error.message.contains("invalid alarm handler"), "{error}");
+
+    // Valid names still work.
+    let args = rmp_serde::to_vec(&(&key,)).unwrap();
+    let state: Option<serde_bytes::ByteBuf> = store_call(&conn, "get_state", args).await;
+    assert!(state.is_none());
+    let _ = run.stop.send(());
+    run.task.await.unwrap();
 }

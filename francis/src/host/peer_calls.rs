@@ -2,7 +2,10 @@
 //! its own admission checks: the target host, draining, the per-session limit) and it runs on
 //! this host, in the stream's own task. Duplicates of a request (a caller retrying with the same
 //! request ID) are suppressed: concurrent ones wait for the first, later ones get its result
-//! while it is kept.
+//! while it is kept. A duplicate is the same calling host (its certificate's SPIFFE ID), request
+//! ID and target (actor type, ID and method): a request ID seen from another host, or for
+//! another target, is another call, so a replayed or guessed ID never returns someone else's
+//! result.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -27,38 +30,61 @@ type Outcome = Result<InvokeResponse, WireError>;
 /// A request's result slot (empty while it runs) and when it arrived (Unix ms).
 type DedupEntry = (watch::Receiver<Option<Outcome>>, i64);
 
-/// Runs each request ID once: concurrent duplicates wait for the first, later duplicates get
-/// its result while it is kept.
+/// Runs each call once: concurrent duplicates wait for the first, later duplicates get its
+/// result while it is kept.
 #[derive(Default)]
 struct Dedup {
     table: Mutex<DedupTable>,
 }
 
-/// The request IDs seen, with their arrival order, so expiring the oldest costs O(1) per call
+/// What makes two requests the same call.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CallId {
+    /// The calling host's SPIFFE ID, from its certificate.
+    caller: String,
+    request_id: String,
+    actor_type: String,
+    actor_id: String,
+    method: String,
+}
+
+impl CallId {
+    fn of(caller: &SpiffeId, request: &InvokeRequest) -> Self {
+        CallId {
+            caller: caller.as_str().to_owned(),
+            request_id: request.request_id.clone(),
+            actor_type: request.actor_type.clone(),
+            actor_id: request.actor_id.clone(),
+            method: request.method.clone(),
+        }
+    }
+}
+
+/// The calls seen, with their arrival order, so expiring the oldest costs O(1) per call
 /// however many are kept.
 #[derive(Default)]
 struct DedupTable {
-    entries: HashMap<String, DedupEntry>,
-    /// Request IDs, oldest arrival first; each is in `entries`.
-    order: VecDeque<String>,
+    entries: HashMap<CallId, DedupEntry>,
+    /// Calls, oldest arrival first; each is in `entries`.
+    order: VecDeque<CallId>,
 }
 
 impl DedupTable {
-    /// The slot of `request_id` and, on its first arrival, the sender that fills it. Results
+    /// The slot of call `id` and, on its first arrival, the sender that fills it. Results
     /// older than [`DEDUP_KEEP_MS`], and the oldest results beyond [`DEDUP_MAX`], are dropped
     /// first; a request still running is never dropped (its duplicates must wait for it).
     fn slot(
         &mut self,
-        request_id: &str,
+        id: &CallId,
         now_ms: i64,
     ) -> (
         watch::Receiver<Option<Outcome>>,
         Option<watch::Sender<Option<Outcome>>>,
     ) {
-        if let Some((rx, _)) = self.entries.get(request_id) {
+        if let Some((rx, _)) = self.entries.get(id) {
             return (rx.clone(), None);
         }
-        // Each request ID at the front is looked at once per call at most: a finished one is
+        // Each call at the front is looked at once per call at most: a finished one is
         // dropped, a running one moves to the back (it is still needed).
         for _ in 0..self.order.len() {
             let Some(oldest) = self.order.front() else {
@@ -72,18 +98,17 @@ impl DedupTable {
                 break;
             }
             let running = rx.borrow().is_none();
-            if let Some(id) = self.order.pop_front() {
+            if let Some(oldest) = self.order.pop_front() {
                 if running {
-                    self.order.push_back(id);
+                    self.order.push_back(oldest);
                 } else {
-                    self.entries.remove(&id);
+                    self.entries.remove(&oldest);
                 }
             }
         }
         let (tx, rx) = watch::channel(None);
-        self.entries
-            .insert(request_id.to_owned(), (rx.clone(), now_ms));
-        self.order.push_back(request_id.to_owned());
+        self.entries.insert(id.clone(), (rx.clone(), now_ms));
+        self.order.push_back(id.clone());
         (rx, Some(tx))
     }
 }
@@ -102,17 +127,17 @@ impl PeerCalls {
         }
     }
 
-    /// The result slot of a request ID, and the sender when this is its first arrival.
+    /// The result slot of a call, and the sender when this is its first arrival.
     fn slot(
         &self,
-        request_id: &str,
+        id: &CallId,
     ) -> (
         watch::Receiver<Option<Outcome>>,
         Option<watch::Sender<Option<Outcome>>>,
     ) {
         let now = self.core.clock.now_ms();
         match self.dedup.table.lock() {
-            Ok(mut table) => table.slot(request_id, now),
+            Ok(mut table) => table.slot(id, now),
             Err(_) => {
                 let (tx, rx) = watch::channel(None);
                 (rx, Some(tx))
@@ -147,10 +172,10 @@ impl PeerCalls {
 impl PeerHandler for PeerCalls {
     async fn invoke(
         &self,
-        _caller: SpiffeId,
+        caller: SpiffeId,
         request: InvokeRequest,
     ) -> Result<InvokeResponse, WireError> {
-        let (mut rx, first) = self.slot(&request.request_id);
+        let (mut rx, first) = self.slot(&CallId::of(&caller, &request));
         if let Some(tx) = first {
             let _ = tx.send(Some(self.run(request).await));
         }
@@ -167,6 +192,18 @@ impl PeerHandler for PeerCalls {
 mod tests {
     use super::*;
 
+    /// Call `request_id` of host `h1` to counter/alice.add.
+    fn id(request_id: &str) -> CallId {
+        call("h1", request_id, "alice")
+    }
+
+    fn call(caller: &str, request_id: &str, actor_id: &str) -> CallId {
+        let caller = SpiffeId::host(caller).unwrap();
+        let mut request = InvokeRequest::new("owner", "counter", actor_id, "add", Vec::new());
+        request.request_id = request_id.to_owned();
+        CallId::of(&caller, &request)
+    }
+
     fn finish(tx: Option<watch::Sender<Option<Outcome>>>) {
         let tx = tx.expect("a first arrival gets the sender");
         tx.send(Some(Ok(InvokeResponse { data: vec![7] }))).unwrap();
@@ -175,26 +212,52 @@ mod tests {
     #[test]
     fn a_duplicate_shares_the_first_arrival_while_it_runs_and_after() {
         let mut table = DedupTable::default();
-        let (_rx, tx) = table.slot("r1", 0);
-        let (waiting, again) = table.slot("r1", 10);
+        let (_rx, tx) = table.slot(&id("r1"), 0);
+        let (waiting, again) = table.slot(&id("r1"), 10);
         assert!(again.is_none(), "a duplicate must not run the call again");
         finish(tx);
-        let (done, again) = table.slot("r1", DEDUP_KEEP_MS - 1);
+        let (done, again) = table.slot(&id("r1"), DEDUP_KEEP_MS - 1);
         assert!(again.is_none());
         assert!(done.borrow().is_some() && waiting.borrow().is_some());
     }
 
     #[test]
+    fn a_replayed_request_id_for_another_actor_does_not_get_its_result() {
+        let mut table = DedupTable::default();
+        let (_rx, tx) = table.slot(&call("h1", "r1", "alice"), 0);
+        finish(tx);
+        let (rx, run) = table.slot(&call("h1", "r1", "bob"), 10);
+        assert!(run.is_some(), "a call to another actor runs");
+        assert!(rx.borrow().is_none(), "and does not get alice's result");
+        let mut other_method = call("h1", "r1", "alice");
+        other_method.method = "reset".into();
+        assert!(table.slot(&other_method, 20).1.is_some());
+        let mut other_type = call("h1", "r1", "alice");
+        other_type.actor_type = "wallet".into();
+        assert!(table.slot(&other_type, 30).1.is_some());
+    }
+
+    #[test]
+    fn another_host_reusing_a_request_id_does_not_get_its_result() {
+        let mut table = DedupTable::default();
+        let (_rx, tx) = table.slot(&call("h1", "r1", "alice"), 0);
+        finish(tx);
+        let (rx, run) = table.slot(&call("h2", "r1", "alice"), 10);
+        assert!(run.is_some(), "another host's call runs");
+        assert!(rx.borrow().is_none(), "and does not get h1's result");
+    }
+
+    #[test]
     fn finished_results_expire_and_running_requests_are_kept() {
         let mut table = DedupTable::default();
-        let (_a, running) = table.slot("running", 0);
-        let (_b, finished) = table.slot("finished", 0);
+        let (_a, running) = table.slot(&id("running"), 0);
+        let (_b, finished) = table.slot(&id("finished"), 0);
         finish(finished);
         // Long after: the finished result is gone (its ID runs again), the running one is not.
-        let (_c, tx) = table.slot("other", DEDUP_KEEP_MS + 1);
+        let (_c, tx) = table.slot(&id("other"), DEDUP_KEEP_MS + 1);
         assert!(tx.is_some());
-        assert!(table.slot("finished", DEDUP_KEEP_MS + 2).1.is_some());
-        assert!(table.slot("running", DEDUP_KEEP_MS + 3).1.is_none());
+        assert!(table.slot(&id("finished"), DEDUP_KEEP_MS + 2).1.is_some());
+        assert!(table.slot(&id("running"), DEDUP_KEEP_MS + 3).1.is_none());
         drop(running);
     }
 
@@ -202,12 +265,19 @@ mod tests {
     fn at_most_dedup_max_finished_results_are_kept_oldest_dropped_first() {
         let mut table = DedupTable::default();
         for i in 0..DEDUP_MAX + 10 {
-            let (_rx, tx) = table.slot(&format!("r{i}"), 0);
+            let (_rx, tx) = table.slot(&id(&format!("r{i}")), 0);
             finish(tx);
         }
         assert_eq!(table.entries.len(), DEDUP_MAX);
         assert_eq!(table.order.len(), DEDUP_MAX);
-        assert!(!table.entries.contains_key("r9"), "the oldest are dropped");
-        assert!(table.entries.contains_key(&format!("r{}", DEDUP_MAX + 9)));
+        assert!(
+            !table.entries.contains_key(&id("r9")),
+            "the oldest are dropped"
+        );
+        assert!(
+            table
+                .entries
+                .contains_key(&id(&format!("r{}", DEDUP_MAX + 9)))
+        );
     }
 }

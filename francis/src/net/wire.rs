@@ -537,7 +537,8 @@ pub struct InvokeRequest {
     /// A read-only turn (shared lock).
     #[serde(rename = "readOnly", skip_serializing_if = "is_false")]
     pub read_only: bool,
-    /// A UUIDv4 per logical call, reused on retry so the owner can coalesce duplicates.
+    /// A UUIDv4 per logical call, reused on retry so the owner can coalesce duplicates (of the
+    /// same calling host, actor and method). The owner refuses a request ID that is not a UUID.
     #[serde(rename = "reqId")]
     pub request_id: String,
     /// The encoded argument.

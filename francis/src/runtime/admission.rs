@@ -157,7 +157,25 @@ impl Admission for Policy {
         })
     }
 
-    fn renew(&self, host_id: &str, wlpub: &[u8]) -> Result<RenewResponse, WireError> {
+    async fn renew(&self, host_id: &str, wlpub: &[u8]) -> Result<RenewResponse, WireError> {
+        // A live session is not enough: the host may have unregistered on it, or its heartbeat
+        // may have expired, and a certificate must not outlive the registration it speaks for.
+        let hosts = self
+            .store
+            .list_hosts()
+            .await
+            .map_err(|e| store_error_to_wire(&e))?;
+        if !hosts.iter().any(|h| h.host_id == host_id) {
+            tracing::info!(host = %host_id, "certificate renewal refused: the host is not registered");
+            let mut error = store_error_to_wire(&StoreError::HostUnregistered {
+                host_id: host_id.to_owned(),
+            });
+            error.message = format!(
+                "host {host_id} is not registered (it unregistered, or its heartbeat expired); \
+                 register again to get a certificate"
+            );
+            return Err(error);
+        }
         let (wlcert, cert_expires_ms, cabundle) = self.certify(host_id, wlpub)?;
         tracing::debug!(host = %host_id, "workload certificate renewed");
         Ok(RenewResponse {

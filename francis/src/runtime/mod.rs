@@ -39,6 +39,16 @@ pub use self::admission::{Bootstrap, TokenValidator};
 use self::admission::{HostSettings, Policy};
 pub use self::jwt::{JwksSource, JwtClaims, JwtConfig, JwtError, JwtValidator};
 
+/// The longest alarm lease a runtime grants: a worker asking for more (when it fetches,
+/// completes or renews) gets this, so a host cannot hold alarms longer than a few minutes
+/// without renewing. A runtime's configured lease (`alarmsLeaseDuration`, default 20 s) may not
+/// exceed it.
+pub const MAX_ALARMS_LEASE_DURATION: Duration = Duration::from_secs(5 * 60);
+
+/// How far ahead of now a worker may fetch due alarms: a fetch whose horizon lies further is
+/// cut to now plus this. Workers fetch 2.5 s ahead by default.
+pub const MAX_ALARMS_FETCH_AHEAD: Duration = Duration::from_secs(60);
+
 /// How long the runtime's own server certificate lives; it is re-issued well before expiry.
 const RUNTIME_CERT_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 /// How often the runtime re-issues its server certificate.
@@ -400,7 +410,8 @@ impl RuntimeBuilder {
         self
     }
 
-    /// How long an alarm lease lasts without renewal (default 20 s).
+    /// How long an alarm lease lasts without renewal (default 20 s, at most
+    /// [`MAX_ALARMS_LEASE_DURATION`]).
     pub fn alarms_lease_duration(mut self, lease: Duration) -> Self {
         self.settings.alarms_lease_duration = lease;
         self
@@ -469,6 +480,12 @@ impl RuntimeBuilder {
                 [bind_text.as_str()],
                 "host bootstrap PSK",
                 "FRANCIS_HOST_BOOTSTRAP_PSK",
+            ));
+        }
+        if settings.alarms_lease_duration > MAX_ALARMS_LEASE_DURATION {
+            errors.push(format!(
+                "the alarms lease duration is {:?}; it must be at most {:?} (default 20 s)",
+                settings.alarms_lease_duration, MAX_ALARMS_LEASE_DURATION
             ));
         }
         if settings.health_check_deadline <= Duration::from_secs(1) {

@@ -698,6 +698,60 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_request_without_a_uuid_id_is_refused() {
+        let ca = ClusterCa::from_psks(&[PSK]).unwrap();
+        let echo = Echo::new();
+        let server = start(&ca, "h-server", echo.clone(), PeerLimits::default());
+        let member = client(&ca, "h-member");
+        for id in ["", "1", "not-a-uuid", "retry-me-please"] {
+            let mut req = request("h-server", "echo", b"x");
+            req.request_id = id.into();
+            let error = call(&member, server.addr, req).await.unwrap_err();
+            let error = wire_of(&error);
+            assert_eq!(error.code, ErrorCode::BadRequest, "{id:?}: {error}");
+            assert!(error.message.contains("not a UUID"), "{error}");
+        }
+        assert_eq!(echo.entered.load(Ordering::SeqCst), 0, "nothing ran");
+        assert!(
+            call(&member, server.addr, request("h-server", "echo", b"x"))
+                .await
+                .is_ok()
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_call_with_an_invalid_actor_name_is_refused_before_it_runs() {
+        let ca = ClusterCa::from_psks(&[PSK]).unwrap();
+        let echo = Echo::new();
+        let server = start(&ca, "h-server", echo.clone(), PeerLimits::default());
+        let member = client(&ca, "h-member");
+        let long = "x".repeat(crate::error::MAX_NAME_BYTES + 1);
+        let cases: [(&str, &str, &str); 7] = [
+            ("", "alice", "echo"),
+            ("counter", "", "echo"),
+            ("counter", "alice", ""),
+            ("a/b", "alice", "echo"),
+            ("counter", "al/ice", "echo"),
+            ("counter", "alice", "line\nbreak"),
+            ("counter", &long, "echo"),
+        ];
+        for (actor_type, actor_id, method) in cases {
+            let req = InvokeRequest::new("h-server", actor_type, actor_id, method, Vec::new());
+            let error = call(&member, server.addr, req).await.unwrap_err();
+            let error = wire_of(&error);
+            assert_eq!(
+                error.code,
+                ErrorCode::BadRequest,
+                "{actor_type}/{actor_id}.{method}"
+            );
+            assert!(error.message.contains("invalid"), "{error}");
+        }
+        assert_eq!(echo.entered.load(Ordering::SeqCst), 0, "nothing ran");
+        server.stop().await;
+    }
+
+    #[tokio::test]
     async fn a_silent_stream_is_closed_after_the_first_frame_timeout() {
         let ca = ClusterCa::from_psks(&[PSK]).unwrap();
         let limits = PeerLimits {

@@ -21,6 +21,7 @@ use wtransport::endpoint::{IncomingSession, SessionRequest};
 use wtransport::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 
 use super::{EXTRA_STREAMS, NetError, PEER_PATH, PeerHandler, PeerLimits, transport_config};
+use crate::error::validate_name;
 use crate::net::gate::Ticket;
 use crate::net::pki::{HOST_PREFIX, SpiffeId, spiffe_id_of};
 use crate::net::serving::{InFlight, accept_until, bind_server, reply, reserve_body};
@@ -379,18 +380,33 @@ async fn handle_stream(mut send: SendStream, mut recv: RecvStream, session: Arc<
     reply(&mut send, result).await;
 }
 
-/// Admit a request (the one place where a peer call is checked: well-formed, meant for this
-/// host, not draining; its limits were taken as it was read) and run it in this stream's task.
+/// Admit a request (the one place where a peer call is checked: well-formed, with names valid
+/// as hosts check them and a UUID request ID, meant for this host, not draining; its limits
+/// were taken as it was read) and run it in this stream's task.
 async fn dispatch(
     frame: Frame,
     caller: SpiffeId,
     shared: &Arc<ServerShared>,
 ) -> Result<InvokeResponse, WireError> {
     let request: InvokeRequest = frame.decode().map_err(|e| e.to_wire_error())?;
-    if request.actor_type.is_empty() || request.actor_id.is_empty() || request.method.is_empty() {
+    for (what, name) in [
+        ("actor type", &request.actor_type),
+        ("actor ID", &request.actor_id),
+        ("method", &request.method),
+    ] {
+        validate_name(what, name)
+            .map_err(|e| WireError::new(ErrorCode::BadRequest, e.to_string()))?;
+    }
+    // The owner suppresses duplicates by request ID: one a caller did not make unique (empty,
+    // or a constant) would share results between unrelated calls.
+    if uuid::Uuid::try_parse(&request.request_id).is_err() {
         return Err(WireError::new(
             ErrorCode::BadRequest,
-            "actor type, actor ID and method are required",
+            format!(
+                "the request ID {:?} is not a UUID; each call needs a fresh one (reused only when \
+                 the same call is retried)",
+                request.request_id.chars().take(64).collect::<String>()
+            ),
         ));
     }
     if request.target_host_id != shared.host_id {

@@ -217,11 +217,14 @@ impl Message for RenewResponse {
 /// dispatch). A line is the trait method with, for each parameter and the result, its type in
 /// the trait and, after `=>`, the owned type it travels as when that differs:
 ///
-/// `name(param: TraitType => WireType [session], …) -> Result => WireResult;`
+/// `name(param: TraitType => WireType [screen], …) -> Result => WireResult;`
 ///
-/// `[session]` marks a value the runtime does not take from the worker: it puts the session's
-/// own host there, so a host can only ever act for itself. Values convert
-/// between their two types through [`Convert`].
+/// `[screen]` names how the runtime screens a value the worker sends before the operation runs
+/// (the functions of the runtime's `screen` module): `[session]` marks a value it does not take
+/// from the worker (it puts the session's own host there, so a host can only ever act for
+/// itself, and bounds a fetch's lease and horizon); `[lease]` a lease duration it caps;
+/// `[key]`, `[actor_type]`, `[alarm_name]` and `[alarm]` names it checks as hosts check them
+/// (refused with `bad_request`). Values convert between their two types through [`Convert`].
 ///
 /// Adding a store operation is: the trait method, its SQL and memory implementations, and one
 /// line here.
@@ -231,33 +234,45 @@ macro_rules! for_each_store_op {
             heartbeat(host_id: &str => SessionHost [session]) -> ();
             unregister_host(host_id: &str => SessionHost [session]) -> ();
             list_hosts() -> Vec<HostInfo>;
-            lookup_actor(key: &ActorKey => ActorKey, options: &LookupOptions => LookupOptions)
-                -> Placement;
-            remove_actor(key: &ActorKey => ActorKey, host_id: &str => SessionHost [session])
+            lookup_actor(
+                key: &ActorKey => ActorKey [key],
+                options: &LookupOptions => LookupOptions
+            ) -> Placement;
+            remove_actor(key: &ActorKey => ActorKey [key], host_id: &str => SessionHost [session])
                 -> bool;
-            get_state(key: &ActorKey => ActorKey) -> Option<Vec<u8>> => Option<ByteBuf>;
-            set_state(key: &ActorKey => ActorKey, data: &[u8] => ByteBuf, ttl: Option<Duration>)
-                -> ();
-            delete_state(key: &ActorKey => ActorKey) -> bool;
+            get_state(key: &ActorKey => ActorKey [key]) -> Option<Vec<u8>> => Option<ByteBuf>;
+            set_state(
+                key: &ActorKey => ActorKey [key],
+                data: &[u8] => ByteBuf,
+                ttl: Option<Duration>
+            ) -> ();
+            delete_state(key: &ActorKey => ActorKey [key]) -> bool;
             list_states(
-                actor_type: &str => String,
+                actor_type: &str => String [actor_type],
                 options: &ListStatesOptions => ListStatesOptions
             ) -> StateList;
-            set_alarm(key: &ActorKey => ActorKey, name: &str => String, alarm: &AlarmRecord => AlarmRecord)
-                -> ();
-            get_alarm(key: &ActorKey => ActorKey, name: &str => String) -> Option<AlarmRecord>;
-            delete_alarm(key: &ActorKey => ActorKey, name: &str => String) -> bool;
+            set_alarm(
+                key: &ActorKey => ActorKey [key],
+                name: &str => String [alarm_name],
+                alarm: &AlarmRecord => AlarmRecord [alarm]
+            ) -> ();
+            get_alarm(key: &ActorKey => ActorKey [key], name: &str => String [alarm_name])
+                -> Option<AlarmRecord>;
+            delete_alarm(key: &ActorKey => ActorKey [key], name: &str => String [alarm_name])
+                -> bool;
             fetch_and_lease_alarms(request: &FetchAlarms => FetchAlarms [session])
                 -> Vec<AlarmLease>;
             get_leased_alarm(lease: &AlarmLease => AlarmLease) -> Option<AlarmRecord>;
             complete_leased_alarm(
                 lease: &AlarmLease => AlarmLease,
                 completion: &AlarmCompletion => AlarmCompletion,
-                lease_duration: Duration
+                lease_duration: Duration [lease]
             ) -> Option<AlarmLease>;
             release_alarm_lease(lease: &AlarmLease => AlarmLease) -> bool;
-            renew_alarm_leases(host_id: &str => SessionHost [session], lease_duration: Duration)
-                -> Vec<AlarmLease>;
+            renew_alarm_leases(
+                host_id: &str => SessionHost [session],
+                lease_duration: Duration [lease]
+            ) -> Vec<AlarmLease>;
         }
     };
 }

@@ -158,7 +158,10 @@ impl Checker<'_> {
             "alarmsLeaseDuration",
             fields.remove("alarmsLeaseDuration"),
             Duration::from_secs(20),
-            |_| None,
+            |d| {
+                (d > crate::runtime::MAX_ALARMS_LEASE_DURATION)
+                    .then(|| "must be at most 5m, e.g. \"20s\"".to_owned())
+            },
         );
         let shutdown_grace_period = self.duration(
             "shutdownGracePeriod",

@@ -907,6 +907,8 @@ log:
 
         let p = only(&base("alarmsLeaseDuration: -5s\n"), "alarmsLeaseDuration");
         assert!(p.message.contains("negative"), "{}", p.message);
+        let p = only(&base("alarmsLeaseDuration: 8760h\n"), "alarmsLeaseDuration");
+        assert!(p.message.contains("at most 5m"), "{}", p.message);
 
         let p = only(&base("workloadCertTTL: 9000h\n"), "workloadCertTTL");
         assert!(p.message.contains("at most 365 days"), "{}", p.message);

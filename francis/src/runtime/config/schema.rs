@@ -64,7 +64,8 @@ pub(super) const REFERENCE: &[ConfigKey] = &[
         key: "bootstrap.jwt.jwksURL",
         default: None,
         description: "URL of the issuer's JWKS (https, or http to localhost only), fetched and \
-                      refreshed hourly. Set exactly one of jwksURL and staticJWKS.",
+                      refreshed hourly; redirects are not followed. Set exactly one of jwksURL and \
+                      staticJWKS.",
     },
     ConfigKey {
         key: "bootstrap.jwt.staticJWKS",
@@ -104,7 +105,8 @@ pub(super) const REFERENCE: &[ConfigKey] = &[
     ConfigKey {
         key: "alarmsLeaseDuration",
         default: Some("20s"),
-        description: "How long an alarm lease is held while the alarm executes.",
+        description: "How long an alarm lease is held while the alarm executes (at most 5m, the \
+                      longest lease the runtime grants a worker).",
     },
     ConfigKey {
         key: "shutdownGracePeriod",

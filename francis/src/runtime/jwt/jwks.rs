@@ -1,4 +1,5 @@
-//! A JWKS fetched from a URL: the URL policy (`https`, or `http` to loopback only), the
+//! A JWKS fetched from a URL: the URL policy (`https`, or `http` to loopback only, and no
+//! redirects: a redirect answer is an error, since its target escapes the policy), the
 //! cached keys, the intervals at which they are fetched again (on age, on an unknown `kid`,
 //! after a failure), and the bounded fetch itself. Time is read from the validator's clock.
 
@@ -222,6 +223,19 @@ impl RemoteJwks {
             .await
             .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
         let status = response.status();
+        if status.is_redirection() {
+            // Not followed: the target was never checked against the URL policy (it could be
+            // plain http, or another host).
+            let to = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or("nowhere");
+            return Err(format!(
+                "the server answered HTTP {status}, a redirect to {to:?}; redirects are not \
+                 followed, so configure the JWKS URL it redirects to"
+            ));
+        }
         if !status.is_success() {
             return Err(format!("the server answered HTTP {status}"));
         }

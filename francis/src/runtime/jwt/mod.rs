@@ -339,6 +339,9 @@ impl JwtValidator {
                 let client = reqwest::Client::builder()
                     .timeout(timings.fetch_timeout)
                     .connect_timeout(timings.fetch_timeout)
+                    // A redirect could lead off the checked URL (to plain http, or another
+                    // host); it is answered as an error instead (see `RemoteJwks::fetch`).
+                    .redirect(reqwest::redirect::Policy::none())
                     .user_agent(concat!("francis-runtime/", env!("CARGO_PKG_VERSION")))
                     .build()
                     .map_err(|e| {
@@ -1153,6 +1156,41 @@ mod tests {
             matches!(&err, JwtError::JwksUnavailable { reason, .. } if reason.contains("request failed")),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_jwks_redirect_to_another_server_is_not_followed() {
+        // The configured URL answers 302 to a server that does serve a (forged) JWKS: following
+        // it would trust keys from a URL that was never checked (plain http, another host).
+        let key = ed25519("k1");
+        let forged = JwksServer::start(Some(jwks(&[&key]))).await;
+        let location = forged.url.clone();
+        let app = axum::Router::new().route(
+            "/jwks",
+            axum::routing::get(move || {
+                let location = location.clone();
+                async move {
+                    (
+                        axum::http::StatusCode::FOUND,
+                        [(axum::http::header::LOCATION, location)],
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        let v = JwtValidator::new(config(JwksSource::Url(format!("http://{addr}/jwks")))).unwrap();
+        let err = v.validate(&token(&key, &claims())).await.unwrap_err();
+        assert!(
+            matches!(&err, JwtError::JwksUnavailable { reason, .. }
+                if reason.contains("302") && reason.contains("redirects are not followed")),
+            "{err}"
+        );
+        assert_eq!(forged.hits(), 0, "the redirect was followed");
+        task.abort();
     }
 
     #[tokio::test]

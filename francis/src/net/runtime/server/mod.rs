@@ -80,8 +80,9 @@ pub(crate) trait Admission: Send + Sync + 'static {
         wlpub: &[u8],
     ) -> Result<RegisterResponse, WireError>;
 
-    /// Certify a fresh key for a registered host.
-    fn renew(&self, host_id: &str, wlpub: &[u8]) -> Result<RenewResponse, WireError>;
+    /// Certify a fresh key for a host that is still registered (and healthy) in the store; a
+    /// host that unregistered, or whose heartbeat expired, gets `host_unregistered`.
+    async fn renew(&self, host_id: &str, wlpub: &[u8]) -> Result<RenewResponse, WireError>;
 
     /// The store hosts' operations run against.
     fn store(&self) -> &Arc<dyn Store>;

@@ -1,6 +1,7 @@
 //! A registered host's requests, one per stream: a store operation (dispatched through the
-//! table of [`for_each_store_op!`], with session-scoped values set to the session's own host)
-//! or a certificate renewal.
+//! table of [`for_each_store_op!`], its values screened first: session-scoped ones set to the
+//! session's own host, lease durations and fetch horizons bounded, names checked) or a
+//! certificate renewal.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,23 +41,86 @@ fn max_args_bytes(op: &str) -> usize {
     }
 }
 
-/// A value the runtime scopes to the session's host before the operation runs (`[session]` in
-/// [`for_each_store_op!`]).
-trait SessionScoped {
-    /// Make this value act for `host_id` only.
-    fn session(&mut self, host_id: &str);
+/// What the runtime screens a request's values against: the session's host, and now.
+struct Session<'a> {
+    host_id: &'a str,
+    /// The store's clock (Unix ms).
+    now_ms: i64,
 }
 
-impl SessionScoped for SessionHost {
-    fn session(&mut self, host_id: &str) {
-        host_id.clone_into(&mut self.host_id);
+/// How the runtime screens the values a worker sends, before the operation runs: one function
+/// per mark of [`for_each_store_op!`] (`[session]`, `[lease]`, `[key]`, …). A screen rewrites
+/// a value the worker does not choose, bounds one it may choose only within limits, or refuses a
+/// malformed one with `bad_request`.
+mod screen {
+    use std::time::Duration;
+
+    use super::Session;
+    use crate::clock::duration_ms;
+    use crate::error::validate_name;
+    use crate::model::{ActorKey, AlarmRecord, FetchAlarms};
+    use crate::net::runtime::messages::SessionHost;
+    use crate::net::wire::{ErrorCode, WireError};
+    use crate::runtime::{MAX_ALARMS_FETCH_AHEAD, MAX_ALARMS_LEASE_DURATION};
+
+    type Screened = Result<(), WireError>;
+
+    /// A value the runtime scopes to the session's host (`[session]`).
+    pub(super) trait SessionScoped {
+        /// Make this value act for the session's host only, within the runtime's limits.
+        fn scope(&mut self, session: &Session<'_>);
     }
-}
 
-impl SessionScoped for FetchAlarms {
-    fn session(&mut self, host_id: &str) {
-        self.hosts = vec![host_id.to_owned()];
-        self.batch_size = self.batch_size.min(MAX_FETCH_BATCH);
+    impl SessionScoped for SessionHost {
+        fn scope(&mut self, session: &Session<'_>) {
+            session.host_id.clone_into(&mut self.host_id);
+        }
+    }
+
+    impl SessionScoped for FetchAlarms {
+        fn scope(&mut self, session: &Session<'_>) {
+            self.hosts = vec![session.host_id.to_owned()];
+            self.batch_size = self.batch_size.min(super::MAX_FETCH_BATCH);
+            self.lease_duration = self.lease_duration.min(MAX_ALARMS_LEASE_DURATION);
+            let furthest = session
+                .now_ms
+                .saturating_add(duration_ms(MAX_ALARMS_FETCH_AHEAD));
+            self.horizon_ms = self.horizon_ms.min(furthest);
+        }
+    }
+
+    pub(super) fn session(value: &mut impl SessionScoped, session: &Session<'_>) -> Screened {
+        value.scope(session);
+        Ok(())
+    }
+
+    /// A lease duration the worker asks for, capped at [`MAX_ALARMS_LEASE_DURATION`].
+    pub(super) fn lease(value: &mut Duration, _: &Session<'_>) -> Screened {
+        *value = (*value).min(MAX_ALARMS_LEASE_DURATION);
+        Ok(())
+    }
+
+    fn checked(what: &'static str, value: &str) -> Screened {
+        validate_name(what, value).map_err(|e| WireError::new(ErrorCode::BadRequest, e.to_string()))
+    }
+
+    /// An actor's type and ID, checked as hosts check them.
+    pub(super) fn key(value: &mut ActorKey, _: &Session<'_>) -> Screened {
+        checked("actor type", &value.actor_type)?;
+        checked("actor ID", &value.actor_id)
+    }
+
+    pub(super) fn actor_type(value: &mut String, _: &Session<'_>) -> Screened {
+        checked("actor type", value)
+    }
+
+    pub(super) fn alarm_name(value: &mut String, _: &Session<'_>) -> Screened {
+        checked("alarm name", value)
+    }
+
+    /// An alarm's handler (a method name).
+    pub(super) fn alarm(value: &mut AlarmRecord, _: &Session<'_>) -> Screened {
+        checked("alarm handler", &value.handler)
     }
 }
 
@@ -109,10 +173,18 @@ pub(super) async fn handle_stream(
             Err(e) => Err(e.to_wire_error()),
         },
         kind::RENEW => match frame.decode::<RenewRequest>() {
-            Ok(request) => shared
-                .admission
-                .renew(&host.host_id, &request.wlpub)
-                .and_then(|r| Frame::new(&r).map_err(|e| e.to_wire_error())),
+            Ok(request) => {
+                let limit = shared.settings.store_timeout;
+                timeout(limit, shared.admission.renew(&host.host_id, &request.wlpub))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(WireError::new(
+                            ErrorCode::Internal,
+                            "the store did not confirm the registration in time",
+                        ))
+                    })
+                    .and_then(|r| Frame::new(&r).map_err(|e| e.to_wire_error()))
+            }
             Err(e) => Err(e.to_wire_error()),
         },
         other => Err(WireError::new(
@@ -141,8 +213,12 @@ async fn store_request(
         ));
     }
     let store = shared.admission.store().as_ref();
+    let session = Session {
+        host_id: &host.host_id,
+        now_ms: store.options().clock.now_ms(),
+    };
     let limit = shared.settings.store_timeout;
-    let reply = timeout(limit, dispatch(store, &host.host_id, op, &request.args))
+    let reply = timeout(limit, dispatch(store, &session, op, &request.args))
         .await
         .unwrap_or_else(|_| {
             Err(WireError::new(
@@ -164,10 +240,11 @@ macro_rules! dispatch {
         $op:ident ( $( $param:ident : $ty:ty $(=> $wire:ty)? $([$scope:ident])? ),* $(,)? )
             -> $ret:ty $(=> $ret_wire:ty)? ;
     )*) => {
-        /// Run store operation `op` with its encoded `args` for host `host_id`; the reply frame.
+        /// Run store operation `op` with its encoded `args` for the session's host; the reply
+        /// frame.
         async fn dispatch(
             store: &dyn Store,
-            host_id: &str,
+            session: &Session<'_>,
             op: &str,
             args: &[u8],
         ) -> Result<Frame, WireError> {
@@ -176,7 +253,7 @@ macro_rules! dispatch {
                     #[allow(unused_mut)]
                     let ($(mut $param,)*): ($(wire_type!($ty $(=> $wire)?),)*) =
                         wire::decode_message(args).map_err(|e| bad_arguments(op, &e))?;
-                    $($(SessionScoped::$scope(&mut $param, host_id);)?)*
+                    $($(screen::$scope(&mut $param, session)?;)?)*
                     let result: $ret = store
                         .$op($(Convert::convert(&$param)),*)
                         .await
@@ -209,10 +286,15 @@ mod tests {
 
     use super::*;
 
+    const SESSION: Session<'static> = Session {
+        host_id: "session-host",
+        now_ms: 1_000_000,
+    };
+
     #[test]
     fn session_scoped_values_act_for_the_session_host_only() {
         let mut host = SessionHost::default();
-        host.session("session-host");
+        screen::session(&mut host, &SESSION).unwrap();
         let host_id: &str = Convert::convert(&host);
         assert_eq!(host_id, "session-host");
 
@@ -222,8 +304,36 @@ mod tests {
             lease_duration: Duration::from_secs(20),
             batch_size: u32::MAX,
         };
-        request.session("session-host");
+        screen::session(&mut request, &SESSION).unwrap();
         assert_eq!(request.hosts, vec!["session-host".to_owned()]);
         assert_eq!(request.batch_size, MAX_FETCH_BATCH);
+        assert_eq!(
+            (request.horizon_ms, request.lease_duration),
+            (5, Duration::from_secs(20)),
+            "values within the limits are kept"
+        );
+    }
+
+    #[test]
+    fn a_worker_cannot_lease_alarms_for_a_year_or_fetch_them_a_year_ahead() {
+        let year = Duration::from_secs(365 * 24 * 3600);
+        let mut request = FetchAlarms {
+            hosts: Vec::new(),
+            horizon_ms: i64::MAX,
+            lease_duration: year,
+            batch_size: 1,
+        };
+        screen::session(&mut request, &SESSION).unwrap();
+        assert_eq!(
+            request.lease_duration,
+            crate::runtime::MAX_ALARMS_LEASE_DURATION
+        );
+        assert_eq!(
+            request.horizon_ms,
+            SESSION.now_ms + crate::clock::duration_ms(crate::runtime::MAX_ALARMS_FETCH_AHEAD)
+        );
+        let mut renewal = year;
+        screen::lease(&mut renewal, &SESSION).unwrap();
+        assert_eq!(renewal, crate::runtime::MAX_ALARMS_LEASE_DURATION);
     }
 }
