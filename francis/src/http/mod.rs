@@ -267,11 +267,28 @@ fn classify(e: &Error) -> (StatusCode, &'static str) {
         | Error::NoHost { .. }
         | Error::ShuttingDown
         | Error::Unreachable { .. }
-        | Error::Remote { .. }
         | Error::Store(StoreError::Unavailable(_)) => {
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
         }
+        Error::Remote { code, .. } => classify_remote(code),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+/// The HTTP status and error code for a call that failed at or on the way to the owning host,
+/// by the protocol code it failed with.
+fn classify_remote(code: &str) -> (StatusCode, &'static str) {
+    match code {
+        // The owner could not be reached, is moving, or is someone else now: transient.
+        "retry_later" | "host_draining" | "host_mismatch" | "actor_not_hosted"
+        | "host_unregistered" | "no_host" | "overloaded" => {
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        }
+        "deadline_exceeded" => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+        "bad_request" | "too_large" => (StatusCode::BAD_REQUEST, "bad_request"),
+        // The reply was lost after the request went out (the call may have run), or the owner
+        // failed: not this host's fault, and not safe to retry blindly.
+        _ => (StatusCode::BAD_GATEWAY, "remote_failure"),
     }
 }
 
@@ -310,6 +327,43 @@ mod tests {
         pub async fn echo(&self, text: String) -> Result<String, String> {
             Ok(text)
         }
+    }
+
+    #[test]
+    fn a_transient_routing_failure_answers_503_with_retry_after_never_500() {
+        let key = crate::model::ActorKey::new("counter", "1");
+        let remote = |code: &'static str| Error::Remote {
+            key: key.clone(),
+            address: "127.0.0.1:9".into(),
+            code,
+            message: "what the owner's host said".into(),
+        };
+        let transient = [
+            remote("retry_later"),
+            remote("host_draining"),
+            remote("host_mismatch"),
+            Error::Unreachable {
+                key: key.clone(),
+                address: "127.0.0.1:9".into(),
+            },
+            Error::NoHost {
+                actor_type: "counter".into(),
+            },
+        ];
+        for error in transient {
+            let text = error.to_string();
+            let response = error_response(error);
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{text}");
+            assert_eq!(response.headers()[RETRY_AFTER], "1", "{text}");
+        }
+        // A reply lost after the request went out may have run: 502, no invitation to retry.
+        let lost = error_response(remote("transport_failure"));
+        assert_eq!(lost.status(), StatusCode::BAD_GATEWAY);
+        assert!(lost.headers().get(RETRY_AFTER).is_none());
+        assert_eq!(
+            error_response(remote("deadline_exceeded")).status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
     }
 
     async fn status_of(service: &Service) -> Value {
