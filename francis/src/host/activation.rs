@@ -379,6 +379,9 @@ async fn run<A: Actor>(
     loop {
         let command = match next.take() {
             Some(command) => command,
+            // Halting began during a shared batch, which swallowed its wake-up: stop now
+            // rather than wait for a command that may never come.
+            None if shared.halted.load(Ordering::SeqCst) => break,
             None => match inbox.recv().await {
                 Some(command) => command,
                 None => break,
