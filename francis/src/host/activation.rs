@@ -353,6 +353,10 @@ async fn shared_turn<A: Actor>(
     reply: oneshot::Sender<Result<Envelope, TurnError>>,
     busy: InFlight,
 ) {
+    // Its caller gave up (its deadline passed) before the turn began: nobody wants it run.
+    if reply.is_closed() {
+        return;
+    }
     let result = guarded(reader.call_ref(index, args)).await;
     let _ = reply.send(result);
     drop(busy);
@@ -448,6 +452,10 @@ async fn run<A: Actor>(
                 _busy,
                 ..
             } => {
+                // Its caller gave up (its deadline passed) before the turn began.
+                if reply.is_closed() {
+                    continue;
+                }
                 if let Some(result) =
                     unless_aborted(guarded(actor.call_mut(index, args)), &mut abort).await
                 {

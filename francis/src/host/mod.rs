@@ -31,7 +31,7 @@ use crate::net::tls::CertSlot;
 
 pub use self::builder::{HostBuilder, Local, Remote};
 pub use self::loops::shutdown_signal;
-pub use self::options::ActorOptions;
+pub use self::options::{ActorOptions, DEFAULT_CALL_TIMEOUT};
 pub use crate::net::pki::MIN_PSK_LEN;
 
 /// A running actor host.
