@@ -75,10 +75,7 @@ async fn host_with(
         .runtime_psk(psk)
         .data(HostName(name.to_owned()))
         .register::<Where>();
-    let host = configure(builder)
-        .build()
-        .await
-        .unwrap();
+    let host = configure(builder).build().await.unwrap();
     let service = host.service();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(host.run(async move {
@@ -334,7 +331,13 @@ async fn a_stuck_owner_does_not_hang_its_callers_past_their_deadline() {
         ..Default::default()
     };
     let result = b
-        .invoke_with("where", &on_a, "nap", Envelope::encode(&2000u64).unwrap(), options)
+        .invoke_with(
+            "where",
+            &on_a,
+            "nap",
+            Envelope::encode(&2000u64).unwrap(),
+            options,
+        )
         .await;
     assert!(
         matches!(result, Err(Error::Timeout { ref method, .. }) if method == "nap"),

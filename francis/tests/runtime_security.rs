@@ -743,8 +743,14 @@ async fn a_host_that_was_unregistered_cannot_renew_its_certificate() {
 }
 
 /// A store operation's successful reply, decoded.
-async fn store_call<T: serde::de::DeserializeOwned>(conn: &Connection, op: &str, args: Vec<u8>) -> T {
-    let reply = exchange(conn, &store_request(op, args)).await.expect("a reply");
+async fn store_call<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    op: &str,
+    args: Vec<u8>,
+) -> T {
+    let reply = exchange(conn, &store_request(op, args))
+        .await
+        .expect("a reply");
     assert!(!reply.is_error(), "{op}: {:?}", reply.decode::<WireError>());
     reply.payload_as(rpc::kind::STORE_RESPONSE).unwrap()
 }
@@ -771,7 +777,10 @@ async fn a_worker_asking_for_a_one_year_alarm_lease_gets_the_runtimes_maximum() 
     let now = || francis::clock::Clock::now_ms(&clock);
     let year = Duration::from_secs(365 * 24 * 3600);
     let key = ActorKey::new("counter", "1");
-    for (name, due) in [("now", now()), ("next-year", now() + 365 * 24 * 3600 * 1000)] {
+    for (name, due) in [
+        ("now", now()),
+        ("next-year", now() + 365 * 24 * 3600 * 1000),
+    ] {
         let alarm = AlarmRecord::new("wake", due);
         let args = rmp_serde::to_vec(&(&key, name, alarm)).unwrap();
         store_call::<()>(&conn, "set_alarm", args).await;
@@ -803,7 +812,10 @@ async fn a_worker_asking_for_a_one_year_alarm_lease_gets_the_runtimes_maximum() 
         rmp_serde::to_vec(&(rpc::SessionHost::default(), year)).unwrap(),
     )
     .await;
-    assert!(renewed.iter().all(|l| l.expires_ms <= now() + max_ms), "{renewed:?}");
+    assert!(
+        renewed.iter().all(|l| l.expires_ms <= now() + max_ms),
+        "{renewed:?}"
+    );
 
     // Once the maximum has passed, the alarm is free to be fetched again.
     clock.advance(MAX_ALARMS_LEASE_DURATION + Duration::from_secs(1));

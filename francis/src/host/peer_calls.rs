@@ -158,9 +158,9 @@ impl PeerCalls {
             ..InvokeOptions::default()
         };
         let args = Envelope::from_msgpack_bytes(request.data);
-        let run = self
-            .core
-            .invoke_here(&key, &request.method, args, options, Ownership::Unconfirmed);
+        let run =
+            self.core
+                .invoke_here(&key, &request.method, args, options, Ownership::Unconfirmed);
         // The caller stops waiting at its deadline: so does this host (a call still queued
         // then is not run; one already running finishes, unobserved).
         let result = match request.timeout_ms {
@@ -290,7 +290,14 @@ mod tests {
         }
         assert_eq!(table.entries.len(), DEDUP_MAX);
         assert_eq!(table.order.len(), DEDUP_MAX);
-        assert!(!table.entries.contains_key(&id("r9")), "the oldest are dropped");
-        assert!(table.entries.contains_key(&id(&format!("r{}", DEDUP_MAX + 9))));
+        assert!(
+            !table.entries.contains_key(&id("r9")),
+            "the oldest are dropped"
+        );
+        assert!(
+            table
+                .entries
+                .contains_key(&id(&format!("r{}", DEDUP_MAX + 9)))
+        );
     }
 }

@@ -707,7 +707,11 @@ mod tests {
             let req = InvokeRequest::new("h-server", actor_type, actor_id, method, Vec::new());
             let error = call(&member, server.addr, req).await.unwrap_err();
             let error = wire_of(&error);
-            assert_eq!(error.code, ErrorCode::BadRequest, "{actor_type}/{actor_id}.{method}");
+            assert_eq!(
+                error.code,
+                ErrorCode::BadRequest,
+                "{actor_type}/{actor_id}.{method}"
+            );
             assert!(error.message.contains("invalid"), "{error}");
         }
         assert_eq!(echo.entered.load(Ordering::SeqCst), 0, "nothing ran");

@@ -387,7 +387,8 @@ async fn dispatch(
         ("actor ID", &request.actor_id),
         ("method", &request.method),
     ] {
-        validate_name(what, name).map_err(|e| WireError::new(ErrorCode::BadRequest, e.to_string()))?;
+        validate_name(what, name)
+            .map_err(|e| WireError::new(ErrorCode::BadRequest, e.to_string()))?;
     }
     // The owner suppresses duplicates by request ID: one a caller did not make unique (empty,
     // or a constant) would share results between unrelated calls.

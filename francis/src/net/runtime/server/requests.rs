@@ -110,11 +110,11 @@ mod screen {
         checked("actor ID", &value.actor_id)
     }
 
-    pub(super) fn actor_type(value: &mut String, _: &Session<'_>) -> Screened {
+    pub(super) fn actor_type(value: &mut str, _: &Session<'_>) -> Screened {
         checked("actor type", value)
     }
 
-    pub(super) fn alarm_name(value: &mut String, _: &Session<'_>) -> Screened {
+    pub(super) fn alarm_name(value: &mut str, _: &Session<'_>) -> Screened {
         checked("alarm name", value)
     }
 
@@ -324,11 +324,13 @@ mod tests {
             batch_size: 1,
         };
         screen::session(&mut request, &SESSION).unwrap();
-        assert_eq!(request.lease_duration, crate::runtime::MAX_ALARMS_LEASE_DURATION);
+        assert_eq!(
+            request.lease_duration,
+            crate::runtime::MAX_ALARMS_LEASE_DURATION
+        );
         assert_eq!(
             request.horizon_ms,
-            SESSION.now_ms
-                + crate::clock::duration_ms(crate::runtime::MAX_ALARMS_FETCH_AHEAD)
+            SESSION.now_ms + crate::clock::duration_ms(crate::runtime::MAX_ALARMS_FETCH_AHEAD)
         );
         let mut renewal = year;
         screen::lease(&mut renewal, &SESSION).unwrap();
