@@ -130,6 +130,20 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A call forwarded to another host got no reply within its deadline (the host's
+    /// `call_timeout`, 15 s by default, or the call's own). The owner gives up too, but the
+    /// method may have run, or may still be running.
+    #[error(
+        "call to actor {key} method {method} got no reply within {timeout:?}; it may have run. A longer deadline can be set per call (ActorRef::with_timeout, InvokeOptions::timeout) or per host (call_timeout)"
+    )]
+    Timeout {
+        /// The actor.
+        key: ActorKey,
+        /// The method.
+        method: String,
+        /// The deadline that passed.
+        timeout: std::time::Duration,
+    },
     /// The actor method panicked; the activation stays usable, but the turn's work may be partial.
     #[error("actor {key} method {method} panicked; see the host's log")]
     Panicked {

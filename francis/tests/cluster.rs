@@ -43,6 +43,12 @@ impl Where {
     pub async fn refuse(&self, why: String) -> Result<(), WhereError> {
         Err(WhereError::Refused(why))
     }
+
+    /// Take `ms` milliseconds to answer.
+    pub async fn nap(&self, ms: u64) -> Result<(), WhereError> {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(())
+    }
 }
 
 const PSK: &str = "cluster-test-psk-0123456789abcdef0123456789";
@@ -65,15 +71,23 @@ fn run(host: Host) -> Running {
 }
 
 async fn host(db: &Path, name: &str, psk: &str) -> Running {
-    let host = Host::local()
+    host_with(db, name, psk, |b| b).await
+}
+
+/// [`host`], its builder configured further by `configure`.
+async fn host_with(
+    db: &Path,
+    name: &str,
+    psk: &str,
+    configure: impl FnOnce(francis::host::HostBuilder) -> francis::host::HostBuilder,
+) -> Running {
+    let builder = Host::local()
         .address(francis::testing::free_local_address())
         .sqlite(db)
         .runtime_psk(psk)
         .data(HostName(name.to_owned()))
-        .register::<Where>()
-        .build()
-        .await
-        .unwrap();
+        .register::<Where>();
+    let host = configure(builder).build().await.unwrap();
     run(host)
 }
 
@@ -551,4 +565,67 @@ async fn the_owner_runs_a_duplicated_request_once() {
     let (_, calls) = service.actor::<Where>("once").whereabouts().await.unwrap();
     assert_eq!(calls, 2, "the three deliveries ran the method once");
     run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_owner_does_not_hang_its_callers_past_their_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cluster.db");
+    let (a, stop_a, run_a) = host_with(&db, "a", PSK, |b| {
+        b.call_timeout(Duration::from_millis(300))
+    })
+    .await;
+    let (b, stop_b, run_b) = host(&db, "b", PSK).await;
+    // An actor that lives on b, and one that lives on a.
+    let mut on = std::collections::HashMap::new();
+    for i in 0..40 {
+        let id = format!("actor-{i}");
+        let (owner, _) = b.actor::<Where>(id.clone()).whereabouts().await.unwrap();
+        on.entry(owner).or_insert(id);
+        if on.len() == 2 {
+            break;
+        }
+    }
+    let (on_a, on_b) = (on["a"].clone(), on["b"].clone());
+    let timed_out = |result: Result<(), CallError<WhereError>>| {
+        matches!(result, Err(CallError::Francis(Error::Timeout { .. })))
+    };
+
+    // Host a's own deadline (call_timeout, 300 ms) bounds its calls to b.
+    let result = a.actor::<Where>(on_b.clone()).nap(2000).await;
+    assert!(timed_out(result), "host call_timeout");
+    // b calling a uses its default (15 s) unless the reference sets one.
+    let result = b
+        .actor::<Where>(on_a.clone())
+        .with_timeout(Duration::from_millis(300))
+        .nap(2000)
+        .await;
+    assert!(timed_out(result), "ActorRef::with_timeout");
+    // The untyped path takes it per call too.
+    let options = francis::actor::InvokeOptions {
+        timeout: Some(Duration::from_millis(300)),
+        ..Default::default()
+    };
+    let result = b
+        .invoke_with(
+            "where",
+            &on_a,
+            "nap",
+            Envelope::encode(&2000u64).unwrap(),
+            options,
+        )
+        .await;
+    assert!(
+        matches!(result, Err(Error::Timeout { ref method, .. }) if method == "nap"),
+        "{result:?}"
+    );
+    // Calls within their deadline are unaffected; b's default deadline is 15 s.
+    b.actor::<Where>(on_a.clone()).nap(500).await.unwrap();
+    a.actor::<Where>(on_b.clone()).nap(10).await.unwrap();
+
+    // Both hosts stop although turns of abandoned calls may still be running.
+    stop_a.send(()).unwrap();
+    stop_b.send(()).unwrap();
+    run_a.await.unwrap().unwrap();
+    run_b.await.unwrap().unwrap();
 }

@@ -875,3 +875,27 @@ async fn a_running_host_shuts_down_gracefully() {
         Err(CallError::Francis(Error::ShuttingDown))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_halt_during_a_shared_turn_that_ignores_it_completes_when_the_turn_ends() {
+    let (host, probe) = host().await;
+    let actor = host.actor::<Counter>("reader");
+    let held = {
+        let a = actor.clone();
+        tokio::spawn(async move { a.hold("r".into()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let halt = tokio::spawn({
+        let service = host.service();
+        async move { service.halt("counter", "reader").await }
+    });
+    // The shared turn does not watch for halting; it ends when the gate opens.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    probe.gate.add_permits(1);
+    held.await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(3), halt)
+        .await
+        .expect("the halt completes once the turn has ended")
+        .unwrap()
+        .unwrap();
+}

@@ -132,11 +132,24 @@ impl<A: Actor> ActorRef<A> {
     /// A copy of this reference whose calls never activate the actor: they fail with
     /// [`Error::NotActive`] unless it is already active.
     pub fn active_only(&self) -> Self {
-        let raw = self.raw();
-        let options = InvokeOptions {
+        self.with_options(InvokeOptions {
             active_only: true,
-            ..raw.options()
-        };
+            ..self.raw().options()
+        })
+    }
+
+    /// A copy of this reference whose calls, when the actor lives on another host, wait at
+    /// most `timeout` for the reply, then fail with [`Error::Timeout`] (instead of the host's
+    /// `call_timeout`, 15 s by default). The owner is told the deadline and gives up too.
+    pub fn with_timeout(&self, timeout: std::time::Duration) -> Self {
+        self.with_options(InvokeOptions {
+            timeout: Some(timeout),
+            ..self.raw().options()
+        })
+    }
+
+    fn with_options(&self, options: InvokeOptions) -> Self {
+        let raw = self.raw();
         Self::from_raw(RawRef::new(
             raw.service().clone(),
             raw.key().clone(),

@@ -353,6 +353,10 @@ async fn shared_turn<A: Actor>(
     reply: oneshot::Sender<Result<Envelope, TurnError>>,
     busy: InFlight,
 ) {
+    // Its caller gave up (its deadline passed) before the turn began: nobody wants it run.
+    if reply.is_closed() {
+        return;
+    }
     let result = guarded(reader.call_ref(index, args)).await;
     let _ = reply.send(result);
     drop(busy);
@@ -379,6 +383,9 @@ async fn run<A: Actor>(
     loop {
         let command = match next.take() {
             Some(command) => command,
+            // Halting began during a shared batch, which swallowed its wake-up: stop now
+            // rather than wait for a command that may never come.
+            None if shared.halted.load(Ordering::SeqCst) => break,
             None => match inbox.recv().await {
                 Some(command) => command,
                 None => break,
@@ -445,6 +452,10 @@ async fn run<A: Actor>(
                 _busy,
                 ..
             } => {
+                // Its caller gave up (its deadline passed) before the turn began.
+                if reply.is_closed() {
+                    continue;
+                }
                 if let Some(result) =
                     unless_aborted(guarded(actor.call_mut(index, args)), &mut abort).await
                 {

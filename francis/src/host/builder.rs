@@ -137,6 +137,21 @@ impl<T> HostBuilder<T> {
         self
     }
 
+    /// How long a call forwarded to another host may wait for its reply before it fails with
+    /// [`Error::Timeout`](crate::Error::Timeout) (default
+    /// [`DEFAULT_CALL_TIMEOUT`](crate::host::DEFAULT_CALL_TIMEOUT), 15 s; must be more than
+    /// zero). The deadline travels with the call, so the owner gives up too. A call can set its
+    /// own: [`ActorRef::with_timeout`](crate::ActorRef::with_timeout),
+    /// [`InvokeOptions::timeout`](crate::actor::InvokeOptions::timeout).
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        if timeout.is_zero() {
+            self.errors
+                .push("call timeout is zero; give a positive deadline (default 15 s)".into());
+        }
+        self.timings.call_timeout = timeout;
+        self
+    }
+
     /// Share a value with every actor: `ctx.data::<T>()` in `activate` returns it. One value
     /// per type; a second call with the same type replaces the first.
     pub fn data<D: Send + Sync + 'static>(mut self, value: D) -> Self {

@@ -42,6 +42,10 @@ pub(crate) enum Ownership {
 /// The longest wait before retrying a call that hit a stale placement.
 const MAX_RETRY_WAIT: Duration = Duration::from_millis(1000);
 
+/// The longest deadline a forwarded call is given, whatever was asked (a day): beyond it, the
+/// clock arithmetic of a deadline would gain nothing and could overflow.
+const MAX_CALL_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
 /// How long a busy activation's idle deactivation is put off.
 const IDLE_BUSY_POSTPONE_MS: i64 = 10_000;
 
@@ -230,14 +234,46 @@ impl HostCore {
         Ok((placement, Ownership::Confirmed))
     }
 
-    /// Call an actor that lives on another host, retrying once on a stale placement.
+    /// Call an actor that lives on another host, retrying once on a stale placement, within
+    /// the call's deadline (its own, or the host's `call_timeout`).
     async fn forward(
         &self,
         key: &ActorKey,
         method: &str,
         args: Envelope,
         options: InvokeOptions,
+        placement: Placement,
+    ) -> Result<Envelope, Error> {
+        let limit = options.timeout.unwrap_or(self.timings.call_timeout);
+        let deadline = tokio::time::Instant::now() + limit.min(MAX_CALL_TIMEOUT);
+        let timed_out = || Error::Timeout {
+            key: key.clone(),
+            method: method.to_owned(),
+            timeout: limit,
+        };
+        match tokio::time::timeout_at(
+            deadline,
+            self.forward_until(key, method, args, options, placement, deadline),
+        )
+        .await
+        {
+            Ok(Err(Error::Remote { code, .. })) if code == ErrorCode::DeadlineExceeded.as_str() => {
+                Err(timed_out())
+            }
+            Ok(result) => result,
+            Err(_) => Err(timed_out()),
+        }
+    }
+
+    /// [`Self::forward`] without its deadline; each request tells the owner how long is left.
+    async fn forward_until(
+        &self,
+        key: &ActorKey,
+        method: &str,
+        args: Envelope,
+        options: InvokeOptions,
         mut placement: Placement,
+        deadline: tokio::time::Instant,
     ) -> Result<Envelope, Error> {
         let data = args.into_msgpack()?;
         let mut request = InvokeRequest::new(
@@ -257,6 +293,8 @@ impl HostCore {
         };
         let mut retried = false;
         loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            request.timeout_ms = Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1));
             let error = match peer.invoke(&placement.address, request.clone()).await {
                 Ok(response) => {
                     self.reachability.reached(&placement.host_id);

@@ -33,7 +33,7 @@ use crate::net::tls::CertSlot;
 
 pub use self::builder::{HostBuilder, Local, Remote};
 pub use self::loops::shutdown_signal;
-pub use self::options::ActorOptions;
+pub use self::options::{ActorOptions, DEFAULT_CALL_TIMEOUT};
 pub use self::reachability::UnreachablePeer;
 pub use crate::net::pki::{DEVELOPMENT_PSK, MIN_PSK_LEN};
 

@@ -107,6 +107,12 @@ impl ActorOptions {
     }
 }
 
+/// How long a host waits for a call it forwarded to another host, unless the builder
+/// ([`HostBuilder::call_timeout`](crate::host::HostBuilder::call_timeout)) or the call
+/// ([`InvokeOptions::timeout`](crate::actor::InvokeOptions::timeout),
+/// [`ActorRef::with_timeout`](crate::ActorRef::with_timeout)) sets another: 15 s.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Host-wide timing settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HostTimings {
@@ -118,6 +124,8 @@ pub(crate) struct HostTimings {
     pub alarms_batch_size: u32,
     pub idle_scan_interval: Duration,
     pub cleanup_interval: Duration,
+    /// The deadline of calls forwarded to another host.
+    pub call_timeout: Duration,
 }
 
 impl Default for HostTimings {
@@ -131,6 +139,7 @@ impl Default for HostTimings {
             alarms_batch_size: 25,
             idle_scan_interval: Duration::from_secs(1),
             cleanup_interval: Duration::from_secs(600),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
         }
     }
 }
@@ -156,6 +165,12 @@ mod tests {
                 "failures={failures}: {got}"
             );
         }
+    }
+
+    #[test]
+    fn forwarded_calls_time_out_after_15_seconds_by_default() {
+        assert_eq!(DEFAULT_CALL_TIMEOUT, Duration::from_secs(15));
+        assert_eq!(HostTimings::default().call_timeout, DEFAULT_CALL_TIMEOUT);
     }
 
     #[test]

@@ -5,10 +5,11 @@
 //! while it is kept. A duplicate is the same calling host (its certificate's SPIFFE ID), request
 //! ID and target (actor type, ID and method): a request ID seen from another host, or for
 //! another target, is another call, so a replayed or guessed ID never returns someone else's
-//! result.
+//! result. A request's deadline (`timeout_ms`) bounds how long this host works on it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -24,6 +25,8 @@ use crate::net::wire::{ErrorCode, InvokeRequest, InvokeResponse, WireError};
 const DEDUP_KEEP_MS: i64 = 60_000;
 /// How many finished results are kept at most.
 const DEDUP_MAX: usize = 10_000;
+/// The longest a forwarded call's deadline lets it wait here (a day).
+const MAX_OWNER_WAIT: Duration = Duration::from_secs(24 * 3600);
 
 type Outcome = Result<InvokeResponse, WireError>;
 
@@ -152,13 +155,30 @@ impl PeerCalls {
         let options = InvokeOptions {
             active_only: request.active_only,
             read_only: request.read_only,
+            ..InvokeOptions::default()
         };
         let args = Envelope::from_msgpack_bytes(request.data);
-        match self
-            .core
-            .invoke_here(&key, &request.method, args, options, Ownership::Unconfirmed)
-            .await
-        {
+        let run =
+            self.core
+                .invoke_here(&key, &request.method, args, options, Ownership::Unconfirmed);
+        // The caller stops waiting at its deadline: so does this host (a call still queued
+        // then is not run; one already running finishes, unobserved).
+        let result = match request.timeout_ms {
+            Some(ms) => {
+                let limit = Duration::from_millis(ms).min(MAX_OWNER_WAIT);
+                match tokio::time::timeout(limit, run).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        return Err(WireError::new(
+                            ErrorCode::DeadlineExceeded,
+                            format!("the call did not finish within its deadline ({limit:?})"),
+                        ));
+                    }
+                }
+            }
+            None => run.await,
+        };
+        match result {
             Ok(out) => out
                 .into_msgpack()
                 .map(|data| InvokeResponse { data })

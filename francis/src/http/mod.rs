@@ -271,6 +271,7 @@ fn classify(e: &Error) -> (StatusCode, &'static str) {
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
         }
         Error::Remote { code, .. } => classify_remote(code),
+        Error::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
@@ -362,6 +363,15 @@ mod tests {
         assert!(lost.headers().get(RETRY_AFTER).is_none());
         assert_eq!(
             error_response(remote("deadline_exceeded")).status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        let timeout = Error::Timeout {
+            key: key.clone(),
+            method: "increment".into(),
+            timeout: std::time::Duration::from_secs(15),
+        };
+        assert_eq!(
+            error_response(timeout).status(),
             StatusCode::GATEWAY_TIMEOUT
         );
     }

@@ -39,6 +39,7 @@ pub(crate) fn error_to_wire(e: &Error) -> WireError {
                 .with_retry_after(DRAINING_RETRY);
         }
         Error::NotActive { .. } => ErrorCode::ActorNotActive,
+        Error::Timeout { .. } => ErrorCode::DeadlineExceeded,
         Error::Unreachable { .. } | Error::NotHosted { .. } => ErrorCode::ActorNotHosted,
         Error::UnknownActorType { .. } => ErrorCode::ActorTypeUnsupported,
         Error::UnknownMethod { .. } => ErrorCode::UnknownMethod,

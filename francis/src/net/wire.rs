@@ -544,10 +544,14 @@ pub struct InvokeRequest {
     /// The encoded argument.
     #[serde(with = "serde_bytes", skip_serializing_if = "Vec::is_empty")]
     pub data: Vec<u8>,
+    /// How long the caller waits for the reply, in milliseconds, counted from when it sent the
+    /// request; the owner gives up after it too (`deadline_exceeded`). `None`: no deadline.
+    #[serde(rename = "timeoutMs", skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 impl InvokeRequest {
-    /// A request with a fresh UUIDv4 request ID and both flags off.
+    /// A request with a fresh UUIDv4 request ID, both flags off and no deadline.
     pub fn new(
         target_host_id: impl Into<String>,
         actor_type: impl Into<String>,
@@ -564,6 +568,7 @@ impl InvokeRequest {
             read_only: false,
             request_id: uuid::Uuid::new_v4().to_string(),
             data,
+            timeout_ms: None,
         }
     }
 }

@@ -110,11 +110,11 @@ mod screen {
         checked("actor ID", &value.actor_id)
     }
 
-    pub(super) fn actor_type(value: &mut String, _: &Session<'_>) -> Screened {
+    pub(super) fn actor_type(value: &mut str, _: &Session<'_>) -> Screened {
         checked("actor type", value)
     }
 
-    pub(super) fn alarm_name(value: &mut String, _: &Session<'_>) -> Screened {
+    pub(super) fn alarm_name(value: &mut str, _: &Session<'_>) -> Screened {
         checked("alarm name", value)
     }
 
