@@ -676,6 +676,35 @@ mod tests {
         server.stop().await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn callers_at_the_limit_are_not_refused_for_calls_already_answered() {
+        let ca = ClusterCa::from_psks(&[PSK]).unwrap();
+        let limits = PeerLimits {
+            max_in_flight: 4,
+            ..PeerLimits::default()
+        };
+        let server = start(&ca, "h-server", Echo::new(), limits);
+        let member = client(&ca, "h-member");
+        // As many concurrent callers as the limit, each calling again as soon as it has its
+        // answer: never more than 4 calls run, so none may be refused.
+        let callers: Vec<_> = (0..4)
+            .map(|_| {
+                let member = member.clone();
+                let addr = server.addr;
+                tokio::spawn(async move {
+                    for _ in 0..25 {
+                        call(&member, addr, request("h-server", "echo", b"x")).await?;
+                    }
+                    Ok::<_, PeerError>(())
+                })
+            })
+            .collect();
+        for caller in callers {
+            caller.await.unwrap().expect("no call is refused");
+        }
+        server.stop().await;
+    }
+
     #[tokio::test]
     async fn under_a_handshake_flood_clients_prove_their_address_and_still_get_in() {
         let ca = ClusterCa::from_psks(&[PSK]).unwrap();

@@ -341,7 +341,7 @@ async fn handle_stream(mut send: SendStream, mut recv: RecvStream, session: Arc<
         read_request(&mut recv, &session),
     )
     .await;
-    let (frame, _call, _bytes) = match read {
+    let (frame, call, bytes) = match read {
         Ok(Ok(request)) => request,
         Ok(Err(Unread::Closed)) => {
             let _ = send.shutdown().await;
@@ -377,6 +377,10 @@ async fn handle_stream(mut send: SendStream, mut recv: RecvStream, session: Arc<
     let result = dispatch(frame, caller.clone(), shared)
         .await
         .and_then(|response| Frame::new(&response).map_err(|e| e.to_wire_error()));
+    // The call is over for the caller's limits once its answer exists: delivering the reply
+    // waits for the caller's acknowledgement, which must not hold a permit (a caller that
+    // calls again at once would find its own finished calls still counted).
+    drop((call, bytes));
     reply(&mut send, result).await;
 }
 
