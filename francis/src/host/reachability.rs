@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::clock::{SharedClock, duration_ms};
@@ -43,6 +44,9 @@ struct Failing {
 pub(crate) struct Reachability {
     clock: SharedClock,
     failing: Mutex<HashMap<HostId, Failing>>,
+    /// Whether `failing` has any entry: every forwarded call reports its outcome, and while
+    /// all peers answer (the usual case) that costs one atomic load, not a lock.
+    any: AtomicBool,
 }
 
 impl Reachability {
@@ -50,6 +54,7 @@ impl Reachability {
         Reachability {
             clock,
             failing: Mutex::default(),
+            any: AtomicBool::new(false),
         }
     }
 
@@ -59,6 +64,7 @@ impl Reachability {
         let Ok(mut failing) = self.failing.lock() else {
             return;
         };
+        self.any.store(true, Ordering::Release);
         let entry = failing.entry(host_id.to_owned()).or_insert(Failing {
             failures: 0,
             since_ms: now,
@@ -79,12 +85,20 @@ impl Reachability {
 
     /// A call reached `host_id`.
     pub(crate) fn reached(&self, host_id: &str) {
-        if let Ok(mut failing) = self.failing.lock()
-            && failing
-                .remove(host_id)
-                .is_some_and(|f| f.failures >= SKIP_AFTER)
+        if !self.any.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(mut failing) = self.failing.lock() else {
+            return;
+        };
+        if failing
+            .remove(host_id)
+            .is_some_and(|f| f.failures >= SKIP_AFTER)
         {
             tracing::info!(peer = host_id, "this host is reachable again");
+        }
+        if failing.is_empty() {
+            self.any.store(false, Ordering::Release);
         }
     }
 
@@ -95,6 +109,9 @@ impl Reachability {
 
     /// The hosts new placements skip now.
     pub(crate) fn skipped(&self) -> Vec<HostId> {
+        if !self.any.load(Ordering::Acquire) {
+            return Vec::new();
+        }
         let now = self.clock.now_ms();
         let Ok(failing) = self.failing.lock() else {
             return Vec::new();
