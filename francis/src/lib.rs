@@ -102,6 +102,7 @@ pub mod net;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 pub mod store;
+pub mod telemetry;
 pub mod testing;
 pub mod time;
 

@@ -73,6 +73,10 @@ pub trait HostHandle: sealed::Sealed + Send + Sync + 'static {
     fn status(&self) -> Option<HostStatus> {
         None
     }
+    /// Whether the host has begun to shut down (it takes no new calls).
+    fn is_shutting_down(&self) -> bool {
+        false
+    }
 }
 
 /// What a host reports about itself: its ID, the address its peers reach it on, how many
@@ -96,6 +100,28 @@ pub struct HostStatus {
     /// until they recover (absent when every peer is reachable).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unreachable_peers: Vec<crate::host::UnreachablePeer>,
+}
+
+/// Whether a host can take calls ([`Service::readiness`]), and each check behind the answer.
+/// `GET /readyz` serves it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Readiness {
+    /// Whether every check passed.
+    pub ready: bool,
+    /// The checks, in order: `registered`, `not_shutting_down`, and `store_reachable` (local
+    /// topology) or `runtime_reachable` (remote).
+    pub checks: Vec<ReadinessCheck>,
+}
+
+/// One check of [`Readiness`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReadinessCheck {
+    /// What was checked.
+    pub name: &'static str,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
 }
 
 /// How a host coordinates with the rest of its cluster.
@@ -141,6 +167,54 @@ impl Service {
     /// `None` if the service is not bound to one host.
     pub fn host_status(&self) -> Option<HostStatus> {
         self.handle.status()
+    }
+
+    /// Whether this service's host can take calls: it is registered and not shutting down,
+    /// and its store (or, in the remote topology, its runtime and the runtime's store) answers
+    /// within `limit`. Each check is reported, failed or not.
+    pub async fn readiness(&self, limit: std::time::Duration) -> Readiness {
+        let mut checks = Vec::with_capacity(3);
+        let registered = self.handle.status();
+        checks.push(ReadinessCheck {
+            name: "registered",
+            ok: registered.is_some(),
+            detail: match &registered {
+                Some(status) => format!("host {} at {}", status.host_id, status.address),
+                None => "this service is not bound to a registered host".to_owned(),
+            },
+        });
+        let stopping = self.handle.is_shutting_down();
+        checks.push(ReadinessCheck {
+            name: "not_shutting_down",
+            ok: !stopping,
+            detail: if stopping {
+                "the host is shutting down".to_owned()
+            } else {
+                "taking calls".to_owned()
+            },
+        });
+        let remote = registered
+            .as_ref()
+            .is_some_and(|s| s.topology == Topology::Remote);
+        let (name, what) = if remote {
+            ("runtime_reachable", "the runtime (and its store)")
+        } else {
+            ("store_reachable", "the store")
+        };
+        let answer = tokio::time::timeout(limit, self.handle.store().list_hosts()).await;
+        checks.push(ReadinessCheck {
+            name,
+            ok: matches!(answer, Ok(Ok(_))),
+            detail: match answer {
+                Ok(Ok(hosts)) => format!("{what} answered: {} healthy hosts", hosts.len()),
+                Ok(Err(e)) => format!("{what} failed: {e}"),
+                Err(_) => format!("{what} did not answer within {limit:?}"),
+            },
+        });
+        Readiness {
+            ready: checks.iter().all(|c| c.ok),
+            checks,
+        }
     }
 
     /// An untyped reference to any actor.

@@ -13,16 +13,18 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 
 use crate::actor::dispatch::{Actor, DispatchError, MethodInfo, MethodKind};
 use crate::clock::{BoxFuture, SharedClock};
 use crate::model::ActorKey;
 use crate::model::Envelope;
+use crate::telemetry::metrics::{self, Outcome, TypeMetrics};
 
 /// Why a turn produced no result.
 #[derive(Debug)]
@@ -71,6 +73,20 @@ pub(crate) trait ExclusiveJob: Send {
 struct InFlight {
     shared: Arc<Shared>,
     call: bool,
+    /// When the call was queued, if call timing is on.
+    queued_at: Option<Instant>,
+    /// The `actor.lock_wait` span, open while the call waits for its turn (when traced).
+    waiting: Option<tracing::Span>,
+}
+
+impl InFlight {
+    /// The call's turn begins: record how long it waited for it, and close its wait span.
+    fn turn_started(&mut self) {
+        if let Some(queued_at) = self.queued_at {
+            self.shared.metrics.lock_wait.observe(queued_at.elapsed());
+        }
+        self.waiting = None;
+    }
 }
 
 impl Drop for InFlight {
@@ -122,6 +138,7 @@ struct Shared {
     abort: watch::Sender<bool>,
     done: watch::Sender<bool>,
     removed: watch::Sender<bool>,
+    metrics: Arc<TypeMetrics>,
 }
 
 impl Shared {
@@ -139,11 +156,13 @@ impl Shared {
         InFlight {
             shared: self.clone(),
             call: false,
+            queued_at: None,
+            waiting: None,
         }
     }
 
     /// Count a call in, unless the activation already holds its most.
-    fn admit_call(self: &Arc<Self>) -> Option<InFlight> {
+    fn admit_call(self: &Arc<Self>, queued_at: Option<Instant>) -> Option<InFlight> {
         self.calls
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max_queued_calls).then_some(n + 1)
@@ -153,6 +172,8 @@ impl Shared {
         Some(InFlight {
             shared: self.clone(),
             call: true,
+            queued_at,
+            waiting: None,
         })
     }
 }
@@ -172,6 +193,7 @@ pub(crate) struct ActivationSettings {
     pub deactivation_timeout: Duration,
     pub max_queued_calls: usize,
     pub clock: SharedClock,
+    pub metrics: Arc<TypeMetrics>,
 }
 
 impl Activation {
@@ -196,7 +218,10 @@ impl Activation {
             abort: watch::channel(false).0,
             done: watch::channel(false).0,
             removed: watch::channel(false).0,
+            metrics: settings.metrics,
         });
+        shared.metrics.active.add(1);
+        shared.metrics.activations.inc();
         shared.touch();
         tokio::spawn(run(
             actor,
@@ -232,11 +257,20 @@ impl Activation {
         if self.is_halted() {
             return Err(TurnError::Halted { args: Some(args) });
         }
-        let Some(busy) = self.shared.admit_call() else {
+        let started = metrics::timing_enabled().then(Instant::now);
+        let method = self.shared.metrics.method(index);
+        let Some(mut busy) = self.shared.admit_call(started) else {
+            if let Some(method) = method {
+                method.record(Outcome::Overloaded, None);
+            }
             return Err(TurnError::Overloaded {
                 limit: self.shared.max_queued_calls,
             });
         };
+        let waiting = tracing::debug_span!("actor.lock_wait");
+        if !waiting.is_disabled() {
+            busy.waiting = Some(waiting);
+        }
         let (reply, result) = oneshot::channel();
         let command = Command::Call {
             kind,
@@ -248,9 +282,21 @@ impl Activation {
         if let Err(mpsc::error::SendError(command)) = self.mailbox.send(command) {
             command.refuse();
         }
-        result
+        let result = result
             .await
-            .unwrap_or(Err(TurnError::Halted { args: None }))
+            .unwrap_or(Err(TurnError::Halted { args: None }));
+        if let Some(method) = method {
+            let outcome = match &result {
+                Ok(_) => Outcome::Ok,
+                Err(TurnError::Dispatch(DispatchError::Actor { .. })) => Outcome::ActorError,
+                Err(TurnError::Overloaded { .. }) => Outcome::Overloaded,
+                // Never ran: the caller retries it on a fresh activation, where it counts.
+                Err(TurnError::Halted { args: Some(_) }) => return result,
+                Err(_) => Outcome::Error,
+            };
+            method.record(outcome, started.map(|s| s.elapsed()));
+        }
+        result
     }
 
     /// Queue work for an exclusive turn. Returns `false` if the activation is halting (the job
@@ -351,12 +397,13 @@ async fn shared_turn<A: Actor>(
     index: u16,
     args: Envelope,
     reply: oneshot::Sender<Result<Envelope, TurnError>>,
-    busy: InFlight,
+    mut busy: InFlight,
 ) {
     // Its caller gave up (its deadline passed) before the turn began: nobody wants it run.
     if reply.is_closed() {
         return;
     }
+    busy.turn_started();
     let result = guarded(reader.call_ref(index, args)).await;
     let _ = reply.send(result);
     drop(busy);
@@ -449,13 +496,14 @@ async fn run<A: Actor>(
                 index,
                 args,
                 reply,
-                _busy,
+                mut _busy,
                 ..
             } => {
                 // Its caller gave up (its deadline passed) before the turn began.
                 if reply.is_closed() {
                     continue;
                 }
+                _busy.turn_started();
                 if let Some(result) =
                     unless_aborted(guarded(actor.call_mut(index, args)), &mut abort).await
                 {
@@ -475,7 +523,9 @@ async fn run<A: Actor>(
         command.refuse();
     }
     if !deactivation_timeout.is_zero() {
-        let hook = AssertUnwindSafe(actor.deactivate()).catch_unwind();
+        let hook = AssertUnwindSafe(actor.deactivate())
+            .catch_unwind()
+            .instrument(tracing::debug_span!("actor.deactivate"));
         match tokio::time::timeout(deactivation_timeout, hook).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => tracing::error!("deactivation hook panicked"),
@@ -483,5 +533,7 @@ async fn run<A: Actor>(
         }
     }
     drop(actor);
+    shared.metrics.active.add(-1);
+    shared.metrics.deactivations.inc();
     shared.done.send_replace(true);
 }

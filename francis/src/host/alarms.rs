@@ -15,6 +15,7 @@ use std::panic::AssertUnwindSafe;
 use futures_util::FutureExt;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::actor::dispatch::MethodKind;
 use crate::clock::BoxFuture;
@@ -27,6 +28,7 @@ use crate::host::registry::ActorTypeEntry;
 use crate::host::stopped;
 use crate::model::Envelope;
 use crate::model::{AlarmCompletion, AlarmLease, AlarmRecord, FetchAlarms};
+use crate::telemetry::metrics::metrics;
 use crate::time::{Interval, next_occurrence};
 
 /// How one execution of an occurrence ended.
@@ -73,6 +75,17 @@ impl HostCore {
     /// Run one leased occurrence to its end. Returns the lease again when this host keeps it
     /// for a next run that is due soon (a repeat or a retry).
     pub(crate) async fn execute_alarm(&self, lease: AlarmLease) -> Option<AlarmLease> {
+        let span = tracing::debug_span!(
+            "alarm.execute",
+            otel.kind = "server",
+            "francis.actor.type" = %lease.key.actor_type,
+            "francis.actor.id" = %lease.key.actor_id,
+            "francis.alarm.name" = %lease.name,
+        );
+        self.execute_alarm_traced(lease).instrument(span).await
+    }
+
+    async fn execute_alarm_traced(&self, lease: AlarmLease) -> Option<AlarmLease> {
         let entry = self.types.get(lease.key.actor_type.as_str()).cloned();
         let (Some(entry), Ok(core)) = (entry, self.arc()) else {
             self.release(&lease).await;
@@ -125,6 +138,11 @@ impl HostCore {
                 return None;
             }
         };
+        let late_ms = self.clock.now_ms().saturating_sub(record.due_ms).max(0);
+        metrics()
+            .alarm_delay
+            .with(&[])
+            .observe_seconds(late_ms as f64 / 1000.0);
         let outcome = match entry
             .method(&record.handler)
             .filter(|m| m.kind == MethodKind::Alarm)
@@ -182,6 +200,16 @@ impl HostCore {
     ) -> AlarmCompletion {
         let now = self.clock.now_ms();
         let keep_window = duration_ms(self.timings.alarms_poll_interval);
+        let event = match &outcome {
+            Outcome::Succeeded => "fired",
+            Outcome::Failed(_)
+                if record.attempts.saturating_add(1) < options.alarm_max_attempts =>
+            {
+                "retried"
+            }
+            Outcome::Failed(_) => "dropped",
+        };
+        metrics().alarms.with(&[event]).inc();
         if let Outcome::Failed(reason) = outcome {
             let failures = record.attempts.saturating_add(1);
             if failures < options.alarm_max_attempts {
@@ -316,6 +344,7 @@ pub(crate) async fn alarm_loop(core: Arc<HostCore>, mut shutdown: watch::Receive
                         .map(|mut set| set.insert(lease.alarm_id.clone()))
                         .unwrap_or(false);
                     if fresh {
+                        metrics().alarms.with(&["due"]).inc();
                         tasks.spawn(run_occurrences(
                             core.clone(),
                             lease,

@@ -18,6 +18,7 @@ use crate::actor::service::{HostHandle, HostStatus, InvokeOptions, Service, Topo
 use crate::clock::{BoxFuture, SharedClock};
 use crate::error::{ActorFailure, Error};
 use crate::host::activation::{Activation, TurnError};
+use crate::host::links::Links;
 use crate::host::options::HostTimings;
 use crate::host::placement::PlacementCache;
 use crate::host::reachability::Reachability;
@@ -26,6 +27,8 @@ use crate::model::{ActorKey, Envelope, HostId, LookupOptions, Placement, Store, 
 use crate::net::peer::PeerClient;
 use crate::net::translate::error_from_wire;
 use crate::net::wire::{ErrorCode, InvokeRequest};
+use crate::telemetry::metrics::metrics;
+use tracing::Instrument;
 
 /// Application data by type, shared with every activation.
 pub(crate) type AppData = HashMap<TypeId, Arc<dyn Any + Send + Sync>>;
@@ -77,6 +80,8 @@ pub(crate) struct HostCore {
     placements: PlacementCache,
     /// Peers this host failed to reach, which new placements skip.
     reachability: Reachability,
+    /// What this host has seen of its links to peers.
+    pub(crate) links: Links,
     pub(crate) peer_client: Option<PeerClient>,
     topology: Topology,
     app_data: AppData,
@@ -101,6 +106,7 @@ impl HostCore {
             topology,
         } = parts;
         let reachability = Reachability::new(clock.clone());
+        let links = Links::new(clock.clone());
         Arc::new_cyclic(|this| HostCore {
             host_id,
             address,
@@ -111,6 +117,7 @@ impl HostCore {
             alarm_wake: Notify::new(),
             placements: PlacementCache::default(),
             reachability,
+            links,
             peer_client,
             topology,
             app_data,
@@ -218,8 +225,10 @@ impl HostCore {
             && !active_only
             && let Some(placement) = self.placements.get(key, now)
         {
+            metrics().placement_lookups.with(&["cache"]).inc();
             return Ok((placement, Ownership::Unconfirmed));
         }
+        metrics().placement_lookups.with(&["store"]).inc();
         let options = LookupOptions {
             active_only,
             allowed_hosts: None,
@@ -228,6 +237,11 @@ impl HostCore {
         let placement = self
             .store
             .lookup_actor(key, &options)
+            .instrument(tracing::debug_span!(
+                "placement.lookup",
+                "francis.actor.type" = %key.actor_type,
+                "francis.actor.id" = %key.actor_id,
+            ))
             .await
             .map_err(store_error)?;
         self.placements.put(key, &placement, now);
@@ -295,16 +309,24 @@ impl HostCore {
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             request.timeout_ms = Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1));
+            let sent = std::time::Instant::now();
             let error = match peer.invoke(&placement.address, request.clone()).await {
                 Ok(response) => {
                     self.reachability.reached(&placement.host_id);
+                    self.links
+                        .reached(&placement.host_id, &placement.address, sent.elapsed());
                     return Ok(Envelope::from_msgpack_bytes(response.data));
                 }
                 Err(e) => {
                     if e.is_unreachable() {
-                        self.reachability.failed(&placement.host_id, &e.to_string());
+                        let reason = e.to_string();
+                        self.reachability.failed(&placement.host_id, &reason);
+                        self.links
+                            .failed(&placement.host_id, &placement.address, &reason);
                     } else {
                         self.reachability.reached(&placement.host_id);
+                        self.links
+                            .reached(&placement.host_id, &placement.address, sent.elapsed());
                     }
                     e.into_wire()
                 }
@@ -404,9 +426,15 @@ impl HostCore {
             return Err(Error::NotActive { key: key.clone() });
         }
         if ownership == Ownership::Unconfirmed {
+            metrics().placement_lookups.with(&["store"]).inc();
             let placement = self
                 .store
                 .lookup_actor(key, &LookupOptions::default())
+                .instrument(tracing::debug_span!(
+                    "placement.lookup",
+                    "francis.actor.type" = %key.actor_type,
+                    "francis.actor.id" = %key.actor_id,
+                ))
                 .await
                 .map_err(store_error)?;
             if placement.host_id != self.host_id {
@@ -423,7 +451,15 @@ impl HostCore {
         if let Some(activation) = self.lookup_local(key) {
             return Ok(activation);
         }
-        let activation = entry.activate(self.service()?, key.clone(), self.clock.clone());
+        let activation = {
+            let _span = tracing::debug_span!(
+                "actor.activate",
+                "francis.actor.type" = %key.actor_type,
+                "francis.actor.id" = %key.actor_id,
+            )
+            .entered();
+            entry.activate(self.service()?, key.clone(), self.clock.clone())
+        };
         let mut table = self.table.write().map_err(|_| Error::ShuttingDown)?;
         table.insert(key.clone(), activation.clone());
         tracing::debug!(actor = %key, "activated");
@@ -530,7 +566,7 @@ impl HostHandle for HostCore {
         if self.is_shutting_down() {
             return Box::pin(std::future::ready(Err(Error::ShuttingDown)));
         }
-        match self.lookup_local(key) {
+        let call: BoxFuture<'a, Result<Envelope, Error>> = match self.lookup_local(key) {
             // The common case, kept apart so its future stays small: the actor is live here.
             Some(live) => Box::pin(self.call_local(
                 key,
@@ -541,6 +577,19 @@ impl HostHandle for HostCore {
                 Ownership::Unconfirmed,
             )),
             None => Box::pin(self.invoke_routed(key, method, args, options)),
+        };
+        // A disabled span (no exporter, no debug logs) costs one load: the call is not
+        // wrapped at all.
+        let span = tracing::debug_span!(
+            "actor.invoke",
+            "francis.actor.type" = %key.actor_type,
+            "francis.actor.id" = %key.actor_id,
+            "francis.actor.method" = method,
+        );
+        if span.is_disabled() {
+            call
+        } else {
+            Box::pin(call.instrument(span))
         }
     }
 
@@ -633,6 +682,10 @@ impl HostHandle for HostCore {
             topology: self.topology,
             unreachable_peers: self.reachability.report(),
         })
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        HostCore::is_shutting_down(self)
     }
 }
 

@@ -7,6 +7,7 @@ pub(crate) mod alarms;
 pub mod builder;
 mod certificate;
 pub(crate) mod core;
+mod links;
 pub(crate) mod loops;
 mod options;
 mod peer_calls;

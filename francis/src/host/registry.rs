@@ -13,6 +13,7 @@ use crate::clock::{SharedClock, duration_ms};
 use crate::host::activation::{Activation, ActivationSettings};
 use crate::host::options::ActorOptions;
 use crate::model::{ActorKey, ActorTypeRegistration};
+use crate::telemetry::metrics::TypeMetrics;
 
 type Factory = fn(&ActorTypeEntry, Service, ActorKey, SharedClock) -> Arc<Activation>;
 
@@ -21,6 +22,8 @@ pub(crate) struct ActorTypeEntry {
     pub name: &'static str,
     pub options: ActorOptions,
     pub methods: &'static [MethodInfo],
+    /// The series its activations record into.
+    pub metrics: Arc<TypeMetrics>,
     factory: Factory,
 }
 
@@ -30,6 +33,10 @@ impl ActorTypeEntry {
             name: A::NAME,
             options,
             methods: A::methods(),
+            metrics: Arc::new(TypeMetrics::new(
+                A::NAME,
+                A::methods().iter().map(|m| (m.index, m.name)),
+            )),
             factory: activate::<A>,
         }
     }
@@ -68,6 +75,7 @@ fn activate<A: Actor>(
         deactivation_timeout: entry.options.deactivation_timeout,
         max_queued_calls: entry.options.max_queued_calls,
         clock,
+        metrics: entry.metrics.clone(),
     };
     Activation::spawn(key, actor, halting_tx, settings)
 }

@@ -23,6 +23,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::auth::{Need, Principal, Role, needed};
 use super::server::ControlApi;
 
 /// The environment variable a control server's bearer token is read from
@@ -73,6 +74,15 @@ impl HttpToken {
         Ok(HttpToken {
             digest: Sha256::digest(token.as_bytes()).into(),
         })
+    }
+
+    /// The first 8 hex digits of the token's SHA-256: names its holder in logs and audit
+    /// records without revealing it.
+    pub fn fingerprint(&self) -> String {
+        self.digest[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Whether `presented` is this token, in time that does not depend on where they differ.
@@ -218,9 +228,15 @@ pub(super) async fn guard(
     request: Request,
     next: Next,
 ) -> Response {
-    let headers = request.headers();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let need = needed(&method, &path);
+    // The probes answer whoever reaches the server, by whatever name: a platform's health
+    // checks carry no credentials and call the server by its IP.
+    if need == Need::Nothing {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
 
     // The Host it was addressed to (HTTP/2 carries it in the URI instead).
     let host = match single(headers, &HOST) {
@@ -266,7 +282,7 @@ pub(super) async fn guard(
 
     // Without a token, nobody but this machine may call: refuse a peer off loopback when the
     // server knows the connection's address.
-    if api.token.is_none()
+    if api.tokens.is_empty()
         && let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>()
         && !is_loopback(peer.ip())
     {
@@ -344,7 +360,11 @@ pub(super) async fn guard(
             .into_response();
     }
 
-    if let Some(token) = &api.token {
+    let mut principal = Principal {
+        name: "loopback".to_owned(),
+        role: Role::Admin,
+    };
+    if !api.tokens.is_empty() {
         let presented = match single(headers, &AUTHORIZATION) {
             Ok(Some(value)) => value
                 .split_once(' ')
@@ -357,11 +377,28 @@ pub(super) async fn guard(
                 "the request has no `Authorization: Bearer <token>` header",
                 "",
             )),
-            Some(presented) if !token.matches(presented) => Some((
-                "the bearer token of the request is not this server's",
-                ", error=\"invalid_token\"",
-            )),
-            Some(_) => None,
+            Some(presented) => {
+                // Every token is compared, so the time taken does not tell which one matched.
+                let mut found = None;
+                for (token, role) in &api.tokens {
+                    if token.matches(presented) && found.is_none() {
+                        found = Some((token, *role));
+                    }
+                }
+                match found {
+                    Some((token, role)) => {
+                        principal = Principal {
+                            name: format!("token:{role}:{}", token.fingerprint()),
+                            role,
+                        };
+                        None
+                    }
+                    None => Some((
+                        "the bearer token of the request is not one of this server's",
+                        ", error=\"invalid_token\"",
+                    )),
+                }
+            }
         };
         if let Some((reason, challenge)) = refusal {
             if challenge.is_empty() {
@@ -383,6 +420,20 @@ pub(super) async fn guard(
             }
             return response;
         }
+    }
+
+    if let Need::Role(role) = need
+        && principal.role < role
+    {
+        tracing::warn!(%method, %path, principal = %principal.name, "control API request refused: its role is too low");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "role_too_low",
+            format!(
+                "{method} {path} needs the role {role} or higher, and this token's role is {}; use a token of a higher role",
+                principal.role
+            ),
+        );
     }
 
     // A form or a `text/plain` POST is what a page of any site may send without asking;
@@ -408,6 +459,8 @@ pub(super) async fn guard(
         }
     }
 
+    let mut request = request;
+    request.extensions_mut().insert(principal);
     let mut response = next.run(request).await;
     if let Some(origin) = cors_origin {
         let headers = response.headers_mut();

@@ -42,11 +42,16 @@
 //! [`router`] is the defaults (loopback, same origin, no token), for a server on loopback;
 //! [`ControlApi::from_env`] adds the token of `FRANCIS_HTTP_TOKEN` when it is set.
 
+mod auth;
 mod guard;
+mod ops;
 mod server;
 
+pub use auth::{Principal, Role};
 pub use guard::{HttpToken, InvalidToken, TOKEN_ENV};
-pub use server::{ControlApi, ControlApiError, ControlListener};
+pub use server::{
+    ControlApi, ControlApiError, ControlListener, OPERATOR_TOKEN_ENV, VIEWER_TOKEN_ENV,
+};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -84,6 +89,7 @@ fn routes(service: Service) -> Router {
             post(set_alarm).delete(delete_alarm),
         )
         .route("/status", get(status))
+        .merge(ops::routes())
         .with_state(service)
 }
 

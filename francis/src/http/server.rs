@@ -10,6 +10,7 @@ use std::sync::Arc;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use super::auth::Role;
 use super::guard::{self, HttpToken, InvalidToken, TOKEN_ENV, is_loopback, normalize_host};
 use crate::actor::service::Service;
 
@@ -37,7 +38,8 @@ use crate::actor::service::Service;
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct ControlApi {
-    pub(super) token: Option<HttpToken>,
+    /// Bearer tokens and the role each gives.
+    pub(super) tokens: Vec<(HttpToken, Role)>,
     pub(super) allowed_hosts: Vec<String>,
     pub(super) allowed_origins: Vec<String>,
 }
@@ -48,9 +50,18 @@ pub enum ControlApiError {
     /// The token is not usable.
     #[error(transparent)]
     InvalidToken(#[from] InvalidToken),
-    /// The token's environment variable is not valid UTF-8.
-    #[error("{TOKEN_ENV} is not valid UTF-8; set it to a token of at least 16 ASCII characters")]
-    TokenNotUnicode,
+    /// A token's environment variable is not valid UTF-8.
+    #[error("{0} is not valid UTF-8; set it to a token of at least 16 ASCII characters")]
+    TokenNotUnicode(&'static str),
+    /// A token's environment variable holds something that is not a usable token.
+    #[error("{var}: {source}")]
+    InvalidTokenIn {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong with its value.
+        #[source]
+        source: InvalidToken,
+    },
     /// The address is not loopback and no token is configured.
     #[error(
         "refusing to serve the control API on {address} without a bearer token: that address is not loopback, so anyone who reaches it could invoke and halt actors; set {TOKEN_ENV} (ControlApi::token), or serve on 127.0.0.1"
@@ -81,21 +92,44 @@ impl ControlApi {
         ControlApi::default()
     }
 
-    /// The defaults, with the token of the environment variable `FRANCIS_HTTP_TOKEN`
-    /// ([`TOKEN_ENV`]) when it is set. Errors when it is set to something that is not a
-    /// usable token.
+    /// The defaults, with the tokens of the environment when they are set:
+    /// `FRANCIS_HTTP_TOKEN` ([`TOKEN_ENV`], role admin), `FRANCIS_HTTP_OPERATOR_TOKEN`
+    /// ([`OPERATOR_TOKEN_ENV`]) and `FRANCIS_HTTP_VIEWER_TOKEN` ([`VIEWER_TOKEN_ENV`]).
+    /// Errors when one is set to something that is not a usable token.
     pub fn from_env() -> Result<Self, ControlApiError> {
-        match std::env::var(TOKEN_ENV) {
-            Ok(token) => Ok(ControlApi::new().token(HttpToken::new(&token)?)),
-            Err(std::env::VarError::NotPresent) => Ok(ControlApi::new()),
-            Err(std::env::VarError::NotUnicode(_)) => Err(ControlApiError::TokenNotUnicode),
+        let mut api = ControlApi::new();
+        for (var, role) in [
+            (TOKEN_ENV, Role::Admin),
+            (OPERATOR_TOKEN_ENV, Role::Operator),
+            (VIEWER_TOKEN_ENV, Role::Viewer),
+        ] {
+            match std::env::var(var) {
+                Ok(token) => {
+                    let token = HttpToken::new(&token)
+                        .map_err(|source| ControlApiError::InvalidTokenIn { var, source })?;
+                    api = api.role_token(role, token);
+                }
+                Err(std::env::VarError::NotPresent) => {}
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(ControlApiError::TokenNotUnicode(var));
+                }
+            }
         }
+        Ok(api)
     }
 
-    /// Require `Authorization: Bearer <token>` on every request. Needed to serve on an address
-    /// that is not loopback.
-    pub fn token(mut self, token: HttpToken) -> Self {
-        self.token = Some(token);
+    /// Require `Authorization: Bearer <token>` on every request but the probes, and give the
+    /// holder of `token` the role admin. Needed to serve on an address that is not loopback.
+    pub fn token(self, token: HttpToken) -> Self {
+        self.role_token(Role::Admin, token)
+    }
+
+    /// Like [`token`](Self::token), for a token that gives `role`: a viewer reads (status,
+    /// metrics, the cluster state), an operator also calls actors, halts them and sets their
+    /// alarms. With any token configured, a request without one of them is refused (401), and
+    /// one whose role is too low for its route too (403).
+    pub fn role_token(mut self, role: Role, token: HttpToken) -> Self {
+        self.tokens.push((token, role));
         self
     }
 
@@ -173,13 +207,19 @@ impl ControlApi {
     }
 
     fn check_address(&self, address: SocketAddr) -> Result<(), ControlApiError> {
-        if self.token.is_none() && !is_loopback(address.ip()) {
+        if self.tokens.is_empty() && !is_loopback(address.ip()) {
             tracing::warn!(%address, "refusing to serve the control API off loopback without a token");
             return Err(ControlApiError::TokenRequired { address });
         }
         Ok(())
     }
 }
+
+/// The environment variable of a token with the role operator ([`ControlApi::from_env`]).
+pub const OPERATOR_TOKEN_ENV: &str = "FRANCIS_HTTP_OPERATOR_TOKEN";
+
+/// The environment variable of a token with the role viewer ([`ControlApi::from_env`]).
+pub const VIEWER_TOKEN_ENV: &str = "FRANCIS_HTTP_VIEWER_TOKEN";
 
 /// A control server's listener, its address checked against its [`ControlApi`].
 #[derive(Debug)]

@@ -146,6 +146,11 @@ pub struct Frame {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub payload: Vec<u8>,
+    /// The W3C `traceparent` of the span that sent a request, when traces are exported, so
+    /// the span serving it joins the same trace. Ignored when longer than
+    /// [`MAX_TRACEPARENT_LEN`](crate::telemetry::context::MAX_TRACEPARENT_LEN).
+    #[serde(rename = "tc", default, skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<String>,
 }
 
 impl Frame {
@@ -169,7 +174,15 @@ impl Frame {
             version: PROTOCOL_VERSION,
             kind: kind.to_owned(),
             payload,
+            trace_context: None,
         })
+    }
+
+    /// This frame carrying the current span's trace context (a request frame, sent to
+    /// another process), when traces are exported.
+    pub fn traced(mut self) -> Self {
+        self.trace_context = crate::telemetry::context::current_traceparent();
+        self
     }
 
     /// Decodes the payload as `M`, checking that the kind matches.
@@ -705,6 +718,7 @@ mod tests {
             version: PROTOCOL_VERSION,
             kind: kind::INVOKE.into(),
             payload,
+            trace_context: None,
         };
         let req: InvokeRequest = env.decode().unwrap();
         assert_eq!(req.actor_type, "counter");
@@ -715,6 +729,7 @@ mod tests {
             version: PROTOCOL_VERSION,
             kind: kind::INVOKE_RESPONSE.into(),
             payload: Vec::new(),
+            trace_context: None,
         };
         assert_eq!(
             env.decode::<InvokeResponse>().unwrap(),
@@ -803,6 +818,7 @@ mod tests {
             version: PROTOCOL_VERSION,
             kind: kind::INVOKE_RESPONSE.into(),
             payload: vec![0; MAX_FRAME_BYTES + 1],
+            trace_context: None,
         };
         assert!(matches!(
             encode_frame(&env),
@@ -880,6 +896,7 @@ mod tests {
             version: PROTOCOL_VERSION,
             kind: kind::INVOKE.into(),
             payload: vec![0xc1],
+            trace_context: None,
         };
         assert!(matches!(
             env.decode::<InvokeRequest>(),
@@ -894,6 +911,7 @@ mod tests {
                 version,
                 kind: kind::INVOKE.into(),
                 payload: Vec::new(),
+                trace_context: None,
             };
             let frame = encode_frame(&env).unwrap();
             let err = read_frame(&mut &frame[..], MAX_FRAME_BYTES)
@@ -930,6 +948,7 @@ mod tests {
                     version: PROTOCOL_VERSION,
                     kind: kind::INVOKE.into(),
                     payload,
+                    trace_context: None,
                 };
                 let _ = frame.payload_as::<InvokeRequest>(kind::INVOKE);
                 let _ = frame.decode::<WireError>();

@@ -8,6 +8,7 @@
 //! consistent.
 
 pub mod memory;
+mod observed;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod rules;
@@ -45,7 +46,7 @@ impl StoreSpec {
         self,
         options: StoreOptions,
     ) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-        Ok(match self {
+        let store: std::sync::Arc<dyn Store> = match self {
             StoreSpec::Memory => std::sync::Arc::new(memory::MemoryStore::new(options)),
             #[cfg(feature = "sqlite")]
             StoreSpec::Sqlite(path, synchronous) => std::sync::Arc::new(
@@ -56,6 +57,7 @@ impl StoreSpec {
                 std::sync::Arc::new(postgres::PostgresStore::connect(&url, options).await?)
             }
             StoreSpec::Shared(store) => store,
-        })
+        };
+        Ok(observed::Observed::wrap(store))
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
-use tracing::{debug, info};
+use tracing::{Instrument, debug, info};
 use wtransport::endpoint::endpoint_side;
 use wtransport::error::ConnectingError;
 use wtransport::{Connection, Endpoint, VarInt};
@@ -21,11 +21,14 @@ use crate::net::tls::{self, CertSlot, Trust, Unverified};
 use crate::net::wire::{
     self, ErrorCode, Frame, InvokeRequest, InvokeResponse, MAX_FRAME_BYTES, WireError,
 };
+use crate::telemetry::metrics::{LevelGuard, metrics};
 
 /// One pooled WebTransport session and the identity it was pinned to.
 struct PeerSession {
     conn: Connection,
     peer: SpiffeId,
+    /// Counts the connection in `francis_peer_connections{direction="out"}`.
+    _open: LevelGuard,
 }
 
 impl PeerSession {
@@ -157,7 +160,11 @@ impl PeerClient {
             .peer_identity()
             .and_then(|chain| chain.as_slice().first().map(|c| spiffe_id_of(c.der())));
         match peer {
-            Some(Ok(peer)) => Ok(PeerSession { conn, peer }),
+            Some(Ok(peer)) => Ok(PeerSession {
+                conn,
+                peer,
+                _open: LevelGuard::new(metrics().peer_connections.with(&["out"])),
+            }),
             Some(Err(e)) => {
                 conn.close(VarInt::from_u32(0), b"unusable server identity");
                 Err(PeerError::local(
@@ -187,6 +194,33 @@ impl PeerClient {
         address: &str,
         request: InvokeRequest,
     ) -> Result<InvokeResponse, PeerError> {
+        let span = tracing::debug_span!(
+            "peer.invoke",
+            otel.kind = "client",
+            francis.peer.address = address,
+            "francis.actor.type" = %request.actor_type,
+            francis.actor.method = %request.method,
+            francis.request.id = %request.request_id,
+        );
+        let started = std::time::Instant::now();
+        let result = self.invoke_untimed(address, request).instrument(span).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) if e.is_unreachable() => "unreachable",
+            Err(_) => "error",
+        };
+        metrics()
+            .peer_requests
+            .with(&[outcome])
+            .observe(started.elapsed());
+        result
+    }
+
+    async fn invoke_untimed(
+        &self,
+        address: &str,
+        request: InvokeRequest,
+    ) -> Result<InvokeResponse, PeerError> {
         if request.target_host_id.is_empty() {
             return Err(PeerError::local(
                 ErrorCode::BadRequest,
@@ -194,7 +228,7 @@ impl PeerClient {
             ));
         }
         let frame = Frame::new(&request)
-            .and_then(|frame| wire::encode_frame(&frame))
+            .and_then(|frame| wire::encode_frame(&frame.traced()))
             .map_err(|e| PeerError::Local(e.to_wire_error()))?;
 
         let session = self.session(address).await?;
@@ -213,7 +247,10 @@ impl PeerClient {
             Err(e) => Err(e.to_string()),
         };
         let (mut send, mut recv) = match opened {
-            Ok(streams) => streams,
+            Ok(streams) => {
+                metrics().peer_streams.with(&["out"]).inc();
+                streams
+            }
             Err(e) => {
                 self.forget(address, &session).await;
                 return Err(PeerError::local(

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout;
-use tracing::{debug, info};
+use tracing::{Instrument, debug, info};
 use wtransport::endpoint::endpoint_side;
 use wtransport::endpoint::{IncomingSession, SessionRequest};
 use wtransport::{Connection, Endpoint, RecvStream, SendStream, VarInt};
@@ -30,6 +30,7 @@ use crate::net::translate::{DRAINING_RETRY, OVERLOADED_RETRY};
 use crate::net::wire::{
     self, ErrorCode, Frame, FrameError, InvokeRequest, InvokeResponse, MAX_FRAME_BYTES, WireError,
 };
+use crate::telemetry::metrics::{LevelGuard, metrics};
 
 struct ServerShared {
     handler: Arc<dyn PeerHandler>,
@@ -54,6 +55,8 @@ struct PeerSession {
     caller: SpiffeId,
     calls: Arc<Semaphore>,
     bytes: Arc<Semaphore>,
+    /// Counts the connection in `francis_peer_connections{direction="in"}`.
+    _open: LevelGuard,
 }
 
 impl PeerSession {
@@ -77,6 +80,7 @@ impl PeerSession {
             caller: caller.clone(),
             calls: allowance.calls.clone(),
             bytes: allowance.bytes.clone(),
+            _open: LevelGuard::new(metrics().peer_connections.with(&["in"])),
         })
     }
 }
@@ -374,7 +378,12 @@ async fn handle_stream(mut send: SendStream, mut recv: RecvStream, session: Arc<
     drop(recv);
     // Counted from here until the reply is delivered, so shutdown waits for it.
     let _running = shared.in_flight.enter();
+    metrics().peer_streams.with(&["in"]).inc();
+    let span =
+        tracing::debug_span!("peer.invoke", otel.kind = "server", francis.peer.caller = %caller);
+    crate::telemetry::context::set_remote_parent(&span, frame.trace_context.as_deref());
     let result = dispatch(frame, caller.clone(), shared)
+        .instrument(span)
         .await
         .and_then(|response| Frame::new(&response).map_err(|e| e.to_wire_error()));
     // The call is over for the caller's limits once its answer exists: delivering the reply

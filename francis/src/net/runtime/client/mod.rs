@@ -26,7 +26,7 @@ use serde_bytes::ByteBuf;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Notify, watch};
 use tokio::time::timeout;
-use tracing::warn;
+use tracing::{Instrument, warn};
 use wtransport::endpoint::endpoint_side;
 use wtransport::{Connection, Endpoint, VarInt};
 
@@ -295,8 +295,30 @@ impl RuntimeLink {
                 StoreError::Invalid(format!("{op}: cannot encode the arguments: {e}"))
             })?,
         };
+        let span = tracing::debug_span!(
+            "runtime.request",
+            otel.kind = "client",
+            "francis.rpc.kind" = kind::STORE,
+            "francis.store.operation" = op,
+        );
+        let started = std::time::Instant::now();
+        let result = self.send(op, request).instrument(span).await;
+        crate::telemetry::metrics::metrics()
+            .runtime_requests
+            .with(&["client", op, if result.is_ok() { "ok" } else { "error" }])
+            .observe(started.elapsed());
+        result
+    }
+
+    /// [`Self::call`] without its span and timing.
+    async fn send<R: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        request: StoreRequest,
+    ) -> Result<R, StoreError> {
         let frame = Frame::new(&request)
-            .map_err(|e| StoreError::Invalid(format!("{op}: cannot send the request: {e}")))?;
+            .map_err(|e| StoreError::Invalid(format!("{op}: cannot send the request: {e}")))?
+            .traced();
         let session = self.inner.wait_session(SESSION_WAIT).await.ok_or_else(|| {
             StoreError::Unavailable(format!(
                 "{op}: not connected to any runtime (tried {})",

@@ -201,6 +201,8 @@ struct RegisteredHost {
     /// The session's budget of request bytes in flight
     /// ([`requests::MAX_SESSION_REQUEST_BYTES`] permits, one per byte).
     budget: Arc<tokio::sync::Semaphore>,
+    /// Counts the session in `francis_runtime_sessions` while it lives.
+    _open: crate::telemetry::metrics::LevelGuard,
 }
 
 /// Serve one incoming connection from handshake to close.

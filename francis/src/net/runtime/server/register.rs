@@ -336,6 +336,11 @@ async fn complete(
         host_id: response.host_id.clone(),
         session_id: response.session_id.clone(),
         budget: Arc::new(Semaphore::new(super::requests::MAX_SESSION_REQUEST_BYTES)),
+        _open: crate::telemetry::metrics::LevelGuard::new(
+            crate::telemetry::metrics::metrics()
+                .runtime_sessions
+                .with(&[]),
+        ),
     };
     let frame = Frame::new(&response).map_err(|e| e.to_wire_error())?;
     Ok((frame, host))

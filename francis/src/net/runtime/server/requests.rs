@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_bytes::ByteBuf;
 use tokio::time::timeout;
-use tracing::{debug, info};
+use tracing::{Instrument, debug, info};
 use wtransport::{RecvStream, SendStream, VarInt};
 
 use super::{RegisteredHost, Shared};
@@ -167,9 +167,46 @@ pub(super) async fn handle_stream(
     };
     drop(recv);
     let _running = shared.in_flight.enter();
-    let result = match frame.kind.as_str() {
+    let started = std::time::Instant::now();
+    let (kind, span) = match frame.kind.as_str() {
+        kind::STORE => (
+            kind::STORE,
+            tracing::debug_span!(
+                "runtime.request",
+                otel.kind = "server",
+                "francis.rpc.kind" = kind::STORE,
+                "francis.host.id" = %host.host_id,
+            ),
+        ),
+        kind::RENEW => (
+            kind::RENEW,
+            tracing::debug_span!(
+                "runtime.request",
+                otel.kind = "server",
+                "francis.rpc.kind" = kind::RENEW,
+                "francis.host.id" = %host.host_id,
+            ),
+        ),
+        _ => ("unknown", tracing::Span::none()),
+    };
+    crate::telemetry::context::set_remote_parent(&span, frame.trace_context.as_deref());
+    let result = serve_request(frame, &host, &shared).instrument(span).await;
+    crate::telemetry::metrics::metrics()
+        .runtime_requests
+        .with(&["server", kind, if result.is_ok() { "ok" } else { "error" }])
+        .observe(started.elapsed());
+    reply(&mut send, result).await;
+}
+
+/// Answer one request frame of a registered host.
+async fn serve_request(
+    frame: Frame,
+    host: &RegisteredHost,
+    shared: &Shared,
+) -> Result<Frame, WireError> {
+    match frame.kind.as_str() {
         kind::STORE => match frame.decode::<StoreRequest>() {
-            Ok(request) => store_request(request, &host, &shared).await,
+            Ok(request) => store_request(request, host, shared).await,
             Err(e) => Err(e.to_wire_error()),
         },
         kind::RENEW => match frame.decode::<RenewRequest>() {
@@ -191,8 +228,7 @@ pub(super) async fn handle_stream(
             ErrorCode::BadRequest,
             format!("unknown request kind {other:?}"),
         )),
-    };
-    reply(&mut send, result).await;
+    }
 }
 
 /// Run one store operation for the session's host, bounded by the store timeout.

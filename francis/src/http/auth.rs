@@ -1,0 +1,98 @@
+//! Who is calling an HTTP operations endpoint, and what they may do: roles viewer < operator <
+//! admin, a principal taken from the credential (never from the request body), and the role
+//! each route needs.
+
+use std::fmt;
+
+use axum::http::Method;
+use serde::{Deserialize, Serialize};
+
+/// What a caller may do. Ordered: each role may do what the ones below it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read: status, metrics, the cluster state.
+    Viewer,
+    /// Also call actors and set or delete their alarms, halt them.
+    Operator,
+    /// Everything.
+    Admin,
+}
+
+impl Role {
+    /// The role's name: `viewer`, `operator` or `admin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The authenticated caller of a request, as the guard found it: handlers read it from the
+/// request's extensions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    /// Who: `token:<role>:<first 8 hex digits of the token's SHA-256>`, or `loopback` on a
+    /// server without tokens (which answers this machine only).
+    pub name: String,
+    /// What they may do.
+    pub role: Role,
+}
+
+/// What a route needs: nothing (the probes), or at least a role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Need {
+    /// Anyone who reaches the server: `GET /healthz` and `GET /readyz` (a platform's probes
+    /// send no credentials and address the server by its IP); they reveal nothing but health.
+    Nothing,
+    /// At least this role.
+    Role(Role),
+}
+
+/// The role `method path` needs: reading is for viewers, changing for operators.
+pub(super) fn needed(method: &Method, path: &str) -> Need {
+    let read = method == Method::GET || method == Method::HEAD;
+    match path {
+        "/healthz" | "/readyz" if read => Need::Nothing,
+        _ if read || method == Method::OPTIONS => Need::Role(Role::Viewer),
+        _ => Need::Role(Role::Operator),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_ordered_and_routes_need_the_least_that_suffices() {
+        assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
+        assert_eq!(needed(&Method::GET, "/healthz"), Need::Nothing);
+        assert_eq!(needed(&Method::GET, "/readyz"), Need::Nothing);
+        assert_eq!(
+            needed(&Method::POST, "/healthz"),
+            Need::Role(Role::Operator),
+            "only reading a probe is free"
+        );
+        assert_eq!(
+            needed(&Method::GET, "/api/cluster/state"),
+            Need::Role(Role::Viewer)
+        );
+        assert_eq!(needed(&Method::GET, "/metrics"), Need::Role(Role::Viewer));
+        assert_eq!(
+            needed(&Method::POST, "/invoke/counter/a/increment"),
+            Need::Role(Role::Operator)
+        );
+        assert_eq!(
+            needed(&Method::DELETE, "/alarm/counter/a/tick"),
+            Need::Role(Role::Operator)
+        );
+    }
+}
