@@ -44,7 +44,7 @@
 
 mod auth;
 mod guard;
-mod ops;
+pub(crate) mod ops;
 mod server;
 
 pub use auth::{Principal, Role};

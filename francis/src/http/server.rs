@@ -176,7 +176,12 @@ impl ControlApi {
     /// (`into_make_service_with_connect_info::<SocketAddr>()`, as [`ControlListener::serve`]
     /// does), a server without a token also refuses peers that are not on loopback.
     pub fn router(&self, service: Service) -> Router {
-        super::routes(service).layer(axum::middleware::from_fn_with_state(
+        self.protect(super::routes(service))
+    }
+
+    /// `routes` behind this configuration's guard.
+    pub(crate) fn protect(&self, routes: Router) -> Router {
+        routes.layer(axum::middleware::from_fn_with_state(
             Arc::new(self.clone()),
             guard::guard,
         ))
@@ -229,6 +234,11 @@ pub struct ControlListener {
 }
 
 impl ControlListener {
+    /// The checked listener itself, for a server of other routes behind the same guard.
+    pub(crate) fn into_listener(self) -> TcpListener {
+        self.listener
+    }
+
     /// The address it listens on.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()

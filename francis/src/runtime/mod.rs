@@ -18,6 +18,7 @@
 mod admission;
 pub mod config;
 mod jwt;
+mod ops;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -119,6 +120,8 @@ pub struct RuntimeBuilder {
     store: Option<StoreSpec>,
     settings: Settings,
     clock: Option<SharedClock>,
+    /// Where the operations HTTP server listens, if it runs.
+    http_bind: Option<SocketAddr>,
     errors: Vec<String>,
 }
 
@@ -129,6 +132,7 @@ pub struct Runtime {
     runtime_id: String,
     cert: Arc<CertSlot>,
     policy: Arc<Policy>,
+    ops: Option<ops::OpsServer>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -141,7 +145,9 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    /// Start configuring a runtime.
+    /// Start configuring a runtime. The operations HTTP server is off unless
+    /// [`http_bind`](RuntimeBuilder::http_bind) is called (the configuration file turns it on
+    /// at `127.0.0.1:8444` by default).
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder {
             bind: SocketAddr::from(([0, 0, 0, 0], 8443)),
@@ -151,6 +157,7 @@ impl Runtime {
             store: None,
             settings: Settings::default(),
             clock: None,
+            http_bind: None,
             errors: Vec::new(),
         }
     }
@@ -175,6 +182,12 @@ impl Runtime {
         &self.policy.store
     }
 
+    /// Where the operations HTTP server listens (`/healthz`, `/readyz`, `/metrics`,
+    /// `/api/cluster/state`), if it runs.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().and_then(|o| o.local_addr().ok())
+    }
+
     /// How many hosts hold a session with this runtime now.
     pub fn connected_hosts(&self) -> usize {
         self.server.connected_hosts()
@@ -190,17 +203,40 @@ impl Runtime {
             runtime_id,
             cert,
             policy,
+            ops,
         } = self;
         let local_addr = server.local_addr();
         tracing::info!(%local_addr, %runtime_id, ca = %policy.ca.fingerprint(), "runtime listening");
+        let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let http = ops.map(|ops| {
+            if let Ok(address) = ops.local_addr() {
+                tracing::info!(%address, "operations HTTP server listening (/healthz, /readyz, /metrics)");
+            }
+            let view = ops::RuntimeView {
+                store: policy.store.clone(),
+                runtime_id: runtime_id.clone(),
+                address: local_addr.to_string(),
+                draining: draining.clone(),
+            };
+            let mut stopped = stopped.clone();
+            tokio::spawn(ops.serve(view, async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }))
+        });
         let background = tokio::spawn(maintenance(policy, cert, runtime_id));
-        // Maintenance stops when the drain begins.
+        // Maintenance stops when the drain begins; the probes say "not ready" from then on.
         server
             .serve(async move {
                 shutdown.await;
+                draining.store(true, std::sync::atomic::Ordering::Relaxed);
                 background.abort();
             })
             .await;
+        stop.send_replace(true);
+        if let Some(http) = http {
+            let _ = http.await;
+        }
         tracing::info!(%local_addr, "runtime stopped");
         Ok(())
     }
@@ -430,6 +466,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Serve the operations HTTP endpoints (`/healthz`, `/readyz`, `/metrics`,
+    /// `/api/cluster/state`) on `address` (`http.bind`). An address off loopback needs a
+    /// bearer token in the environment (`FRANCIS_HTTP_TOKEN`, or the viewer and operator
+    /// ones); the probes answer without one.
+    pub fn http_bind(mut self, address: SocketAddr) -> Self {
+        self.http_bind = Some(address);
+        self
+    }
+
     /// Use this clock for the store's notion of time (tests).
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = Some(clock);
@@ -447,6 +492,7 @@ impl RuntimeBuilder {
             store,
             settings,
             clock,
+            http_bind,
             mut errors,
         } = self;
         if psks.is_empty() {
@@ -557,11 +603,20 @@ impl RuntimeBuilder {
             NetError::Bind { addr, source } => RuntimeError::Bind { addr, source },
             other => RuntimeError::Config(other.to_string()),
         })?;
+        let ops = match http_bind {
+            Some(address) => Some(
+                ops::OpsServer::bind(address)
+                    .await
+                    .map_err(|e| RuntimeError::Config(format!("http.bind: {e}")))?,
+            ),
+            None => None,
+        };
         Ok(Runtime {
             server,
             runtime_id,
             cert,
             policy,
+            ops,
         })
     }
 }
