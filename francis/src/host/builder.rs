@@ -189,6 +189,7 @@ impl<T> HostBuilder<T> {
                 .iter()
                 .map(ActorTypeEntry::registration)
                 .collect(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
         };
         let clock = self.clock.take().unwrap_or_else(|| Arc::new(SystemClock));
         (registration, clock)

@@ -18,8 +18,9 @@ use async_trait::async_trait;
 
 use super::key::{ActorKey, HostId, new_host_id};
 use super::records::{
-    AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity, FetchAlarms, HostInfo,
-    HostRegistration, ListStatesOptions, LookupOptions, Placement, StateList,
+    AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity, ClusterObservation,
+    FetchAlarms, HostInfo, HostRegistration, ListStatesOptions, LookupOptions, Placement,
+    StateList,
 };
 use crate::clock::SharedClock;
 
@@ -243,6 +244,14 @@ pub trait Store: Send + Sync + 'static {
         &self,
         fingerprints: &[String],
     ) -> Result<ClusterIdentity, StoreError>;
+
+    /// Everything a view of the cluster's state needs, read at one instant (one snapshot where
+    /// the database has them) and changing nothing: every host row still stored (healthy, or
+    /// expired and not pruned yet, judged with this store's clock and health-check deadline),
+    /// the placements per host and actor type, and the alarms due now per host of their actor's
+    /// placement. Only a store a process owns answers it (a local host's, or a runtime's); a
+    /// worker's link to its runtime refuses.
+    async fn observe_cluster(&self) -> Result<ClusterObservation, StoreError>;
 
     /// Delete expired hosts (with their placements) and expired state.
     async fn cleanup(&self) -> Result<CleanupStats, StoreError>;

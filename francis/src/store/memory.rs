@@ -16,8 +16,9 @@ use super::rules::{
 };
 use super::{
     ActorKey, ActorTypeRegistration, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats,
-    ClusterIdentity, FetchAlarms, HostId, HostInfo, HostRegistration, ListStatesOptions,
-    LookupOptions, Placement, StateEntry, StateList, Store, StoreError, StoreOptions,
+    ClusterIdentity, ClusterObservation, DueAlarmCount, FetchAlarms, HostId, HostInfo,
+    HostRegistration, ListStatesOptions, LookupOptions, ObservedHost, Placement, PlacementCount,
+    StateEntry, StateList, Store, StoreError, StoreOptions,
 };
 
 /// A [`Store`] that keeps everything in memory, in this process only.
@@ -49,6 +50,8 @@ struct Tables {
 
 struct HostRow {
     address: String,
+    /// The Francis version it registered with; empty when unknown.
+    version: String,
     last_heartbeat_ms: i64,
     actor_types: HashMap<String, ActorTypeRegistration>,
 }
@@ -253,6 +256,7 @@ impl MemoryStore {
             host_id.to_owned(),
             HostRow {
                 address: registration.address.clone(),
+                version: registration.version.clone(),
                 last_heartbeat_ms: now,
                 actor_types,
             },
@@ -623,6 +627,60 @@ impl Store for MemoryStore {
             t.cluster = Some(split_fingerprints(&record));
         }
         Ok(outcome)
+    }
+
+    async fn observe_cluster(&self) -> Result<ClusterObservation, StoreError> {
+        let (now, threshold) = self.now_and_threshold();
+        let t = self.tables();
+        let hosts = t
+            .hosts
+            .iter()
+            .map(|(id, h)| {
+                let mut actor_types: Vec<ActorTypeRegistration> =
+                    h.actor_types.values().cloned().collect();
+                actor_types.sort_by(|a, b| a.actor_type.cmp(&b.actor_type));
+                ObservedHost {
+                    host_id: id.clone(),
+                    address: h.address.clone(),
+                    version: (!h.version.is_empty()).then(|| h.version.clone()),
+                    last_heartbeat_ms: h.last_heartbeat_ms,
+                    healthy: h.last_heartbeat_ms >= threshold,
+                    actor_types,
+                }
+            })
+            .collect();
+        let mut placements: Vec<PlacementCount> = t
+            .active
+            .iter()
+            .map(|((host_id, actor_type), &actors)| PlacementCount {
+                host_id: host_id.clone(),
+                actor_type: actor_type.clone(),
+                actors,
+            })
+            .collect();
+        placements.sort_by(|a, b| (&a.host_id, &a.actor_type).cmp(&(&b.host_id, &b.actor_type)));
+        let mut due: BTreeMap<Option<&HostId>, u64> = BTreeMap::new();
+        for ((key, _), alarm) in &t.alarms {
+            if alarm.record.due_ms <= now {
+                *due.entry(t.placements.get(key).map(|p| &p.host_id))
+                    .or_default() += 1;
+            }
+        }
+        let due_alarms = due
+            .into_iter()
+            .map(|(host_id, alarms)| DueAlarmCount {
+                host_id: host_id.cloned(),
+                alarms,
+            })
+            .collect();
+        Ok(ClusterObservation {
+            observed_at_ms: now,
+            health_check_deadline_ms: duration_ms(self.options.health_check_deadline)
+                .unsigned_abs(),
+            hosts,
+            placements,
+            due_alarms,
+        })
     }
 
     async fn cleanup(&self) -> Result<CleanupStats, StoreError> {

@@ -91,6 +91,12 @@ impl Dialect for PostgresDialect {
         Ok(((), pool.begin().await?))
     }
 
+    async fn begin_snapshot(&self, pool: &PgPool) -> Result<Tx<Self>, StoreError> {
+        Ok(pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?)
+    }
+
     async fn lock_actor(&self, tx: &mut Tx<Self>, key: &ActorKey) -> Result<(), StoreError> {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(self.lock_key(key))

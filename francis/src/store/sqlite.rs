@@ -100,6 +100,14 @@ impl Dialect for SqliteDialect {
         Ok((turn, pool.begin_with("BEGIN IMMEDIATE").await?))
     }
 
+    async fn begin_snapshot(
+        &self,
+        pool: &sqlx::Pool<sqlx::Sqlite>,
+    ) -> Result<Tx<Self>, StoreError> {
+        // A deferred transaction reads one snapshot of the WAL from its first read on.
+        Ok(pool.begin().await?)
+    }
+
     async fn lock_actor(&self, _tx: &mut Tx<Self>, _key: &ActorKey) -> Result<(), StoreError> {
         Ok(())
     }

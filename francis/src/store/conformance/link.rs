@@ -83,7 +83,7 @@ impl LinkStore {
             .get_or_try_init(|| async {
                 self.connect(&HostRegistration {
                     address: HELPER_ADDRESS.into(),
-                    actor_types: Vec::new(),
+                    ..HostRegistration::default()
                 })
                 .await
             })
@@ -253,6 +253,15 @@ impl Store for LinkStore {
         self.for_host(host_id)
             .renew_alarm_leases(host_id, lease_duration)
             .await
+    }
+
+    async fn observe_cluster(&self) -> Result<ClusterObservation, StoreError> {
+        // The runtime's own business (a worker's link refuses it); without the helper host.
+        let mut observed = self.direct.observe_cluster().await?;
+        if let Some((helper, _)) = self.helper.get() {
+            observed.hosts.retain(|h| &h.host_id != helper);
+        }
+        Ok(observed)
     }
 
     async fn cleanup(&self) -> Result<CleanupStats, StoreError> {

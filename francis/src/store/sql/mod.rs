@@ -40,7 +40,8 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArgumen
 pub use self::dialect::Dialect;
 use self::dialect::Tx;
 use self::rows::{
-    AlarmRow, CandidateRow, CurrentPlacementRow, HostRow, LeaseRow, PlacementRow, SlotRow, StateRow,
+    AlarmRow, CandidateRow, CurrentPlacementRow, DueAlarmCountRow, HostRow, HostTypeRow, LeaseRow,
+    ObservedHostRow, PlacementCountRow, PlacementRow, SlotRow, StateRow,
 };
 use super::rules::{
     CompletionUpdate, HostSlot, check_allowed, expiry_after, health_threshold,
@@ -49,9 +50,10 @@ use super::rules::{
 };
 use crate::clock::duration_ms;
 use crate::model::{
-    ActorKey, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity, FetchAlarms,
-    HostId, HostInfo, HostRegistration, ListStatesOptions, LookupOptions, Placement, StateEntry,
-    StateList, Store, StoreError, StoreOptions,
+    ActorKey, ActorTypeRegistration, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats,
+    ClusterIdentity, ClusterObservation, DueAlarmCount, FetchAlarms, HostId, HostInfo,
+    HostRegistration, ListStatesOptions, LookupOptions, ObservedHost, Placement, PlacementCount,
+    StateEntry, StateList, Store, StoreError, StoreOptions,
 };
 
 /// How many times a transaction that failed retryably is run in total before its error is
@@ -298,6 +300,10 @@ where
     for<'r> StateRow: FromRow<'r, <D::Db as Database>::Row>,
     for<'r> CandidateRow: FromRow<'r, <D::Db as Database>::Row>,
     for<'r> CurrentPlacementRow: FromRow<'r, <D::Db as Database>::Row>,
+    for<'r> ObservedHostRow: FromRow<'r, <D::Db as Database>::Row>,
+    for<'r> HostTypeRow: FromRow<'r, <D::Db as Database>::Row>,
+    for<'r> PlacementCountRow: FromRow<'r, <D::Db as Database>::Row>,
+    for<'r> DueAlarmCountRow: FromRow<'r, <D::Db as Database>::Row>,
 {
     /// Insert or refresh the registration of `host_id`; `true` when a healthy row was refreshed.
     async fn register(
@@ -334,13 +340,16 @@ where
         if holder.is_some_and(|holder| holder != host_id) {
             return Err(taken());
         }
+        let version = Some(registration.version.as_str()).filter(|v| !v.is_empty());
         let refreshed = sqlx::query(
-            "UPDATE francis_hosts SET host_address = $2, host_last_health_check = $3
+            "UPDATE francis_hosts
+             SET host_address = $2, host_last_health_check = $3, host_version = $4
              WHERE host_id = $1",
         )
         .bind(host_id)
         .bind(address)
         .bind(now)
+        .bind(version)
         .execute(&mut *tx)
         .await?;
         let refreshed = D::rows_affected(&refreshed) > 0;
@@ -351,13 +360,15 @@ where
                 .await?;
         } else {
             let inserted = sqlx::query(
-                "INSERT INTO francis_hosts (host_id, host_address, host_last_health_check)
-                 VALUES ($1, $2, $3)
+                "INSERT INTO francis_hosts
+                     (host_id, host_address, host_last_health_check, host_version)
+                 VALUES ($1, $2, $3, $4)
                  ON CONFLICT (host_address) DO NOTHING",
             )
             .bind(host_id)
             .bind(address)
             .bind(now)
+            .bind(version)
             .execute(&mut *tx)
             .await?;
             if D::rows_affected(&inserted) == 0 {
@@ -649,6 +660,10 @@ where
     for<'r> StateRow: FromRow<'r, <D::Db as Database>::Row>,
     for<'r> CandidateRow: FromRow<'r, <D::Db as Database>::Row>,
     for<'r> CurrentPlacementRow: FromRow<'r, <D::Db as Database>::Row>,
+    for<'r> ObservedHostRow: FromRow<'r, <D::Db as Database>::Row>,
+    for<'r> HostTypeRow: FromRow<'r, <D::Db as Database>::Row>,
+    for<'r> PlacementCountRow: FromRow<'r, <D::Db as Database>::Row>,
+    for<'r> DueAlarmCountRow: FromRow<'r, <D::Db as Database>::Row>,
 {
     fn options(&self) -> &StoreOptions {
         &self.options
@@ -1040,6 +1055,80 @@ where
             Ok(outcome)
         })
         .await
+    }
+
+    async fn observe_cluster(&self) -> Result<ClusterObservation, StoreError> {
+        let (now, threshold) = self.now_and_threshold();
+        // One read-only snapshot, so the counts agree with the hosts they are reported under.
+        let mut tx = self.dialect.begin_snapshot(&self.pool).await?;
+        let host_rows: Vec<ObservedHostRow> = sqlx::query_as(
+            "SELECT host_id, host_address AS address, host_version AS version,
+                    host_last_health_check AS last_heartbeat_ms
+             FROM francis_hosts ORDER BY host_id",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let type_rows: Vec<HostTypeRow> = sqlx::query_as(
+            "SELECT host_id, actor_type, actor_idle_timeout_ms AS idle_timeout_ms,
+                    actor_concurrency_limit AS concurrency_limit
+             FROM francis_host_actor_types ORDER BY host_id, actor_type",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let placement_rows: Vec<PlacementCountRow> = sqlx::query_as(
+            "SELECT host_id, actor_type, COUNT(*) AS actors
+             FROM francis_active_actors GROUP BY host_id, actor_type",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let due_rows: Vec<DueAlarmCountRow> = sqlx::query_as(
+            "SELECT a.host_id, COUNT(*) AS alarms
+             FROM francis_alarms al
+             LEFT JOIN francis_active_actors a
+                 ON a.actor_type = al.actor_type AND a.actor_id = al.actor_id
+             WHERE al.alarm_due_time <= $1
+             GROUP BY a.host_id",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+
+        let mut types: HashMap<String, Vec<ActorTypeRegistration>> = HashMap::new();
+        for row in type_rows {
+            let (host_id, registration) = row.into_parts()?;
+            types.entry(host_id).or_default().push(registration);
+        }
+        let hosts = host_rows
+            .into_iter()
+            .map(|row| ObservedHost {
+                actor_types: types.remove(&row.host_id).unwrap_or_default(),
+                healthy: row.last_heartbeat_ms >= threshold,
+                host_id: row.host_id,
+                address: row.address,
+                version: row.version,
+                last_heartbeat_ms: row.last_heartbeat_ms,
+            })
+            .collect();
+        let mut placements = placement_rows
+            .into_iter()
+            .map(PlacementCount::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        // Sorted here rather than in SQL: the databases order NULLs differently.
+        placements.sort_by(|a, b| (&a.host_id, &a.actor_type).cmp(&(&b.host_id, &b.actor_type)));
+        let mut due_alarms = due_rows
+            .into_iter()
+            .map(DueAlarmCount::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        due_alarms.sort_by(|a, b| a.host_id.cmp(&b.host_id));
+        Ok(ClusterObservation {
+            observed_at_ms: now,
+            health_check_deadline_ms: duration_ms(self.options.health_check_deadline)
+                .unsigned_abs(),
+            hosts,
+            placements,
+            due_alarms,
+        })
     }
 
     async fn cleanup(&self) -> Result<CleanupStats, StoreError> {
