@@ -75,6 +75,29 @@ pub enum StoreError {
         /// The actor.
         key: ActorKey,
     },
+    /// The cluster already holds as many healthy hosts as its `maxHosts` admits.
+    #[error(
+        "the cluster is full: it admits {max_hosts} healthy hosts (maxHosts) and has that many; \
+         stop a host to free a place, or raise maxHosts (the value is fixed while any host is \
+         healthy: change it on every host and runtime, then restart them all)"
+    )]
+    ClusterFull {
+        /// The cluster's `maxHosts`.
+        max_hosts: u32,
+    },
+    /// The registering process's `maxHosts` is not the one the cluster's healthy hosts joined
+    /// with.
+    #[error(
+        "this process is configured with maxHosts {configured}, but the cluster's healthy hosts \
+         joined with maxHosts {stored} (0 = unlimited); give every host and runtime of the \
+         cluster the same maxHosts (a new value takes effect once no host is healthy)"
+    )]
+    MaxHostsMismatch {
+        /// The value the cluster recorded.
+        stored: u32,
+        /// The value this registration carried.
+        configured: u32,
+    },
     /// The stored data or a request is invalid (e.g. a malformed interval).
     #[error("invalid store data: {0}")]
     Invalid(String),
@@ -105,6 +128,11 @@ pub trait Store: Send + Sync + 'static {
     /// host can re-register at its address once its heartbeat expired; a healthy host at the
     /// same address gives [`StoreError::HostAlreadyRegistered`].
     ///
+    /// Cluster admission runs in the same transaction, after the pruning: with no healthy host
+    /// the registration's `max_hosts` becomes the cluster's; otherwise a different value gives
+    /// [`StoreError::MaxHostsMismatch`], and a cluster holding `max_hosts` (> 0) healthy hosts
+    /// gives [`StoreError::ClusterFull`]. Concurrent registrations are admitted one at a time.
+    ///
     /// The provided implementation registers the host under a fresh ID with
     /// [`Store::reattach_host`].
     async fn register_host(&self, registration: &HostRegistration) -> Result<HostId, StoreError> {
@@ -119,6 +147,8 @@ pub trait Store: Send + Sync + 'static {
     /// host is registered anew under the same ID and `false` is returned: whatever it ran
     /// before may have moved, and it must have dropped it. Expired hosts are pruned first; a
     /// healthy *other* host at the address gives [`StoreError::HostAlreadyRegistered`].
+    /// Registering anew goes through cluster admission as [`Store::register_host`] does; a
+    /// refreshed registration does not (it already holds its place).
     async fn reattach_host(
         &self,
         host_id: &str,

@@ -29,6 +29,12 @@ pub struct HostRegistration {
     /// state view; empty when unknown (a remote host that did not say).
     #[serde(default)]
     pub version: String,
+    /// How many healthy hosts the cluster admits (`maxHosts`; 0 = unlimited). The first host
+    /// to join an empty cluster fixes the value; while any host is healthy, a registration with
+    /// another value is refused. In the remote topology the runtime sets it from its own
+    /// configuration.
+    #[serde(default)]
+    pub max_hosts: u32,
 }
 
 /// A healthy host, as listed by [`Store::list_hosts`](super::Store::list_hosts).
@@ -229,6 +235,9 @@ pub struct ClusterObservation {
     pub observed_at_ms: i64,
     /// The health-check deadline the hosts were judged with (ms).
     pub health_check_deadline_ms: u64,
+    /// The cluster's recorded `maxHosts` (0 = unlimited), fixed by the first host to join an
+    /// empty cluster; `None` before any host joined.
+    pub max_hosts: Option<u32>,
     /// Every host row the store still holds, healthy or expired but not pruned yet, ordered by
     /// host ID.
     pub hosts: Vec<ObservedHost>,

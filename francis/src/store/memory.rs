@@ -10,7 +10,7 @@ use crate::clock::duration_ms;
 use async_trait::async_trait;
 
 use super::rules::{
-    CompletionUpdate, HostSlot, check_allowed, expiry_after, health_threshold,
+    CompletionUpdate, HostSlot, admit_host, check_allowed, expiry_after, health_threshold,
     judge_cluster_identity, new_alarm_id, new_lease_id, page_limit, reserve_slot,
     same_alarm_properties, sort_leases, split_fingerprints, state_page, without_avoided,
 };
@@ -46,6 +46,8 @@ struct Tables {
     alarms: BTreeMap<(ActorKey, String), AlarmRow>,
     /// The recorded cluster CA fingerprints.
     cluster: Option<Vec<String>>,
+    /// The cluster's `maxHosts`, recorded by cluster admission.
+    max_hosts: Option<u32>,
 }
 
 struct HostRow {
@@ -239,6 +241,12 @@ impl MemoryStore {
         let (now, threshold) = self.now_and_threshold();
         let mut t = self.tables();
         t.prune_expired_hosts(threshold);
+        // Every remaining host is healthy; a live reattach already holds its place.
+        let admitted = if t.hosts.contains_key(host_id) {
+            None
+        } else {
+            admit_host(t.max_hosts, t.hosts.len() as u64, registration.max_hosts)?
+        };
         if t.hosts
             .iter()
             .any(|(id, h)| h.address == registration.address && id != host_id)
@@ -246,6 +254,9 @@ impl MemoryStore {
             return Err(StoreError::HostAlreadyRegistered {
                 address: registration.address.clone(),
             });
+        }
+        if admitted.is_some() {
+            t.max_hosts = admitted;
         }
         let actor_types = registration
             .actor_types
@@ -677,6 +688,7 @@ impl Store for MemoryStore {
             observed_at_ms: now,
             health_check_deadline_ms: duration_ms(self.options.health_check_deadline)
                 .unsigned_abs(),
+            max_hosts: t.max_hosts,
             hosts,
             placements,
             due_alarms,

@@ -87,6 +87,10 @@ impl Dialect for PostgresDialect {
         format!("FOR UPDATE OF {table} SKIP LOCKED")
     }
 
+    fn row_lock() -> &'static str {
+        "FOR UPDATE"
+    }
+
     async fn begin_write(&self, pool: &PgPool) -> Result<((), Tx<Self>), StoreError> {
         Ok(((), pool.begin().await?))
     }

@@ -92,6 +92,10 @@ impl Dialect for SqliteDialect {
         String::new()
     }
 
+    fn row_lock() -> &'static str {
+        ""
+    }
+
     async fn begin_write(
         &self,
         pool: &sqlx::Pool<sqlx::Sqlite>,

@@ -203,6 +203,7 @@ fn registration(address: &str, types: &[(&str, u32)]) -> HostRegistration {
             })
             .collect(),
         version: "1.2.3-test".to_owned(),
+        max_hosts: 0,
     }
 }
 
@@ -571,6 +572,166 @@ async fn observe_counts_due_alarms_per_placement_host(h: Harness) {
     assert_eq!(h.fetch(&[&a], 10).await.len(), 6);
     let observed = h.store.observe_cluster().await.unwrap();
     assert_eq!(due(&observed), vec![(Some(a.clone()), 6)]);
+}
+
+// ---- cluster admission -------------------------------------------------------------------------
+
+/// A registration at `address` under cluster admission with `max_hosts`.
+fn admitted(address: &str, max_hosts: u32) -> HostRegistration {
+    HostRegistration {
+        max_hosts,
+        ..registration(address, &[("counter", 0)])
+    }
+}
+
+async fn admission_refuses_a_host_beyond_max_hosts(h: Harness) {
+    assert_eq!(h.store.observe_cluster().await.unwrap().max_hosts, None);
+    h.store
+        .register_host(&admitted("127.0.0.1:7000", 2))
+        .await
+        .unwrap();
+    h.store
+        .register_host(&admitted("127.0.0.2:7000", 2))
+        .await
+        .unwrap();
+    let third = h.store.register_host(&admitted("127.0.0.3:7000", 2)).await;
+    assert!(
+        matches!(third, Err(StoreError::ClusterFull { max_hosts: 2 })),
+        "{third:?}"
+    );
+    // The refused host left no trace.
+    let observed = h.store.observe_cluster().await.unwrap();
+    assert_eq!(observed.hosts.len(), 2);
+    assert_eq!(observed.max_hosts, Some(2));
+}
+
+async fn admission_frees_a_place_when_a_host_leaves_or_expires(h: Harness) {
+    let a = h
+        .store
+        .register_host(&admitted("127.0.0.1:7000", 2))
+        .await
+        .unwrap();
+    let b = h
+        .store
+        .register_host(&admitted("127.0.0.2:7000", 2))
+        .await
+        .unwrap();
+    // A live reattach keeps its place rather than taking another.
+    assert!(
+        h.store
+            .reattach_host(&a, &admitted("127.0.0.1:7000", 2))
+            .await
+            .unwrap()
+    );
+    // Unregistering frees a place.
+    h.store.unregister_host(&a).await.unwrap();
+    let c = h
+        .store
+        .register_host(&admitted("127.0.0.3:7000", 2))
+        .await
+        .unwrap();
+    assert!(matches!(
+        h.store.register_host(&admitted("127.0.0.4:7000", 2)).await,
+        Err(StoreError::ClusterFull { .. })
+    ));
+    // So does expiring: `b` stops heartbeating, `c` does not.
+    h.advance_ms(DEADLINE.as_millis() as u64 / 2);
+    h.store.heartbeat(&c).await.unwrap();
+    h.advance_ms(DEADLINE.as_millis() as u64 / 2 + 1);
+    // An expired host reattaching registers anew, so it needs a place too: it takes the one
+    // its own expiry freed.
+    assert!(
+        !h.store
+            .reattach_host(&b, &admitted("127.0.0.2:7000", 2))
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        h.store.register_host(&admitted("127.0.0.4:7000", 2)).await,
+        Err(StoreError::ClusterFull { .. })
+    ));
+    h.store.unregister_host(&b).await.unwrap();
+    h.store
+        .register_host(&admitted("127.0.0.4:7000", 2))
+        .await
+        .unwrap();
+}
+
+async fn admission_rejects_another_max_hosts_until_the_cluster_is_empty(h: Harness) {
+    let a = h
+        .store
+        .register_host(&admitted("127.0.0.1:7000", 3))
+        .await
+        .unwrap();
+    for other in [5, 0] {
+        let refused = h
+            .store
+            .register_host(&admitted("127.0.0.2:7000", other))
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(StoreError::MaxHostsMismatch { stored: 3, configured }) if configured == other
+            ),
+            "{refused:?}"
+        );
+    }
+    // A live host reattaching with another value is not admitted anew, so not refused.
+    assert!(
+        h.store
+            .reattach_host(&a, &admitted("127.0.0.1:7000", 5))
+            .await
+            .unwrap()
+    );
+    assert_eq!(h.store.observe_cluster().await.unwrap().max_hosts, Some(3));
+
+    // Once no host is healthy (expired, not even pruned yet), the next one sets the value.
+    h.advance_ms(DEADLINE.as_millis() as u64 + 1);
+    let b = h
+        .store
+        .register_host(&admitted("127.0.0.2:7000", 5))
+        .await
+        .unwrap();
+    assert_eq!(h.store.observe_cluster().await.unwrap().max_hosts, Some(5));
+    assert!(matches!(
+        h.store.register_host(&admitted("127.0.0.3:7000", 3)).await,
+        Err(StoreError::MaxHostsMismatch {
+            stored: 5,
+            configured: 3
+        })
+    ));
+    // And after the last host unregistered; 0 (unlimited) is a value like any other.
+    h.store.unregister_host(&b).await.unwrap();
+    for i in 0..5 {
+        h.store
+            .register_host(&admitted(&format!("127.0.1.{i}:7000"), 0))
+            .await
+            .unwrap();
+    }
+    assert_eq!(h.store.observe_cluster().await.unwrap().max_hosts, Some(0));
+}
+
+async fn admission_admits_exactly_max_hosts_of_concurrent_registrations(h: Harness) {
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = h.store.clone();
+            tokio::spawn(async move {
+                store
+                    .register_host(&admitted(&format!("127.0.0.{i}:7000"), 3))
+                    .await
+            })
+        })
+        .collect();
+    let (mut admitted_hosts, mut full) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => admitted_hosts += 1,
+            Err(StoreError::ClusterFull { max_hosts: 3 }) => full += 1,
+            Err(e) => panic!("unexpected refusal: {e}"),
+        }
+    }
+    assert_eq!((admitted_hosts, full), (3, 5));
+    assert_eq!(h.store.list_hosts().await.unwrap().len(), 3);
 }
 
 // ---- placement ---------------------------------------------------------------------------------
@@ -1580,11 +1741,16 @@ conformance_suite!(
     removing_placement_releases_alarm_leases,
     ],
     // `allowed_hosts` is the runtime's own option: a worker cannot narrow placement.
-    // So are `avoid_hosts` and the cluster identity, which the runtime checks for itself.
+    // So are `avoid_hosts` and the cluster identity, which the runtime checks for itself, and
+    // `max_hosts`, which the runtime sets from its own configuration.
     store_only: [
         lookup_respects_allowed_hosts,
         lookup_never_places_on_avoided_hosts,
         cluster_identity_is_recorded_on_first_use_and_follows_a_rotation,
+        admission_refuses_a_host_beyond_max_hosts,
+        admission_frees_a_place_when_a_host_leaves_or_expires,
+        admission_rejects_another_max_hosts_until_the_cluster_is_empty,
+        admission_admits_exactly_max_hosts_of_concurrent_registrations,
     ],
 );
 

@@ -46,6 +46,11 @@ pub trait Dialect: sealed::Sealed + Send + Sync + Sized + 'static {
     /// transaction holds; empty where a write transaction already excludes every other writer.
     fn skip_locked(table: &str) -> String;
 
+    /// The clause that locks the rows a `SELECT` returns until the transaction ends, waiting
+    /// for them if another transaction holds them; empty where a write transaction already
+    /// excludes every other writer.
+    fn row_lock() -> &'static str;
+
     /// Start a transaction that will write.
     fn begin_write<'a>(
         &'a self,

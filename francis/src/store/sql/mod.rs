@@ -18,6 +18,10 @@
 //! - **Capacity limits** (`concurrency_limit`) are best-effort under concurrency where the
 //!   database has no single write lock (PostgreSQL): two transactions placing *different* actors
 //!   of one type at the same instant may both take a host's last slot. Serial use respects them.
+//! - **Cluster admission** (`maxHosts`, in [`Store::register_host`] and
+//!   [`Store::reattach_host`]) locks the one row of `francis_cluster_admission` with
+//!   [`Dialect::row_lock`] before it counts the healthy hosts, so concurrent registrations are
+//!   admitted one at a time and a limit is never exceeded.
 //! - Removing placements (directly, or through the cascade from a deleted host) releases the
 //!   actors' alarm leases with an `AFTER DELETE` trigger of the schema.
 //! - Transactions the database aborted in a way that running them again can fix
@@ -44,7 +48,7 @@ use self::rows::{
     ObservedHostRow, PlacementCountRow, PlacementRow, SlotRow, StateRow,
 };
 use super::rules::{
-    CompletionUpdate, HostSlot, check_allowed, expiry_after, health_threshold,
+    CompletionUpdate, HostSlot, admit_host, check_allowed, expiry_after, health_threshold,
     judge_cluster_identity, new_alarm_id, new_lease_id, page_limit, reserve_slot, sort_leases,
     split_fingerprints, state_page, without_avoided,
 };
@@ -126,6 +130,8 @@ struct Statements {
     release_actor_leases: String,
     /// Lease the alarms of list `$1` with the lease IDs of list `$2`, expiring at `$3`.
     lease_alarms: String,
+    /// Read the cluster admission row, locking it until the transaction ends.
+    lock_admission: String,
 }
 
 impl Statements {
@@ -191,6 +197,10 @@ impl Statements {
                 D::pairs("$1", "$2", "v"),
                 lease_columns!()
             ),
+            lock_admission: format!(
+                "SELECT max_hosts FROM francis_cluster_admission WHERE admission_id = 1 {}",
+                D::row_lock()
+            ),
         }
     }
 }
@@ -249,6 +259,12 @@ impl<D: Dialect> SqlStore<D> {
         let now = self.now();
         (now, health_threshold(&self.options, now))
     }
+}
+
+/// A `maxHosts` value as stored.
+fn stored_max_hosts(value: i64) -> Result<u32, StoreError> {
+    u32::try_from(value)
+        .map_err(|_| StoreError::Invalid(format!("stored maxHosts out of range: {value}")))
 }
 
 /// Run `attempt` until it succeeds, fails for good, or [`MAX_ATTEMPTS`] runs failed retryably.
@@ -328,10 +344,35 @@ where
             address: registration.address.clone(),
         };
         let (_turn, mut tx) = self.dialect.begin_write(&self.pool).await?;
+        // Taken first, before any host row: registrations are admitted one at a time, and
+        // nothing else locks this row, so no lock cycle can form around it.
+        let stored = self.lock_admission(&mut tx, now).await?;
         sqlx::query(PRUNE_EXPIRED_HOSTS)
             .bind(threshold)
             .execute(&mut *tx)
             .await?;
+        // Every remaining host is healthy; a live reattach already holds its place.
+        let live: Option<String> =
+            sqlx::query_scalar("SELECT host_id FROM francis_hosts WHERE host_id = $1")
+                .bind(host_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if live.is_none() {
+            let healthy: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM francis_hosts")
+                .fetch_one(&mut *tx)
+                .await?;
+            let healthy = u64::try_from(healthy).unwrap_or(0);
+            if let Some(record) = admit_host(stored, healthy, registration.max_hosts)? {
+                sqlx::query(
+                    "UPDATE francis_cluster_admission SET max_hosts = $1, updated_at = $2
+                     WHERE admission_id = 1",
+                )
+                .bind(i64::from(record))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         let holder: Option<String> =
             sqlx::query_scalar("SELECT host_id FROM francis_hosts WHERE host_address = $1")
                 .bind(address)
@@ -394,6 +435,43 @@ where
         }
         tx.commit().await?;
         Ok(refreshed)
+    }
+
+    /// Lock the cluster admission row for this transaction (creating it if it went missing)
+    /// and read the recorded `maxHosts`.
+    async fn lock_admission(&self, tx: &mut Tx<D>, now: i64) -> Result<Option<u32>, StoreError> {
+        let row: Option<Option<i64>> = sqlx::query_scalar(&self.sql.lock_admission)
+            .fetch_optional(&mut **tx)
+            .await?;
+        let stored = match row {
+            Some(stored) => stored,
+            None => {
+                sqlx::query(
+                    "INSERT INTO francis_cluster_admission (admission_id, max_hosts, updated_at)
+                     VALUES (1, NULL, $1) ON CONFLICT (admission_id) DO NOTHING",
+                )
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query_scalar(&self.sql.lock_admission)
+                    .fetch_one(&mut **tx)
+                    .await?
+            }
+        };
+        stored.map(stored_max_hosts).transpose()
+    }
+
+    /// The recorded `maxHosts`, without locking.
+    async fn recorded_max_hosts<'e, E>(executor: E) -> Result<Option<u32>, StoreError>
+    where
+        E: Executor<'e, Database = D::Db>,
+    {
+        let row: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT max_hosts FROM francis_cluster_admission WHERE admission_id = 1",
+        )
+        .fetch_optional(executor)
+        .await?;
+        row.flatten().map(stored_max_hosts).transpose()
     }
 
     /// An actor's placement, if it is on a healthy host.
@@ -1092,6 +1170,7 @@ where
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
+        let max_hosts = Self::recorded_max_hosts(&mut *tx).await?;
         tx.commit().await?;
 
         let mut types: HashMap<String, Vec<ActorTypeRegistration>> = HashMap::new();
@@ -1125,6 +1204,7 @@ where
             observed_at_ms: now,
             health_check_deadline_ms: duration_ms(self.options.health_check_deadline)
                 .unsigned_abs(),
+            max_hosts,
             hosts,
             placements,
             due_alarms,

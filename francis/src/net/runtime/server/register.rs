@@ -332,6 +332,8 @@ async fn complete(
         address: request.address,
         actor_types: request.actor_types,
         version,
+        // The runtime's admission policy sets the cluster's maxHosts, never the worker.
+        max_hosts: 0,
     };
     let limit = shared.settings.store_timeout;
     let mut response = timeout(
