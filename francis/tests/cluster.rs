@@ -215,6 +215,7 @@ async fn new_actors_are_not_placed_on_a_host_this_host_cannot_reach() {
                 idle_timeout: None,
                 concurrency_limit: 0,
             }],
+            ..HostRegistration::default()
         })
         .await
         .unwrap();

@@ -52,6 +52,8 @@ pub struct Local {
     network: bool,
     /// How long its own certificates last (re-issued at half-life while it runs).
     validity: Validity,
+    /// Cluster admission: how many healthy hosts the cluster admits (0 = unlimited).
+    max_hosts: u32,
 }
 
 impl Default for Local {
@@ -61,6 +63,7 @@ impl Default for Local {
             psks: Vec::new(),
             network: true,
             validity: Validity::default(),
+            max_hosts: 0,
         }
     }
 }
@@ -189,6 +192,9 @@ impl<T> HostBuilder<T> {
                 .iter()
                 .map(ActorTypeEntry::registration)
                 .collect(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            // A local host sets its own; a runtime sets it for the workers it registers.
+            max_hosts: 0,
         };
         let clock = self.clock.take().unwrap_or_else(|| Arc::new(SystemClock));
         (registration, clock)
@@ -275,6 +281,18 @@ impl HostBuilder<Local> {
         self
     }
 
+    /// Cluster admission: at most `max_hosts` healthy hosts may be registered at once (default
+    /// 0, unlimited). The first host to join an empty cluster fixes the value; while any host
+    /// is healthy, a host configured with another value is refused
+    /// ([`StoreError::MaxHostsMismatch`](crate::model::StoreError::MaxHostsMismatch)), and a
+    /// host joining a full cluster gets
+    /// [`StoreError::ClusterFull`](crate::model::StoreError::ClusterFull). Give every host of
+    /// the cluster the same value.
+    pub fn max_hosts(mut self, max_hosts: u32) -> Self {
+        self.topology.max_hosts = max_hosts;
+        self
+    }
+
     /// Do not listen for peers or call them (a host that is alone by construction, as in
     /// `francis::testing`).
     pub(crate) fn without_network(mut self) -> Self {
@@ -297,13 +315,15 @@ impl HostBuilder<Local> {
 
     /// Check the configuration, open the store, and register the host in the cluster.
     pub async fn build(mut self) -> Result<Host, Error> {
-        let (registration, clock) = self.check_common();
+        let (mut registration, clock) = self.check_common();
         let Local {
             store,
             psks,
             network,
             validity,
+            max_hosts,
         } = std::mem::take(&mut self.topology);
+        registration.max_hosts = max_hosts;
         check_local(&store, &psks, &self.timings, &mut self.errors);
         // The local topology's one address is where the host listens and is reached.
         self.errors.extend(psks.iter().filter_map(|psk| {
@@ -686,4 +706,51 @@ async fn start_peering(
     )
     .map_err(|e| Error::Config(format!("cannot listen for peers on {address}: {e}")))?;
     Ok((core, server))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::StoreError;
+    use crate::store::memory::MemoryStore;
+
+    #[tokio::test]
+    async fn local_hosts_register_their_version_and_are_admitted_up_to_max_hosts() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(StoreOptions {
+            clock: Arc::new(SystemClock),
+            health_check_deadline: Duration::from_secs(20),
+        }));
+        let host = |address: &str, max_hosts: u32| {
+            crate::Host::local()
+                .address(address)
+                .runtime_psk([7u8; MIN_PSK_LEN])
+                .store(store.clone())
+                .max_hosts(max_hosts)
+                .without_network()
+                .build()
+        };
+        let _first = host("admission-test:1", 1).await.unwrap();
+        let observed = store.observe_cluster().await.unwrap();
+        assert_eq!(observed.max_hosts, Some(1));
+        assert_eq!(
+            observed.hosts[0].version.as_deref(),
+            Some(env!("CARGO_PKG_VERSION"))
+        );
+        let full = host("admission-test:2", 1).await.unwrap_err();
+        assert!(
+            matches!(full, Error::Store(StoreError::ClusterFull { max_hosts: 1 })),
+            "{full}"
+        );
+        let mismatch = host("admission-test:2", 2).await.unwrap_err();
+        assert!(
+            matches!(
+                mismatch,
+                Error::Store(StoreError::MaxHostsMismatch {
+                    stored: 1,
+                    configured: 2
+                })
+            ),
+            "{mismatch}"
+        );
+    }
 }

@@ -785,8 +785,9 @@ mod tests {
 
     use super::*;
     use crate::model::{
-        AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity, FetchAlarms,
-        HostInfo, HostRegistration, ListStatesOptions, StateList, StoreOptions,
+        AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity,
+        ClusterObservation, FetchAlarms, HostInfo, HostRegistration, ListStatesOptions, StateList,
+        StoreOptions,
     };
     use crate::net::runtime::messages::for_each_store_op;
     use crate::prelude::*;
@@ -839,6 +840,9 @@ mod tests {
                     fingerprints: &[String],
                 ) -> Result<ClusterIdentity, StoreError> {
                     self.inner.claim_cluster_identity(fingerprints).await
+                }
+                async fn observe_cluster(&self) -> Result<ClusterObservation, StoreError> {
+                    self.inner.observe_cluster().await
                 }
                 $(
                     async fn $op(&self, $($param: $ty),*) -> Result<$ret, StoreError> {

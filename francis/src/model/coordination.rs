@@ -18,8 +18,9 @@ use async_trait::async_trait;
 
 use super::key::{ActorKey, HostId, new_host_id};
 use super::records::{
-    AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity, FetchAlarms, HostInfo,
-    HostRegistration, ListStatesOptions, LookupOptions, Placement, StateList,
+    AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity, ClusterObservation,
+    FetchAlarms, HostInfo, HostRegistration, ListStatesOptions, LookupOptions, Placement,
+    StateList,
 };
 use crate::clock::SharedClock;
 
@@ -74,6 +75,29 @@ pub enum StoreError {
         /// The actor.
         key: ActorKey,
     },
+    /// The cluster already holds as many healthy hosts as its `maxHosts` admits.
+    #[error(
+        "the cluster is full: it admits {max_hosts} healthy hosts (maxHosts) and has that many; \
+         stop a host to free a place, or raise maxHosts (the value is fixed while any host is \
+         healthy: change it on every host and runtime, then restart them all)"
+    )]
+    ClusterFull {
+        /// The cluster's `maxHosts`.
+        max_hosts: u32,
+    },
+    /// The registering process's `maxHosts` is not the one the cluster's healthy hosts joined
+    /// with.
+    #[error(
+        "this process is configured with maxHosts {configured}, but the cluster's healthy hosts \
+         joined with maxHosts {stored} (0 = unlimited); give every host and runtime of the \
+         cluster the same maxHosts (a new value takes effect once no host is healthy)"
+    )]
+    MaxHostsMismatch {
+        /// The value the cluster recorded.
+        stored: u32,
+        /// The value this registration carried.
+        configured: u32,
+    },
     /// The stored data or a request is invalid (e.g. a malformed interval).
     #[error("invalid store data: {0}")]
     Invalid(String),
@@ -104,6 +128,11 @@ pub trait Store: Send + Sync + 'static {
     /// host can re-register at its address once its heartbeat expired; a healthy host at the
     /// same address gives [`StoreError::HostAlreadyRegistered`].
     ///
+    /// Cluster admission runs in the same transaction, after the pruning: with no healthy host
+    /// the registration's `max_hosts` becomes the cluster's; otherwise a different value gives
+    /// [`StoreError::MaxHostsMismatch`], and a cluster holding `max_hosts` (> 0) healthy hosts
+    /// gives [`StoreError::ClusterFull`]. Concurrent registrations are admitted one at a time.
+    ///
     /// The provided implementation registers the host under a fresh ID with
     /// [`Store::reattach_host`].
     async fn register_host(&self, registration: &HostRegistration) -> Result<HostId, StoreError> {
@@ -118,6 +147,8 @@ pub trait Store: Send + Sync + 'static {
     /// host is registered anew under the same ID and `false` is returned: whatever it ran
     /// before may have moved, and it must have dropped it. Expired hosts are pruned first; a
     /// healthy *other* host at the address gives [`StoreError::HostAlreadyRegistered`].
+    /// Registering anew goes through cluster admission as [`Store::register_host`] does; a
+    /// refreshed registration does not (it already holds its place).
     async fn reattach_host(
         &self,
         host_id: &str,
@@ -243,6 +274,14 @@ pub trait Store: Send + Sync + 'static {
         &self,
         fingerprints: &[String],
     ) -> Result<ClusterIdentity, StoreError>;
+
+    /// Everything a view of the cluster's state needs, read at one instant (one snapshot where
+    /// the database has them) and changing nothing: every host row still stored (healthy, or
+    /// expired and not pruned yet, judged with this store's clock and health-check deadline),
+    /// the placements per host and actor type, and the alarms due now per host of their actor's
+    /// placement. Only a store a process owns answers it (a local host's, or a runtime's); a
+    /// worker's link to its runtime refuses.
+    async fn observe_cluster(&self) -> Result<ClusterObservation, StoreError>;
 
     /// Delete expired hosts (with their placements) and expired state.
     async fn cleanup(&self) -> Result<CleanupStats, StoreError>;

@@ -20,6 +20,6 @@ pub use key::{ActorKey, HostId};
 pub use payload::{CodecError, Envelope, Format};
 pub use records::{
     ActorTypeRegistration, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity,
-    FetchAlarms, HostInfo, HostRegistration, ListStatesOptions, LookupOptions, Placement,
-    StateEntry, StateList,
+    ClusterObservation, DueAlarmCount, FetchAlarms, HostInfo, HostRegistration, ListStatesOptions,
+    LookupOptions, ObservedHost, Placement, PlacementCount, StateEntry, StateList,
 };

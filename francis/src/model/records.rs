@@ -19,12 +19,22 @@ pub struct ActorTypeRegistration {
 }
 
 /// What a host tells the store when it registers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostRegistration {
     /// The peer address other hosts use to reach this host (`host:port`).
     pub address: String,
     /// The actor types this host serves.
     pub actor_types: Vec<ActorTypeRegistration>,
+    /// The Francis version of the registering process (e.g. `0.4.0`), shown by the cluster's
+    /// state view; empty when unknown (a remote host that did not say).
+    #[serde(default)]
+    pub version: String,
+    /// How many healthy hosts the cluster admits (`maxHosts`; 0 = unlimited). The first host
+    /// to join an empty cluster fixes the value; while any host is healthy, a registration with
+    /// another value is refused. In the remote topology the runtime sets it from its own
+    /// configuration.
+    #[serde(default)]
+    pub max_hosts: u32,
 }
 
 /// A healthy host, as listed by [`Store::list_hosts`](super::Store::list_hosts).
@@ -213,4 +223,67 @@ pub enum ClusterIdentity {
         /// The recorded CA fingerprints.
         recorded: Vec<String>,
     },
+}
+
+/// What [`Store::observe_cluster`](super::Store::observe_cluster) saw: every host row, the
+/// placements per host and actor type, and the due alarms per host, read at one instant (in one
+/// snapshot where the database has them). The raw facts a cluster state view is computed from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterObservation {
+    /// The store's clock when it looked (Unix ms): hosts' health and alarms' dueness are judged
+    /// at this instant.
+    pub observed_at_ms: i64,
+    /// The health-check deadline the hosts were judged with (ms).
+    pub health_check_deadline_ms: u64,
+    /// The cluster's recorded `maxHosts` (0 = unlimited), fixed by the first host to join an
+    /// empty cluster; `None` before any host joined.
+    pub max_hosts: Option<u32>,
+    /// Every host row the store still holds, healthy or expired but not pruned yet, ordered by
+    /// host ID.
+    pub hosts: Vec<ObservedHost>,
+    /// How many actors are placed on each host, per actor type, ordered by host ID then type.
+    /// Placements on expired hosts are included (they are pruned with their host).
+    pub placements: Vec<PlacementCount>,
+    /// How many alarms are due (due time at or before `observed_at_ms`) per host their actor is
+    /// placed on; alarms of unplaced actors are counted under `host_id: None`. Ordered with
+    /// `None` first, then by host ID; hosts without due alarms are left out.
+    pub due_alarms: Vec<DueAlarmCount>,
+}
+
+/// One host row, as [`ClusterObservation`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedHost {
+    /// The host's ID.
+    pub host_id: HostId,
+    /// Its peer address.
+    pub address: String,
+    /// The Francis version it registered with, if it said.
+    pub version: Option<String>,
+    /// Its last heartbeat (Unix ms).
+    pub last_heartbeat_ms: i64,
+    /// Whether its last heartbeat is within the health-check deadline at `observed_at_ms`. An
+    /// unhealthy host takes no new placements; its row goes at the next cleanup or registration.
+    pub healthy: bool,
+    /// The actor types it registered, ordered by name.
+    pub actor_types: Vec<ActorTypeRegistration>,
+}
+
+/// How many actors of one type are placed on one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementCount {
+    /// The host.
+    pub host_id: HostId,
+    /// The actor type.
+    pub actor_type: String,
+    /// How many of its actors are placed there.
+    pub actors: u64,
+}
+
+/// How many due alarms belong to the actors placed on one host (or to unplaced actors).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DueAlarmCount {
+    /// The host the alarms' actors are placed on; `None` for actors placed nowhere.
+    pub host_id: Option<HostId>,
+    /// How many alarms are due.
+    pub alarms: u64,
 }

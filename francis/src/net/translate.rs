@@ -94,6 +94,8 @@ enum StoreErrorData {
     HostUnregistered { host_id: String },
     NoHost { actor_type: String },
     NotActive { key: ActorKey },
+    ClusterFull { max_hosts: u32 },
+    MaxHostsMismatch { stored: u32, configured: u32 },
 }
 
 /// A store error as the runtime sends it to a worker.
@@ -121,6 +123,19 @@ pub(crate) fn store_error_to_wire(e: &StoreError) -> WireError {
         StoreError::NotActive { key } => (
             ErrorCode::ActorNotActive,
             Some(StoreErrorData::NotActive { key: key.clone() }),
+        ),
+        StoreError::ClusterFull { max_hosts } => (
+            ErrorCode::ClusterFull,
+            Some(StoreErrorData::ClusterFull {
+                max_hosts: *max_hosts,
+            }),
+        ),
+        StoreError::MaxHostsMismatch { stored, configured } => (
+            ErrorCode::MaxHostsMismatch,
+            Some(StoreErrorData::MaxHostsMismatch {
+                stored: *stored,
+                configured: *configured,
+            }),
         ),
         StoreError::Invalid(_) => (ErrorCode::BadRequest, None),
         _ => (ErrorCode::Internal, None),
@@ -151,6 +166,13 @@ pub(crate) fn store_error_from_wire(e: WireError) -> StoreError {
         (ErrorCode::ActorNotActive, Some(StoreErrorData::NotActive { key })) => {
             StoreError::NotActive { key }
         }
+        (ErrorCode::ClusterFull, Some(StoreErrorData::ClusterFull { max_hosts })) => {
+            StoreError::ClusterFull { max_hosts }
+        }
+        (
+            ErrorCode::MaxHostsMismatch,
+            Some(StoreErrorData::MaxHostsMismatch { stored, configured }),
+        ) => StoreError::MaxHostsMismatch { stored, configured },
         // Without its data the code still says what to do: register again, or pick another
         // address.
         (ErrorCode::HostUnregistered, _) => StoreError::HostUnregistered {
@@ -182,6 +204,11 @@ mod tests {
             },
             StoreError::NotActive {
                 key: ActorKey::new("counter", "alice"),
+            },
+            StoreError::ClusterFull { max_hosts: 3 },
+            StoreError::MaxHostsMismatch {
+                stored: 3,
+                configured: 5,
             },
         ];
         for error in errors {

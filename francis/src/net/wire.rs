@@ -373,11 +373,16 @@ pub enum ErrorCode {
     HostUnregistered,
     /// Another healthy host is registered at this address.
     AddressInUse,
+    /// The cluster already holds as many healthy hosts as its `maxHosts` admits.
+    ClusterFull,
+    /// The registration's `maxHosts` differs from the one the cluster's healthy hosts joined
+    /// with.
+    MaxHostsMismatch,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::Internal,
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
@@ -399,6 +404,8 @@ impl ErrorCode {
         ErrorCode::TooLarge,
         ErrorCode::HostUnregistered,
         ErrorCode::AddressInUse,
+        ErrorCode::ClusterFull,
+        ErrorCode::MaxHostsMismatch,
     ];
 
     /// The stable wire string.
@@ -425,6 +432,8 @@ impl ErrorCode {
             ErrorCode::TooLarge => "too_large",
             ErrorCode::HostUnregistered => "host_unregistered",
             ErrorCode::AddressInUse => "address_in_use",
+            ErrorCode::ClusterFull => "cluster_full",
+            ErrorCode::MaxHostsMismatch => "max_hosts_mismatch",
         }
     }
 

@@ -59,6 +59,8 @@ pub(crate) struct HostSettings {
     pub health_check_deadline: Duration,
     pub alarms_poll_interval: Duration,
     pub alarms_lease_duration: Duration,
+    /// Cluster admission: the `maxHosts` every registration is made with (0 = unlimited).
+    pub max_hosts: u32,
 }
 
 /// The policy of one runtime: its store, its CA, its bootstrap method and host settings.
@@ -77,6 +79,11 @@ impl Policy {
         registration: &HostRegistration,
     ) -> Result<(String, bool), StoreError> {
         let store = &self.store;
+        // The runtime's configuration decides cluster admission, not the worker.
+        let registration = &HostRegistration {
+            max_hosts: self.hosts.max_hosts,
+            ..registration.clone()
+        };
         match claim {
             // The host proved it holds the previous ID's key, as an mTLS reconnect would.
             Claim::Bootstrapped {

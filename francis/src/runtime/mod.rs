@@ -93,6 +93,7 @@ pub(crate) struct Settings {
     pub registration_timeout: Duration,
     pub request_timeout: Duration,
     pub store_timeout: Duration,
+    pub max_hosts: u32,
 }
 
 impl Default for Settings {
@@ -106,6 +107,7 @@ impl Default for Settings {
             registration_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             store_timeout: Duration::from_secs(15),
+            max_hosts: 0,
         }
     }
 }
@@ -475,6 +477,16 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Cluster admission: at most `max_hosts` healthy hosts may be registered at once (default
+    /// 0, unlimited). The runtime registers every worker with this value; the first host to
+    /// join an empty cluster fixes it, so every runtime replica and every local host sharing the
+    /// store must be given the same. A worker refused because the cluster is full retries with
+    /// backoff (within its runtime connect timeout while it starts).
+    pub fn max_hosts(mut self, max_hosts: u32) -> Self {
+        self.settings.max_hosts = max_hosts;
+        self
+    }
+
     /// Use this clock for the store's notion of time (tests).
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = Some(clock);
@@ -582,6 +594,7 @@ impl RuntimeBuilder {
                 health_check_deadline: settings.health_check_deadline,
                 alarms_poll_interval: settings.alarms_poll_interval,
                 alarms_lease_duration: settings.alarms_lease_duration,
+                max_hosts: settings.max_hosts,
             },
         });
         let server_settings = ServerSettings {

@@ -10,14 +10,15 @@ use crate::clock::duration_ms;
 use async_trait::async_trait;
 
 use super::rules::{
-    CompletionUpdate, HostSlot, check_allowed, expiry_after, health_threshold,
+    CompletionUpdate, HostSlot, admit_host, check_allowed, expiry_after, health_threshold,
     judge_cluster_identity, new_alarm_id, new_lease_id, page_limit, reserve_slot,
     same_alarm_properties, sort_leases, split_fingerprints, state_page, without_avoided,
 };
 use super::{
     ActorKey, ActorTypeRegistration, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats,
-    ClusterIdentity, FetchAlarms, HostId, HostInfo, HostRegistration, ListStatesOptions,
-    LookupOptions, Placement, StateEntry, StateList, Store, StoreError, StoreOptions,
+    ClusterIdentity, ClusterObservation, DueAlarmCount, FetchAlarms, HostId, HostInfo,
+    HostRegistration, ListStatesOptions, LookupOptions, ObservedHost, Placement, PlacementCount,
+    StateEntry, StateList, Store, StoreError, StoreOptions,
 };
 
 /// A [`Store`] that keeps everything in memory, in this process only.
@@ -45,10 +46,14 @@ struct Tables {
     alarms: BTreeMap<(ActorKey, String), AlarmRow>,
     /// The recorded cluster CA fingerprints.
     cluster: Option<Vec<String>>,
+    /// The cluster's `maxHosts`, recorded by cluster admission.
+    max_hosts: Option<u32>,
 }
 
 struct HostRow {
     address: String,
+    /// The Francis version it registered with; empty when unknown.
+    version: String,
     last_heartbeat_ms: i64,
     actor_types: HashMap<String, ActorTypeRegistration>,
 }
@@ -236,6 +241,12 @@ impl MemoryStore {
         let (now, threshold) = self.now_and_threshold();
         let mut t = self.tables();
         t.prune_expired_hosts(threshold);
+        // Every remaining host is healthy; a live reattach already holds its place.
+        let admitted = if t.hosts.contains_key(host_id) {
+            None
+        } else {
+            admit_host(t.max_hosts, t.hosts.len() as u64, registration.max_hosts)?
+        };
         if t.hosts
             .iter()
             .any(|(id, h)| h.address == registration.address && id != host_id)
@@ -243,6 +254,9 @@ impl MemoryStore {
             return Err(StoreError::HostAlreadyRegistered {
                 address: registration.address.clone(),
             });
+        }
+        if admitted.is_some() {
+            t.max_hosts = admitted;
         }
         let actor_types = registration
             .actor_types
@@ -253,6 +267,7 @@ impl MemoryStore {
             host_id.to_owned(),
             HostRow {
                 address: registration.address.clone(),
+                version: registration.version.clone(),
                 last_heartbeat_ms: now,
                 actor_types,
             },
@@ -623,6 +638,61 @@ impl Store for MemoryStore {
             t.cluster = Some(split_fingerprints(&record));
         }
         Ok(outcome)
+    }
+
+    async fn observe_cluster(&self) -> Result<ClusterObservation, StoreError> {
+        let (now, threshold) = self.now_and_threshold();
+        let t = self.tables();
+        let hosts = t
+            .hosts
+            .iter()
+            .map(|(id, h)| {
+                let mut actor_types: Vec<ActorTypeRegistration> =
+                    h.actor_types.values().cloned().collect();
+                actor_types.sort_by(|a, b| a.actor_type.cmp(&b.actor_type));
+                ObservedHost {
+                    host_id: id.clone(),
+                    address: h.address.clone(),
+                    version: (!h.version.is_empty()).then(|| h.version.clone()),
+                    last_heartbeat_ms: h.last_heartbeat_ms,
+                    healthy: h.last_heartbeat_ms >= threshold,
+                    actor_types,
+                }
+            })
+            .collect();
+        let mut placements: Vec<PlacementCount> = t
+            .active
+            .iter()
+            .map(|((host_id, actor_type), &actors)| PlacementCount {
+                host_id: host_id.clone(),
+                actor_type: actor_type.clone(),
+                actors,
+            })
+            .collect();
+        placements.sort_by(|a, b| (&a.host_id, &a.actor_type).cmp(&(&b.host_id, &b.actor_type)));
+        let mut due: BTreeMap<Option<&HostId>, u64> = BTreeMap::new();
+        for ((key, _), alarm) in &t.alarms {
+            if alarm.record.due_ms <= now {
+                *due.entry(t.placements.get(key).map(|p| &p.host_id))
+                    .or_default() += 1;
+            }
+        }
+        let due_alarms = due
+            .into_iter()
+            .map(|(host_id, alarms)| DueAlarmCount {
+                host_id: host_id.cloned(),
+                alarms,
+            })
+            .collect();
+        Ok(ClusterObservation {
+            observed_at_ms: now,
+            health_check_deadline_ms: duration_ms(self.options.health_check_deadline)
+                .unsigned_abs(),
+            max_hosts: t.max_hosts,
+            hosts,
+            placements,
+            due_alarms,
+        })
     }
 
     async fn cleanup(&self) -> Result<CleanupStats, StoreError> {

@@ -22,8 +22,9 @@ mod conformance;
 
 pub use crate::model::{
     ActorKey, ActorTypeRegistration, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats,
-    ClusterIdentity, FetchAlarms, HostId, HostInfo, HostRegistration, ListStatesOptions,
-    LookupOptions, Placement, StateEntry, StateList, Store, StoreError, StoreOptions,
+    ClusterIdentity, ClusterObservation, DueAlarmCount, FetchAlarms, HostId, HostInfo,
+    HostRegistration, ListStatesOptions, LookupOptions, ObservedHost, Placement, PlacementCount,
+    StateEntry, StateList, Store, StoreError, StoreOptions,
 };
 
 /// Which store a builder opens (hosts of the local topology and runtimes both choose one).

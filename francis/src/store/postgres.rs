@@ -87,8 +87,18 @@ impl Dialect for PostgresDialect {
         format!("FOR UPDATE OF {table} SKIP LOCKED")
     }
 
+    fn row_lock() -> &'static str {
+        "FOR UPDATE"
+    }
+
     async fn begin_write(&self, pool: &PgPool) -> Result<((), Tx<Self>), StoreError> {
         Ok(((), pool.begin().await?))
+    }
+
+    async fn begin_snapshot(&self, pool: &PgPool) -> Result<Tx<Self>, StoreError> {
+        Ok(pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?)
     }
 
     async fn lock_actor(&self, tx: &mut Tx<Self>, key: &ActorKey) -> Result<(), StoreError> {

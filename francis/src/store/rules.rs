@@ -105,6 +105,31 @@ pub(crate) fn without_avoided(slots: &mut Vec<HostSlot>, options: &LookupOptions
     }
 }
 
+/// Cluster admission of a host registering anew (not a live reattach), given the recorded
+/// `maxHosts`, how many healthy hosts the cluster has (expired ones pruned), and the
+/// registration's value: the value to record when it changes, or why the host may not join.
+/// With no healthy host (or nothing recorded yet) the registration's value is taken; otherwise it
+/// must equal the recorded one. A cluster holding `maxHosts` (> 0) healthy hosts is full.
+pub(crate) fn admit_host(
+    stored: Option<u32>,
+    healthy: u64,
+    configured: u32,
+) -> Result<Option<u32>, StoreError> {
+    let record = match stored {
+        Some(stored) if healthy > 0 && stored != configured => {
+            return Err(StoreError::MaxHostsMismatch { stored, configured });
+        }
+        Some(stored) if stored == configured => None,
+        _ => Some(configured),
+    };
+    if configured > 0 && healthy >= u64::from(configured) {
+        return Err(StoreError::ClusterFull {
+            max_hosts: configured,
+        });
+    }
+    Ok(record)
+}
+
 /// Judge a process's cluster CA fingerprints against the recorded ones: the outcome, and the
 /// record to write (none on a mismatch, which leaves it alone).
 pub(crate) fn judge_cluster_identity(

@@ -92,12 +92,24 @@ impl Dialect for SqliteDialect {
         String::new()
     }
 
+    fn row_lock() -> &'static str {
+        ""
+    }
+
     async fn begin_write(
         &self,
         pool: &sqlx::Pool<sqlx::Sqlite>,
     ) -> Result<(OwnedMutexGuard<()>, Tx<Self>), StoreError> {
         let turn = self.write_lock.clone().lock_owned().await;
         Ok((turn, pool.begin_with("BEGIN IMMEDIATE").await?))
+    }
+
+    async fn begin_snapshot(
+        &self,
+        pool: &sqlx::Pool<sqlx::Sqlite>,
+    ) -> Result<Tx<Self>, StoreError> {
+        // A deferred transaction reads one snapshot of the WAL from its first read on.
+        Ok(pool.begin().await?)
     }
 
     async fn lock_actor(&self, _tx: &mut Tx<Self>, _key: &ActorKey) -> Result<(), StoreError> {

@@ -132,6 +132,10 @@ pub struct RegisterRequest {
     /// The actor types this host serves.
     #[serde(rename = "actorTypes")]
     pub actor_types: Vec<ActorTypeRegistration>,
+    /// The Francis version of the host (at most [`MAX_VERSION_LEN`] bytes of printable ASCII);
+    /// absent from hosts that predate it, which the runtime records as unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// The bootstrap credential; absent on an mTLS reconnect.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthProof>,
@@ -139,6 +143,9 @@ pub struct RegisterRequest {
     #[serde(with = "serde_bytes")]
     pub wlpub: Vec<u8>,
 }
+
+/// The longest version a registering host may report.
+pub const MAX_VERSION_LEN: usize = 64;
 
 impl Message for RegisterRequest {
     const KIND: &'static str = kind::REGISTER;

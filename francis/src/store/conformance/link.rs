@@ -83,7 +83,7 @@ impl LinkStore {
             .get_or_try_init(|| async {
                 self.connect(&HostRegistration {
                     address: HELPER_ADDRESS.into(),
-                    actor_types: Vec::new(),
+                    ..HostRegistration::default()
                 })
                 .await
             })
@@ -255,6 +255,15 @@ impl Store for LinkStore {
             .await
     }
 
+    async fn observe_cluster(&self) -> Result<ClusterObservation, StoreError> {
+        // The runtime's own business (a worker's link refuses it); without the helper host.
+        let mut observed = self.direct.observe_cluster().await?;
+        if let Some((helper, _)) = self.helper.get() {
+            observed.hosts.retain(|h| &h.host_id != helper);
+        }
+        Ok(observed)
+    }
+
     async fn cleanup(&self) -> Result<CleanupStats, StoreError> {
         self.direct.cleanup().await
     }
@@ -312,4 +321,57 @@ pub(super) async fn link_postgres_harness(case: &str) -> Option<Harness> {
         _schema: inner._schema,
         ..harness
     })
+}
+
+/// A runtime registers workers under its own `maxHosts`, whatever the worker's registration
+/// says, and refuses a worker once the cluster is full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_admits_workers_with_its_own_max_hosts() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(options(&clock)));
+    let runtime = Runtime::builder()
+        .bind("127.0.0.1:0".parse().unwrap())
+        .runtime_psk(RUNTIME_PSK)
+        .host_psk(HOST_PSK)
+        .store(store.clone())
+        .health_check_deadline(DEADLINE)
+        .max_hosts(1)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .await
+        .unwrap();
+    let address = runtime.local_addr().to_string();
+    let trust = runtime.cluster_ca().trust();
+    let _runtime = LinkRuntime(tokio::spawn(async move {
+        let _ = runtime.run(std::future::pending()).await;
+    }));
+    let connect = |host: &str, connect_timeout: Duration| {
+        RuntimeLink::connect(LinkOptions {
+            runtime_addresses: vec![address.clone()],
+            credential: Credential::Psk(crate::net::pki::Psk::new(HOST_PSK)),
+            pinned: Some(trust.clone()),
+            // What a worker asks for does not count.
+            registration: HostRegistration {
+                max_hosts: 7,
+                ..registration(host, &[("counter", 0)])
+            },
+            clock: Arc::new(clock.clone()),
+            connect_timeout: Some(connect_timeout),
+        })
+    };
+    let first = connect("127.0.0.1:7000", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let observed = store.observe_cluster().await.unwrap();
+    assert_eq!(observed.max_hosts, Some(1));
+    assert_eq!(observed.hosts.len(), 1);
+    assert_eq!(observed.hosts[0].host_id, first.host_id);
+    assert_eq!(observed.hosts[0].version.as_deref(), Some("1.2.3-test"));
+
+    let refused = connect("127.0.0.2:7000", Duration::from_millis(300))
+        .await
+        .err()
+        .expect("a second host joined a cluster of at most one");
+    assert!(refused.to_string().contains("cluster is full"), "{refused}");
+    assert_eq!(store.list_hosts().await.unwrap().len(), 1);
 }

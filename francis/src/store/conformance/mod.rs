@@ -202,6 +202,8 @@ fn registration(address: &str, types: &[(&str, u32)]) -> HostRegistration {
                 concurrency_limit,
             })
             .collect(),
+        version: "1.2.3-test".to_owned(),
+        max_hosts: 0,
     }
 }
 
@@ -415,6 +417,321 @@ async fn unregister_host_removes_host_and_placements(h: Harness) {
         Err(StoreError::HostUnregistered { .. })
     ));
     assert_eq!(h.store.cleanup().await.unwrap().hosts, 0);
+}
+
+// ---- cluster observation -----------------------------------------------------------------------
+
+async fn observe_an_empty_store(h: Harness) {
+    let observed = h.store.observe_cluster().await.unwrap();
+    assert_eq!(
+        observed,
+        ClusterObservation {
+            observed_at_ms: h.now(),
+            health_check_deadline_ms: DEADLINE.as_millis() as u64,
+            ..ClusterObservation::default()
+        }
+    );
+}
+
+async fn observe_reports_hosts_types_versions_and_placements(h: Harness) {
+    let a = h
+        .host("127.0.0.1:7000", &[("counter", 0), ("timer", 5)])
+        .await;
+    h.advance_ms(7);
+    let b = h.host("127.0.0.2:7000", &[("counter", 0)]).await;
+    // A host that did not say its version.
+    let quiet = h
+        .direct
+        .register_host(&HostRegistration {
+            address: "127.0.0.3:7000".into(),
+            ..HostRegistration::default()
+        })
+        .await
+        .unwrap();
+    for id in ["1", "2", "3"] {
+        h.lookup_on(&key("counter", id), &[&a]).await.unwrap();
+    }
+    h.lookup_on(&key("timer", "t"), &[&a]).await.unwrap();
+    h.lookup_on(&key("counter", "4"), &[&b]).await.unwrap();
+
+    let observed = h.store.observe_cluster().await.unwrap();
+    assert_eq!(observed.observed_at_ms, h.now());
+    let hosts: HashMap<_, _> = observed
+        .hosts
+        .iter()
+        .map(|host| (host.host_id.clone(), host))
+        .collect();
+    assert_eq!(hosts.len(), 3, "{:?}", observed.hosts);
+    let ids: Vec<_> = observed.hosts.iter().map(|h| h.host_id.clone()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "hosts are ordered by ID");
+
+    let host_a = hosts[&a];
+    assert_eq!(host_a.address, "127.0.0.1:7000");
+    assert_eq!(host_a.version.as_deref(), Some("1.2.3-test"));
+    assert_eq!(host_a.last_heartbeat_ms, h.now() - 7);
+    assert!(host_a.healthy);
+    assert_eq!(
+        host_a.actor_types,
+        registration("", &[("counter", 0), ("timer", 5)]).actor_types
+    );
+    assert_eq!(hosts[&b].actor_types.len(), 1);
+    assert_eq!(hosts[&b].version.as_deref(), Some("1.2.3-test"));
+    assert!(hosts[&quiet].version.is_none());
+    assert!(hosts[&quiet].actor_types.is_empty());
+
+    let count = |host: &HostId, actor_type: &str, actors: u64| PlacementCount {
+        host_id: host.clone(),
+        actor_type: actor_type.to_owned(),
+        actors,
+    };
+    let mut expected = vec![
+        count(&a, "counter", 3),
+        count(&a, "timer", 1),
+        count(&b, "counter", 1),
+    ];
+    expected.sort_by(|x, y| (&x.host_id, &x.actor_type).cmp(&(&y.host_id, &y.actor_type)));
+    assert_eq!(observed.placements, expected);
+    assert!(observed.due_alarms.is_empty());
+}
+
+async fn observe_reports_an_expired_host_as_unhealthy_until_cleanup(h: Harness) {
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
+    let b = h.host("127.0.0.2:7000", &[("counter", 0)]).await;
+    h.lookup_on(&key("counter", "1"), &[&a]).await.unwrap();
+    h.advance_ms(DEADLINE.as_millis() as u64 / 2);
+    h.store.heartbeat(&b).await.unwrap();
+    h.advance_ms(DEADLINE.as_millis() as u64 / 2 + 1);
+
+    let observed = h.store.observe_cluster().await.unwrap();
+    let health: HashMap<_, _> = observed
+        .hosts
+        .iter()
+        .map(|host| (host.host_id.clone(), host.healthy))
+        .collect();
+    assert_eq!(
+        health,
+        HashMap::from([(a.clone(), false), (b.clone(), true)])
+    );
+    assert_eq!(
+        observed.placements,
+        vec![PlacementCount {
+            host_id: a.clone(),
+            actor_type: "counter".into(),
+            actors: 1,
+        }],
+        "an expired host's placements stay until it is pruned"
+    );
+    // Observing changed nothing.
+    assert_eq!(h.store.observe_cluster().await.unwrap(), observed);
+
+    h.store.cleanup().await.unwrap();
+    let observed = h.store.observe_cluster().await.unwrap();
+    assert_eq!(
+        observed
+            .hosts
+            .iter()
+            .map(|host| &host.host_id)
+            .collect::<Vec<_>>(),
+        vec![&b]
+    );
+    assert!(observed.placements.is_empty());
+}
+
+async fn observe_counts_due_alarms_per_placement_host(h: Harness) {
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
+    let b = h.host("127.0.0.2:7000", &[("counter", 0)]).await;
+    let on_a = key("counter", "on-a");
+    let on_b = key("counter", "on-b");
+    h.lookup_on(&on_a, &[&a]).await.unwrap();
+    h.lookup_on(&on_b, &[&b]).await.unwrap();
+    let now = h.now();
+    h.alarm(&on_a, "past", now - 1_000).await;
+    h.alarm(&on_a, "exactly-now", now).await;
+    h.alarm(&on_a, "later", now + 1).await;
+    h.alarm(&on_b, "later", now + 5_000).await;
+    h.alarm(&key("counter", "unplaced"), "past", now - 1).await;
+    h.alarm(&key("counter", "unplaced"), "later", now + 1).await;
+    h.alarm(&key("counter", "unplaced-2"), "past", now - 2)
+        .await;
+
+    let due = |observed: &ClusterObservation| {
+        observed
+            .due_alarms
+            .iter()
+            .map(|d| (d.host_id.clone(), d.alarms))
+            .collect::<Vec<_>>()
+    };
+    let observed = h.store.observe_cluster().await.unwrap();
+    assert_eq!(due(&observed), vec![(None, 2), (Some(a.clone()), 2)]);
+
+    // A millisecond later the next ones are due. The fetch places the unplaced actors on `a`,
+    // and a leased alarm still counts as due.
+    h.advance_ms(1);
+    assert_eq!(h.fetch(&[&a], 10).await.len(), 6);
+    let observed = h.store.observe_cluster().await.unwrap();
+    assert_eq!(due(&observed), vec![(Some(a.clone()), 6)]);
+}
+
+// ---- cluster admission -------------------------------------------------------------------------
+
+/// A registration at `address` under cluster admission with `max_hosts`.
+fn admitted(address: &str, max_hosts: u32) -> HostRegistration {
+    HostRegistration {
+        max_hosts,
+        ..registration(address, &[("counter", 0)])
+    }
+}
+
+async fn admission_refuses_a_host_beyond_max_hosts(h: Harness) {
+    assert_eq!(h.store.observe_cluster().await.unwrap().max_hosts, None);
+    h.store
+        .register_host(&admitted("127.0.0.1:7000", 2))
+        .await
+        .unwrap();
+    h.store
+        .register_host(&admitted("127.0.0.2:7000", 2))
+        .await
+        .unwrap();
+    let third = h.store.register_host(&admitted("127.0.0.3:7000", 2)).await;
+    assert!(
+        matches!(third, Err(StoreError::ClusterFull { max_hosts: 2 })),
+        "{third:?}"
+    );
+    // The refused host left no trace.
+    let observed = h.store.observe_cluster().await.unwrap();
+    assert_eq!(observed.hosts.len(), 2);
+    assert_eq!(observed.max_hosts, Some(2));
+}
+
+async fn admission_frees_a_place_when_a_host_leaves_or_expires(h: Harness) {
+    let a = h
+        .store
+        .register_host(&admitted("127.0.0.1:7000", 2))
+        .await
+        .unwrap();
+    let b = h
+        .store
+        .register_host(&admitted("127.0.0.2:7000", 2))
+        .await
+        .unwrap();
+    // A live reattach keeps its place rather than taking another.
+    assert!(
+        h.store
+            .reattach_host(&a, &admitted("127.0.0.1:7000", 2))
+            .await
+            .unwrap()
+    );
+    // Unregistering frees a place.
+    h.store.unregister_host(&a).await.unwrap();
+    let c = h
+        .store
+        .register_host(&admitted("127.0.0.3:7000", 2))
+        .await
+        .unwrap();
+    assert!(matches!(
+        h.store.register_host(&admitted("127.0.0.4:7000", 2)).await,
+        Err(StoreError::ClusterFull { .. })
+    ));
+    // So does expiring: `b` stops heartbeating, `c` does not.
+    h.advance_ms(DEADLINE.as_millis() as u64 / 2);
+    h.store.heartbeat(&c).await.unwrap();
+    h.advance_ms(DEADLINE.as_millis() as u64 / 2 + 1);
+    // An expired host reattaching registers anew, so it needs a place too: it takes the one
+    // its own expiry freed.
+    assert!(
+        !h.store
+            .reattach_host(&b, &admitted("127.0.0.2:7000", 2))
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        h.store.register_host(&admitted("127.0.0.4:7000", 2)).await,
+        Err(StoreError::ClusterFull { .. })
+    ));
+    h.store.unregister_host(&b).await.unwrap();
+    h.store
+        .register_host(&admitted("127.0.0.4:7000", 2))
+        .await
+        .unwrap();
+}
+
+async fn admission_rejects_another_max_hosts_until_the_cluster_is_empty(h: Harness) {
+    let a = h
+        .store
+        .register_host(&admitted("127.0.0.1:7000", 3))
+        .await
+        .unwrap();
+    for other in [5, 0] {
+        let refused = h
+            .store
+            .register_host(&admitted("127.0.0.2:7000", other))
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(StoreError::MaxHostsMismatch { stored: 3, configured }) if configured == other
+            ),
+            "{refused:?}"
+        );
+    }
+    // A live host reattaching with another value is not admitted anew, so not refused.
+    assert!(
+        h.store
+            .reattach_host(&a, &admitted("127.0.0.1:7000", 5))
+            .await
+            .unwrap()
+    );
+    assert_eq!(h.store.observe_cluster().await.unwrap().max_hosts, Some(3));
+
+    // Once no host is healthy (expired, not even pruned yet), the next one sets the value.
+    h.advance_ms(DEADLINE.as_millis() as u64 + 1);
+    let b = h
+        .store
+        .register_host(&admitted("127.0.0.2:7000", 5))
+        .await
+        .unwrap();
+    assert_eq!(h.store.observe_cluster().await.unwrap().max_hosts, Some(5));
+    assert!(matches!(
+        h.store.register_host(&admitted("127.0.0.3:7000", 3)).await,
+        Err(StoreError::MaxHostsMismatch {
+            stored: 5,
+            configured: 3
+        })
+    ));
+    // And after the last host unregistered; 0 (unlimited) is a value like any other.
+    h.store.unregister_host(&b).await.unwrap();
+    for i in 0..5 {
+        h.store
+            .register_host(&admitted(&format!("127.0.1.{i}:7000"), 0))
+            .await
+            .unwrap();
+    }
+    assert_eq!(h.store.observe_cluster().await.unwrap().max_hosts, Some(0));
+}
+
+async fn admission_admits_exactly_max_hosts_of_concurrent_registrations(h: Harness) {
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = h.store.clone();
+            tokio::spawn(async move {
+                store
+                    .register_host(&admitted(&format!("127.0.0.{i}:7000"), 3))
+                    .await
+            })
+        })
+        .collect();
+    let (mut admitted_hosts, mut full) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => admitted_hosts += 1,
+            Err(StoreError::ClusterFull { max_hosts: 3 }) => full += 1,
+            Err(e) => panic!("unexpected refusal: {e}"),
+        }
+    }
+    assert_eq!((admitted_hosts, full), (3, 5));
+    assert_eq!(h.store.list_hosts().await.unwrap().len(), 3);
 }
 
 // ---- placement ---------------------------------------------------------------------------------
@@ -1393,6 +1710,10 @@ conformance_suite!(
     heartbeat_keeps_host_alive_and_expired_host_cannot_revive,
     reattach_refreshes_a_healthy_host_and_reregisters_an_expired_one,
     unregister_host_removes_host_and_placements,
+    observe_an_empty_store,
+    observe_reports_hosts_types_versions_and_placements,
+    observe_reports_an_expired_host_as_unhealthy_until_cleanup,
+    observe_counts_due_alarms_per_placement_host,
     lookup_allocates_then_returns_existing,
     lookup_active_only_does_not_allocate,
     lookup_unsupported_type_is_no_host,
@@ -1420,11 +1741,16 @@ conformance_suite!(
     removing_placement_releases_alarm_leases,
     ],
     // `allowed_hosts` is the runtime's own option: a worker cannot narrow placement.
-    // So are `avoid_hosts` and the cluster identity, which the runtime checks for itself.
+    // So are `avoid_hosts` and the cluster identity, which the runtime checks for itself, and
+    // `max_hosts`, which the runtime sets from its own configuration.
     store_only: [
         lookup_respects_allowed_hosts,
         lookup_never_places_on_avoided_hosts,
         cluster_identity_is_recorded_on_first_use_and_follows_a_rotation,
+        admission_refuses_a_host_beyond_max_hosts,
+        admission_frees_a_place_when_a_host_leaves_or_expires,
+        admission_rejects_another_max_hosts_until_the_cluster_is_empty,
+        admission_admits_exactly_max_hosts_of_concurrent_registrations,
     ],
 );
 

@@ -1,8 +1,8 @@
 //! The seam between the shared SQL of [`super::SqlStore`] and one database: the sqlx driver, how
-//! a list travels as one parameter, how a write transaction starts, how an actor is locked for
-//! placement, and which errors are worth running a transaction again for. Everything else (the
-//! statements, with `$N` placeholders that both drivers accept, and the coordination logic) is
-//! written once in [`super`].
+//! a list travels as one parameter, how a write transaction and a snapshot read start, how an
+//! actor is locked for placement, and which errors are worth running a transaction again for.
+//! Everything else (the statements, with `$N` placeholders that both drivers accept, and the
+//! coordination logic) is written once in [`super`].
 //!
 //! The trait is sealed: the two dialects are [`crate::store::sqlite::SqliteDialect`] and
 //! [`crate::store::postgres::PostgresDialect`].
@@ -46,11 +46,22 @@ pub trait Dialect: sealed::Sealed + Send + Sync + Sized + 'static {
     /// transaction holds; empty where a write transaction already excludes every other writer.
     fn skip_locked(table: &str) -> String;
 
+    /// The clause that locks the rows a `SELECT` returns until the transaction ends, waiting
+    /// for them if another transaction holds them; empty where a write transaction already
+    /// excludes every other writer.
+    fn row_lock() -> &'static str;
+
     /// Start a transaction that will write.
     fn begin_write<'a>(
         &'a self,
         pool: &'a Pool<Self::Db>,
     ) -> impl Future<Output = Result<(Self::Turn, Tx<Self>), StoreError>> + Send + 'a;
+
+    /// Start a read-only transaction whose statements all see one snapshot of the database.
+    fn begin_snapshot<'a>(
+        &'a self,
+        pool: &'a Pool<Self::Db>,
+    ) -> impl Future<Output = Result<Tx<Self>, StoreError>> + Send + 'a;
 
     /// Wait until this transaction alone may place `key` (until it ends).
     fn lock_actor<'a>(

@@ -18,6 +18,10 @@
 //! - **Capacity limits** (`concurrency_limit`) are best-effort under concurrency where the
 //!   database has no single write lock (PostgreSQL): two transactions placing *different* actors
 //!   of one type at the same instant may both take a host's last slot. Serial use respects them.
+//! - **Cluster admission** (`maxHosts`, in [`Store::register_host`] and
+//!   [`Store::reattach_host`]) locks the one row of `francis_cluster_admission` with
+//!   [`Dialect::row_lock`] before it counts the healthy hosts, so concurrent registrations are
+//!   admitted one at a time and a limit is never exceeded.
 //! - Removing placements (directly, or through the cascade from a deleted host) releases the
 //!   actors' alarm leases with an `AFTER DELETE` trigger of the schema.
 //! - Transactions the database aborted in a way that running them again can fix
@@ -40,18 +44,20 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArgumen
 pub use self::dialect::Dialect;
 use self::dialect::Tx;
 use self::rows::{
-    AlarmRow, CandidateRow, CurrentPlacementRow, HostRow, LeaseRow, PlacementRow, SlotRow, StateRow,
+    AlarmRow, CandidateRow, CurrentPlacementRow, DueAlarmCountRow, HostRow, HostTypeRow, LeaseRow,
+    ObservedHostRow, PlacementCountRow, PlacementRow, SlotRow, StateRow,
 };
 use super::rules::{
-    CompletionUpdate, HostSlot, check_allowed, expiry_after, health_threshold,
+    CompletionUpdate, HostSlot, admit_host, check_allowed, expiry_after, health_threshold,
     judge_cluster_identity, new_alarm_id, new_lease_id, page_limit, reserve_slot, sort_leases,
     split_fingerprints, state_page, without_avoided,
 };
 use crate::clock::duration_ms;
 use crate::model::{
-    ActorKey, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity, FetchAlarms,
-    HostId, HostInfo, HostRegistration, ListStatesOptions, LookupOptions, Placement, StateEntry,
-    StateList, Store, StoreError, StoreOptions,
+    ActorKey, ActorTypeRegistration, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats,
+    ClusterIdentity, ClusterObservation, DueAlarmCount, FetchAlarms, HostId, HostInfo,
+    HostRegistration, ListStatesOptions, LookupOptions, ObservedHost, Placement, PlacementCount,
+    StateEntry, StateList, Store, StoreError, StoreOptions,
 };
 
 /// How many times a transaction that failed retryably is run in total before its error is
@@ -124,6 +130,8 @@ struct Statements {
     release_actor_leases: String,
     /// Lease the alarms of list `$1` with the lease IDs of list `$2`, expiring at `$3`.
     lease_alarms: String,
+    /// Read the cluster admission row, locking it until the transaction ends.
+    lock_admission: String,
 }
 
 impl Statements {
@@ -189,6 +197,10 @@ impl Statements {
                 D::pairs("$1", "$2", "v"),
                 lease_columns!()
             ),
+            lock_admission: format!(
+                "SELECT max_hosts FROM francis_cluster_admission WHERE admission_id = 1 {}",
+                D::row_lock()
+            ),
         }
     }
 }
@@ -249,6 +261,12 @@ impl<D: Dialect> SqlStore<D> {
     }
 }
 
+/// A `maxHosts` value as stored.
+fn stored_max_hosts(value: i64) -> Result<u32, StoreError> {
+    u32::try_from(value)
+        .map_err(|_| StoreError::Invalid(format!("stored maxHosts out of range: {value}")))
+}
+
 /// Run `attempt` until it succeeds, fails for good, or [`MAX_ATTEMPTS`] runs failed retryably.
 async fn retrying<D: Dialect, T, F, Fut>(what: &str, mut attempt: F) -> Result<T, StoreError>
 where
@@ -298,6 +316,10 @@ where
     for<'r> StateRow: FromRow<'r, <D::Db as Database>::Row>,
     for<'r> CandidateRow: FromRow<'r, <D::Db as Database>::Row>,
     for<'r> CurrentPlacementRow: FromRow<'r, <D::Db as Database>::Row>,
+    for<'r> ObservedHostRow: FromRow<'r, <D::Db as Database>::Row>,
+    for<'r> HostTypeRow: FromRow<'r, <D::Db as Database>::Row>,
+    for<'r> PlacementCountRow: FromRow<'r, <D::Db as Database>::Row>,
+    for<'r> DueAlarmCountRow: FromRow<'r, <D::Db as Database>::Row>,
 {
     /// Insert or refresh the registration of `host_id`; `true` when a healthy row was refreshed.
     async fn register(
@@ -322,10 +344,35 @@ where
             address: registration.address.clone(),
         };
         let (_turn, mut tx) = self.dialect.begin_write(&self.pool).await?;
+        // Taken first, before any host row: registrations are admitted one at a time, and
+        // nothing else locks this row, so no lock cycle can form around it.
+        let stored = self.lock_admission(&mut tx, now).await?;
         sqlx::query(PRUNE_EXPIRED_HOSTS)
             .bind(threshold)
             .execute(&mut *tx)
             .await?;
+        // Every remaining host is healthy; a live reattach already holds its place.
+        let live: Option<String> =
+            sqlx::query_scalar("SELECT host_id FROM francis_hosts WHERE host_id = $1")
+                .bind(host_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if live.is_none() {
+            let healthy: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM francis_hosts")
+                .fetch_one(&mut *tx)
+                .await?;
+            let healthy = u64::try_from(healthy).unwrap_or(0);
+            if let Some(record) = admit_host(stored, healthy, registration.max_hosts)? {
+                sqlx::query(
+                    "UPDATE francis_cluster_admission SET max_hosts = $1, updated_at = $2
+                     WHERE admission_id = 1",
+                )
+                .bind(i64::from(record))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         let holder: Option<String> =
             sqlx::query_scalar("SELECT host_id FROM francis_hosts WHERE host_address = $1")
                 .bind(address)
@@ -334,13 +381,16 @@ where
         if holder.is_some_and(|holder| holder != host_id) {
             return Err(taken());
         }
+        let version = Some(registration.version.as_str()).filter(|v| !v.is_empty());
         let refreshed = sqlx::query(
-            "UPDATE francis_hosts SET host_address = $2, host_last_health_check = $3
+            "UPDATE francis_hosts
+             SET host_address = $2, host_last_health_check = $3, host_version = $4
              WHERE host_id = $1",
         )
         .bind(host_id)
         .bind(address)
         .bind(now)
+        .bind(version)
         .execute(&mut *tx)
         .await?;
         let refreshed = D::rows_affected(&refreshed) > 0;
@@ -351,13 +401,15 @@ where
                 .await?;
         } else {
             let inserted = sqlx::query(
-                "INSERT INTO francis_hosts (host_id, host_address, host_last_health_check)
-                 VALUES ($1, $2, $3)
+                "INSERT INTO francis_hosts
+                     (host_id, host_address, host_last_health_check, host_version)
+                 VALUES ($1, $2, $3, $4)
                  ON CONFLICT (host_address) DO NOTHING",
             )
             .bind(host_id)
             .bind(address)
             .bind(now)
+            .bind(version)
             .execute(&mut *tx)
             .await?;
             if D::rows_affected(&inserted) == 0 {
@@ -383,6 +435,43 @@ where
         }
         tx.commit().await?;
         Ok(refreshed)
+    }
+
+    /// Lock the cluster admission row for this transaction (creating it if it went missing)
+    /// and read the recorded `maxHosts`.
+    async fn lock_admission(&self, tx: &mut Tx<D>, now: i64) -> Result<Option<u32>, StoreError> {
+        let row: Option<Option<i64>> = sqlx::query_scalar(&self.sql.lock_admission)
+            .fetch_optional(&mut **tx)
+            .await?;
+        let stored = match row {
+            Some(stored) => stored,
+            None => {
+                sqlx::query(
+                    "INSERT INTO francis_cluster_admission (admission_id, max_hosts, updated_at)
+                     VALUES (1, NULL, $1) ON CONFLICT (admission_id) DO NOTHING",
+                )
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query_scalar(&self.sql.lock_admission)
+                    .fetch_one(&mut **tx)
+                    .await?
+            }
+        };
+        stored.map(stored_max_hosts).transpose()
+    }
+
+    /// The recorded `maxHosts`, without locking.
+    async fn recorded_max_hosts<'e, E>(executor: E) -> Result<Option<u32>, StoreError>
+    where
+        E: Executor<'e, Database = D::Db>,
+    {
+        let row: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT max_hosts FROM francis_cluster_admission WHERE admission_id = 1",
+        )
+        .fetch_optional(executor)
+        .await?;
+        row.flatten().map(stored_max_hosts).transpose()
     }
 
     /// An actor's placement, if it is on a healthy host.
@@ -649,6 +738,10 @@ where
     for<'r> StateRow: FromRow<'r, <D::Db as Database>::Row>,
     for<'r> CandidateRow: FromRow<'r, <D::Db as Database>::Row>,
     for<'r> CurrentPlacementRow: FromRow<'r, <D::Db as Database>::Row>,
+    for<'r> ObservedHostRow: FromRow<'r, <D::Db as Database>::Row>,
+    for<'r> HostTypeRow: FromRow<'r, <D::Db as Database>::Row>,
+    for<'r> PlacementCountRow: FromRow<'r, <D::Db as Database>::Row>,
+    for<'r> DueAlarmCountRow: FromRow<'r, <D::Db as Database>::Row>,
 {
     fn options(&self) -> &StoreOptions {
         &self.options
@@ -1040,6 +1133,82 @@ where
             Ok(outcome)
         })
         .await
+    }
+
+    async fn observe_cluster(&self) -> Result<ClusterObservation, StoreError> {
+        let (now, threshold) = self.now_and_threshold();
+        // One read-only snapshot, so the counts agree with the hosts they are reported under.
+        let mut tx = self.dialect.begin_snapshot(&self.pool).await?;
+        let host_rows: Vec<ObservedHostRow> = sqlx::query_as(
+            "SELECT host_id, host_address AS address, host_version AS version,
+                    host_last_health_check AS last_heartbeat_ms
+             FROM francis_hosts ORDER BY host_id",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let type_rows: Vec<HostTypeRow> = sqlx::query_as(
+            "SELECT host_id, actor_type, actor_idle_timeout_ms AS idle_timeout_ms,
+                    actor_concurrency_limit AS concurrency_limit
+             FROM francis_host_actor_types ORDER BY host_id, actor_type",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let placement_rows: Vec<PlacementCountRow> = sqlx::query_as(
+            "SELECT host_id, actor_type, COUNT(*) AS actors
+             FROM francis_active_actors GROUP BY host_id, actor_type",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let due_rows: Vec<DueAlarmCountRow> = sqlx::query_as(
+            "SELECT a.host_id, COUNT(*) AS alarms
+             FROM francis_alarms al
+             LEFT JOIN francis_active_actors a
+                 ON a.actor_type = al.actor_type AND a.actor_id = al.actor_id
+             WHERE al.alarm_due_time <= $1
+             GROUP BY a.host_id",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let max_hosts = Self::recorded_max_hosts(&mut *tx).await?;
+        tx.commit().await?;
+
+        let mut types: HashMap<String, Vec<ActorTypeRegistration>> = HashMap::new();
+        for row in type_rows {
+            let (host_id, registration) = row.into_parts()?;
+            types.entry(host_id).or_default().push(registration);
+        }
+        let hosts = host_rows
+            .into_iter()
+            .map(|row| ObservedHost {
+                actor_types: types.remove(&row.host_id).unwrap_or_default(),
+                healthy: row.last_heartbeat_ms >= threshold,
+                host_id: row.host_id,
+                address: row.address,
+                version: row.version,
+                last_heartbeat_ms: row.last_heartbeat_ms,
+            })
+            .collect();
+        let mut placements = placement_rows
+            .into_iter()
+            .map(PlacementCount::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        // Sorted here rather than in SQL: the databases order NULLs differently.
+        placements.sort_by(|a, b| (&a.host_id, &a.actor_type).cmp(&(&b.host_id, &b.actor_type)));
+        let mut due_alarms = due_rows
+            .into_iter()
+            .map(DueAlarmCount::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        due_alarms.sort_by(|a, b| a.host_id.cmp(&b.host_id));
+        Ok(ClusterObservation {
+            observed_at_ms: now,
+            health_check_deadline_ms: duration_ms(self.options.health_check_deadline)
+                .unsigned_abs(),
+            max_hosts,
+            hosts,
+            placements,
+            due_alarms,
+        })
     }
 
     async fn cleanup(&self) -> Result<CleanupStats, StoreError> {

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use crate::model::{
-    ActorKey, AlarmLease, AlarmRecord, HostInfo, Placement, StateEntry, StoreError,
+    ActorKey, ActorTypeRegistration, AlarmLease, AlarmRecord, DueAlarmCount, HostInfo, Placement,
+    PlacementCount, StateEntry, StoreError,
 };
 use crate::store::rules::HostSlot;
 
@@ -173,4 +174,85 @@ pub(crate) struct CandidateRow {
     /// The healthy requested host the actor is placed on; `None` if unplaced or on an
     /// unhealthy host (free to place).
     pub(crate) live_host: Option<String>,
+}
+
+/// A host row as [`crate::model::Store::observe_cluster`] reads it, healthy or not.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ObservedHostRow {
+    pub(crate) host_id: String,
+    pub(crate) address: String,
+    pub(crate) version: Option<String>,
+    pub(crate) last_heartbeat_ms: i64,
+}
+
+/// One actor type a host registered.
+#[derive(sqlx::FromRow)]
+pub(crate) struct HostTypeRow {
+    pub(crate) host_id: String,
+    pub(crate) actor_type: String,
+    pub(crate) idle_timeout_ms: Option<i64>,
+    pub(crate) concurrency_limit: i64,
+}
+
+impl HostTypeRow {
+    /// The host's ID and the registration of the type.
+    pub(crate) fn into_parts(self) -> Result<(String, ActorTypeRegistration), StoreError> {
+        let concurrency_limit = u32::try_from(self.concurrency_limit).map_err(|_| {
+            StoreError::Invalid(format!(
+                "concurrency limit out of range: {}",
+                self.concurrency_limit
+            ))
+        })?;
+        Ok((
+            self.host_id,
+            ActorTypeRegistration {
+                actor_type: self.actor_type,
+                idle_timeout: ms_to_duration(self.idle_timeout_ms)?,
+                concurrency_limit,
+            },
+        ))
+    }
+}
+
+/// How many actors of one type are placed on one host.
+#[derive(sqlx::FromRow)]
+pub(crate) struct PlacementCountRow {
+    pub(crate) host_id: String,
+    pub(crate) actor_type: String,
+    pub(crate) actors: i64,
+}
+
+impl TryFrom<PlacementCountRow> for PlacementCount {
+    type Error = StoreError;
+
+    fn try_from(r: PlacementCountRow) -> Result<Self, StoreError> {
+        Ok(PlacementCount {
+            host_id: r.host_id,
+            actor_type: r.actor_type,
+            actors: count(r.actors)?,
+        })
+    }
+}
+
+/// How many due alarms belong to actors placed on one host (`None`: placed nowhere).
+#[derive(sqlx::FromRow)]
+pub(crate) struct DueAlarmCountRow {
+    pub(crate) host_id: Option<String>,
+    pub(crate) alarms: i64,
+}
+
+impl TryFrom<DueAlarmCountRow> for DueAlarmCount {
+    type Error = StoreError;
+
+    fn try_from(r: DueAlarmCountRow) -> Result<Self, StoreError> {
+        Ok(DueAlarmCount {
+            host_id: r.host_id,
+            alarms: count(r.alarms)?,
+        })
+    }
+}
+
+/// A `COUNT(*)` as an unsigned number.
+fn count(n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Invalid(format!("negative count: {n}")))
 }

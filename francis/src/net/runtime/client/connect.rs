@@ -197,6 +197,7 @@ impl Inner {
             prev_proof: None,
             address: self.registration.address.clone(),
             actor_types: self.registration.actor_types.clone(),
+            version: Some(self.registration.version.clone()).filter(|v| !v.is_empty()),
             auth: None,
             wlpub: key.public_key_raw(),
         };

@@ -36,9 +36,9 @@ use super::messages::{
 };
 use crate::clock::SharedClock;
 use crate::model::{
-    ActorKey, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity, FetchAlarms,
-    HostId, HostInfo, HostRegistration, ListStatesOptions, LookupOptions, Placement, StateList,
-    Store, StoreError, StoreOptions,
+    ActorKey, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity,
+    ClusterObservation, FetchAlarms, HostId, HostInfo, HostRegistration, ListStatesOptions,
+    LookupOptions, Placement, StateList, Store, StoreError, StoreOptions,
 };
 use crate::net::peer::{NetError, client_endpoint, transport_config};
 use crate::net::pki::RUNTIME_PREFIX;
@@ -445,6 +445,14 @@ macro_rules! link_store {
             ) -> Result<ClusterIdentity, StoreError> {
                 Err(StoreError::Invalid(
                     "the runtime checks the cluster identity of its store itself; a worker cannot"
+                        .into(),
+                ))
+            }
+
+            async fn observe_cluster(&self) -> Result<ClusterObservation, StoreError> {
+                Err(StoreError::Invalid(
+                    "only a runtime or a local host observes the cluster through its own store; \
+                     a worker's link to its runtime cannot"
                         .into(),
                 ))
             }

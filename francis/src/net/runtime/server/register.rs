@@ -19,7 +19,8 @@ use crate::net::runtime::bootstrap::{
     self, CHANNEL_BINDING_LABEL, PSK_NONCE_LEN, ProofSide, REATTACH_BINDING_LABEL,
 };
 use crate::net::runtime::messages::{
-    PreviousIdentityProof, RegisterAuth, RegisterChallenge, RegisterRequest, kind, method,
+    MAX_VERSION_LEN, PreviousIdentityProof, RegisterAuth, RegisterChallenge, RegisterRequest, kind,
+    method,
 };
 use crate::net::serving::reply;
 use crate::net::tls;
@@ -318,9 +319,21 @@ async fn complete(
             format!("an actor type name is empty ({t:?})"),
         ));
     }
+    let version = request.version.unwrap_or_default();
+    if version.len() > MAX_VERSION_LEN || !version.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(WireError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "version must be at most {MAX_VERSION_LEN} bytes of printable ASCII without spaces"
+            ),
+        ));
+    }
     let registration = HostRegistration {
         address: request.address,
         actor_types: request.actor_types,
+        version,
+        // The runtime's admission policy sets the cluster's maxHosts, never the worker.
+        max_hosts: 0,
     };
     let limit = shared.settings.store_timeout;
     let mut response = timeout(
