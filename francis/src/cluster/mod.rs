@@ -1,7 +1,8 @@
 //! The cluster state view: what `GET /api/cluster/state` answers and `francis cluster status`
 //! shows. [`compute`] is a pure function from what one node has observed ([`Observations`])
 //! and a few limits ([`Thresholds`]) to a versioned document ([`ClusterState`]); it reads no
-//! clock, store or network, so every rule below is tested without them.
+//! clock, store or network, so every rule below is tested without them. [`Timeline`] keeps the
+//! recent events a node records for it.
 //!
 //! # Nodes
 //!
@@ -49,6 +50,7 @@
 mod compute;
 mod observe;
 mod state;
+mod timeline;
 
 pub use compute::{TIMELINE_LIMIT, compute, p95};
 pub use observe::{
@@ -60,3 +62,4 @@ pub use state::{
     API_MAJOR, API_VERSION, ApiVersionError, Caller, ClusterState, Context, Edge, EdgeState,
     EventKind, Lifecycle, Node, NodeKind, NodeRef, Role, TimelineEvent, Trust, check_api_version,
 };
+pub use timeline::{TIMELINE_CAPACITY, Timeline};
