@@ -22,7 +22,7 @@ pub enum Code {
     Config = 6,
     /// `francis ca pin`: the runtime's CA does not have the expected fingerprint.
     Mismatch = 7,
-    /// `francis ca pin`: the runtime could not be reached.
+    /// `francis ca pin`, `francis cluster status`: the runtime or server could not be reached.
     Unreachable = 8,
     /// Interrupted: a second Ctrl-C killed the hosts, or a prompt got no answer.
     Interrupted = 130,
@@ -40,7 +40,7 @@ macro_rules! exit_codes_help {
   5    francis dev: a host could not start, or kept exiting before it became ready
   6    francis runtime / ca print: the runtime configuration is invalid
   7    francis ca pin: the CA does not have the expected fingerprint (nothing written)
-  8    francis ca pin: the runtime could not be reached
+  8    francis ca pin / cluster status: the runtime or server could not be reached
   130  interrupted: a second Ctrl-C killed the hosts, or a prompt got no answer"
     };
 }

@@ -1,10 +1,12 @@
 //! The `francis` command-line tool: `francis new` scaffolds a project from an embedded template,
 //! `francis dev` runs a development cluster of it (local, or a runtime and workers with
 //! `--remote`), `francis runtime` and `francis ca` run and pin the remote topology's control
-//! plane, `francis completions` prints shell completions. Each subcommand lives in its own
-//! module; errors carry an exit code and a fix ([`exit::Failure`]).
+//! plane, `francis cluster status` shows a running cluster's state, `francis completions`
+//! prints shell completions. Each subcommand lives in its own module; errors carry an exit code
+//! and a fix ([`exit::Failure`]).
 
 mod ca;
+mod cluster;
 mod dev;
 mod exit;
 mod new;
@@ -43,6 +45,7 @@ const AFTER_HELP: &str = concat!(
   cd myworker && francis dev --remote   # a dev runtime and two workers that join it
   francis runtime --config config.yaml     # the control plane of the remote topology
   francis ca print --config config.yaml > ca.pem   # the CA workers pin
+  francis cluster status --url http://127.0.0.1:8444   # the cluster as a runtime sees it
   francis completions bash > ~/.local/share/bash-completion/completions/francis
 
 ",
@@ -60,6 +63,8 @@ enum Command {
     Runtime(runtime::RuntimeArgs),
     /// Print the cluster CA from a configuration, or pin the CA of a running runtime.
     Ca(ca::CaArgs),
+    /// Show the state of a running cluster, as one of its hosts or runtimes sees it.
+    Cluster(cluster::ClusterArgs),
     /// Print shell completions for francis.
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions {
@@ -81,6 +86,7 @@ fn main() -> std::process::ExitCode {
         Command::Dev(args) => dev::run(args),
         Command::Runtime(args) => runtime::run(args),
         Command::Ca(args) => ca::run(args),
+        Command::Cluster(args) => cluster::run(args),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "francis", &mut std::io::stdout());

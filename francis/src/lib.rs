@@ -74,6 +74,8 @@
 //! - [`model`]: what every layer shares: actor keys, the payload [`Envelope`], the coordination
 //!   records and the coordination contract [`model::Store`].
 //! - [`clock`], [`time`]: injected time, and durations as users write them.
+//! - [`cluster`]: the cluster state view (`GET /api/cluster/state`), a pure function from one
+//!   node's observations to a versioned document.
 //! - [`store`]: the stores: memory, and SQLite and PostgreSQL (features `sqlite`, `postgres`)
 //!   through one SQL implementation.
 //! - [`net`]: the cluster CA and TLS ([`net::pki`], [`net::tls`]), and, internal to the crate,
@@ -93,6 +95,7 @@ extern crate self as francis;
 
 pub mod actor;
 pub mod clock;
+pub mod cluster;
 pub mod error;
 pub mod host;
 #[cfg(feature = "http")]

@@ -269,6 +269,7 @@ fn the_cli_reference_is_the_help_of_every_command() {
         "runtime check",
         "ca print",
         "ca pin",
+        "cluster status",
         "completions",
     ] {
         assert!(

@@ -175,4 +175,12 @@ mod tests {
         assert!(reach.skipped().is_empty());
         assert!(reach.report().is_empty());
     }
+
+    #[test]
+    fn the_cluster_view_calls_a_peer_partitioned_after_as_many_failures_as_placements_skip_it() {
+        assert_eq!(
+            SKIP_AFTER,
+            crate::cluster::DEFAULT_PARTITIONED_AFTER_FAILURES
+        );
+    }
 }
