@@ -77,6 +77,15 @@ pub trait HostHandle: sealed::Sealed + Send + Sync + 'static {
     fn is_shutting_down(&self) -> bool {
         false
     }
+    /// The cluster as this host sees it (local topology: it reads the shared store), for
+    /// `caller`. `None` for handles not bound to one host.
+    fn cluster_state(
+        &self,
+        caller: Option<crate::cluster::Caller>,
+    ) -> Option<BoxFuture<'_, Result<crate::cluster::ClusterState, Error>>> {
+        let _ = caller;
+        None
+    }
 }
 
 /// What a host reports about itself: its ID, the address its peers reach it on, how many
@@ -167,6 +176,17 @@ impl Service {
     /// `None` if the service is not bound to one host.
     pub fn host_status(&self) -> Option<HostStatus> {
         self.handle.status()
+    }
+
+    /// The cluster state view as this service's host sees it, for `caller`: its nodes (from
+    /// the shared store), the links it has used, and its timeline. `None` when the service is
+    /// not bound to one host. In the remote topology the store belongs to the runtime, which
+    /// serves the view: the answer is an error saying so.
+    pub async fn cluster_state(
+        &self,
+        caller: Option<crate::cluster::Caller>,
+    ) -> Option<Result<crate::cluster::ClusterState, Error>> {
+        Some(self.handle.cluster_state(caller)?.await)
     }
 
     /// Whether this service's host can take calls: it is registered and not shutting down,

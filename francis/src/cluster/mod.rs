@@ -51,6 +51,7 @@ mod compute;
 mod observe;
 mod state;
 mod timeline;
+mod watch;
 
 pub use compute::{TIMELINE_LIMIT, compute, p95};
 pub use observe::{
@@ -63,3 +64,4 @@ pub use state::{
     EventKind, Lifecycle, Node, NodeKind, NodeRef, Role, TimelineEvent, Trust, check_api_version,
 };
 pub use timeline::{TIMELINE_CAPACITY, Timeline};
+pub use watch::{ClusterWatch, hosts_of};

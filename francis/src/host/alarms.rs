@@ -225,6 +225,12 @@ impl HostCore {
                 actor = %lease.key, alarm = %lease.name, attempts = failures, error = %reason,
                 "alarm failed on every attempt; dropping this occurrence"
             );
+            self.watch.record(crate::cluster::TimelineEvent::new(
+                now,
+                crate::cluster::EventKind::AlarmDropped,
+                format!("{}/{}", lease.key, lease.name),
+                format!("failed {failures} times; last error: {reason}"),
+            ));
         }
         // Success, or a failed occurrence that was dropped: move on to the next occurrence.
         let Some(text) = &record.interval else {

@@ -82,6 +82,8 @@ pub(crate) struct HostCore {
     reachability: Reachability,
     /// What this host has seen of its links to peers.
     pub(crate) links: Links,
+    /// What this host remembers of the cluster between looks, and its timeline.
+    pub(crate) watch: crate::cluster::ClusterWatch,
     pub(crate) peer_client: Option<PeerClient>,
     topology: Topology,
     app_data: AppData,
@@ -118,6 +120,7 @@ impl HostCore {
             placements: PlacementCache::default(),
             reachability,
             links,
+            watch: crate::cluster::ClusterWatch::new(),
             peer_client,
             topology,
             app_data,
@@ -686,6 +689,64 @@ impl HostHandle for HostCore {
 
     fn is_shutting_down(&self) -> bool {
         HostCore::is_shutting_down(self)
+    }
+
+    fn cluster_state(
+        &self,
+        caller: Option<crate::cluster::Caller>,
+    ) -> Option<BoxFuture<'_, Result<crate::cluster::ClusterState, Error>>> {
+        Some(Box::pin(self.observe_cluster(caller)))
+    }
+}
+
+impl HostCore {
+    /// The state view from this host: the store's hosts, placements and due alarms, this
+    /// host's links, and its timeline.
+    async fn observe_cluster(
+        &self,
+        caller: Option<crate::cluster::Caller>,
+    ) -> Result<crate::cluster::ClusterState, Error> {
+        use crate::cluster::{
+            LinkObservation, NodeKind, NodeRef, Observations, Thresholds, compute, hosts_of,
+        };
+        if self.topology == crate::actor::service::Topology::Remote {
+            return Err(Error::Config(
+                "this host belongs to the remote topology: the runtime owns the store and serves the cluster state; ask the runtime's operations server (http.bind, e.g. francis cluster status --url http://<runtime>:8444)".into(),
+            ));
+        }
+        let observation = self.store.observe_cluster().await.map_err(store_error)?;
+        let now_ms = self.clock.now_ms();
+        let hosts = hosts_of(&observation);
+        let departures = self.watch.observe(now_ms, &hosts);
+        let mut observations = Observations::new(
+            now_ms,
+            NodeRef::new(NodeKind::Host, self.host_id.clone(), self.address.clone()),
+            "none",
+        );
+        observations.caller = caller;
+        observations.hosts = hosts;
+        observations.recent_departures = departures;
+        observations.events = self.watch.events();
+        observations.links = self
+            .links
+            .snapshot()
+            .into_iter()
+            .map(|link| LinkObservation {
+                to_host_id: Some(link.host_id),
+                to_address: link.address,
+                calls: link.calls,
+                errors: link.errors,
+                consecutive_failures: link.consecutive_failures,
+                last_success_ms: link.last_success_ms,
+                last_failure_ms: link.last_failure_ms,
+                last_error: link.last_error,
+                latency_samples_ms: link.latencies_ms,
+            })
+            .collect();
+        Ok(compute(
+            &observations,
+            &Thresholds::from_deadline(self.timings.health_check_deadline),
+        ))
     }
 }
 

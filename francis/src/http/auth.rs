@@ -2,39 +2,10 @@
 //! admin, a principal taken from the credential (never from the request body), and the role
 //! each route needs.
 
-use std::fmt;
-
 use axum::http::Method;
 use serde::{Deserialize, Serialize};
 
-/// What a caller may do. Ordered: each role may do what the ones below it may.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Read: status, metrics, the cluster state.
-    Viewer,
-    /// Also call actors and set or delete their alarms, halt them.
-    Operator,
-    /// Everything.
-    Admin,
-}
-
-impl Role {
-    /// The role's name: `viewer`, `operator` or `admin`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::cluster::Role;
 
 /// The authenticated caller of a request, as the guard found it: handlers read it from the
 /// request's extensions.

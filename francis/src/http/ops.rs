@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,7 +14,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
+use super::auth::Principal;
 use crate::actor::service::{Readiness, Service};
+use crate::cluster::{Caller, ClusterState};
+use crate::error::Error;
 use crate::telemetry::{metrics, prometheus};
 
 /// How long `/readyz` waits for the store (or runtime) to answer.
@@ -25,6 +29,42 @@ pub(super) fn routes() -> Router<Service> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/api/cluster/state", get(cluster_state))
+}
+
+/// The caller of a request as the state view names it: the principal the guard found.
+pub(crate) fn caller_of(principal: Option<&Principal>) -> Option<Caller> {
+    principal.map(|p| Caller::new(p.name.clone(), p.role))
+}
+
+async fn cluster_state(
+    State(service): State<Service>,
+    principal: Option<Extension<Principal>>,
+) -> Response {
+    let caller = caller_of(principal.as_ref().map(|Extension(p)| p));
+    match service.cluster_state(caller).await {
+        Some(Ok(state)) => state_response(&state),
+        Some(Err(Error::Config(message))) => (
+            StatusCode::CONFLICT,
+            axum::Json(json!({"error": message, "code": "served_by_runtime"})),
+        )
+            .into_response(),
+        Some(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"error": format!("cannot observe the cluster: {e}; is the store reachable? (GET /readyz tells)"), "code": "store_unavailable"})),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "this control server is not bound to one host, so it has no cluster view", "code": "no_host_status"})),
+        )
+            .into_response(),
+    }
+}
+
+/// A state view as `GET /api/cluster/state` answers it.
+pub(crate) fn state_response(state: &ClusterState) -> Response {
+    (StatusCode::OK, axum::Json(state)).into_response()
 }
 
 /// `GET /healthz`: the process is alive and serving HTTP.

@@ -220,6 +220,8 @@ impl Runtime {
                 runtime_id: runtime_id.clone(),
                 address: local_addr.to_string(),
                 draining: draining.clone(),
+                watch: Arc::new(crate::cluster::ClusterWatch::new()),
+                health_check_deadline: policy.hosts.health_check_deadline,
             };
             let mut stopped = stopped.clone();
             tokio::spawn(ops.serve(view, async move {

@@ -14,8 +14,19 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 
 use crate::actor::service::{Readiness, ReadinessCheck};
-use crate::http::ControlApi;
-use crate::http::ops::{READY_CHECK_LIMIT, healthz, metrics_text, readiness_response};
+use axum::Extension;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use crate::cluster::{
+    ClusterWatch, NodeKind, NodeRef, Observations, RuntimeObservation, Thresholds, compute,
+    hosts_of,
+};
+use crate::http::ops::{
+    READY_CHECK_LIMIT, caller_of, healthz, metrics_text, readiness_response, state_response,
+};
+use crate::http::{ControlApi, Principal};
 use crate::model::Store;
 
 /// What the operations endpoints read of a runtime.
@@ -27,6 +38,10 @@ pub(crate) struct RuntimeView {
     pub address: String,
     /// Set once the runtime begins to shut down.
     pub draining: Arc<AtomicBool>,
+    /// What the runtime remembers of the cluster between looks.
+    pub watch: Arc<ClusterWatch>,
+    /// The health-check deadline the lifecycle thresholds derive from.
+    pub health_check_deadline: std::time::Duration,
 }
 
 /// The operations server, bound and not yet serving.
@@ -64,6 +79,7 @@ impl OpsServer {
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics_text))
+            .route("/api/cluster/state", get(cluster_state))
             .with_state(view);
         let app = self.api.protect(routes);
         if let Err(e) = axum::serve(
@@ -76,6 +92,49 @@ impl OpsServer {
             tracing::error!(error = %e, "the operations HTTP server failed");
         }
     }
+}
+
+async fn cluster_state(
+    State(view): State<RuntimeView>,
+    principal: Option<Extension<Principal>>,
+) -> Response {
+    let observation = match view.store.observe_cluster().await {
+        Ok(observation) => observation,
+        Err(e) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"error": format!("cannot observe the cluster: {e}; is the store reachable? (GET /readyz tells)"), "code": "store_unavailable"})),
+            )
+                .into_response();
+        }
+    };
+    let now_ms = view.store.options().clock.now_ms();
+    let hosts = hosts_of(&observation);
+    let departures = view.watch.observe(now_ms, &hosts);
+    let mut observations = Observations::new(
+        now_ms,
+        NodeRef::new(
+            NodeKind::Runtime,
+            view.runtime_id.clone(),
+            view.address.clone(),
+        ),
+        "none",
+    );
+    observations.caller = caller_of(principal.as_ref().map(|Extension(p)| p));
+    observations.hosts = hosts;
+    observations.recent_departures = departures;
+    observations.events = view.watch.events();
+    observations.runtimes = vec![RuntimeObservation {
+        id: view.runtime_id.clone(),
+        address: view.address.clone(),
+        version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+        last_seen_ms: Some(now_ms),
+        trusted: Some(true),
+    }];
+    state_response(&compute(
+        &observations,
+        &Thresholds::from_deadline(view.health_check_deadline),
+    ))
 }
 
 async fn readyz(State(view): State<RuntimeView>) -> Response {

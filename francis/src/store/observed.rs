@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use tracing::Instrument;
 
 use crate::model::{
-    ActorKey, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity, FetchAlarms,
-    HostId, HostInfo, HostRegistration, ListStatesOptions, LookupOptions, Placement, StateList,
-    Store, StoreError, StoreOptions,
+    ActorKey, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity,
+    ClusterObservation, FetchAlarms, HostId, HostInfo, HostRegistration, ListStatesOptions,
+    LookupOptions, Placement, StateList, Store, StoreError, StoreOptions,
 };
 use crate::telemetry::metrics::metrics;
 
@@ -89,6 +89,7 @@ observed! {
     release_alarm_lease(lease: &AlarmLease) -> bool;
     renew_alarm_leases(host_id: &str, lease_duration: Duration) -> Vec<AlarmLease>;
     claim_cluster_identity(fingerprints: &[String]) -> ClusterIdentity;
+    observe_cluster() -> ClusterObservation;
     cleanup() -> CleanupStats;
 }
 
