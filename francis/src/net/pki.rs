@@ -684,7 +684,30 @@ impl ClusterCa {
         self.issue_for_ttl(SpiffeId::runtime(runtime_id)?, ttl)
     }
 
+    /// [`issue_runtime_identity`](Self::issue_runtime_identity), the certificate also naming
+    /// the runtime's `addresses` (host names or IP addresses, without ports) as DNS or IP
+    /// subject alternative names, for clients that check a server's name (an HTTPS client of
+    /// the runtime). Francis's own clients check the SPIFFE ID only.
+    pub fn issue_runtime_identity_naming(
+        &self,
+        runtime_id: &str,
+        ttl: Duration,
+        addresses: &[&str],
+    ) -> Result<Identity, PkiError> {
+        let spiffe_id = SpiffeId::runtime(runtime_id)?;
+        self.issue_for_ttl_naming(spiffe_id, ttl, addresses)
+    }
+
     fn issue_for_ttl(&self, spiffe_id: SpiffeId, ttl: Duration) -> Result<Identity, PkiError> {
+        self.issue_for_ttl_naming(spiffe_id, ttl, &[])
+    }
+
+    fn issue_for_ttl_naming(
+        &self,
+        spiffe_id: SpiffeId,
+        ttl: Duration,
+        addresses: &[&str],
+    ) -> Result<Identity, PkiError> {
         if ttl.is_zero() || ttl > MAX_LEAF_TTL {
             return Err(PkiError::InvalidTtl(ttl));
         }
@@ -693,7 +716,7 @@ impl ClusterCa {
             .checked_sub(CLOCK_SKEW)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let not_after = now + ttl + CLOCK_SKEW;
-        self.issue_with_validity(spiffe_id, not_before, not_after)
+        self.issue_naming(spiffe_id, not_before, not_after, addresses)
     }
 
     /// Issues a leaf with an explicit validity window (tests use it for expired certificates).
@@ -703,8 +726,30 @@ impl ClusterCa {
         not_before: SystemTime,
         not_after: SystemTime,
     ) -> Result<Identity, PkiError> {
+        self.issue_naming(spiffe_id, not_before, not_after, &[])
+    }
+
+    /// Issues a leaf that also names `addresses` (DNS names or IP addresses).
+    fn issue_naming(
+        &self,
+        spiffe_id: SpiffeId,
+        not_before: SystemTime,
+        not_after: SystemTime,
+        addresses: &[&str],
+    ) -> Result<Identity, PkiError> {
         let key = Zeroizing::new(KeyPair::generate_for(&rcgen::PKCS_ED25519)?);
-        let params = leaf_params(&spiffe_id, not_before, not_after)?;
+        let mut params = leaf_params(&spiffe_id, not_before, not_after)?;
+        for address in addresses {
+            let name = match address.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName((*address).try_into().map_err(|_| {
+                    PkiError::InvalidCertificate(format!(
+                        "{address:?} is neither an IP address nor a DNS name"
+                    ))
+                })?),
+            };
+            params.subject_alt_names.push(name);
+        }
         let cert = params.signed_by(&*key, &self.inner.issuer)?;
         Ok(Identity {
             spiffe_id,

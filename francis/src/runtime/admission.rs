@@ -59,6 +59,8 @@ pub(crate) struct HostSettings {
     pub health_check_deadline: Duration,
     pub alarms_poll_interval: Duration,
     pub alarms_lease_duration: Duration,
+    pub alarms_fetch_ahead: Duration,
+    pub alarms_batch_size: u32,
 }
 
 /// The policy of one runtime: its store, its CA, its bootstrap method and host settings.
@@ -151,6 +153,8 @@ impl Admission for Policy {
             health_deadline_ms: ms(self.hosts.health_check_deadline),
             alarms_poll_interval_ms: ms(self.hosts.alarms_poll_interval),
             alarms_lease_duration_ms: ms(self.hosts.alarms_lease_duration),
+            alarms_fetch_ahead_ms: ms(self.hosts.alarms_fetch_ahead),
+            alarms_batch_size: self.hosts.alarms_batch_size,
             wlcert,
             cert_expires_ms,
             cabundle,

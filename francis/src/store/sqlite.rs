@@ -22,13 +22,14 @@ use sqlx::sqlite::{
 };
 use tokio::sync::OwnedMutexGuard;
 
-use super::sql::SqlStore;
+use super::SqlOptions;
 use super::sql::dialect::{Dialect, Tx, sealed};
+use super::sql::{SqlStore, with_query_log};
 use crate::model::{ActorKey, StoreError, StoreOptions};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// How long a statement waits for another connection's write lock before failing.
+/// How long opening a new file keeps retrying while another process switches it to WAL mode.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How hard SQLite pushes each commit to disk (its `synchronous` pragma, in WAL mode).
@@ -153,11 +154,22 @@ impl SqlStore<SqliteDialect> {
         synchronous: Synchronous,
         options: StoreOptions,
     ) -> Result<Self, StoreError> {
+        Self::open_configured(path, synchronous, options, SqlOptions::default()).await
+    }
+
+    /// [`open_with`](Self::open_with), its operations bounded and logged as `sql` says (the
+    /// timeout also bounds the wait for another connection's write lock).
+    pub async fn open_configured(
+        path: impl AsRef<Path>,
+        synchronous: Synchronous,
+        options: StoreOptions,
+        sql: SqlOptions,
+    ) -> Result<Self, StoreError> {
         let path = path.as_ref();
         let mut delay = Duration::from_millis(10);
         let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
         loop {
-            match Self::open_once(path, synchronous, options.clone()).await {
+            match Self::open_once(path, synchronous, options.clone(), sql).await {
                 Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_millis(250));
@@ -171,6 +183,7 @@ impl SqlStore<SqliteDialect> {
         path: &Path,
         synchronous: Synchronous,
         options: StoreOptions,
+        sql: SqlOptions,
     ) -> Result<Self, StoreError> {
         let connect = SqliteConnectOptions::new()
             .filename(path)
@@ -178,9 +191,12 @@ impl SqlStore<SqliteDialect> {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous.to_sqlx())
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool: SqlitePool = SqlitePoolOptions::new().connect_with(connect).await?;
-        let store = SqlStore::new(pool, SqliteDialect::default(), options);
+            .busy_timeout(sql.timeout);
+        let pool: SqlitePool = SqlitePoolOptions::new()
+            .acquire_timeout(sql.timeout)
+            .connect_with(with_query_log(connect, sql.query_log))
+            .await?;
+        let store = SqlStore::new(pool, SqliteDialect::default(), options, sql);
         // Migrate under the write lock, so processes opening the same new file at once do not
         // both try to create the schema. `run_direct` rather than `run(&mut *tx)`: the latter
         // makes this future unusable with `tokio::spawn` ("implementation of `Acquire` is not

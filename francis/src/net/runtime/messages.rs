@@ -167,6 +167,13 @@ pub struct RegisterResponse {
     /// How long alarm leases last (ms).
     #[serde(rename = "alarmsLeaseDuration")]
     pub alarms_lease_duration_ms: u64,
+    /// How far ahead of now the host fetches due alarms (ms; 0 from a runtime that does not
+    /// say, and the host keeps its default).
+    #[serde(rename = "alarmsFetchAhead")]
+    pub alarms_fetch_ahead_ms: u64,
+    /// The most alarms one fetch leases (0 from a runtime that does not say).
+    #[serde(rename = "alarmsBatchSize")]
+    pub alarms_batch_size: u32,
     /// The host's new workload certificate (DER).
     #[serde(with = "serde_bytes")]
     pub wlcert: Vec<u8>,

@@ -58,6 +58,7 @@ impl LinkStore {
             registration: registration.clone(),
             clock: Arc::new(self.clock.clone()),
             connect_timeout: Some(Duration::from_secs(10)),
+            request_timeout: Duration::from_secs(15),
         })
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
