@@ -339,9 +339,22 @@ impl RuntimeBuilder {
             .health_check_deadline(config.health_check_deadline)
             .alarms_poll_interval(config.alarms_poll_interval)
             .alarms_lease_duration(config.alarms_lease_duration)
-            .shutdown_grace_period(config.shutdown_grace_period);
+            .alarms_fetch_ahead(
+                config.alarms_fetch_ahead_interval,
+                config.alarms_fetch_ahead_batch_size,
+            )
+            .shutdown_grace_period(config.shutdown_grace_period)
+            .request_timeout(config.request_timeout)
+            .max_in_flight_requests(config.max_in_flight_requests)
+            .max_request_body_size(config.max_request_body_size)
+            .store_timeout(config.provider_options.timeout)
+            .query_log(config.provider_options.query_log)
+            .operation_log(config.provider_options.operation_log);
         if let Some(id) = &config.runtime_id {
             builder = builder.runtime_id(id);
+        }
+        if let Some(address) = &config.advertise_address {
+            builder = builder.advertise_address(address);
         }
         for psk in &config.runtime_psks {
             builder = builder.runtime_psk(psk.as_bytes());
