@@ -131,10 +131,10 @@ pub enum Error {
         message: String,
     },
     /// A call forwarded to another host got no reply within its deadline (the host's
-    /// `call_timeout`, 15 s by default, or the call's own). The owner gives up too, but the
+    /// `request_timeout`, 15 s by default, or the call's own). The owner gives up too, but the
     /// method may have run, or may still be running.
     #[error(
-        "call to actor {key} method {method} got no reply within {timeout:?}; it may have run. A longer deadline can be set per call (ActorRef::with_timeout, InvokeOptions::timeout) or per host (call_timeout)"
+        "call to actor {key} method {method} got no reply within {timeout:?}; it may have run. A longer deadline can be set per call (ActorRef::with_timeout, InvokeOptions::timeout) or per host (request_timeout)"
     )]
     Timeout {
         /// The actor.

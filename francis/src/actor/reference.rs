@@ -140,7 +140,7 @@ impl<A: Actor> ActorRef<A> {
 
     /// A copy of this reference whose calls, when the actor lives on another host, wait at
     /// most `timeout` for the reply, then fail with [`Error::Timeout`] (instead of the host's
-    /// `call_timeout`, 15 s by default). The owner is told the deadline and gives up too.
+    /// `request_timeout`, 15 s by default). The owner is told the deadline and gives up too.
     pub fn with_timeout(&self, timeout: std::time::Duration) -> Self {
         self.with_options(InvokeOptions {
             timeout: Some(timeout),

@@ -23,7 +23,7 @@ pub struct InvokeOptions {
     pub read_only: bool,
     /// How long to wait for a call forwarded to another host before failing with
     /// [`Error::Timeout`]; the owner is told and gives up too. `None`: the host's
-    /// `call_timeout` ([`crate::host::DEFAULT_CALL_TIMEOUT`], 15 s, unless the builder set
+    /// `request_timeout` ([`crate::host::DEFAULT_CALL_TIMEOUT`], 15 s, unless the builder set
     /// another). A call that runs on this host is not bounded.
     pub timeout: Option<Duration>,
 }

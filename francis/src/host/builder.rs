@@ -23,7 +23,10 @@ use std::time::Duration;
 
 use super::certificate::{LocalCertificate, Validity};
 use super::core::{AppData, CoreParts, HostCore};
-use super::options::{ActorOptions, HostTimings};
+use super::options::{
+    ActorOptions, HostTimings, MAX_ALARMS_FETCH_AHEAD, MAX_IN_FLIGHT_REQUESTS,
+    MAX_REQUEST_BODY_SIZE, MIN_REQUEST_BODY_SIZE,
+};
 use super::peer_calls::PeerCalls;
 use super::registry::{ActorTypeEntry, Registry};
 use super::{Host, MIN_PSK_LEN};
@@ -39,14 +42,15 @@ use crate::net::runtime::bootstrap::MIN_HOST_PSK_LEN;
 use crate::net::runtime::client::{Credential, LinkOptions, RuntimeLink};
 use crate::net::tls::{CertSlot, Trust};
 use crate::net::{development_psk_problem, is_host_port};
-use crate::store::StoreSpec;
-
-/// How long dialling another host may take.
-const PEER_DIAL_TIMEOUT: Duration = Duration::from_secs(15);
+use crate::store::{OperationLog, QueryLog, SqlOptions, StoreSpec, default_store_timeout};
 
 /// What a host of the local topology is built with: its store and the runtime PSKs.
 pub struct Local {
     store: Option<StoreSpec>,
+    /// How a SQL store bounds and logs its operations.
+    sql: SqlOptions,
+    /// The store timeout given (`None`: the default for the health check deadline).
+    store_timeout: Option<Duration>,
     psks: Vec<Psk>,
     /// Whether the host listens for peers and calls them.
     network: bool,
@@ -60,6 +64,8 @@ impl Default for Local {
     fn default() -> Self {
         Local {
             store: None,
+            sql: SqlOptions::default(),
+            store_timeout: None,
             psks: Vec::new(),
             network: true,
             validity: Validity::default(),
@@ -84,8 +90,11 @@ pub struct Remote {
 #[must_use = "a host builder does nothing until `.build().await`"]
 pub struct HostBuilder<T = Local> {
     address: Option<String>,
+    /// Where the peer server listens, when not at `address`.
+    bind: Option<String>,
     types: Vec<ActorTypeEntry>,
     timings: HostTimings,
+    peer_limits: PeerLimits,
     clock: Option<SharedClock>,
     app_data: AppData,
     errors: Vec<String>,
@@ -96,8 +105,10 @@ impl<T: Default> HostBuilder<T> {
     pub(super) fn new() -> Self {
         HostBuilder {
             address: None,
+            bind: None,
             types: Vec::new(),
             timings: HostTimings::default(),
+            peer_limits: PeerLimits::default(),
             clock: None,
             app_data: AppData::new(),
             errors: Vec::new(),
@@ -107,9 +118,20 @@ impl<T: Default> HostBuilder<T> {
 }
 
 impl<T> HostBuilder<T> {
-    /// The `host:port` address other hosts use to reach this one (required).
+    /// The `host:port` address other hosts use to reach this one (required, with a non-zero
+    /// port): what the host registers in the cluster. The peer server also listens there,
+    /// unless [`bind`](Self::bind) says otherwise.
     pub fn address(mut self, address: impl Into<String>) -> Self {
         self.address = Some(address.into());
+        self
+    }
+
+    /// Where the peer server listens (UDP), as `host:port`, when that is not the advertised
+    /// [`address`](Self::address): e.g. `0.0.0.0:7571` in a container whose address other
+    /// hosts know as `10.1.2.3:7571`, or behind a port mapping. Default: the address. The port
+    /// must not be 0: the advertised address could not name the port picked.
+    pub fn bind(mut self, bind: impl Into<String>) -> Self {
+        self.bind = Some(bind.into());
         self
     }
 
@@ -140,18 +162,58 @@ impl<T> HostBuilder<T> {
         self
     }
 
-    /// How long a call forwarded to another host may wait for its reply before it fails with
-    /// [`Error::Timeout`](crate::Error::Timeout) (default
+    /// The timeout of requests between processes (the runtime's `requestTimeout`; default
     /// [`DEFAULT_CALL_TIMEOUT`](crate::host::DEFAULT_CALL_TIMEOUT), 15 s; must be more than
-    /// zero). The deadline travels with the call, so the owner gives up too. A call can set its
-    /// own: [`ActorRef::with_timeout`](crate::ActorRef::with_timeout),
-    /// [`InvokeOptions::timeout`](crate::actor::InvokeOptions::timeout).
-    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+    /// zero):
+    /// - how long a call forwarded to another host may wait for its reply before it fails with
+    ///   [`Error::Timeout`](crate::Error::Timeout). The deadline travels with the call, so the
+    ///   owner gives up too. A call can set its own:
+    ///   [`ActorRef::with_timeout`](crate::ActorRef::with_timeout),
+    ///   [`InvokeOptions::timeout`](crate::actor::InvokeOptions::timeout);
+    /// - how long dialling another host may take;
+    /// - on a worker, how long one request to the runtime may take.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
         if timeout.is_zero() {
             self.errors
-                .push("call timeout is zero; give a positive deadline (default 15 s)".into());
+                .push("request timeout is zero; give a positive deadline (default 15 s)".into());
         }
-        self.timings.call_timeout = timeout;
+        self.timings.request_timeout = timeout;
+        self
+    }
+
+    /// The former name of [`request_timeout`](Self::request_timeout), with the same effect.
+    pub fn call_timeout(self, timeout: Duration) -> Self {
+        self.request_timeout(timeout)
+    }
+
+    /// How many calls one other host may have running on this host at once (the runtime's
+    /// `maxInFlightRequests`; default
+    /// [`DEFAULT_MAX_IN_FLIGHT_REQUESTS`](crate::host::DEFAULT_MAX_IN_FLIGHT_REQUESTS), 100;
+    /// from 1 to [`MAX_IN_FLIGHT_REQUESTS`](crate::host::MAX_IN_FLIGHT_REQUESTS)). A call
+    /// beyond it is answered `overloaded` before its body is read, and the caller retries.
+    pub fn max_in_flight_requests(mut self, calls: usize) -> Self {
+        if calls == 0 || calls > MAX_IN_FLIGHT_REQUESTS {
+            self.errors.push(format!(
+                "max_in_flight_requests is {calls}; give 1 to {MAX_IN_FLIGHT_REQUESTS} (default 100)"
+            ));
+        }
+        self.peer_limits.max_in_flight = calls;
+        self
+    }
+
+    /// The largest call another host may send, in bytes (the runtime's `maxRequestBodySize`;
+    /// default [`DEFAULT_MAX_REQUEST_BODY_SIZE`](crate::host::DEFAULT_MAX_REQUEST_BODY_SIZE),
+    /// 16 MiB; from [`MIN_REQUEST_BODY_SIZE`](crate::host::MIN_REQUEST_BODY_SIZE), 1 KiB, to
+    /// [`MAX_REQUEST_BODY_SIZE`](crate::host::MAX_REQUEST_BODY_SIZE), 16 MiB, the largest frame
+    /// of the wire protocol). A larger request is refused before it is read.
+    pub fn max_request_body_size(mut self, bytes: usize) -> Self {
+        if !(MIN_REQUEST_BODY_SIZE..=MAX_REQUEST_BODY_SIZE).contains(&bytes) {
+            self.errors.push(format!(
+                "max_request_body_size is {bytes} bytes; give {MIN_REQUEST_BODY_SIZE} (1 KiB) to \
+                 {MAX_REQUEST_BODY_SIZE} (16 MiB)"
+            ));
+        }
+        self.peer_limits.max_request_bytes = bytes;
         self
     }
 
@@ -169,8 +231,9 @@ impl<T> HostBuilder<T> {
         self
     }
 
-    /// Check what both topologies need; the registration and clock to build with.
-    fn check_common(&mut self) -> (HostRegistration, SharedClock) {
+    /// Check what both topologies need; the registration, where to listen, and the clock to
+    /// build with.
+    fn check_common(&mut self) -> (HostRegistration, String, SharedClock) {
         let address = match self.address.take() {
             Some(address) => {
                 if !is_host_port(&address) {
@@ -185,6 +248,17 @@ impl<T> HostBuilder<T> {
                 String::new()
             }
         };
+        let bind = match self.bind.take() {
+            Some(bind) => {
+                if !is_host_port(&bind) {
+                    self.errors.push(format!(
+                        "bind {bind:?} is not host:port with a non-zero port, e.g. \"0.0.0.0:7571\" (the advertised address names the port, so it cannot be picked at random)"
+                    ));
+                }
+                bind
+            }
+            None => address.clone(),
+        };
         let registration = HostRegistration {
             address,
             actor_types: self
@@ -197,7 +271,7 @@ impl<T> HostBuilder<T> {
             max_hosts: 0,
         };
         let clock = self.clock.take().unwrap_or_else(|| Arc::new(SystemClock));
-        (registration, clock)
+        (registration, bind, clock)
     }
 
     /// The collected problems as one error, if any.
@@ -293,6 +367,42 @@ impl HostBuilder<Local> {
         self
     }
 
+    /// How far ahead of now each alarm poll fetches due alarms, and how many it leases at most
+    /// (the runtime's `alarmsFetchAheadInterval` and `alarmsFetchAheadBatchSize`; defaults
+    /// [`DEFAULT_ALARMS_FETCH_AHEAD`](crate::host::DEFAULT_ALARMS_FETCH_AHEAD), 2.5 s, and
+    /// [`DEFAULT_ALARMS_FETCH_BATCH_SIZE`](crate::host::DEFAULT_ALARMS_FETCH_BATCH_SIZE), 25).
+    /// The interval is more than zero and at most
+    /// [`MAX_ALARMS_FETCH_AHEAD`](crate::host::MAX_ALARMS_FETCH_AHEAD), 1 minute; the batch at
+    /// least 1. A worker of the remote topology takes both from its runtime.
+    pub fn alarms_fetch_ahead(mut self, interval: Duration, batch_size: u32) -> Self {
+        self.timings.alarms_fetch_ahead = interval;
+        self.timings.alarms_batch_size = batch_size;
+        self
+    }
+
+    /// How long one store operation may take (the runtime's `provider.timeout`; default
+    /// [`DEFAULT_STORE_TIMEOUT`](crate::store::DEFAULT_STORE_TIMEOUT), 5 s, or half the health
+    /// check deadline when that is shorter; it must be less than the deadline). For the SQLite
+    /// and PostgreSQL stores; see [`SqlOptions::timeout`].
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.topology.store_timeout = Some(timeout);
+        self
+    }
+
+    /// Log each SQL statement of the store (the runtime's `provider.queryLog`; default off).
+    /// Bound values are never logged. For the SQLite and PostgreSQL stores.
+    pub fn query_log(mut self, log: QueryLog) -> Self {
+        self.topology.sql.query_log = log;
+        self
+    }
+
+    /// Log each store operation with its duration (the runtime's `provider.operationLog`;
+    /// default off). For the SQLite and PostgreSQL stores.
+    pub fn operation_log(mut self, log: OperationLog) -> Self {
+        self.topology.sql.operation_log = log;
+        self
+    }
+
     /// Do not listen for peers or call them (a host that is alone by construction, as in
     /// `francis::testing`).
     pub(crate) fn without_network(mut self) -> Self {
@@ -315,21 +425,28 @@ impl HostBuilder<Local> {
 
     /// Check the configuration, open the store, and register the host in the cluster.
     pub async fn build(mut self) -> Result<Host, Error> {
-        let (mut registration, clock) = self.check_common();
+        let (mut registration, bind, clock) = self.check_common();
         let Local {
             store,
+            mut sql,
+            store_timeout,
             psks,
             network,
             validity,
             max_hosts,
         } = std::mem::take(&mut self.topology);
         registration.max_hosts = max_hosts;
+        sql.timeout = store_timeout
+            .unwrap_or_else(|| default_store_timeout(self.timings.health_check_deadline));
         check_local(&store, &psks, &self.timings, &mut self.errors);
-        // The local topology's one address is where the host listens and is reached.
+        self.errors
+            .extend(sql.problems(self.timings.health_check_deadline));
+        // Where the host listens and where it is reached must both be loopback for the
+        // development key.
         self.errors.extend(psks.iter().filter_map(|psk| {
             development_psk_problem(
                 psk.as_bytes(),
-                [registration.address.as_str()],
+                [registration.address.as_str(), bind.as_str()],
                 "runtime PSK",
                 "FRANCIS_RUNTIME_PSK",
             )
@@ -344,7 +461,7 @@ impl HostBuilder<Local> {
         };
         let store = store
             .ok_or_else(|| Error::Config("no store".into()))?
-            .open(options)
+            .open(options, sql)
             .await?;
         let ca = ClusterCa::from_psks(&psks).map_err(|e| Error::Config(e.to_string()))?;
         check_cluster_identity(store.as_ref(), &ca)
@@ -369,6 +486,7 @@ impl HostBuilder<Local> {
             store,
             host_id,
             registration,
+            bind,
             tls,
             link: None,
             ca: Some(ca),
@@ -457,12 +575,13 @@ impl HostBuilder<Remote> {
     /// Check the configuration, connect to a runtime and register there; the runtime's
     /// settings (health deadline, alarm polling and leases) then govern this worker.
     pub async fn build(mut self) -> Result<Host, Error> {
-        let (registration, clock) = self.check_common();
+        let (registration, bind, clock) = self.check_common();
         let remote = std::mem::take(&mut self.topology);
         check_remote(&remote, &mut self.errors);
         for credential in &remote.credentials {
             if let Credential::Psk(psk) = credential {
-                let addresses = std::iter::once(registration.address.as_str())
+                let addresses = [registration.address.as_str(), bind.as_str()]
+                    .into_iter()
                     .chain(remote.runtime_addresses.iter().map(String::as_str));
                 self.errors.extend(development_psk_problem(
                     psk.as_bytes(),
@@ -497,6 +616,7 @@ impl HostBuilder<Remote> {
             registration: registration.clone(),
             clock,
             connect_timeout: remote.connect_timeout,
+            request_timeout: self.timings.request_timeout,
         })
         .await
         .map_err(|e| Error::Bootstrap(e.to_string()))?;
@@ -504,10 +624,17 @@ impl HostBuilder<Remote> {
         self.timings.health_check_deadline = established.health_check_deadline;
         self.timings.alarms_poll_interval = established.alarms_poll_interval;
         self.timings.alarms_lease_duration = established.alarms_lease_duration;
+        if let Some(fetch_ahead) = established.alarms_fetch_ahead {
+            self.timings.alarms_fetch_ahead = fetch_ahead;
+        }
+        if let Some(batch_size) = established.alarms_batch_size {
+            self.timings.alarms_batch_size = batch_size;
+        }
         let assembly = Assembly {
             store: Arc::new(established.link.clone()),
             host_id: established.host_id,
             registration,
+            bind,
             tls: Some((established.trust, established.identity)),
             link: Some(established.link),
             ca: None,
@@ -522,6 +649,8 @@ struct Assembly {
     store: Arc<dyn Store>,
     host_id: HostId,
     registration: HostRegistration,
+    /// Where the peer server listens.
+    bind: String,
     /// The trust and identity of the peer transport (`None`: no networking).
     tls: Option<(Trust, Arc<CertSlot>)>,
     link: Option<RuntimeLink>,
@@ -538,6 +667,7 @@ impl Assembly {
             store,
             host_id,
             registration,
+            bind,
             tls,
             link,
             ca,
@@ -546,9 +676,11 @@ impl Assembly {
         let HostBuilder {
             types,
             timings,
+            peer_limits,
             app_data,
             ..
         } = builder;
+        let request_timeout = timings.request_timeout;
         let clock = store.options().clock.clone();
         tracing::info!(host = %host_id, address = %registration.address, types = registration.actor_types.len(), "host registered");
         let types: Registry = types.into_iter().map(|t| (t.name, Arc::new(t))).collect();
@@ -582,15 +714,13 @@ impl Assembly {
                 certificate: None,
             });
         };
-        match start_peering(
-            &trust,
-            identity.clone(),
-            &registration.address,
+        let peering = Peering {
+            bind: &bind,
+            dial_timeout: request_timeout,
             liveness,
-            parts,
-        )
-        .await
-        {
+            limits: peer_limits,
+        };
+        match start_peering(&trust, identity.clone(), peering, parts).await {
             Ok((core, peer_server)) => Ok(Host {
                 core,
                 peer_server: Some(peer_server),
@@ -642,6 +772,15 @@ fn check_local(
     if timings.alarms_lease_duration < Duration::from_secs(1) {
         errors.push("alarms lease duration is under 1 s; give at least 1 s (default 20 s)".into());
     }
+    if timings.alarms_fetch_ahead.is_zero() || timings.alarms_fetch_ahead > MAX_ALARMS_FETCH_AHEAD {
+        errors.push(format!(
+            "alarms fetch-ahead interval is {:?}; give more than zero and at most 1 minute (default 2.5 s)",
+            timings.alarms_fetch_ahead
+        ));
+    }
+    if timings.alarms_batch_size == 0 {
+        errors.push("alarms fetch batch size is 0; give at least 1 (default 25)".into());
+    }
     if store.is_none() {
         errors.push(
             "no store: call .sqlite(\"data.db\") for durable state, or .memory_store() for tests"
@@ -674,14 +813,31 @@ fn check_remote(remote: &Remote, errors: &mut Vec<String>) {
     }
 }
 
+/// How a host takes part in peering: where it listens, and its transport's deadlines and
+/// limits.
+struct Peering<'a> {
+    /// Where the peer server listens (`host:port`).
+    bind: &'a str,
+    /// How long dialling another host may take.
+    dial_timeout: Duration,
+    /// How soon a crashed peer must be noticed.
+    liveness: Duration,
+    limits: PeerLimits,
+}
+
 /// Build the core with a peer client, and start listening for peers.
 async fn start_peering(
     trust: &Trust,
     identity: Arc<CertSlot>,
-    address: &str,
-    liveness: Duration,
+    peering: Peering<'_>,
     parts: impl FnOnce(Option<PeerClient>) -> CoreParts,
 ) -> Result<(Arc<HostCore>, PeerServer), Error> {
+    let Peering {
+        bind: address,
+        dial_timeout,
+        liveness,
+        limits,
+    } = peering;
     let bind: SocketAddr = tokio::net::lookup_host(address)
         .await
         .ok()
@@ -691,20 +847,13 @@ async fn start_peering(
                 "address {address:?} does not resolve to a socket address"
             ))
         })?;
-    let client = PeerClient::new(trust, identity.clone(), PEER_DIAL_TIMEOUT, liveness)
+    let client = PeerClient::new(trust, identity.clone(), dial_timeout, liveness)
         .map_err(|e| Error::Config(e.to_string()))?;
     let core = HostCore::new(parts(Some(client)));
     let handler = Arc::new(PeerCalls::new(core.clone()));
     let draining = core.draining();
-    let server = PeerServer::bind(
-        bind,
-        trust,
-        identity,
-        handler,
-        PeerLimits::default(),
-        draining,
-    )
-    .map_err(|e| Error::Config(format!("cannot listen for peers on {address}: {e}")))?;
+    let server = PeerServer::bind(bind, trust, identity, handler, limits, draining)
+        .map_err(|e| Error::Config(format!("cannot listen for peers on {address}: {e}")))?;
     Ok((core, server))
 }
 

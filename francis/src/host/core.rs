@@ -252,7 +252,7 @@ impl HostCore {
     }
 
     /// Call an actor that lives on another host, retrying once on a stale placement, within
-    /// the call's deadline (its own, or the host's `call_timeout`).
+    /// the call's deadline (its own, or the host's `request_timeout`).
     async fn forward(
         &self,
         key: &ActorKey,
@@ -261,7 +261,7 @@ impl HostCore {
         options: InvokeOptions,
         placement: Placement,
     ) -> Result<Envelope, Error> {
-        let limit = options.timeout.unwrap_or(self.timings.call_timeout);
+        let limit = options.timeout.unwrap_or(self.timings.request_timeout);
         let deadline = tokio::time::Instant::now() + limit.min(MAX_CALL_TIMEOUT);
         let timed_out = || Error::Timeout {
             key: key.clone(),

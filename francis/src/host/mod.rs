@@ -34,9 +34,14 @@ use crate::net::tls::CertSlot;
 
 pub use self::builder::{HostBuilder, Local, Remote};
 pub use self::loops::shutdown_signal;
-pub use self::options::{ActorOptions, DEFAULT_CALL_TIMEOUT};
+pub use self::options::{
+    ActorOptions, DEFAULT_ALARMS_FETCH_AHEAD, DEFAULT_ALARMS_FETCH_BATCH_SIZE,
+    DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_IN_FLIGHT_REQUESTS, DEFAULT_MAX_REQUEST_BODY_SIZE,
+    MAX_ALARMS_FETCH_AHEAD, MAX_IN_FLIGHT_REQUESTS, MAX_REQUEST_BODY_SIZE, MIN_REQUEST_BODY_SIZE,
+};
 pub use self::reachability::UnreachablePeer;
 pub use crate::net::pki::{DEVELOPMENT_PSK, MIN_PSK_LEN};
+pub use crate::store::{OperationLog, QueryLog};
 
 /// A running actor host.
 pub struct Host {
@@ -131,9 +136,16 @@ impl Host {
         self.link.as_ref().and_then(RuntimeLink::runtime_address)
     }
 
-    /// The address the peer server listens on (`None` for a host without networking).
+    /// The address the peer server listens on (`None` for a host without networking): the
+    /// builder's `bind`, or its `address` when no `bind` was given.
     pub fn peer_address(&self) -> Option<SocketAddr> {
         self.peer_server.as_ref().map(PeerServer::local_addr)
+    }
+
+    /// The address other hosts are told to reach this one at: the builder's `address`, as
+    /// registered in the cluster.
+    pub fn advertised_address(&self) -> &str {
+        &self.core.address
     }
 
     /// Run the host until `shutdown` completes (e.g. `tokio::signal::ctrl_c()`), then shut down

@@ -108,10 +108,43 @@ impl ActorOptions {
 }
 
 /// How long a host waits for a call it forwarded to another host, unless the builder
-/// ([`HostBuilder::call_timeout`](crate::host::HostBuilder::call_timeout)) or the call
+/// ([`HostBuilder::request_timeout`](crate::host::HostBuilder::request_timeout)) or the call
 /// ([`InvokeOptions::timeout`](crate::actor::InvokeOptions::timeout),
-/// [`ActorRef::with_timeout`](crate::ActorRef::with_timeout)) sets another: 15 s.
+/// [`ActorRef::with_timeout`](crate::ActorRef::with_timeout)) sets another: 15 s. The same
+/// request timeout bounds dialling another host and, on a worker, each request to the
+/// runtime.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How far ahead of now a host fetches due alarms by default
+/// ([`HostBuilder::alarms_fetch_ahead`](crate::host::HostBuilder::alarms_fetch_ahead)): 2.5 s.
+pub const DEFAULT_ALARMS_FETCH_AHEAD: Duration = Duration::from_millis(2500);
+
+/// The most alarms one fetch leases by default: 25.
+pub const DEFAULT_ALARMS_FETCH_BATCH_SIZE: u32 = 25;
+
+/// The furthest ahead a host may fetch alarms: 1 minute. A runtime cuts a worker's fetch
+/// horizon to it, so an alarm is never leased long before it is due.
+pub const MAX_ALARMS_FETCH_AHEAD: Duration = Duration::from_secs(60);
+
+/// Calls one calling host may run at once on this host by default
+/// ([`HostBuilder::max_in_flight_requests`](crate::host::HostBuilder::max_in_flight_requests)):
+/// 100.
+pub const DEFAULT_MAX_IN_FLIGHT_REQUESTS: usize = 100;
+
+/// The highest accepted `max_in_flight_requests`: 10 000.
+pub const MAX_IN_FLIGHT_REQUESTS: usize = 10_000;
+
+/// The largest request another host may send by default
+/// ([`HostBuilder::max_request_body_size`](crate::host::HostBuilder::max_request_body_size)):
+/// 16 MiB, also the largest the wire protocol carries.
+pub const DEFAULT_MAX_REQUEST_BODY_SIZE: usize = crate::net::wire::MAX_FRAME_BYTES;
+
+/// The smallest accepted `max_request_body_size`: 1 KiB.
+pub const MIN_REQUEST_BODY_SIZE: usize = 1024;
+
+/// The largest accepted `max_request_body_size`: 16 MiB, the largest frame of the wire
+/// protocol.
+pub const MAX_REQUEST_BODY_SIZE: usize = crate::net::wire::MAX_FRAME_BYTES;
 
 /// Host-wide timing settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,8 +157,9 @@ pub(crate) struct HostTimings {
     pub alarms_batch_size: u32,
     pub idle_scan_interval: Duration,
     pub cleanup_interval: Duration,
-    /// The deadline of calls forwarded to another host.
-    pub call_timeout: Duration,
+    /// The request timeout: the deadline of calls forwarded to another host, of dialling one,
+    /// and of a worker's requests to the runtime.
+    pub request_timeout: Duration,
 }
 
 impl Default for HostTimings {
@@ -135,11 +169,11 @@ impl Default for HostTimings {
             health_check_deadline: Duration::from_secs(20),
             alarms_poll_interval: Duration::from_millis(1500),
             alarms_lease_duration: Duration::from_secs(20),
-            alarms_fetch_ahead: Duration::from_millis(2500),
-            alarms_batch_size: 25,
+            alarms_fetch_ahead: DEFAULT_ALARMS_FETCH_AHEAD,
+            alarms_batch_size: DEFAULT_ALARMS_FETCH_BATCH_SIZE,
             idle_scan_interval: Duration::from_secs(1),
             cleanup_interval: Duration::from_secs(600),
-            call_timeout: DEFAULT_CALL_TIMEOUT,
+            request_timeout: DEFAULT_CALL_TIMEOUT,
         }
     }
 }
@@ -170,7 +204,7 @@ mod tests {
     #[test]
     fn forwarded_calls_time_out_after_15_seconds_by_default() {
         assert_eq!(DEFAULT_CALL_TIMEOUT, Duration::from_secs(15));
-        assert_eq!(HostTimings::default().call_timeout, DEFAULT_CALL_TIMEOUT);
+        assert_eq!(HostTimings::default().request_timeout, DEFAULT_CALL_TIMEOUT);
     }
 
     #[test]

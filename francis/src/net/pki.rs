@@ -576,6 +576,19 @@ fn leaf_params(
     Ok(params)
 }
 
+/// Whether `name` is a DNS name: dot-separated labels of letters, digits and inner hyphens.
+fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
 /// A raw Ed25519 public key, as hosts send it to be certified.
 struct RawEd25519<'a>(&'a [u8]);
 
@@ -684,7 +697,30 @@ impl ClusterCa {
         self.issue_for_ttl(SpiffeId::runtime(runtime_id)?, ttl)
     }
 
+    /// [`issue_runtime_identity`](Self::issue_runtime_identity), the certificate also naming
+    /// the runtime's `addresses` (host names or IP addresses, without ports) as DNS or IP
+    /// subject alternative names, for clients that check a server's name (an HTTPS client of
+    /// the runtime). Francis's own clients check the SPIFFE ID only.
+    pub fn issue_runtime_identity_naming(
+        &self,
+        runtime_id: &str,
+        ttl: Duration,
+        addresses: &[&str],
+    ) -> Result<Identity, PkiError> {
+        let spiffe_id = SpiffeId::runtime(runtime_id)?;
+        self.issue_for_ttl_naming(spiffe_id, ttl, addresses)
+    }
+
     fn issue_for_ttl(&self, spiffe_id: SpiffeId, ttl: Duration) -> Result<Identity, PkiError> {
+        self.issue_for_ttl_naming(spiffe_id, ttl, &[])
+    }
+
+    fn issue_for_ttl_naming(
+        &self,
+        spiffe_id: SpiffeId,
+        ttl: Duration,
+        addresses: &[&str],
+    ) -> Result<Identity, PkiError> {
         if ttl.is_zero() || ttl > MAX_LEAF_TTL {
             return Err(PkiError::InvalidTtl(ttl));
         }
@@ -693,7 +729,7 @@ impl ClusterCa {
             .checked_sub(CLOCK_SKEW)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let not_after = now + ttl + CLOCK_SKEW;
-        self.issue_with_validity(spiffe_id, not_before, not_after)
+        self.issue_naming(spiffe_id, not_before, not_after, addresses)
     }
 
     /// Issues a leaf with an explicit validity window (tests use it for expired certificates).
@@ -703,8 +739,34 @@ impl ClusterCa {
         not_before: SystemTime,
         not_after: SystemTime,
     ) -> Result<Identity, PkiError> {
+        self.issue_naming(spiffe_id, not_before, not_after, &[])
+    }
+
+    /// Issues a leaf that also names `addresses` (DNS names or IP addresses).
+    fn issue_naming(
+        &self,
+        spiffe_id: SpiffeId,
+        not_before: SystemTime,
+        not_after: SystemTime,
+        addresses: &[&str],
+    ) -> Result<Identity, PkiError> {
         let key = Zeroizing::new(KeyPair::generate_for(&rcgen::PKCS_ED25519)?);
-        let params = leaf_params(&spiffe_id, not_before, not_after)?;
+        let mut params = leaf_params(&spiffe_id, not_before, not_after)?;
+        for address in addresses {
+            let not_a_name = || {
+                PkiError::InvalidCertificate(format!(
+                    "{address:?} is neither an IP address nor a DNS name"
+                ))
+            };
+            let name = match address.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) if is_dns_name(address) => {
+                    SanType::DnsName((*address).try_into().map_err(|_| not_a_name())?)
+                }
+                Err(_) => return Err(not_a_name()),
+            };
+            params.subject_alt_names.push(name);
+        }
         let cert = params.signed_by(&*key, &self.inner.issuer)?;
         Ok(Identity {
             spiffe_id,
@@ -802,6 +864,60 @@ mod tests {
 
     const PSK_A: &str = "an example cluster key of 32+ bytes!";
     const PSK_B: &str = "a different cluster key, also 32+ bytes";
+
+    #[test]
+    fn a_runtime_certificate_names_its_advertised_host_besides_its_spiffe_id() {
+        let ca = ClusterCa::from_psks(&["a-runtime-psk-of-at-least-32-bytes!!"]).unwrap();
+        let identity = ca
+            .issue_runtime_identity_naming(
+                "runtime-0",
+                Duration::from_secs(3600),
+                &["runtime.example.com", "10.1.2.3", "fd00::1"],
+            )
+            .unwrap();
+        let leaf = &identity.cert_chain[0];
+        assert_eq!(
+            spiffe_id_of(leaf).unwrap().as_str(),
+            "spiffe://francis/runtime/runtime-0"
+        );
+        let (_, cert) = x509_parser::parse_x509_certificate(leaf).unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        let names: Vec<String> = san
+            .value
+            .general_names
+            .iter()
+            .map(|name| match name {
+                x509_parser::extensions::GeneralName::DNSName(d) => format!("dns:{d}"),
+                x509_parser::extensions::GeneralName::IPAddress(ip) => format!("ip:{ip:?}"),
+                x509_parser::extensions::GeneralName::URI(u) => format!("uri:{u}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "uri:spiffe://francis/runtime/runtime-0".to_owned(),
+                "dns:runtime.example.com".to_owned(),
+                format!("ip:{:?}", [10u8, 1, 2, 3].as_slice()),
+                format!(
+                    "ip:{:?}",
+                    "fd00::1"
+                        .parse::<std::net::Ipv6Addr>()
+                        .unwrap()
+                        .octets()
+                        .as_slice()
+                ),
+            ]
+        );
+        // The chain still verifies as a runtime of this cluster.
+        ca.verify_peer_chain(&identity.cert_chain, RUNTIME_PREFIX, SystemTime::now())
+            .unwrap();
+        // A name that is neither is refused.
+        assert!(
+            ca.issue_runtime_identity_naming("r", Duration::from_secs(60), &["bad name"])
+                .is_err()
+        );
+    }
 
     #[test]
     fn a_psk_is_not_printed_in_debug_output() {

@@ -61,6 +61,8 @@ pub(crate) struct HostSettings {
     pub alarms_lease_duration: Duration,
     /// Cluster admission: the `maxHosts` every registration is made with (0 = unlimited).
     pub max_hosts: u32,
+    pub alarms_fetch_ahead: Duration,
+    pub alarms_batch_size: u32,
 }
 
 /// The policy of one runtime: its store, its CA, its bootstrap method and host settings.
@@ -158,6 +160,8 @@ impl Admission for Policy {
             health_deadline_ms: ms(self.hosts.health_check_deadline),
             alarms_poll_interval_ms: ms(self.hosts.alarms_poll_interval),
             alarms_lease_duration_ms: ms(self.hosts.alarms_lease_duration),
+            alarms_fetch_ahead_ms: ms(self.hosts.alarms_fetch_ahead),
+            alarms_batch_size: self.hosts.alarms_batch_size,
             wlcert,
             cert_expires_ms,
             cabundle,

@@ -34,7 +34,7 @@ use crate::net::pki::{ClusterCa, PkiError, Psk};
 use crate::net::runtime::bootstrap::MIN_HOST_PSK_LEN;
 use crate::net::runtime::server::{ServerSettings, SessionServer};
 use crate::net::tls::CertSlot;
-use crate::store::StoreSpec;
+use crate::store::{OperationLog, QueryLog, SqlOptions, StoreSpec, default_store_timeout};
 
 pub use self::admission::{Bootstrap, TokenValidator};
 use self::admission::{HostSettings, Policy};
@@ -47,8 +47,13 @@ pub use self::jwt::{JwksSource, JwtClaims, JwtConfig, JwtError, JwtValidator};
 pub const MAX_ALARMS_LEASE_DURATION: Duration = Duration::from_secs(5 * 60);
 
 /// How far ahead of now a worker may fetch due alarms: a fetch whose horizon lies further is
-/// cut to now plus this. Workers fetch 2.5 s ahead by default.
-pub const MAX_ALARMS_FETCH_AHEAD: Duration = Duration::from_secs(60);
+/// cut to now plus this. Workers fetch 2.5 s ahead by default (`alarmsFetchAheadInterval`,
+/// which may not exceed it).
+pub const MAX_ALARMS_FETCH_AHEAD: Duration = crate::host::MAX_ALARMS_FETCH_AHEAD;
+
+/// The most alarms one worker's fetch may lease (`alarmsFetchAheadBatchSize` may not exceed
+/// it): 1000.
+pub const MAX_ALARMS_FETCH_BATCH_SIZE: u32 = crate::net::runtime::server::MAX_FETCH_BATCH;
 
 /// How long the runtime's own server certificate lives; it is re-issued well before expiry.
 const RUNTIME_CERT_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
@@ -83,17 +88,28 @@ pub enum RuntimeError {
     },
 }
 
-/// What a runtime builder sets: the settings hosts get, and the server's deadlines.
+/// What a runtime builder sets: the settings hosts get, the server's deadlines and limits, and
+/// the store's.
 pub(crate) struct Settings {
     pub workload_cert_ttl: Duration,
     pub health_check_deadline: Duration,
     pub alarms_poll_interval: Duration,
     pub alarms_lease_duration: Duration,
+    pub alarms_fetch_ahead: Duration,
+    pub alarms_batch_size: u32,
     pub shutdown_grace_period: Duration,
     pub registration_timeout: Duration,
+    /// How long a worker's request may take to arrive, and its store operation to run.
     pub request_timeout: Duration,
-    pub store_timeout: Duration,
     pub max_hosts: u32,
+    /// Requests one worker may have open at once.
+    pub max_in_flight_requests: usize,
+    /// The largest request frame a worker may send.
+    pub max_request_body_size: usize,
+    /// How the SQL store bounds and logs its operations.
+    pub sql: SqlOptions,
+    /// The store timeout given (`None`: the default for the health check deadline).
+    pub store_timeout: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -103,11 +119,16 @@ impl Default for Settings {
             health_check_deadline: Duration::from_secs(20),
             alarms_poll_interval: Duration::from_millis(1500),
             alarms_lease_duration: Duration::from_secs(20),
+            alarms_fetch_ahead: crate::host::DEFAULT_ALARMS_FETCH_AHEAD,
+            alarms_batch_size: crate::host::DEFAULT_ALARMS_FETCH_BATCH_SIZE,
             shutdown_grace_period: Duration::from_secs(30),
             registration_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(30),
-            store_timeout: Duration::from_secs(15),
             max_hosts: 0,
+            request_timeout: crate::host::DEFAULT_CALL_TIMEOUT,
+            max_in_flight_requests: crate::host::DEFAULT_MAX_IN_FLIGHT_REQUESTS,
+            max_request_body_size: crate::host::DEFAULT_MAX_REQUEST_BODY_SIZE,
+            sql: SqlOptions::default(),
+            store_timeout: None,
         }
     }
 }
@@ -116,6 +137,7 @@ impl Default for Settings {
 #[must_use = "a runtime builder does nothing until `.build().await`"]
 pub struct RuntimeBuilder {
     bind: SocketAddr,
+    advertise_address: Option<String>,
     runtime_id: Option<String>,
     psks: Vec<Psk>,
     bootstrap: Option<Bootstrap>,
@@ -132,6 +154,8 @@ pub struct RuntimeBuilder {
 pub struct Runtime {
     server: SessionServer,
     runtime_id: String,
+    /// The address the runtime is reached at, when known.
+    advertise_address: Option<String>,
     cert: Arc<CertSlot>,
     policy: Arc<Policy>,
     ops: Option<ops::OpsServer>,
@@ -142,6 +166,7 @@ impl std::fmt::Debug for Runtime {
         f.debug_struct("Runtime")
             .field("local_addr", &self.server.local_addr())
             .field("runtime_id", &self.runtime_id)
+            .field("advertise_address", &self.advertise_address)
             .finish_non_exhaustive()
     }
 }
@@ -153,6 +178,7 @@ impl Runtime {
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder {
             bind: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            advertise_address: None,
             runtime_id: None,
             psks: Vec::new(),
             bootstrap: None,
@@ -172,6 +198,14 @@ impl Runtime {
     /// This runtime's ID (in its certificate: `spiffe://francis/runtime/<id>`).
     pub fn runtime_id(&self) -> &str {
         &self.runtime_id
+    }
+
+    /// The address the runtime is reached at (`host:port`): the builder's
+    /// [`advertise_address`](RuntimeBuilder::advertise_address), else the address it listens
+    /// on when that is a concrete IP address (not `0.0.0.0` or `::`), else `None`. Its host is
+    /// named in the runtime's server certificate.
+    pub fn advertise_address(&self) -> Option<&str> {
+        self.advertise_address.as_deref()
     }
 
     /// The cluster CA: what workers pin (`francis ca print`).
@@ -203,12 +237,14 @@ impl Runtime {
         let Runtime {
             server,
             runtime_id,
+            advertise_address,
             cert,
             policy,
             ops,
         } = self;
         let local_addr = server.local_addr();
-        tracing::info!(%local_addr, %runtime_id, ca = %policy.ca.fingerprint(), "runtime listening");
+        tracing::info!(%local_addr, %runtime_id, advertise_address = advertise_address.as_deref().unwrap_or("-"), ca = %policy.ca.fingerprint(), "runtime listening");
+        let names = certificate_names(advertise_address.as_deref());
         let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let http = ops.map(|ops| {
@@ -218,7 +254,9 @@ impl Runtime {
             let view = ops::RuntimeView {
                 store: policy.store.clone(),
                 runtime_id: runtime_id.clone(),
-                address: local_addr.to_string(),
+                address: advertise_address
+                    .clone()
+                    .unwrap_or_else(|| local_addr.to_string()),
                 draining: draining.clone(),
                 watch: Arc::new(crate::cluster::ClusterWatch::new()),
                 health_check_deadline: policy.hosts.health_check_deadline,
@@ -228,7 +266,7 @@ impl Runtime {
                 let _ = stopped.wait_for(|stop| *stop).await;
             }))
         });
-        let background = tokio::spawn(maintenance(policy, cert, runtime_id));
+        let background = tokio::spawn(maintenance(policy, cert, runtime_id, names));
         // Maintenance stops when the drain begins; the probes say "not ready" from then on.
         server
             .serve(async move {
@@ -246,8 +284,37 @@ impl Runtime {
     }
 }
 
+/// The names the runtime's certificate carries besides its SPIFFE ID: the host of its
+/// advertised address.
+fn certificate_names(advertise_address: Option<&str>) -> Vec<String> {
+    advertise_address
+        .and_then(|address| address.rsplit_once(':'))
+        .map(|(host, _)| {
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned()
+        })
+        .into_iter()
+        .collect()
+}
+
+/// Issue the runtime's own identity, naming `names`.
+fn runtime_identity(
+    ca: &ClusterCa,
+    runtime_id: &str,
+    names: &[String],
+) -> Result<crate::net::pki::Identity, PkiError> {
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    ca.issue_runtime_identity_naming(runtime_id, RUNTIME_CERT_TTL, &names)
+}
+
 /// Periodic work: delete expired hosts and state; re-issue the runtime's own certificate.
-async fn maintenance(policy: Arc<Policy>, cert: Arc<CertSlot>, runtime_id: String) {
+async fn maintenance(
+    policy: Arc<Policy>,
+    cert: Arc<CertSlot>,
+    runtime_id: String,
+    names: Vec<String>,
+) {
     let mut cleanup = tokio::time::interval(CLEANUP_EVERY);
     let mut renew = tokio::time::interval(RUNTIME_CERT_RENEW);
     cleanup.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -261,7 +328,7 @@ async fn maintenance(policy: Arc<Policy>, cert: Arc<CertSlot>, runtime_id: Strin
                 }
             }
             _ = renew.tick() => {
-                match policy.ca.issue_runtime_identity(&runtime_id, RUNTIME_CERT_TTL) {
+                match runtime_identity(&policy.ca, &runtime_id, &names) {
                     Ok(identity) => match cert.set(&identity) {
                         Ok(()) => tracing::info!("runtime certificate re-issued"),
                         Err(e) => tracing::error!(error = %e, "cannot install the re-issued runtime certificate"),
@@ -314,9 +381,29 @@ impl RuntimeBuilder {
             .health_check_deadline(config.health_check_deadline)
             .alarms_poll_interval(config.alarms_poll_interval)
             .alarms_lease_duration(config.alarms_lease_duration)
-            .shutdown_grace_period(config.shutdown_grace_period);
+            .alarms_fetch_ahead(
+                config.alarms_fetch_ahead_interval,
+                config.alarms_fetch_ahead_batch_size,
+            )
+            .shutdown_grace_period(config.shutdown_grace_period)
+            .request_timeout(config.request_timeout)
+            .max_in_flight_requests(config.max_in_flight_requests)
+            .max_request_body_size(config.max_request_body_size)
+            .store_timeout(config.provider_options.timeout)
+            .query_log(config.provider_options.query_log)
+            .operation_log(config.provider_options.operation_log)
+            .max_hosts(config.max_hosts)
+            .http_bind(config.http.bind);
+        if config.http.tls {
+            return Err(RuntimeError::Config(
+                "http.tls: true is not available in this version: the operations server speaks plain HTTP; keep it on loopback, or put it behind a TLS-terminating proxy and give it tokens (FRANCIS_HTTP_TOKEN, FRANCIS_HTTP_VIEWER_TOKEN)".into(),
+            ));
+        }
         if let Some(id) = &config.runtime_id {
             builder = builder.runtime_id(id);
+        }
+        if let Some(address) = &config.advertise_address {
+            builder = builder.advertise_address(address);
         }
         for psk in &config.runtime_psks {
             builder = builder.runtime_psk(psk.as_bytes());
@@ -353,6 +440,16 @@ impl RuntimeBuilder {
     /// The UDP address to listen on (default `0.0.0.0:8443`).
     pub fn bind(mut self, addr: SocketAddr) -> Self {
         self.bind = addr;
+        self
+    }
+
+    /// The `host:port` address the runtime is reached at, when it is not the address it
+    /// listens on (`advertiseAddress`): e.g. its Service's DNS name when it listens on
+    /// `0.0.0.0`. It is named in the runtime's server certificate and returned by
+    /// [`Runtime::advertise_address`]. Default: the listening address when that is a concrete
+    /// IP address.
+    pub fn advertise_address(mut self, address: impl Into<String>) -> Self {
+        self.advertise_address = Some(address.into());
         self
     }
 
@@ -463,6 +560,59 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How far ahead of now workers fetch due alarms, and how many one fetch leases at most
+    /// (`alarmsFetchAheadInterval`, default 2.5 s, at most [`MAX_ALARMS_FETCH_AHEAD`];
+    /// `alarmsFetchAheadBatchSize`, default 25, from 1 to [`MAX_ALARMS_FETCH_BATCH_SIZE`]).
+    /// Workers receive both when they register.
+    pub fn alarms_fetch_ahead(mut self, interval: Duration, batch_size: u32) -> Self {
+        self.settings.alarms_fetch_ahead = interval;
+        self.settings.alarms_batch_size = batch_size;
+        self
+    }
+
+    /// How long a worker's request may take to arrive and its store operation to run
+    /// (`requestTimeout`, default 15 s, the workers' own default).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.request_timeout = timeout;
+        self
+    }
+
+    /// How many requests one worker may have open at once (`maxInFlightRequests`, default
+    /// 100, from 1 to [`MAX_IN_FLIGHT_REQUESTS`](crate::host::MAX_IN_FLIGHT_REQUESTS)); a
+    /// worker's further requests wait for one to finish.
+    pub fn max_in_flight_requests(mut self, requests: usize) -> Self {
+        self.settings.max_in_flight_requests = requests;
+        self
+    }
+
+    /// The largest request a worker may send, in bytes (`maxRequestBodySize`, default 16 MiB,
+    /// from 1 KiB to 16 MiB); a larger one is refused before it is read. It bounds the state
+    /// an actor of the cluster can save.
+    pub fn max_request_body_size(mut self, bytes: usize) -> Self {
+        self.settings.max_request_body_size = bytes;
+        self
+    }
+
+    /// How long one store operation may take (`provider.timeout`, default 5 s or half the
+    /// health check deadline when that is shorter; less than the deadline). For the SQLite and
+    /// PostgreSQL stores.
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.store_timeout = Some(timeout);
+        self
+    }
+
+    /// Log each SQL statement of the store (`provider.queryLog`, default off).
+    pub fn query_log(mut self, log: QueryLog) -> Self {
+        self.settings.sql.query_log = log;
+        self
+    }
+
+    /// Log each store operation with its duration (`provider.operationLog`, default off).
+    pub fn operation_log(mut self, log: OperationLog) -> Self {
+        self.settings.sql.operation_log = log;
+        self
+    }
+
     /// How long a new connection may take to register (default 10 s); a connection that does
     /// not is closed, so idle connections cannot hold the runtime's resources.
     pub fn registration_timeout(mut self, limit: Duration) -> Self {
@@ -500,11 +650,12 @@ impl RuntimeBuilder {
     pub async fn build(self) -> Result<Runtime, RuntimeError> {
         let RuntimeBuilder {
             bind,
+            advertise_address,
             runtime_id,
             psks,
             bootstrap,
             store,
-            settings,
+            mut settings,
             clock,
             http_bind,
             mut errors,
@@ -551,6 +702,17 @@ impl RuntimeBuilder {
         if settings.health_check_deadline <= Duration::from_secs(1) {
             errors.push("the health check deadline must be more than 1 s (default 20 s)".into());
         }
+        settings.sql.timeout = settings
+            .store_timeout
+            .unwrap_or_else(|| default_store_timeout(settings.health_check_deadline));
+        errors.extend(settings.problems());
+        let advertise_address = match advertise_address {
+            Some(address) => {
+                errors.extend(advertise_address_problem(&address));
+                Some(address)
+            }
+            None => None,
+        };
         if store.is_none() {
             errors.push(
                 "no store: choose sqlite (one runtime), postgres (replicas) or memory (tests)"
@@ -580,12 +742,19 @@ impl RuntimeBuilder {
         };
         let store = store
             .ok_or_else(|| RuntimeError::Config("no store".into()))?
-            .open(options)
+            .open(options, settings.sql)
             .await?;
         check_cluster_identity(store.as_ref(), &ca)
             .await
             .map_err(|e| RuntimeError::Config(e.to_string()))?;
-        let identity = ca.issue_runtime_identity(&runtime_id, RUNTIME_CERT_TTL)?;
+        // A listening address that is a concrete IP is where the runtime is reached, unless
+        // told otherwise; the certificate names its host.
+        let names = match &advertise_address {
+            Some(address) => certificate_names(Some(address)),
+            None if !bind.ip().is_unspecified() => vec![bind.ip().to_string()],
+            None => Vec::new(),
+        };
+        let identity = runtime_identity(&ca, &runtime_id, &names)?;
         let cert = CertSlot::new(&identity)?;
         let policy = Arc::new(Policy {
             store,
@@ -597,14 +766,18 @@ impl RuntimeBuilder {
                 alarms_poll_interval: settings.alarms_poll_interval,
                 alarms_lease_duration: settings.alarms_lease_duration,
                 max_hosts: settings.max_hosts,
+                alarms_fetch_ahead: settings.alarms_fetch_ahead,
+                alarms_batch_size: settings.alarms_batch_size,
             },
         });
         let server_settings = ServerSettings {
             registration_timeout: settings.registration_timeout,
             request_timeout: settings.request_timeout,
-            store_timeout: settings.store_timeout,
+            store_timeout: settings.request_timeout,
             idle_timeout: settings.health_check_deadline,
             shutdown_grace_period: settings.shutdown_grace_period,
+            max_in_flight_requests: settings.max_in_flight_requests,
+            max_request_bytes: settings.max_request_body_size,
             connections: ConnectionLimits::default(),
         };
         let server = SessionServer::bind(
@@ -626,12 +799,80 @@ impl RuntimeBuilder {
             ),
             None => None,
         };
+        // The port of a listening address is known once the socket is bound.
+        let advertise_address = advertise_address.or_else(|| {
+            let local = server.local_addr();
+            (!local.ip().is_unspecified()).then(|| local.to_string())
+        });
         Ok(Runtime {
             server,
             runtime_id,
+            advertise_address,
             cert,
             policy,
             ops,
         })
+    }
+}
+
+impl Settings {
+    /// What is wrong with the settings that have limits, if anything.
+    fn problems(&self) -> Vec<String> {
+        use crate::host::{MAX_IN_FLIGHT_REQUESTS, MAX_REQUEST_BODY_SIZE, MIN_REQUEST_BODY_SIZE};
+        let mut problems = self.sql.problems(self.health_check_deadline);
+        if self.alarms_fetch_ahead.is_zero() || self.alarms_fetch_ahead > MAX_ALARMS_FETCH_AHEAD {
+            problems.push(format!(
+                "the alarms fetch-ahead interval is {:?}; it must be more than zero and at most \
+                 {MAX_ALARMS_FETCH_AHEAD:?} (default 2.5 s)",
+                self.alarms_fetch_ahead
+            ));
+        }
+        if !(1..=MAX_ALARMS_FETCH_BATCH_SIZE).contains(&self.alarms_batch_size) {
+            problems.push(format!(
+                "the alarms fetch batch size is {}; it must be 1 to {MAX_ALARMS_FETCH_BATCH_SIZE} \
+                 (default 25)",
+                self.alarms_batch_size
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            problems.push(
+                "the request timeout is zero; give a positive duration (default 15 s)".into(),
+            );
+        }
+        if !(1..=MAX_IN_FLIGHT_REQUESTS).contains(&self.max_in_flight_requests) {
+            problems.push(format!(
+                "max in-flight requests is {}; it must be 1 to {MAX_IN_FLIGHT_REQUESTS} (default 100)",
+                self.max_in_flight_requests
+            ));
+        }
+        if !(MIN_REQUEST_BODY_SIZE..=MAX_REQUEST_BODY_SIZE).contains(&self.max_request_body_size) {
+            problems.push(format!(
+                "the max request body size is {} bytes; it must be 1 KiB to 16 MiB (default 16 MiB)",
+                self.max_request_body_size
+            ));
+        }
+        problems
+    }
+}
+
+/// What is wrong with an advertised address, if anything.
+fn advertise_address_problem(address: &str) -> Option<String> {
+    let unspecified = address
+        .rsplit_once(':')
+        .map(|(host, _)| host.trim_start_matches('[').trim_end_matches(']'))
+        .and_then(|host| host.parse::<std::net::IpAddr>().ok())
+        .is_some_and(|ip| ip.is_unspecified());
+    if !crate::net::is_host_port(address) {
+        Some(format!(
+            "the advertise address {address:?} is not host:port with a non-zero port, e.g. \
+             \"runtime.example.com:7400\""
+        ))
+    } else if unspecified {
+        Some(format!(
+            "the advertise address {address:?} is the any-address, which nobody can reach; give \
+             the address hosts use, e.g. the runtime's DNS name"
+        ))
+    } else {
+        None
     }
 }

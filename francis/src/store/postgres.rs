@@ -17,8 +17,9 @@
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use tracing::warn;
 
-use super::sql::SqlStore;
+use super::SqlOptions;
 use super::sql::dialect::{Dialect, Tx, sealed};
+use super::sql::{SqlStore, with_query_log};
 use crate::model::{ActorKey, StoreError, StoreOptions};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -139,6 +140,16 @@ impl SqlStore<PostgresDialect> {
     /// roots when no file is given); `require` encrypts without checking who answers. A database
     /// on another machine reached without verified TLS is logged as a warning.
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
+        Self::connect_configured(url, options, SqlOptions::default()).await
+    }
+
+    /// [`connect`](Self::connect), its operations bounded and logged as `sql` says (the
+    /// timeout also bounds the wait for a pooled connection).
+    pub async fn connect_configured(
+        url: &str,
+        options: StoreOptions,
+        sql: SqlOptions,
+    ) -> Result<Self, StoreError> {
         let connect: PgConnectOptions = url.parse().map_err(|e| {
             StoreError::Invalid(format!(
                 "the PostgreSQL connection string is not valid ({e}); expected \
@@ -160,7 +171,8 @@ impl SqlStore<PostgresDialect> {
         let mode = connect.get_ssl_mode();
         let pool = PgPoolOptions::new()
             .max_connections(DEFAULT_MAX_CONNECTIONS)
-            .connect_with(connect)
+            .acquire_timeout(sql.timeout)
+            .connect_with(with_query_log(connect, sql.query_log))
             .await
             .map_err(|e| {
                 let hint = match mode {
@@ -177,7 +189,7 @@ impl SqlStore<PostgresDialect> {
                     ssl_mode_name(mode)
                 ))
             })?;
-        Self::from_pool(pool, options).await
+        Self::from_pool_configured(pool, options, sql).await
     }
 
     /// Use an existing pool (e.g. one configured with TLS, or with a `search_path` naming the
@@ -187,6 +199,18 @@ impl SqlStore<PostgresDialect> {
     /// sqlx's migrator holds a database-wide advisory lock while it runs, so processes opening
     /// the same new database at once do not both create the schema.
     pub async fn from_pool(pool: PgPool, options: StoreOptions) -> Result<Self, StoreError> {
+        Self::from_pool_configured(pool, options, SqlOptions::default()).await
+    }
+
+    /// [`from_pool`](Self::from_pool), its operations bounded and logged as `sql` says. The
+    /// pool's own settings stay as they are: its statement logging
+    /// ([`SqlOptions::query_log`]) and connection wait are set when a pool is made, as
+    /// [`connect_configured`](Self::connect_configured) does.
+    pub async fn from_pool_configured(
+        pool: PgPool,
+        options: StoreOptions,
+        sql: SqlOptions,
+    ) -> Result<Self, StoreError> {
         let mut conn = pool.acquire().await?;
         MIGRATOR.run_direct(&mut *conn).await?;
         let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()")
@@ -196,7 +220,12 @@ impl SqlStore<PostgresDialect> {
         let schema = schema.ok_or_else(|| {
             StoreError::Invalid("the connection's search_path names no existing schema".into())
         })?;
-        Ok(SqlStore::new(pool, PostgresDialect { schema }, options))
+        Ok(SqlStore::new(
+            pool,
+            PostgresDialect { schema },
+            options,
+            sql,
+        ))
     }
 }
 

@@ -22,13 +22,14 @@ use sqlx::sqlite::{
 };
 use tokio::sync::OwnedMutexGuard;
 
-use super::sql::SqlStore;
+use super::SqlOptions;
 use super::sql::dialect::{Dialect, Tx, sealed};
+use super::sql::{SqlStore, with_query_log};
 use crate::model::{ActorKey, StoreError, StoreOptions};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// How long a statement waits for another connection's write lock before failing.
+/// How long opening a new file keeps retrying while another process switches it to WAL mode.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How hard SQLite pushes each commit to disk (its `synchronous` pragma, in WAL mode).
@@ -165,11 +166,22 @@ impl SqlStore<SqliteDialect> {
         synchronous: Synchronous,
         options: StoreOptions,
     ) -> Result<Self, StoreError> {
+        Self::open_configured(path, synchronous, options, SqlOptions::default()).await
+    }
+
+    /// [`open_with`](Self::open_with), its operations bounded and logged as `sql` says (the
+    /// timeout also bounds the wait for another connection's write lock).
+    pub async fn open_configured(
+        path: impl AsRef<Path>,
+        synchronous: Synchronous,
+        options: StoreOptions,
+        sql: SqlOptions,
+    ) -> Result<Self, StoreError> {
         let path = path.as_ref();
         let mut delay = Duration::from_millis(10);
         let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
         loop {
-            match Self::open_once(path, synchronous, options.clone()).await {
+            match Self::open_once(path, synchronous, options.clone(), sql).await {
                 Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_millis(250));
@@ -183,6 +195,7 @@ impl SqlStore<SqliteDialect> {
         path: &Path,
         synchronous: Synchronous,
         options: StoreOptions,
+        sql: SqlOptions,
     ) -> Result<Self, StoreError> {
         let connect = SqliteConnectOptions::new()
             .filename(path)
@@ -190,9 +203,12 @@ impl SqlStore<SqliteDialect> {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous.to_sqlx())
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool: SqlitePool = SqlitePoolOptions::new().connect_with(connect).await?;
-        let store = SqlStore::new(pool, SqliteDialect::default(), options);
+            .busy_timeout(sql.timeout);
+        let pool: SqlitePool = SqlitePoolOptions::new()
+            .acquire_timeout(sql.timeout)
+            .connect_with(with_query_log(connect, sql.query_log))
+            .await?;
+        let store = SqlStore::new(pool, SqliteDialect::default(), options, sql);
         // Migrate under the write lock, so processes opening the same new file at once do not
         // both try to create the schema. `run_direct` rather than `run(&mut *tx)`: the latter
         // makes this future unusable with `tokio::spawn` ("implementation of `Acquire` is not
@@ -207,6 +223,7 @@ impl SqlStore<SqliteDialect> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::OperationLog;
 
     /// What `PRAGMA synchronous` reads back on every connection of the store's pool.
     async fn synchronous_of(store: &SqliteStore) -> Vec<i64> {
@@ -257,5 +274,181 @@ mod tests {
             .unwrap();
         // 1 is NORMAL.
         assert_eq!(synchronous_of(&store).await, vec![1, 1, 1]);
+    }
+
+    /// The store operations' log lines: (level, operation, message).
+    type Lines = Arc<std::sync::Mutex<Vec<(tracing::Level, String, String)>>>;
+
+    /// A subscriber that keeps the events carrying an `operation` field.
+    struct Recorder(Lines);
+
+    impl tracing::Subscriber for Recorder {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            #[derive(Default)]
+            struct Fields {
+                operation: Option<String>,
+                message: String,
+            }
+            impl tracing::field::Visit for Fields {
+                fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                    if field.name() == "operation" {
+                        self.operation = Some(value.to_owned());
+                    }
+                }
+                fn record_debug(
+                    &mut self,
+                    field: &tracing::field::Field,
+                    value: &dyn std::fmt::Debug,
+                ) {
+                    if field.name() == "message" {
+                        self.message = format!("{value:?}");
+                    }
+                }
+            }
+            let mut fields = Fields::default();
+            event.record(&mut fields);
+            if let Some(operation) = fields.operation {
+                let level = *event.metadata().level();
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push((level, operation, fields.message));
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    fn registration() -> crate::model::HostRegistration {
+        crate::model::HostRegistration {
+            address: "127.0.0.1:7571".into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_operation_that_outlasts_the_store_timeout_fails_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let sql = SqlOptions {
+            timeout: Duration::from_millis(100),
+            ..SqlOptions::default()
+        };
+        let store = SqliteStore::open_configured(
+            dir.path().join("slow.db"),
+            Synchronous::Normal,
+            options(),
+            sql,
+        )
+        .await
+        .unwrap();
+        assert_eq!(store.sql_options().timeout, Duration::from_millis(100));
+        // Another writer of this process holds the write lock: registering must wait for it,
+        // and gives up at the store timeout.
+        let turn = store.dialect().write_lock.clone().lock_owned().await;
+        let err = crate::model::Store::register_host(&store, &registration())
+            .await
+            .unwrap_err();
+        match &err {
+            StoreError::Unavailable(message) => assert_eq!(
+                message,
+                "reattach_host: the SQLite database did not answer within 100ms (the store \
+                 timeout)"
+            ),
+            other => panic!("expected the store timeout, got {other:?}"),
+        }
+        drop(turn);
+        // The abandoned registration was rolled back; the store works on.
+        assert!(
+            crate::model::Store::list_hosts(&store)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        crate::model::Store::register_host(&store, &registration())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_operation_log_names_each_operation_and_warns_about_slow_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |name: &str, log: OperationLog| {
+            let path = dir.path().join(name);
+            async move {
+                let sql = SqlOptions {
+                    operation_log: log,
+                    ..SqlOptions::default()
+                };
+                SqliteStore::open_configured(path, Synchronous::Normal, options(), sql)
+                    .await
+                    .unwrap()
+            }
+        };
+        let lines: Lines = Arc::default();
+        let _guard = tracing::subscriber::set_default(Recorder(lines.clone()));
+
+        // Off: nothing.
+        let quiet = open("quiet.db", OperationLog::default()).await;
+        crate::model::Store::list_hosts(&quiet).await.unwrap();
+        assert!(
+            lines.lock().unwrap().is_empty(),
+            "{:?}",
+            lines.lock().unwrap()
+        );
+
+        // On: one debug line per operation.
+        let logged = open(
+            "logged.db",
+            OperationLog {
+                enabled: true,
+                slow_threshold: None,
+            },
+        )
+        .await;
+        crate::model::Store::list_hosts(&logged).await.unwrap();
+        assert_eq!(
+            lines.lock().unwrap().drain(..).collect::<Vec<_>>(),
+            [(
+                tracing::Level::DEBUG,
+                "list_hosts".to_owned(),
+                "store operation".to_owned()
+            )]
+        );
+
+        // Above the threshold: a warning. An operation held up behind the write lock is slow.
+        let slow = open(
+            "slow.db",
+            OperationLog {
+                enabled: true,
+                slow_threshold: Some(Duration::from_millis(1)),
+            },
+        )
+        .await;
+        let turn = slow.dialect().write_lock.clone().lock_owned().await;
+        let registration = registration();
+        let waiting = crate::model::Store::register_host(&slow, &registration);
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(turn);
+        };
+        let (registered, ()) = tokio::join!(waiting, release);
+        registered.unwrap();
+        let lines = lines.lock().unwrap().clone();
+        assert!(
+            lines.contains(&(
+                tracing::Level::WARN,
+                "reattach_host".to_owned(),
+                "slow store operation".to_owned()
+            )),
+            "{lines:?}"
+        );
     }
 }

@@ -174,6 +174,13 @@ pub struct RegisterResponse {
     /// How long alarm leases last (ms).
     #[serde(rename = "alarmsLeaseDuration")]
     pub alarms_lease_duration_ms: u64,
+    /// How far ahead of now the host fetches due alarms (ms; 0 from a runtime that does not
+    /// say, and the host keeps its default).
+    #[serde(rename = "alarmsFetchAhead")]
+    pub alarms_fetch_ahead_ms: u64,
+    /// The most alarms one fetch leases (0 from a runtime that does not say).
+    #[serde(rename = "alarmsBatchSize")]
+    pub alarms_batch_size: u32,
     /// The host's new workload certificate (DER).
     #[serde(with = "serde_bytes")]
     pub wlcert: Vec<u8>,
@@ -443,5 +450,37 @@ mod tests {
         let back: Option<Vec<u8>> =
             Convert::convert(Some(rmp_serde::from_slice::<ByteBuf>(&bytes).unwrap()));
         assert_eq!(back.as_deref(), Some(data));
+    }
+
+    #[test]
+    fn the_alarm_fetch_settings_travel_and_are_absent_from_an_older_runtime() {
+        let response = RegisterResponse {
+            host_id: "h".into(),
+            alarms_fetch_ahead_ms: 10_000,
+            alarms_batch_size: 5,
+            ..RegisterResponse::default()
+        };
+        let got: RegisterResponse =
+            rmp_serde::from_slice(&encode_value(&response).unwrap()).unwrap();
+        assert_eq!(
+            (got.alarms_fetch_ahead_ms, got.alarms_batch_size),
+            (10_000, 5)
+        );
+
+        // A runtime that predates them sends neither: the worker reads 0 and keeps its own.
+        #[derive(Serialize)]
+        struct Older {
+            #[serde(rename = "hostId")]
+            host_id: String,
+            #[serde(rename = "alarmsPollInterval")]
+            alarms_poll_interval_ms: u64,
+        }
+        let older = Older {
+            host_id: "h".into(),
+            alarms_poll_interval_ms: 1500,
+        };
+        let got: RegisterResponse = rmp_serde::from_slice(&encode_value(&older).unwrap()).unwrap();
+        assert_eq!(got.alarms_poll_interval_ms, 1500);
+        assert_eq!((got.alarms_fetch_ahead_ms, got.alarms_batch_size), (0, 0));
     }
 }

@@ -9,8 +9,18 @@ use marked_yaml::{LoadError, LoaderOptions, Node, Span};
 
 use super::env::expand_env;
 use super::problems::unknown_key_message;
-use super::schema::{BOOTSTRAP_KEYS, JWT_KEYS, LOG_KEYS, PROVIDER_KEYS, TOP_KEYS, join};
+use super::schema::{
+    BOOTSTRAP_KEYS, HTTP_KEYS, JWT_KEYS, LOG_KEYS, OPERATION_LOG_KEYS, PROVIDER_KEYS,
+    QUERY_LOG_KEYS, TOP_KEYS, join,
+};
 use super::*;
+use crate::host::{
+    DEFAULT_ALARMS_FETCH_AHEAD, DEFAULT_ALARMS_FETCH_BATCH_SIZE, DEFAULT_CALL_TIMEOUT,
+    DEFAULT_MAX_IN_FLIGHT_REQUESTS, DEFAULT_MAX_REQUEST_BODY_SIZE, MAX_ALARMS_FETCH_AHEAD,
+    MAX_IN_FLIGHT_REQUESTS, MAX_REQUEST_BODY_SIZE, MIN_REQUEST_BODY_SIZE,
+};
+use crate::runtime::MAX_ALARMS_FETCH_BATCH_SIZE;
+use crate::store::{DEFAULT_STORE_TIMEOUT, OperationLog, QueryLog, default_store_timeout};
 
 /// A position in the file.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +57,7 @@ impl Text {
 }
 
 /// A present key: where it is and its value.
+#[derive(Clone, Copy)]
 struct Entry<'n> {
     key_pos: Option<Pos>,
     value: &'n Node,
@@ -107,6 +118,10 @@ impl Checker<'_> {
             None => DEFAULT_BIND.parse().ok(),
             Some(entry) => self.bind(&entry),
         };
+        let advertise_address = match fields.remove("advertiseAddress") {
+            None => Some(None),
+            Some(entry) => self.advertise_address(&entry).map(Some),
+        };
         let runtime_id = match fields.remove("runtimeId") {
             None => Some(None),
             Some(entry) => self.runtime_id(&entry).map(Some),
@@ -126,7 +141,7 @@ impl Checker<'_> {
             Some(entry) => self.runtime_psks(&entry),
         };
         let bootstrap = self.bootstrap(fields.remove("bootstrap"));
-        let provider = self.provider(fields.remove("provider"));
+        let (provider, provider_options, timeout_pos) = self.provider(fields.remove("provider"));
         let workload_cert_ttl = self.duration(
             "workloadCertTTL",
             fields.remove("workloadCertTTL"),
@@ -148,6 +163,31 @@ impl Checker<'_> {
                     .then(|| "must be more than 1s, e.g. \"20s\"".to_owned())
             },
         );
+        // Checked once both are known: a store operation may not outlast a registration.
+        let mut provider_options = provider_options;
+        if let (Some(options), Some(deadline)) = (&mut provider_options, health_check_deadline) {
+            if timeout_pos.is_none() {
+                options.timeout = default_store_timeout(deadline);
+            } else if options.timeout >= deadline {
+                self.problem(
+                    ProblemKind::Conflict,
+                    "provider.timeout",
+                    timeout_pos.flatten(),
+                    format!(
+                        "is {} but must be less than healthCheckDeadline ({}), or one slow store \
+                         operation could outlast a host's registration; e.g. \"5s\"",
+                        humanize(options.timeout),
+                        humanize(deadline)
+                    ),
+                );
+            }
+        }
+        let request_timeout = self.duration(
+            "requestTimeout",
+            fields.remove("requestTimeout"),
+            DEFAULT_CALL_TIMEOUT,
+            |_| None,
+        );
         let alarms_poll_interval = self.duration(
             "alarmsPollInterval",
             fields.remove("alarmsPollInterval"),
@@ -163,26 +203,72 @@ impl Checker<'_> {
                     .then(|| "must be at most 5m, e.g. \"20s\"".to_owned())
             },
         );
+        let alarms_fetch_ahead_interval = self.duration(
+            "alarmsFetchAheadInterval",
+            fields.remove("alarmsFetchAheadInterval"),
+            DEFAULT_ALARMS_FETCH_AHEAD,
+            |d| {
+                (d > MAX_ALARMS_FETCH_AHEAD).then(|| {
+                    "must be at most 1m (alarms are not leased longer ahead of their time), \
+                     e.g. \"2.5s\""
+                        .to_owned()
+                })
+            },
+        );
+        let alarms_fetch_ahead_batch_size = self.integer(
+            "alarmsFetchAheadBatchSize",
+            fields.remove("alarmsFetchAheadBatchSize"),
+            u64::from(DEFAULT_ALARMS_FETCH_BATCH_SIZE),
+            1..=u64::from(MAX_ALARMS_FETCH_BATCH_SIZE),
+        );
         let shutdown_grace_period = self.duration(
             "shutdownGracePeriod",
             fields.remove("shutdownGracePeriod"),
             Duration::from_secs(30),
             |_| None,
         );
-        let log_level = self.log(fields.remove("log"));
+        let max_hosts = self.integer(
+            "maxHosts",
+            fields.remove("maxHosts"),
+            0,
+            0..=u64::from(u32::MAX),
+        );
+        let max_in_flight_requests = self.integer(
+            "maxInFlightRequests",
+            fields.remove("maxInFlightRequests"),
+            DEFAULT_MAX_IN_FLIGHT_REQUESTS as u64,
+            1..=MAX_IN_FLIGHT_REQUESTS as u64,
+        );
+        let max_request_body_size = self.byte_size(
+            "maxRequestBodySize",
+            fields.remove("maxRequestBodySize"),
+            DEFAULT_MAX_REQUEST_BODY_SIZE,
+        );
+        let http = self.http(fields.remove("http"));
+        let (log_level, log_json) = self.log(fields.remove("log"));
 
         Some(RuntimeConfig {
             bind: bind?,
+            advertise_address: advertise_address?,
             runtime_id: runtime_id?,
             runtime_psks: runtime_psks?,
             bootstrap: bootstrap?,
             provider: provider?,
+            provider_options: provider_options?,
             workload_cert_ttl: workload_cert_ttl?,
             health_check_deadline: health_check_deadline?,
             alarms_poll_interval: alarms_poll_interval?,
             alarms_lease_duration: alarms_lease_duration?,
+            alarms_fetch_ahead_interval: alarms_fetch_ahead_interval?,
+            alarms_fetch_ahead_batch_size: u32::try_from(alarms_fetch_ahead_batch_size?).ok()?,
             shutdown_grace_period: shutdown_grace_period?,
+            request_timeout: request_timeout?,
+            max_hosts: u32::try_from(max_hosts?).ok()?,
+            max_in_flight_requests: usize::try_from(max_in_flight_requests?).ok()?,
+            max_request_body_size: max_request_body_size?,
+            http: http?,
             log_level: log_level?,
+            log_json: log_json?,
         })
     }
 
@@ -347,6 +433,88 @@ impl Checker<'_> {
                 None
             }
         }
+    }
+
+    fn advertise_address(&mut self, entry: &Entry<'_>) -> Option<String> {
+        const KEY: &str = "advertiseAddress";
+        let text = self.text(
+            KEY,
+            entry.key_pos,
+            entry.value,
+            "host:port, e.g. \"runtime.example.com:7400\"",
+        )?;
+        let problem = match text.value.parse::<BindAddress>() {
+            Err(e) => Some(e.to_string()),
+            Ok(addr) if addr.port() == 0 => Some(
+                "the port is 0; give the port hosts reach the runtime at, e.g. \
+                 \"runtime.example.com:7400\""
+                    .to_owned(),
+            ),
+            Ok(addr) if addr.socket_addr().is_some_and(|a| a.ip().is_unspecified()) => Some(
+                "is the any-address, where the runtime may listen but which nobody can reach; \
+                 give the address hosts use, e.g. the runtime's DNS name \
+                 \"francis-runtime.francis.svc:7400\""
+                    .to_owned(),
+            ),
+            Ok(_) => None,
+        };
+        match problem {
+            Some(reason) => {
+                let message = format!(
+                    "invalid address {:?}{}: {reason}",
+                    text.value,
+                    text.origin()
+                );
+                self.problem(ProblemKind::InvalidValue, KEY, text.pos, message);
+                None
+            }
+            None => Some(text.value.trim().to_owned()),
+        }
+    }
+
+    fn http(&mut self, entry: Option<Entry<'_>>) -> Option<HttpConfig> {
+        let Some(entry) = entry else {
+            return Some(HttpConfig::default());
+        };
+        let map = self.mapping("http", &entry)?;
+        let mut fields = self.entries("http", map, HTTP_KEYS);
+        let bind = match fields.remove("bind") {
+            None => Some(HttpConfig::default().bind),
+            Some(e) => {
+                let text = self.text(
+                    "http.bind",
+                    e.key_pos,
+                    e.value,
+                    "ip:port, e.g. \"0.0.0.0:8444\"",
+                )?;
+                let parsed = text.value.parse::<BindAddress>();
+                match parsed.as_ref().map(BindAddress::socket_addr) {
+                    Ok(Some(addr)) => Some(addr),
+                    Ok(None) => {
+                        let message = format!(
+                            "{:?}{} is not an IP address and port; the HTTP server listens on an \
+                             IP address: write e.g. \"0.0.0.0:8444\" (every interface) or \
+                             \"127.0.0.1:8444\"",
+                            text.value,
+                            text.origin()
+                        );
+                        self.problem(ProblemKind::InvalidValue, "http.bind", text.pos, message);
+                        None
+                    }
+                    Err(e) => {
+                        let message =
+                            format!("invalid address {:?}{}: {e}", text.value, text.origin());
+                        self.problem(ProblemKind::InvalidValue, "http.bind", text.pos, message);
+                        None
+                    }
+                }
+            }
+        };
+        let tls = self.boolean("http.tls", fields.remove("tls"), false);
+        Some(HttpConfig {
+            bind: bind?,
+            tls: tls?,
+        })
     }
 
     fn runtime_id(&mut self, entry: &Entry<'_>) -> Option<String> {
@@ -709,7 +877,11 @@ impl Checker<'_> {
         })
     }
 
-    fn provider(&mut self, entry: Option<Entry<'_>>) -> Option<Provider> {
+    /// The provider, its options, and where its timeout was written (`None`: not given).
+    fn provider(
+        &mut self,
+        entry: Option<Entry<'_>>,
+    ) -> (Option<Provider>, Option<SqlOptions>, Option<Option<Pos>>) {
         const KEY: &str = "provider";
         let Some(entry) = entry else {
             self.problem(
@@ -720,11 +892,126 @@ impl Checker<'_> {
                  type: sqlite\n      connectionString: \"data.db\""
                     .into(),
             );
-            return None;
+            return (None, Some(SqlOptions::default()), None);
+        };
+        let Some(map) = self.mapping(KEY, &entry) else {
+            return (None, Some(SqlOptions::default()), None);
+        };
+        let mut fields = self.entries(KEY, map, PROVIDER_KEYS);
+        let timeout_entry = fields.remove("timeout");
+        let timeout_pos = timeout_entry.as_ref().map(|e| e.key_pos);
+        let timeout = self.duration(
+            "provider.timeout",
+            timeout_entry,
+            DEFAULT_STORE_TIMEOUT,
+            |_| None,
+        );
+        let query_log = self.query_log(fields.remove("queryLog"));
+        let operation_log = self.operation_log(fields.remove("operationLog"));
+        let options = match (timeout, query_log, operation_log) {
+            (Some(timeout), Some(query_log), Some(operation_log)) => Some(SqlOptions {
+                timeout,
+                query_log,
+                operation_log,
+            }),
+            _ => None,
+        };
+        let provider = self.provider_kind(&entry, fields);
+        (provider, options, timeout_pos)
+    }
+
+    fn query_log(&mut self, entry: Option<Entry<'_>>) -> Option<QueryLog> {
+        const KEY: &str = "provider.queryLog";
+        let Some(entry) = entry else {
+            return Some(QueryLog::default());
         };
         let map = self.mapping(KEY, &entry)?;
-        let mut fields = self.entries(KEY, map, PROVIDER_KEYS);
+        let mut fields = self.entries(KEY, map, QUERY_LOG_KEYS);
+        let enabled = self.boolean("provider.queryLog.enabled", fields.remove("enabled"), false);
+        let include = fields.remove("includeParameters");
+        let include_ok = match include {
+            None => true,
+            Some(e) => match self.boolean("provider.queryLog.includeParameters", Some(e), false) {
+                Some(false) => true,
+                Some(true) => {
+                    let pos = self.value_pos(&e);
+                    self.problem(
+                        ProblemKind::InvalidValue,
+                        "provider.queryLog.includeParameters",
+                        pos,
+                        "cannot be true: Francis never logs the values bound to statements, \
+                         since they hold actor state and secrets; remove the key or set it to \
+                         false"
+                            .into(),
+                    );
+                    false
+                }
+                None => false,
+            },
+        };
+        let threshold =
+            self.slow_threshold("provider.queryLog", fields.remove("slowThreshold"), enabled);
+        if !include_ok {
+            return None;
+        }
+        Some(QueryLog {
+            enabled: enabled?,
+            slow_threshold: threshold?,
+        })
+    }
 
+    fn operation_log(&mut self, entry: Option<Entry<'_>>) -> Option<OperationLog> {
+        const KEY: &str = "provider.operationLog";
+        let Some(entry) = entry else {
+            return Some(OperationLog::default());
+        };
+        let map = self.mapping(KEY, &entry)?;
+        let mut fields = self.entries(KEY, map, OPERATION_LOG_KEYS);
+        let enabled = self.boolean(
+            "provider.operationLog.enabled",
+            fields.remove("enabled"),
+            false,
+        );
+        let threshold = self.slow_threshold(KEY, fields.remove("slowThreshold"), enabled);
+        Some(OperationLog {
+            enabled: enabled?,
+            slow_threshold: threshold?,
+        })
+    }
+
+    /// A log's `slowThreshold`: a positive duration, allowed only with `enabled: true`.
+    fn slow_threshold(
+        &mut self,
+        log: &str,
+        entry: Option<Entry<'_>>,
+        enabled: Option<bool>,
+    ) -> Option<Option<Duration>> {
+        let Some(entry) = entry else {
+            return Some(None);
+        };
+        let key = join(log, "slowThreshold");
+        let key_pos = entry.key_pos;
+        let threshold = self.duration_with(&key, &entry, "\"500ms\"", |_| None)?;
+        if enabled == Some(false) {
+            self.problem(
+                ProblemKind::Conflict,
+                &key,
+                key_pos,
+                format!(
+                    "only applies to an enabled log: add enabled: true under {log} (or remove \
+                     slowThreshold)"
+                ),
+            );
+            return None;
+        }
+        Some(Some(threshold))
+    }
+
+    fn provider_kind(
+        &mut self,
+        entry: &Entry<'_>,
+        mut fields: HashMap<&'static str, Entry<'_>>,
+    ) -> Option<Provider> {
         #[derive(PartialEq, Clone, Copy)]
         enum Kind {
             Sqlite,
@@ -865,6 +1152,18 @@ impl Checker<'_> {
         let Some(entry) = entry else {
             return Some(default);
         };
+        let example = format!("\"{}\" (the default)", humanize(default));
+        self.duration_with(key, &entry, &example, extra)
+    }
+
+    /// A positive duration; `example` is offered when it is zero.
+    fn duration_with(
+        &mut self,
+        key: &str,
+        entry: &Entry<'_>,
+        example: &str,
+        extra: impl Fn(Duration) -> Option<String>,
+    ) -> Option<Duration> {
         let text = self.text(
             key,
             entry.key_pos,
@@ -874,9 +1173,8 @@ impl Checker<'_> {
         let problem = match parse_duration(&text.value) {
             Err(e) => Some(format!("{e}{}", text.origin())),
             Ok(d) if d.is_zero() => Some(format!(
-                "is zero{}; it must be more than zero, e.g. \"{}\" (the default)",
+                "is zero{}; it must be more than zero, e.g. {example}",
                 text.origin(),
-                humanize(default)
             )),
             Ok(d) => extra(d).map(|reason| format!("{:?}{} {reason}", text.value, text.origin())),
         };
@@ -889,15 +1187,24 @@ impl Checker<'_> {
         }
     }
 
-    fn log(&mut self, entry: Option<Entry<'_>>) -> Option<LogLevel> {
+    /// `log.level` and `log.json`.
+    fn log(&mut self, entry: Option<Entry<'_>>) -> (Option<LogLevel>, Option<bool>) {
         let Some(entry) = entry else {
-            return Some(LogLevel::default());
+            return (Some(LogLevel::default()), Some(false));
         };
-        let map = self.mapping("log", &entry)?;
+        let Some(map) = self.mapping("log", &entry) else {
+            return (None, None);
+        };
         let mut fields = self.entries("log", map, LOG_KEYS);
-        let Some(level) = fields.remove("level") else {
-            return Some(LogLevel::default());
+        let json = self.boolean("log.json", fields.remove("json"), false);
+        let level = match fields.remove("level") {
+            None => Some(LogLevel::default()),
+            Some(level) => self.log_level(&level),
         };
+        (level, json)
+    }
+
+    fn log_level(&mut self, level: &Entry<'_>) -> Option<LogLevel> {
         let text = self.text(
             "log.level",
             level.key_pos,
@@ -920,6 +1227,132 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+impl Checker<'_> {
+    /// Where a value is written (or its key, for an empty one).
+    fn value_pos(&self, entry: &Entry<'_>) -> Option<Pos> {
+        pos_of(entry.value.span()).or(entry.key_pos)
+    }
+
+    /// `true` or `false`, `default` when absent.
+    fn boolean(&mut self, key: &str, entry: Option<Entry<'_>>, default: bool) -> Option<bool> {
+        let Some(entry) = entry else {
+            return Some(default);
+        };
+        let text = self.text(key, entry.key_pos, entry.value, "true or false")?;
+        match text.value.trim() {
+            "true" | "True" | "TRUE" => Some(true),
+            "false" | "False" | "FALSE" => Some(false),
+            other => {
+                let message = format!(
+                    "{other:?}{} is not a boolean; write true or false",
+                    text.origin()
+                );
+                self.problem(ProblemKind::InvalidValue, key, text.pos, message);
+                None
+            }
+        }
+    }
+
+    /// A whole number within `range`, `default` when absent.
+    fn integer(
+        &mut self,
+        key: &str,
+        entry: Option<Entry<'_>>,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Option<u64> {
+        let Some(entry) = entry else {
+            return Some(default);
+        };
+        let text = self.text(
+            key,
+            entry.key_pos,
+            entry.value,
+            &format!("a whole number such as {default}"),
+        )?;
+        let value = text.value.trim();
+        let problem = match value.parse::<u64>() {
+            Ok(n) if range.contains(&n) => return Some(n),
+            Ok(n) => format!(
+                "is {n}{}; it must be from {} to {}, e.g. {default} (the default)",
+                text.origin(),
+                range.start(),
+                range.end()
+            ),
+            Err(_) => format!(
+                "{value:?}{} is not a whole number; write digits only, e.g. {default} (the \
+                 default)",
+                text.origin()
+            ),
+        };
+        self.problem(ProblemKind::InvalidValue, key, text.pos, problem);
+        None
+    }
+
+    /// A size in bytes between [`MIN_REQUEST_BODY_SIZE`] and [`MAX_REQUEST_BODY_SIZE`]: an
+    /// integer, or a number with a unit (`KiB`, `MiB`, `GiB`); `default` when absent.
+    fn byte_size(&mut self, key: &str, entry: Option<Entry<'_>>, default: usize) -> Option<usize> {
+        let Some(entry) = entry else {
+            return Some(default);
+        };
+        let text = self.text(
+            key,
+            entry.key_pos,
+            entry.value,
+            "a size such as \"16MiB\" or a number of bytes",
+        )?;
+        let problem = match parse_byte_size(&text.value) {
+            Ok(n) if (MIN_REQUEST_BODY_SIZE..=MAX_REQUEST_BODY_SIZE).contains(&n) => {
+                return Some(n);
+            }
+            Ok(n) => format!(
+                "is {n} bytes{}; it must be from 1KiB to 16MiB (the largest frame of the wire \
+                 protocol), e.g. \"16MiB\" (the default)",
+                text.origin()
+            ),
+            Err(reason) => format!("{:?}{} {reason}", text.value, text.origin()),
+        };
+        self.problem(ProblemKind::InvalidValue, key, text.pos, problem);
+        None
+    }
+}
+
+/// Parses a size: a whole number of bytes, or a whole number followed by `KiB`, `MiB` or `GiB`
+/// (powers of 1024), with an optional space between.
+fn parse_byte_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let digits = text.len() - text.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let (number, unit) = text.split_at(digits);
+    let unit = unit.trim_start();
+    let multiplier: u64 = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" | "MB" | "GB" | "K" | "M" | "G" | "Ki" | "Mi" | "Gi" => {
+            return Err(format!(
+                "uses the unit {unit:?}; write KiB, MiB or GiB (powers of 1024), e.g. \"16MiB\""
+            ));
+        }
+        _ => {
+            return Err(
+                "is not a size; write a number of bytes or a number with KiB, MiB or \
+                        GiB, e.g. \"16MiB\""
+                    .into(),
+            );
+        }
+    };
+    let number: u64 = number.parse().map_err(|_| {
+        "is not a size; write a number of bytes or a number with KiB, MiB or GiB, e.g. \
+         \"16MiB\""
+            .to_owned()
+    })?;
+    number
+        .checked_mul(multiplier)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| "is too large; the most is 16MiB".to_owned())
 }
 
 /// The 1-based line of a `---` marker that follows content, i.e. starts a second document.

@@ -32,6 +32,11 @@
 //!   invalid, zero or negative duration is an error (the Go runtime silently used the default
 //!   instead).
 //! - **PSKs** are used as the raw UTF-8 bytes of the string, not decoded from base64 or hex.
+//! - **Booleans** are `true` or `false`; **counts** are whole numbers; **sizes**
+//!   (`maxRequestBodySize`) are a number of bytes or a number with `KiB`, `MiB` or `GiB`.
+//! - A log's `slowThreshold` requires `enabled: true` in the same section, and
+//!   `provider.queryLog.includeParameters` is accepted only as `false`: bound values are never
+//!   logged.
 //!
 //! [`RuntimeConfig::reference`] lists every key with its default and description; the CLI's
 //! help and the book print it.
@@ -51,6 +56,7 @@ use self::check::Checker;
 use self::schema::REFERENCE;
 use crate::net::pki::{MAX_LEAF_TTL, MIN_PSK_LEN, SpiffeId};
 use crate::runtime::jwt::{self, JwksSource, JwtConfig};
+use crate::store::SqlOptions;
 use crate::time::parse_duration;
 
 pub use self::problems::{ConfigError, ConfigProblem, ProblemKind};
@@ -64,12 +70,19 @@ pub const DEFAULT_BIND: &str = ":8443";
 /// Smallest accepted `healthCheckDeadline` (exclusive).
 pub const MIN_HEALTH_CHECK_DEADLINE: Duration = Duration::from_secs(1);
 
+/// Default address of the runtime's operations HTTP server (`http.bind`).
+pub const DEFAULT_HTTP_BIND: &str = "127.0.0.1:8444";
+
 /// The validated configuration of a runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RuntimeConfig {
     /// Where the runtime's WebTransport server listens (`bind`).
     pub bind: BindAddress,
+    /// The `host:port` the runtime is reached at (`advertiseAddress`), when it is not `bind`:
+    /// shown in the cluster's state and named in the runtime's server certificate. When unset,
+    /// the runtime uses its `bind` address if that is a concrete IP address.
+    pub advertise_address: Option<String>,
     /// This runtime's ID, used in its server certificate (`runtimeId`). When unset, the runtime
     /// chooses one at start.
     pub runtime_id: Option<String>,
@@ -80,6 +93,9 @@ pub struct RuntimeConfig {
     pub bootstrap: Bootstrap,
     /// Where state and alarms are stored (`provider`).
     pub provider: Provider,
+    /// How the store bounds and logs its work (`provider.timeout`, `provider.queryLog`,
+    /// `provider.operationLog`).
+    pub provider_options: SqlOptions,
     /// Lifetime of the workload certificates issued to hosts (`workloadCertTTL`).
     pub workload_cert_ttl: Duration,
     /// Maximum interval between a host's health pings (`healthCheckDeadline`).
@@ -88,10 +104,45 @@ pub struct RuntimeConfig {
     pub alarms_poll_interval: Duration,
     /// How long an alarm lease lasts while it runs (`alarmsLeaseDuration`).
     pub alarms_lease_duration: Duration,
+    /// How far ahead of now workers fetch due alarms (`alarmsFetchAheadInterval`).
+    pub alarms_fetch_ahead_interval: Duration,
+    /// The most alarms one fetch leases (`alarmsFetchAheadBatchSize`).
+    pub alarms_fetch_ahead_batch_size: u32,
     /// Time allowed for a clean shutdown (`shutdownGracePeriod`).
     pub shutdown_grace_period: Duration,
+    /// The timeout of requests between processes (`requestTimeout`): a worker's requests at
+    /// the runtime.
+    pub request_timeout: Duration,
+    /// How many hosts the cluster admits at most, 0 for no limit (`maxHosts`).
+    pub max_hosts: u32,
+    /// Requests one calling host may have running at once (`maxInFlightRequests`).
+    pub max_in_flight_requests: usize,
+    /// The largest request a calling host may send, in bytes (`maxRequestBodySize`).
+    pub max_request_body_size: usize,
+    /// The runtime's operations HTTP server (`http`).
+    pub http: HttpConfig,
     /// Log verbosity (`log.level`).
     pub log_level: LogLevel,
+    /// Whether log lines are JSON objects rather than text (`log.json`).
+    pub log_json: bool,
+}
+
+/// The runtime's operations HTTP server (`http`): probes, metrics and the cluster's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Where it listens (`http.bind`).
+    pub bind: SocketAddr,
+    /// Whether it serves TLS with a certificate of the cluster CA (`http.tls`).
+    pub tls: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8444)),
+            tls: false,
+        }
+    }
 }
 
 /// How hosts authenticate when they first join (`bootstrap.method`).
@@ -399,8 +450,12 @@ impl RuntimeConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::schema::{BOOTSTRAP_KEYS, JWT_KEYS, LOG_KEYS, PROVIDER_KEYS, TOP_KEYS};
+    use super::schema::{
+        BOOTSTRAP_KEYS, HTTP_KEYS, JWT_KEYS, LOG_KEYS, OPERATION_LOG_KEYS, PROVIDER_KEYS,
+        QUERY_LOG_KEYS, TOP_KEYS,
+    };
     use super::*;
+    use crate::store::{OperationLog, QueryLog};
 
     const PSK: &str = "a-runtime-psk-of-at-least-32-bytes!!";
     const PSK2: &str = "another-runtime-psk-of-32-bytes-or-more";
@@ -531,25 +586,403 @@ log:
         assert_eq!(config.log_level, LogLevel::Info);
     }
 
-    #[test]
-    fn every_default_in_the_reference_is_what_the_parser_uses() {
-        let defaults = parse(&base("")).unwrap();
-        let mut explicit = String::new();
-        for key in RuntimeConfig::reference() {
-            if let Some(default) = key.default {
-                let parts: Vec<&str> = key.key.split('.').collect();
-                for (depth, part) in parts.iter().enumerate() {
-                    explicit.push_str(&"  ".repeat(depth));
-                    explicit.push_str(part);
-                    explicit.push(':');
-                    if depth + 1 == parts.len() {
-                        explicit.push_str(&format!(" \"{default}\""));
+    /// YAML for dotted keys and their values, nested, keys sharing a parent under one mapping
+    /// (in the order the parents first appear).
+    fn nested(pairs: &[(&str, &str)]) -> String {
+        fn render(pairs: &[(Vec<&str>, &str)], depth: usize, out: &mut String) {
+            let mut seen: Vec<&str> = Vec::new();
+            for (path, _) in pairs {
+                if !seen.contains(&path[0]) {
+                    seen.push(path[0]);
+                }
+            }
+            for name in seen {
+                let indent = "  ".repeat(depth);
+                let group: Vec<(Vec<&str>, &str)> = pairs
+                    .iter()
+                    .filter(|(path, _)| path[0] == name)
+                    .map(|(path, value)| (path[1..].to_vec(), *value))
+                    .collect();
+                match group.iter().find(|(rest, _)| rest.is_empty()) {
+                    Some((_, value)) => out.push_str(&format!("{indent}{name}: {value}\n")),
+                    None => {
+                        out.push_str(&format!("{indent}{name}:\n"));
+                        render(&group, depth + 1, out);
                     }
-                    explicit.push('\n');
                 }
             }
         }
-        assert_eq!(parse(&base(&explicit)).unwrap(), defaults);
+        let split: Vec<(Vec<&str>, &str)> = pairs
+            .iter()
+            .map(|(key, value)| (key.split('.').collect(), *value))
+            .collect();
+        let mut out = String::new();
+        render(&split, 0, &mut out);
+        out
+    }
+
+    /// The required keys of [`base`], as dotted pairs.
+    const REQUIRED: &[(&str, &str)] = &[
+        ("runtimePSKs", "[\"a-runtime-psk-of-at-least-32-bytes!!\"]"),
+        ("bootstrap.method", "psk"),
+        ("bootstrap.hostPSK", "\"a-host-psk-16-bytes+\""),
+        ("provider.type", "memory"),
+    ];
+
+    /// [`base`] with more dotted keys, nested with the required ones.
+    fn with_keys(extra: &[(&str, &str)]) -> String {
+        let mut pairs = REQUIRED.to_vec();
+        pairs.extend_from_slice(extra);
+        nested(&pairs)
+    }
+
+    #[test]
+    fn every_default_in_the_reference_is_what_the_parser_uses() {
+        let defaults = parse(&base("")).unwrap();
+        assert_eq!(parse(&with_keys(&[])).unwrap(), defaults);
+        let quoted: Vec<(String, String)> = RuntimeConfig::reference()
+            .iter()
+            .filter_map(|k| k.default.map(|d| (k.key.to_owned(), format!("\"{d}\""))))
+            .collect();
+        let explicit: Vec<(&str, &str)> = quoted
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(parse(&with_keys(&explicit)).unwrap(), defaults);
+    }
+
+    #[test]
+    fn the_new_keys_take_their_defaults() {
+        let config = parse(&base("")).unwrap();
+        assert_eq!(config.advertise_address, None);
+        assert_eq!(config.request_timeout, Duration::from_secs(15));
+        assert_eq!(
+            config.provider_options,
+            SqlOptions {
+                timeout: Duration::from_secs(5),
+                query_log: QueryLog::default(),
+                operation_log: OperationLog::default(),
+            }
+        );
+        assert_eq!(
+            config.alarms_fetch_ahead_interval,
+            Duration::from_millis(2500)
+        );
+        assert_eq!(config.alarms_fetch_ahead_batch_size, 25);
+        assert_eq!(config.max_hosts, 0);
+        assert_eq!(config.max_in_flight_requests, 100);
+        assert_eq!(config.max_request_body_size, 16 * 1024 * 1024);
+        assert_eq!(
+            config.http,
+            HttpConfig {
+                bind: "127.0.0.1:8444".parse().unwrap(),
+                tls: false
+            }
+        );
+        assert!(!config.log_json);
+    }
+
+    #[test]
+    fn advertise_address() {
+        let config = parse(&base("advertiseAddress: \"runtime-0.francis:7400\"\n")).unwrap();
+        assert_eq!(
+            config.advertise_address.as_deref(),
+            Some("runtime-0.francis:7400")
+        );
+        let config = parse(&base("advertiseAddress: \"[fd00::1]:7400\"\n")).unwrap();
+        assert_eq!(config.advertise_address.as_deref(), Some("[fd00::1]:7400"));
+        for (bad, hint) in [
+            ("runtime-0.francis", "expected host:port"),
+            ("runtime:0", "the port is 0"),
+            ("0.0.0.0:7400", "is the any-address"),
+            ("[::]:7400", "is the any-address"),
+        ] {
+            let p = only(
+                &base(&format!("advertiseAddress: \"{bad}\"\n")),
+                "advertiseAddress",
+            );
+            assert_eq!(
+                (p.kind, p.line, p.column),
+                (ProblemKind::InvalidValue, Some(8), Some(19)),
+                "{bad}"
+            );
+            assert!(
+                p.message.starts_with(&format!("invalid address {bad:?}: ")),
+                "{bad}: {}",
+                p.message
+            );
+            assert!(p.message.contains(hint), "{bad}: {}", p.message);
+        }
+    }
+
+    #[test]
+    fn http_section() {
+        let config = parse(&base("http:\n  bind: \"0.0.0.0:9000\"\n  tls: true\n")).unwrap();
+        assert_eq!(config.http.bind, "0.0.0.0:9000".parse().unwrap());
+        assert!(config.http.tls);
+        let config = parse(&base("http:\n  bind: \":8444\"\n")).unwrap();
+        assert_eq!(config.http.bind, "0.0.0.0:8444".parse().unwrap());
+        assert!(!config.http.tls);
+
+        let p = only(&base("http:\n  bind: \"localhost:8444\"\n"), "http.bind");
+        assert_eq!(
+            (p.kind, p.line, p.column),
+            (ProblemKind::InvalidValue, Some(9), Some(9))
+        );
+        assert_eq!(
+            p.message,
+            "\"localhost:8444\" is not an IP address and port; the HTTP server listens on an IP \
+             address: write e.g. \"0.0.0.0:8444\" (every interface) or \"127.0.0.1:8444\""
+        );
+        let p = only(&base("http:\n  bind: \"8444\"\n"), "http.bind");
+        assert!(
+            p.message
+                .starts_with("invalid address \"8444\": expected host:port"),
+            "{}",
+            p.message
+        );
+        let p = only(&base("http:\n  tls: yes\n"), "http.tls");
+        assert_eq!((p.line, p.column), (Some(9), Some(8)));
+        assert_eq!(p.message, "\"yes\" is not a boolean; write true or false");
+        let p = only(&base("http.bind: \":1\"\n"), "http.bind");
+        assert!(p.message.contains("nested, not dotted"), "{}", p.message);
+    }
+
+    #[test]
+    fn log_json() {
+        assert!(parse(&base("log:\n  json: true\n")).unwrap().log_json);
+        let config = parse(&base("log:\n  level: debug\n  json: false\n")).unwrap();
+        assert!(!config.log_json);
+        assert_eq!(config.log_level, LogLevel::Debug);
+        let p = only(&base("log:\n  json: 1\n"), "log.json");
+        assert_eq!(
+            (p.kind, p.line, p.column),
+            (ProblemKind::InvalidValue, Some(9), Some(9))
+        );
+        assert_eq!(p.message, "\"1\" is not a boolean; write true or false");
+    }
+
+    #[test]
+    fn whole_numbers_are_bounded() {
+        let config = parse(&base(
+            "maxHosts: 12\nalarmsFetchAheadBatchSize: 100\nmaxInFlightRequests: 500\n",
+        ))
+        .unwrap();
+        assert_eq!(config.max_hosts, 12);
+        assert_eq!(config.alarms_fetch_ahead_batch_size, 100);
+        assert_eq!(config.max_in_flight_requests, 500);
+
+        let p = only(&base("maxHosts: -1\n"), "maxHosts");
+        assert_eq!(
+            (p.kind, p.line, p.column),
+            (ProblemKind::InvalidValue, Some(8), Some(11))
+        );
+        assert_eq!(
+            p.message,
+            "\"-1\" is not a whole number; write digits only, e.g. 0 (the default)"
+        );
+        let p = only(
+            &base("alarmsFetchAheadBatchSize: 0\n"),
+            "alarmsFetchAheadBatchSize",
+        );
+        assert_eq!(
+            p.message,
+            "is 0; it must be from 1 to 1000, e.g. 25 (the default)"
+        );
+        let p = only(
+            &base("alarmsFetchAheadBatchSize: 5000\n"),
+            "alarmsFetchAheadBatchSize",
+        );
+        assert_eq!(
+            p.message,
+            "is 5000; it must be from 1 to 1000, e.g. 25 (the default)"
+        );
+        let p = only(&base("maxInFlightRequests: 0\n"), "maxInFlightRequests");
+        assert_eq!(
+            p.message,
+            "is 0; it must be from 1 to 10000, e.g. 100 (the default)"
+        );
+        let p = only(&base("maxInFlightRequests: lots\n"), "maxInFlightRequests");
+        assert_eq!(
+            p.message,
+            "\"lots\" is not a whole number; write digits only, e.g. 100 (the default)"
+        );
+    }
+
+    #[test]
+    fn request_body_sizes_take_bytes_or_binary_units() {
+        let size = |v: &str| {
+            parse(&base(&format!("maxRequestBodySize: {v}\n"))).map(|c| c.max_request_body_size)
+        };
+        assert_eq!(size("1048576").unwrap(), 1 << 20);
+        assert_eq!(size("\"512KiB\"").unwrap(), 512 << 10);
+        assert_eq!(size("16MiB").unwrap(), 16 << 20);
+        assert_eq!(size("\"2 MiB\"").unwrap(), 2 << 20);
+        assert_eq!(size("1KiB").unwrap(), 1024);
+        for (bad, message) in [
+            (
+                "16MB",
+                "\"16MB\" uses the unit \"MB\"; write KiB, MiB or GiB (powers of 1024), e.g. \
+                 \"16MiB\"",
+            ),
+            (
+                "lots",
+                "\"lots\" is not a size; write a number of bytes or a number with KiB, MiB or \
+                 GiB, e.g. \"16MiB\"",
+            ),
+            (
+                "1GiB",
+                "is 1073741824 bytes; it must be from 1KiB to 16MiB (the largest frame of the \
+                 wire protocol), e.g. \"16MiB\" (the default)",
+            ),
+            (
+                "512",
+                "is 512 bytes; it must be from 1KiB to 16MiB (the largest frame of the wire \
+                 protocol), e.g. \"16MiB\" (the default)",
+            ),
+        ] {
+            let p = only(
+                &base(&format!("maxRequestBodySize: {bad}\n")),
+                "maxRequestBodySize",
+            );
+            assert_eq!(
+                (p.kind, p.line, p.column),
+                (ProblemKind::InvalidValue, Some(8), Some(21)),
+                "{bad}"
+            );
+            assert_eq!(p.message, message, "{bad}");
+        }
+    }
+
+    #[test]
+    fn new_durations_are_positive_and_bounded() {
+        let config = parse(&with_keys(&[
+            ("requestTimeout", "30s"),
+            ("alarmsFetchAheadInterval", "10s"),
+            ("provider.timeout", "2s"),
+        ]))
+        .unwrap();
+        assert_eq!(config.request_timeout, Duration::from_secs(30));
+        assert_eq!(config.alarms_fetch_ahead_interval, Duration::from_secs(10));
+        assert_eq!(config.provider_options.timeout, Duration::from_secs(2));
+
+        let p = only(&base("requestTimeout: 0s\n"), "requestTimeout");
+        assert_eq!(
+            (p.kind, p.line, p.column),
+            (ProblemKind::InvalidValue, Some(8), Some(17))
+        );
+        assert_eq!(
+            p.message,
+            "is zero; it must be more than zero, e.g. \"15s\" (the default)"
+        );
+        let p = only(
+            &base("alarmsFetchAheadInterval: 2m\n"),
+            "alarmsFetchAheadInterval",
+        );
+        assert_eq!(
+            p.message,
+            "\"2m\" must be at most 1m (alarms are not leased longer ahead of their time), e.g. \
+             \"2.5s\""
+        );
+        let p = only(
+            &with_keys(&[("provider.timeout", "-1s")]),
+            "provider.timeout",
+        );
+        assert!(p.message.contains("negative"), "{}", p.message);
+    }
+
+    #[test]
+    fn the_store_timeout_stays_below_the_health_check_deadline() {
+        let yaml = with_keys(&[("provider.timeout", "20s"), ("healthCheckDeadline", "20s")]);
+        let p = only(&yaml, "provider.timeout");
+        assert_eq!(
+            (p.kind, p.line, p.column),
+            (ProblemKind::Conflict, Some(7), Some(3))
+        );
+        assert_eq!(
+            p.message,
+            "is 20s but must be less than healthCheckDeadline (20s), or one slow store operation \
+             could outlast a host's registration; e.g. \"5s\""
+        );
+        // Unset, it fits a short deadline.
+        let config = parse(&with_keys(&[("healthCheckDeadline", "4s")])).unwrap();
+        assert_eq!(config.provider_options.timeout, Duration::from_secs(2));
+        let config = parse(&with_keys(&[("healthCheckDeadline", "1m")])).unwrap();
+        assert_eq!(config.provider_options.timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn query_and_operation_logs() {
+        let config = parse(&with_keys(&[
+            ("provider.queryLog.enabled", "true"),
+            ("provider.queryLog.includeParameters", "false"),
+            ("provider.queryLog.slowThreshold", "250ms"),
+            ("provider.operationLog.enabled", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.provider_options.query_log,
+            QueryLog {
+                enabled: true,
+                slow_threshold: Some(Duration::from_millis(250))
+            }
+        );
+        assert_eq!(
+            config.provider_options.operation_log,
+            OperationLog {
+                enabled: true,
+                slow_threshold: None
+            }
+        );
+
+        let p = only(
+            &with_keys(&[("provider.queryLog.includeParameters", "true")]),
+            "provider.queryLog.includeParameters",
+        );
+        assert_eq!(
+            (p.kind, p.line, p.column),
+            (ProblemKind::InvalidValue, Some(8), Some(24))
+        );
+        assert_eq!(
+            p.message,
+            "cannot be true: Francis never logs the values bound to statements, since they hold \
+             actor state and secrets; remove the key or set it to false"
+        );
+
+        let p = only(
+            &with_keys(&[("provider.operationLog.slowThreshold", "1s")]),
+            "provider.operationLog.slowThreshold",
+        );
+        assert_eq!(
+            (p.kind, p.line, p.column),
+            (ProblemKind::Conflict, Some(8), Some(5))
+        );
+        assert_eq!(
+            p.message,
+            "only applies to an enabled log: add enabled: true under provider.operationLog (or \
+             remove slowThreshold)"
+        );
+        let p = only(
+            &with_keys(&[
+                ("provider.queryLog.enabled", "true"),
+                ("provider.queryLog.slowThreshold", "0s"),
+            ]),
+            "provider.queryLog.slowThreshold",
+        );
+        assert_eq!(
+            p.message,
+            "is zero; it must be more than zero, e.g. \"500ms\""
+        );
+        let p = only(
+            &with_keys(&[("provider.queryLog.enabled", "on")]),
+            "provider.queryLog.enabled",
+        );
+        assert_eq!(p.message, "\"on\" is not a boolean; write true or false");
+        let p = only(
+            &with_keys(&[("provider.queryLog.verbose", "true")]),
+            "provider.queryLog.verbose",
+        );
+        assert_eq!(p.kind, ProblemKind::UnknownKey);
     }
 
     #[test]
@@ -1079,8 +1512,23 @@ log:
                     }
                 }
                 "provider" => {
-                    accepted.extend(PROVIDER_KEYS.iter().map(|k| format!("provider.{k}")))
+                    for p in PROVIDER_KEYS {
+                        match *p {
+                            "queryLog" => accepted.extend(
+                                QUERY_LOG_KEYS
+                                    .iter()
+                                    .map(|k| format!("provider.queryLog.{k}")),
+                            ),
+                            "operationLog" => accepted.extend(
+                                OPERATION_LOG_KEYS
+                                    .iter()
+                                    .map(|k| format!("provider.operationLog.{k}")),
+                            ),
+                            other => accepted.push(format!("provider.{other}")),
+                        }
+                    }
                 }
+                "http" => accepted.extend(HTTP_KEYS.iter().map(|k| format!("http.{k}"))),
                 "log" => accepted.extend(LOG_KEYS.iter().map(|k| format!("log.{k}"))),
                 other => accepted.push(other.to_owned()),
             }
@@ -1091,19 +1539,8 @@ log:
         );
 
         // A document holding every reference key reports none of them as unknown.
-        let mut yaml = String::new();
-        let mut open: Vec<&str> = Vec::new();
-        for key in &reference {
-            let parts: Vec<&str> = key.split('.').collect();
-            let (parents, leaf) = parts.split_at(parts.len() - 1);
-            let common = open.iter().zip(parents).take_while(|(a, b)| a == b).count();
-            open.truncate(common);
-            for (depth, parent) in parents.iter().enumerate().skip(common) {
-                yaml.push_str(&format!("{}{parent}:\n", "  ".repeat(depth)));
-                open.push(parent);
-            }
-            yaml.push_str(&format!("{}{}: x\n", "  ".repeat(parents.len()), leaf[0]));
-        }
+        let pairs: Vec<(&str, &str)> = reference.iter().map(|k| (*k, "x")).collect();
+        let yaml = nested(&pairs);
         let found = problems(&yaml);
         assert!(!found.is_empty());
         let unknown: Vec<_> = found

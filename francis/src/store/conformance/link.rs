@@ -58,6 +58,7 @@ impl LinkStore {
             registration: registration.clone(),
             clock: Arc::new(self.clock.clone()),
             connect_timeout: Some(Duration::from_secs(10)),
+            request_timeout: Duration::from_secs(15),
         })
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -357,6 +358,7 @@ async fn a_runtime_admits_workers_with_its_own_max_hosts() {
             },
             clock: Arc::new(clock.clone()),
             connect_timeout: Some(connect_timeout),
+            request_timeout: crate::host::DEFAULT_CALL_TIMEOUT,
         })
     };
     let first = connect("127.0.0.1:7000", Duration::from_secs(10))

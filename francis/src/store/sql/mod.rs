@@ -59,6 +59,7 @@ use crate::model::{
     HostRegistration, ListStatesOptions, LookupOptions, ObservedHost, Placement, PlacementCount,
     StateEntry, StateList, Store, StoreError, StoreOptions,
 };
+use crate::store::{QueryLog, SqlOptions};
 
 /// How many times a transaction that failed retryably is run in total before its error is
 /// returned.
@@ -207,8 +208,12 @@ impl Statements {
 
 /// A [`Store`] on a SQL database: [`crate::store::sqlite::SqliteStore`] or
 /// [`crate::store::postgres::PostgresStore`].
+///
+/// Every operation of the [`Store`] contract is bounded by [`SqlOptions::timeout`] and, when
+/// the [`OperationLog`] is enabled, logged with its duration.
 pub struct SqlStore<D: Dialect> {
     options: StoreOptions,
+    tuning: SqlOptions,
     pool: Pool<D::Db>,
     dialect: D,
     sql: Statements,
@@ -219,15 +224,22 @@ impl<D: Dialect> std::fmt::Debug for SqlStore<D> {
         f.debug_struct("SqlStore")
             .field("database", &D::Db::NAME)
             .field("options", &self.options)
+            .field("tuning", &self.tuning)
             .finish_non_exhaustive()
     }
 }
 
 impl<D: Dialect> SqlStore<D> {
-    /// A store over an open, migrated pool.
-    pub(crate) fn new(pool: Pool<D::Db>, dialect: D, options: StoreOptions) -> Self {
+    /// A store over an open, migrated pool, bounded and logged as `tuning` says.
+    pub(crate) fn new(
+        pool: Pool<D::Db>,
+        dialect: D,
+        options: StoreOptions,
+        tuning: SqlOptions,
+    ) -> Self {
         SqlStore {
             options,
+            tuning,
             pool,
             dialect,
             sql: Statements::new::<D>(),
@@ -251,8 +263,45 @@ impl<D: Dialect> SqlStore<D> {
         self.pool.close().await;
     }
 
+    /// How this store bounds and logs its operations.
+    pub fn sql_options(&self) -> &SqlOptions {
+        &self.tuning
+    }
+
     fn now(&self) -> i64 {
         self.options.clock.now_ms()
+    }
+
+    /// Run store operation `op`: bounded by the store timeout (a late operation fails, and its
+    /// transaction, dropped, rolls back) and, when the operation log is enabled, logged with
+    /// its duration. A disabled log costs one branch.
+    async fn operation<T>(
+        &self,
+        op: &'static str,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let limit = self.tuning.timeout;
+        let bounded = async {
+            tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "{op}: the {} database did not answer within {limit:?} (the store timeout)",
+                    D::Db::NAME
+                )))
+            })
+        };
+        let log = self.tuning.operation_log;
+        if !log.enabled {
+            return bounded.await;
+        }
+        let started = std::time::Instant::now();
+        let result = bounded.await;
+        log_operation(
+            op,
+            started.elapsed(),
+            result.as_ref().err(),
+            log.slow_threshold,
+        );
+        result
     }
 
     fn now_and_threshold(&self) -> (i64, i64) {
@@ -265,6 +314,42 @@ impl<D: Dialect> SqlStore<D> {
 fn stored_max_hosts(value: i64) -> Result<u32, StoreError> {
     u32::try_from(value)
         .map_err(|_| StoreError::Invalid(format!("stored maxHosts out of range: {value}")))
+}
+
+/// `connect` with its statement logging set as `log` says: off when disabled; otherwise every
+/// statement at debug level and, with a slow threshold, the slower ones at warn level. (sqlx's
+/// own default, debug and warn above 1 s, is not used: the log is off unless asked for.)
+pub(crate) fn with_query_log<O: sqlx::ConnectOptions>(connect: O, log: QueryLog) -> O {
+    use log::LevelFilter;
+    if !log.enabled {
+        return connect.disable_statement_logging();
+    }
+    let connect = connect.log_statements(LevelFilter::Debug);
+    match log.slow_threshold {
+        Some(threshold) => connect.log_slow_statements(LevelFilter::Warn, threshold),
+        None => connect.log_slow_statements(LevelFilter::Debug, Duration::from_secs(1)),
+    }
+}
+
+/// The operation log's line for one operation: debug, or warn when slower than `slow`.
+fn log_operation(
+    op: &'static str,
+    elapsed: Duration,
+    error: Option<&StoreError>,
+    slow: Option<Duration>,
+) {
+    let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+    let error = error.map(tracing::field::display);
+    match slow {
+        Some(threshold) if elapsed > threshold => tracing::warn!(
+            operation = op,
+            elapsed_ms,
+            slow_threshold = ?threshold,
+            error,
+            "slow store operation"
+        ),
+        _ => tracing::debug!(operation = op, elapsed_ms, error, "store operation"),
+    }
 }
 
 /// Run `attempt` until it succeeds, fails for good, or [`MAX_ATTEMPTS`] runs failed retryably.
@@ -752,60 +837,72 @@ where
         host_id: &str,
         registration: &HostRegistration,
     ) -> Result<bool, StoreError> {
-        let reattached = self.register(host_id, registration).await?;
-        tracing::debug!(%host_id, address = %registration.address, reattached, "registered host");
-        Ok(reattached)
+        self.operation("reattach_host", async {
+            let reattached = self.register(host_id, registration).await?;
+            tracing::debug!(%host_id, address = %registration.address, reattached, "registered host");
+            Ok(reattached)
+        })
+        .await
     }
 
     async fn heartbeat(&self, host_id: &str) -> Result<(), StoreError> {
-        let (now, threshold) = self.now_and_threshold();
-        let done = sqlx::query(
-            "UPDATE francis_hosts SET host_last_health_check = $1
-             WHERE host_id = $2 AND host_last_health_check >= $3",
-        )
-        .bind(now)
-        .bind(host_id)
-        .bind(threshold)
-        .execute(&self.pool)
-        .await?;
-        if D::rows_affected(&done) > 0 {
-            Ok(())
-        } else {
-            Err(StoreError::HostUnregistered {
-                host_id: host_id.to_owned(),
-            })
-        }
+        self.operation("heartbeat", async {
+            let (now, threshold) = self.now_and_threshold();
+            let done = sqlx::query(
+                "UPDATE francis_hosts SET host_last_health_check = $1
+                 WHERE host_id = $2 AND host_last_health_check >= $3",
+            )
+            .bind(now)
+            .bind(host_id)
+            .bind(threshold)
+            .execute(&self.pool)
+            .await?;
+            if D::rows_affected(&done) > 0 {
+                Ok(())
+            } else {
+                Err(StoreError::HostUnregistered {
+                    host_id: host_id.to_owned(),
+                })
+            }
+        })
+        .await
     }
 
     async fn unregister_host(&self, host_id: &str) -> Result<(), StoreError> {
-        let (_, threshold) = self.now_and_threshold();
-        let last: Option<i64> = retrying::<D, _, _, _>("unregister_host", || async {
-            Ok(sqlx::query_scalar(
-                "DELETE FROM francis_hosts WHERE host_id = $1 RETURNING host_last_health_check",
-            )
-            .bind(host_id)
-            .fetch_optional(&self.pool)
-            .await?)
+        self.operation("unregister_host", async {
+            let (_, threshold) = self.now_and_threshold();
+            let last: Option<i64> = retrying::<D, _, _, _>("unregister_host", || async {
+                Ok(sqlx::query_scalar(
+                    "DELETE FROM francis_hosts WHERE host_id = $1 RETURNING host_last_health_check",
+                )
+                .bind(host_id)
+                .fetch_optional(&self.pool)
+                .await?)
+            })
+            .await?;
+            match last {
+                Some(last) if last >= threshold => Ok(()),
+                _ => Err(StoreError::HostUnregistered {
+                    host_id: host_id.to_owned(),
+                }),
+            }
         })
-        .await?;
-        match last {
-            Some(last) if last >= threshold => Ok(()),
-            _ => Err(StoreError::HostUnregistered {
-                host_id: host_id.to_owned(),
-            }),
-        }
+        .await
     }
 
     async fn list_hosts(&self) -> Result<Vec<HostInfo>, StoreError> {
-        let (_, threshold) = self.now_and_threshold();
-        let rows: Vec<HostRow> = sqlx::query_as(
-            "SELECT host_id, host_address AS address, host_last_health_check AS last_heartbeat_ms
-             FROM francis_hosts WHERE host_last_health_check >= $1 ORDER BY host_id",
-        )
-        .bind(threshold)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(HostInfo::from).collect())
+        self.operation("list_hosts", async {
+            let (_, threshold) = self.now_and_threshold();
+            let rows: Vec<HostRow> = sqlx::query_as(
+                "SELECT host_id, host_address AS address, host_last_health_check AS last_heartbeat_ms
+                 FROM francis_hosts WHERE host_last_health_check >= $1 ORDER BY host_id",
+            )
+            .bind(threshold)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.into_iter().map(HostInfo::from).collect())
+        })
+        .await
     }
 
     async fn lookup_actor(
@@ -813,44 +910,53 @@ where
         key: &ActorKey,
         options: &LookupOptions,
     ) -> Result<Placement, StoreError> {
-        let (_, threshold) = self.now_and_threshold();
-        // Most lookups find a live placement: answer those without a transaction or a lock.
-        if let Some(placement) = Self::live_placement(&self.pool, key, threshold).await? {
-            return check_allowed(key, placement, options);
-        }
-        if options.active_only {
-            return Err(StoreError::NotActive { key: key.clone() });
-        }
-        retrying::<D, _, _, _>("lookup_actor", || self.allocate(key, options)).await
+        self.operation("lookup_actor", async {
+            let (_, threshold) = self.now_and_threshold();
+            // Most lookups find a live placement: answer those without a transaction or a lock.
+            if let Some(placement) = Self::live_placement(&self.pool, key, threshold).await? {
+                return check_allowed(key, placement, options);
+            }
+            if options.active_only {
+                return Err(StoreError::NotActive { key: key.clone() });
+            }
+            retrying::<D, _, _, _>("lookup_actor", || self.allocate(key, options)).await
+        })
+        .await
     }
 
     async fn remove_actor(&self, key: &ActorKey, host_id: &str) -> Result<bool, StoreError> {
-        retrying::<D, _, _, _>("remove_actor", || async {
-            let done = sqlx::query(
-                "DELETE FROM francis_active_actors
-                 WHERE actor_type = $1 AND actor_id = $2 AND host_id = $3",
-            )
-            .bind(key.actor_type.as_str())
-            .bind(key.actor_id.as_str())
-            .bind(host_id)
-            .execute(&self.pool)
-            .await?;
-            Ok(D::rows_affected(&done) > 0)
+        self.operation("remove_actor", async {
+            retrying::<D, _, _, _>("remove_actor", || async {
+                let done = sqlx::query(
+                    "DELETE FROM francis_active_actors
+                     WHERE actor_type = $1 AND actor_id = $2 AND host_id = $3",
+                )
+                .bind(key.actor_type.as_str())
+                .bind(key.actor_id.as_str())
+                .bind(host_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(D::rows_affected(&done) > 0)
+            })
+            .await
         })
         .await
     }
 
     async fn get_state(&self, key: &ActorKey) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT actor_state_data FROM francis_actor_state
-             WHERE actor_type = $1 AND actor_id = $2
-               AND (actor_state_expiration_time IS NULL OR actor_state_expiration_time > $3)",
-        )
-        .bind(key.actor_type.as_str())
-        .bind(key.actor_id.as_str())
-        .bind(self.now())
-        .fetch_optional(&self.pool)
-        .await?)
+        self.operation("get_state", async {
+            Ok(sqlx::query_scalar(
+                "SELECT actor_state_data FROM francis_actor_state
+                 WHERE actor_type = $1 AND actor_id = $2
+                   AND (actor_state_expiration_time IS NULL OR actor_state_expiration_time > $3)",
+            )
+            .bind(key.actor_type.as_str())
+            .bind(key.actor_id.as_str())
+            .bind(self.now())
+            .fetch_optional(&self.pool)
+            .await?)
+        })
+        .await
     }
 
     async fn set_state(
@@ -859,34 +965,40 @@ where
         data: &[u8],
         ttl: Option<Duration>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO francis_actor_state
-                 (actor_type, actor_id, actor_state_data, actor_state_expiration_time)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (actor_type, actor_id) DO UPDATE SET
-                 actor_state_data = excluded.actor_state_data,
-                 actor_state_expiration_time = excluded.actor_state_expiration_time",
-        )
-        .bind(key.actor_type.as_str())
-        .bind(key.actor_id.as_str())
-        .bind(data)
-        .bind(expiry_after(self.now(), ttl))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.operation("set_state", async {
+            sqlx::query(
+                "INSERT INTO francis_actor_state
+                     (actor_type, actor_id, actor_state_data, actor_state_expiration_time)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (actor_type, actor_id) DO UPDATE SET
+                     actor_state_data = excluded.actor_state_data,
+                     actor_state_expiration_time = excluded.actor_state_expiration_time",
+            )
+            .bind(key.actor_type.as_str())
+            .bind(key.actor_id.as_str())
+            .bind(data)
+            .bind(expiry_after(self.now(), ttl))
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn delete_state(&self, key: &ActorKey) -> Result<bool, StoreError> {
-        let deleted: Option<Option<i64>> = sqlx::query_scalar(
-            "DELETE FROM francis_actor_state WHERE actor_type = $1 AND actor_id = $2
-             RETURNING actor_state_expiration_time",
-        )
-        .bind(key.actor_type.as_str())
-        .bind(key.actor_id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        let now = self.now();
-        Ok(deleted.is_some_and(|expires| expires.is_none_or(|e| e > now)))
+        self.operation("delete_state", async {
+            let deleted: Option<Option<i64>> = sqlx::query_scalar(
+                "DELETE FROM francis_actor_state WHERE actor_type = $1 AND actor_id = $2
+                 RETURNING actor_state_expiration_time",
+            )
+            .bind(key.actor_type.as_str())
+            .bind(key.actor_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+            let now = self.now();
+            Ok(deleted.is_some_and(|expires| expires.is_none_or(|e| e > now)))
+        })
+        .await
     }
 
     async fn list_states(
@@ -894,23 +1006,26 @@ where
         actor_type: &str,
         options: &ListStatesOptions,
     ) -> Result<StateList, StoreError> {
-        let limit = page_limit(options.limit);
-        let rows: Vec<StateRow> = sqlx::query_as(
-            "SELECT actor_id, CASE WHEN $4 THEN actor_state_data END AS data
-             FROM francis_actor_state
-             WHERE actor_type = $1 AND ($2 IS NULL OR actor_id > $2)
-               AND (actor_state_expiration_time IS NULL OR actor_state_expiration_time > $3)
-             ORDER BY actor_id LIMIT $5",
-        )
-        .bind(actor_type)
-        .bind(options.after.as_deref())
-        .bind(self.now())
-        .bind(options.include_data)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
-        .fetch_all(&self.pool)
-        .await?;
-        let entries = rows.into_iter().map(StateEntry::from).collect();
-        Ok(state_page(entries, limit))
+        self.operation("list_states", async {
+            let limit = page_limit(options.limit);
+            let rows: Vec<StateRow> = sqlx::query_as(
+                "SELECT actor_id, CASE WHEN $4 THEN actor_state_data END AS data
+                 FROM francis_actor_state
+                 WHERE actor_type = $1 AND ($2 IS NULL OR actor_id > $2)
+                   AND (actor_state_expiration_time IS NULL OR actor_state_expiration_time > $3)
+                 ORDER BY actor_id LIMIT $5",
+            )
+            .bind(actor_type)
+            .bind(options.after.as_deref())
+            .bind(self.now())
+            .bind(options.include_data)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
+            .fetch_all(&self.pool)
+            .await?;
+            let entries = rows.into_iter().map(StateEntry::from).collect();
+            Ok(state_page(entries, limit))
+        })
+        .await
     }
 
     async fn set_alarm(
@@ -919,45 +1034,48 @@ where
         name: &str,
         alarm: &AlarmRecord,
     ) -> Result<(), StoreError> {
-        // One statement: insert, or replace every field unless the compared properties are all
-        // equal (`IS NOT DISTINCT FROM` compares NULLs as equal), in which case the row is left
-        // untouched, keeping its ID, attempts and lease.
-        sqlx::query(
-            "INSERT INTO francis_alarms AS al (alarm_id, actor_type, actor_id, alarm_name,
-                 alarm_handler, alarm_due_time, alarm_scheduled_time, alarm_interval,
-                 alarm_ttl_time, alarm_data, alarm_attempts)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             ON CONFLICT (actor_type, actor_id, alarm_name) DO UPDATE SET
-                 alarm_id = excluded.alarm_id,
-                 alarm_handler = excluded.alarm_handler,
-                 alarm_due_time = excluded.alarm_due_time,
-                 alarm_scheduled_time = excluded.alarm_scheduled_time,
-                 alarm_interval = excluded.alarm_interval,
-                 alarm_ttl_time = excluded.alarm_ttl_time,
-                 alarm_data = excluded.alarm_data,
-                 alarm_attempts = excluded.alarm_attempts,
-                 alarm_lease_id = NULL,
-                 alarm_lease_expiration_time = NULL
-             WHERE NOT (al.alarm_handler IS NOT DISTINCT FROM excluded.alarm_handler
-                 AND al.alarm_due_time IS NOT DISTINCT FROM excluded.alarm_due_time
-                 AND al.alarm_interval IS NOT DISTINCT FROM excluded.alarm_interval
-                 AND al.alarm_ttl_time IS NOT DISTINCT FROM excluded.alarm_ttl_time
-                 AND al.alarm_data IS NOT DISTINCT FROM excluded.alarm_data)",
-        )
-        .bind(new_alarm_id().as_str())
-        .bind(key.actor_type.as_str())
-        .bind(key.actor_id.as_str())
-        .bind(name)
-        .bind(alarm.handler.as_str())
-        .bind(alarm.due_ms)
-        .bind(alarm.scheduled_ms)
-        .bind(alarm.interval.as_deref())
-        .bind(alarm.ttl_ms)
-        .bind(alarm.data.as_deref())
-        .bind(i64::from(alarm.attempts))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.operation("set_alarm", async {
+            // One statement: insert, or replace every field unless the compared properties are all
+            // equal (`IS NOT DISTINCT FROM` compares NULLs as equal), in which case the row is left
+            // untouched, keeping its ID, attempts and lease.
+            sqlx::query(
+                "INSERT INTO francis_alarms AS al (alarm_id, actor_type, actor_id, alarm_name,
+                     alarm_handler, alarm_due_time, alarm_scheduled_time, alarm_interval,
+                     alarm_ttl_time, alarm_data, alarm_attempts)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 ON CONFLICT (actor_type, actor_id, alarm_name) DO UPDATE SET
+                     alarm_id = excluded.alarm_id,
+                     alarm_handler = excluded.alarm_handler,
+                     alarm_due_time = excluded.alarm_due_time,
+                     alarm_scheduled_time = excluded.alarm_scheduled_time,
+                     alarm_interval = excluded.alarm_interval,
+                     alarm_ttl_time = excluded.alarm_ttl_time,
+                     alarm_data = excluded.alarm_data,
+                     alarm_attempts = excluded.alarm_attempts,
+                     alarm_lease_id = NULL,
+                     alarm_lease_expiration_time = NULL
+                 WHERE NOT (al.alarm_handler IS NOT DISTINCT FROM excluded.alarm_handler
+                     AND al.alarm_due_time IS NOT DISTINCT FROM excluded.alarm_due_time
+                     AND al.alarm_interval IS NOT DISTINCT FROM excluded.alarm_interval
+                     AND al.alarm_ttl_time IS NOT DISTINCT FROM excluded.alarm_ttl_time
+                     AND al.alarm_data IS NOT DISTINCT FROM excluded.alarm_data)",
+            )
+            .bind(new_alarm_id().as_str())
+            .bind(key.actor_type.as_str())
+            .bind(key.actor_id.as_str())
+            .bind(name)
+            .bind(alarm.handler.as_str())
+            .bind(alarm.due_ms)
+            .bind(alarm.scheduled_ms)
+            .bind(alarm.interval.as_deref())
+            .bind(alarm.ttl_ms)
+            .bind(alarm.data.as_deref())
+            .bind(i64::from(alarm.attempts))
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn get_alarm(
@@ -965,57 +1083,69 @@ where
         key: &ActorKey,
         name: &str,
     ) -> Result<Option<AlarmRecord>, StoreError> {
-        let row: Option<AlarmRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            alarm_columns!(),
-            " FROM francis_alarms WHERE actor_type = $1 AND actor_id = $2 AND alarm_name = $3"
-        ))
-        .bind(key.actor_type.as_str())
-        .bind(key.actor_id.as_str())
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(AlarmRecord::try_from).transpose()
+        self.operation("get_alarm", async {
+            let row: Option<AlarmRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                alarm_columns!(),
+                " FROM francis_alarms WHERE actor_type = $1 AND actor_id = $2 AND alarm_name = $3"
+            ))
+            .bind(key.actor_type.as_str())
+            .bind(key.actor_id.as_str())
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(AlarmRecord::try_from).transpose()
+        })
+        .await
     }
 
     async fn delete_alarm(&self, key: &ActorKey, name: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM francis_alarms WHERE actor_type = $1 AND actor_id = $2 AND alarm_name = $3",
-        )
-        .bind(key.actor_type.as_str())
-        .bind(key.actor_id.as_str())
-        .bind(name)
-        .execute(&self.pool)
-        .await?;
-        Ok(D::rows_affected(&done) > 0)
+        self.operation("delete_alarm", async {
+            let done = sqlx::query(
+                "DELETE FROM francis_alarms WHERE actor_type = $1 AND actor_id = $2 AND alarm_name = $3",
+            )
+            .bind(key.actor_type.as_str())
+            .bind(key.actor_id.as_str())
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+            Ok(D::rows_affected(&done) > 0)
+        })
+        .await
     }
 
     async fn fetch_and_lease_alarms(
         &self,
         request: &FetchAlarms,
     ) -> Result<Vec<AlarmLease>, StoreError> {
-        if request.hosts.is_empty() || request.batch_size == 0 {
-            return Ok(Vec::new());
-        }
-        retrying::<D, _, _, _>("fetch_and_lease_alarms", || self.fetch_once(request)).await
+        self.operation("fetch_and_lease_alarms", async {
+            if request.hosts.is_empty() || request.batch_size == 0 {
+                return Ok(Vec::new());
+            }
+            retrying::<D, _, _, _>("fetch_and_lease_alarms", || self.fetch_once(request)).await
+        })
+        .await
     }
 
     async fn get_leased_alarm(
         &self,
         lease: &AlarmLease,
     ) -> Result<Option<AlarmRecord>, StoreError> {
-        let row: Option<AlarmRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            alarm_columns!(),
-            " FROM francis_alarms WHERE ",
-            valid_lease!()
-        ))
-        .bind(lease.alarm_id.as_str())
-        .bind(lease.lease_id.as_str())
-        .bind(self.now())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(AlarmRecord::try_from).transpose()
+        self.operation("get_leased_alarm", async {
+            let row: Option<AlarmRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                alarm_columns!(),
+                " FROM francis_alarms WHERE ",
+                valid_lease!()
+            ))
+            .bind(lease.alarm_id.as_str())
+            .bind(lease.lease_id.as_str())
+            .bind(self.now())
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(AlarmRecord::try_from).transpose()
+        })
+        .await
     }
 
     async fn complete_leased_alarm(
@@ -1024,52 +1154,58 @@ where
         completion: &AlarmCompletion,
         lease_duration: Duration,
     ) -> Result<Option<AlarmLease>, StoreError> {
-        let Some(update) = CompletionUpdate::of(completion) else {
-            let deleted = self
-                .by_lease(
-                    concat!("DELETE FROM francis_alarms WHERE ", valid_lease!()),
-                    lease,
-                )
-                .await?;
-            return Ok((deleted > 0).then(|| lease.clone()));
-        };
-        let now = self.now();
-        let updated = update.lease_after(lease, now, lease_duration);
-        let kept = update
-            .keep_lease
-            .then_some((updated.lease_id.as_str(), updated.expires_ms));
-        let done = sqlx::query(concat!(
-            "UPDATE francis_alarms SET alarm_due_time = $4,
-                 alarm_scheduled_time = COALESCE($5, alarm_scheduled_time), alarm_attempts = $6,
-                 alarm_lease_id = $7, alarm_lease_expiration_time = $8
-             WHERE ",
-            valid_lease!()
-        ))
-        .bind(lease.alarm_id.as_str())
-        .bind(lease.lease_id.as_str())
-        .bind(now)
-        .bind(update.due_ms)
-        .bind(update.scheduled_ms)
-        .bind(i64::from(update.attempts))
-        .bind(kept.map(|(id, _)| id))
-        .bind(kept.map(|(_, expires)| expires))
-        .execute(&self.pool)
-        .await?;
-        Ok((D::rows_affected(&done) > 0).then_some(updated))
+        self.operation("complete_leased_alarm", async {
+            let Some(update) = CompletionUpdate::of(completion) else {
+                let deleted = self
+                    .by_lease(
+                        concat!("DELETE FROM francis_alarms WHERE ", valid_lease!()),
+                        lease,
+                    )
+                    .await?;
+                return Ok((deleted > 0).then(|| lease.clone()));
+            };
+            let now = self.now();
+            let updated = update.lease_after(lease, now, lease_duration);
+            let kept = update
+                .keep_lease
+                .then_some((updated.lease_id.as_str(), updated.expires_ms));
+            let done = sqlx::query(concat!(
+                "UPDATE francis_alarms SET alarm_due_time = $4,
+                     alarm_scheduled_time = COALESCE($5, alarm_scheduled_time), alarm_attempts = $6,
+                     alarm_lease_id = $7, alarm_lease_expiration_time = $8
+                 WHERE ",
+                valid_lease!()
+            ))
+            .bind(lease.alarm_id.as_str())
+            .bind(lease.lease_id.as_str())
+            .bind(now)
+            .bind(update.due_ms)
+            .bind(update.scheduled_ms)
+            .bind(i64::from(update.attempts))
+            .bind(kept.map(|(id, _)| id))
+            .bind(kept.map(|(_, expires)| expires))
+            .execute(&self.pool)
+            .await?;
+            Ok((D::rows_affected(&done) > 0).then_some(updated))
+        })
+        .await
     }
 
     async fn release_alarm_lease(&self, lease: &AlarmLease) -> Result<bool, StoreError> {
-        let released = self
-            .by_lease(
-                concat!(
-                    "UPDATE francis_alarms
-                     SET alarm_lease_id = NULL, alarm_lease_expiration_time = NULL WHERE ",
-                    valid_lease!()
-                ),
-                lease,
-            )
-            .await?;
-        Ok(released > 0)
+        self.operation("release_alarm_lease", async {
+            let released = self
+                .by_lease(
+                    concat!(
+                        "UPDATE francis_alarms
+                         SET alarm_lease_id = NULL, alarm_lease_expiration_time = NULL WHERE ",
+                        valid_lease!()
+                    ),
+                    lease,
+                )
+                .await?;
+            Ok(released > 0)
+        })
+        .await
     }
 
     async fn renew_alarm_leases(
@@ -1077,60 +1213,66 @@ where
         host_id: &str,
         lease_duration: Duration,
     ) -> Result<Vec<AlarmLease>, StoreError> {
-        let (now, threshold) = self.now_and_threshold();
-        let rows: Vec<LeaseRow> = retrying::<D, _, _, _>("renew_alarm_leases", || async {
-            Ok(sqlx::query_as(concat!(
-                "UPDATE francis_alarms SET alarm_lease_expiration_time = $1
-                 WHERE alarm_lease_id IS NOT NULL AND alarm_lease_expiration_time >= $2
-                   AND EXISTS (SELECT 1 FROM francis_active_actors a
-                               JOIN francis_hosts h ON h.host_id = a.host_id
-                               WHERE a.actor_type = francis_alarms.actor_type
-                                 AND a.actor_id = francis_alarms.actor_id
-                                 AND a.host_id = $3 AND h.host_last_health_check >= $4)
-                 RETURNING ",
-                lease_columns!()
-            ))
-            .bind(now.saturating_add(duration_ms(lease_duration)))
-            .bind(now)
-            .bind(host_id)
-            .bind(threshold)
-            .fetch_all(&self.pool)
-            .await?)
+        self.operation("renew_alarm_leases", async {
+            let (now, threshold) = self.now_and_threshold();
+            let rows: Vec<LeaseRow> = retrying::<D, _, _, _>("renew_alarm_leases", || async {
+                Ok(sqlx::query_as(concat!(
+                    "UPDATE francis_alarms SET alarm_lease_expiration_time = $1
+                     WHERE alarm_lease_id IS NOT NULL AND alarm_lease_expiration_time >= $2
+                       AND EXISTS (SELECT 1 FROM francis_active_actors a
+                                   JOIN francis_hosts h ON h.host_id = a.host_id
+                                   WHERE a.actor_type = francis_alarms.actor_type
+                                     AND a.actor_id = francis_alarms.actor_id
+                                     AND a.host_id = $3 AND h.host_last_health_check >= $4)
+                     RETURNING ",
+                    lease_columns!()
+                ))
+                .bind(now.saturating_add(duration_ms(lease_duration)))
+                .bind(now)
+                .bind(host_id)
+                .bind(threshold)
+                .fetch_all(&self.pool)
+                .await?)
+            })
+            .await?;
+            let mut leases: Vec<AlarmLease> = rows.into_iter().map(AlarmLease::from).collect();
+            sort_leases(&mut leases);
+            Ok(leases)
         })
-        .await?;
-        let mut leases: Vec<AlarmLease> = rows.into_iter().map(AlarmLease::from).collect();
-        sort_leases(&mut leases);
-        Ok(leases)
+        .await
     }
 
     async fn claim_cluster_identity(
         &self,
         fingerprints: &[String],
     ) -> Result<ClusterIdentity, StoreError> {
-        retrying::<D, _, _, _>("claim_cluster_identity", || async {
-            let (_turn, mut tx) = self.dialect.begin_write(&self.pool).await?;
-            let recorded: Option<String> = sqlx::query_scalar(
-                "SELECT ca_fingerprints FROM francis_cluster WHERE cluster_key = 'ca'",
-            )
-            .fetch_optional(&mut *tx)
-            .await?;
-            let recorded = recorded.as_deref().map(split_fingerprints);
-            let (outcome, record) = judge_cluster_identity(recorded.as_deref(), fingerprints)?;
-            if let Some(record) = record {
-                sqlx::query(
-                    "INSERT INTO francis_cluster (cluster_key, ca_fingerprints, updated_at)
-                     VALUES ('ca', $1, $2)
-                     ON CONFLICT (cluster_key) DO UPDATE SET
-                         ca_fingerprints = excluded.ca_fingerprints,
-                         updated_at = excluded.updated_at",
+        self.operation("claim_cluster_identity", async {
+            retrying::<D, _, _, _>("claim_cluster_identity", || async {
+                let (_turn, mut tx) = self.dialect.begin_write(&self.pool).await?;
+                let recorded: Option<String> = sqlx::query_scalar(
+                    "SELECT ca_fingerprints FROM francis_cluster WHERE cluster_key = 'ca'",
                 )
-                .bind(record.as_str())
-                .bind(self.now())
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
-            }
-            tx.commit().await?;
-            Ok(outcome)
+                let recorded = recorded.as_deref().map(split_fingerprints);
+                let (outcome, record) = judge_cluster_identity(recorded.as_deref(), fingerprints)?;
+                if let Some(record) = record {
+                    sqlx::query(
+                        "INSERT INTO francis_cluster (cluster_key, ca_fingerprints, updated_at)
+                         VALUES ('ca', $1, $2)
+                         ON CONFLICT (cluster_key) DO UPDATE SET
+                             ca_fingerprints = excluded.ca_fingerprints,
+                             updated_at = excluded.updated_at",
+                    )
+                    .bind(record.as_str())
+                    .bind(self.now())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(outcome)
+            })
+            .await
         })
         .await
     }
@@ -1212,24 +1354,27 @@ where
     }
 
     async fn cleanup(&self) -> Result<CleanupStats, StoreError> {
-        let (now, threshold) = self.now_and_threshold();
-        let pruned = retrying::<D, _, _, _>("cleanup", || async {
-            Ok(sqlx::query(PRUNE_EXPIRED_HOSTS)
-                .bind(threshold)
-                .execute(&self.pool)
-                .await?)
+        self.operation("cleanup", async {
+            let (now, threshold) = self.now_and_threshold();
+            let pruned = retrying::<D, _, _, _>("cleanup", || async {
+                Ok(sqlx::query(PRUNE_EXPIRED_HOSTS)
+                    .bind(threshold)
+                    .execute(&self.pool)
+                    .await?)
+            })
+            .await?;
+            let states = sqlx::query(
+                "DELETE FROM francis_actor_state
+                 WHERE actor_state_expiration_time IS NOT NULL AND actor_state_expiration_time <= $1",
+            )
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+            Ok(CleanupStats {
+                hosts: D::rows_affected(&pruned),
+                states: D::rows_affected(&states),
+            })
         })
-        .await?;
-        let states = sqlx::query(
-            "DELETE FROM francis_actor_state
-             WHERE actor_state_expiration_time IS NOT NULL AND actor_state_expiration_time <= $1",
-        )
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(CleanupStats {
-            hosts: D::rows_affected(&pruned),
-            states: D::rows_affected(&states),
-        })
+        .await
     }
 }

@@ -13,9 +13,7 @@ use tokio::time::timeout;
 use tracing::{debug, info, warn};
 use wtransport::{Connection, VarInt};
 
-use super::{
-    ConnectError, Credential, Failure, Inner, MAX_REPLY_FRAME, REQUEST_TIMEOUT, Session, round_trip,
-};
+use super::{ConnectError, Credential, Failure, Inner, MAX_REPLY_FRAME, Session, round_trip};
 use crate::clock::{Clock, SystemClock, duration_ms};
 use crate::net::peer::{DialFailure, classify_dial_error};
 use crate::net::pki::WorkloadKey;
@@ -311,7 +309,7 @@ impl Inner {
             wlpub: key.public_key_raw(),
         };
         let response: RenewResponse =
-            match timeout(REQUEST_TIMEOUT, round_trip(&session.conn, &request)).await {
+            match timeout(self.request_timeout, round_trip(&session.conn, &request)).await {
                 Ok(Ok(response)) => response,
                 Ok(Err(Failure::Remote(e))) => return Err(e.to_string()),
                 Ok(Err(Failure::Transport(e))) => return Err(e),

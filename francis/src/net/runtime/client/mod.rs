@@ -46,8 +46,6 @@ use crate::net::tls::{self, CertSlot, Trust, Unverified};
 use crate::net::translate::store_error_from_wire;
 use crate::net::wire::{self, Frame, MAX_FRAME_BYTES, Message, WireError};
 
-/// Bounds one store operation at the runtime.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long an operation waits for a session while the host reconnects.
 const SESSION_WAIT: Duration = Duration::from_secs(5);
 /// Largest reply frame accepted from the runtime.
@@ -74,6 +72,8 @@ pub(crate) struct LinkOptions {
     pub clock: SharedClock,
     /// Give up the first connection after this long (`None`: keep trying).
     pub connect_timeout: Option<Duration>,
+    /// Bounds one store operation at the runtime (the host's request timeout).
+    pub request_timeout: Duration,
 }
 
 /// Why connecting failed.
@@ -129,6 +129,8 @@ struct Inner {
     reconnect: Notify,
     closed: AtomicBool,
     cert_expires_ms: Mutex<i64>,
+    /// Bounds one store operation at the runtime.
+    request_timeout: Duration,
 }
 
 /// A remote host's link to the runtime; it is the host's [`Store`].
@@ -147,6 +149,10 @@ pub(crate) struct Established {
     pub health_check_deadline: Duration,
     pub alarms_poll_interval: Duration,
     pub alarms_lease_duration: Duration,
+    /// The runtime's alarm fetch-ahead interval and batch size (`None`: a runtime that does
+    /// not send them; the host keeps its defaults).
+    pub alarms_fetch_ahead: Option<Duration>,
+    pub alarms_batch_size: Option<u32>,
 }
 
 impl RuntimeLink {
@@ -160,6 +166,7 @@ impl RuntimeLink {
             registration,
             clock,
             connect_timeout,
+            request_timeout,
         } = options;
         let unpinned = pinned.is_none();
         let trust = pinned.unwrap_or_else(Trust::empty);
@@ -198,6 +205,7 @@ impl RuntimeLink {
             reconnect: Notify::new(),
             closed: AtomicBool::new(false),
             cert_expires_ms: Mutex::new(0),
+            request_timeout,
         });
         let deadline = connect_timeout.map(|t| tokio::time::Instant::now() + t);
         let mut attempt = 0u32;
@@ -240,6 +248,12 @@ impl RuntimeLink {
             alarms_lease_duration: Duration::from_millis(
                 response.alarms_lease_duration_ms.max(1000),
             ),
+            alarms_fetch_ahead: (response.alarms_fetch_ahead_ms > 0).then(|| {
+                Duration::from_millis(response.alarms_fetch_ahead_ms)
+                    .min(crate::host::MAX_ALARMS_FETCH_AHEAD)
+            }),
+            alarms_batch_size: (response.alarms_batch_size > 0)
+                .then_some(response.alarms_batch_size),
         })
     }
 
@@ -325,7 +339,8 @@ impl RuntimeLink {
                 self.inner.addresses.join(", ")
             ))
         })?;
-        match timeout(REQUEST_TIMEOUT, exchange(&session.conn, &frame)).await {
+        let limit = self.inner.request_timeout;
+        match timeout(limit, exchange(&session.conn, &frame)).await {
             Ok(Ok(reply)) => reply.payload_as(kind::STORE_RESPONSE).map_err(|e| {
                 StoreError::Unavailable(format!(
                     "{op}: unexpected reply from runtime {}: {e}",
@@ -343,7 +358,7 @@ impl RuntimeLink {
                 )))
             }
             Err(_) => Err(StoreError::Unavailable(format!(
-                "{op}: runtime {} did not answer within {REQUEST_TIMEOUT:?}",
+                "{op}: runtime {} did not answer within {limit:?}",
                 session.address
             ))),
         }

@@ -15,6 +15,8 @@
 mod register;
 mod requests;
 
+pub(crate) use self::requests::MAX_FETCH_BATCH;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,9 +38,6 @@ use crate::net::pki::HOST_PREFIX;
 use crate::net::serving::{InFlight, accept_until, bind_server};
 use crate::net::tls::{self, CertSlot, ClientAuth, Trust};
 use crate::net::wire::WireError;
-
-/// Concurrent streams a host may open on its session.
-const MAX_STREAMS_PER_SESSION: usize = 512;
 
 /// How hosts prove they may join, as the server needs to know it.
 pub(crate) enum Bootstrap<'a> {
@@ -101,6 +100,10 @@ pub(crate) struct ServerSettings {
     pub idle_timeout: Duration,
     /// How long running requests may take to finish at shutdown.
     pub shutdown_grace_period: Duration,
+    /// Concurrent streams (requests) a host may open on its session; further ones wait.
+    pub max_in_flight_requests: usize,
+    /// The largest request frame a host may send.
+    pub max_request_bytes: usize,
     /// Caps on connections before they register.
     pub connections: ConnectionLimits,
 }
@@ -142,7 +145,8 @@ impl SessionServer {
             .connections
             .validate()
             .map_err(NetError::InvalidLimits)?;
-        let transport = transport_config(MAX_STREAMS_PER_SESSION, settings.idle_timeout, None)?;
+        let transport =
+            transport_config(settings.max_in_flight_requests, settings.idle_timeout, None)?;
         let (endpoint, local_addr) = bind_server(addr, tls, transport)?;
         Ok(SessionServer {
             endpoint,

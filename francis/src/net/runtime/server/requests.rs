@@ -132,8 +132,9 @@ pub(super) async fn handle_stream(
     shared: Arc<Shared>,
 ) {
     let limit = shared.settings.request_timeout;
+    let max_request_bytes = shared.settings.max_request_bytes;
     let read = timeout(limit, async {
-        let Some(len) = wire::read_frame_len(&mut recv, MAX_FRAME_BYTES).await? else {
+        let Some(len) = wire::read_frame_len(&mut recv, max_request_bytes).await? else {
             return Ok(None);
         };
         // The session's budget pays for the body before it is read: a host's requests in
