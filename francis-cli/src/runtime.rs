@@ -30,6 +30,23 @@ pub struct RuntimeArgs {
 pub enum RuntimeAction {
     /// Validate the configuration and print what it sets up, without starting the runtime.
     Check,
+    /// Ask a running runtime whether it is ready (GET /readyz on its operations server): exit
+    /// 0 when it is, 1 when not. For container health checks.
+    Healthcheck {
+        /// The operations server's host:port [default: 127.0.0.1 and the port of http.bind].
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<String>,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "5s", value_parser = parse_timeout)]
+        timeout: std::time::Duration,
+        /// Print the checks, not only the verdict.
+        #[arg(long)]
+        verbose: bool,
+    },
+}
+
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    francis::time::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// The long help: examples, then every configuration key from the code's own reference.
@@ -96,16 +113,24 @@ pub fn load(flag: Option<&Path>) -> Result<(PathBuf, RuntimeConfig), Failure> {
 /// `francis runtime [check]`.
 pub fn run(args: RuntimeArgs) -> anyhow::Result<()> {
     let (path, config) = load(args.config.as_deref())?;
-    if matches!(args.action, Some(RuntimeAction::Check)) {
-        println!("{}: valid", path.display());
-        print!("{}", summary(&config));
-        return Ok(());
+    match args.action {
+        Some(RuntimeAction::Check) => {
+            println!("{}: valid", path.display());
+            print!("{}", summary(&config));
+            return Ok(());
+        }
+        Some(RuntimeAction::Healthcheck {
+            addr,
+            timeout,
+            verbose,
+        }) => return healthcheck(&config, addr, timeout, verbose),
+        None => {}
     }
-    init_logging(&config);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     tokio.block_on(async {
+        let telemetry = init_telemetry(&config)?;
         let runtime = Runtime::from_config(&config).await.map_err(|e| {
             Failure::new(Code::Failed, format!("the runtime could not start: {e}"))
                 .fix("see the message above; `francis runtime check` validates the configuration")
@@ -115,8 +140,54 @@ pub fn run(args: RuntimeArgs) -> anyhow::Result<()> {
             .run(francis::host::shutdown_signal())
             .await
             .map_err(|e| Failure::new(Code::Failed, e.to_string()))?;
+        telemetry.shutdown().await;
         Ok(())
     })
+}
+
+/// `francis runtime healthcheck`: GET /readyz of the operations server.
+fn healthcheck(
+    config: &RuntimeConfig,
+    addr: Option<String>,
+    timeout: std::time::Duration,
+    verbose: bool,
+) -> anyhow::Result<()> {
+    let addr = addr.unwrap_or_else(|| format!("127.0.0.1:{}", config.http.bind.port()));
+    let url = format!("http://{addr}/readyz");
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let answer = tokio.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .no_proxy()
+            .build()?;
+        let response = client.get(&url).send().await?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        Ok::<_, reqwest::Error>((status, body))
+    });
+    match answer {
+        Ok((status, body)) if status.is_success() => {
+            if verbose {
+                println!("{body}");
+            }
+            println!("ready ({url})");
+            Ok(())
+        }
+        Ok((status, body)) => Err(Failure::new(
+            Code::Failed,
+            format!("the runtime at {url} is not ready ({status}): {body}"),
+        )
+        .fix("see which check failed above; the runtime's log says more")
+        .into()),
+        Err(e) => Err(Failure::new(
+            Code::Failed,
+            format!("no answer from the runtime's operations server at {url}: {e}"),
+        )
+        .fix("is the runtime running, with http.bind on that port? pass --addr host:port otherwise")
+        .into()),
+    }
 }
 
 /// What a configuration sets up, without secrets.
@@ -146,12 +217,20 @@ fn summary(config: &RuntimeConfig) -> String {
     )
 }
 
-/// Logs at `log.level`, unless `RUST_LOG` says otherwise.
-fn init_logging(config: &RuntimeConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.log_level.as_str()));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+/// Logs at `log.level` (unless `RUST_LOG` says otherwise), as JSON lines with `log.json`
+/// (or `FRANCIS_LOG_FORMAT=json`), and OpenTelemetry export when the `OTEL_*` variables ask
+/// for it.
+fn init_telemetry(config: &RuntimeConfig) -> Result<francis::telemetry::TelemetryGuard, Failure> {
+    let mut telemetry = francis::telemetry::Telemetry::from_env("francis-runtime")
+        .default_filter(config.log_level.as_str());
+    if config.log_json {
+        telemetry = telemetry.log_format(francis::telemetry::LogFormat::Json);
+    }
+    telemetry.init().map_err(|e| {
+        Failure::new(
+            Code::Failed,
+            format!("cannot set up logging and telemetry: {e}"),
+        )
+        .fix("check FRANCIS_LOG_FORMAT, RUST_LOG and the OTEL_* variables")
+    })
 }

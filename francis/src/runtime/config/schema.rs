@@ -208,8 +208,10 @@ pub(super) const REFERENCE: &[ConfigKey] = &[
     ConfigKey {
         key: "http.tls",
         default: Some("false"),
-        description: "Serve the operations HTTP server over TLS with a certificate of the \
-                      cluster CA, accepting client certificates of the cluster CA.",
+        description: "Reserved: TLS with client certificates of the cluster CA on the \
+                      operations HTTP server is not available yet, and true is refused at \
+                      start. Keep the server on loopback, or behind a TLS-terminating proxy with \
+                      bearer tokens.",
     },
     ConfigKey {
         key: "log.level",
