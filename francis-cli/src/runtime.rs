@@ -204,17 +204,104 @@ fn summary(config: &RuntimeConfig) -> String {
     let ca = francis::net::pki::ClusterCa::from_psks(&config.runtime_psks)
         .map(|ca| ca.fingerprint())
         .unwrap_or_else(|e| format!("(not derivable: {e})"));
-    format!(
-        "  bind:                {}\n  runtime PSKs:        {}\n  cluster CA:          {ca}\n  bootstrap:           {bootstrap}\n  provider:            {provider}\n  workloadCertTTL:     {:?}\n  healthCheckDeadline: {:?}\n  alarmsPollInterval:  {:?}\n  alarmsLeaseDuration: {:?}\n  shutdownGracePeriod: {:?}\n  log.level:           {}\n",
-        config.bind,
-        config.runtime_psks.len(),
-        config.workload_cert_ttl,
-        config.health_check_deadline,
-        config.alarms_poll_interval,
-        config.alarms_lease_duration,
-        config.shutdown_grace_period,
-        config.log_level,
-    )
+    let optional =
+        |d: Option<std::time::Duration>| d.map_or("none".to_owned(), |d| format!("{d:?}"));
+    let sql = &config.provider_options;
+    let mut out = String::new();
+    let mut line = |key: &str, value: String| {
+        out.push_str(&format!("  {:<26} {value}\n", format!("{key}:")));
+    };
+    line("bind", config.bind.to_string());
+    line(
+        "advertiseAddress",
+        config
+            .advertise_address
+            .clone()
+            .unwrap_or_else(|| "(bind, when a concrete IP)".to_owned()),
+    );
+    line("runtime PSKs", config.runtime_psks.len().to_string());
+    line("cluster CA", ca);
+    line("bootstrap", bootstrap);
+    line("provider", provider);
+    line("provider.timeout", format!("{:?}", sql.timeout));
+    line(
+        "provider.queryLog",
+        format!(
+            "{} (slow threshold {})",
+            on_off(sql.query_log.enabled),
+            optional(sql.query_log.slow_threshold)
+        ),
+    );
+    line(
+        "provider.operationLog",
+        format!(
+            "{} (slow threshold {})",
+            on_off(sql.operation_log.enabled),
+            optional(sql.operation_log.slow_threshold)
+        ),
+    );
+    line("workloadCertTTL", format!("{:?}", config.workload_cert_ttl));
+    line(
+        "healthCheckDeadline",
+        format!("{:?}", config.health_check_deadline),
+    );
+    line("requestTimeout", format!("{:?}", config.request_timeout));
+    line(
+        "alarmsPollInterval",
+        format!("{:?}", config.alarms_poll_interval),
+    );
+    line(
+        "alarmsLeaseDuration",
+        format!("{:?}", config.alarms_lease_duration),
+    );
+    line(
+        "alarmsFetchAheadInterval",
+        format!("{:?}", config.alarms_fetch_ahead_interval),
+    );
+    line(
+        "alarmsFetchAheadBatchSize",
+        config.alarms_fetch_ahead_batch_size.to_string(),
+    );
+    line(
+        "shutdownGracePeriod",
+        format!("{:?}", config.shutdown_grace_period),
+    );
+    line(
+        "maxHosts",
+        match config.max_hosts {
+            0 => "unlimited".to_owned(),
+            n => n.to_string(),
+        },
+    );
+    line(
+        "maxInFlightRequests",
+        config.max_in_flight_requests.to_string(),
+    );
+    line(
+        "maxRequestBodySize",
+        format!("{} bytes", config.max_request_body_size),
+    );
+    line(
+        "http",
+        format!(
+            "{}{}",
+            config.http.bind,
+            if config.http.tls { " (TLS)" } else { "" }
+        ),
+    );
+    line(
+        "log",
+        format!(
+            "{}{}",
+            config.log_level,
+            if config.log_json { " (JSON)" } else { "" }
+        ),
+    );
+    out
+}
+
+fn on_off(enabled: bool) -> &'static str {
+    if enabled { "on" } else { "off" }
 }
 
 /// Logs at `log.level` (unless `RUST_LOG` says otherwise), as JSON lines with `log.json`

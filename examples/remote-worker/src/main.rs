@@ -13,6 +13,10 @@
 //! (FRANCIS_HTTP_ADDRESS, FRANCIS_PEER_ADDRESS, FRANCIS_RUNTIME_ADDRESS,
 //! FRANCIS_HOST_BOOTSTRAP_PSK, FRANCIS_CA_FILE), so `francis dev --remote --example
 //! remote-worker` runs a dev runtime and two such workers with one command.
+//!
+//! In a container the actor host listens on every interface but is reached at the pod's
+//! address: FRANCIS_PEER_BIND=0.0.0.0:7571 with FRANCIS_PEER_ADDRESS=$(POD_IP):7571 (see
+//! `examples/kubernetes`).
 
 #[path = "../../worker/src/myactor.rs"]
 mod myactor;
@@ -37,6 +41,10 @@ struct Args {
     /// Peer address this worker's actor host advertises to the others.
     #[arg(long, env = "FRANCIS_PEER_ADDRESS", default_value = "127.0.0.1:7571")]
     actor_host_address: String,
+    /// Where the actor host listens for peers, when not at the advertised address (e.g.
+    /// `0.0.0.0:7571` in a container). Default: the advertised address.
+    #[arg(long, env = "FRANCIS_PEER_BIND")]
+    actor_host_bind: Option<String>,
     /// A runtime to join (`host:port`); repeat it (or separate addresses with commas) for
     /// every runtime replica.
     #[arg(
@@ -85,6 +93,10 @@ async fn main() -> anyhow::Result<()> {
         .shutdown_grace_period(Duration::from_secs(10))
         .data(WorkerName(args.actor_host_address.clone()))
         .register_with::<MyActor>(ActorOptions::default().idle_timeout(args.idle_timeout));
+    let builder = match &args.actor_host_bind {
+        Some(bind) => builder.bind(bind),
+        None => builder,
+    };
     let builder = match &args.jwt_file {
         Some(path) => builder.host_bootstrap_jwt_file(path),
         None => builder.host_bootstrap_psk(&args.host_psk),
