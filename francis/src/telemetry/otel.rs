@@ -102,8 +102,11 @@ pub struct Telemetry {
     service_name: String,
     default_filter: String,
     format: Option<LogFormat>,
-    env: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    env: EnvSource,
 }
+
+/// Where `Telemetry` reads its environment variables from.
+type EnvSource = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 impl std::fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -113,11 +113,7 @@ fn line(
     if !labels.is_empty() || le.is_some() {
         out.push('{');
         let mut first = true;
-        for (label, label_value) in labels
-            .iter()
-            .copied()
-            .chain(le.map(|le| ("le", le)).into_iter())
-        {
+        for (label, label_value) in labels.iter().copied().chain(le.map(|le| ("le", le))) {
             if !first {
                 out.push(',');
             }
