@@ -24,7 +24,7 @@ cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
 step "francis's cargo features build alone (lints as errors), and a lean app stays lean"
 # Without its defaults francis has no store driver, no runtime and no HTTP server; each feature
 # must build on its own.
-for features in "" sqlite postgres runtime http; do
+for features in "" sqlite postgres runtime http telemetry; do
   cargo clippy --locked -p francis --no-default-features --features "$features" -- -D warnings
 done
 # The quickstart (one local host on SQLite) must not compile PostgreSQL, the runtime's JWT and

@@ -43,11 +43,11 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // ANCHOR: telemetry
-    // Logs (text, or JSON lines with FRANCIS_LOG_FORMAT=json), and traces and metrics sent to
-    // an OpenTelemetry collector when OTEL_EXPORTER_OTLP_ENDPOINT (or another OTEL_*) says so.
-    let telemetry = francis::telemetry::Telemetry::from_env("quickstart").init()?;
-    // ANCHOR_END: telemetry
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
     let args = Args::parse();
     // Without FRANCIS_RUNTIME_PSK, the published development key: hosts accept it on loopback
     // addresses only, so set the variable (e.g. `openssl rand -hex 32`) anywhere else.
@@ -86,7 +86,5 @@ async fn main() -> anyhow::Result<()> {
     served.context("control server")?;
     hosted.context("actor host")?;
     // ANCHOR_END: run
-    // Sends the spans and metrics not sent yet (at most 10 s).
-    telemetry.shutdown().await;
     Ok(())
 }

@@ -79,11 +79,11 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    // ANCHOR: telemetry
+    // Logs (text, or JSON lines with FRANCIS_LOG_FORMAT=json), and traces and metrics sent to
+    // an OpenTelemetry collector when OTEL_EXPORTER_OTLP_ENDPOINT (or another OTEL_*) says so.
+    let telemetry = francis::telemetry::Telemetry::from_env("remote-worker").init()?;
+    // ANCHOR_END: telemetry
     let args = Args::parse();
 
     // ANCHOR: host
@@ -125,5 +125,7 @@ async fn main() -> anyhow::Result<()> {
     let (served, hosted) = tokio::join!(server, host.run(francis::host::shutdown_signal()));
     served.context("control server")?;
     hosted.context("actor host")?;
+    // Sends the spans and metrics not sent yet (at most 10 s).
+    telemetry.shutdown().await;
     Ok(())
 }

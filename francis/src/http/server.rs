@@ -235,6 +235,7 @@ pub struct ControlListener {
 
 impl ControlListener {
     /// The checked listener itself, for a server of other routes behind the same guard.
+    #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
     pub(crate) fn into_listener(self) -> TcpListener {
         self.listener
     }

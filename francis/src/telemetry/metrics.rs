@@ -58,6 +58,7 @@ static MIRRORS: OnceLock<Box<dyn MirrorFactory>> = OnceLock::new();
 
 /// Install the mirror factory. Series created before it are not mirrored. Returns false when
 /// one was installed already.
+#[cfg(feature = "telemetry")]
 pub(crate) fn install_mirrors(factory: Box<dyn MirrorFactory>) -> bool {
     MIRRORS.set(factory).is_ok()
 }

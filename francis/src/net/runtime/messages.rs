@@ -145,6 +145,7 @@ pub struct RegisterRequest {
 }
 
 /// The longest version a registering host may report.
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
 pub const MAX_VERSION_LEN: usize = 64;
 
 impl Message for RegisterRequest {
