@@ -54,6 +54,31 @@ A mismatch exits with code 7 and writes nothing.")]
         #[arg(long, default_value = "10s", value_parser = francis::time::parse_duration)]
         timeout: Duration,
     },
+    /// Issue a client certificate for the runtime's operations server over TLS (http.tls):
+    /// an operator identity of the cluster CA, with a role.
+    #[command(after_help = "Examples:
+  francis ca issue-operator --config config.yaml --role viewer --name alice
+  curl --cacert ca.pem --cert alice.pem --key alice-key.pem https://127.0.0.1:8444/api/cluster/state
+
+Writes <name>.pem (the certificate) and <name>-key.pem (its private key, mode 0600).")]
+    IssueOperator {
+        /// The runtime's YAML configuration [default: as for `francis runtime`].
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// What the holder may do: viewer, operator or admin.
+        #[arg(long, value_parser = ["viewer", "operator", "admin"])]
+        role: String,
+        /// Who holds it (letters, digits, '.', '_' and '-'): the caller's name in the state
+        /// view and logs.
+        #[arg(long)]
+        name: String,
+        /// How long it is valid.
+        #[arg(long, default_value = "720h", value_parser = francis::time::parse_duration)]
+        ttl: Duration,
+        /// The directory to write the files in.
+        #[arg(long, default_value = ".")]
+        out_dir: PathBuf,
+    },
 }
 
 /// `francis ca …`.
@@ -80,7 +105,58 @@ pub fn run(args: CaArgs) -> anyhow::Result<()> {
             force,
             timeout,
         } => pin(&runtime, expect.as_deref(), &output, force, timeout),
+        CaAction::IssueOperator {
+            config,
+            role,
+            name,
+            ttl,
+            out_dir,
+        } => {
+            let (_, config) = crate::runtime::load(config.as_deref())?;
+            let ca = ClusterCa::from_psks(&config.runtime_psks)
+                .map_err(|e| Failure::new(Code::Config, e.to_string()))?;
+            let identity = ca
+                .issue_operator_identity(&role, &name, ttl)
+                .map_err(|e| usage(e.to_string()))?;
+            let cert = out_dir.join(format!("{name}.pem"));
+            let key = out_dir.join(format!("{name}-key.pem"));
+            for path in [&cert, &key] {
+                if path.exists() {
+                    return Err(Failure::new(
+                        Code::Failed,
+                        format!("{} exists already; nothing was written", path.display()),
+                    )
+                    .fix("remove it, or choose another --name or --out-dir")
+                    .into());
+                }
+            }
+            write_private(&key, identity.private_key_pem().as_bytes())?;
+            std::fs::write(&cert, francis::net::pki::pem_of(identity.leaf_der()))?;
+            eprintln!(
+                "wrote {} and {} ({}, role {role}, valid for {})",
+                cert.display(),
+                key.display(),
+                identity.spiffe_id(),
+                humantime_ish(ttl)
+            );
+            Ok(())
+        }
     }
+}
+
+/// Write a secret file readable by its owner only.
+fn write_private(path: &std::path::Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    Ok(())
 }
 
 /// Upper-case hex without separators, for comparing fingerprints however they were written.
@@ -168,5 +244,17 @@ mod tests {
         let a = "AB:cd:01";
         assert_eq!(normalize(a), "ABCD01");
         assert_eq!(normalize("abcd01"), normalize(a));
+    }
+}
+
+/// A duration in whole days, hours or seconds, for people.
+fn humantime_ish(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 86_400 && secs % 86_400 == 0 {
+        format!("{}d", secs / 86_400)
+    } else if secs >= 3_600 && secs % 3_600 == 0 {
+        format!("{}h", secs / 3_600)
+    } else {
+        format!("{secs}s")
     }
 }

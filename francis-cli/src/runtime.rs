@@ -153,15 +153,27 @@ fn healthcheck(
     verbose: bool,
 ) -> anyhow::Result<()> {
     let addr = addr.unwrap_or_else(|| format!("127.0.0.1:{}", config.http.bind.port()));
-    let url = format!("http://{addr}/readyz");
+    let scheme = if config.http.tls { "https" } else { "http" };
+    let url = format!("{scheme}://{addr}/readyz");
+    // Over TLS the server is verified with the cluster CA, derived from the configuration.
+    let root = if config.http.tls {
+        let ca = francis::net::pki::ClusterCa::from_psks(&config.runtime_psks)
+            .map_err(|e| Failure::new(Code::Config, e.to_string()))?;
+        Some(reqwest::Certificate::from_pem(ca.ca_pem().as_bytes())?)
+    } else {
+        None
+    };
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let answer = tokio.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .no_proxy()
-            .build()?;
+        let mut client = reqwest::Client::builder().timeout(timeout).no_proxy();
+        if let Some(root) = root {
+            client = client
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(root);
+        }
+        let client = client.build()?;
         let response = client.get(&url).send().await?;
         let status = response.status();
         let body = response.text().await.unwrap_or_default();

@@ -363,6 +363,42 @@ async fn a_dns_rebinding_host_header_is_refused() {
     assert_eq!((reply.status, reply.body), (200, json!(5)));
 }
 
+/// A server with tokens answers a request by any name when it proves a token (a page doing DNS
+/// rebinding cannot: it does not know the token), such as a Prometheus scraping a pod by its
+/// IP; without the token the foreign name is still refused, and the probes answer anyone.
+#[tokio::test]
+async fn a_foreign_host_is_answered_only_with_a_bearer_token() {
+    let token = "scrape-token-0123456789abcdef";
+    let (_host, address) = serve(ControlApi::new().role_token(
+        francis::http::Role::Viewer,
+        francis::http::HttpToken::new(token).unwrap(),
+    ))
+    .await;
+    let foreign = format!("10.1.2.3:{}", address.port());
+    let reply = Request::curl("GET", "/status", address)
+        .without("Host")
+        .header("Host", &foreign)
+        .header("Authorization", &format!("Bearer {token}"))
+        .send(address)
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let reply = Request::curl("GET", "/status", address)
+        .without("Host")
+        .header("Host", &foreign)
+        .send(address)
+        .await;
+    assert_eq!(
+        reply.status, 401,
+        "a foreign name without a token: {reply:?}"
+    );
+    let reply = Request::curl("GET", "/readyz", address)
+        .without("Host")
+        .header("Host", &foreign)
+        .send(address)
+        .await;
+    assert_eq!(reply.status, 200, "the probes answer anyone: {reply:?}");
+}
+
 #[tokio::test]
 async fn a_request_without_the_bearer_token_is_refused() {
     let (host, address) = serve(ControlApi::new().token(HttpToken::new(TOKEN).unwrap())).await;

@@ -213,3 +213,65 @@ async fn the_runtime_serves_probes_and_its_state_view() {
         .unwrap()
         .unwrap();
 }
+
+/// A runtime's operations server over TLS: a client certificate of an operator identity of the
+/// cluster CA names the caller and gives its role; one of another CA is refused at the
+/// handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_a_client_certificate_of_the_cluster_names_the_caller() {
+    use francis::net::pki::{ClusterCa, pem_of};
+
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = francis::runtime::Runtime::builder()
+        .bind("127.0.0.1:0".parse().unwrap())
+        .http_bind("127.0.0.1:0".parse().unwrap())
+        .http_tls(true)
+        .runtime_psk(PSK)
+        .host_psk("operations-host-psk-0123456789")
+        .sqlite(dir.path().join("runtime.db"))
+        .build()
+        .await
+        .unwrap();
+    let address = runtime.http_addr().unwrap();
+    let ca = runtime.cluster_ca().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(runtime.run(async move {
+        let _ = stopped.await;
+    }));
+
+    let client_of = |ca_for_cert: &ClusterCa, role: &str, name: &str| {
+        let identity = ca_for_cert
+            .issue_operator_identity(role, name, Duration::from_secs(3600))
+            .unwrap();
+        let mut pem = pem_of(identity.leaf_der());
+        pem.push_str(&identity.private_key_pem());
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.ca_pem().as_bytes()).unwrap())
+            .identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap())
+            .build()
+            .unwrap()
+    };
+    let url = format!("https://127.0.0.1:{}/api/cluster/state", address.port());
+
+    let alice = client_of(&ca, "viewer", "alice");
+    let response = alice.get(&url).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let state: Value = response.json().await.unwrap();
+    assert_eq!(state["context"]["caller"]["principal"], "cert:alice");
+    assert_eq!(state["context"]["caller"]["role"], "viewer");
+
+    let stranger_ca = ClusterCa::from_psks(&["another-cluster-psk-0123456789abcdef0123"]).unwrap();
+    let mallory = client_of(&stranger_ca, "admin", "mallory");
+    assert!(
+        mallory.get(&url).send().await.is_err(),
+        "a certificate of another cluster's CA is refused at the handshake"
+    );
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the runtime stops")
+        .unwrap()
+        .unwrap();
+}

@@ -18,6 +18,11 @@ use marked_yaml::Node;
 const READ: &[(&str, &str)] = &[
     // The HTTP control API's bearer token (`ControlApi::from_env`).
     ("FRANCIS_HTTP_TOKEN", "francis/src/http/server.rs"),
+    // Tokens of the roles operator and viewer (`ControlApi::from_env`).
+    ("FRANCIS_HTTP_OPERATOR_TOKEN", "francis/src/http/server.rs"),
+    ("FRANCIS_HTTP_VIEWER_TOKEN", "francis/src/http/server.rs"),
+    // Text or JSON log lines (`Telemetry::init`).
+    ("FRANCIS_LOG_FORMAT", "francis/src/telemetry/otel.rs"),
     // `francis runtime`: where the configuration is.
     ("FRANCIS_CONFIG", "francis-cli/src/runtime.rs"),
     // The remote-worker example's flags.

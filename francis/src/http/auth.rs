@@ -18,6 +18,30 @@ pub struct Principal {
     pub role: Role,
 }
 
+/// The principal of a TLS connection's client certificate, put in each request's extensions
+/// by a server that verified it (the runtime's operations server with `http.tls`).
+#[derive(Debug, Clone)]
+pub(crate) struct ClientIdentity(pub Principal);
+
+impl ClientIdentity {
+    /// The principal of an operator identity (`spiffe://francis/operator/<role>/<name>`,
+    /// already verified to chain to the cluster CA): named `cert:<name>`, with its role.
+    #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+    pub(crate) fn of(id: &crate::net::pki::SpiffeId) -> Option<Self> {
+        let (role, name) = id.operator_role_and_name()?;
+        let role = match role {
+            "viewer" => Role::Viewer,
+            "operator" => Role::Operator,
+            "admin" => Role::Admin,
+            _ => return None,
+        };
+        Some(ClientIdentity(Principal {
+            name: format!("cert:{name}"),
+            role,
+        }))
+    }
+}
+
 /// What a route needs: nothing (the probes), or at least a role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Need {

@@ -23,7 +23,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::auth::{Need, Principal, Role, needed};
+use super::auth::{ClientIdentity, Need, Principal, Role, needed};
 use super::server::ControlApi;
 
 /// The environment variable a control server's bearer token is read from
@@ -265,24 +265,33 @@ pub(super) async fn guard(
     let host_allowed = host_name
         .as_deref()
         .is_some_and(|name| is_loopback_host(name) || api.allowed_hosts.iter().any(|h| h == name));
-    if !host_allowed {
+    // A Host that is neither loopback nor allowed is what DNS rebinding sends. A request that
+    // proves a bearer token cannot come from such a page (it does not know the token), so it
+    // is let through below; any other is refused.
+    let foreign_host = !host_allowed;
+    let refuse_host = || {
         tracing::warn!(
             %method, %path, host = %host.escape_debug(),
             "control API request refused: its Host is not loopback nor an allowed host (DNS rebinding?)"
         );
-        return refuse(
+        refuse(
             StatusCode::FORBIDDEN,
             "host_not_allowed",
             format!(
-                "this control API does not answer to the host {:?}: it answers to localhost, 127.0.0.1 and [::1], and to the host names configured with ControlApi::allowed_hosts; call it by one of those",
+                "this control API does not answer to the host {:?}: it answers to localhost, 127.0.0.1 and [::1], to the host names configured with ControlApi::allowed_hosts, and to any name with a bearer token; call it by one of those",
                 host.escape_debug().to_string()
             ),
-        );
+        )
+    };
+    if foreign_host && api.tokens.is_empty() {
+        return refuse_host();
     }
 
     // Without a token, nobody but this machine may call: refuse a peer off loopback when the
     // server knows the connection's address.
+    let certified = request.extensions().get::<ClientIdentity>().cloned();
     if api.tokens.is_empty()
+        && certified.is_none()
         && let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>()
         && !is_loopback(peer.ip())
     {
@@ -360,11 +369,19 @@ pub(super) async fn guard(
             .into_response();
     }
 
-    let mut principal = Principal {
-        name: "loopback".to_owned(),
-        role: Role::Admin,
+    // A verified client certificate names the caller; a bearer token, when one is sent, does
+    // instead. Without either, only a server without tokens answers (on loopback: checked
+    // above).
+    let mut principal = match &certified {
+        Some(ClientIdentity(principal)) => principal.clone(),
+        None => Principal {
+            name: "loopback".to_owned(),
+            role: Role::Admin,
+        },
     };
-    if !api.tokens.is_empty() {
+    let sends_token = headers.contains_key(AUTHORIZATION);
+    let mut by_token = false;
+    if !api.tokens.is_empty() && (certified.is_none() || sends_token) {
         let presented = match single(headers, &AUTHORIZATION) {
             Ok(Some(value)) => value
                 .split_once(' ')
@@ -391,6 +408,7 @@ pub(super) async fn guard(
                             name: format!("token:{role}:{}", token.fingerprint()),
                             role,
                         };
+                        by_token = true;
                         None
                     }
                     None => Some((
@@ -422,6 +440,9 @@ pub(super) async fn guard(
         }
     }
 
+    if foreign_host && !by_token {
+        return refuse_host();
+    }
     if let Need::Role(role) = need
         && principal.role < role
     {

@@ -58,6 +58,13 @@ pub const HOST_PREFIX: &str = "/host/";
 /// SPIFFE path prefix of runtime identities.
 pub const RUNTIME_PREFIX: &str = "/runtime/";
 
+/// SPIFFE path prefix of operator identities (`/operator/<role>/<name>`): client certificates
+/// for the operations HTTP server, issued by `francis ca issue-operator`.
+pub const OPERATOR_PREFIX: &str = "/operator/";
+
+/// The roles an operator identity may carry, lowest first.
+pub const OPERATOR_ROLES: [&str; 3] = ["viewer", "operator", "admin"];
+
 const CA_HKDF_SALT: &[u8] = b"francis-ca-salt-v1";
 const CA_HKDF_INFO: &[u8] = b"francis-ca-v1";
 const CA_COMMON_NAME: &str = "Francis CA";
@@ -206,6 +213,27 @@ impl SpiffeId {
         )))
     }
 
+    /// `spiffe://francis/operator/<role>/<name>`: a person or tool calling the operations
+    /// HTTP server with a client certificate. `role` is one of [`OPERATOR_ROLES`].
+    pub fn operator(role: &str, name: &str) -> Result<Self, PkiError> {
+        if !OPERATOR_ROLES.contains(&role) {
+            return Err(PkiError::InvalidId {
+                id: role.to_string(),
+                reason: "not a role: use viewer, operator or admin",
+            });
+        }
+        check_id(name)?;
+        Ok(SpiffeId(format!(
+            "spiffe://{TRUST_DOMAIN}/operator/{role}/{name}"
+        )))
+    }
+
+    /// The role and name, if this is an operator identity with a known role.
+    pub fn operator_role_and_name(&self) -> Option<(&str, &str)> {
+        let (role, name) = self.path().strip_prefix(OPERATOR_PREFIX)?.split_once('/')?;
+        (OPERATOR_ROLES.contains(&role) && single_segment(name).is_some()).then_some((role, name))
+    }
+
     /// The whole ID.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -333,14 +361,19 @@ pub fn fingerprint(cert_der: &[u8]) -> String {
 
 /// A certificate as a PEM `CERTIFICATE` block.
 pub fn pem_of(cert_der: &[u8]) -> String {
+    pem_block("CERTIFICATE", cert_der)
+}
+
+/// `der` as a PEM block labelled `label`.
+fn pem_block(label: &str, der: &[u8]) -> String {
     use base64::Engine;
-    let body = base64::engine::general_purpose::STANDARD.encode(cert_der);
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = format!("-----BEGIN {label}-----\n");
     for line in body.as_bytes().chunks(64) {
         pem.push_str(&String::from_utf8_lossy(line));
         pem.push('\n');
     }
-    pem.push_str("-----END CERTIFICATE-----\n");
+    pem.push_str(&format!("-----END {label}-----\n"));
     pem
 }
 
@@ -362,6 +395,34 @@ impl Identity {
     /// The chain: leaf first, then the primary CA.
     pub fn cert_chain(&self) -> &[CertificateDer<'static>] {
         &self.cert_chain
+    }
+
+    /// The private key as a PEM `PRIVATE KEY` block (PKCS#8), to write to a key file: keep it
+    /// secret.
+    pub fn private_key_pem(&self) -> zeroize::Zeroizing<String> {
+        // ring writes Ed25519 keys as PKCS#8 v2 (with the public key), which some OpenSSL
+        // builds (curl's among them) cannot read; v1 (the seed alone) every tool reads.
+        const V2_PREFIX: [u8; 16] = [
+            0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        const V1_PREFIX: [u8; 16] = [
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        let der = self.private_key_der();
+        match der
+            .strip_prefix(&V2_PREFIX[..])
+            .and_then(|rest| rest.get(..32))
+        {
+            Some(seed) => {
+                let mut v1 = zeroize::Zeroizing::new(Vec::with_capacity(48));
+                v1.extend_from_slice(&V1_PREFIX);
+                v1.extend_from_slice(seed);
+                zeroize::Zeroizing::new(pem_block("PRIVATE KEY", &v1))
+            }
+            None => zeroize::Zeroizing::new(pem_block("PRIVATE KEY", der)),
+        }
     }
 
     /// The leaf certificate (DER).
@@ -685,6 +746,18 @@ impl ClusterCa {
     /// (plus 5 minutes of clock skew on both sides), signed by the primary CA.
     pub fn issue_host_identity(&self, host_id: &str, ttl: Duration) -> Result<Identity, PkiError> {
         self.issue_for_ttl(SpiffeId::host(host_id)?, ttl)
+    }
+
+    /// Issues an operator identity, `spiffe://francis/operator/<role>/<name>`, valid for
+    /// `ttl`: a client certificate for the operations HTTP server of a runtime serving TLS
+    /// (`http.tls`), which gives its holder `role`.
+    pub fn issue_operator_identity(
+        &self,
+        role: &str,
+        name: &str,
+        ttl: Duration,
+    ) -> Result<Identity, PkiError> {
+        self.issue_for_ttl(SpiffeId::operator(role, name)?, ttl)
     }
 
     /// Issues a runtime identity, `spiffe://francis/runtime/<runtime_id>`, like

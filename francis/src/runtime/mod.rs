@@ -146,6 +146,8 @@ pub struct RuntimeBuilder {
     clock: Option<SharedClock>,
     /// Where the operations HTTP server listens, if it runs.
     http_bind: Option<SocketAddr>,
+    /// Whether it speaks TLS, with client certificates of operator identities.
+    http_tls: bool,
     errors: Vec<String>,
 }
 
@@ -159,6 +161,8 @@ pub struct Runtime {
     cert: Arc<CertSlot>,
     policy: Arc<Policy>,
     ops: Option<ops::OpsServer>,
+    /// The names the runtime's certificate carries (kept when it is re-issued).
+    cert_names: Vec<String>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -186,6 +190,7 @@ impl Runtime {
             settings: Settings::default(),
             clock: None,
             http_bind: None,
+            http_tls: false,
             errors: Vec::new(),
         }
     }
@@ -241,15 +246,16 @@ impl Runtime {
             cert,
             policy,
             ops,
+            cert_names: names,
         } = self;
         let local_addr = server.local_addr();
         tracing::info!(%local_addr, %runtime_id, advertise_address = advertise_address.as_deref().unwrap_or("-"), ca = %policy.ca.fingerprint(), "runtime listening");
-        let names = certificate_names(advertise_address.as_deref());
         let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let http = ops.map(|ops| {
             if let Ok(address) = ops.local_addr() {
-                tracing::info!(%address, "operations HTTP server listening (/healthz, /readyz, /metrics)");
+                let scheme = if ops.is_tls() { "https" } else { "http" };
+                tracing::info!(%address, scheme, "operations server listening (/healthz, /readyz, /metrics, /api/cluster/state)");
             }
             let view = ops::RuntimeView {
                 store: policy.store.clone(),
@@ -393,12 +399,8 @@ impl RuntimeBuilder {
             .query_log(config.provider_options.query_log)
             .operation_log(config.provider_options.operation_log)
             .max_hosts(config.max_hosts)
-            .http_bind(config.http.bind);
-        if config.http.tls {
-            return Err(RuntimeError::Config(
-                "http.tls: true is not available in this version: the operations server speaks plain HTTP; keep it on loopback, or put it behind a TLS-terminating proxy and give it tokens (FRANCIS_HTTP_TOKEN, FRANCIS_HTTP_VIEWER_TOKEN)".into(),
-            ));
-        }
+            .http_bind(config.http.bind)
+            .http_tls(config.http.tls);
         if let Some(id) = &config.runtime_id {
             builder = builder.runtime_id(id);
         }
@@ -629,6 +631,16 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Serve the operations endpoints over TLS (`http.tls`), with the runtime's certificate
+    /// (which then also names `localhost`, `127.0.0.1`, `::1` and the `http_bind` address), and
+    /// accept client certificates of operator identities of the cluster CA (issued by
+    /// `francis ca issue-operator`) as credentials: the role is the certificate's. Clients
+    /// verify the server with the cluster CA (`francis ca print`).
+    pub fn http_tls(mut self, tls: bool) -> Self {
+        self.http_tls = tls;
+        self
+    }
+
     /// Cluster admission: at most `max_hosts` healthy hosts may be registered at once (default
     /// 0, unlimited). The runtime registers every worker with this value; the first host to
     /// join an empty cluster fixes it, so every runtime replica and every local host sharing the
@@ -658,6 +670,7 @@ impl RuntimeBuilder {
             mut settings,
             clock,
             http_bind,
+            http_tls,
             mut errors,
         } = self;
         if psks.is_empty() {
@@ -749,11 +762,27 @@ impl RuntimeBuilder {
             .map_err(|e| RuntimeError::Config(e.to_string()))?;
         // A listening address that is a concrete IP is where the runtime is reached, unless
         // told otherwise; the certificate names its host.
-        let names = match &advertise_address {
+        let mut names = match &advertise_address {
             Some(address) => certificate_names(Some(address)),
             None if !bind.ip().is_unspecified() => vec![bind.ip().to_string()],
             None => Vec::new(),
         };
+        // Clients of the operations server over TLS call it by one of these.
+        if let (true, Some(http)) = (http_tls, http_bind) {
+            let mut extra = vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                "::1".to_owned(),
+            ];
+            if !http.ip().is_unspecified() {
+                extra.push(http.ip().to_string());
+            }
+            for name in extra {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
         let identity = runtime_identity(&ca, &runtime_id, &names)?;
         let cert = CertSlot::new(&identity)?;
         let policy = Arc::new(Policy {
@@ -793,9 +822,15 @@ impl RuntimeBuilder {
         })?;
         let ops = match http_bind {
             Some(address) => Some(
-                ops::OpsServer::bind(address)
-                    .await
-                    .map_err(|e| RuntimeError::Config(format!("http.bind: {e}")))?,
+                ops::OpsServer::bind(
+                    address,
+                    http_tls.then(|| ops::OpsTls {
+                        trust: policy.ca.trust(),
+                        cert: cert.clone(),
+                    }),
+                )
+                .await
+                .map_err(|e| RuntimeError::Config(format!("http.bind: {e}")))?,
             ),
             None => None,
         };
@@ -811,6 +846,7 @@ impl RuntimeBuilder {
             cert,
             policy,
             ops,
+            cert_names: names,
         })
     }
 }

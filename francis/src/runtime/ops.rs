@@ -6,6 +6,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
 
 use axum::Router;
 use axum::extract::State;
@@ -23,11 +26,14 @@ use crate::cluster::{
     ClusterWatch, NodeKind, NodeRef, Observations, RuntimeObservation, Thresholds, compute,
     hosts_of,
 };
+use crate::http::auth::ClientIdentity;
 use crate::http::ops::{
     READY_CHECK_LIMIT, caller_of, healthz, metrics_text, readiness_response, state_response,
 };
 use crate::http::{ControlApi, Principal};
 use crate::model::Store;
+use crate::net::pki::{OPERATOR_PREFIX, spiffe_id_of};
+use crate::net::tls::{self, CertSlot, ClientAuth, Trust};
 
 /// What the operations endpoints read of a runtime.
 #[derive(Clone)]
@@ -44,29 +50,64 @@ pub(crate) struct RuntimeView {
     pub health_check_deadline: std::time::Duration,
 }
 
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
+
 /// The operations server, bound and not yet serving.
 pub(crate) struct OpsServer {
     listener: TcpListener,
     api: ControlApi,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// TLS for the operations server: the runtime's certificate, and client certificates of
+/// operator identities (`spiffe://francis/operator/<role>/<name>`) of the cluster CA.
+pub(crate) struct OpsTls {
+    pub trust: Trust,
+    pub cert: Arc<CertSlot>,
 }
 
 impl OpsServer {
-    /// Bind `address`, refusing an address off loopback when the environment gives no token
-    /// (`FRANCIS_HTTP_TOKEN`, `FRANCIS_HTTP_OPERATOR_TOKEN`, `FRANCIS_HTTP_VIEWER_TOKEN`).
-    pub(crate) async fn bind(address: SocketAddr) -> Result<OpsServer, String> {
+    /// Bind `address`. Without TLS, an address off loopback needs a token in the environment
+    /// (`FRANCIS_HTTP_TOKEN`, `FRANCIS_HTTP_OPERATOR_TOKEN`, `FRANCIS_HTTP_VIEWER_TOKEN`); with
+    /// TLS, client certificates authenticate callers too, and any address is allowed.
+    pub(crate) async fn bind(
+        address: SocketAddr,
+        tls: Option<OpsTls>,
+    ) -> Result<OpsServer, String> {
         let api = ControlApi::from_env().map_err(|e| e.to_string())?;
-        let listener = api
-            .clone()
-            .bind(address)
-            .await
-            .map_err(|e| e.to_string())?
-            .into_listener();
-        Ok(OpsServer { listener, api })
+        let tls = match tls {
+            Some(OpsTls { trust, cert }) => {
+                let mut config =
+                    tls::server_config(&trust, cert, OPERATOR_PREFIX, ClientAuth::Optional)
+                        .map_err(|e| format!("cannot set up TLS: {e}"))?;
+                config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+                Some(Arc::new(config))
+            }
+            None => None,
+        };
+        let listener = if tls.is_some() {
+            TcpListener::bind(address).await.map_err(|e| {
+                format!("cannot listen on {address}: {e}; is another process using it?")
+            })?
+        } else {
+            api.clone()
+                .bind(address)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_listener()
+        };
+        Ok(OpsServer { listener, api, tls })
     }
 
     /// Where it listens.
     pub(crate) fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Whether it speaks TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Serve until `shutdown` completes.
@@ -82,15 +123,79 @@ impl OpsServer {
             .route("/api/cluster/state", get(cluster_state))
             .with_state(view);
         let app = self.api.protect(routes);
-        if let Err(e) = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        {
-            tracing::error!(error = %e, "the operations HTTP server failed");
+        match self.tls {
+            None => {
+                if let Err(e) = axum::serve(
+                    self.listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await
+                {
+                    tracing::error!(error = %e, "the operations HTTP server failed");
+                }
+            }
+            Some(config) => serve_tls(self.listener, config, app, shutdown).await,
         }
+    }
+}
+
+/// Accept TLS connections until `shutdown`, each served on its own task with its peer's
+/// address and, when it presented one, its verified operator identity.
+async fn serve_tls(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the operations server could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "operations TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "operations TLS handshake timed out");
+                    return;
+                }
+            };
+            let identity = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| spiffe_id_of(leaf.as_ref()).ok())
+                .and_then(|id| ClientIdentity::of(&id));
+            let mut app = app.layer(Extension(ConnectInfo(peer)));
+            if let Some(identity) = identity {
+                app = app.layer(Extension(identity));
+            }
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let served =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "operations connection ended with an error");
+            }
+        });
     }
 }
 

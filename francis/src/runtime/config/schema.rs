@@ -208,10 +208,11 @@ pub(super) const REFERENCE: &[ConfigKey] = &[
     ConfigKey {
         key: "http.tls",
         default: Some("false"),
-        description: "Reserved: TLS with client certificates of the cluster CA on the \
-                      operations HTTP server is not available yet, and true is refused at \
-                      start. Keep the server on loopback, or behind a TLS-terminating proxy with \
-                      bearer tokens.",
+        description: "Serve the operations server over HTTPS with the runtime's certificate \
+                      (which then also names localhost, 127.0.0.1, ::1 and the http.bind \
+                      address; clients verify it with the cluster CA, `francis ca print`), and \
+                      accept client certificates of operator identities of the cluster CA \
+                      (`francis ca issue-operator`) as credentials, with their role.",
     },
     ConfigKey {
         key: "log.level",

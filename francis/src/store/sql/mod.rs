@@ -1278,79 +1278,83 @@ where
     }
 
     async fn observe_cluster(&self) -> Result<ClusterObservation, StoreError> {
-        let (now, threshold) = self.now_and_threshold();
-        // One read-only snapshot, so the counts agree with the hosts they are reported under.
-        let mut tx = self.dialect.begin_snapshot(&self.pool).await?;
-        let host_rows: Vec<ObservedHostRow> = sqlx::query_as(
-            "SELECT host_id, host_address AS address, host_version AS version,
+        self.operation("observe_cluster", async {
+            let (now, threshold) = self.now_and_threshold();
+            // One read-only snapshot, so the counts agree with the hosts they are reported under.
+            let mut tx = self.dialect.begin_snapshot(&self.pool).await?;
+            let host_rows: Vec<ObservedHostRow> = sqlx::query_as(
+                "SELECT host_id, host_address AS address, host_version AS version,
                     host_last_health_check AS last_heartbeat_ms
              FROM francis_hosts ORDER BY host_id",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        let type_rows: Vec<HostTypeRow> = sqlx::query_as(
-            "SELECT host_id, actor_type, actor_idle_timeout_ms AS idle_timeout_ms,
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let type_rows: Vec<HostTypeRow> = sqlx::query_as(
+                "SELECT host_id, actor_type, actor_idle_timeout_ms AS idle_timeout_ms,
                     actor_concurrency_limit AS concurrency_limit
              FROM francis_host_actor_types ORDER BY host_id, actor_type",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        let placement_rows: Vec<PlacementCountRow> = sqlx::query_as(
-            "SELECT host_id, actor_type, COUNT(*) AS actors
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let placement_rows: Vec<PlacementCountRow> = sqlx::query_as(
+                "SELECT host_id, actor_type, COUNT(*) AS actors
              FROM francis_active_actors GROUP BY host_id, actor_type",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        let due_rows: Vec<DueAlarmCountRow> = sqlx::query_as(
-            "SELECT a.host_id, COUNT(*) AS alarms
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let due_rows: Vec<DueAlarmCountRow> = sqlx::query_as(
+                "SELECT a.host_id, COUNT(*) AS alarms
              FROM francis_alarms al
              LEFT JOIN francis_active_actors a
                  ON a.actor_type = al.actor_type AND a.actor_id = al.actor_id
              WHERE al.alarm_due_time <= $1
              GROUP BY a.host_id",
-        )
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        let max_hosts = Self::recorded_max_hosts(&mut *tx).await?;
-        tx.commit().await?;
+            )
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            let max_hosts = Self::recorded_max_hosts(&mut *tx).await?;
+            tx.commit().await?;
 
-        let mut types: HashMap<String, Vec<ActorTypeRegistration>> = HashMap::new();
-        for row in type_rows {
-            let (host_id, registration) = row.into_parts()?;
-            types.entry(host_id).or_default().push(registration);
-        }
-        let hosts = host_rows
-            .into_iter()
-            .map(|row| ObservedHost {
-                actor_types: types.remove(&row.host_id).unwrap_or_default(),
-                healthy: row.last_heartbeat_ms >= threshold,
-                host_id: row.host_id,
-                address: row.address,
-                version: row.version,
-                last_heartbeat_ms: row.last_heartbeat_ms,
+            let mut types: HashMap<String, Vec<ActorTypeRegistration>> = HashMap::new();
+            for row in type_rows {
+                let (host_id, registration) = row.into_parts()?;
+                types.entry(host_id).or_default().push(registration);
+            }
+            let hosts = host_rows
+                .into_iter()
+                .map(|row| ObservedHost {
+                    actor_types: types.remove(&row.host_id).unwrap_or_default(),
+                    healthy: row.last_heartbeat_ms >= threshold,
+                    host_id: row.host_id,
+                    address: row.address,
+                    version: row.version,
+                    last_heartbeat_ms: row.last_heartbeat_ms,
+                })
+                .collect();
+            let mut placements = placement_rows
+                .into_iter()
+                .map(PlacementCount::try_from)
+                .collect::<Result<Vec<_>, _>>()?;
+            // Sorted here rather than in SQL: the databases order NULLs differently.
+            placements
+                .sort_by(|a, b| (&a.host_id, &a.actor_type).cmp(&(&b.host_id, &b.actor_type)));
+            let mut due_alarms = due_rows
+                .into_iter()
+                .map(DueAlarmCount::try_from)
+                .collect::<Result<Vec<_>, _>>()?;
+            due_alarms.sort_by(|a, b| a.host_id.cmp(&b.host_id));
+            Ok(ClusterObservation {
+                observed_at_ms: now,
+                health_check_deadline_ms: duration_ms(self.options.health_check_deadline)
+                    .unsigned_abs(),
+                max_hosts,
+                hosts,
+                placements,
+                due_alarms,
             })
-            .collect();
-        let mut placements = placement_rows
-            .into_iter()
-            .map(PlacementCount::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        // Sorted here rather than in SQL: the databases order NULLs differently.
-        placements.sort_by(|a, b| (&a.host_id, &a.actor_type).cmp(&(&b.host_id, &b.actor_type)));
-        let mut due_alarms = due_rows
-            .into_iter()
-            .map(DueAlarmCount::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        due_alarms.sort_by(|a, b| a.host_id.cmp(&b.host_id));
-        Ok(ClusterObservation {
-            observed_at_ms: now,
-            health_check_deadline_ms: duration_ms(self.options.health_check_deadline)
-                .unsigned_abs(),
-            max_hosts,
-            hosts,
-            placements,
-            due_alarms,
         })
+        .await
     }
 
     async fn cleanup(&self) -> Result<CleanupStats, StoreError> {
