@@ -706,9 +706,7 @@ impl HostCore {
         &self,
         caller: Option<crate::cluster::Caller>,
     ) -> Result<crate::cluster::ClusterState, Error> {
-        use crate::cluster::{
-            LinkObservation, NodeKind, NodeRef, Observations, Thresholds, compute, hosts_of,
-        };
+        use crate::cluster::{NodeKind, NodeRef, Observations, Thresholds, compute, hosts_of};
         if self.topology == crate::actor::service::Topology::Remote {
             return Err(Error::Config(
                 "this host belongs to the remote topology: the runtime owns the store and serves the cluster state; ask the runtime's operations server (http.bind, e.g. francis cluster status --url http://<runtime>:8444)".into(),
@@ -727,22 +725,7 @@ impl HostCore {
         observations.hosts = hosts;
         observations.recent_departures = departures;
         observations.events = self.watch.events();
-        observations.links = self
-            .links
-            .snapshot()
-            .into_iter()
-            .map(|link| LinkObservation {
-                to_host_id: Some(link.host_id),
-                to_address: link.address,
-                calls: link.calls,
-                errors: link.errors,
-                consecutive_failures: link.consecutive_failures,
-                last_success_ms: link.last_success_ms,
-                last_failure_ms: link.last_failure_ms,
-                last_error: link.last_error,
-                latency_samples_ms: link.latencies_ms,
-            })
-            .collect();
+        observations.links = self.links.snapshot();
         Ok(compute(
             &observations,
             &Thresholds::from_deadline(self.timings.health_check_deadline),

@@ -7,38 +7,17 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::clock::SharedClock;
+use crate::cluster::LinkObservation;
 
 /// Latencies kept per peer for the view's p95.
 const SAMPLES: usize = 64;
 /// Peers kept at most; the one heard from least recently makes room.
 const MAX_PEERS: usize = 1024;
 
-/// One peer link, as observed from this host.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LinkStats {
-    /// The peer's host ID.
-    pub host_id: String,
-    /// The address last used for it.
-    pub address: String,
-    /// Calls forwarded to it.
-    pub calls: u64,
-    /// Of those, the ones that failed in transport (not the actor's own errors).
-    pub errors: u64,
-    /// Failures in a row, up to now.
-    pub consecutive_failures: u32,
-    /// When a call last got through (Unix ms).
-    pub last_success_ms: Option<i64>,
-    /// When a call last failed (Unix ms).
-    pub last_failure_ms: Option<i64>,
-    /// Why it last failed.
-    pub last_error: Option<String>,
-    /// Recent latencies of calls that got through, in milliseconds, oldest first.
-    pub latencies_ms: Vec<f64>,
-}
-
 #[derive(Default)]
 struct Link {
-    stats: LinkStats,
+    /// Everything but the latencies, which `latencies` keeps.
+    stats: LinkObservation,
     latencies: VecDeque<f64>,
     last_seen_ms: i64,
 }
@@ -94,26 +73,28 @@ impl Links {
             }
         }
         let link = links.entry(host_id.to_owned()).or_default();
-        link.stats.host_id = host_id.to_owned();
-        if link.stats.address != address {
-            link.stats.address = address.to_owned();
+        if link.stats.to_host_id.is_none() {
+            link.stats.to_host_id = Some(host_id.to_owned());
+        }
+        if link.stats.to_address != address {
+            link.stats.to_address = address.to_owned();
         }
         link.stats.calls += 1;
         link.last_seen_ms = now;
         change(link);
     }
 
-    /// Every link, by host ID.
-    pub(crate) fn snapshot(&self) -> Vec<LinkStats> {
+    /// Every link, as the state view takes them, by host ID.
+    pub(crate) fn snapshot(&self) -> Vec<LinkObservation> {
         let links = self.links.lock().unwrap_or_else(|e| e.into_inner());
-        let mut all: Vec<LinkStats> = links
+        let mut all: Vec<LinkObservation> = links
             .values()
-            .map(|link| LinkStats {
-                latencies_ms: link.latencies.iter().copied().collect(),
+            .map(|link| LinkObservation {
+                latency_samples_ms: link.latencies.iter().copied().collect(),
                 ..link.stats.clone()
             })
             .collect();
-        all.sort_by(|a, b| a.host_id.cmp(&b.host_id));
+        all.sort_by(|a, b| a.to_host_id.cmp(&b.to_host_id));
         all
     }
 }
@@ -142,7 +123,10 @@ mod tests {
         assert_eq!(link.last_success_ms, Some(1_005));
         assert_eq!(link.last_failure_ms, Some(1_000));
         assert_eq!(link.last_error.as_deref(), Some("refused again"));
-        assert_eq!(link.latencies_ms.len(), SAMPLES);
-        assert_eq!(link.latencies_ms[0], 6.0, "the oldest samples made room");
+        assert_eq!(link.latency_samples_ms.len(), SAMPLES);
+        assert_eq!(
+            link.latency_samples_ms[0], 6.0,
+            "the oldest samples made room"
+        );
     }
 }
