@@ -235,6 +235,18 @@ fn pin(
     Ok(())
 }
 
+/// A duration in whole days, hours or seconds, for people.
+fn humantime_ish(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 86_400 && secs.is_multiple_of(86_400) {
+        format!("{}d", secs / 86_400)
+    } else if secs >= 3_600 && secs.is_multiple_of(3_600) {
+        format!("{}h", secs / 3_600)
+    } else {
+        format!("{secs}s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,17 +256,5 @@ mod tests {
         let a = "AB:cd:01";
         assert_eq!(normalize(a), "ABCD01");
         assert_eq!(normalize("abcd01"), normalize(a));
-    }
-}
-
-/// A duration in whole days, hours or seconds, for people.
-fn humantime_ish(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs >= 86_400 && secs % 86_400 == 0 {
-        format!("{}d", secs / 86_400)
-    } else if secs >= 3_600 && secs % 3_600 == 0 {
-        format!("{}h", secs / 3_600)
-    } else {
-        format!("{secs}s")
     }
 }
