@@ -18,6 +18,12 @@
 //! call by each of the 64 callers, so criterion's elements/s is calls/s): raw, kameo and
 //! francis exclusive.
 //!
+//! Group `invoke_latency_worker_observed` (last, since it cannot be undone in a process): the
+//! two francis calls of `invoke_latency_worker` once call timing is on, as it is after the
+//! first scrape of `/metrics` (two clock reads per call, for the call-duration and turn-lock
+//! wait histograms). Every group before it runs with timing off, the state of a process nobody
+//! observes; counters are recorded in both.
+//!
 //! Goals: francis typed invoke ≤ 3x `raw_mpsc_oneshot`, and francis throughput ≥ kameo's.
 
 #![allow(missing_docs)]
@@ -271,6 +277,33 @@ fn invoke(c: &mut Criterion) {
                     .add(1)
                     .await
                     .expect("francis add"))
+            }
+        })
+    });
+    group.finish();
+
+    francis::telemetry::metrics::enable_timing();
+    let mut group = c.benchmark_group("invoke_latency_worker_observed");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("francis_exclusive", |b| {
+        b.to_async(&runtime).iter_custom(|iters| {
+            let actor = actor.clone();
+            async move {
+                on_worker!(iters, actor, |actor| actor
+                    .add(1)
+                    .await
+                    .expect("francis add"))
+            }
+        })
+    });
+    group.bench_function("francis_shared", |b| {
+        b.to_async(&runtime).iter_custom(|iters| {
+            let actor = actor.clone();
+            async move {
+                on_worker!(iters, actor, |actor| actor
+                    .get()
+                    .await
+                    .expect("francis get"))
             }
         })
     });
