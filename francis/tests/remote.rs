@@ -634,7 +634,7 @@ mod jwt_bootstrap {
         let key = Key::new();
         let jwks = json!({"keys": [key.jwk()]}).to_string();
         let yaml = format!(
-            "bind: \"127.0.0.1:0\"\nruntimePSKs:\n  - \"{RUNTIME_PSK}\"\nbootstrap:\n  method: jwt\n  jwt:\n    issuer: \"{ISSUER}\"\n    audience: \"{AUDIENCE}\"\n    staticJWKS: '{jwks}'\nprovider:\n  type: sqlite\n  connectionString: \"{}\"\n",
+            "bind: \"127.0.0.1:0\"\nruntimePSKs:\n  - \"{RUNTIME_PSK}\"\nbootstrap:\n  method: jwt\n  jwt:\n    issuer: \"{ISSUER}\"\n    audience: \"{AUDIENCE}\"\n    staticJWKS: '{jwks}'\nprovider:\n  type: sqlite\n  connectionString: \"{}\"\nhttp:\n  bind: \"127.0.0.1:0\"\n",
             dir.path().join("data.db").display()
         );
         let config = RuntimeConfig::from_yaml_str(&yaml, "config.yaml", |_| None).unwrap();

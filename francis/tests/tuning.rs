@@ -311,7 +311,8 @@ const RUNTIME_PSK: &str = "tuning-test-runtime-psk-0123456789abcdef";
 fn runtime_config(bind: &str, extra: &str) -> francis::runtime::config::RuntimeConfig {
     let yaml = format!(
         "bind: \"{bind}\"\nruntimePSKs: [\"{RUNTIME_PSK}\"]\nbootstrap:\n  method: psk\n  \
-         hostPSK: \"a-host-psk-of-16-bytes\"\nprovider:\n  type: memory\n{extra}"
+         hostPSK: \"a-host-psk-of-16-bytes\"\nprovider:\n  type: memory\n\
+         http:\n  bind: \"127.0.0.1:0\"\n{extra}"
     );
     francis::runtime::config::RuntimeConfig::from_yaml_str(&yaml, "test.yaml", |_| None).unwrap()
 }

@@ -74,7 +74,7 @@ fn write_config(dir: &Path, name: &str, bind: u16, provider: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "bind: \"127.0.0.1:{bind}\"\nruntimePSKs:\n  - \"{RUNTIME_PSK}\"\nbootstrap:\n  method: psk\n  hostPSK: \"${{TEST_HOST_PSK}}\"\n{provider}healthCheckDeadline: {DEADLINE_S}s\nalarmsPollInterval: 250ms\nshutdownGracePeriod: 5s\nlog:\n  level: warn\n"
+            "bind: \"127.0.0.1:{bind}\"\nruntimePSKs:\n  - \"{RUNTIME_PSK}\"\nbootstrap:\n  method: psk\n  hostPSK: \"${{TEST_HOST_PSK}}\"\n{provider}healthCheckDeadline: {DEADLINE_S}s\nalarmsPollInterval: 250ms\nshutdownGracePeriod: 5s\nhttp:\n  bind: \"127.0.0.1:{bind}\"\nlog:\n  level: warn\n"
         ),
     )
     .unwrap();
@@ -218,6 +218,30 @@ async fn a_runtime_and_two_workers_survive_a_killed_worker_and_a_runtime_restart
     );
     let ca = print_ca(dir.path(), &config);
     let mut runtime = start_runtime(dir.path(), &config);
+    // The container health check: `francis runtime healthcheck` asks the operations server
+    // (TCP, on the same port number as the runtime's UDP sessions) until the runtime is ready.
+    let ready = (0..100).any(|_| {
+        let status = Command::new(francis_bin())
+            .args([
+                "runtime",
+                "--config",
+                config.to_str().unwrap(),
+                "healthcheck",
+            ])
+            .env("TEST_HOST_PSK", HOST_PSK)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        status.success() || {
+            std::thread::sleep(Duration::from_millis(100));
+            false
+        }
+    });
+    assert!(
+        ready,
+        "francis runtime healthcheck never reported the runtime ready"
+    );
     let mut workers = vec![
         Worker::start(dir.path(), &[bind], &ca),
         Worker::start(dir.path(), &[bind], &ca),

@@ -217,6 +217,10 @@ provider:
 # Short, for development: the actors of a worker that is gone move to the others within 5 s.
 healthCheckDeadline: 5s
 shutdownGracePeriod: 5s
+# Probes, metrics and the cluster state (francis cluster status --url http://127.0.0.1:{port}):
+# TCP, on the same port number as the runtime's UDP sessions.
+http:
+  bind: \"127.0.0.1:{port}\"
 log:
   level: info
 "
@@ -239,17 +243,20 @@ fn yaml_string(text: &str) -> String {
     out.replace("${", "$${")
 }
 
-/// A UDP port free on 127.0.0.1, outside `avoid`.
+/// A port free on 127.0.0.1 for both UDP (the runtime's sessions) and TCP (its operations
+/// server), outside `avoid`.
 fn free_udp_port(avoid: &RangeInclusive<u16>) -> anyhow::Result<u16> {
     for _ in 0..64 {
         let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
             .context("looking for a free UDP port on 127.0.0.1")?;
         let port = socket.local_addr()?.port();
-        if !avoid.contains(&port) {
+        if !avoid.contains(&port)
+            && std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
+        {
             return Ok(port);
         }
     }
-    anyhow::bail!("no free UDP port on 127.0.0.1 outside {avoid:?}")
+    anyhow::bail!("no port free for UDP and TCP on 127.0.0.1 outside {avoid:?}")
 }
 
 /// `dir` (absolute), or `<workspace_root>/.francis/<default>`; created if needed, with a
