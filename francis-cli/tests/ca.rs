@@ -1,7 +1,8 @@
 //! `francis runtime check`, `francis ca print` and `francis ca pin` as a user runs them, in a
 //! fresh temporary directory: a broken configuration names its key and line and exits 6; the
 //! printed CA is the one a running runtime presents; pinning with the wrong expected fingerprint
-//! exits 7 and writes nothing; pinning with the right one writes the PEM.
+//! exits 7 and writes nothing; pinning with the right one writes the PEM; an operator's client
+//! certificate is issued by the cluster CA, with its key readable by its owner only.
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -26,7 +27,7 @@ fn write_config(dir: &Path, port: u16) {
     std::fs::write(
         dir.join("config.yaml"),
         format!(
-            "bind: \"127.0.0.1:{port}\"\nruntimePSKs:\n  - \"{RUNTIME_PSK}\"\nbootstrap:\n  method: psk\n  hostPSK: \"a-host-psk-for-tests\"\nprovider:\n  type: memory\n"
+            "bind: \"127.0.0.1:{port}\"\nruntimePSKs:\n  - \"{RUNTIME_PSK}\"\nbootstrap:\n  method: psk\n  hostPSK: \"a-host-psk-for-tests\"\nprovider:\n  type: memory\nhttp:\n  bind: \"127.0.0.1:{port}\"\n"
         ),
     )
     .unwrap();
@@ -174,4 +175,63 @@ fn ca_print_gives_what_the_runtime_presents_and_ca_pin_checks_it() {
         &["ca", "pin", "--runtime", &nobody, "--timeout", "1s"],
     );
     assert_eq!(out.status.code(), Some(8), "{}", text(&out.stderr));
+}
+
+#[test]
+fn an_operator_certificate_is_issued_by_the_cluster_ca_and_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), 7400);
+    let issue = |role: &str| {
+        francis(
+            dir.path(),
+            &[
+                "ca",
+                "issue-operator",
+                "--config",
+                "config.yaml",
+                "--role",
+                role,
+                "--name",
+                "alice",
+                "--ttl",
+                "24h",
+            ],
+        )
+    };
+    let out = issue("viewer");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("spiffe://francis/operator/viewer/alice"));
+    let cert = std::fs::read_to_string(dir.path().join("alice.pem")).unwrap();
+    let der = francis::net::tls::parse_pem_certs(&cert).unwrap();
+    let ca = francis::net::pki::ClusterCa::from_psks(&[RUNTIME_PSK]).unwrap();
+    let now = rustls::pki_types::UnixTime::now();
+    let id = francis::net::tls::verify_chain(&ca.trust(), &der, "/operator/", now)
+        .expect("the certificate chains to the cluster CA");
+    assert_eq!(id.as_str(), "spiffe://francis/operator/viewer/alice");
+    let key = dir.path().join("alice-key.pem");
+    assert!(
+        std::fs::read_to_string(&key)
+            .unwrap()
+            .starts_with("-----BEGIN PRIVATE KEY-----")
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the key is its owner's only");
+    }
+    // A second issue for the same name writes nothing; a role that does not exist is refused.
+    let out = issue("admin");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("exists already"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("alice.pem")).unwrap(),
+        cert
+    );
+    let out = issue("root");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
