@@ -65,6 +65,17 @@ pub struct StatusArgs {
     /// Print the state document as JSON instead of tables.
     #[arg(long)]
     json: bool,
+    /// For an https:// server with a certificate of the cluster CA (a runtime with http.tls):
+    /// the CA to verify it with (`francis ca print > ca.pem`).
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<std::path::PathBuf>,
+    /// A client certificate to authenticate with instead of a token (`francis ca
+    /// issue-operator`); needs --key.
+    #[arg(long, value_name = "PEM", requires = "key")]
+    cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key.
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    key: Option<std::path::PathBuf>,
     /// How long to wait for the answer.
     #[arg(long, default_value = "10s", value_parser = francis::time::parse_duration)]
     timeout: Duration,
@@ -82,7 +93,8 @@ fn status(args: &StatusArgs) -> anyhow::Result<()> {
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let body = tokio.block_on(fetch(&endpoint, args.token.as_deref(), args.timeout))?;
+    let tls = Tls::read(args)?;
+    let body = tokio.block_on(fetch(&endpoint, args.token.as_deref(), &tls, args.timeout))?;
     let document = read_document(&endpoint, &body)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&document)?);
@@ -126,9 +138,65 @@ fn endpoint(url: &str) -> anyhow::Result<String> {
     Ok(format!("{base}{STATE_PATH}"))
 }
 
+/// The CA and client certificate an https:// server is called with, when given.
+#[derive(Default)]
+struct Tls {
+    ca: Option<reqwest::Certificate>,
+    identity: Option<reqwest::Identity>,
+}
+
+impl Tls {
+    fn read(args: &StatusArgs) -> anyhow::Result<Tls> {
+        let read = |path: &std::path::Path, what: &str| {
+            std::fs::read(path).map_err(|e| {
+                usage(format!("cannot read the {what} {}: {e}", path.display()))
+                    .fix("check the path")
+            })
+        };
+        let ca = match &args.ca_file {
+            Some(path) => Some(
+                reqwest::Certificate::from_pem(&read(path, "CA file")?).map_err(|e| {
+                    usage(format!("{} is not a PEM certificate: {e}", path.display()))
+                        .fix("write it with `francis ca print --config config.yaml > ca.pem`")
+                })?,
+            ),
+            None => None,
+        };
+        let identity = match (&args.cert, &args.key) {
+            (Some(cert), Some(key)) => {
+                let mut pem = read(cert, "certificate")?;
+                pem.extend_from_slice(&read(key, "key")?);
+                Some(reqwest::Identity::from_pem(&pem).map_err(|e| {
+                    usage(format!(
+                        "{} and {} are not a PEM certificate and its key: {e}",
+                        cert.display(),
+                        key.display()
+                    ))
+                    .fix("issue them with `francis ca issue-operator`")
+                })?)
+            }
+            _ => None,
+        };
+        Ok(Tls { ca, identity })
+    }
+}
+
 /// GET the state, with what to do about each way it can fail.
-async fn fetch(endpoint: &str, token: Option<&str>, timeout: Duration) -> anyhow::Result<String> {
+async fn fetch(
+    endpoint: &str,
+    token: Option<&str>,
+    tls: &Tls,
+    timeout: Duration,
+) -> anyhow::Result<String> {
     let mut builder = reqwest::Client::builder().timeout(timeout);
+    if let Some(ca) = &tls.ca {
+        builder = builder
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca.clone());
+    }
+    if let Some(identity) = &tls.identity {
+        builder = builder.identity(identity.clone());
+    }
     if is_loopback(endpoint) {
         // A proxy from the environment cannot reach this machine's own servers.
         builder = builder.no_proxy();
@@ -929,7 +997,12 @@ TIMELINE
             .enable_all()
             .build()
             .unwrap()
-            .block_on(fetch(&endpoint, token, Duration::from_secs(5)))
+            .block_on(fetch(
+                &endpoint,
+                token,
+                &Tls::default(),
+                Duration::from_secs(5),
+            ))
     }
 
     #[test]

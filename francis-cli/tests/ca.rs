@@ -235,3 +235,89 @@ fn an_operator_certificate_is_issued_by_the_cluster_ca_and_never_overwritten() {
     let out = issue("root");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
+
+/// A runtime serving its operations endpoints over TLS (`http.tls: true`): `francis runtime
+/// healthcheck` verifies it with the cluster CA, and `francis cluster status` reads the state
+/// as the holder of an operator certificate, who is named in it.
+#[test]
+fn cluster_status_reads_a_tls_runtime_with_an_operator_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = francis::testing::free_port();
+    write_config(dir.path(), port);
+    let mut config = std::fs::read_to_string(dir.path().join("config.yaml")).unwrap();
+    config.push_str("  tls: true\n");
+    std::fs::write(dir.path().join("config.yaml"), config).unwrap();
+    let issued = francis(
+        dir.path(),
+        &[
+            "ca",
+            "issue-operator",
+            "--config",
+            "config.yaml",
+            "--role",
+            "viewer",
+            "--name",
+            "carol",
+        ],
+    );
+    assert!(issued.status.success(), "{}", text(&issued.stderr));
+    let printed = francis(dir.path(), &["ca", "print", "--config", "config.yaml"]);
+    std::fs::write(dir.path().join("ca.pem"), &printed.stdout).unwrap();
+
+    let _runtime = Runtime(
+        Command::new(env!("CARGO_BIN_EXE_francis"))
+            .current_dir(dir.path())
+            .args(["runtime", "--config", "config.yaml"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    loop {
+        let out = francis(
+            dir.path(),
+            &["runtime", "--config", "config.yaml", "healthcheck"],
+        );
+        if out.status.success() {
+            assert!(
+                text(&out.stdout).contains("https://"),
+                "{}",
+                text(&out.stdout)
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the runtime never became ready: {}",
+            text(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let url = format!("https://127.0.0.1:{port}");
+    let out = francis(
+        dir.path(),
+        &[
+            "cluster",
+            "status",
+            "--url",
+            &url,
+            "--ca-file",
+            "ca.pem",
+            "--cert",
+            "carol.pem",
+            "--key",
+            "carol-key.pem",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(state["context"]["caller"]["principal"], "cert:carol");
+    assert_eq!(state["context"]["answered_by"]["kind"], "runtime");
+    // Without the cluster CA the server is not trusted.
+    let out = francis(dir.path(), &["cluster", "status", "--url", &url]);
+    assert!(!out.status.success());
+}
