@@ -19,10 +19,10 @@
 //! francis exclusive.
 //!
 //! Group `invoke_latency_worker_observed` (last, since it cannot be undone in a process): the
-//! two francis calls of `invoke_latency_worker` once call timing is on, as it is after the
-//! first scrape of `/metrics` (two clock reads per call, for the call-duration and turn-lock
-//! wait histograms). Every group before it runs with timing off, the state of a process nobody
-//! observes; counters are recorded in both.
+//! two francis calls of `invoke_latency_worker` once the per-call metrics are on, as they are
+//! after the first scrape of `/metrics` (a count per call, and two clock reads for the
+//! call-duration and turn-lock wait histograms). Every group before it runs with them off, the
+//! state of a process nobody observes.
 //!
 //! Goals: francis typed invoke ≤ 3x `raw_mpsc_oneshot`, and francis throughput ≥ kameo's.
 
@@ -282,7 +282,7 @@ fn invoke(c: &mut Criterion) {
     });
     group.finish();
 
-    francis::telemetry::metrics::enable_timing();
+    francis::telemetry::metrics::observe_calls();
     let mut group = c.benchmark_group("invoke_latency_worker_observed");
     group.throughput(Throughput::Elements(1));
     group.bench_function("francis_exclusive", |b| {

@@ -73,19 +73,55 @@ pub(crate) trait ExclusiveJob: Send {
 struct InFlight {
     shared: Arc<Shared>,
     call: bool,
-    /// When the call was queued, if call timing is on.
+    /// What a call carries for telemetry, boxed so that a call nobody observes moves no more
+    /// than the pointer: `None` unless timing is on or the wait is traced.
+    observed: Option<Box<Observed>>,
+}
+
+/// A call's telemetry while it waits for its turn.
+struct Observed {
+    /// When it was queued, if call timing is on.
     queued_at: Option<Instant>,
-    /// The `actor.lock_wait` span, open while the call waits for its turn (when traced).
+    /// The `actor.lock_wait` span, open while it waits (when traced).
     waiting: Option<tracing::Span>,
 }
 
 impl InFlight {
     /// The call's turn begins: record how long it waited for it, and close its wait span.
     fn turn_started(&mut self) {
-        if let Some(queued_at) = self.queued_at {
-            self.shared.metrics.lock_wait.observe(queued_at.elapsed());
+        if let Some(observed) = &mut self.observed {
+            if let Some(queued_at) = observed.queued_at {
+                self.shared.metrics.lock_wait.observe(queued_at.elapsed());
+            }
+            observed.waiting = None;
         }
-        self.waiting = None;
+    }
+
+    /// Send a call's result to its caller, then count it (and time it, from when it was
+    /// queued, when timing is on). Counting after the send keeps it off the caller's wait.
+    fn answer(
+        self,
+        index: u16,
+        reply: oneshot::Sender<Result<Envelope, TurnError>>,
+        result: Result<Envelope, TurnError>,
+    ) {
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(TurnError::Dispatch(DispatchError::Actor { .. })) => Outcome::ActorError,
+            Err(TurnError::Overloaded { .. }) => Outcome::Overloaded,
+            Err(_) => Outcome::Error,
+        };
+        let elapsed = self
+            .observed
+            .as_ref()
+            .and_then(|o| o.queued_at)
+            .map(|queued_at| queued_at.elapsed());
+        let _ = reply.send(result);
+        if metrics::calls_observed()
+            && let Some(method) = self.shared.metrics.method(index)
+        {
+            method.record(outcome, elapsed);
+        }
     }
 }
 
@@ -156,13 +192,12 @@ impl Shared {
         InFlight {
             shared: self.clone(),
             call: false,
-            queued_at: None,
-            waiting: None,
+            observed: None,
         }
     }
 
     /// Count a call in, unless the activation already holds its most.
-    fn admit_call(self: &Arc<Self>, queued_at: Option<Instant>) -> Option<InFlight> {
+    fn admit_call(self: &Arc<Self>, observed: Option<Box<Observed>>) -> Option<InFlight> {
         self.calls
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max_queued_calls).then_some(n + 1)
@@ -172,8 +207,7 @@ impl Shared {
         Some(InFlight {
             shared: self.clone(),
             call: true,
-            queued_at,
-            waiting: None,
+            observed,
         })
     }
 }
@@ -257,20 +291,23 @@ impl Activation {
         if self.is_halted() {
             return Err(TurnError::Halted { args: Some(args) });
         }
-        let started = metrics::timing_enabled().then(Instant::now);
-        let method = self.shared.metrics.method(index);
-        let Some(mut busy) = self.shared.admit_call(started) else {
-            if let Some(method) = method {
+        let waiting = tracing::debug_span!("actor.lock_wait");
+        let observed = (metrics::calls_observed() || !waiting.is_disabled()).then(|| {
+            Box::new(Observed {
+                queued_at: metrics::calls_observed().then(Instant::now),
+                waiting: (!waiting.is_disabled()).then_some(waiting),
+            })
+        });
+        let Some(busy) = self.shared.admit_call(observed) else {
+            if metrics::calls_observed()
+                && let Some(method) = self.shared.metrics.method(index)
+            {
                 method.record(Outcome::Overloaded, None);
             }
             return Err(TurnError::Overloaded {
                 limit: self.shared.max_queued_calls,
             });
         };
-        let waiting = tracing::debug_span!("actor.lock_wait");
-        if !waiting.is_disabled() {
-            busy.waiting = Some(waiting);
-        }
         let (reply, result) = oneshot::channel();
         let command = Command::Call {
             kind,
@@ -282,21 +319,11 @@ impl Activation {
         if let Err(mpsc::error::SendError(command)) = self.mailbox.send(command) {
             command.refuse();
         }
-        let result = result
-            .await
-            .unwrap_or(Err(TurnError::Halted { args: None }));
-        if let Some(method) = method {
-            let outcome = match &result {
-                Ok(_) => Outcome::Ok,
-                Err(TurnError::Dispatch(DispatchError::Actor { .. })) => Outcome::ActorError,
-                Err(TurnError::Overloaded { .. }) => Outcome::Overloaded,
-                // Never ran: the caller retries it on a fresh activation, where it counts.
-                Err(TurnError::Halted { args: Some(_) }) => return result,
-                Err(_) => Outcome::Error,
-            };
-            method.record(outcome, started.map(|s| s.elapsed()));
-        }
+        // Calls that ran are counted by the activation's task; one that never ran is retried
+        // by its caller on a fresh activation, where it counts.
         result
+            .await
+            .unwrap_or(Err(TurnError::Halted { args: None }))
     }
 
     /// Queue work for an exclusive turn. Returns `false` if the activation is halting (the job
@@ -405,8 +432,7 @@ async fn shared_turn<A: Actor>(
     }
     busy.turn_started();
     let result = guarded(reader.call_ref(index, args)).await;
-    let _ = reply.send(result);
-    drop(busy);
+    busy.answer(index, reply, result);
 }
 
 /// The next turn of `joined` to end; pending while there is none (the batch's loop stops when
@@ -507,7 +533,7 @@ async fn run<A: Actor>(
                 if let Some(result) =
                     unless_aborted(guarded(actor.call_mut(index, args)), &mut abort).await
                 {
-                    let _ = reply.send(result);
+                    _busy.answer(index, reply, result);
                 }
             }
             Command::Job { job, _busy } => {

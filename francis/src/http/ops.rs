@@ -87,9 +87,9 @@ pub(crate) fn readiness_response(readiness: Readiness) -> Response {
 }
 
 /// `GET /metrics`: every metric of the process, in the Prometheus text format. The first
-/// scrape switches on the timing of calls (see [`metrics::timing_enabled`]).
+/// scrape switches on the per-call series (see [`metrics::calls_observed`]).
 pub(crate) async fn metrics_text() -> Response {
-    metrics::enable_timing();
+    metrics::observe_calls();
     (
         StatusCode::OK,
         [(CONTENT_TYPE, prometheus::CONTENT_TYPE)],

@@ -255,7 +255,7 @@ impl Telemetry {
         if let Some(provider) = &meter_provider {
             global::set_meter_provider(provider.clone());
             metrics::install_mirrors(Box::new(OtelMirrors));
-            metrics::enable_timing();
+            metrics::observe_calls();
         }
         tracing::debug!(
             ?format,
