@@ -74,13 +74,15 @@ async fn probes_metrics_and_the_state_view_of_a_local_cluster() {
     let db = dir.path().join("cluster.db");
     let (a, stop_a) = start(&db).await;
     let (_b, stop_b) = start(&db).await;
+    let address = serve(a.clone()).await;
+    // The first scrape switches the per-call series on; the calls after it are counted.
+    assert_eq!(get(address, "/metrics", Some(VIEWER)).await.0, 200);
     for i in 0..8 {
         a.actor::<Counter>(format!("c{i}"))
             .increment(1)
             .await
             .unwrap();
     }
-    let address = serve(a.clone()).await;
 
     // The probes answer anyone.
     let (status, body) = get(address, "/healthz", None).await;
