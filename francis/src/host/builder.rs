@@ -166,7 +166,7 @@ impl<T> HostBuilder<T> {
     /// [`DEFAULT_CALL_TIMEOUT`](crate::host::DEFAULT_CALL_TIMEOUT), 15 s; must be more than
     /// zero):
     /// - how long a call forwarded to another host may wait for its reply before it fails with
-    ///   [`Error::Timeout`](crate::Error::Timeout). The deadline travels with the call, so the
+    ///   [`Error::Timeout`]. The deadline travels with the call, so the
     ///   owner gives up too. A call can set its own:
     ///   [`ActorRef::with_timeout`](crate::ActorRef::with_timeout),
     ///   [`InvokeOptions::timeout`](crate::actor::InvokeOptions::timeout);
@@ -189,7 +189,7 @@ impl<T> HostBuilder<T> {
     /// How many calls one other host may have running on this host at once (the runtime's
     /// `maxInFlightRequests`; default
     /// [`DEFAULT_MAX_IN_FLIGHT_REQUESTS`](crate::host::DEFAULT_MAX_IN_FLIGHT_REQUESTS), 100;
-    /// from 1 to [`MAX_IN_FLIGHT_REQUESTS`](crate::host::MAX_IN_FLIGHT_REQUESTS)). A call
+    /// from 1 to [`MAX_IN_FLIGHT_REQUESTS`]). A call
     /// beyond it is answered `overloaded` before its body is read, and the caller retries.
     pub fn max_in_flight_requests(mut self, calls: usize) -> Self {
         if calls == 0 || calls > MAX_IN_FLIGHT_REQUESTS {
@@ -203,8 +203,8 @@ impl<T> HostBuilder<T> {
 
     /// The largest call another host may send, in bytes (the runtime's `maxRequestBodySize`;
     /// default [`DEFAULT_MAX_REQUEST_BODY_SIZE`](crate::host::DEFAULT_MAX_REQUEST_BODY_SIZE),
-    /// 16 MiB; from [`MIN_REQUEST_BODY_SIZE`](crate::host::MIN_REQUEST_BODY_SIZE), 1 KiB, to
-    /// [`MAX_REQUEST_BODY_SIZE`](crate::host::MAX_REQUEST_BODY_SIZE), 16 MiB, the largest frame
+    /// 16 MiB; from [`MIN_REQUEST_BODY_SIZE`], 1 KiB, to
+    /// [`MAX_REQUEST_BODY_SIZE`], 16 MiB, the largest frame
     /// of the wire protocol). A larger request is refused before it is read.
     pub fn max_request_body_size(mut self, bytes: usize) -> Self {
         if !(MIN_REQUEST_BODY_SIZE..=MAX_REQUEST_BODY_SIZE).contains(&bytes) {
@@ -372,7 +372,7 @@ impl HostBuilder<Local> {
     /// [`DEFAULT_ALARMS_FETCH_AHEAD`](crate::host::DEFAULT_ALARMS_FETCH_AHEAD), 2.5 s, and
     /// [`DEFAULT_ALARMS_FETCH_BATCH_SIZE`](crate::host::DEFAULT_ALARMS_FETCH_BATCH_SIZE), 25).
     /// The interval is more than zero and at most
-    /// [`MAX_ALARMS_FETCH_AHEAD`](crate::host::MAX_ALARMS_FETCH_AHEAD), 1 minute; the batch at
+    /// [`MAX_ALARMS_FETCH_AHEAD`], 1 minute; the batch at
     /// least 1. A worker of the remote topology takes both from its runtime.
     pub fn alarms_fetch_ahead(mut self, interval: Duration, batch_size: u32) -> Self {
         self.timings.alarms_fetch_ahead = interval;

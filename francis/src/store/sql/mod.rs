@@ -210,7 +210,7 @@ impl Statements {
 /// [`crate::store::postgres::PostgresStore`].
 ///
 /// Every operation of the [`Store`] contract is bounded by [`SqlOptions::timeout`] and, when
-/// the [`OperationLog`] is enabled, logged with its duration.
+/// the [`OperationLog`](crate::store::OperationLog) is enabled, logged with its duration.
 pub struct SqlStore<D: Dialect> {
     options: StoreOptions,
     tuning: SqlOptions,
