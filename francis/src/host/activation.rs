@@ -291,7 +291,11 @@ impl Activation {
         if self.is_halted() {
             return Err(TurnError::Halted { args: Some(args) });
         }
-        let waiting = tracing::debug_span!("actor.lock_wait");
+        let waiting = if crate::telemetry::context::debug_spans() {
+            tracing::debug_span!("actor.lock_wait")
+        } else {
+            tracing::Span::none()
+        };
         let observed = (metrics::calls_observed() || !waiting.is_disabled()).then(|| {
             Box::new(Observed {
                 queued_at: metrics::calls_observed().then(Instant::now),

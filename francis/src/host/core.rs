@@ -581,8 +581,11 @@ impl HostHandle for HostCore {
             )),
             None => Box::pin(self.invoke_routed(key, method, args, options)),
         };
-        // A disabled span (no exporter, no debug logs) costs one load: the call is not
-        // wrapped at all.
+        // Without a subscriber that wants debug spans (no exporter, no debug logs) the call is
+        // not wrapped at all, and no span is built.
+        if !crate::telemetry::context::debug_spans() {
+            return call;
+        }
         let span = tracing::debug_span!(
             "actor.invoke",
             "francis.actor.type" = %key.actor_type,

@@ -6,6 +6,15 @@
 /// versions may add fields). Longer values are ignored.
 pub const MAX_TRACEPARENT_LEN: usize = 128;
 
+/// Whether any subscriber may want `debug` spans (the process's maximum level allows them).
+/// The call path asks before it builds a span: with `tracing`'s `log` compatibility on, even a
+/// disabled span costs a trip through the `log` fallback, which a call of an active actor
+/// should not pay when nothing listens.
+#[inline]
+pub fn debug_spans() -> bool {
+    tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG
+}
+
 /// The `traceparent` of the current span, when trace export is on and a span is recording.
 #[inline]
 pub fn current_traceparent() -> Option<String> {
