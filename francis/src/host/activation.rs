@@ -67,15 +67,36 @@ pub(crate) trait ExclusiveJob: Send {
     fn run<'a>(self: Box<Self>, actor: &'a mut dyn ExclusiveActor) -> BoxFuture<'a, ()>;
 }
 
-/// Counts a queued or running command; the activation is busy while any exists.
-/// Work counted as queued or running until it ends (dropped with its command or its turn);
-/// a call also holds one of the activation's `max_queued_calls`.
-struct InFlight {
+/// Counts a queued or running job until it ends (dropped with its command or its turn); the
+/// activation is busy while any job or call is counted.
+struct Busy {
     shared: Arc<Shared>,
-    call: bool,
-    /// What a call carries for telemetry, boxed so that a call nobody observes moves no more
-    /// than the pointer: `None` unless timing is on or the wait is traced.
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Counts a queued or running call like [`Busy`], and holds one of the activation's
+/// `max_queued_calls`. No bigger than the two words it always was, so that a call nobody
+/// observes moves no more than before.
+struct CallSlot {
+    shared: Arc<Shared>,
+    /// The call's telemetry: `None` unless calls are timed or the wait is traced.
     observed: Option<Box<Observed>>,
+}
+
+impl Drop for CallSlot {
+    #[inline]
+    fn drop(&mut self) {
+        self.shared.calls.fetch_sub(1, Ordering::AcqRel);
+        self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if let Some(observed) = self.observed.take() {
+            Observed::end(observed);
+        }
+    }
 }
 
 /// A call's telemetry while it waits for its turn.
@@ -86,51 +107,86 @@ struct Observed {
     waiting: Option<tracing::Span>,
 }
 
-impl InFlight {
+impl CallSlot {
     /// The call's turn begins: record how long it waited for it, and close its wait span.
+    #[inline(always)]
     fn turn_started(&mut self) {
-        if let Some(observed) = &mut self.observed {
-            if let Some(queued_at) = observed.queued_at {
-                self.shared.metrics.lock_wait.observe(queued_at.elapsed());
-            }
-            observed.waiting = None;
+        if let Some(observed) = self.observed.as_mut() {
+            observed.turn_started(&self.shared.metrics);
         }
     }
 
-    /// Send a call's result to its caller, then count it (and time it, from when it was
-    /// queued, when timing is on). Counting after the send keeps it off the caller's wait.
+    /// Count a call's result when calls are observed, then send it to its caller.
+    #[inline(always)]
     fn answer(
         self,
         index: u16,
         reply: oneshot::Sender<Result<Envelope, TurnError>>,
         result: Result<Envelope, TurnError>,
     ) {
-        let outcome = match &result {
-            Ok(_) => Outcome::Ok,
-            Err(TurnError::Dispatch(DispatchError::Actor { .. })) => Outcome::ActorError,
-            Err(TurnError::Overloaded { .. }) => Outcome::Overloaded,
-            Err(_) => Outcome::Error,
-        };
-        let elapsed = self
-            .observed
-            .as_ref()
-            .and_then(|o| o.queued_at)
-            .map(|queued_at| queued_at.elapsed());
+        if metrics::calls_observed() {
+            self.record(index, &result);
+        }
         let _ = reply.send(result);
-        if metrics::calls_observed()
-            && let Some(method) = self.shared.metrics.method(index)
-        {
-            method.record(outcome, elapsed);
+    }
+
+    /// Count the call's outcome, and its duration from when it was queued when that is known.
+    #[cold]
+    #[inline(never)]
+    fn record(&self, index: u16, result: &Result<Envelope, TurnError>) {
+        if let Some(method) = self.shared.metrics.method(index) {
+            let elapsed = self
+                .observed
+                .as_ref()
+                .and_then(|o| o.queued_at)
+                .map(|queued_at| queued_at.elapsed());
+            method.record(Outcome::of(result), elapsed);
         }
     }
 }
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-        if self.call {
-            self.shared.calls.fetch_sub(1, Ordering::AcqRel);
+impl Outcome {
+    /// How the invocations family labels this result.
+    fn of(result: &Result<Envelope, TurnError>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Ok,
+            Err(TurnError::Dispatch(DispatchError::Actor { .. })) => Outcome::ActorError,
+            Err(TurnError::Overloaded { .. }) => Outcome::Overloaded,
+            Err(_) => Outcome::Error,
         }
+    }
+}
+
+impl Observed {
+    /// What a call carries for telemetry, if anything observes calls: the time it was queued
+    /// (when call timing is on) and its `actor.lock_wait` span (when a subscriber wants it).
+    /// Kept out of line: a call nobody observes never gets here.
+    #[cold]
+    #[inline(never)]
+    fn begin() -> Option<Box<Observed>> {
+        let waiting = crate::telemetry::context::debug_spans()
+            .then(|| tracing::debug_span!("actor.lock_wait"))
+            .filter(|span| !span.is_disabled());
+        let queued_at = metrics::calls_observed().then(Instant::now);
+        (queued_at.is_some() || waiting.is_some())
+            .then(|| Box::new(Observed { queued_at, waiting }))
+    }
+
+    /// Drop a call's telemetry, out of the way of calls that have none (taking the box is
+    /// the point: it is freed here, not in the caller).
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::boxed_local)]
+    fn end(self: Box<Self>) {}
+
+    /// The call's turn begins: record its wait, and close the wait span.
+    #[cold]
+    #[inline(never)]
+    fn turn_started(&mut self, metrics: &TypeMetrics) {
+        if let Some(queued_at) = self.queued_at {
+            metrics.lock_wait.observe(queued_at.elapsed());
+        }
+        self.waiting = None;
     }
 }
 
@@ -140,11 +196,11 @@ enum Command {
         index: u16,
         args: Envelope,
         reply: oneshot::Sender<Result<Envelope, TurnError>>,
-        _busy: InFlight,
+        _busy: CallSlot,
     },
     Job {
         job: Box<dyn ExclusiveJob>,
-        _busy: InFlight,
+        _busy: Busy,
     },
     /// Nudges an idle task so it notices a halt.
     Wake,
@@ -187,26 +243,23 @@ impl Shared {
         }
     }
 
-    fn busy(self: &Arc<Self>) -> InFlight {
+    fn busy(self: &Arc<Self>) -> Busy {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight {
+        Busy {
             shared: self.clone(),
-            call: false,
-            observed: None,
         }
     }
 
     /// Count a call in, unless the activation already holds its most.
-    fn admit_call(self: &Arc<Self>, observed: Option<Box<Observed>>) -> Option<InFlight> {
+    fn admit_call(self: &Arc<Self>, observed: Option<Box<Observed>>) -> Option<CallSlot> {
         self.calls
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max_queued_calls).then_some(n + 1)
             })
             .ok()?;
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        Some(InFlight {
+        Some(CallSlot {
             shared: self.clone(),
-            call: true,
             observed,
         })
     }
@@ -291,17 +344,11 @@ impl Activation {
         if self.is_halted() {
             return Err(TurnError::Halted { args: Some(args) });
         }
-        let waiting = if crate::telemetry::context::debug_spans() {
-            tracing::debug_span!("actor.lock_wait")
+        let observed = if metrics::calls_observed() || crate::telemetry::context::debug_spans() {
+            Observed::begin()
         } else {
-            tracing::Span::none()
+            None
         };
-        let observed = (metrics::calls_observed() || !waiting.is_disabled()).then(|| {
-            Box::new(Observed {
-                queued_at: metrics::calls_observed().then(Instant::now),
-                waiting: (!waiting.is_disabled()).then_some(waiting),
-            })
-        });
         let Some(busy) = self.shared.admit_call(observed) else {
             if metrics::calls_observed()
                 && let Some(method) = self.shared.metrics.method(index)
@@ -428,7 +475,7 @@ async fn shared_turn<A: Actor>(
     index: u16,
     args: Envelope,
     reply: oneshot::Sender<Result<Envelope, TurnError>>,
-    mut busy: InFlight,
+    mut busy: CallSlot,
 ) {
     // Its caller gave up (its deadline passed) before the turn began: nobody wants it run.
     if reply.is_closed() {
