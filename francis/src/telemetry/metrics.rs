@@ -15,8 +15,7 @@
 //! store operations, message kinds), never from a request, so a caller cannot grow the
 //! registry.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -96,15 +95,10 @@ pub struct FamilyInfo {
 }
 
 /// One series' value: a count (counters), a level (gauges), or buckets (histograms).
-///
-/// Aligned to 128 bytes (two cache lines, the unit adjacent-line prefetchers pull in), so that
-/// no other allocation shares its lines: a counter incremented on every call must not be
-/// written next to memory another thread writes per call (a call's reply channel, say).
-#[repr(align(128))]
 pub struct Series {
     labels: Box<[String]>,
-    /// The count, in one cell per shard of threads (see [`Shards`]).
-    count: Shards,
+    /// A counter's count, or a histogram's number of observations.
+    count: AtomicU64,
     level: AtomicI64,
     /// Sum of observations in nanoseconds (durations) or units, for histograms.
     sum: AtomicU64,
@@ -127,7 +121,7 @@ impl Series {
     /// Add `n` to a counter.
     #[inline]
     pub fn inc_by(&self, n: u64) {
-        self.count.add(n);
+        self.count.fetch_add(n, Ordering::Relaxed);
         if let Some(mirror) = &self.mirror {
             mirror(n as f64);
         }
@@ -169,7 +163,7 @@ impl Series {
         if let Some(bucket) = self.buckets.get(index) {
             bucket.fetch_add(1, Ordering::Relaxed);
         }
-        self.count.add(1);
+        self.count.fetch_add(1, Ordering::Relaxed);
         // Kept in nanoseconds: whole numbers add up exactly in an atomic.
         let nanos = (seconds * 1e9).min(u64::MAX as f64) as u64;
         self.sum.fetch_add(nanos, Ordering::Relaxed);
@@ -185,7 +179,7 @@ impl Series {
 
     /// A counter's count, or a histogram's number of observations.
     pub fn count(&self) -> u64 {
-        self.count.sum()
+        self.count.load(Ordering::Relaxed)
     }
 
     /// A gauge's level.
@@ -212,43 +206,6 @@ impl Series {
     }
 }
 
-/// Threads count into cells of their own shard, so a counter bumped on every call does not
-/// make its cache line travel between the cores that run callers and actors in turn (which
-/// costs more than the count itself); reading sums the cells.
-const SHARDS: usize = 8;
-
-/// One shard's cell, alone on its cache lines.
-#[repr(align(128))]
-#[derive(Default)]
-struct Cell(AtomicU64);
-
-/// A count split over [`SHARDS`] cells.
-#[derive(Default)]
-struct Shards([Cell; SHARDS]);
-
-impl Shards {
-    #[inline]
-    fn add(&self, n: u64) {
-        self.0[shard()].0.fetch_add(n, Ordering::Relaxed);
-    }
-
-    fn sum(&self) -> u64 {
-        self.0.iter().fold(0u64, |sum, cell| {
-            sum.wrapping_add(cell.0.load(Ordering::Relaxed))
-        })
-    }
-}
-
-/// This thread's shard: threads take shards in turn as they first count.
-#[inline]
-fn shard() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
-    }
-    SHARD.with(|shard| *shard)
-}
-
 /// Holds a gauge one higher while it lives (an open connection, a session).
 #[derive(Debug)]
 pub struct LevelGuard(Arc<Series>);
@@ -271,14 +228,15 @@ impl Drop for LevelGuard {
 #[derive(Debug)]
 pub struct Family {
     info: FamilyInfo,
-    series: RwLock<HashMap<Box<[String]>, Arc<Series>>>,
+    /// Few per family (label values are registered names), so a scan finds one.
+    series: RwLock<Vec<Arc<Series>>>,
 }
 
 impl Family {
     fn new(info: FamilyInfo) -> Self {
         Family {
             info,
-            series: RwLock::new(HashMap::new()),
+            series: RwLock::new(Vec::new()),
         }
     }
 
@@ -291,52 +249,59 @@ impl Family {
     /// use. Hold on to it where it is recorded often.
     pub fn with(&self, values: &[&str]) -> Arc<Series> {
         debug_assert_eq!(values.len(), self.info.labels.len(), "{}", self.info.name);
-        {
-            let series = self.series.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(found) = series
+        let matches = |series: &&Arc<Series>| {
+            series
+                .labels
                 .iter()
-                .find(|(labels, _)| labels.iter().map(String::as_str).eq(values.iter().copied()))
-                .map(|(_, s)| s.clone())
-            {
-                return found;
-            }
+                .map(String::as_str)
+                .eq(values.iter().copied())
+        };
+        if let Some(found) = self
+            .series
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(matches)
+        {
+            return found.clone();
+        }
+        let mut all = self.series.write().unwrap_or_else(|e| e.into_inner());
+        // Another thread may have made it between the two locks.
+        if let Some(found) = all.iter().find(matches) {
+            return found.clone();
         }
         let labels: Box<[String]> = values.iter().map(|v| (*v).to_owned()).collect();
-        let mut series = self.series.write().unwrap_or_else(|e| e.into_inner());
+        let pairs: Vec<(&'static str, String)> = self
+            .info
+            .labels
+            .iter()
+            .copied()
+            .zip(labels.iter().cloned())
+            .collect();
+        let mirror = MIRRORS.get().map(|m| m.mirror(&self.info, &pairs));
+        let buckets = match self.info.kind {
+            Kind::Histogram => (0..=self.info.buckets.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            _ => Box::default(),
+        };
+        let series = Arc::new(Series {
+            labels,
+            count: AtomicU64::new(0),
+            level: AtomicI64::new(0),
+            sum: AtomicU64::new(0),
+            buckets,
+            bounds: self.info.buckets,
+            mirror,
+        });
+        all.push(series.clone());
         series
-            .entry(labels.clone())
-            .or_insert_with(|| {
-                let pairs: Vec<(&'static str, String)> = self
-                    .info
-                    .labels
-                    .iter()
-                    .copied()
-                    .zip(labels.iter().cloned())
-                    .collect();
-                let mirror = MIRRORS.get().map(|m| m.mirror(&self.info, &pairs));
-                let buckets = match self.info.kind {
-                    Kind::Histogram => (0..=self.info.buckets.len())
-                        .map(|_| AtomicU64::new(0))
-                        .collect(),
-                    _ => Box::default(),
-                };
-                Arc::new(Series {
-                    labels,
-                    count: Shards::default(),
-                    level: AtomicI64::new(0),
-                    sum: AtomicU64::new(0),
-                    buckets,
-                    bounds: self.info.buckets,
-                    mirror,
-                })
-            })
-            .clone()
     }
 
     /// Every series, sorted by label values.
     pub fn series(&self) -> Vec<Arc<Series>> {
         let series = self.series.read().unwrap_or_else(|e| e.into_inner());
-        let mut all: Vec<Arc<Series>> = series.values().cloned().collect();
+        let mut all: Vec<Arc<Series>> = series.clone();
         all.sort_by(|a, b| a.labels.cmp(&b.labels));
         all
     }
