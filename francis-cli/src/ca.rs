@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use francis::cluster::Role;
 use francis::net::pki::{ClusterCa, fingerprint};
 
 use crate::exit::{Code, Failure, usage};
@@ -66,8 +67,8 @@ Writes <name>.pem (the certificate) and <name>-key.pem (its private key, mode 06
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
         /// What the holder may do: viewer, operator or admin.
-        #[arg(long, value_parser = ["viewer", "operator", "admin"])]
-        role: String,
+        #[arg(long, value_parser = role_parser())]
+        role: Role,
         /// Who holds it (letters, digits, '.', '_' and '-'): the caller's name in the state
         /// view and logs.
         #[arg(long)]
@@ -116,7 +117,7 @@ pub fn run(args: CaArgs) -> anyhow::Result<()> {
             let ca = ClusterCa::from_psks(&config.runtime_psks)
                 .map_err(|e| Failure::new(Code::Config, e.to_string()))?;
             let identity = ca
-                .issue_operator_identity(&role, &name, ttl)
+                .issue_operator_identity(role, &name, ttl)
                 .map_err(|e| usage(e.to_string()))?;
             let cert = out_dir.join(format!("{name}.pem"));
             let key = out_dir.join(format!("{name}-key.pem"));
@@ -137,11 +138,18 @@ pub fn run(args: CaArgs) -> anyhow::Result<()> {
                 cert.display(),
                 key.display(),
                 identity.spiffe_id(),
-                humantime_ish(ttl)
+                crate::term::duration_text(ttl)
             );
             Ok(())
         }
     }
+}
+
+/// The roles, listed in `--help`, parsed into [`Role`].
+fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Role::ALL.map(Role::as_str))
+        .try_map(|name| name.parse::<Role>())
 }
 
 /// Write a secret file readable by its owner only.
@@ -233,18 +241,6 @@ fn pin(
         output.display()
     );
     Ok(())
-}
-
-/// A duration in whole days, hours or seconds, for people.
-fn humantime_ish(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs >= 86_400 && secs.is_multiple_of(86_400) {
-        format!("{}d", secs / 86_400)
-    } else if secs >= 3_600 && secs.is_multiple_of(3_600) {
-        format!("{}h", secs / 3_600)
-    } else {
-        format!("{secs}s")
-    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ use francis::http::{ControlApi, HttpToken, Role};
 use francis::prelude::*;
 use serde_json::Value;
 
+mod support;
+
 struct Counter {
     n: u64,
 }
@@ -39,11 +41,7 @@ async fn start(db: &std::path::Path) -> (Service, tokio::sync::oneshot::Sender<(
         .build()
         .await
         .unwrap();
-    let service = host.service();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(host.run(async move {
-        let _ = stopped.await;
-    }));
+    let (service, stop, _) = support::run(host);
     (service, stop)
 }
 
@@ -241,7 +239,7 @@ async fn over_tls_a_client_certificate_of_the_cluster_names_the_caller() {
         let _ = stopped.await;
     }));
 
-    let client_of = |ca_for_cert: &ClusterCa, role: &str, name: &str| {
+    let client_of = |ca_for_cert: &ClusterCa, role: Role, name: &str| {
         let identity = ca_for_cert
             .issue_operator_identity(role, name, Duration::from_secs(3600))
             .unwrap();
@@ -256,7 +254,7 @@ async fn over_tls_a_client_certificate_of_the_cluster_names_the_caller() {
     };
     let url = format!("https://127.0.0.1:{}/api/cluster/state", address.port());
 
-    let alice = client_of(&ca, "viewer", "alice");
+    let alice = client_of(&ca, Role::Viewer, "alice");
     let response = alice.get(&url).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
     let state: Value = response.json().await.unwrap();
@@ -264,7 +262,7 @@ async fn over_tls_a_client_certificate_of_the_cluster_names_the_caller() {
     assert_eq!(state["context"]["caller"]["role"], "viewer");
 
     let stranger_ca = ClusterCa::from_psks(&["another-cluster-psk-0123456789abcdef0123"]).unwrap();
-    let mallory = client_of(&stranger_ca, "admin", "mallory");
+    let mallory = client_of(&stranger_ca, Role::Admin, "mallory");
     assert!(
         mallory.get(&url).send().await.is_err(),
         "a certificate of another cluster's CA is refused at the handshake"

@@ -61,7 +61,8 @@ pub use observe::{
 };
 pub use state::{
     API_MAJOR, API_VERSION, ApiVersionError, Caller, ClusterState, Context, Edge, EdgeState,
-    EventKind, Lifecycle, Node, NodeKind, NodeRef, Role, TimelineEvent, Trust, check_api_version,
+    EventKind, Lifecycle, Node, NodeKind, NodeRef, Role, TimelineEvent, Trust, UnknownRole,
+    check_api_version,
 };
 pub use timeline::{TIMELINE_CAPACITY, Timeline};
 pub use watch::{ClusterWatch, hosts_of};

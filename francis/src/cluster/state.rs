@@ -141,6 +141,9 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, lowest first.
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
+
     /// The role's name: `viewer`, `operator` or `admin`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -148,6 +151,23 @@ impl Role {
             Role::Operator => "operator",
             Role::Admin => "admin",
         }
+    }
+}
+
+/// A name that is not a role.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a role: use viewer, operator or admin")]
+pub struct UnknownRole(pub String);
+
+impl std::str::FromStr for Role {
+    type Err = UnknownRole;
+
+    /// `viewer`, `operator` or `admin`, exactly.
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == name)
+            .ok_or_else(|| UnknownRole(name.to_owned()))
     }
 }
 
@@ -332,6 +352,17 @@ impl TimelineEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn roles_parse_from_their_names_only() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+        }
+        let error = "root".parse::<Role>().unwrap_err();
+        assert_eq!(error, UnknownRole("root".into()));
+        assert!(error.to_string().contains("use viewer, operator or admin"));
+        assert!("Viewer".parse::<Role>().is_err());
+    }
 
     #[test]
     fn api_versions_of_this_major_are_accepted() {

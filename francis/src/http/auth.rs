@@ -29,12 +29,6 @@ impl ClientIdentity {
     #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
     pub(crate) fn of(id: &crate::net::pki::SpiffeId) -> Option<Self> {
         let (role, name) = id.operator_role_and_name()?;
-        let role = match role {
-            "viewer" => Role::Viewer,
-            "operator" => Role::Operator,
-            "admin" => Role::Admin,
-            _ => return None,
-        };
         Some(ClientIdentity(Principal {
             name: format!("cert:{name}"),
             role,

@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::tls::{self, CertSlot, ClientAuth, Trust, Unverified};
+use crate::cluster::Role;
 
 /// The SPIFFE trust domain of every Francis cluster.
 pub const TRUST_DOMAIN: &str = "francis";
@@ -61,9 +62,6 @@ pub const RUNTIME_PREFIX: &str = "/runtime/";
 /// SPIFFE path prefix of operator identities (`/operator/<role>/<name>`): client certificates
 /// for the operations HTTP server, issued by `francis ca issue-operator`.
 pub const OPERATOR_PREFIX: &str = "/operator/";
-
-/// The roles an operator identity may carry, lowest first.
-pub const OPERATOR_ROLES: [&str; 3] = ["viewer", "operator", "admin"];
 
 const CA_HKDF_SALT: &[u8] = b"francis-ca-salt-v1";
 const CA_HKDF_INFO: &[u8] = b"francis-ca-v1";
@@ -214,14 +212,8 @@ impl SpiffeId {
     }
 
     /// `spiffe://francis/operator/<role>/<name>`: a person or tool calling the operations
-    /// HTTP server with a client certificate. `role` is one of [`OPERATOR_ROLES`].
-    pub fn operator(role: &str, name: &str) -> Result<Self, PkiError> {
-        if !OPERATOR_ROLES.contains(&role) {
-            return Err(PkiError::InvalidId {
-                id: role.to_string(),
-                reason: "not a role: use viewer, operator or admin",
-            });
-        }
+    /// HTTP server with a client certificate, with `role`.
+    pub fn operator(role: Role, name: &str) -> Result<Self, PkiError> {
         check_id(name)?;
         Ok(SpiffeId(format!(
             "spiffe://{TRUST_DOMAIN}/operator/{role}/{name}"
@@ -229,9 +221,10 @@ impl SpiffeId {
     }
 
     /// The role and name, if this is an operator identity with a known role.
-    pub fn operator_role_and_name(&self) -> Option<(&str, &str)> {
+    pub fn operator_role_and_name(&self) -> Option<(Role, &str)> {
         let (role, name) = self.path().strip_prefix(OPERATOR_PREFIX)?.split_once('/')?;
-        (OPERATOR_ROLES.contains(&role) && single_segment(name).is_some()).then_some((role, name))
+        let role = role.parse().ok()?;
+        single_segment(name).map(|name| (role, name))
     }
 
     /// The whole ID.
@@ -753,7 +746,7 @@ impl ClusterCa {
     /// (`http.tls`), which gives its holder `role`.
     pub fn issue_operator_identity(
         &self,
-        role: &str,
+        role: Role,
         name: &str,
         ttl: Duration,
     ) -> Result<Identity, PkiError> {
@@ -1232,6 +1225,23 @@ mod tests {
                 .host_id(),
             None
         );
+    }
+
+    #[test]
+    fn operator_ids_carry_a_known_role_and_one_name() {
+        let id = SpiffeId::operator(Role::Operator, "alice").unwrap();
+        assert_eq!(id.as_str(), "spiffe://francis/operator/operator/alice");
+        assert_eq!(id.operator_role_and_name(), Some((Role::Operator, "alice")));
+        for bad in [
+            "spiffe://francis/operator/root/alice",
+            "spiffe://francis/operator/Admin/alice",
+            "spiffe://francis/operator/admin/a/b",
+            "spiffe://francis/operator/admin",
+            "spiffe://francis/host/admin",
+        ] {
+            let id = SpiffeId::parse(bad).unwrap();
+            assert_eq!(id.operator_role_and_name(), None, "{bad}");
+        }
     }
 
     #[test]
