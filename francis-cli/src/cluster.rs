@@ -220,7 +220,7 @@ async fn fetch(
         } else if e.is_timeout() {
             unreachable(format!(
                 "{endpoint} did not answer within {}",
-                age_text(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX))
+                term::duration_text(timeout)
             ))
         } else if e.is_connect() {
             unreachable(format!("cannot connect to {endpoint}: {}", cause(&e)))
@@ -497,7 +497,7 @@ fn summary(nodes: &[Node]) -> String {
 /// The HEARTBEAT AGE cell: the heartbeat's age, or when a departed host left.
 fn heartbeat(state: &ClusterState, node: &Node) -> String {
     match (node.heartbeat_age_ms, node.left_at_ms) {
-        (Some(age), _) => age_text(age),
+        (Some(age), _) => term::duration_text(Duration::from_millis(age)),
         (None, Some(left)) => format!("left {}", ago(state.generated_at_ms, left)),
         (None, None) => "-".to_owned(),
     }
@@ -514,20 +514,7 @@ fn name<T: serde::Serialize>(value: &T) -> String {
 /// How long before `now_ms` `at_ms` was: `12s ago` (`0ms ago` for the future).
 fn ago(now_ms: i64, at_ms: i64) -> String {
     let age = u64::try_from(now_ms.saturating_sub(at_ms)).unwrap_or(0);
-    format!("{} ago", age_text(age))
-}
-
-/// A duration for people: `850ms`, `2.5s`, `42s`, `5m12s`, `3h05m`, `2d04h`.
-fn age_text(ms: u64) -> String {
-    let s = ms / 1000;
-    match ms {
-        0..1_000 => format!("{ms}ms"),
-        1_000..10_000 => format!("{}.{}s", s, (ms % 1000) / 100),
-        10_000..60_000 => format!("{s}s"),
-        60_000..3_600_000 => format!("{}m{:02}s", s / 60, s % 60),
-        3_600_000..86_400_000 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-        _ => format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600),
-    }
+    format!("{} ago", term::duration_text(Duration::from_millis(age)))
 }
 
 /// A latency: `0.42ms`, `1.5ms`, `250ms`.
@@ -887,7 +874,7 @@ TIMELINE
             (86_399_999, "23h59m"),
             (86_400_000, "1d00h"),
         ] {
-            assert_eq!(age_text(ms), text, "{ms}");
+            assert_eq!(term::duration_text(Duration::from_millis(ms)), text, "{ms}");
         }
         assert_eq!(ago(NOW, NOW + 5), "0ms ago", "the future is now");
         assert_eq!(millis(0.4242), "0.42ms");

@@ -79,3 +79,17 @@ pub fn prompt(question: &str, default: Option<&str>) -> anyhow::Result<String> {
         answer.to_owned()
     })
 }
+
+/// A duration for people: `850ms`, `2.5s`, `42s`, `5m12s`, `3h05m`, `2d04h`.
+pub fn duration_text(d: std::time::Duration) -> String {
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let s = ms / 1000;
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..10_000 => format!("{}.{}s", s, (ms % 1000) / 100),
+        10_000..60_000 => format!("{s}s"),
+        60_000..3_600_000 => format!("{}m{:02}s", s / 60, s % 60),
+        3_600_000..86_400_000 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}

@@ -36,6 +36,22 @@ fn write_config(dir: &Path, port: u16) {
 /// A runtime child process, stopped when dropped.
 struct Runtime(Child);
 
+impl Runtime {
+    /// `francis runtime --config config.yaml` in `dir`.
+    fn start(dir: &Path) -> Self {
+        Runtime(
+            Command::new(env!("CARGO_BIN_EXE_francis"))
+                .current_dir(dir)
+                .args(["runtime", "--config", "config.yaml"])
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
 impl Drop for Runtime {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -88,16 +104,7 @@ fn ca_print_gives_what_the_runtime_presents_and_ca_pin_checks_it() {
     let fingerprint = text(&fp.stdout).trim().to_owned();
     assert_eq!(fingerprint.len(), 95, "{fingerprint}");
 
-    let _runtime = Runtime(
-        Command::new(env!("CARGO_BIN_EXE_francis"))
-            .current_dir(dir.path())
-            .args(["runtime", "--config", "config.yaml"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _runtime = Runtime::start(dir.path());
     let address = format!("127.0.0.1:{port}");
 
     // A wrong expected fingerprint: exit 7, nothing written.
@@ -264,16 +271,7 @@ fn cluster_status_reads_a_tls_runtime_with_an_operator_certificate() {
     let printed = francis(dir.path(), &["ca", "print", "--config", "config.yaml"]);
     std::fs::write(dir.path().join("ca.pem"), &printed.stdout).unwrap();
 
-    let _runtime = Runtime(
-        Command::new(env!("CARGO_BIN_EXE_francis"))
-            .current_dir(dir.path())
-            .args(["runtime", "--config", "config.yaml"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _runtime = Runtime::start(dir.path());
     let start = Instant::now();
     loop {
         let out = francis(
