@@ -9,66 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use francis::prelude::*;
+use support::{HostName, Running, Where, WhereError, run};
 
-/// Which host an activation runs on.
-struct HostName(String);
-
-#[derive(Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
-enum WhereError {
-    #[error("refused: {0}")]
-    Refused(String),
-}
-
-struct Where {
-    host: String,
-    calls: u64,
-}
-
-#[francis::actor]
-impl Where {
-    fn activate(ctx: &ActorContext) -> Self {
-        let host = ctx
-            .data::<HostName>()
-            .map(|h| h.0.clone())
-            .unwrap_or_default();
-        Where { host, calls: 0 }
-    }
-
-    /// Which host runs this activation, and how many calls it has served.
-    pub async fn whereabouts(&mut self) -> Result<(String, u64), WhereError> {
-        self.calls += 1;
-        Ok((self.host.clone(), self.calls))
-    }
-
-    pub async fn refuse(&self, why: String) -> Result<(), WhereError> {
-        Err(WhereError::Refused(why))
-    }
-
-    /// Take `ms` milliseconds to answer.
-    pub async fn nap(&self, ms: u64) -> Result<(), WhereError> {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-        Ok(())
-    }
-}
+mod support;
 
 const PSK: &str = "cluster-test-psk-0123456789abcdef0123456789";
-
-/// A started host: its service, the sender that stops it, and its run task.
-type Running = (
-    Service,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<(), Error>>,
-);
-
-/// Run a built host until its sender fires.
-fn run(host: Host) -> Running {
-    let service = host.service();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(host.run(async move {
-        let _ = stopped.await;
-    }));
-    (service, stop, run)
-}
 
 async fn host(db: &Path, name: &str, psk: &str) -> Running {
     host_with(db, name, psk, |b| b).await
@@ -81,12 +26,7 @@ async fn host_with(
     psk: &str,
     configure: impl FnOnce(francis::host::HostBuilder) -> francis::host::HostBuilder,
 ) -> Running {
-    let builder = Host::local()
-        .address(francis::testing::free_local_address())
-        .sqlite(db)
-        .runtime_psk(psk)
-        .data(HostName(name.to_owned()))
-        .register::<Where>();
+    let builder = support::local(db, name, psk).address(francis::testing::free_local_address());
     let host = configure(builder).build().await.unwrap();
     run(host)
 }

@@ -19,6 +19,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
+mod support;
+
 /// Which host an activation runs on.
 struct HostName(&'static str);
 
@@ -141,11 +143,7 @@ async fn start(
         .build()
         .await
         .unwrap();
-    let service = host.service();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(host.run(async move {
-        let _ = stopped.await;
-    }));
+    let (service, stop, _) = support::run(host);
     (service, stop)
 }
 

@@ -9,67 +9,14 @@ use std::time::Duration;
 
 use francis::host::{HostBuilder, OperationLog, QueryLog};
 use francis::prelude::*;
+use support::{Where, run};
 
-/// Which host an activation runs on.
-struct HostName(String);
-
-#[derive(Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
-enum EchoError {
-    #[error("refused: {0}")]
-    Refused(String),
-}
-
-struct Echo {
-    host: String,
-    calls: u64,
-}
-
-#[francis::actor]
-impl Echo {
-    fn activate(ctx: &ActorContext) -> Self {
-        let host = ctx
-            .data::<HostName>()
-            .map(|h| h.0.clone())
-            .unwrap_or_default();
-        Echo { host, calls: 0 }
-    }
-
-    /// Which host runs this activation, and how many calls it has served.
-    pub async fn whereabouts(&mut self) -> Result<(String, u64), EchoError> {
-        self.calls += 1;
-        Ok((self.host.clone(), self.calls))
-    }
-
-    /// The length of what it was sent.
-    pub async fn measure(&self, payload: Vec<u8>) -> Result<usize, EchoError> {
-        Ok(payload.len())
-    }
-}
+mod support;
 
 const PSK: &str = "tuning-test-psk-0123456789abcdef0123456789";
 
-/// A started host: its service, the sender that stops it, and its run task.
-type Running = (
-    Service,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<(), Error>>,
-);
-
-fn run(host: Host) -> Running {
-    let service = host.service();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(host.run(async move {
-        let _ = stopped.await;
-    }));
-    (service, stop, run)
-}
-
 fn local(db: &Path, name: &str) -> HostBuilder {
-    Host::local()
-        .sqlite(db)
-        .runtime_psk(PSK)
-        .data(HostName(name.to_owned()))
-        .register::<Echo>()
+    support::local(db, name, PSK)
 }
 
 /// `localhost:<port>` where `localhost` resolves to an IPv4 address first (what a host bound
@@ -131,8 +78,8 @@ async fn hosts_that_bind_every_interface_and_advertise_loopback_call_each_other(
     let mut owners = HashSet::new();
     for i in 0..20 {
         let id = format!("actor-{i}");
-        let (via_a, n1) = a.actor::<Echo>(id.clone()).whereabouts().await.unwrap();
-        let (via_b, n2) = b.actor::<Echo>(id.clone()).whereabouts().await.unwrap();
+        let (via_a, n1) = a.actor::<Where>(id.clone()).whereabouts().await.unwrap();
+        let (via_b, n2) = b.actor::<Where>(id.clone()).whereabouts().await.unwrap();
         assert_eq!(via_a, via_b, "{id} answered from two hosts");
         assert_eq!((n1, n2), (1, 2), "{id}: both calls reached one activation");
         owners.insert(via_a);
@@ -174,19 +121,19 @@ async fn a_call_larger_than_the_owners_max_request_body_size_is_refused() {
     let mut checked = HashSet::new();
     for i in 0..40 {
         let id = format!("actor-{i}");
-        let (owner, _) = a.actor::<Echo>(id.clone()).whereabouts().await.unwrap();
+        let (owner, _) = a.actor::<Where>(id.clone()).whereabouts().await.unwrap();
         if !checked.insert(owner.clone()) {
             continue;
         }
         let caller = if owner == "a" { &b } else { &a };
         let fits = caller
-            .actor::<Echo>(id.clone())
+            .actor::<Where>(id.clone())
             .measure(vec![7; 1024])
             .await
             .unwrap();
         assert_eq!(fits, 1024);
         let refused = caller
-            .actor::<Echo>(id.clone())
+            .actor::<Where>(id.clone())
             .measure(vec![7; 16 * 1024])
             .await
             .unwrap_err()
