@@ -165,6 +165,16 @@ impl HostCore {
                 }
             }
         };
+        let failures = record.attempts.saturating_add(1);
+        if let Outcome::Failed(reason) = &outcome
+            && failures >= entry.options.alarm_max_attempts
+        {
+            // Kept before the occurrence is completed (which may delete the alarm), so an
+            // operator can see it and run it again.
+            if let Err(e) = self.store.record_dead_letter(lease, failures, reason).await {
+                tracing::warn!(actor = %lease.key, alarm = %lease.name, error = %e, "could not keep the dropped occurrence as a dead letter");
+            }
+        }
         let completion = self.completion(lease, &record, &entry.options, outcome);
         let kept = matches!(
             completion,

@@ -263,6 +263,18 @@ pub trait Store: Send + Sync + 'static {
         lease_duration: Duration,
     ) -> Result<Vec<AlarmLease>, StoreError>;
 
+    /// Keep a dead letter for the leased alarm's current occurrence, which failed `attempts`
+    /// times, the last with `error` (cut to [`super::operations::MAX_RECORDED_ERROR_BYTES`]):
+    /// its handler, payload and nominal time are read from the alarm itself. Returns whether
+    /// the lease was valid (nothing is written otherwise). Recording the same occurrence twice
+    /// keeps the first.
+    async fn record_dead_letter(
+        &self,
+        lease: &AlarmLease,
+        attempts: u32,
+        error: &str,
+    ) -> Result<bool, StoreError>;
+
     // ---- maintenance -------------------------------------------------------------------------
 
     /// Check this process's cluster CAs, given as the fingerprints of its trusted CA
@@ -285,4 +297,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Delete expired hosts (with their placements) and expired state.
     async fn cleanup(&self) -> Result<CleanupStats, StoreError>;
+
+    /// The operations plane's records (audit trail, dead letters, draining hosts), if this
+    /// store is one a process owns. `None` (the default) for a worker's link to its runtime.
+    fn operations(&self) -> Option<&dyn super::operations::OperationsStore> {
+        None
+    }
 }

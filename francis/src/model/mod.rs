@@ -5,6 +5,8 @@
 //!   actors' errors, in MessagePack or JSON.
 //! - [`records`]: what coordination keeps and exchanges (registrations, placements, state pages,
 //!   alarms and their leases).
+//! - [`operations`]: what the operations plane keeps (audit trail, dead letters, draining hosts)
+//!   and the [`OperationsStore`] trait of stores a process owns.
 //! - [`coordination`]: the [`Store`] trait that stores implement and hosts, the runtime and its
 //!   protocol call, with [`StoreOptions`] and [`StoreError`].
 //!
@@ -12,11 +14,15 @@
 
 pub mod coordination;
 pub mod key;
+pub mod operations;
 pub mod payload;
 pub mod records;
 
 pub use coordination::{Store, StoreError, StoreOptions};
 pub use key::{ActorKey, HostId};
+pub use operations::{
+    AuditQuery, AuditRecord, AuditResult, DeadLetter, DeadLetterQuery, OperationsStore,
+};
 pub use payload::{CodecError, Envelope, Format};
 pub use records::{
     ActorTypeRegistration, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity,

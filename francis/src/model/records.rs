@@ -264,6 +264,9 @@ pub struct ObservedHost {
     /// Whether its last heartbeat is within the health-check deadline at `observed_at_ms`. An
     /// unhealthy host takes no new placements; its row goes at the next cleanup or registration.
     pub healthy: bool,
+    /// Whether an operator drained it: it takes no new placements.
+    #[serde(default)]
+    pub draining: bool,
     /// The actor types it registered, ordered by name.
     pub actor_types: Vec<ActorTypeRegistration>,
 }

@@ -15,10 +15,14 @@ use super::rules::{
     same_alarm_properties, sort_leases, split_fingerprints, state_page, without_avoided,
 };
 use super::{
-    ActorKey, ActorTypeRegistration, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats,
-    ClusterIdentity, ClusterObservation, DueAlarmCount, FetchAlarms, HostId, HostInfo,
-    HostRegistration, ListStatesOptions, LookupOptions, ObservedHost, Placement, PlacementCount,
+    ActorKey, ActorTypeRegistration, AlarmCompletion, AlarmLease, AlarmRecord, AuditQuery,
+    AuditRecord, AuditResult, CleanupStats, ClusterIdentity, ClusterObservation, DeadLetter,
+    DeadLetterQuery, DueAlarmCount, FetchAlarms, HostId, HostInfo, HostRegistration,
+    ListStatesOptions, LookupOptions, ObservedHost, OperationsStore, Placement, PlacementCount,
     StateEntry, StateList, Store, StoreError, StoreOptions,
+};
+use crate::model::operations::{
+    MAX_AUDIT_DETAIL_BYTES, MAX_RECORDED_ERROR_BYTES, bounded_text, page_size,
 };
 
 /// A [`Store`] that keeps everything in memory, in this process only.
@@ -48,6 +52,10 @@ struct Tables {
     cluster: Option<Vec<String>>,
     /// The cluster's `maxHosts`, recorded by cluster admission.
     max_hosts: Option<u32>,
+    /// The audit trail, in the order written.
+    audit: Vec<AuditRecord>,
+    /// Dead letters by ID.
+    dead_letters: BTreeMap<String, DeadLetter>,
 }
 
 struct HostRow {
@@ -56,6 +64,8 @@ struct HostRow {
     version: String,
     last_heartbeat_ms: i64,
     actor_types: HashMap<String, ActorTypeRegistration>,
+    /// Takes no new placements.
+    draining: bool,
 }
 
 struct PlacementRow {
@@ -176,7 +186,10 @@ impl Tables {
     ) -> Vec<HostSlot> {
         let mut slots = Vec::new();
         for (host_id, host) in &self.hosts {
-            if host.last_heartbeat_ms < threshold || hosts.is_some_and(|hs| !hs.contains(host_id)) {
+            if host.last_heartbeat_ms < threshold
+                || host.draining
+                || hosts.is_some_and(|hs| !hs.contains(host_id))
+            {
                 continue;
             }
             for t in host.actor_types.values() {
@@ -263,6 +276,8 @@ impl MemoryStore {
             .iter()
             .map(|a| (a.actor_type.clone(), a.clone()))
             .collect();
+        // A refreshed registration stays drained; a new one starts undrained.
+        let draining = t.hosts.get(host_id).is_some_and(|h| h.draining);
         let previous = t.hosts.insert(
             host_id.to_owned(),
             HostRow {
@@ -270,6 +285,7 @@ impl MemoryStore {
                 version: registration.version.clone(),
                 last_heartbeat_ms: now,
                 actor_types,
+                draining,
             },
         );
         Ok(previous.is_some())
@@ -656,6 +672,7 @@ impl Store for MemoryStore {
                     version: (!h.version.is_empty()).then(|| h.version.clone()),
                     last_heartbeat_ms: h.last_heartbeat_ms,
                     healthy: h.last_heartbeat_ms >= threshold,
+                    draining: h.draining,
                     actor_types,
                 }
             })
@@ -695,6 +712,45 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn record_dead_letter(
+        &self,
+        lease: &AlarmLease,
+        attempts: u32,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        let mut t = self.tables();
+        let Some(alarm) = t.leased_alarm_mut(lease, now) else {
+            return Ok(false);
+        };
+        let record = alarm.record.clone();
+        let duplicate = t.dead_letters.values().any(|d| {
+            d.key == lease.key && d.name == lease.name && d.scheduled_ms == record.scheduled_ms
+        });
+        if !duplicate {
+            let id = new_alarm_id();
+            t.dead_letters.insert(
+                id.clone(),
+                DeadLetter {
+                    id,
+                    key: lease.key.clone(),
+                    name: lease.name.clone(),
+                    handler: record.handler,
+                    data: record.data,
+                    scheduled_ms: record.scheduled_ms,
+                    attempts,
+                    last_error: bounded_text(error, MAX_RECORDED_ERROR_BYTES).to_owned(),
+                    dropped_ms: now,
+                },
+            );
+        }
+        Ok(true)
+    }
+
+    fn operations(&self) -> Option<&dyn OperationsStore> {
+        Some(self)
+    }
+
     async fn cleanup(&self) -> Result<CleanupStats, StoreError> {
         let (now, threshold) = self.now_and_threshold();
         let mut t = self.tables();
@@ -705,5 +761,117 @@ impl Store for MemoryStore {
             hosts,
             states: (before - t.states.len()) as u64,
         })
+    }
+}
+
+#[async_trait]
+impl OperationsStore for MemoryStore {
+    async fn set_host_draining(&self, host_id: &str, draining: bool) -> Result<bool, StoreError> {
+        let mut t = self.tables();
+        Ok(match t.hosts.get_mut(host_id) {
+            Some(host) => {
+                host.draining = draining;
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn begin_audit(&self, record: &AuditRecord) -> Result<AuditRecord, StoreError> {
+        let mut t = self.tables();
+        if let Some(existing) = t
+            .audit
+            .iter()
+            .find(|r| r.request_id == record.request_id && r.target == record.target)
+        {
+            return Ok(existing.clone());
+        }
+        t.audit.push(record.clone());
+        Ok(record.clone())
+    }
+
+    async fn finish_audit(
+        &self,
+        audit_id: &str,
+        finished_ms: i64,
+        result: AuditResult,
+        error: Option<&str>,
+        detail: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut t = self.tables();
+        let Some(record) = t
+            .audit
+            .iter_mut()
+            .find(|r| r.audit_id == audit_id && r.result == AuditResult::Pending)
+        else {
+            return Ok(false);
+        };
+        record.finished_ms = Some(finished_ms);
+        record.result = result;
+        record.error = error.map(|e| bounded_text(e, MAX_RECORDED_ERROR_BYTES).to_owned());
+        record.detail = detail.map(|d| bounded_text(d, MAX_AUDIT_DETAIL_BYTES).to_owned());
+        Ok(true)
+    }
+
+    async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let t = self.tables();
+        let mut records: Vec<AuditRecord> = t
+            .audit
+            .iter()
+            .filter(|r| {
+                query
+                    .request_id
+                    .as_ref()
+                    .is_none_or(|id| &r.request_id == id)
+            })
+            .filter(|r| query.before_ms.is_none_or(|before| r.started_ms < before))
+            .cloned()
+            .collect();
+        records.sort_by(|a, b| (b.started_ms, &b.audit_id).cmp(&(a.started_ms, &a.audit_id)));
+        records.truncate(page_size(query.limit) as usize);
+        Ok(records)
+    }
+
+    async fn list_dead_letters(
+        &self,
+        query: &DeadLetterQuery,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let t = self.tables();
+        let mut letters: Vec<DeadLetter> = t
+            .dead_letters
+            .values()
+            .filter(|d| {
+                query
+                    .actor_type
+                    .as_ref()
+                    .is_none_or(|a| &d.key.actor_type == a)
+            })
+            .cloned()
+            .collect();
+        letters.sort_by(|a, b| (b.dropped_ms, &b.id).cmp(&(a.dropped_ms, &a.id)));
+        letters.truncate(page_size(query.limit) as usize);
+        Ok(letters)
+    }
+
+    async fn replay_dead_letter(
+        &self,
+        id: &str,
+        due_ms: i64,
+    ) -> Result<Option<DeadLetter>, StoreError> {
+        let mut t = self.tables();
+        let Some(letter) = t.dead_letters.remove(id) else {
+            return Ok(None);
+        };
+        let mut record = AlarmRecord::new(letter.handler.clone(), due_ms);
+        record.data = letter.data.clone();
+        t.alarms.insert(
+            (letter.key.clone(), letter.name.clone()),
+            AlarmRow {
+                alarm_id: new_alarm_id(),
+                record,
+                lease: None,
+            },
+        );
+        Ok(Some(letter))
     }
 }

@@ -23,9 +23,10 @@ pub mod sqlite;
 mod conformance;
 
 pub use crate::model::{
-    ActorKey, ActorTypeRegistration, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats,
-    ClusterIdentity, ClusterObservation, DueAlarmCount, FetchAlarms, HostId, HostInfo,
-    HostRegistration, ListStatesOptions, LookupOptions, ObservedHost, Placement, PlacementCount,
+    ActorKey, ActorTypeRegistration, AlarmCompletion, AlarmLease, AlarmRecord, AuditQuery,
+    AuditRecord, AuditResult, CleanupStats, ClusterIdentity, ClusterObservation, DeadLetter,
+    DeadLetterQuery, DueAlarmCount, FetchAlarms, HostId, HostInfo, HostRegistration,
+    ListStatesOptions, LookupOptions, ObservedHost, OperationsStore, Placement, PlacementCount,
     StateEntry, StateList, Store, StoreError, StoreOptions,
 };
 

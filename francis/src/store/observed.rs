@@ -55,6 +55,11 @@ macro_rules! observed {
                 self.inner.options()
             }
 
+            // The operations plane's records are rare admin writes: not timed.
+            fn operations(&self) -> Option<&dyn crate::model::OperationsStore> {
+                self.inner.operations()
+            }
+
             $(
                 async fn $name(&self, $($arg: $ty),*) -> Result<$ret, StoreError> {
                     observe(stringify!($name), self.inner.$name($($arg),*)).await
@@ -90,6 +95,7 @@ observed! {
     renew_alarm_leases(host_id: &str, lease_duration: Duration) -> Vec<AlarmLease>;
     claim_cluster_identity(fingerprints: &[String]) -> ClusterIdentity;
     observe_cluster() -> ClusterObservation;
+    record_dead_letter(lease: &AlarmLease, attempts: u32, error: &str) -> bool;
     cleanup() -> CleanupStats;
 }
 

@@ -288,6 +288,11 @@ macro_rules! for_each_store_op {
                 host_id: &str => SessionHost [session],
                 lease_duration: Duration [lease]
             ) -> Vec<AlarmLease>;
+            record_dead_letter(
+                lease: &AlarmLease => AlarmLease,
+                attempts: u32,
+                error: &str => String [error_text]
+            ) -> bool;
         }
     };
 }

@@ -145,6 +145,23 @@ impl Store for LinkStore {
         self.for_host(host_id).unregister_host(host_id).await
     }
 
+    async fn record_dead_letter(
+        &self,
+        lease: &AlarmLease,
+        attempts: u32,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        self.any()
+            .await?
+            .record_dead_letter(lease, attempts, error)
+            .await
+    }
+
+    /// A worker's link has none: the runtime's own store answers for the operations plane.
+    fn operations(&self) -> Option<&dyn crate::model::OperationsStore> {
+        self.direct.operations()
+    }
+
     async fn list_hosts(&self) -> Result<Vec<HostInfo>, StoreError> {
         let helper = self.helper.get().map(|(id, _)| id.as_str());
         let mut hosts = self.any().await?.list_hosts().await?;

@@ -24,6 +24,7 @@ use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::*;
 use crate::clock::{Clock, ManualClock};
+use crate::model::operations::MAX_RECORDED_ERROR_BYTES;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const IDLE: Duration = Duration::from_secs(60);
@@ -1663,6 +1664,226 @@ async fn removing_placement_releases_alarm_leases(h: Harness) {
     assert_eq!(taken.iter().map(|l| &l.key).collect::<Vec<_>>(), vec![&k2]);
 }
 
+// ---- operations plane --------------------------------------------------------------------------
+
+fn ops(h: &Harness) -> &dyn OperationsStore {
+    h.store
+        .operations()
+        .expect("a store a process owns has the operations plane")
+}
+
+async fn a_drained_host_takes_no_new_placements_until_resumed(h: Harness) {
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
+    let b = h.host("127.0.0.2:7000", &[("counter", 0)]).await;
+    let placed_before = h.lookup(&key("counter", "0")).await.unwrap().host_id;
+    let drained = if placed_before == a {
+        a.clone()
+    } else {
+        b.clone()
+    };
+    let other = if drained == a { b.clone() } else { a.clone() };
+    assert!(ops(&h).set_host_draining(&drained, true).await.unwrap());
+    assert!(
+        !ops(&h)
+            .set_host_draining("no-such-host", true)
+            .await
+            .unwrap()
+    );
+    for i in 1..20 {
+        let placed = h.lookup(&key("counter", &i.to_string())).await.unwrap();
+        assert_eq!(
+            placed.host_id, other,
+            "nothing new goes to the drained host"
+        );
+    }
+    // What was placed before stays until its host lets it go.
+    assert_eq!(
+        h.lookup(&key("counter", "0")).await.unwrap().host_id,
+        drained
+    );
+    let observed = h.direct.observe_cluster().await.unwrap();
+    let draining: Vec<(&str, bool)> = observed
+        .hosts
+        .iter()
+        .map(|host| (host.host_id.as_str(), host.draining))
+        .collect();
+    assert!(draining.contains(&(drained.as_str(), true)), "{draining:?}");
+    assert!(draining.contains(&(other.as_str(), false)), "{draining:?}");
+    // A drained host's alarm fetch places nothing on it.
+    h.alarm(&key("counter", "alarmed"), "a", h.now()).await;
+    assert!(h.fetch(&[&drained], 10).await.is_empty());
+    // Resumed, it takes placements again.
+    assert!(ops(&h).set_host_draining(&drained, false).await.unwrap());
+    assert_eq!(h.fetch(&[&drained], 10).await.len(), 1);
+}
+
+async fn audit_keeps_the_first_record_of_a_request_and_target(h: Harness) {
+    let record = |id: &str, request: &str, target: &str, at: i64| AuditRecord {
+        audit_id: id.to_owned(),
+        request_id: request.to_owned(),
+        action: "drain_host".to_owned(),
+        target: target.to_owned(),
+        principal: "token:admin:0123abcd".to_owned(),
+        started_ms: at,
+        finished_ms: None,
+        result: AuditResult::Pending,
+        error: None,
+        detail: None,
+    };
+    let first = record("a1", "r1", "h1", 100);
+    assert_eq!(ops(&h).begin_audit(&first).await.unwrap(), first);
+    // The same request and target again: the first record comes back, nothing is written.
+    let again = record("a2", "r1", "h1", 200);
+    assert_eq!(ops(&h).begin_audit(&again).await.unwrap(), first);
+    let second_target = record("a3", "r1", "h2", 150);
+    assert_eq!(
+        ops(&h).begin_audit(&second_target).await.unwrap(),
+        second_target
+    );
+    let other = record("a4", "r2", "h1", 300);
+    ops(&h).begin_audit(&other).await.unwrap();
+
+    let long_error = "x".repeat(MAX_RECORDED_ERROR_BYTES + 10);
+    assert!(
+        ops(&h)
+            .finish_audit("a1", 400, AuditResult::Failed, Some(&long_error), None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !ops(&h)
+            .finish_audit("a1", 500, AuditResult::Ok, None, None)
+            .await
+            .unwrap(),
+        "a finished record is not finished again"
+    );
+    assert!(
+        ops(&h)
+            .finish_audit("a3", 450, AuditResult::Ok, None, Some("{\"actors\":3}"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !ops(&h)
+            .finish_audit("nope", 1, AuditResult::Ok, None, None)
+            .await
+            .unwrap()
+    );
+
+    let all = ops(&h).list_audit(&AuditQuery::default()).await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|r| r.audit_id.as_str()).collect();
+    assert_eq!(ids, ["a4", "a3", "a1"], "newest first");
+    let a1 = all.iter().find(|r| r.audit_id == "a1").unwrap();
+    assert_eq!(a1.result, AuditResult::Failed);
+    assert_eq!(a1.finished_ms, Some(400));
+    assert_eq!(
+        a1.error.as_ref().map(String::len),
+        Some(MAX_RECORDED_ERROR_BYTES)
+    );
+    let a3 = all.iter().find(|r| r.audit_id == "a3").unwrap();
+    assert_eq!(a3.detail.as_deref(), Some("{\"actors\":3}"));
+
+    let r1 = ops(&h)
+        .list_audit(&AuditQuery {
+            request_id: Some("r1".into()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(r1.len(), 2);
+    let page = ops(&h)
+        .list_audit(&AuditQuery {
+            before_ms: Some(300),
+            limit: 1,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.audit_id.as_str()).collect::<Vec<_>>(),
+        ["a3"]
+    );
+}
+
+async fn a_dead_letter_keeps_the_failed_occurrence_and_replays_it(h: Harness) {
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
+    let k = key("counter", "1");
+    let mut alarm = AlarmRecord::new("ring", h.now());
+    alarm.data = Some(vec![1, 2, 3]);
+    h.store.set_alarm(&k, "a", &alarm).await.unwrap();
+    let lease = h.fetch(&[&a], 10).await.remove(0);
+
+    let foreign = AlarmLease {
+        lease_id: uuid::Uuid::new_v4().to_string(),
+        ..lease.clone()
+    };
+    assert!(
+        !h.store
+            .record_dead_letter(&foreign, 3, "boom")
+            .await
+            .unwrap()
+    );
+    assert!(h.store.record_dead_letter(&lease, 3, "boom").await.unwrap());
+    assert!(
+        h.store
+            .record_dead_letter(&lease, 3, "again")
+            .await
+            .unwrap(),
+        "the lease is still valid; the occurrence is kept once"
+    );
+    let done = h
+        .store
+        .complete_leased_alarm(&lease, &AlarmCompletion::Delete, LEASE)
+        .await
+        .unwrap();
+    assert!(done.is_some());
+
+    let letters = ops(&h)
+        .list_dead_letters(&DeadLetterQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(letter.key, k);
+    assert_eq!(letter.name, "a");
+    assert_eq!(letter.handler, "ring");
+    assert_eq!(letter.data, Some(vec![1, 2, 3]));
+    assert_eq!(letter.scheduled_ms, lease.due_ms);
+    assert_eq!(letter.attempts, 3);
+    assert_eq!(letter.last_error, "boom");
+    assert!(
+        ops(&h)
+            .list_dead_letters(&DeadLetterQuery {
+                actor_type: Some("other".into()),
+                limit: 0,
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let due = h.now() + 5;
+    let replayed = ops(&h).replay_dead_letter(&letter.id, due).await.unwrap();
+    assert_eq!(replayed.as_ref(), Some(letter));
+    let again = h.store.get_alarm(&k, "a").await.unwrap().unwrap();
+    assert_eq!(again.handler, "ring");
+    assert_eq!(again.due_ms, due);
+    assert_eq!(again.data, Some(vec![1, 2, 3]));
+    assert_eq!(again.attempts, 0);
+    assert_eq!(again.interval, None);
+    assert_eq!(
+        ops(&h).replay_dead_letter(&letter.id, due).await.unwrap(),
+        None
+    );
+    assert!(
+        ops(&h)
+            .list_dead_letters(&DeadLetterQuery::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 /// Instantiate every case for one store, as `$store::$case` tests. With `?$harness`, the
 /// harness takes the case's name and returns `None` when the case must be skipped.
 macro_rules! store_cases {
@@ -1739,6 +1960,9 @@ conformance_suite!(
     complete_retry_then_reschedule_updates_fields,
     renew_extends_only_live_leases_of_actors_on_host,
     removing_placement_releases_alarm_leases,
+    a_drained_host_takes_no_new_placements_until_resumed,
+    audit_keeps_the_first_record_of_a_request_and_target,
+    a_dead_letter_keeps_the_failed_occurrence_and_replays_it,
     ],
     // `allowed_hosts` is the runtime's own option: a worker cannot narrow placement.
     // So are `avoid_hosts` and the cluster identity, which the runtime checks for itself, and

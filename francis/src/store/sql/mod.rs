@@ -32,6 +32,7 @@
 //! own time, so tests control them.
 
 pub mod dialect;
+mod operations;
 mod rows;
 
 use std::collections::{BTreeSet, HashMap};
@@ -53,11 +54,12 @@ use super::rules::{
     split_fingerprints, state_page, without_avoided,
 };
 use crate::clock::duration_ms;
+use crate::model::operations::{MAX_RECORDED_ERROR_BYTES, bounded_text};
 use crate::model::{
     ActorKey, ActorTypeRegistration, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats,
     ClusterIdentity, ClusterObservation, DueAlarmCount, FetchAlarms, HostId, HostInfo,
-    HostRegistration, ListStatesOptions, LookupOptions, ObservedHost, Placement, PlacementCount,
-    StateEntry, StateList, Store, StoreError, StoreOptions,
+    HostRegistration, ListStatesOptions, LookupOptions, ObservedHost, OperationsStore, Placement,
+    PlacementCount, StateEntry, StateList, Store, StoreError, StoreOptions,
 };
 use crate::store::{QueryLog, SqlOptions};
 
@@ -147,7 +149,7 @@ impl Statements {
                                    WHERE a.host_id = t.host_id AND a.actor_type = t.actor_type)
                              ELSE 0 END AS active
                  FROM francis_host_actor_types t JOIN francis_hosts h ON h.host_id = t.host_id
-                 WHERE h.host_last_health_check >= $1
+                 WHERE h.host_last_health_check >= $1 AND h.host_draining = 0
                    AND ($2 IS NULL OR t.actor_type = $2)
                    AND ($3 IS NULL OR {})
                  ORDER BY t.host_id, t.actor_type",
@@ -827,6 +829,7 @@ where
     for<'r> HostTypeRow: FromRow<'r, <D::Db as Database>::Row>,
     for<'r> PlacementCountRow: FromRow<'r, <D::Db as Database>::Row>,
     for<'r> DueAlarmCountRow: FromRow<'r, <D::Db as Database>::Row>,
+    Self: OperationsStore,
 {
     fn options(&self) -> &StoreOptions {
         &self.options
@@ -1284,7 +1287,7 @@ where
             let mut tx = self.dialect.begin_snapshot(&self.pool).await?;
             let host_rows: Vec<ObservedHostRow> = sqlx::query_as(
                 "SELECT host_id, host_address AS address, host_version AS version,
-                    host_last_health_check AS last_heartbeat_ms
+                    host_last_health_check AS last_heartbeat_ms, host_draining AS draining
              FROM francis_hosts ORDER BY host_id",
             )
             .fetch_all(&mut *tx)
@@ -1326,6 +1329,7 @@ where
                 .map(|row| ObservedHost {
                     actor_types: types.remove(&row.host_id).unwrap_or_default(),
                     healthy: row.last_heartbeat_ms >= threshold,
+                    draining: row.draining != 0,
                     host_id: row.host_id,
                     address: row.address,
                     version: row.version,
@@ -1355,6 +1359,55 @@ where
             })
         })
         .await
+    }
+
+    async fn record_dead_letter(
+        &self,
+        lease: &AlarmLease,
+        attempts: u32,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        self.operation("record_dead_letter", async {
+            // Copied from the alarm row itself, under its lease; a second record of the same
+            // occurrence is ignored.
+            let done = sqlx::query(concat!(
+                "INSERT INTO francis_dead_letters (dead_letter_id, actor_type, actor_id,
+                     alarm_name, alarm_handler, alarm_data, alarm_scheduled_time,
+                     dead_letter_attempts, dead_letter_error, dead_letter_dropped_at)
+                 SELECT $4, actor_type, actor_id, alarm_name, alarm_handler, alarm_data,
+                     alarm_scheduled_time, $5, $6, $3
+                 FROM francis_alarms WHERE ",
+                valid_lease!(),
+                " ON CONFLICT DO NOTHING"
+            ))
+            .bind(lease.alarm_id.as_str())
+            .bind(lease.lease_id.as_str())
+            .bind(self.now())
+            .bind(new_alarm_id().as_str())
+            .bind(i64::from(attempts))
+            .bind(bounded_text(error, MAX_RECORDED_ERROR_BYTES))
+            .execute(&self.pool)
+            .await?;
+            if D::rows_affected(&done) > 0 {
+                return Ok(true);
+            }
+            // Nothing written: a duplicate (the lease is valid), or an invalid lease.
+            let valid = self
+                .by_lease(
+                    concat!(
+                        "UPDATE francis_alarms SET alarm_lease_id = alarm_lease_id WHERE ",
+                        valid_lease!()
+                    ),
+                    lease,
+                )
+                .await?;
+            Ok(valid > 0)
+        })
+        .await
+    }
+
+    fn operations(&self) -> Option<&dyn OperationsStore> {
+        Some(self)
     }
 
     async fn cleanup(&self) -> Result<CleanupStats, StoreError> {

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::model::{
-    ActorKey, ActorTypeRegistration, AlarmLease, AlarmRecord, DueAlarmCount, HostInfo, Placement,
-    PlacementCount, StateEntry, StoreError,
+    ActorKey, ActorTypeRegistration, AlarmLease, AlarmRecord, AuditRecord, AuditResult, DeadLetter,
+    DueAlarmCount, HostInfo, Placement, PlacementCount, StateEntry, StoreError,
 };
 use crate::store::rules::HostSlot;
 
@@ -183,6 +183,7 @@ pub(crate) struct ObservedHostRow {
     pub(crate) address: String,
     pub(crate) version: Option<String>,
     pub(crate) last_heartbeat_ms: i64,
+    pub(crate) draining: i64,
 }
 
 /// One actor type a host registered.
@@ -255,4 +256,77 @@ impl TryFrom<DueAlarmCountRow> for DueAlarmCount {
 /// A `COUNT(*)` as an unsigned number.
 fn count(n: i64) -> Result<u64, StoreError> {
     u64::try_from(n).map_err(|_| StoreError::Invalid(format!("negative count: {n}")))
+}
+
+/// An audit row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuditRow {
+    pub(crate) audit_id: String,
+    pub(crate) request_id: String,
+    pub(crate) action: String,
+    pub(crate) target: String,
+    pub(crate) principal: String,
+    pub(crate) started_ms: i64,
+    pub(crate) finished_ms: Option<i64>,
+    pub(crate) result: String,
+    pub(crate) error: Option<String>,
+    pub(crate) detail: Option<String>,
+}
+
+impl TryFrom<AuditRow> for AuditRecord {
+    type Error = StoreError;
+
+    fn try_from(r: AuditRow) -> Result<Self, StoreError> {
+        let result = AuditResult::parse(&r.result).ok_or_else(|| {
+            StoreError::Invalid(format!("unknown audit result {:?} stored", r.result))
+        })?;
+        Ok(AuditRecord {
+            audit_id: r.audit_id,
+            request_id: r.request_id,
+            action: r.action,
+            target: r.target,
+            principal: r.principal,
+            started_ms: r.started_ms,
+            finished_ms: r.finished_ms,
+            result,
+            error: r.error,
+            detail: r.detail,
+        })
+    }
+}
+
+/// A dead-letter row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct DeadLetterRow {
+    pub(crate) id: String,
+    pub(crate) actor_type: String,
+    pub(crate) actor_id: String,
+    pub(crate) name: String,
+    pub(crate) handler: String,
+    pub(crate) data: Option<Vec<u8>>,
+    pub(crate) scheduled_ms: i64,
+    pub(crate) attempts: i64,
+    pub(crate) last_error: String,
+    pub(crate) dropped_ms: i64,
+}
+
+impl TryFrom<DeadLetterRow> for DeadLetter {
+    type Error = StoreError;
+
+    fn try_from(r: DeadLetterRow) -> Result<Self, StoreError> {
+        let attempts = u32::try_from(r.attempts).map_err(|_| {
+            StoreError::Invalid(format!("dead letter attempts out of range: {}", r.attempts))
+        })?;
+        Ok(DeadLetter {
+            id: r.id,
+            key: ActorKey::new(r.actor_type, r.actor_id),
+            name: r.name,
+            handler: r.handler,
+            data: r.data,
+            scheduled_ms: r.scheduled_ms,
+            attempts,
+            last_error: r.last_error,
+            dropped_ms: r.dropped_ms,
+        })
+    }
 }

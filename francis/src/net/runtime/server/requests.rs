@@ -122,6 +122,17 @@ mod screen {
     pub(super) fn alarm(value: &mut AlarmRecord, _: &Session<'_>) -> Screened {
         checked("alarm handler", &value.handler)
     }
+
+    /// An error text a worker reports: cut to what a store keeps.
+    pub(super) fn error_text(value: &mut String, _: &Session<'_>) -> Screened {
+        let kept = crate::model::operations::bounded_text(
+            value,
+            crate::model::operations::MAX_RECORDED_ERROR_BYTES,
+        )
+        .len();
+        value.truncate(kept);
+        Ok(())
+    }
 }
 
 /// Serve one request stream of a registered host.
