@@ -206,6 +206,17 @@ impl PeerHandler for PeerCalls {
             Err(_) => Err(WireError::new(ErrorCode::Internal, "the call was dropped")),
         }
     }
+
+    async fn admin(
+        &self,
+        _caller: SpiffeId,
+        action: crate::cluster::actions::HostOrder,
+    ) -> Result<crate::net::wire::AdminResponse, WireError> {
+        self.core
+            .admin(action)
+            .await
+            .map_err(|e| WireError::new(ErrorCode::BadRequest, e.to_string()))
+    }
 }
 
 #[cfg(test)]

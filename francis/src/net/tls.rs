@@ -259,9 +259,20 @@ pub fn server_config(
     expected_client_prefix: &str,
     client_auth: ClientAuth,
 ) -> Result<rustls::ServerConfig, PkiError> {
+    server_config_for(trust, cert, &[expected_client_prefix], client_auth)
+}
+
+/// [`server_config`] accepting clients whose SPIFFE path starts with any of
+/// `expected_client_prefixes` (the server then tells them apart by their identity).
+pub fn server_config_for(
+    trust: &Trust,
+    cert: Arc<CertSlot>,
+    expected_client_prefixes: &[&str],
+    client_auth: ClientAuth,
+) -> Result<rustls::ServerConfig, PkiError> {
     let verifier = Arc::new(SpiffeVerifier::new(
         trust,
-        expected_client_prefix,
+        expected_client_prefixes,
         client_auth == ClientAuth::Required,
         Unverified::Refuse,
     )?);
@@ -284,7 +295,7 @@ pub fn client_config(
 ) -> Result<rustls::ClientConfig, PkiError> {
     let verifier = Arc::new(SpiffeVerifier::new(
         trust,
-        expected_server_prefix,
+        &[expected_server_prefix],
         true,
         unverified,
     )?);
@@ -307,7 +318,7 @@ pub fn verify_chain(
     let (leaf, intermediates) = chain
         .split_first()
         .ok_or_else(|| PkiError::InvalidCertificate("empty certificate chain".into()))?;
-    SpiffeVerifier::new(trust, expected_prefix, true, Unverified::Refuse)?
+    SpiffeVerifier::new(trust, &[expected_prefix], true, Unverified::Refuse)?
         .verify(leaf, intermediates, now, webpki::KeyUsage::client_auth())
         .map_err(|e| PkiError::InvalidCertificate(e.to_string()))
 }
@@ -329,7 +340,8 @@ pub fn verify_signature(
 struct SpiffeVerifier {
     trust: Trust,
     algs: WebPkiSupportedAlgorithms,
-    expected_prefix: String,
+    /// A peer's SPIFFE path must start with one of these.
+    expected_prefixes: Vec<String>,
     mandatory: bool,
     unverified: Unverified,
     /// Root subjects offered to clients, taken when the configuration is built.
@@ -370,22 +382,28 @@ fn pki_error(error: webpki::Error) -> rustls::Error {
 impl SpiffeVerifier {
     fn new(
         trust: &Trust,
-        expected_prefix: &str,
+        expected_prefixes: &[&str],
         mandatory: bool,
         unverified: Unverified,
     ) -> Result<Self, PkiError> {
-        if !(expected_prefix.starts_with('/') && expected_prefix.ends_with('/'))
-            || expected_prefix.len() < 3
-        {
+        for prefix in expected_prefixes {
+            if !(prefix.starts_with('/') && prefix.ends_with('/')) || prefix.len() < 3 {
+                return Err(PkiError::InvalidSpiffeId {
+                    id: (*prefix).to_string(),
+                    reason: "an expected peer prefix looks like \"/host/\"",
+                });
+            }
+        }
+        if expected_prefixes.is_empty() {
             return Err(PkiError::InvalidSpiffeId {
-                id: expected_prefix.to_string(),
-                reason: "an expected peer prefix looks like \"/host/\"",
+                id: String::new(),
+                reason: "at least one expected peer prefix is needed",
             });
         }
         Ok(SpiffeVerifier {
             trust: trust.clone(),
             algs: provider().signature_verification_algorithms,
-            expected_prefix: expected_prefix.to_string(),
+            expected_prefixes: expected_prefixes.iter().map(|p| (*p).to_string()).collect(),
             mandatory,
             unverified,
             subjects: trust.snapshot().subjects.clone(),
@@ -415,11 +433,15 @@ impl SpiffeVerifier {
         )
         .map_err(pki_error)?;
         let id = spiffe_id_of(end_entity).map_err(|e| other(e.to_string()))?;
-        if !id.path().starts_with(&self.expected_prefix) {
+        if !self
+            .expected_prefixes
+            .iter()
+            .any(|prefix| id.path().starts_with(prefix.as_str()))
+        {
             return Err(other(
                 PkiError::WrongRole {
                     id,
-                    expected: self.expected_prefix.clone(),
+                    expected: self.expected_prefixes.join(" or "),
                 }
                 .to_string(),
             ));

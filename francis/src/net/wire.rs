@@ -55,6 +55,10 @@ pub mod kind {
     pub const INVOKE_RESPONSE: &str = "invoke.actor.response";
     /// Any failed request, with a [`super::WireError`] payload.
     pub const ERROR: &str = "error";
+    /// Host or runtime → host: an operator's action on the target host.
+    pub const ADMIN: &str = "admin.host";
+    /// The successful reply to [`ADMIN`].
+    pub const ADMIN_RESPONSE: &str = "admin.host.response";
 }
 
 /// A struct that travels as the payload of a frame of a fixed kind.
@@ -610,6 +614,34 @@ pub struct InvokeResponse {
 
 impl Message for InvokeResponse {
     const KIND: &'static str = kind::INVOKE_RESPONSE;
+}
+
+/// Host or runtime → host: an operator's action on the target host. The node that serves the
+/// operations API authorized it; the target checks only that it comes from its cluster (a host
+/// or a runtime identity of the cluster CA) and is meant for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminRequest {
+    /// The host it is meant for; the caller pins the peer's certificate to it.
+    #[serde(rename = "hostId")]
+    pub target_host_id: String,
+    /// What to do.
+    pub action: crate::cluster::actions::HostOrder,
+}
+
+impl Message for AdminRequest {
+    const KIND: &'static str = kind::ADMIN;
+}
+
+/// The successful reply to an [`AdminRequest`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdminResponse {
+    /// How many actors it deactivated (or began to).
+    pub halted: u64,
+}
+
+impl Message for AdminResponse {
+    const KIND: &'static str = kind::ADMIN_RESPONSE;
 }
 
 #[cfg(test)]

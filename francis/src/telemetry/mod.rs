@@ -15,11 +15,13 @@
 //! (a relaxed load each), and call latencies are not timed until `/metrics` is first read.
 
 pub mod context;
+pub mod log_filter;
 pub mod metrics;
 #[cfg(feature = "telemetry")]
 mod otel;
 pub mod prometheus;
 
+pub use log_filter::{LogFilterError, set_log_filter};
 pub use metrics::{Metrics, metrics};
 #[cfg(feature = "telemetry")]
 pub use otel::{LOG_FORMAT_ENV, LogFormat, Telemetry, TelemetryError, TelemetryGuard};

@@ -217,6 +217,8 @@ impl Telemetry {
             _ => None,
         };
 
+        // The filter can be replaced while the process runs (an operator's `set_log_level`).
+        let (filter, switch) = tracing_subscriber::reload::Layer::new(filter);
         let fmt: Box<dyn Layer<Registry> + Send + Sync> = match format {
             LogFormat::Text => tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
@@ -247,6 +249,10 @@ impl Telemetry {
             .with(otel)
             .try_init()
             .map_err(|_| TelemetryError::AlreadyInitialized)?;
+        super::log_filter::install(Box::new(move |directives: &str| {
+            let filter = EnvFilter::try_new(directives).map_err(|e| e.to_string())?;
+            switch.reload(filter).map_err(|e| e.to_string())
+        }));
 
         if let Some(provider) = &tracer_provider {
             global::set_tracer_provider(provider.clone());

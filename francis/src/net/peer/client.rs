@@ -19,7 +19,8 @@ use super::{
 use crate::net::pki::{HOST_PREFIX, SpiffeId, spiffe_id_of};
 use crate::net::tls::{self, CertSlot, Trust, Unverified};
 use crate::net::wire::{
-    self, ErrorCode, Frame, InvokeRequest, InvokeResponse, MAX_FRAME_BYTES, WireError,
+    self, AdminRequest, AdminResponse, ErrorCode, Frame, InvokeRequest, InvokeResponse,
+    MAX_FRAME_BYTES, Message, WireError,
 };
 use crate::telemetry::metrics::{LevelGuard, metrics};
 
@@ -221,23 +222,53 @@ impl PeerClient {
         address: &str,
         request: InvokeRequest,
     ) -> Result<InvokeResponse, PeerError> {
-        if request.target_host_id.is_empty() {
+        let target = request.target_host_id.clone();
+        self.exchange(address, &target, &request).await
+    }
+
+    /// Relay an operator's action to the host at `address`, which must be host
+    /// `target_host_id`. Sent once: an action is never retried here.
+    pub async fn admin(
+        &self,
+        address: &str,
+        request: AdminRequest,
+    ) -> Result<AdminResponse, PeerError> {
+        let span = tracing::debug_span!(
+            "peer.admin",
+            otel.kind = "client",
+            francis.peer.address = address,
+        );
+        let target = request.target_host_id.clone();
+        self.exchange(address, &target, &request)
+            .instrument(span)
+            .await
+    }
+
+    /// Send `request` to the host at `address`, pinned to `target_host_id`, and read its
+    /// reply of type `R` (or its error).
+    async fn exchange<M: Message, R: Message>(
+        &self,
+        address: &str,
+        target_host_id: &str,
+        request: &M,
+    ) -> Result<R, PeerError> {
+        if target_host_id.is_empty() {
             return Err(PeerError::local(
                 ErrorCode::BadRequest,
                 "target_host_id is required: the peer is pinned to it",
             ));
         }
-        let frame = Frame::new(&request)
+        let frame = Frame::new(request)
             .and_then(|frame| wire::encode_frame(&frame.traced()))
             .map_err(|e| PeerError::Local(e.to_wire_error()))?;
 
         let session = self.session(address).await?;
-        if session.peer.host_id() != Some(request.target_host_id.as_str()) {
+        if session.peer.host_id() != Some(target_host_id) {
             return Err(PeerError::local(
                 ErrorCode::HostMismatch,
                 format!(
-                    "peer at {address} is {}, not host {}",
-                    session.peer, request.target_host_id
+                    "peer at {address} is {}, not host {target_host_id}",
+                    session.peer
                 ),
             ));
         }
@@ -305,7 +336,7 @@ impl PeerClient {
             };
         }
         frame
-            .decode::<InvokeResponse>()
+            .decode::<R>()
             .map_err(|e| after_send(format!("unexpected reply from peer {address}: {e}")))
     }
 }

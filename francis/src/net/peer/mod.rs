@@ -160,6 +160,21 @@ pub trait PeerHandler: Send + Sync + 'static {
         caller: SpiffeId,
         request: InvokeRequest,
     ) -> Result<InvokeResponse, WireError>;
+
+    /// Runs an operator's action on this host. `caller` is the verified SPIFFE ID of the host
+    /// or runtime that relays it (and that authorized the operator).
+    /// The default refuses: a handler that serves no host takes no operator actions.
+    async fn admin(
+        &self,
+        caller: SpiffeId,
+        action: crate::cluster::actions::HostOrder,
+    ) -> Result<crate::net::wire::AdminResponse, WireError> {
+        let _ = (caller, action);
+        Err(WireError::new(
+            ErrorCode::BadRequest,
+            "this peer takes no operator actions",
+        ))
+    }
 }
 
 /// The QUIC transport of peer and runtime endpoints ([`gate::transport`]), with limit errors

@@ -21,14 +21,16 @@ use wtransport::endpoint::{IncomingSession, SessionRequest};
 use wtransport::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 
 use super::{EXTRA_STREAMS, NetError, PEER_PATH, PeerHandler, PeerLimits, transport_config};
+use crate::cluster::actions::HostOrder;
 use crate::error::validate_name;
 use crate::net::gate::Ticket;
-use crate::net::pki::{HOST_PREFIX, SpiffeId, spiffe_id_of};
+use crate::net::pki::{HOST_PREFIX, RUNTIME_PREFIX, SpiffeId, spiffe_id_of};
 use crate::net::serving::{InFlight, accept_until, bind_server, reply, reserve_body};
 use crate::net::tls::{self, CertSlot, ClientAuth, Trust};
 use crate::net::translate::{DRAINING_RETRY, OVERLOADED_RETRY};
 use crate::net::wire::{
-    self, ErrorCode, Frame, FrameError, InvokeRequest, InvokeResponse, MAX_FRAME_BYTES, WireError,
+    self, AdminRequest, AdminResponse, ErrorCode, Frame, FrameError, InvokeRequest, InvokeResponse,
+    MAX_FRAME_BYTES, WireError,
 };
 use crate::telemetry::metrics::{LevelGuard, metrics};
 
@@ -157,7 +159,13 @@ impl PeerServer {
                 "max_sessions_per_peer must be at least 1",
             ));
         }
-        let tls = tls::server_config(trust, cert, HOST_PREFIX, ClientAuth::Required)?;
+        // Hosts call actors and relay operator actions; a runtime relays operator actions only.
+        let tls = tls::server_config_for(
+            trust,
+            cert,
+            &[HOST_PREFIX, RUNTIME_PREFIX],
+            ClientAuth::Required,
+        )?;
         let transport = transport_config(
             limits.max_in_flight.saturating_add(EXTRA_STREAMS),
             limits.idle_timeout,
@@ -382,10 +390,17 @@ async fn handle_stream(mut send: SendStream, mut recv: RecvStream, session: Arc<
     let span =
         tracing::debug_span!("peer.invoke", otel.kind = "server", francis.peer.caller = %caller);
     crate::telemetry::context::set_remote_parent(&span, frame.trace_context.as_deref());
-    let result = dispatch(frame, caller.clone(), shared)
-        .instrument(span)
-        .await
-        .and_then(|response| Frame::new(&response).map_err(|e| e.to_wire_error()));
+    let result = if frame.kind == wire::kind::ADMIN {
+        dispatch_admin(frame, caller.clone(), shared)
+            .instrument(span)
+            .await
+            .and_then(|response| Frame::new(&response).map_err(|e| e.to_wire_error()))
+    } else {
+        dispatch(frame, caller.clone(), shared)
+            .instrument(span)
+            .await
+            .and_then(|response| Frame::new(&response).map_err(|e| e.to_wire_error()))
+    };
     // The call is over for the caller's limits once its answer exists: delivering the reply
     // waits for the caller's acknowledgement, which must not hold a permit (a caller that
     // calls again at once would find its own finished calls still counted).
@@ -401,6 +416,12 @@ async fn dispatch(
     caller: SpiffeId,
     shared: &Arc<ServerShared>,
 ) -> Result<InvokeResponse, WireError> {
+    if caller.host_id().is_none() {
+        return Err(WireError::new(
+            ErrorCode::Unauthorized,
+            format!("{caller} is not a host: only hosts call actors"),
+        ));
+    }
     let request: InvokeRequest = frame.decode().map_err(|e| e.to_wire_error())?;
     for (what, name) in [
         ("actor type", &request.actor_type),
@@ -438,4 +459,37 @@ async fn dispatch(
         );
     }
     shared.handler.invoke(caller, request).await
+}
+
+/// Admit an operator's action on this host (sent by the host or runtime serving the operations
+/// API, which authorized it): well-formed, with valid names, meant for this host.
+async fn dispatch_admin(
+    frame: Frame,
+    caller: SpiffeId,
+    shared: &Arc<ServerShared>,
+) -> Result<AdminResponse, WireError> {
+    let request: AdminRequest = frame.decode().map_err(|e| e.to_wire_error())?;
+    let names: Vec<(&str, &String)> = match &request.action {
+        HostOrder::HaltActor {
+            actor_type,
+            actor_id,
+        } => vec![("actor type", actor_type), ("actor ID", actor_id)],
+        HostOrder::HaltType { actor_type } => vec![("actor type", actor_type)],
+        HostOrder::Drain | HostOrder::SetLogLevel { .. } => Vec::new(),
+    };
+    for (what, name) in names {
+        validate_name(what, name)
+            .map_err(|e| WireError::new(ErrorCode::BadRequest, e.to_string()))?;
+    }
+    if request.target_host_id != shared.host_id {
+        return Err(WireError::new(
+            ErrorCode::HostMismatch,
+            format!(
+                "this is host {}, not host {:?}",
+                shared.host_id, request.target_host_id
+            ),
+        ));
+    }
+    info!(%caller, action = ?request.action, "operator action");
+    shared.handler.admin(caller, request.action).await
 }
