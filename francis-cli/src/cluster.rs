@@ -352,7 +352,14 @@ pub fn render(state: &ClusterState, rich: bool) -> String {
                 }),
                 Cell::plain(name(&node.kind)),
                 Cell::plain(node.address.clone()),
-                Cell::styled(name(&node.lifecycle), lifecycle_style(node.lifecycle)),
+                Cell::styled(
+                    if node.draining {
+                        format!("{} (draining)", name(&node.lifecycle))
+                    } else {
+                        name(&node.lifecycle)
+                    },
+                    lifecycle_style(node.lifecycle),
+                ),
                 if node.healthy {
                     Cell::plain("yes")
                 } else {
@@ -677,6 +684,7 @@ mod tests {
             registered_healthy: true,
             actor_counts: BTreeMap::from([("counter".into(), 12), ("order".into(), 3)]),
             alarms_due: 2,
+            draining: false,
             trusted: Some(true),
         });
         obs.hosts.push(HostObservation {
@@ -687,6 +695,7 @@ mod tests {
             registered_healthy: true,
             actor_counts: BTreeMap::new(),
             alarms_due: 0,
+            draining: true,
             trusted: None,
         });
         obs.recent_departures.push(DepartedHost {
@@ -737,11 +746,11 @@ answered by runtime runtime (10.0.0.9:7400), profile prod, caller ops (viewer)
 4 nodes: 2 online, 1 partitioned, 1 offline
 
 NODES
-ID              KIND     ADDRESS        LIFECYCLE    HEALTHY  ACTORS  ALARMS DUE  VERSION   HEARTBEAT AGE
-runtime (self)  runtime  10.0.0.9:7400  online       yes           -           -  0.1.0                 -
-h-a             host     10.0.0.1:7571  online       yes          15           2  0.1.0              1.5s
-h-b             host     10.0.0.2:7571  partitioned  yes           0           0  -                   12s
-h-c             host     10.0.0.3:7571  offline      no            0           0  -        left 1m35s ago
+ID              KIND     ADDRESS        LIFECYCLE               HEALTHY  ACTORS  ALARMS DUE  VERSION   HEARTBEAT AGE
+runtime (self)  runtime  10.0.0.9:7400  online                  yes           -           -  0.1.0                 -
+h-a             host     10.0.0.1:7571  online                  yes          15           2  0.1.0              1.5s
+h-b             host     10.0.0.2:7571  partitioned (draining)  yes           0           0  -                   12s
+h-c             host     10.0.0.3:7571  offline                 no            0           0  -        left 1m35s ago
 
 EDGES from runtime
 TO   STATE    P95  CALLS  ERRORS  LAST SUCCESS  LAST ERROR
@@ -761,7 +770,7 @@ TIMELINE
         let state = example();
         let rich = render(&state, true);
         assert!(rich.contains(&term::paint(true, term::GREEN, "online")));
-        assert!(rich.contains(&term::paint(true, red(), "partitioned")));
+        assert!(rich.contains(&term::paint(true, red(), "partitioned (draining)")));
         assert!(rich.contains(&term::paint(true, term::BOLD, "NODES")));
         assert_eq!(strip_ansi(&rich), render(&state, false));
     }

@@ -86,6 +86,18 @@ pub trait HostHandle: sealed::Sealed + Send + Sync + 'static {
         let _ = caller;
         None
     }
+    /// Run an operator's order on host `host_id` at `address` (this host runs its own; others
+    /// get it over the peer link): how many actors it deactivated. `None` for handles not
+    /// bound to one host.
+    fn relay_order(
+        &self,
+        host_id: &str,
+        address: &str,
+        order: crate::cluster::actions::HostOrder,
+    ) -> Option<BoxFuture<'_, Result<u64, Error>>> {
+        let _ = (host_id, address, order);
+        None
+    }
 }
 
 /// What a host reports about itself: its ID, the address its peers reach it on, how many
@@ -187,6 +199,17 @@ impl Service {
         caller: Option<crate::cluster::Caller>,
     ) -> Option<Result<crate::cluster::ClusterState, Error>> {
         Some(self.handle.cluster_state(caller)?.await)
+    }
+
+    /// Run an operator's order on host `host_id` at `address`, from this service's host (see
+    /// [`HostHandle::relay_order`]).
+    pub(crate) fn relay_order(
+        &self,
+        host_id: &str,
+        address: &str,
+        order: crate::cluster::actions::HostOrder,
+    ) -> Option<BoxFuture<'_, Result<u64, Error>>> {
+        self.handle.relay_order(host_id, address, order)
     }
 
     /// Whether this service's host can take calls: it is registered and not shutting down,

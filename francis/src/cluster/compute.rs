@@ -154,6 +154,7 @@ fn host_node(obs: &Observations, thresholds: &Thresholds, host: &HostObservation
             .values()
             .fold(0, |a, n| a.saturating_add(*n)),
         alarms_due: host.alarms_due,
+        draining: host.draining,
         is_self,
     }
 }
@@ -174,6 +175,7 @@ fn unregistered_self_host(obs: &Observations) -> Node {
         actors: BTreeMap::new(),
         actors_total: 0,
         alarms_due: 0,
+        draining: false,
         is_self: true,
     }
 }
@@ -205,6 +207,7 @@ fn departed_node(departed: &DepartedHost) -> Node {
         actors: BTreeMap::new(),
         actors_total: 0,
         alarms_due: 0,
+        draining: false,
         is_self: false,
     }
 }
@@ -236,6 +239,7 @@ fn runtime_node(obs: &Observations, thresholds: &Thresholds, runtime: &RuntimeOb
         actors: BTreeMap::new(),
         actors_total: 0,
         alarms_due: 0,
+        draining: false,
         is_self,
     }
 }
@@ -331,6 +335,7 @@ mod tests {
             registered_healthy: true,
             actor_counts: BTreeMap::new(),
             alarms_due: 0,
+            draining: false,
             trusted: Some(true),
         }
     }
@@ -450,6 +455,7 @@ mod tests {
         obs.hosts.push(HostObservation {
             actor_counts: BTreeMap::from([("counter".into(), 3), ("order".into(), 4)]),
             alarms_due: 2,
+            draining: false,
             ..host("h-1", 1_234)
         });
         obs.hosts.push(HostObservation {
@@ -875,6 +881,7 @@ mod tests {
             registered_healthy: true,
             actor_counts: BTreeMap::from([("counter".into(), 2)]),
             alarms_due: 1,
+            draining: false,
             trusted: Some(true),
         });
         obs.links.push(LinkObservation {
@@ -918,6 +925,7 @@ mod tests {
                     "actors": {"counter": 2},
                     "actors_total": 2,
                     "alarms_due": 1,
+                    "draining": false,
                     "is_self": true
                 }],
                 "edges": [{

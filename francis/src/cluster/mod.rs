@@ -1,4 +1,6 @@
-//! The cluster state view: what `GET /api/cluster/state` answers and `francis cluster status`
+//! The cluster state view, and the pure half of operators' actions ([`actions`]).
+//!
+//! The state view is what `GET /api/cluster/state` answers and `francis cluster status`
 //! shows. [`compute`] is a pure function from what one node has observed ([`Observations`])
 //! and a few limits ([`Thresholds`]) to a versioned document ([`ClusterState`]); it reads no
 //! clock, store or network, so every rule below is tested without them. [`Timeline`] keeps the
@@ -47,6 +49,7 @@
 //! departure (unless an event of that kind, subject and time is already there), newest first
 //! (events of the same millisecond: the later recorded first), at most [`TIMELINE_LIMIT`].
 
+pub mod actions;
 mod compute;
 mod observe;
 mod state;

@@ -117,6 +117,8 @@ pub struct HostObservation {
     pub actor_counts: BTreeMap<String, u64>,
     /// Alarms due now on its actors.
     pub alarms_due: u64,
+    /// Whether an operator drained it.
+    pub draining: bool,
     /// Whether it showed a certificate of this cluster's CA (`None`: not checked).
     pub trusted: Option<bool>,
 }

@@ -245,6 +245,9 @@ pub struct Node {
     pub actors_total: u64,
     /// Alarms due now on its actors.
     pub alarms_due: u64,
+    /// Whether an operator drained this host: it takes no new actors.
+    #[serde(default)]
+    pub draining: bool,
     /// Whether this node computed the view.
     pub is_self: bool,
 }

@@ -105,6 +105,7 @@ pub fn hosts_of(observation: &ClusterObservation) -> Vec<HostObservation> {
             version: host.version.clone(),
             last_heartbeat_ms: host.last_heartbeat_ms,
             registered_healthy: host.healthy,
+            draining: host.draining,
             actor_counts: observation
                 .placements
                 .iter()
@@ -136,6 +137,7 @@ mod tests {
             registered_healthy: healthy,
             actor_counts: BTreeMap::new(),
             alarms_due: 0,
+            draining: false,
             trusted: Some(true),
         }
     }

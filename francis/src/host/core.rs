@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use crate::actor::dispatch::{DispatchError, MethodInfo, MethodKind};
 use crate::actor::service::{HostHandle, HostStatus, InvokeOptions, Service, Topology};
 use crate::clock::{BoxFuture, SharedClock};
+use crate::cluster::actions::HostOrder;
 use crate::error::{ActorFailure, Error};
 use crate::host::activation::{Activation, TurnError};
 use crate::host::links::Links;
@@ -26,7 +27,7 @@ use crate::host::registry::{ActorTypeEntry, Registry};
 use crate::model::{ActorKey, Envelope, HostId, LookupOptions, Placement, Store, StoreError};
 use crate::net::peer::PeerClient;
 use crate::net::translate::error_from_wire;
-use crate::net::wire::{ErrorCode, InvokeRequest};
+use crate::net::wire::{AdminRequest, AdminResponse, ErrorCode, InvokeRequest};
 use crate::telemetry::metrics::metrics;
 use tracing::Instrument;
 
@@ -700,9 +701,100 @@ impl HostHandle for HostCore {
     ) -> Option<BoxFuture<'_, Result<crate::cluster::ClusterState, Error>>> {
         Some(Box::pin(self.observe_cluster(caller)))
     }
+
+    fn relay_order(
+        &self,
+        host_id: &str,
+        address: &str,
+        order: HostOrder,
+    ) -> Option<BoxFuture<'_, Result<u64, Error>>> {
+        let (host_id, address) = (host_id.to_owned(), address.to_owned());
+        Some(Box::pin(async move {
+            self.relay_admin(&host_id, &address, order)
+                .await
+                .map(|r| r.halted)
+        }))
+    }
 }
 
 impl HostCore {
+    /// Run an operator's action on this host (relayed by the node serving the operations API,
+    /// or called here when that node is this host). Deactivations begin at once and end in the
+    /// background, each turn given the shutdown grace period; the answer counts them.
+    pub(crate) async fn admin(&self, action: HostOrder) -> Result<AdminResponse, Error> {
+        let grace = self.timings.shutdown_grace_period;
+        let chosen: Vec<Arc<Activation>> = match &action {
+            HostOrder::SetLogLevel { filter } => {
+                crate::telemetry::set_log_filter(filter)
+                    .map_err(|e| Error::Config(e.to_string()))?;
+                tracing::warn!(%filter, "log filter changed by an operator");
+                return Ok(AdminResponse::default());
+            }
+            HostOrder::Drain => {
+                tracing::warn!("drained by an operator: deactivating every actor here");
+                self.activations_where(|_| true)
+            }
+            HostOrder::HaltActor {
+                actor_type,
+                actor_id,
+            } => self.activations_where(|key| {
+                &key.actor_type == actor_type && &key.actor_id == actor_id
+            }),
+            HostOrder::HaltType { actor_type } => {
+                self.activations_where(|key| &key.actor_type == actor_type)
+            }
+        };
+        let halted = chosen.len() as u64;
+        let core = self.arc()?;
+        tokio::spawn(async move {
+            let mut set = JoinSet::new();
+            for activation in chosen {
+                let core = core.clone();
+                set.spawn(async move { core.halt_activation(activation, grace).await });
+            }
+            while set.join_next().await.is_some() {}
+        });
+        Ok(AdminResponse { halted })
+    }
+
+    /// The live activations whose key `keep` accepts.
+    fn activations_where(&self, keep: impl Fn(&ActorKey) -> bool) -> Vec<Arc<Activation>> {
+        self.table
+            .read()
+            .map(|t| {
+                t.iter()
+                    .filter(|(key, _)| keep(key))
+                    .map(|(_, a)| a.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Relay an operator's action to host `host_id` at `address`: run here when it is this
+    /// host, else over the peer link.
+    pub(crate) async fn relay_admin(
+        &self,
+        host_id: &str,
+        address: &str,
+        action: HostOrder,
+    ) -> Result<AdminResponse, Error> {
+        if host_id == self.host_id {
+            return self.admin(action).await;
+        }
+        let Some(peer) = &self.peer_client else {
+            return Err(Error::Config(
+                "this host has no peer link to relay the action over".into(),
+            ));
+        };
+        let request = AdminRequest {
+            target_host_id: host_id.to_owned(),
+            action,
+        };
+        peer.admin(address, request)
+            .await
+            .map_err(|e| Error::Config(format!("host {host_id} at {address}: {e}")))
+    }
+
     /// The state view from this host: the store's hosts, placements and due alarms, this
     /// host's links, and its timeline.
     async fn observe_cluster(

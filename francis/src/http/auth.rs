@@ -52,6 +52,10 @@ pub(super) fn needed(method: &Method, path: &str) -> Need {
     match path {
         "/healthz" | "/readyz" if read => Need::Nothing,
         _ if read || method == Method::OPTIONS => Need::Role(Role::Viewer),
+        // Each action needs its own role, which preflight checks and reports per target.
+        "/api/cluster/actions/preflight" | "/api/cluster/actions/dispatch" => {
+            Need::Role(Role::Viewer)
+        }
         _ => Need::Role(Role::Operator),
     }
 }
@@ -75,6 +79,11 @@ mod tests {
             Need::Role(Role::Viewer)
         );
         assert_eq!(needed(&Method::GET, "/metrics"), Need::Role(Role::Viewer));
+        assert_eq!(
+            needed(&Method::POST, "/api/cluster/actions/dispatch"),
+            Need::Role(Role::Viewer),
+            "an action's own role is checked by preflight, which says why"
+        );
         assert_eq!(
             needed(&Method::POST, "/invoke/counter/a/increment"),
             Need::Role(Role::Operator)

@@ -42,6 +42,7 @@
 //! [`router`] is the defaults (loopback, same origin, no token), for a server on loopback;
 //! [`ControlApi::from_env`] adds the token of `FRANCIS_HTTP_TOKEN` when it is set.
 
+pub(crate) mod actions;
 pub(crate) mod auth;
 mod guard;
 pub(crate) mod ops;

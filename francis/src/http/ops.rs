@@ -1,22 +1,25 @@
 //! The operations endpoints a host's control server adds to the curl API, and that the
 //! runtime's HTTP server serves too: `GET /healthz` (alive), `GET /readyz` (able to take
-//! calls), `GET /metrics` (Prometheus text) and `GET /api/cluster/state` (the cluster state
-//! view).
+//! calls), `GET /metrics` (Prometheus text), `GET /api/cluster/state` (the cluster state
+//! view), and the operators' actions with their audit trail ([`super::actions`]).
 
 use std::time::Duration;
 
 use axum::Extension;
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, Query};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 
+use super::actions::{self, ActionNode, AuditParams, DeadLetterParams, Relay};
 use super::auth::Principal;
 use crate::actor::service::{Readiness, Service};
-use crate::cluster::{Caller, ClusterState};
+use crate::cluster::{Caller, ClusterState, NodeKind, NodeRef};
 use crate::error::Error;
 use crate::telemetry::{metrics, prometheus};
 
@@ -30,6 +33,85 @@ pub(super) fn routes() -> Router<Service> {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/api/cluster/state", get(cluster_state))
+        .route("/api/cluster/actions/preflight", post(preflight))
+        .route("/api/cluster/actions/dispatch", post(dispatch))
+        .route("/api/cluster/audit", get(audit))
+        .route("/api/cluster/dead-letters", get(dead_letters))
+        .layer(DefaultBodyLimit::max(actions::MAX_ACTION_BODY_BYTES + 1))
+}
+
+/// The actions of this service's host, or the answer that says why it has none.
+fn action_node(service: &Service) -> Result<ActionNode, actions::Problem> {
+    let Some(status) = service.host_status() else {
+        return Err(actions::problem(
+            StatusCode::NOT_FOUND,
+            "no_host_status",
+            "this control server is not bound to one host, so it takes no cluster actions".into(),
+        ));
+    };
+    if status.topology == crate::actor::service::Topology::Remote {
+        return Err(actions::problem(
+            StatusCode::CONFLICT,
+            "served_by_runtime",
+            "this host belongs to the remote topology: the runtime's operations server (http.bind) takes cluster actions".into(),
+        ));
+    }
+    Ok(ActionNode {
+        store: service.handle().store().clone(),
+        node: NodeRef::new(NodeKind::Host, status.host_id, status.address),
+        prod: false,
+        relay: Relay::Host(service.clone()),
+    })
+}
+
+/// The principal the guard found (a server without a guard has none: loopback).
+pub(crate) fn principal_of(principal: Option<Extension<Principal>>) -> Principal {
+    principal.map_or_else(
+        || Principal {
+            name: crate::cluster::actions::UNAUTHENTICATED.to_owned(),
+            role: crate::cluster::Role::Admin,
+        },
+        |Extension(p)| p,
+    )
+}
+
+async fn preflight(
+    State(service): State<Service>,
+    principal: Option<Extension<Principal>>,
+    body: Bytes,
+) -> Response {
+    match action_node(&service) {
+        Ok(node) => actions::preflight_response(&node, &body, &principal_of(principal)).await,
+        Err(problem) => problem.into_response(),
+    }
+}
+
+async fn dispatch(
+    State(service): State<Service>,
+    principal: Option<Extension<Principal>>,
+    body: Bytes,
+) -> Response {
+    match action_node(&service) {
+        Ok(node) => actions::dispatch_response(&node, &body, &principal_of(principal)).await,
+        Err(problem) => problem.into_response(),
+    }
+}
+
+async fn audit(State(service): State<Service>, Query(params): Query<AuditParams>) -> Response {
+    match action_node(&service) {
+        Ok(node) => actions::audit_response(&node, params).await,
+        Err(problem) => problem.into_response(),
+    }
+}
+
+async fn dead_letters(
+    State(service): State<Service>,
+    Query(params): Query<DeadLetterParams>,
+) -> Response {
+    match action_node(&service) {
+        Ok(node) => actions::dead_letters_response(&node, params).await,
+        Err(problem) => problem.into_response(),
+    }
 }
 
 /// The caller of a request as the state view names it: the principal the guard found.

@@ -151,6 +151,12 @@ pub struct RuntimeBuilder {
     errors: Vec<String>,
 }
 
+/// How long the runtime waits to reach a host when relaying an operator's action.
+const OPS_DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the runtime keeps an idle peer link to a host it relayed an action to.
+const OPS_PEER_IDLE: Duration = Duration::from_secs(60);
+
 /// A running control plane. Create it with [`Runtime::builder`] or [`Runtime::from_config`],
 /// then [`run`](Self::run) it.
 pub struct Runtime {
@@ -266,6 +272,18 @@ impl Runtime {
                 draining: draining.clone(),
                 watch: Arc::new(crate::cluster::ClusterWatch::new()),
                 health_check_deadline: policy.hosts.health_check_deadline,
+                peers: match crate::net::peer::PeerClient::new(
+                    &policy.ca.trust(),
+                    cert.clone(),
+                    OPS_DIAL_TIMEOUT,
+                    OPS_PEER_IDLE,
+                ) {
+                    Ok(peers) => Some(peers),
+                    Err(e) => {
+                        tracing::error!(error = %e, "no peer link to hosts: operators' actions that reach hosts will fail");
+                        None
+                    }
+                },
             };
             let mut stopped = stopped.clone();
             tokio::spawn(ops.serve(view, async move {

@@ -1,5 +1,7 @@
 //! The runtime's operations HTTP server (`http.bind`): `GET /healthz`, `GET /readyz` (the
-//! store answers, the runtime is not draining), `GET /metrics` and `GET /api/cluster/state`,
+//! store answers, the runtime is not draining), `GET /metrics`, `GET /api/cluster/state`, and
+//! the operators' actions with their audit trail (`crate::http::actions`, relayed to hosts
+//! over the runtime's own peer link),
 //! behind the same guard as a host's control API (loopback, or a bearer token whose role is
 //! high enough; the probes are open).
 
@@ -11,9 +13,11 @@ use std::time::Duration;
 use axum::extract::ConnectInfo;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, Query};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 use crate::actor::service::{Readiness, ReadinessCheck};
@@ -26,12 +30,15 @@ use crate::cluster::{
     ClusterWatch, NodeKind, NodeRef, Observations, RuntimeObservation, Thresholds, compute,
     hosts_of,
 };
+use crate::http::actions::{self, ActionNode, AuditParams, DeadLetterParams, Relay};
 use crate::http::auth::ClientIdentity;
 use crate::http::ops::{
-    READY_CHECK_LIMIT, caller_of, healthz, metrics_text, readiness_response, state_response,
+    READY_CHECK_LIMIT, caller_of, healthz, metrics_text, principal_of, readiness_response,
+    state_response,
 };
 use crate::http::{ControlApi, Principal};
 use crate::model::Store;
+use crate::net::peer::PeerClient;
 use crate::net::pki::{OPERATOR_PREFIX, spiffe_id_of};
 use crate::net::tls::{self, CertSlot, ClientAuth, Trust};
 
@@ -48,6 +55,25 @@ pub(crate) struct RuntimeView {
     pub watch: Arc<ClusterWatch>,
     /// The health-check deadline the lifecycle thresholds derive from.
     pub health_check_deadline: std::time::Duration,
+    /// The runtime's peer link to hosts, for operators' actions (`None` if it could not be
+    /// set up).
+    pub peers: Option<PeerClient>,
+}
+
+impl RuntimeView {
+    /// The runtime as the node that takes operators' actions.
+    fn action_node(&self) -> ActionNode {
+        ActionNode {
+            store: self.store.clone(),
+            node: NodeRef::new(
+                NodeKind::Runtime,
+                self.runtime_id.clone(),
+                self.address.clone(),
+            ),
+            prod: false,
+            relay: Relay::Runtime(self.peers.clone()),
+        }
+    }
 }
 
 /// How long a client has to finish its TLS handshake.
@@ -121,6 +147,11 @@ impl OpsServer {
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics_text))
             .route("/api/cluster/state", get(cluster_state))
+            .route("/api/cluster/actions/preflight", post(preflight))
+            .route("/api/cluster/actions/dispatch", post(dispatch))
+            .route("/api/cluster/audit", get(audit))
+            .route("/api/cluster/dead-letters", get(dead_letters))
+            .layer(DefaultBodyLimit::max(actions::MAX_ACTION_BODY_BYTES + 1))
             .with_state(view);
         let app = self.api.protect(routes);
         match self.tls {
@@ -240,6 +271,33 @@ async fn cluster_state(
         &observations,
         &Thresholds::from_deadline(view.health_check_deadline),
     ))
+}
+
+async fn preflight(
+    State(view): State<RuntimeView>,
+    principal: Option<Extension<Principal>>,
+    body: Bytes,
+) -> Response {
+    actions::preflight_response(&view.action_node(), &body, &principal_of(principal)).await
+}
+
+async fn dispatch(
+    State(view): State<RuntimeView>,
+    principal: Option<Extension<Principal>>,
+    body: Bytes,
+) -> Response {
+    actions::dispatch_response(&view.action_node(), &body, &principal_of(principal)).await
+}
+
+async fn audit(State(view): State<RuntimeView>, Query(params): Query<AuditParams>) -> Response {
+    actions::audit_response(&view.action_node(), params).await
+}
+
+async fn dead_letters(
+    State(view): State<RuntimeView>,
+    Query(params): Query<DeadLetterParams>,
+) -> Response {
+    actions::dead_letters_response(&view.action_node(), params).await
 }
 
 async fn readyz(State(view): State<RuntimeView>) -> Response {

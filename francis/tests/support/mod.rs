@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use francis::host::HostBuilder;
+use francis::host::{ActorOptions, HostBuilder};
 use francis::prelude::*;
 
 /// Which host an activation runs on (the `name` of [`local`]).
@@ -58,6 +58,12 @@ impl Where {
     pub async fn measure(&self, payload: Vec<u8>) -> Result<usize, WhereError> {
         Ok(payload.len())
     }
+
+    /// An alarm that always fails, with `why`.
+    #[alarm]
+    pub async fn doomed(&mut self, why: String) -> Result<(), WhereError> {
+        Err(WhereError::Refused(why))
+    }
 }
 
 /// A started host: its service, the sender that stops it, and its run task.
@@ -80,11 +86,16 @@ pub fn run(host: Host) -> Running {
 /// A local host named `name` on the SQLite file `db` of the cluster of `psk`, with [`Where`]
 /// registered (and no address yet: the caller picks one).
 pub fn local(db: &Path, name: &str, psk: &str) -> HostBuilder {
+    local_with(db, name, psk, ActorOptions::default())
+}
+
+/// [`local`], with [`Where`] registered with `options`.
+pub fn local_with(db: &Path, name: &str, psk: &str, options: ActorOptions) -> HostBuilder {
     Host::local()
         .sqlite(db)
         .runtime_psk(psk)
         .data(HostName(name.to_owned()))
-        .register::<Where>()
+        .register_with::<Where>(options)
 }
 
 /// [`local`] on a free loopback port, built and run.
