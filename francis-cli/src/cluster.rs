@@ -11,7 +11,8 @@ use francis::cluster::{
     API_MAJOR, ClusterState, EdgeState, Lifecycle, Node, NodeKind, check_api_version,
 };
 
-use crate::exit::{Code, Failure, usage};
+use crate::exit::{Code, Failure};
+use crate::server::{Server, ServerArgs};
 use crate::term;
 
 /// The path of the cluster state on an operations HTTP server.
@@ -40,61 +41,60 @@ pub enum ClusterAction {
 Lifecycle: online (heartbeating on time), stale (heartbeat late), partitioned (the store counts it
 healthy but this node's calls to it keep failing), offline (past the health-check deadline, or gone).")]
     Status(StatusArgs),
+    /// Drain hosts: no new actors go to them, and their actors are deactivated so they move.
+    #[command(after_help = "Examples:
+  francis cluster drain 0193f7c2-...                 # preflight, then drain
+  francis cluster drain 0193f7c2-... --dry-run       # preflight only: what would move
+
+Every action runs preflight first and prints its decision per target, with how many actors it
+touches; then it runs, and prints each target's audit ID. Needs the operator role.")]
+    Drain(crate::actions::HostsArgs),
+    /// Let drained hosts take new actors again.
+    Resume(crate::actions::HostsArgs),
+    /// Deactivate one actor (`<TYPE> <ID>`) or every active actor of a type (`<TYPE>`); they
+    /// activate again on their next call.
+    Halt(crate::actions::HaltArgs),
+    /// Delete one alarm of an actor.
+    DeleteAlarm(crate::actions::DeleteAlarmArgs),
+    /// Change the log filter of hosts while they run (admin role).
+    LogLevel(crate::actions::LogLevelArgs),
+    /// List the alarm occurrences that failed on every attempt, or run some again (--replay).
+    DeadLetters(crate::actions::DeadLettersArgs),
+    /// List the audit trail of actions, newest first.
+    Audit(crate::actions::AuditArgs),
 }
 
 /// Arguments of `francis cluster status`.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// The operations HTTP server to ask: a host's control server, or a runtime's `http.bind`.
-    #[arg(
-        long,
-        env = "FRANCIS_URL",
-        hide_env_values = true,
-        default_value = "http://127.0.0.1:8080",
-        value_name = "URL"
-    )]
-    url: String,
-    /// The server's bearer token (any role may read the cluster state).
-    #[arg(
-        long,
-        env = "FRANCIS_HTTP_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
-    token: Option<String>,
+    #[command(flatten)]
+    server: ServerArgs,
     /// Print the state document as JSON instead of tables.
     #[arg(long)]
     json: bool,
-    /// For an https:// server with a certificate of the cluster CA (a runtime with http.tls):
-    /// the CA to verify it with (`francis ca print > ca.pem`).
-    #[arg(long, value_name = "PEM")]
-    ca_file: Option<std::path::PathBuf>,
-    /// A client certificate to authenticate with instead of a token (`francis ca
-    /// issue-operator`); needs --key.
-    #[arg(long, value_name = "PEM", requires = "key")]
-    cert: Option<std::path::PathBuf>,
-    /// The client certificate's private key.
-    #[arg(long, value_name = "PEM", requires = "cert")]
-    key: Option<std::path::PathBuf>,
-    /// How long to wait for the answer.
-    #[arg(long, default_value = "10s", value_parser = francis::time::parse_duration)]
-    timeout: Duration,
 }
 
 /// `francis cluster …`.
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     match args.action {
         ClusterAction::Status(args) => status(&args),
+        ClusterAction::Drain(args) => crate::actions::drain(&args),
+        ClusterAction::Resume(args) => crate::actions::resume(&args),
+        ClusterAction::Halt(args) => crate::actions::halt(&args),
+        ClusterAction::DeleteAlarm(args) => crate::actions::delete_alarm(&args),
+        ClusterAction::LogLevel(args) => crate::actions::log_level(&args),
+        ClusterAction::DeadLetters(args) => crate::actions::dead_letters(&args),
+        ClusterAction::Audit(args) => crate::actions::audit(&args),
     }
 }
 
 fn status(args: &StatusArgs) -> anyhow::Result<()> {
-    let endpoint = endpoint(&args.url)?;
+    let server = Server::new(&args.server)?;
+    let endpoint = server.url(STATE_PATH);
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let tls = Tls::read(args)?;
-    let body = tokio.block_on(fetch(&endpoint, args.token.as_deref(), &tls, args.timeout))?;
+    let body = tokio.block_on(server.get(STATE_PATH))?;
     let document = read_document(&endpoint, &body)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&document)?);
@@ -113,179 +113,6 @@ fn status(args: &StatusArgs) -> anyhow::Result<()> {
     })?;
     print!("{}", render(&state, term::stdout_is_rich()));
     Ok(())
-}
-
-/// The state's URL on the server `url` (`http://` is assumed when no scheme is given).
-fn endpoint(url: &str) -> anyhow::Result<String> {
-    let url = url.trim().trim_end_matches('/');
-    if url.is_empty() {
-        return Err(usage("--url is empty")
-            .fix("pass the server's URL, e.g. --url http://127.0.0.1:8080")
-            .into());
-    }
-    let base = if url.contains("://") {
-        url.to_owned()
-    } else {
-        format!("http://{url}")
-    };
-    if !(base.starts_with("http://") || base.starts_with("https://")) {
-        return Err(
-            usage(format!("--url {url:?} is not an http:// or https:// URL"))
-                .fix("pass the server's URL, e.g. --url http://127.0.0.1:8080")
-                .into(),
-        );
-    }
-    Ok(format!("{base}{STATE_PATH}"))
-}
-
-/// The CA and client certificate an https:// server is called with, when given.
-#[derive(Default)]
-struct Tls {
-    ca: Option<reqwest::Certificate>,
-    identity: Option<reqwest::Identity>,
-}
-
-impl Tls {
-    fn read(args: &StatusArgs) -> anyhow::Result<Tls> {
-        let read = |path: &std::path::Path, what: &str| {
-            std::fs::read(path).map_err(|e| {
-                usage(format!("cannot read the {what} {}: {e}", path.display()))
-                    .fix("check the path")
-            })
-        };
-        let ca = match &args.ca_file {
-            Some(path) => Some(
-                reqwest::Certificate::from_pem(&read(path, "CA file")?).map_err(|e| {
-                    usage(format!("{} is not a PEM certificate: {e}", path.display()))
-                        .fix("write it with `francis ca print --config config.yaml > ca.pem`")
-                })?,
-            ),
-            None => None,
-        };
-        let identity = match (&args.cert, &args.key) {
-            (Some(cert), Some(key)) => {
-                let mut pem = read(cert, "certificate")?;
-                pem.extend_from_slice(&read(key, "key")?);
-                Some(reqwest::Identity::from_pem(&pem).map_err(|e| {
-                    usage(format!(
-                        "{} and {} are not a PEM certificate and its key: {e}",
-                        cert.display(),
-                        key.display()
-                    ))
-                    .fix("issue them with `francis ca issue-operator`")
-                })?)
-            }
-            _ => None,
-        };
-        Ok(Tls { ca, identity })
-    }
-}
-
-/// GET the state, with what to do about each way it can fail.
-async fn fetch(
-    endpoint: &str,
-    token: Option<&str>,
-    tls: &Tls,
-    timeout: Duration,
-) -> anyhow::Result<String> {
-    let mut builder = reqwest::Client::builder().timeout(timeout);
-    if let Some(ca) = &tls.ca {
-        builder = builder
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(ca.clone());
-    }
-    if let Some(identity) = &tls.identity {
-        builder = builder.identity(identity.clone());
-    }
-    if is_loopback(endpoint) {
-        // A proxy from the environment cannot reach this machine's own servers.
-        builder = builder.no_proxy();
-    }
-    let client = builder
-        .build()
-        .map_err(|e| Failure::new(Code::Failed, format!("creating the HTTP client: {e}")))?;
-    let mut request = client.get(endpoint);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let unreachable = |what: String| {
-        Failure::new(Code::Unreachable, what).fix(
-            "check --url (or FRANCIS_URL), and that a host with its control server, or a runtime with its operations server (http.bind), is running there",
-        )
-    };
-    let response = request.send().await.map_err(|e| {
-        if e.is_builder() {
-            usage(format!("{endpoint} is not a usable URL: {e}"))
-                .fix("pass the server's URL, e.g. --url http://127.0.0.1:8080")
-        } else if e.is_timeout() {
-            unreachable(format!(
-                "{endpoint} did not answer within {}",
-                term::duration_text(timeout)
-            ))
-        } else if e.is_connect() {
-            unreachable(format!("cannot connect to {endpoint}: {}", cause(&e)))
-        } else {
-            unreachable(format!("asking {endpoint} failed: {}", cause(&e)))
-        }
-    })?;
-    let status = response.status();
-    let body = response.text().await.map_err(|e| {
-        unreachable(format!(
-            "reading the answer of {endpoint} failed: {}",
-            cause(&e)
-        ))
-    })?;
-    if status.is_success() {
-        return Ok(body);
-    }
-    let said = server_error(&body);
-    let problem = format!("{endpoint} answered {status}{said}");
-    let failure = match status.as_u16() {
-        401 if token.is_some() => Failure::new(Code::Failed, problem)
-            .fix("the token was refused: pass a token of this server with --token or FRANCIS_HTTP_TOKEN"),
-        401 => Failure::new(Code::Failed, problem).fix(
-            "the server needs a token: pass --token or set FRANCIS_HTTP_TOKEN (any role may read the cluster state)",
-        ),
-        403 => Failure::new(Code::Failed, problem).fix(
-            "use a token whose role may read the cluster state (viewer, operator or admin), and call the server by an address it answers to",
-        ),
-        404 => Failure::new(Code::Failed, problem).fix(
-            "this server has no cluster state: check that --url is a Francis host's control server or a runtime's operations server, of a version that serves it",
-        ),
-        _ => Failure::new(Code::Failed, problem),
-    };
-    Err(failure.into())
-}
-
-/// Whether `url` names this machine (`localhost`, a loopback IP).
-fn is_loopback(url: &str) -> bool {
-    let Ok(url) = reqwest::Url::parse(url) else {
-        return false;
-    };
-    let host = url.host_str().unwrap_or_default();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// The root cause of `e` (reqwest's own message only repeats the URL).
-fn cause(e: &dyn std::error::Error) -> String {
-    let mut root = e;
-    while let Some(inner) = root.source() {
-        root = inner;
-    }
-    root.to_string()
-}
-
-/// `: <message>` from a Francis error body (`{"error": ..., "code": ...}`), else nothing.
-fn server_error(body: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-        .map(|message| format!(": {message}"))
-        .unwrap_or_default()
 }
 
 /// The answer as a JSON document of a contract version this build reads.
@@ -650,8 +477,6 @@ fn table(columns: &[(&str, Align)], rows: Vec<Vec<Cell>>, rich: bool) -> String 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::io::{Read, Write};
-    use std::net::TcpListener;
 
     use francis::cluster::{
         Caller, DepartedHost, Departure, EventKind, HostObservation, LinkObservation, NodeRef,
@@ -849,26 +674,6 @@ TIMELINE
     }
 
     #[test]
-    fn loopback_urls_are_told_apart() {
-        for url in [
-            "http://127.0.0.1:8080/x",
-            "http://LOCALHOST/",
-            "http://[::1]:8444/",
-            "http://127.9.9.9",
-        ] {
-            assert!(is_loopback(url), "{url}");
-        }
-        for url in [
-            "http://10.0.0.5:8080/",
-            "https://ops.internal/",
-            "http://[fe80::1]/",
-            "nonsense",
-        ] {
-            assert!(!is_loopback(url), "{url}");
-        }
-    }
-
-    #[test]
     fn durations_read_for_people() {
         for (ms, text) in [
             (0, "0ms"),
@@ -891,28 +696,6 @@ TIMELINE
         assert_eq!(millis(250.4), "250ms");
         assert_eq!(shorten("abcdef", 5), "ab...");
         assert_eq!(shorten("abcde", 5), "abcde");
-    }
-
-    #[test]
-    fn the_url_may_omit_the_scheme_and_end_with_a_slash() {
-        for (url, endpoint_url) in [
-            (
-                "http://127.0.0.1:8080",
-                "http://127.0.0.1:8080/api/cluster/state",
-            ),
-            (
-                "https://ops.internal/",
-                "https://ops.internal/api/cluster/state",
-            ),
-            ("127.0.0.1:8444", "http://127.0.0.1:8444/api/cluster/state"),
-        ] {
-            assert_eq!(endpoint(url).unwrap(), endpoint_url);
-        }
-        for url in ["", "ftp://host", "  "] {
-            let error = endpoint(url).unwrap_err();
-            let failure = error.downcast_ref::<Failure>().unwrap();
-            assert_eq!(failure.code, Code::Usage, "{url:?}");
-        }
     }
 
     fn failure(result: anyhow::Result<impl std::fmt::Debug>) -> (Code, String, String) {
@@ -963,117 +746,6 @@ TIMELINE
 
     /// A server on loopback that answers one request with `status` and `body`, and hands
     /// back the request it got.
-    fn serve_once(status: &str, body: &str) -> (String, std::thread::JoinHandle<String>) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let response = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let server = std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            let mut request = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = stream.read(&mut buf).unwrap();
-                if n == 0 {
-                    break;
-                }
-                request.extend_from_slice(&buf[..n]);
-            }
-            stream.write_all(response.as_bytes()).unwrap();
-            String::from_utf8_lossy(&request).into_owned()
-        });
-        (url, server)
-    }
-
-    fn get(url: &str, token: Option<&str>) -> anyhow::Result<String> {
-        let endpoint = endpoint(url).unwrap();
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(fetch(
-                &endpoint,
-                token,
-                &Tls::default(),
-                Duration::from_secs(5),
-            ))
-    }
-
-    #[test]
-    fn the_state_is_fetched_with_the_bearer_token() {
-        let (url, server) = serve_once("200 OK", r#"{"api_version":"1.0"}"#);
-        let body = get(&url, Some("s3cret-token")).unwrap();
-        assert_eq!(body, r#"{"api_version":"1.0"}"#);
-        let request = server.join().unwrap();
-        assert!(
-            request.starts_with("GET /api/cluster/state HTTP/1.1\r\n"),
-            "{request}"
-        );
-        assert!(
-            request
-                .to_ascii_lowercase()
-                .contains("authorization: bearer s3cret-token\r\n"),
-            "{request}"
-        );
-    }
-
-    #[test]
-    fn a_refused_or_missing_token_says_how_to_pass_one() {
-        let body = r#"{"error": "the request has no bearer token", "code": "unauthorized"}"#;
-        let (url, server) = serve_once("401 Unauthorized", body);
-        let (code, problem, fix) = failure(get(&url, None));
-        server.join().unwrap();
-        assert_eq!(code, Code::Failed);
-        assert!(
-            problem.ends_with("answered 401 Unauthorized: the request has no bearer token"),
-            "{problem}"
-        );
-        assert!(
-            fix.contains("--token") && fix.contains("FRANCIS_HTTP_TOKEN"),
-            "{fix}"
-        );
-
-        let (url, server) = serve_once("401 Unauthorized", "{}");
-        let (_, _, fix) = failure(get(&url, Some("wrong")));
-        server.join().unwrap();
-        assert!(fix.starts_with("the token was refused"), "{fix}");
-
-        let (url, server) = serve_once("403 Forbidden", r#"{"error": "not for you"}"#);
-        let (_, problem, fix) = failure(get(&url, Some("t")));
-        server.join().unwrap();
-        assert!(problem.ends_with("403 Forbidden: not for you"), "{problem}");
-        assert!(fix.contains("viewer, operator or admin"), "{fix}");
-
-        let (url, server) = serve_once("404 Not Found", "nothing here");
-        let (_, problem, fix) = failure(get(&url, None));
-        server.join().unwrap();
-        assert!(problem.ends_with("answered 404 Not Found"), "{problem}");
-        assert!(fix.contains("no cluster state"), "{fix}");
-    }
-
-    #[test]
-    fn a_server_that_is_not_running_is_unreachable_and_named() {
-        // A port that was just free: nothing listens on it.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let url = format!("http://127.0.0.1:{port}");
-        let (code, problem, fix) = failure(get(&url, None));
-        assert_eq!(code, Code::Unreachable);
-        assert!(
-            problem.starts_with(&format!("cannot connect to {url}/api/cluster/state")),
-            "{problem}"
-        );
-        assert!(
-            fix.contains("http.bind") && fix.contains("control server"),
-            "{fix}"
-        );
-    }
-
     #[derive(Debug, clap::Parser)]
     struct Command {
         #[command(subcommand)]
@@ -1093,16 +765,20 @@ TIMELINE
             "--json",
         ])
         .unwrap();
-        let ClusterAction::Status(args) = parsed.action;
-        assert_eq!(args.url, "http://10.0.0.5:8080");
-        assert_eq!(args.token.as_deref(), Some("t0ken"));
+        let ClusterAction::Status(args) = parsed.action else {
+            panic!("not status");
+        };
+        assert_eq!(args.server.url, "http://10.0.0.5:8080");
+        assert_eq!(args.server.token.as_deref(), Some("t0ken"));
         assert!(args.json);
-        assert_eq!(args.timeout, Duration::from_secs(10));
+        assert_eq!(args.server.timeout, Duration::from_secs(10));
         let parsed =
             Command::try_parse_from(["cluster", "status", "--url", "u", "--timeout", "2s"])
                 .unwrap();
-        let ClusterAction::Status(args) = parsed.action;
+        let ClusterAction::Status(args) = parsed.action else {
+            panic!("not status");
+        };
         assert!(!args.json);
-        assert_eq!(args.timeout, Duration::from_secs(2));
+        assert_eq!(args.server.timeout, Duration::from_secs(2));
     }
 }

@@ -24,6 +24,8 @@ pub enum Code {
     Mismatch = 7,
     /// `francis ca pin`, `francis cluster status`: the runtime or server could not be reached.
     Unreachable = 8,
+    /// `francis cluster <action>`: preflight denied it, or it failed on a target.
+    Denied = 9,
     /// Interrupted: a second Ctrl-C killed the hosts, or a prompt got no answer.
     Interrupted = 130,
 }
@@ -40,7 +42,8 @@ macro_rules! exit_codes_help {
   5    francis dev: a host could not start, or kept exiting before it became ready
   6    francis runtime / ca print: the runtime configuration is invalid
   7    francis ca pin: the CA does not have the expected fingerprint (nothing written)
-  8    francis ca pin / cluster status: the runtime or server could not be reached
+  8    francis ca pin / cluster: the runtime or server could not be reached
+  9    francis cluster <action>: preflight denied it, or it failed on a target
   130  interrupted: a second Ctrl-C killed the hosts, or a prompt got no answer"
     };
 }

@@ -5,12 +5,14 @@
 //! prints shell completions. Each subcommand lives in its own module; errors carry an exit code
 //! and a fix ([`exit::Failure`]).
 
+mod actions;
 mod ca;
 mod cluster;
 mod dev;
 mod exit;
 mod new;
 mod runtime;
+mod server;
 mod templates;
 mod term;
 
