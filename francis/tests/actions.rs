@@ -190,6 +190,14 @@ async fn a_drain_moves_the_actors_and_is_audited_once() {
         .unwrap()
         .clone();
     assert_eq!(drained["draining"], true, "{drained}");
+    let event = state["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "admin_action")
+        .expect("the drain is on the timeline");
+    assert_eq!(event["audit_id"], audit_id.as_str());
+    assert_eq!(event["subject"], b_id.as_str());
 
     // The same request again: the stored result, not a second drain.
     let (status, again) = post(

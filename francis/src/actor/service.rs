@@ -98,6 +98,11 @@ pub trait HostHandle: sealed::Sealed + Send + Sync + 'static {
         let _ = (host_id, address, order);
         None
     }
+    /// Add an event to this host's timeline (the state view's); nothing for handles not bound
+    /// to one host.
+    fn record_event(&self, event: crate::cluster::TimelineEvent) {
+        let _ = event;
+    }
 }
 
 /// What a host reports about itself: its ID, the address its peers reach it on, how many
@@ -210,6 +215,11 @@ impl Service {
         order: crate::cluster::actions::HostOrder,
     ) -> Option<BoxFuture<'_, Result<u64, Error>>> {
         self.handle.relay_order(host_id, address, order)
+    }
+
+    /// Add an event to this service's host's timeline.
+    pub(crate) fn record_event(&self, event: crate::cluster::TimelineEvent) {
+        self.handle.record_event(event);
     }
 
     /// Whether this service's host can take calls: it is registered and not shutting down,

@@ -702,6 +702,10 @@ impl HostHandle for HostCore {
         Some(Box::pin(self.observe_cluster(caller)))
     }
 
+    fn record_event(&self, event: crate::cluster::TimelineEvent) {
+        self.watch.record(event);
+    }
+
     fn relay_order(
         &self,
         host_id: &str,

@@ -21,7 +21,7 @@ use crate::cluster::actions::{
     ActionRequest, ActionType, CheckedRequest, Decision, DenialCode, Facts, HostOrder, Target,
     check_contract, decide, first_denial,
 };
-use crate::cluster::{API_VERSION, NodeRef};
+use crate::cluster::{API_VERSION, EventKind, NodeRef, TimelineEvent};
 use crate::model::{
     AuditQuery, AuditRecord, AuditResult, DeadLetterQuery, LookupOptions, OperationsStore, Store,
     StoreError,
@@ -42,13 +42,15 @@ pub(crate) enum Relay {
     Runtime(Option<PeerClient>),
 }
 
-/// The node serving the actions: its store, who it is, its profile, and how it reaches hosts.
+/// The node serving the actions: its store, who it is, its profile, how it reaches hosts, and
+/// its timeline (where each executed action is recorded with its audit ID).
 #[derive(Clone)]
 pub(crate) struct ActionNode {
     pub store: Arc<dyn Store>,
     pub node: NodeRef,
     pub prod: bool,
     pub relay: Relay,
+    pub timeline: Arc<dyn Fn(TimelineEvent) + Send + Sync>,
 }
 
 impl ActionNode {
@@ -359,6 +361,20 @@ pub(crate) async fn dispatch(
                 tracing::error!(audit_id = %audit.audit_id, error = %e, "could not record how an action ended");
             }
             tracing::info!(action = checked.action.as_str(), target = %text, result = result.as_str(), audit_id = %audit.audit_id, "operator action");
+            (node.timeline)(
+                TimelineEvent::new(
+                    node.now_ms(),
+                    EventKind::AdminAction,
+                    text.clone(),
+                    format!(
+                        "{} by {}: {}",
+                        checked.action.as_str(),
+                        principal.name,
+                        error.as_deref().unwrap_or(result.as_str())
+                    ),
+                )
+                .with_audit_id(audit.audit_id.clone()),
+            );
             result_of(text, result, error, detail, &audit.audit_id)
         }
     });

@@ -3,6 +3,7 @@
 //! calls), `GET /metrics` (Prometheus text), `GET /api/cluster/state` (the cluster state
 //! view), and the operators' actions with their audit trail ([`super::actions`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
@@ -61,6 +62,10 @@ fn action_node(service: &Service) -> Result<ActionNode, actions::Problem> {
         node: NodeRef::new(NodeKind::Host, status.host_id, status.address),
         prod: false,
         relay: Relay::Host(service.clone()),
+        timeline: {
+            let service = service.clone();
+            Arc::new(move |event| service.record_event(event))
+        },
     })
 }
 

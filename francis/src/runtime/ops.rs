@@ -72,6 +72,10 @@ impl RuntimeView {
             ),
             prod: false,
             relay: Relay::Runtime(self.peers.clone()),
+            timeline: {
+                let watch = self.watch.clone();
+                Arc::new(move |event| watch.record(event))
+            },
         }
     }
 }
