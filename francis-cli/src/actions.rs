@@ -161,10 +161,10 @@ pub fn dead_letters(args: &DeadLettersArgs) -> anyhow::Result<()> {
             Value::Null,
         );
     }
-    let path = match &args.actor_type {
-        Some(actor_type) => format!("/api/cluster/dead-letters?actor_type={actor_type}"),
-        None => "/api/cluster/dead-letters".to_owned(),
-    };
+    let path = with_query(
+        "/api/cluster/dead-letters",
+        &[("actor_type", args.actor_type.as_deref())],
+    );
     let document = read(&args.options.server, &path)?;
     if args.options.json {
         println!("{}", serde_json::to_string_pretty(&document)?);
@@ -194,10 +194,14 @@ pub fn dead_letters(args: &DeadLettersArgs) -> anyhow::Result<()> {
 
 /// `francis cluster audit`.
 pub fn audit(args: &AuditArgs) -> anyhow::Result<()> {
-    let mut path = format!("/api/cluster/audit?limit={}", args.limit);
-    if let Some(id) = &args.request_id {
-        path.push_str(&format!("&request_id={id}"));
-    }
+    let limit = args.limit.to_string();
+    let path = with_query(
+        "/api/cluster/audit",
+        &[
+            ("limit", Some(limit.as_str())),
+            ("request_id", args.request_id.as_deref()),
+        ],
+    );
     let document = read(&args.server, &path)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&document)?);
@@ -224,6 +228,21 @@ pub fn audit(args: &AuditArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `path` with the given query parameters, encoded (`None`s left out).
+fn with_query(path: &str, params: &[(&str, Option<&str>)]) -> String {
+    let mut url = reqwest::Url::parse("http://server").expect("a constant URL parses");
+    url.set_path(path);
+    for (name, value) in params {
+        if let Some(value) = value {
+            url.query_pairs_mut().append_pair(name, value);
+        }
+    }
+    match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    }
 }
 
 /// GET a JSON document.
@@ -387,6 +406,21 @@ fn render_dispatch(dispatched: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(
+            with_query(
+                "/api/cluster/audit",
+                &[("limit", Some("5")), ("request_id", Some("a b&c"))]
+            ),
+            "/api/cluster/audit?limit=5&request_id=a+b%26c"
+        );
+        assert_eq!(
+            with_query("/api/cluster/dead-letters", &[("actor_type", None)]),
+            "/api/cluster/dead-letters"
+        );
+    }
 
     #[test]
     fn decisions_and_results_print_a_line_per_target() {
