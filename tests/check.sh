@@ -3,7 +3,8 @@
 # guide's build.
 # This is the README's test command; CI (.ci/run) calls it too. The tests run against a
 # throwaway PostgreSQL server (tests/postgres.sh, stopped on exit), and fail rather than skip if
-# the PostgreSQL cases cannot run.
+# the PostgreSQL cases cannot run. The fleet UI's test drives headless Chromium, installed from
+# Debian's packages when missing (tests/browser.sh), and fails rather than skips without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,6 +44,10 @@ trap 'bash tests/postgres.sh stop || true' EXIT
 # shellcheck source=tests/postgres.sh
 source tests/postgres.sh start
 export FRANCIS_REQUIRE_POSTGRES=1
+
+step "Chromium and chromedriver for the fleet UI's browser test (tests/browser.sh)"
+bash tests/browser.sh install
+export FRANCIS_REQUIRE_BROWSER=1
 
 step "cargo test (workspace: every test, plus a short smoke run of every benchmark)"
 # --all-targets builds the benches in the test profile and runs each once, briefly: they must

@@ -56,6 +56,9 @@ pub struct RemoteDataDir {
     pub ca: PathBuf,
     /// Where the runtime listens (its `bind`), as the workers on this machine reach it.
     pub runtime: SocketAddr,
+    /// The fleet UI of the runtime's operations server (`http.bind`), as a browser on this
+    /// machine reaches it.
+    pub runtime_ui: String,
     /// The host bootstrap PSK the workers join with.
     pub host_psk: String,
     /// The SHA-256 fingerprint of the primary cluster CA.
@@ -152,15 +155,7 @@ pub fn open_remote(
         .into());
     };
     // Workers on this machine reach an all-interfaces bind on the loopback interface.
-    let runtime = match bind.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::from((Ipv4Addr::LOCALHOST, bind.port()))
-        }
-        IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::from((Ipv6Addr::LOCALHOST, bind.port()))
-        }
-        _ => bind,
-    };
+    let runtime = reachable(bind);
     if avoid.contains(&runtime.port()) {
         return Err(Failure::new(
             Code::HostFailed,
@@ -185,15 +180,34 @@ pub fn open_remote(
     if std::fs::read_to_string(&ca_path).ok().as_deref() != Some(pem.as_str()) {
         std::fs::write(&ca_path, &pem).with_context(|| format!("writing {}", ca_path.display()))?;
     }
+    let runtime_ui = format!(
+        "{}://{}/ui",
+        if config.http.tls { "https" } else { "http" },
+        reachable(config.http.bind)
+    );
     Ok(RemoteDataDir {
         path,
         config: config_path,
         ca: ca_path,
         runtime,
+        runtime_ui,
         host_psk,
         fingerprint: ca.fingerprint(),
         new_config,
     })
+}
+
+/// `bind` as a process on this machine reaches it: an all-interfaces address on loopback.
+fn reachable(bind: SocketAddr) -> SocketAddr {
+    match bind.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((Ipv4Addr::LOCALHOST, bind.port()))
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((Ipv6Addr::LOCALHOST, bind.port()))
+        }
+        _ => bind,
+    }
 }
 
 /// The configuration `francis dev --remote` generates: new keys, a loopback port, SQLite.

@@ -226,7 +226,11 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
             // Workers join with the PSK: a token file set in the shell would take precedence.
             vec!["FRANCIS_BOOTSTRAP_TOKEN_FILE".into()],
         );
-        (shown, hosts_launch, Some((runtime_spec, runtime_launch)))
+        (
+            shown,
+            hosts_launch,
+            Some((runtime_spec, runtime_launch, data.runtime_ui)),
+        )
     } else {
         let data = data::open(args.data_dir.as_deref(), &target.workspace_root)?;
         let shown = display_path(&data.path);
@@ -242,9 +246,11 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         );
         (shown, hosts_launch, None)
     };
-    let runtime_launch = dev_runtime.map(|(spec, launch)| {
+    let mut runtime_ui = None;
+    let runtime_launch = dev_runtime.map(|(spec, launch, ui)| {
         // The runtime is the first row of the view.
         specs.insert(0, spec);
+        runtime_ui = Some(ui);
         launch
     });
     let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -257,6 +263,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         data_dir: shown,
         remote: args.remote,
         http_token: args.http_token.is_some(),
+        runtime_ui,
     };
     tokio.block_on(cluster(
         specs,

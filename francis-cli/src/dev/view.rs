@@ -104,6 +104,9 @@ pub struct ViewConfig {
     pub remote: bool,
     /// The hosts' HTTP control APIs ask for a bearer token (`--http-token`).
     pub http_token: bool,
+    /// The fleet UI of the runtime's operations server (`--remote`); in a local cluster every
+    /// host's control server serves it.
+    pub runtime_ui: Option<String>,
 }
 
 /// The view: owns standard output while the cluster runs.
@@ -224,10 +227,13 @@ impl View {
             }
             Event::Ready { after, .. } => {
                 row.state = State::Ready;
-                let at = match row.spec.http() {
+                let mut at = match row.spec.http() {
                     Some(http) => format!("http://{http}"),
                     None => format!("{} (udp)", row.spec.udp()),
                 };
+                if let Some(ui) = fleet_ui(&self.config, &row.spec) {
+                    at.push_str(&format!(", fleet UI {ui}"));
+                }
                 lines.push(say(format!(
                     "{name} ready in {:.1} s at {at}",
                     after.as_secs_f64()
@@ -302,6 +308,12 @@ impl View {
             } else {
                 format!("all {hosts} {noun}")
             };
+            let ui = self
+                .rows
+                .iter()
+                .find_map(|r| fleet_ui(&self.config, &r.spec))
+                .map(|ui| format!(" Fleet UI: {ui}."))
+                .unwrap_or_default();
             let example = self
                 .rows
                 .iter()
@@ -316,7 +328,7 @@ impl View {
                 })
                 .unwrap_or_default();
             lines.push(say(format!(
-                "{who} ready in {:.1} s.{example} Ctrl-C stops the cluster.",
+                "{who} ready in {:.1} s.{ui}{example} Ctrl-C stops the cluster.",
                 self.started.elapsed().as_secs_f64()
             )));
         }
@@ -471,6 +483,18 @@ impl View {
     }
 }
 
+/// Where the fleet UI of `spec` is: every host's control server in a local cluster, the
+/// runtime's operations server in a remote one (a worker's answers no cluster state).
+fn fleet_ui(config: &ViewConfig, spec: &HostSpec) -> Option<String> {
+    if spec.is_runtime() {
+        config.runtime_ui.clone()
+    } else if config.remote {
+        None
+    } else {
+        spec.http().map(|http| format!("http://{http}/ui"))
+    }
+}
+
 fn host_style(host: usize) -> Style {
     Style::new()
         .fg_color(Some(Color::Ansi(HOST_COLOURS[host % HOST_COLOURS.len()])))
@@ -570,6 +594,7 @@ mod tests {
                 data_dir: ".francis/dev".into(),
                 remote: false,
                 http_token: false,
+                runtime_ui: None,
             },
             &hosts,
         )
@@ -598,6 +623,7 @@ mod tests {
                 data_dir: ".francis/dev-remote".into(),
                 remote: true,
                 http_token: false,
+                runtime_ui: Some("http://127.0.0.1:7400/ui".into()),
             },
             &specs,
         )
@@ -720,7 +746,7 @@ mod tests {
             [
                 "francis | host-1 starting (pid 42): http 127.0.0.1:8081, peer 127.0.0.1:8081 (udp)",
                 "host-1 | hello",
-                "francis | host-1 ready in 1.5 s at http://127.0.0.1:8081",
+                "francis | host-1 ready in 1.5 s at http://127.0.0.1:8081, fleet UI http://127.0.0.1:8081/ui",
                 "francis | host-1 has 2 active actors",
                 "francis | host-1 exited with code 1; restarting it in 1 s (restart 1)",
             ]
@@ -766,6 +792,37 @@ mod tests {
             ]
         );
         assert!(table[3].starts_with("host-2  starting"), "{}", table[3]);
+    }
+
+    #[test]
+    fn every_host_names_its_fleet_ui_and_the_summary_names_one() {
+        let mut v = view(false);
+        let mut lines = Vec::new();
+        for host in 0..2 {
+            v.apply(
+                Event::Ready {
+                    host,
+                    after: Duration::ZERO,
+                },
+                &mut lines,
+            );
+        }
+        assert!(
+            lines[0].ends_with("fleet UI http://127.0.0.1:8081/ui"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].ends_with("fleet UI http://127.0.0.1:8082/ui"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].contains("all 2 hosts ready in")
+                && lines[2].contains(" Fleet UI: http://127.0.0.1:8081/ui. Try: curl"),
+            "{}",
+            lines[2]
+        );
     }
 
     #[test]
@@ -816,10 +873,17 @@ mod tests {
         assert_eq!(lines[1], "runtime | runtime listening");
         assert_eq!(
             lines[2],
-            " francis | runtime ready in 0.5 s at 127.0.0.1:7400 (udp)"
+            " francis | runtime ready in 0.5 s at 127.0.0.1:7400 (udp), fleet UI http://127.0.0.1:7400/ui"
+        );
+        // A worker's control server answers no cluster state: its UI is not offered.
+        assert!(
+            lines[3].contains("worker-1 ready in") && !lines[3].contains("/ui"),
+            "{}",
+            lines[3]
         );
         assert!(
             lines[5].starts_with(" francis | the runtime and all 2 workers ready in ")
+                && lines[5].contains("Fleet UI: http://127.0.0.1:7400/ui.")
                 && lines[5].contains("curl -X POST 127.0.0.1:8081/invoke/"),
             "{}",
             lines[5]

@@ -41,6 +41,8 @@ impl ClientIdentity {
 pub(super) enum Need {
     /// Anyone who reaches the server: `GET /healthz` and `GET /readyz` (a platform's probes
     /// send no credentials and address the server by its IP); they reveal nothing but health.
+    /// And the fleet UI's static files (`GET /ui`, `GET /ui/...`): they carry no data, and the
+    /// page sends the caller's credential with every API call it makes.
     Nothing,
     /// At least this role.
     Role(Role),
@@ -51,6 +53,7 @@ pub(super) fn needed(method: &Method, path: &str) -> Need {
     let read = method == Method::GET || method == Method::HEAD;
     match path {
         "/healthz" | "/readyz" if read => Need::Nothing,
+        _ if read && is_ui(path) => Need::Nothing,
         _ if read || method == Method::OPTIONS => Need::Role(Role::Viewer),
         // Each action needs its own role, which preflight checks and reports per target.
         "/api/cluster/actions/preflight" | "/api/cluster/actions/dispatch" => {
@@ -58,6 +61,14 @@ pub(super) fn needed(method: &Method, path: &str) -> Need {
         }
         _ => Need::Role(Role::Operator),
     }
+}
+
+/// Whether `path` is the fleet UI's page or one of its files.
+fn is_ui(path: &str) -> bool {
+    path == super::ui::UI_PATH
+        || path
+            .strip_prefix(super::ui::UI_PATH)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 #[cfg(test)]
@@ -92,5 +103,25 @@ mod tests {
             needed(&Method::DELETE, "/alarm/counter/a/tick"),
             Need::Role(Role::Operator)
         );
+    }
+
+    #[test]
+    fn the_fleet_ui_files_need_nothing_but_its_data_does() {
+        for path in ["/ui", "/ui/", "/ui/app.js", "/ui/app.css"] {
+            assert_eq!(needed(&Method::GET, path), Need::Nothing, "{path}");
+            assert_eq!(needed(&Method::HEAD, path), Need::Nothing, "{path}");
+        }
+        assert_eq!(
+            needed(&Method::POST, "/ui"),
+            Need::Role(Role::Operator),
+            "only reading the page is free"
+        );
+        for path in ["/uix", "/ui.js", "/api/cluster/state", "/status", "/u"] {
+            assert_eq!(
+                needed(&Method::GET, path),
+                Need::Role(Role::Viewer),
+                "{path}"
+            );
+        }
     }
 }

@@ -12,6 +12,7 @@
 //! | `POST /alarm/{type}/{id}/{name}` | `{"dueTime", "interval", "ttl", "data", "handler"}` | set an alarm |
 //! | `DELETE /alarm/{type}/{id}/{name}` | — | delete an alarm |
 //! | `GET /status` | — | this host: `{"hostId", "address", "activeActors", "topology", "unreachablePeers"?}` ([`HostStatus`]) |
+//! | `GET /ui` | — | the fleet web UI: the cluster's topology, timeline and operators' actions, in a browser |
 //!
 //! Arguments: a method with one parameter takes the JSON value itself (`{"In": 42}`), several
 //! parameters take a JSON array, none takes an empty body. Errors come back as
@@ -47,6 +48,7 @@ pub(crate) mod auth;
 mod guard;
 pub(crate) mod ops;
 mod server;
+pub(crate) mod ui;
 
 pub use auth::{Principal, Role};
 pub use guard::{HttpToken, InvalidToken, TOKEN_ENV};

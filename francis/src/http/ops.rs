@@ -1,7 +1,8 @@
 //! The operations endpoints a host's control server adds to the curl API, and that the
 //! runtime's HTTP server serves too: `GET /healthz` (alive), `GET /readyz` (able to take
 //! calls), `GET /metrics` (Prometheus text), `GET /api/cluster/state` (the cluster state
-//! view), and the operators' actions with their audit trail ([`super::actions`]).
+//! view), the operators' actions with their audit trail ([`super::actions`]), and the fleet
+//! web UI that shows and takes them (`GET /ui`, [`super::ui`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,7 @@ pub(super) fn routes() -> Router<Service> {
         .route("/api/cluster/audit", get(audit))
         .route("/api/cluster/dead-letters", get(dead_letters))
         .layer(DefaultBodyLimit::max(actions::MAX_ACTION_BODY_BYTES + 1))
+        .merge(super::ui::routes())
 }
 
 /// The actions of this service's host, or the answer that says why it has none.

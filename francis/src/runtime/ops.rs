@@ -1,7 +1,7 @@
 //! The runtime's operations HTTP server (`http.bind`): `GET /healthz`, `GET /readyz` (the
 //! store answers, the runtime is not draining), `GET /metrics`, `GET /api/cluster/state`, and
 //! the operators' actions with their audit trail (`crate::http::actions`, relayed to hosts
-//! over the runtime's own peer link),
+//! over the runtime's own peer link), and the fleet web UI (`GET /ui`, `crate::http::ui`),
 //! behind the same guard as a host's control API (loopback, or a bearer token whose role is
 //! high enough; the probes are open).
 
@@ -156,6 +156,7 @@ impl OpsServer {
             .route("/api/cluster/audit", get(audit))
             .route("/api/cluster/dead-letters", get(dead_letters))
             .layer(DefaultBodyLimit::max(actions::MAX_ACTION_BODY_BYTES + 1))
+            .merge(crate::http::ui::routes())
             .with_state(view);
         let app = self.api.protect(routes);
         match self.tls {
