@@ -208,6 +208,7 @@ impl Service {
 
     /// Run an operator's order on host `host_id` at `address`, from this service's host (see
     /// [`HostHandle::relay_order`]).
+    #[cfg(feature = "http")]
     pub(crate) fn relay_order(
         &self,
         host_id: &str,
@@ -218,6 +219,7 @@ impl Service {
     }
 
     /// Add an event to this service's host's timeline.
+    #[cfg(feature = "http")]
     pub(crate) fn record_event(&self, event: crate::cluster::TimelineEvent) {
         self.handle.record_event(event);
     }

@@ -39,6 +39,7 @@ pub(crate) enum Relay {
     /// its peer links).
     Host(Service),
     /// From the runtime, over a peer link of its own; `None` when it has none.
+    #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
     Runtime(Option<PeerClient>),
 }
 
