@@ -220,6 +220,15 @@ impl ControlApi {
     }
 }
 
+/// Whether one of the token variables [`ControlApi::from_env`] reads is set (to anything:
+/// whether it is a usable token is checked when the server is configured).
+#[cfg(feature = "runtime")]
+pub(crate) fn token_in_env() -> bool {
+    [TOKEN_ENV, OPERATOR_TOKEN_ENV, VIEWER_TOKEN_ENV]
+        .iter()
+        .any(|var| std::env::var_os(var).is_some())
+}
+
 /// The environment variable of a token with the role operator ([`ControlApi::from_env`]).
 pub const OPERATOR_TOKEN_ENV: &str = "FRANCIS_HTTP_OPERATOR_TOKEN";
 
