@@ -29,7 +29,8 @@ pub struct RuntimeArgs {
 /// What `francis runtime` does besides running.
 #[derive(Debug, clap::Subcommand)]
 pub enum RuntimeAction {
-    /// Validate the configuration and print what it sets up, without starting the runtime.
+    /// Validate the configuration, check it against its profile (with the operations tokens of
+    /// this environment), and print what it sets up, without starting the runtime.
     Check,
     /// Ask a running runtime whether it is ready (GET /readyz on its operations server): exit
     /// 0 when it is, 1 when not. For container health checks.
