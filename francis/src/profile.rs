@@ -211,7 +211,7 @@ pub struct Setup {
     pub unpinned_ca: bool,
     /// The runtime's operations HTTP server (`http.bind`), when it runs.
     pub operations_api: Option<Endpoint>,
-    /// A control API server ([`ControlApi`](crate::http::ControlApi)), when one is bound.
+    /// A control API server (`francis::http::ControlApi`, feature `http`), when one is bound.
     pub control_server: Option<Endpoint>,
     /// The key paths of PSKs written in the configuration file itself rather than as one
     /// `${VAR}` reference (`runtimePSKs[0]`, `bootstrap.hostPSK`), with the kind of each.
