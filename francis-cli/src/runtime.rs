@@ -5,8 +5,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use francis::runtime::Runtime;
+use francis::profile::{ProfileError, ProfileProblem};
 use francis::runtime::config::{Bootstrap, ConfigError, Provider, RuntimeConfig};
+use francis::runtime::{Runtime, RuntimeError};
 
 use crate::exit::{Code, Failure};
 
@@ -28,7 +29,8 @@ pub struct RuntimeArgs {
 /// What `francis runtime` does besides running.
 #[derive(Debug, clap::Subcommand)]
 pub enum RuntimeAction {
-    /// Validate the configuration and print what it sets up, without starting the runtime.
+    /// Validate the configuration, check it against its profile (with the operations tokens of
+    /// this environment), and print what it sets up, without starting the runtime.
     Check,
     /// Ask a running runtime whether it is ready (GET /readyz on its operations server): exit
     /// 0 when it is, 1 when not. For container health checks.
@@ -115,8 +117,11 @@ pub fn run(args: RuntimeArgs) -> anyhow::Result<()> {
     let (path, config) = load(args.config.as_deref())?;
     match args.action {
         Some(RuntimeAction::Check) => {
+            let allowed = config
+                .check_profile()
+                .map_err(|e| profile_failure(&path, &e))?;
             println!("{}: valid", path.display());
-            print!("{}", summary(&config));
+            print!("{}", summary(&config, &allowed));
             return Ok(());
         }
         Some(RuntimeAction::Healthcheck {
@@ -131,9 +136,10 @@ pub fn run(args: RuntimeArgs) -> anyhow::Result<()> {
         .build()?;
     tokio.block_on(async {
         let telemetry = init_telemetry(&config)?;
-        let runtime = Runtime::from_config(&config).await.map_err(|e| {
-            Failure::new(Code::Failed, format!("the runtime could not start: {e}"))
-                .fix("see the message above; `francis runtime check` validates the configuration")
+        let runtime = Runtime::from_config(&config).await.map_err(|e| match e {
+            RuntimeError::Profile(e) => profile_failure(&path, &e),
+            e => Failure::new(Code::Failed, format!("the runtime could not start: {e}"))
+                .fix("see the message above; `francis runtime check` validates the configuration"),
         })?;
         tracing::info!(config = %path.display(), "runtime configured");
         runtime
@@ -202,8 +208,16 @@ fn healthcheck(
     }
 }
 
-/// What a configuration sets up, without secrets.
-fn summary(config: &RuntimeConfig) -> String {
+/// The profile's refusal of the configuration at `path`, as exit code 6.
+fn profile_failure(path: &Path, e: &ProfileError) -> Failure {
+    Failure::new(Code::Config, format!("{}: {e}", path.display())).fix(
+        "fix each setting above; for a development setup, set profile: dev (or FRANCIS_PROFILE=dev without a profile key) to allow them",
+    )
+}
+
+/// What a configuration sets up, without secrets; `allowed`: the unsafe settings its profile
+/// (dev) allows.
+fn summary(config: &RuntimeConfig, allowed: &[ProfileProblem]) -> String {
     let bootstrap = match &config.bootstrap {
         Bootstrap::Psk { host_psk } => format!("psk (host PSK of {} bytes)", host_psk.len()),
         Bootstrap::Jwt(jwt) => format!("jwt (issuer {}, audience {})", jwt.issuer, jwt.audience),
@@ -223,6 +237,16 @@ fn summary(config: &RuntimeConfig) -> String {
     let mut line = |key: &str, value: String| {
         out.push_str(&format!("  {:<26} {value}\n", format!("{key}:")));
     };
+    let mut codes: Vec<&str> = allowed.iter().map(|p| p.code.as_str()).collect();
+    codes.dedup();
+    line(
+        "profile",
+        if codes.is_empty() {
+            config.profile.to_string()
+        } else {
+            format!("{} (allows {})", config.profile, codes.join(", "))
+        },
+    );
     line("bind", config.bind.to_string());
     line(
         "advertiseAddress",

@@ -85,6 +85,50 @@ fn a_broken_configuration_names_the_key_and_line_and_exits_6() {
 }
 
 #[test]
+fn runtime_check_lists_what_the_profile_refuses_or_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = francis::testing::free_port();
+    write_config(dir.path(), port);
+    let check = |profile: &str| {
+        Command::new(env!("CARGO_BIN_EXE_francis"))
+            .current_dir(dir.path())
+            .args(["runtime", "check", "--config", "config.yaml"])
+            .env_remove("FRANCIS_CONFIG")
+            .env_remove("FRANCIS_HTTP_TOKEN")
+            .env_remove("FRANCIS_HTTP_OPERATOR_TOKEN")
+            .env_remove("FRANCIS_HTTP_VIEWER_TOKEN")
+            .env("FRANCIS_PROFILE", profile)
+            .output()
+            .unwrap()
+    };
+    let dev = check("dev");
+    assert!(dev.status.success(), "{}", text(&dev.stderr));
+    assert!(
+        text(&dev.stdout).contains(
+            " dev (allows in_memory_store, operations_api_without_auth, \
+             literal_psk_in_config)\n"
+        ),
+        "{}",
+        text(&dev.stdout)
+    );
+    let prod = check("prod");
+    assert_eq!(prod.status.code(), Some(6), "{}", text(&prod.stdout));
+    let err = text(&prod.stderr);
+    for code in [
+        "in_memory_store",
+        "operations_api_without_auth",
+        "runtimePSKs[0]: the runtime PSK",
+        "bootstrap.hostPSK: the host bootstrap PSK",
+    ] {
+        assert!(err.contains(code), "{code} missing from:\n{err}");
+    }
+    assert!(
+        !err.contains(RUNTIME_PSK),
+        "the secret is not echoed: {err}"
+    );
+}
+
+#[test]
 fn ca_print_gives_what_the_runtime_presents_and_ca_pin_checks_it() {
     let dir = tempfile::tempdir().unwrap();
     let port = francis::testing::free_port();

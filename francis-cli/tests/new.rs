@@ -177,8 +177,9 @@ fn every_template_generates_a_project_that_builds_and_passes_its_tests() {
     }
 }
 
-/// The remote-worker's runtime.yaml: rendered, and valid for `francis runtime check` once its
-/// keys are in the environment (and refused, naming them, when they are not).
+/// The remote-worker's runtime.yaml: rendered, and valid for `francis runtime check` in the
+/// prod profile once its keys and the operations token are in the environment (and refused,
+/// naming them, when they are not).
 fn check_runtime_yaml(dir: &std::path::Path) {
     let text = std::fs::read_to_string(dir.join("runtime.yaml")).unwrap();
     assert!(
@@ -200,11 +201,14 @@ fn check_runtime_yaml(dir: &std::path::Path) {
             .args(["runtime", "check", "--config", "runtime.yaml"])
             .env_remove("FRANCIS_RUNTIME_PSK")
             .env_remove("FRANCIS_HOST_BOOTSTRAP_PSK")
+            .env_remove("FRANCIS_HTTP_TOKEN")
+            .env_remove("FRANCIS_PROFILE")
             .stdin(Stdio::null());
         if keys {
             command
                 .env("FRANCIS_RUNTIME_PSK", "k".repeat(32))
-                .env("FRANCIS_HOST_BOOTSTRAP_PSK", "h".repeat(16));
+                .env("FRANCIS_HOST_BOOTSTRAP_PSK", "h".repeat(16))
+                .env("FRANCIS_HTTP_TOKEN", "t".repeat(32));
         }
         let output = command.output().unwrap();
         (
@@ -219,6 +223,10 @@ fn check_runtime_yaml(dir: &std::path::Path) {
     let (code, output) = check(true);
     assert_eq!(code, Some(0), "{output}");
     assert!(output.contains("127.0.0.1:7400"), "{output}");
+    assert!(
+        output.contains(" prod\n"),
+        "the deploy config runs prod: {output}"
+    );
     let (code, output) = check(false);
     assert_eq!(code, Some(6), "{output}");
     assert!(output.contains("FRANCIS_RUNTIME_PSK"), "{output}");

@@ -3,6 +3,7 @@
 
 use crate::model::{ActorKey, StoreError};
 use crate::model::{CodecError, Envelope};
+use crate::profile::ProfileError;
 
 /// A framework error: the call could not be delivered, dispatched or completed.
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +168,9 @@ pub enum Error {
     /// The host configuration is invalid.
     #[error("invalid host configuration: {0}")]
     Config(String),
+    /// The host's profile refused an unsafe setting: every problem, each with its fix.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
 }
 
 /// An actor method's own error, as an untyped caller receives it.

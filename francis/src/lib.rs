@@ -74,6 +74,8 @@
 //! - [`model`]: what every layer shares: actor keys, the payload [`Envelope`], the coordination
 //!   records and the coordination contract [`model::Store`].
 //! - [`clock`], [`time`]: injected time, and durations as users write them.
+//! - [`profile`]: the security profiles, `dev` and `prod`, and the check of what a process is
+//!   about to run with.
 //! - [`cluster`]: the cluster state view (`GET /api/cluster/state`), a pure function from one
 //!   node's observations to a versioned document.
 //! - [`store`]: the stores: memory, and SQLite and PostgreSQL (features `sqlite`, `postgres`)
@@ -102,6 +104,7 @@ pub mod host;
 pub mod http;
 pub mod model;
 pub mod net;
+pub mod profile;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 pub mod store;
@@ -116,6 +119,7 @@ pub use actor::{
 pub use error::{ActorFailure, CallError, Error, MAX_NAME_BYTES};
 pub use francis_macros::actor;
 pub use host::{ActorOptions, Host};
+pub use profile::Profile;
 
 /// The internals the project's own benches and tests use (the raw peer transport, wire frames,
 /// the runtime protocol). Not a public API: no stability is promised.

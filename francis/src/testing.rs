@@ -21,11 +21,13 @@ use crate::clock::{Clock, ManualClock, duration_ms};
 use crate::error::Error;
 use crate::host::{ActorOptions, Host, HostBuilder};
 use crate::model::{ActorKey, Store};
+use crate::profile::Profile;
 
 /// Health and lease deadlines so long that jumping the virtual clock never expires them.
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-/// A host for tests: memory store, virtual clock, nothing running in the background.
+/// A host for tests: memory store, virtual clock, nothing running in the background. It runs
+/// the `dev` profile whatever `FRANCIS_PROFILE` says, without the profile's warning.
 pub struct TestHost {
     host: Host,
     clock: ManualClock,
@@ -51,6 +53,8 @@ impl TestHost {
             .alarms_lease_duration(FOREVER)
             .shutdown_grace_period(Duration::from_secs(5))
             .clock(Arc::new(clock.clone()))
+            .profile(Profile::Dev)
+            .quiet_profile()
             .without_network();
         TestHostBuilder {
             builder,

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use francis::Profile;
 use francis::runtime::config::{Provider, RuntimeConfig};
 use marked_yaml::Node;
 
@@ -21,6 +22,8 @@ const READ: &[(&str, &str)] = &[
     // Tokens of the roles operator and viewer (`ControlApi::from_env`).
     ("FRANCIS_HTTP_OPERATOR_TOKEN", "francis/src/http/server.rs"),
     ("FRANCIS_HTTP_VIEWER_TOKEN", "francis/src/http/server.rs"),
+    // The security profile of hosts and runtimes (`Profile::from_env`).
+    ("FRANCIS_PROFILE", "francis/src/profile.rs"),
     // Text or JSON log lines (`Telemetry::init`).
     ("FRANCIS_LOG_FORMAT", "francis/src/telemetry/otel.rs"),
     // `francis runtime`: where the configuration is.
@@ -303,7 +306,14 @@ fn the_runtime_config_parses_and_its_ports_match_the_manifests() {
     );
     // Off loopback, the operations server needs a token.
     assert!(!config.http.bind.ip().is_loopback());
-    assert!(env_of(container).contains_key("FRANCIS_HTTP_TOKEN"));
+    let env = env_of(container);
+    assert!(env.contains_key("FRANCIS_HTTP_TOKEN"));
+    // The runtime runs prod, and has nothing prod refuses with the environment it is given.
+    assert_eq!(config.profile, Profile::Prod);
+    assert_eq!(
+        Profile::Prod.check(&config.profile_setup(env.contains_key("FRANCIS_HTTP_TOKEN"))),
+        Ok(Vec::new())
+    );
     // Probes ask the HTTP server.
     for probe in ["livenessProbe", "readinessProbe"] {
         let port = text(container, &[probe, "httpGet", "port"]).expect(probe);
@@ -327,6 +337,9 @@ fn the_runtime_config_parses_and_its_ports_match_the_manifests() {
         .expect("the workers run as the Deployment francis-worker");
     let worker = items(pod(&workers).unwrap(), &["spec", "containers"])[0];
     let listed = env_of(worker)["FRANCIS_RUNTIME_ADDRESS"].clone().unwrap();
+    // The workers run prod too, with a pinned CA.
+    assert_eq!(env_of(worker)["FRANCIS_PROFILE"].as_deref(), Some("prod"));
+    assert!(env_of(worker).contains_key("FRANCIS_CA_FILE"));
     let expected: Vec<String> = (0..replicas)
         .map(|i| format!("francis-runtime-{i}.francis-runtime:{}", config.bind.port()))
         .collect();

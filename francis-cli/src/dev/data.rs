@@ -219,6 +219,8 @@ fn runtime_config(port: u16, db: &Path) -> String {
         "# The development runtime of `francis dev --remote`, generated once. It holds the cluster's
 # keys: keep it private. Edit it freely (`francis runtime --help` lists every key); delete it
 # to get new keys (the state in {RUNTIME_DB_FILE} stays).
+# dev: the keys below are written in this file, which a prod runtime refuses.
+profile: dev
 bind: \"127.0.0.1:{port}\"
 runtimePSKs:
   - \"{runtime_psk}\"

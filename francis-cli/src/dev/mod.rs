@@ -14,7 +14,9 @@
 //! `FRANCIS_PEER_ADDRESS`, then `FRANCIS_DB` and `FRANCIS_RUNTIME_PSK` for a local cluster, or
 //! `FRANCIS_RUNTIME_ADDRESS`, `FRANCIS_HOST_BOOTSTRAP_PSK` and `FRANCIS_CA_FILE` for workers
 //! of a remote one; and `FRANCIS_HTTP_TOKEN` when `--http-token` is given, the bearer token
-//! their HTTP control APIs then ask for (and the status polls send).
+//! their HTTP control APIs then ask for (and the status polls send). Every process it starts,
+//! the dev runtime included, runs the `dev` profile (`FRANCIS_PROFILE=dev`): a development
+//! cluster keeps its keys in its data directory and needs no token.
 
 mod data;
 mod project;
@@ -76,6 +78,15 @@ pub struct DevArgs {
     pub http_token: Option<String>,
 }
 
+/// The environment variable that makes a process run the `dev` profile, whatever the shell
+/// says: `francis dev` is a development cluster.
+fn dev_profile() -> (String, String) {
+    (
+        francis::profile::PROFILE_ENV.to_owned(),
+        francis::Profile::Dev.to_string(),
+    )
+}
+
 /// A token the hosts' control APIs accept (`francis::http::HttpToken`'s rule): at least 16
 /// characters of `A-Z a-z 0-9 - . _ ~ + /`, then `=` padding.
 fn http_token(token: &str) -> Result<String, String> {
@@ -119,6 +130,8 @@ The hosts get their settings from the environment:
   FRANCIS_DB             <data dir>/cluster.db, the SQLite file every host shares
   FRANCIS_RUNTIME_PSK    the cluster key, generated once into <data dir>/runtime-psk
   FRANCIS_HTTP_TOKEN     the --http-token, if given: the bearer token every HTTP request needs
+  FRANCIS_PROFILE        dev: the security profile, which allows what a development cluster
+                         does (the runtime PSK on disk, no token...) and says so once at start
 
 With --remote, francis dev first runs `francis runtime --config <data dir>/runtime.yaml` (its
 PSKs, a free loopback port and its SQLite file runtime.db are generated once into the data
@@ -129,7 +142,8 @@ FRANCIS_HTTP_TOKEN) as above, and:
   FRANCIS_RUNTIME_ADDRESS       127.0.0.1:<port>, the runtime to join (QUIC, UDP)
   FRANCIS_HOST_BOOTSTRAP_PSK    the host PSK they join with (bootstrap.hostPSK of runtime.yaml)
   FRANCIS_CA_FILE               <data dir>/ca.pem, the cluster CA they pin
-Ctrl-C stops the workers, then the runtime; the state stays in runtime.db.";
+The runtime runs with FRANCIS_PROFILE=dev too. Ctrl-C stops the workers, then the runtime;
+the state stays in runtime.db.";
 
 /// Run `francis dev`.
 pub fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -165,6 +179,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     let exe = project::build(&target, args.release)?;
     let rich = term::stdout_is_rich();
     let host_launch = |mut env: Vec<(String, String)>, env_remove: Vec<String>| {
+        env.push(dev_profile());
         if let Some(token) = &args.http_token {
             env.push(("FRANCIS_HTTP_TOKEN".into(), token.clone()));
         }
@@ -211,7 +226,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
                 "--config".into(),
                 data.config.clone().into_os_string(),
             ],
-            env: Vec::new(),
+            env: vec![dev_profile()],
             env_remove: vec!["FRANCIS_CONFIG".into()],
             dir: Some(data.path.clone()),
             stop_timeout: args.stop_timeout,

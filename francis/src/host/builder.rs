@@ -41,7 +41,8 @@ use crate::net::pki::{ClusterCa, Psk};
 use crate::net::runtime::bootstrap::MIN_HOST_PSK_LEN;
 use crate::net::runtime::client::{Credential, LinkOptions, RuntimeLink};
 use crate::net::tls::{CertSlot, Trust};
-use crate::net::{development_psk_problem, is_host_port};
+use crate::net::{development_psk_problem, is_development_psk, is_host_port};
+use crate::profile::{Profile, PskKind, Setup};
 use crate::store::{OperationLog, QueryLog, SqlOptions, StoreSpec, default_store_timeout};
 
 /// What a host of the local topology is built with: its store and the runtime PSKs.
@@ -97,6 +98,10 @@ pub struct HostBuilder<T = Local> {
     peer_limits: PeerLimits,
     clock: Option<SharedClock>,
     app_data: AppData,
+    /// The profile chosen in code (`None`: `FRANCIS_PROFILE`, else dev).
+    profile: Option<Profile>,
+    /// Whether `dev` keeps its warning to itself (the test host, in memory by design).
+    quiet_profile: bool,
     errors: Vec<String>,
     topology: T,
 }
@@ -111,6 +116,8 @@ impl<T: Default> HostBuilder<T> {
             peer_limits: PeerLimits::default(),
             clock: None,
             app_data: AppData::new(),
+            profile: None,
+            quiet_profile: false,
             errors: Vec::new(),
             topology: T::default(),
         }
@@ -229,6 +236,53 @@ impl<T> HostBuilder<T> {
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = Some(clock);
         self
+    }
+
+    /// The security profile. Default: the environment variable `FRANCIS_PROFILE`, else
+    /// [`Profile::Dev`]; an unknown value of the variable fails `build()`, even when this is
+    /// called. With [`Profile::Prod`], `build()` fails with [`Error::Profile`], listing each
+    /// problem and its fix, if the store is in memory ([`memory_store`](HostBuilder::memory_store)),
+    /// the worker does not pin the cluster CA
+    /// ([`unsafe_no_pinned_ca`](HostBuilder::unsafe_no_pinned_ca)), or a PSK is the published
+    /// [`DEVELOPMENT_PSK`](crate::host::DEVELOPMENT_PSK). With `Dev`, it logs one warning
+    /// naming those it allows.
+    ///
+    /// A builder cannot tell a PSK written in the code from one read from a secret: read them
+    /// from the environment or a file yourself. A store given with `.store(..)` is not
+    /// checked, and a control API server is checked where it is bound
+    /// (`francis::http::ControlApi::bind`).
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.profile = Some(profile);
+        self
+    }
+
+    /// Keep `dev`'s warning to itself: for the test host, which is in memory by design.
+    pub(crate) fn quiet_profile(mut self) -> Self {
+        self.quiet_profile = true;
+        self
+    }
+
+    /// The profile to build with: the one chosen, else `FRANCIS_PROFILE`, else dev. An unknown
+    /// `FRANCIS_PROFILE` is a problem even when the code chose.
+    fn resolve_profile(&mut self) -> Profile {
+        match Profile::from_env() {
+            Ok(from_env) => self.profile.or(from_env).unwrap_or_default(),
+            Err(e) => {
+                self.errors.push(e.to_string());
+                self.profile.unwrap_or_default()
+            }
+        }
+    }
+
+    /// Refuse what `profile` refuses of `setup`; in dev, warn once of what it allows (unless
+    /// quiet).
+    fn enforce_profile(&self, profile: Profile, setup: &Setup) -> Result<(), Error> {
+        if self.quiet_profile {
+            profile.check(setup)?;
+        } else {
+            profile.enforce(setup)?;
+        }
+        Ok(())
     }
 
     /// Check what both topologies need; the registration, where to listen, and the clock to
@@ -426,6 +480,7 @@ impl HostBuilder<Local> {
     /// Check the configuration, open the store, and register the host in the cluster.
     pub async fn build(mut self) -> Result<Host, Error> {
         let (mut registration, bind, clock) = self.check_common();
+        let profile = self.resolve_profile();
         let Local {
             store,
             mut sql,
@@ -455,6 +510,19 @@ impl HostBuilder<Local> {
             self.errors.push(problem);
         }
         self.problems()?;
+        let development_psks = if psks.iter().any(|psk| is_development_psk(psk.as_bytes())) {
+            vec![PskKind::Runtime]
+        } else {
+            Vec::new()
+        };
+        self.enforce_profile(
+            profile,
+            &Setup {
+                memory_store: matches!(store, Some(StoreSpec::Memory)),
+                development_psks,
+                ..Setup::default()
+            },
+        )?;
         let options = StoreOptions {
             clock,
             health_check_deadline: self.timings.health_check_deadline,
@@ -576,6 +644,7 @@ impl HostBuilder<Remote> {
     /// settings (health deadline, alarm polling and leases) then govern this worker.
     pub async fn build(mut self) -> Result<Host, Error> {
         let (registration, bind, clock) = self.check_common();
+        let profile = self.resolve_profile();
         let remote = std::mem::take(&mut self.topology);
         check_remote(&remote, &mut self.errors);
         for credential in &remote.credentials {
@@ -592,17 +661,26 @@ impl HostBuilder<Remote> {
             }
         }
         self.problems()?;
+        let development_psks = remote
+            .credentials
+            .iter()
+            .filter(|c| matches!(c, Credential::Psk(psk) if is_development_psk(psk.as_bytes())))
+            .map(|_| PskKind::HostBootstrap)
+            .collect();
+        self.enforce_profile(
+            profile,
+            &Setup {
+                unpinned_ca: remote.unsafe_no_pin,
+                development_psks,
+                ..Setup::default()
+            },
+        )?;
         let pinned = match &remote.pinned_ca {
             Some(pem) => Some(
                 Trust::from_pem(pem)
                     .map_err(|e| Error::Config(format!("the pinned CA is not usable PEM: {e}")))?,
             ),
-            None => {
-                tracing::warn!(
-                    "no pinned CA: this host will trust whichever runtime answers first (unsafe_no_pinned_ca); pin the output of `francis ca print` in production"
-                );
-                None
-            }
+            None => None,
         };
         let credential = remote
             .credentials

@@ -52,6 +52,8 @@ pub(crate) mod ui;
 
 pub use auth::{Principal, Role};
 pub use guard::{HttpToken, InvalidToken, TOKEN_ENV};
+#[cfg(feature = "runtime")]
+pub(crate) use server::token_in_env;
 pub use server::{
     ControlApi, ControlApiError, ControlListener, OPERATOR_TOKEN_ENV, VIEWER_TOKEN_ENV,
 };

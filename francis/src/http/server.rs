@@ -11,8 +11,9 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use super::auth::Role;
-use super::guard::{self, HttpToken, InvalidToken, TOKEN_ENV, is_loopback, normalize_host};
+use super::guard::{self, HttpToken, InvalidToken, TOKEN_ENV, normalize_host};
 use crate::actor::service::Service;
+use crate::profile::{Endpoint, Profile, Setup};
 
 /// How the control API protects itself: who may call it, and how they prove it.
 ///
@@ -62,9 +63,10 @@ pub enum ControlApiError {
         #[source]
         source: InvalidToken,
     },
-    /// The address is not loopback and no token is configured.
+    /// The address is not loopback and no token is configured: the unsafe setting
+    /// `control_server_open_off_loopback`, refused in every profile.
     #[error(
-        "refusing to serve the control API on {address} without a bearer token: that address is not loopback, so anyone who reaches it could invoke and halt actors; set {TOKEN_ENV} (ControlApi::token), or serve on 127.0.0.1"
+        "refusing to serve the control API on {address} without a bearer token (control_server_open_off_loopback, refused in every profile): that address is not loopback, so anyone who reaches it could invoke and halt actors; set {TOKEN_ENV} (ControlApi::token), or serve on 127.0.0.1"
     )]
     TokenRequired {
         /// The address it was asked to serve on.
@@ -211,13 +213,31 @@ impl ControlApi {
         })
     }
 
+    /// The profile check of a control server about to listen on `address`: what it finds is
+    /// refused in every profile.
     fn check_address(&self, address: SocketAddr) -> Result<(), ControlApiError> {
-        if self.tokens.is_empty() && !is_loopback(address.ip()) {
+        let setup = Setup {
+            control_server: Some(Endpoint {
+                address,
+                authenticated: !self.tokens.is_empty(),
+            }),
+            ..Setup::default()
+        };
+        if Profile::Dev.check(&setup).is_err() {
             tracing::warn!(%address, "refusing to serve the control API off loopback without a token");
             return Err(ControlApiError::TokenRequired { address });
         }
         Ok(())
     }
+}
+
+/// Whether one of the token variables [`ControlApi::from_env`] reads is set (to anything:
+/// whether it is a usable token is checked when the server is configured).
+#[cfg(feature = "runtime")]
+pub(crate) fn token_in_env() -> bool {
+    [TOKEN_ENV, OPERATOR_TOKEN_ENV, VIEWER_TOKEN_ENV]
+        .iter()
+        .any(|var| std::env::var_os(var).is_some())
 }
 
 /// The environment variable of a token with the role operator ([`ControlApi::from_env`]).

@@ -51,7 +51,7 @@ pub(crate) fn development_psk_problem<'a>(
     what: &str,
     variable: &str,
 ) -> Option<String> {
-    if psk != pki::DEVELOPMENT_PSK.as_bytes() {
+    if !is_development_psk(psk) {
         return None;
     }
     let exposed = addresses
@@ -63,6 +63,11 @@ pub(crate) fn development_psk_problem<'a>(
          loopback (127.0.0.1, ::1 or localhost), and {exposed:?} is not: set {variable} to a \
          random key of your own, e.g. `openssl rand -hex 32`"
     ))
+}
+
+/// Whether `psk` is the published development key, [`pki::DEVELOPMENT_PSK`].
+pub(crate) fn is_development_psk(psk: &[u8]) -> bool {
+    psk == pki::DEVELOPMENT_PSK.as_bytes()
 }
 
 /// Whether `address` is `host:port` with a non-empty host and a non-zero port.

@@ -29,11 +29,13 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::model::{Store, StoreError, StoreOptions};
 use crate::net::gate::ConnectionLimits;
 use crate::net::identity::check_cluster_identity;
+use crate::net::is_development_psk;
 use crate::net::peer::NetError;
 use crate::net::pki::{ClusterCa, PkiError, Psk};
 use crate::net::runtime::bootstrap::MIN_HOST_PSK_LEN;
 use crate::net::runtime::server::{ServerSettings, SessionServer};
 use crate::net::tls::CertSlot;
+use crate::profile::{Endpoint, Profile, ProfileError, PskKind, Setup};
 use crate::store::{OperationLog, QueryLog, SqlOptions, StoreSpec, default_store_timeout};
 
 pub use self::admission::{Bootstrap, TokenValidator};
@@ -69,6 +71,9 @@ pub enum RuntimeError {
     /// The configuration is invalid; the message says what to change.
     #[error("invalid runtime configuration: {0}")]
     Config(String),
+    /// The profile refused an unsafe setting: every problem, each with its fix.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
     /// The cluster CA or the runtime's certificate could not be made.
     #[error(transparent)]
     Pki(#[from] PkiError),
@@ -148,6 +153,12 @@ pub struct RuntimeBuilder {
     http_bind: Option<SocketAddr>,
     /// Whether it speaks TLS, with client certificates of operator identities.
     http_tls: bool,
+    /// The profile chosen in code or in the configuration (`None`: `FRANCIS_PROFILE`, else
+    /// dev).
+    profile: Option<Profile>,
+    /// What the profile check knows of the configuration the builder was made from (how
+    /// its PSKs and JWKS URL are given), when it was.
+    config_setup: Option<Setup>,
     errors: Vec<String>,
 }
 
@@ -197,6 +208,8 @@ impl Runtime {
             clock: None,
             http_bind: None,
             http_tls: false,
+            profile: None,
+            config_setup: None,
             errors: Vec::new(),
         }
     }
@@ -418,7 +431,9 @@ impl RuntimeBuilder {
             .operation_log(config.provider_options.operation_log)
             .max_hosts(config.max_hosts)
             .http_bind(config.http.bind)
-            .http_tls(config.http.tls);
+            .http_tls(config.http.tls)
+            .profile(config.profile);
+        builder.config_setup = Some(config.profile_setup(false));
         if let Some(id) = &config.runtime_id {
             builder = builder.runtime_id(id);
         }
@@ -675,6 +690,18 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The security profile (the configuration's `profile`). Default: the environment
+    /// variable `FRANCIS_PROFILE`, else [`Profile::Dev`]. With [`Profile::Prod`],
+    /// [`build`](Self::build) fails with [`RuntimeError::Profile`], listing each problem and
+    /// its fix, if the store is in memory, the operations server has no token
+    /// (`FRANCIS_HTTP_TOKEN`...) nor TLS, a PSK is the published development key, or (from a
+    /// configuration file) a PSK is written in the file or the JWKS URL is plain http. With
+    /// `Dev`, it logs one warning naming those it allows.
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.profile = Some(profile);
+        self
+    }
+
     /// Check the configuration, derive the CA, open (and migrate) the store, and bind the
     /// socket. Must be called inside a Tokio runtime.
     pub async fn build(self) -> Result<Runtime, RuntimeError> {
@@ -689,8 +716,18 @@ impl RuntimeBuilder {
             clock,
             http_bind,
             http_tls,
+            profile,
+            config_setup,
             mut errors,
         } = self;
+        // An unknown FRANCIS_PROFILE is a mistake even where the code chose the profile.
+        let profile = match Profile::from_env() {
+            Ok(from_env) => profile.or(from_env).unwrap_or_default(),
+            Err(e) => {
+                errors.push(e.to_string());
+                profile.unwrap_or_default()
+            }
+        };
         if psks.is_empty() {
             errors.push(format!(
                 "no runtime PSK: add at least one secret of {} or more bytes (runtimePSKs)",
@@ -766,6 +803,22 @@ impl RuntimeBuilder {
         let (Some(ca), Some(bootstrap), true) = (ca, bootstrap, errors.is_empty()) else {
             return Err(RuntimeError::Config(errors.join("; ")));
         };
+        let mut development_psks = Vec::new();
+        if psks.iter().any(|psk| is_development_psk(psk.as_bytes())) {
+            development_psks.push(PskKind::Runtime);
+        }
+        if matches!(&bootstrap, Bootstrap::Psk(psk) if is_development_psk(psk.as_bytes())) {
+            development_psks.push(PskKind::HostBootstrap);
+        }
+        profile.enforce(&Setup {
+            memory_store: matches!(store, Some(StoreSpec::Memory)),
+            operations_api: http_bind.map(|address| Endpoint {
+                address,
+                authenticated: http_tls || crate::http::token_in_env(),
+            }),
+            development_psks,
+            ..config_setup.unwrap_or_default()
+        })?;
         let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
         let options = StoreOptions {
             clock: clock.clone(),

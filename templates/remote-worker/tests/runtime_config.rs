@@ -1,6 +1,8 @@
 //! `runtime.yaml`, the configuration of the runtime the workers join, checked the way
-//! `francis runtime check` reads it: every key valid, the PSKs taken from the environment.
+//! `francis runtime check` reads it: every key valid, the PSKs taken from the environment, and
+//! nothing the prod profile refuses once the operations server has its token.
 
+use francis::Profile;
 use francis::runtime::config::{Bootstrap, Provider, RuntimeConfig};
 
 const RUNTIME_YAML: &str = include_str!("../runtime.yaml");
@@ -31,6 +33,16 @@ fn runtime_yaml_is_valid_and_takes_its_keys_from_the_environment() {
     assert!(
         matches!(&config.provider, Provider::Sqlite { connection_string } if connection_string == "runtime.db")
     );
+    assert_eq!(config.profile, Profile::Prod);
+    // With FRANCIS_HTTP_TOKEN set, prod has nothing to refuse; without it, only that.
+    assert_eq!(config.profile_setup(true).problems(), []);
+    let missing: Vec<&str> = config
+        .profile_setup(false)
+        .problems()
+        .iter()
+        .map(|p| p.code.as_str())
+        .collect();
+    assert_eq!(missing, ["operations_api_without_auth"]);
 }
 
 #[test]

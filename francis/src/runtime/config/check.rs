@@ -19,6 +19,7 @@ use crate::host::{
     DEFAULT_MAX_IN_FLIGHT_REQUESTS, DEFAULT_MAX_REQUEST_BODY_SIZE, MAX_ALARMS_FETCH_AHEAD,
     MAX_IN_FLIGHT_REQUESTS, MAX_REQUEST_BODY_SIZE, MIN_REQUEST_BODY_SIZE,
 };
+use crate::profile::{PROFILE_ENV, Profile, PskKind};
 use crate::runtime::MAX_ALARMS_FETCH_BATCH_SIZE;
 use crate::store::{DEFAULT_STORE_TIMEOUT, OperationLog, QueryLog, default_store_timeout};
 
@@ -42,6 +43,9 @@ struct Text {
     pos: Option<Pos>,
     /// The variables it was expanded from, for messages.
     vars: Vec<String>,
+    /// Whether the value is exactly one `${VAR}` reference: nothing of it is written in the
+    /// file.
+    from_env_only: bool,
 }
 
 impl Text {
@@ -67,6 +71,8 @@ struct Entry<'n> {
 pub(super) struct Checker<'e> {
     pub(super) env: &'e dyn Fn(&str) -> Option<String>,
     pub(super) problems: Vec<ConfigProblem>,
+    /// The PSKs written in the file, by key path.
+    pub(super) literal_psks: Vec<(String, PskKind)>,
 }
 
 impl Checker<'_> {
@@ -114,6 +120,7 @@ impl Checker<'_> {
         };
         let mut fields = self.entries("", root, TOP_KEYS);
 
+        let profile = self.profile(fields.remove("profile"));
         let bind = match fields.remove("bind") {
             None => DEFAULT_BIND.parse().ok(),
             Some(entry) => self.bind(&entry),
@@ -248,6 +255,7 @@ impl Checker<'_> {
         let (log_level, log_json) = self.log(fields.remove("log"));
 
         Some(RuntimeConfig {
+            profile: profile?,
             bind: bind?,
             advertise_address: advertise_address?,
             runtime_id: runtime_id?,
@@ -269,7 +277,44 @@ impl Checker<'_> {
             http: http?,
             log_level: log_level?,
             log_json: log_json?,
+            literal_psks: std::mem::take(&mut self.literal_psks),
         })
+    }
+
+    /// `profile`, else `FRANCIS_PROFILE`, else `dev`. An unknown value in the environment is
+    /// reported even when the file sets the profile: it is a mistake either way.
+    fn profile(&mut self, entry: Option<Entry<'_>>) -> Option<Profile> {
+        const KEY: &str = "profile";
+        let from_env = match Profile::from_env_value((self.env)(PROFILE_ENV).as_deref()) {
+            Ok(profile) => Some(profile),
+            Err(e) => {
+                self.problem(
+                    ProblemKind::Environment,
+                    KEY,
+                    None,
+                    format!(
+                        "{e} (the variable sets the profile when the file has no profile key): \
+                         correct or unset it"
+                    ),
+                );
+                None
+            }
+        };
+        let written = match entry {
+            None => None,
+            Some(entry) => {
+                let text = self.text(KEY, entry.key_pos, entry.value, "dev or prod")?;
+                match text.value.parse::<Profile>() {
+                    Ok(profile) => Some(profile),
+                    Err(e) => {
+                        let message = format!("{e}{}", text.origin());
+                        self.problem(ProblemKind::InvalidValue, KEY, text.pos, message);
+                        return None;
+                    }
+                }
+            }
+        };
+        Some(written.or(from_env?).unwrap_or_default())
     }
 
     fn syntax_error(&mut self, e: &LoadError) {
@@ -410,7 +455,16 @@ impl Checker<'_> {
             return None;
         }
         match expand_env(scalar.as_str(), self.env) {
-            Ok((value, vars)) => Some(Text { value, pos, vars }),
+            Ok((value, vars)) => {
+                let from_env_only =
+                    matches!(vars.as_slice(), [var] if scalar.as_str() == format!("${{{var}}}"));
+                Some(Text {
+                    value,
+                    pos,
+                    vars,
+                    from_env_only,
+                })
+            }
             Err(message) => {
                 self.problem(ProblemKind::Environment, key, pos, message);
                 None
@@ -613,6 +667,9 @@ impl Checker<'_> {
                 );
                 ok = false;
             } else {
+                if !text.from_env_only {
+                    self.literal_psks.push((key, PskKind::Runtime));
+                }
                 psks.push(Secret(text.value));
             }
         }
@@ -762,6 +819,10 @@ impl Checker<'_> {
                 ),
             );
             return None;
+        }
+        if !text.from_env_only {
+            self.literal_psks
+                .push((KEY.to_owned(), PskKind::HostBootstrap));
         }
         Some(Secret(text.value))
     }

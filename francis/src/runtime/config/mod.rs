@@ -9,6 +9,7 @@
 //! give their length.
 //!
 //! ```yaml
+//! profile: prod
 //! bind: "0.0.0.0:7400"
 //! runtimePSKs:
 //!   - "${FRANCIS_RUNTIME_PSK}"
@@ -34,6 +35,9 @@
 //! - **PSKs** are used as the raw UTF-8 bytes of the string, not decoded from base64 or hex.
 //! - **Booleans** are `true` or `false`; **counts** are whole numbers; **sizes**
 //!   (`maxRequestBodySize`) are a number of bytes or a number with `KiB`, `MiB` or `GiB`.
+//! - **Secrets** come from the environment only: there is no form that reads them from a file.
+//!   With `profile: prod`, a PSK must be exactly one `${NAME}` reference (see
+//!   [`RuntimeConfig::check_profile`]).
 //! - A log's `slowThreshold` requires `enabled: true` in the same section, and
 //!   `provider.queryLog.includeParameters` is accepted only as `false`: bound values are never
 //!   logged.
@@ -54,7 +58,11 @@ use std::time::Duration;
 
 use self::check::Checker;
 use self::schema::REFERENCE;
+use crate::net::is_development_psk;
 use crate::net::pki::{MAX_LEAF_TTL, MIN_PSK_LEN, SpiffeId};
+use crate::profile::{
+    ConfiguredBy, Endpoint, Profile, ProfileError, ProfileProblem, PskKind, Setup,
+};
 use crate::runtime::jwt::{self, JwksSource, JwtConfig};
 use crate::store::SqlOptions;
 use crate::time::parse_duration;
@@ -77,6 +85,8 @@ pub const DEFAULT_HTTP_BIND: &str = "127.0.0.1:8444";
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RuntimeConfig {
+    /// The security profile (`profile`, else `FRANCIS_PROFILE`, else `dev`).
+    pub profile: Profile,
     /// Where the runtime's WebTransport server listens (`bind`).
     pub bind: BindAddress,
     /// The `host:port` the runtime is reached at (`advertiseAddress`), when it is not `bind`:
@@ -125,6 +135,8 @@ pub struct RuntimeConfig {
     pub log_level: LogLevel,
     /// Whether log lines are JSON objects rather than text (`log.json`).
     pub log_json: bool,
+    /// The key paths of the PSKs written in the file rather than as one `${VAR}` reference.
+    literal_psks: Vec<(String, PskKind)>,
 }
 
 /// The runtime's operations HTTP server (`http`): probes, metrics and the cluster's state.
@@ -418,6 +430,7 @@ impl RuntimeConfig {
         let mut checker = Checker {
             env: &env,
             problems: Vec::new(),
+            literal_psks: Vec::new(),
         };
         let config = checker.document(text);
         let mut problems = checker.problems;
@@ -445,6 +458,54 @@ impl RuntimeConfig {
     /// Every configuration key, in file order, with its default and description.
     pub fn reference() -> &'static [ConfigKey] {
         REFERENCE
+    }
+
+    /// What the profile check looks at in this configuration. `http_token`: whether the
+    /// operations server has a bearer token (`FRANCIS_HTTP_TOKEN`,
+    /// `FRANCIS_HTTP_OPERATOR_TOKEN` or `FRANCIS_HTTP_VIEWER_TOKEN` is set). A PSK counts as
+    /// literal unless its value is exactly one `${VAR}` reference: the configuration has no
+    /// form that reads a secret from a file.
+    pub fn profile_setup(&self, http_token: bool) -> Setup {
+        let mut development_psks = Vec::new();
+        if self
+            .runtime_psks
+            .iter()
+            .any(|psk| is_development_psk(psk.as_bytes()))
+        {
+            development_psks.push(PskKind::Runtime);
+        }
+        let jwks_url = match &self.bootstrap {
+            Bootstrap::Psk { host_psk } => {
+                if is_development_psk(host_psk.as_bytes()) {
+                    development_psks.push(PskKind::HostBootstrap);
+                }
+                None
+            }
+            Bootstrap::Jwt(jwt) => match &jwt.jwks {
+                JwksSource::Url(url) => Some(url.clone()),
+                JwksSource::Static(_) => None,
+            },
+        };
+        Setup {
+            configured_by: ConfiguredBy::ConfigFile,
+            memory_store: self.provider == Provider::Memory,
+            operations_api: Some(Endpoint {
+                address: self.http.bind,
+                authenticated: self.http.tls || http_token,
+            }),
+            literal_psks: self.literal_psks.clone(),
+            development_psks,
+            jwks_url,
+            ..Setup::default()
+        }
+    }
+
+    /// Checks this configuration against its profile, as the runtime does before it starts,
+    /// with the operations server's tokens as the process environment sets them: `Err` with
+    /// every problem `prod` refuses, or `Ok` with the unsafe settings `dev` allows.
+    pub fn check_profile(&self) -> Result<Vec<ProfileProblem>, ProfileError> {
+        self.profile
+            .check(&self.profile_setup(crate::http::token_in_env()))
     }
 }
 
@@ -1038,8 +1099,8 @@ log:
     #[test]
     fn a_short_psk_from_the_environment_says_where_it_came_from() {
         let yaml = base("").replace(PSK, "${FRANCIS_RUNTIME_PSK}");
-        let err =
-            RuntimeConfig::from_yaml_str(&yaml, "t.yaml", |_| Some("s3cr3".into())).unwrap_err();
+        let env = |name: &str| (name == "FRANCIS_RUNTIME_PSK").then(|| "s3cr3".to_owned());
+        let err = RuntimeConfig::from_yaml_str(&yaml, "t.yaml", env).unwrap_err();
         let p = &err.problems()[0];
         assert_eq!(p.key, "runtimePSKs[0]");
         assert!(
@@ -1277,7 +1338,7 @@ log:
         let p = only(&base("frobnicate: 1\n"), "frobnicate");
         assert!(
             p.message
-                .contains("the keys accepted at the top level are: bind,"),
+                .contains("the keys accepted at the top level are: profile, bind,"),
             "{}",
             p.message
         );
@@ -1656,5 +1717,176 @@ log:
             config.runtime_psks,
             vec![Secret::new(PSK), Secret::new(PSK2)]
         );
+    }
+
+    fn parse_with(yaml: &str, vars: &[(&str, &str)]) -> Result<RuntimeConfig, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        RuntimeConfig::from_yaml_str(yaml, "test.yaml", move |name| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn the_profile_is_the_key_else_the_environment_else_dev() {
+        use crate::profile::Profile;
+        assert_eq!(parse(&base("")).unwrap().profile, Profile::Dev);
+        assert_eq!(
+            parse(&base("profile: prod\n")).unwrap().profile,
+            Profile::Prod
+        );
+        assert_eq!(
+            parse(&base("profile: PROD\n")).unwrap().profile,
+            Profile::Prod
+        );
+        let env_prod = [("FRANCIS_PROFILE", "prod")];
+        assert_eq!(
+            parse_with(&base(""), &env_prod).unwrap().profile,
+            Profile::Prod
+        );
+        assert_eq!(
+            parse_with(&base("profile: dev\n"), &env_prod)
+                .unwrap()
+                .profile,
+            Profile::Dev,
+            "the key wins over the environment"
+        );
+        assert_eq!(
+            parse_with(&base(""), &[("FRANCIS_PROFILE", "")])
+                .unwrap()
+                .profile,
+            Profile::Dev,
+            "empty is unset"
+        );
+
+        let p = only(&base("profile: production\n"), "profile");
+        assert_eq!(
+            (p.kind, p.line, p.column),
+            (ProblemKind::InvalidValue, Some(8), Some(10))
+        );
+        assert_eq!(
+            p.message,
+            "unknown profile \"production\"; expected dev or prod"
+        );
+
+        for yaml in [base(""), base("profile: prod\n")] {
+            let err = parse_with(&yaml, &[("FRANCIS_PROFILE", "staging")]).unwrap_err();
+            let [p] = err.problems() else {
+                panic!("expected one problem: {err}")
+            };
+            assert_eq!(
+                (p.kind, p.key.as_str()),
+                (ProblemKind::Environment, "profile")
+            );
+            assert!(
+                p.message.starts_with(
+                    "FRANCIS_PROFILE: unknown profile \"staging\"; expected dev or prod"
+                ),
+                "{}",
+                p.message
+            );
+        }
+    }
+
+    /// The codes `prod` refuses in `config`, the operations server having a token or not.
+    fn refused(config: &RuntimeConfig, http_token: bool) -> Vec<&'static str> {
+        match crate::profile::Profile::Prod.check(&config.profile_setup(http_token)) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.codes().iter().map(|c| c.as_str()).collect(),
+        }
+    }
+
+    #[test]
+    fn psks_written_in_the_file_are_literal_and_references_are_not() {
+        use crate::profile::PskKind;
+        let config = parse(&base("")).unwrap();
+        assert_eq!(
+            config.profile_setup(true).literal_psks,
+            [
+                ("runtimePSKs[0]".to_owned(), PskKind::Runtime),
+                ("bootstrap.hostPSK".to_owned(), PskKind::HostBootstrap),
+            ]
+        );
+        assert_eq!(
+            refused(&config, true),
+            [
+                "in_memory_store",
+                "literal_psk_in_config",
+                "literal_psk_in_config"
+            ]
+        );
+
+        let vars = [
+            ("R1", PSK),
+            ("R2", PSK2),
+            ("H", "a-host-psk-16-bytes+"),
+            ("PART", "psk-of-at-least-32-bytes!!"),
+        ];
+        let from_env = |runtime: &str, host: &str| {
+            let yaml = format!(
+                "runtimePSKs:\n{runtime}bootstrap:\n  method: psk\n  hostPSK: {host}\n\
+                 provider:\n  type: sqlite\n  connectionString: data.db\n"
+            );
+            parse_with(&yaml, &vars).unwrap().profile_setup(true)
+        };
+        let all_references = from_env("  - \"${R1}\"\n  - ${R2}\n", "\"${H}\"");
+        assert_eq!(all_references.literal_psks, []);
+        assert_eq!(all_references.problems(), []);
+
+        // Part of the key written in the file is a literal key: only a whole reference is not.
+        let mixed = from_env(
+            "  - \"${R1}\"\n  - \"a-runtime-${PART}\"\n",
+            "\"$${H}-written-out\"",
+        );
+        assert_eq!(
+            mixed.literal_psks,
+            [
+                ("runtimePSKs[1]".to_owned(), PskKind::Runtime),
+                ("bootstrap.hostPSK".to_owned(), PskKind::HostBootstrap),
+            ]
+        );
+    }
+
+    #[test]
+    fn prod_checks_the_operations_server_the_jwks_url_and_the_development_key() {
+        let yaml = |extra: &str| {
+            format!(
+                "profile: prod\nruntimePSKs: [\"${{R}}\"]\nbootstrap:\n  method: psk\n  \
+                 hostPSK: \"${{H}}\"\nprovider:\n  type: sqlite\n  connectionString: db\n{extra}"
+            )
+        };
+        let vars = [("R", PSK), ("H", "a-host-psk-16-bytes+")];
+        let config = parse_with(&yaml(""), &vars).unwrap();
+        assert_eq!(refused(&config, true), Vec::<&str>::new());
+        assert_eq!(refused(&config, false), ["operations_api_without_auth"]);
+        let tls = parse_with(&yaml("http:\n  tls: true\n"), &vars).unwrap();
+        assert_eq!(
+            refused(&tls, false),
+            Vec::<&str>::new(),
+            "TLS client certificates"
+        );
+
+        let development = [
+            ("R", crate::net::pki::DEVELOPMENT_PSK),
+            ("H", crate::net::pki::DEVELOPMENT_PSK),
+        ];
+        let config = parse_with(&yaml(""), &development).unwrap();
+        assert_eq!(
+            refused(&config, true),
+            ["development_psk", "development_psk"]
+        );
+
+        let jwt = |url: &str| {
+            let yaml = format!(
+                "runtimePSKs: [\"${{R}}\"]\nbootstrap:\n  method: jwt\n  jwt:\n    issuer: i\n    \
+                 audience: a\n    jwksURL: \"{url}\"\nprovider:\n  type: postgres\n  \
+                 connectionString: \"postgres://db/francis\"\n"
+            );
+            refused(&parse_with(&yaml, &vars).unwrap(), true)
+        };
+        assert_eq!(jwt("http://127.0.0.1:8080/jwks"), ["jwks_over_http"]);
+        assert_eq!(jwt("https://issuer.example.com/jwks"), Vec::<&str>::new());
     }
 }

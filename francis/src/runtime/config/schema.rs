@@ -17,6 +17,16 @@ pub struct ConfigKey {
 
 pub(super) const REFERENCE: &[ConfigKey] = &[
     ConfigKey {
+        key: "profile",
+        default: Some("dev"),
+        description: "The security profile: dev or prod. prod refuses to start with an unsafe \
+                      setting (a memory store, runtime or host PSKs written in this file rather \
+                      than as \"${VAR}\", an operations server without a token or http.tls, a \
+                      jwksURL over http, the published development PSK) and lists each with \
+                      its fix; dev allows them and logs one warning naming them. When the key \
+                      is absent, the environment variable FRANCIS_PROFILE sets it.",
+    },
+    ConfigKey {
         key: "bind",
         default: Some(DEFAULT_BIND),
         description: "Address and port the runtime's WebTransport server listens on, as host:port. \
@@ -229,6 +239,7 @@ pub(super) const REFERENCE: &[ConfigKey] = &[
 // The keys the parser accepts in each mapping. `reference_and_parser_agree` keeps them and
 // REFERENCE in step.
 pub(super) const TOP_KEYS: &[&str] = &[
+    "profile",
     "bind",
     "advertiseAddress",
     "runtimeId",
