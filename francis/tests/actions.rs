@@ -538,3 +538,44 @@ async fn halts_alarms_dead_letters_and_log_levels() {
     run_a.await.unwrap().unwrap();
     run_b.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prod_host_takes_no_action_from_an_unauthenticated_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = support::local(&dir.path().join("cluster.db"), "p", PSK)
+        .profile(francis::Profile::Prod)
+        .address(francis::testing::free_local_address())
+        .build()
+        .await
+        .unwrap();
+    let (service, stop, task) = run(host);
+    let host_id = service.host_status().unwrap().host_id;
+    // No tokens: the server answers this machine, and takes the caller for `loopback`.
+    let listener = ControlApi::new()
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(listener.serve(service.clone(), std::future::pending()));
+
+    let (status, answer) = post(
+        address,
+        "/api/cluster/actions/dispatch",
+        None,
+        &action("prod-1", "drain_host", &[&host_id]),
+    )
+    .await;
+    assert_eq!(status, 403, "{answer}");
+    assert_eq!(answer["preflight"]["denial_code"], "not_configured");
+    assert_eq!(answer["preflight"]["principal"], "loopback");
+    let state = reqwest::get(format!("http://{address}/api/cluster/state"))
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(state["context"]["profile"], "prod");
+
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+}

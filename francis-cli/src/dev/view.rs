@@ -635,6 +635,7 @@ mod tests {
             address: "127.0.0.1:8081".into(),
             active_actors: actors,
             topology: Topology::Local,
+            profile: francis::Profile::Dev,
             unreachable_peers: Vec::new(),
         })
     }

@@ -122,6 +122,9 @@ pub struct HostStatus {
     /// JSON of older hosts: read as local).
     #[serde(default)]
     pub topology: Topology,
+    /// The security profile it runs under.
+    #[serde(default)]
+    pub profile: crate::profile::Profile,
     /// Peers this host failed to connect to several times in a row: new placements skip them
     /// until they recover (absent when every peer is reachable).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -265,13 +265,16 @@ impl<T> HostBuilder<T> {
     /// The profile to build with: the one chosen, else `FRANCIS_PROFILE`, else dev. An unknown
     /// `FRANCIS_PROFILE` is a problem even when the code chose.
     fn resolve_profile(&mut self) -> Profile {
-        match Profile::from_env() {
+        let profile = match Profile::from_env() {
             Ok(from_env) => self.profile.or(from_env).unwrap_or_default(),
             Err(e) => {
                 self.errors.push(e.to_string());
                 self.profile.unwrap_or_default()
             }
-        }
+        };
+        // Kept: the running host reports it and its actions follow it.
+        self.profile = Some(profile);
+        profile
     }
 
     /// Refuse what `profile` refuses of `setup`; in dev, warn once of what it allows (unless
@@ -756,6 +759,7 @@ impl Assembly {
             timings,
             peer_limits,
             app_data,
+            profile,
             ..
         } = builder;
         let request_timeout = timings.request_timeout;
@@ -781,6 +785,7 @@ impl Assembly {
             app_data,
             peer_client,
             topology,
+            profile: profile.unwrap_or_default(),
         };
         let Some((trust, identity)) = tls else {
             return Ok(Host {

@@ -67,6 +67,8 @@ pub(crate) struct CoreParts {
     pub peer_client: Option<PeerClient>,
     /// Whether the store is the host's own or its link to a runtime.
     pub topology: Topology,
+    /// The security profile it was built with.
+    pub profile: crate::profile::Profile,
 }
 
 /// One host's shared core. Always held in an `Arc`.
@@ -87,6 +89,7 @@ pub(crate) struct HostCore {
     pub(crate) watch: crate::cluster::ClusterWatch,
     pub(crate) peer_client: Option<PeerClient>,
     topology: Topology,
+    profile: crate::profile::Profile,
     app_data: AppData,
     table: RwLock<HashMap<ActorKey, Arc<Activation>>>,
     create_lock: Mutex<()>,
@@ -107,6 +110,7 @@ impl HostCore {
             app_data,
             peer_client,
             topology,
+            profile,
         } = parts;
         let reachability = Reachability::new(clock.clone());
         let links = Links::new(clock.clone());
@@ -124,6 +128,7 @@ impl HostCore {
             watch: crate::cluster::ClusterWatch::new(),
             peer_client,
             topology,
+            profile,
             app_data,
             table: RwLock::new(HashMap::new()),
             create_lock: Mutex::new(()),
@@ -687,6 +692,7 @@ impl HostHandle for HostCore {
             address: self.address.clone(),
             active_actors: self.active_count(),
             topology: self.topology,
+            profile: self.profile,
             unreachable_peers: self.reachability.report(),
         })
     }
@@ -818,7 +824,7 @@ impl HostCore {
         let mut observations = Observations::new(
             now_ms,
             NodeRef::new(NodeKind::Host, self.host_id.clone(), self.address.clone()),
-            "none",
+            self.profile.as_str(),
         );
         observations.caller = caller;
         observations.hosts = hosts;

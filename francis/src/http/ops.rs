@@ -62,7 +62,7 @@ fn action_node(service: &Service) -> Result<ActionNode, actions::Problem> {
     Ok(ActionNode {
         store: service.handle().store().clone(),
         node: NodeRef::new(NodeKind::Host, status.host_id, status.address),
-        prod: false,
+        prod: status.profile == crate::profile::Profile::Prod,
         relay: Relay::Host(service.clone()),
         timeline: {
             let service = service.clone();

@@ -180,6 +180,8 @@ pub struct Runtime {
     ops: Option<ops::OpsServer>,
     /// The names the runtime's certificate carries (kept when it is re-issued).
     cert_names: Vec<String>,
+    /// The security profile it runs under.
+    profile: Profile,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -266,6 +268,7 @@ impl Runtime {
             policy,
             ops,
             cert_names: names,
+            profile,
         } = self;
         let local_addr = server.local_addr();
         tracing::info!(%local_addr, %runtime_id, advertise_address = advertise_address.as_deref().unwrap_or("-"), ca = %policy.ca.fingerprint(), "runtime listening");
@@ -285,6 +288,7 @@ impl Runtime {
                 draining: draining.clone(),
                 watch: Arc::new(crate::cluster::ClusterWatch::new()),
                 health_check_deadline: policy.hosts.health_check_deadline,
+                profile,
                 peers: match crate::net::peer::PeerClient::new(
                     &policy.ca.trust(),
                     cert.clone(),
@@ -918,6 +922,7 @@ impl RuntimeBuilder {
             policy,
             ops,
             cert_names: names,
+            profile,
         })
     }
 }

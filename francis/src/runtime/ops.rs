@@ -58,6 +58,8 @@ pub(crate) struct RuntimeView {
     /// The runtime's peer link to hosts, for operators' actions (`None` if it could not be
     /// set up).
     pub peers: Option<PeerClient>,
+    /// The security profile the runtime runs under.
+    pub profile: crate::profile::Profile,
 }
 
 impl RuntimeView {
@@ -70,7 +72,7 @@ impl RuntimeView {
                 self.runtime_id.clone(),
                 self.address.clone(),
             ),
-            prod: false,
+            prod: self.profile == crate::profile::Profile::Prod,
             relay: Relay::Runtime(self.peers.clone()),
             timeline: {
                 let watch = self.watch.clone();
@@ -259,7 +261,7 @@ async fn cluster_state(
             view.runtime_id.clone(),
             view.address.clone(),
         ),
-        "none",
+        view.profile.as_str(),
     );
     observations.caller = caller_of(principal.as_ref().map(|Extension(p)| p));
     observations.hosts = hosts;
