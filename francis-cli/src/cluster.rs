@@ -484,6 +484,7 @@ mod tests {
     };
 
     use super::*;
+    use crate::exit::failure_of;
 
     const NOW: i64 = 1_700_000_000_000;
 
@@ -698,16 +699,6 @@ TIMELINE
         assert_eq!(shorten("abcde", 5), "abcde");
     }
 
-    fn failure(result: anyhow::Result<impl std::fmt::Debug>) -> (Code, String, String) {
-        let error = result.unwrap_err();
-        let failure = error.downcast_ref::<Failure>().expect("a Failure");
-        (
-            failure.code,
-            failure.problem.clone(),
-            failure.fix.clone().unwrap_or_default(),
-        )
-    }
-
     #[test]
     fn only_json_cluster_states_of_major_version_1_are_read() {
         let url = "http://x/api/cluster/state";
@@ -717,21 +708,21 @@ TIMELINE
             "unknown fields are kept for --json"
         );
 
-        let (code, problem, _) = failure(read_document(url, "<html>hello</html>"));
+        let (code, problem, _) = failure_of(read_document(url, "<html>hello</html>"));
         assert_eq!(code, Code::Failed);
         assert!(
             problem.contains("is not JSON") && problem.contains("<html>"),
             "{problem}"
         );
 
-        let (_, problem, _) = failure(read_document(url, r#"{"status": "ok"}"#));
+        let (_, problem, _) = failure_of(read_document(url, r#"{"status": "ok"}"#));
         assert!(problem.contains("has no api_version"), "{problem}");
 
-        let (_, problem, fix) = failure(read_document(url, r#"{"api_version": "2.0"}"#));
+        let (_, problem, fix) = failure_of(read_document(url, r#"{"api_version": "2.0"}"#));
         assert!(problem.contains("2.0 is not supported"), "{problem}");
         assert!(fix.contains("this one reads 1.x"), "{fix}");
 
-        let (_, problem, _) = failure(read_document(url, r#"{"api_version": "x"}"#));
+        let (_, problem, _) = failure_of(read_document(url, r#"{"api_version": "x"}"#));
         assert!(problem.contains("not MAJOR.MINOR"), "{problem}");
     }
 

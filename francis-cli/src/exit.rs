@@ -89,3 +89,15 @@ impl std::error::Error for Failure {}
 pub fn usage(problem: impl Into<String>) -> Failure {
     Failure::new(Code::Usage, problem)
 }
+
+/// In tests: the exit code, problem and fix of a command's error, which must be a [`Failure`].
+#[cfg(test)]
+pub fn failure_of(result: anyhow::Result<impl std::fmt::Debug>) -> (Code, String, String) {
+    let error = result.unwrap_err();
+    let failure = error.downcast_ref::<Failure>().expect("a Failure");
+    (
+        failure.code,
+        failure.problem.clone(),
+        failure.fix.clone().unwrap_or_default(),
+    )
+}

@@ -250,16 +250,7 @@ mod tests {
     use std::net::TcpListener;
 
     use super::*;
-
-    fn failure(result: anyhow::Result<impl std::fmt::Debug>) -> (Code, String, String) {
-        let error = result.unwrap_err();
-        let failure = error.downcast_ref::<Failure>().expect("a Failure");
-        (
-            failure.code,
-            failure.problem.clone(),
-            failure.fix.clone().unwrap_or_default(),
-        )
-    }
+    use crate::exit::failure_of;
 
     fn args(url: &str, token: Option<&str>) -> ServerArgs {
         ServerArgs {
@@ -368,7 +359,7 @@ mod tests {
     fn a_refused_or_missing_token_says_how_to_pass_one() {
         let body = r#"{"error": "the request has no bearer token", "code": "unauthorized"}"#;
         let (url, server) = serve_once("401 Unauthorized", body);
-        let (code, problem, fix) = failure(get(&url, None));
+        let (code, problem, fix) = failure_of(get(&url, None));
         server.join().unwrap();
         assert_eq!(code, Code::Failed);
         assert!(
@@ -381,18 +372,18 @@ mod tests {
         );
 
         let (url, server) = serve_once("401 Unauthorized", "{}");
-        let (_, _, fix) = failure(get(&url, Some("wrong")));
+        let (_, _, fix) = failure_of(get(&url, Some("wrong")));
         server.join().unwrap();
         assert!(fix.starts_with("the token was refused"), "{fix}");
 
         let (url, server) = serve_once("403 Forbidden", r#"{"error": "not for you"}"#);
-        let (_, problem, fix) = failure(get(&url, Some("t")));
+        let (_, problem, fix) = failure_of(get(&url, Some("t")));
         server.join().unwrap();
         assert!(problem.ends_with("403 Forbidden: not for you"), "{problem}");
         assert!(fix.contains("viewer, operator or admin"), "{fix}");
 
         let (url, server) = serve_once("404 Not Found", "nothing here");
-        let (_, problem, fix) = failure(get(&url, None));
+        let (_, problem, fix) = failure_of(get(&url, None));
         server.join().unwrap();
         assert!(problem.ends_with("answered 404 Not Found"), "{problem}");
         assert!(fix.contains("no such endpoint"), "{fix}");
@@ -407,7 +398,7 @@ mod tests {
             .unwrap()
             .port();
         let url = format!("http://127.0.0.1:{port}");
-        let (code, problem, fix) = failure(get(&url, None));
+        let (code, problem, fix) = failure_of(get(&url, None));
         assert_eq!(code, Code::Unreachable);
         assert!(
             problem.starts_with(&format!("cannot connect to {url}/api/cluster/state")),

@@ -18,7 +18,7 @@ use base64::Engine as _;
 use francis::http::ControlApi;
 use francis::prelude::Service;
 use serde_json::{Value, json};
-use support::{Running, Where, run};
+use support::Where;
 use tokio::time::Instant;
 
 mod support;
@@ -315,15 +315,6 @@ impl Browser {
 }
 
 /// A host of the cluster.
-async fn host(db: &Path, name: &str) -> Running {
-    let host = support::local(db, name, PSK)
-        .address(francis::testing::free_local_address())
-        .build()
-        .await
-        .unwrap();
-    run(host)
-}
-
 /// The state view, from the API (the server has no token: loopback is let in).
 async fn state(address: SocketAddr) -> anyhow::Result<Value> {
     Ok(http_client()?
@@ -353,8 +344,8 @@ async fn an_operator_drains_a_host_from_the_fleet_ui_in_a_real_browser() {
     };
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cluster.db");
-    let (a, stop_a, run_a) = host(&db, "a").await;
-    let (b, stop_b, run_b) = host(&db, "b").await;
+    let (a, stop_a, run_a) = support::start(&db, "a", PSK).await;
+    let (b, stop_b, run_b) = support::start(&db, "b", PSK).await;
     // Host A serves the control API and the page on loopback, without a token.
     let listener = ControlApi::new()
         .bind("127.0.0.1:0".parse().unwrap())

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::auth::Principal;
 use crate::actor::service::Service;
+use crate::clock::BoxFuture;
 use crate::cluster::actions::{
     ActionRequest, ActionType, CheckedRequest, Decision, DenialCode, Facts, HostOrder, Target,
     check_contract, decide, first_denial,
@@ -726,27 +727,41 @@ pub(crate) struct AuditParams {
 
 /// `GET /api/cluster/audit`: audit records, newest first.
 pub(crate) async fn audit_response(node: &ActionNode, params: AuditParams) -> Response {
+    let query = AuditQuery {
+        request_id: params.request_id,
+        before_ms: params.before_ms,
+        limit: params.limit.unwrap_or(0),
+    };
+    listing(node, "records", "the audit trail", move |ops| {
+        Box::pin(async move { Ok(json!(ops.list_audit(&query).await?)) })
+    })
+    .await
+}
+
+/// Answer `{"api_version": ..., <field>: <what read returns>}` from the operations store, or
+/// why it cannot.
+async fn listing(
+    node: &ActionNode,
+    field: &str,
+    what: &str,
+    read: impl for<'a> FnOnce(&'a dyn OperationsStore) -> BoxFuture<'a, Result<Value, StoreError>>,
+) -> Response {
     let ops = match node.operations() {
         Ok(ops) => ops,
         Err(reason) => {
             return problem(StatusCode::CONFLICT, "served_by_runtime", reason).into_response();
         }
     };
-    let query = AuditQuery {
-        request_id: params.request_id,
-        before_ms: params.before_ms,
-        limit: params.limit.unwrap_or(0),
-    };
-    match ops.list_audit(&query).await {
-        Ok(records) => (
+    match read(ops).await {
+        Ok(list) => (
             StatusCode::OK,
-            axum::Json(json!({"api_version": API_VERSION, "records": records})),
+            axum::Json(json!({"api_version": API_VERSION, field: list})),
         )
             .into_response(),
         Err(e) => problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
-            format!("cannot read the audit trail: {e}"),
+            format!("cannot read {what}: {e}"),
         )
         .into_response(),
     }
@@ -761,19 +776,15 @@ pub(crate) struct DeadLetterParams {
 
 /// `GET /api/cluster/dead-letters`: alarm occurrences given up on, newest first.
 pub(crate) async fn dead_letters_response(node: &ActionNode, params: DeadLetterParams) -> Response {
-    let ops = match node.operations() {
-        Ok(ops) => ops,
-        Err(reason) => {
-            return problem(StatusCode::CONFLICT, "served_by_runtime", reason).into_response();
-        }
-    };
     let query = DeadLetterQuery {
         actor_type: params.actor_type,
         limit: params.limit.unwrap_or(0),
     };
-    match ops.list_dead_letters(&query).await {
-        Ok(letters) => {
-            let letters: Vec<Value> = letters
+    listing(node, "dead_letters", "the dead letters", move |ops| {
+        Box::pin(async move {
+            let letters: Vec<Value> = ops
+                .list_dead_letters(&query)
+                .await?
                 .into_iter()
                 .map(|d| {
                     json!({
@@ -790,17 +801,8 @@ pub(crate) async fn dead_letters_response(node: &ActionNode, params: DeadLetterP
                     })
                 })
                 .collect();
-            (
-                StatusCode::OK,
-                axum::Json(json!({"api_version": API_VERSION, "dead_letters": letters})),
-            )
-                .into_response()
-        }
-        Err(e) => problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            format!("cannot read the dead letters: {e}"),
-        )
-        .into_response(),
-    }
+            Ok(Value::Array(letters))
+        })
+    })
+    .await
 }
