@@ -579,3 +579,63 @@ async fn a_prod_host_takes_no_action_from_an_unauthenticated_caller() {
     stop.send(()).unwrap();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_still_running_at_the_budget_reports_timeout_and_is_audited() {
+    use francis::store::sqlite::SqliteStore;
+    use francis::store::{HostRegistration, Store, StoreOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cluster.db");
+    let (a, stop_a, run_a) = host(&db, "a").await;
+    let address = serve(a.clone()).await;
+    // A registered, healthy host whose address takes packets and never answers: relaying to it
+    // waits until the budget runs out.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let store = SqliteStore::open(
+        &db,
+        StoreOptions {
+            clock: std::sync::Arc::new(francis::clock::SystemClock),
+            health_check_deadline: Duration::from_secs(20),
+        },
+    )
+    .await
+    .unwrap();
+    let silent_id = store
+        .register_host(&HostRegistration {
+            address: silent.local_addr().unwrap().to_string(),
+            ..HostRegistration::default()
+        })
+        .await
+        .unwrap();
+
+    let mut drain = action("slow-1", "drain_host", &[&silent_id]);
+    drain["budget_ms"] = json!(300);
+    let started = std::time::Instant::now();
+    let (status, answer) = post(
+        address,
+        "/api/cluster/actions/dispatch",
+        Some(OPERATOR),
+        &drain,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the budget bounds the dispatch"
+    );
+    assert_eq!(answer["ok"], false);
+    let result = &answer["results"][0];
+    assert_eq!(result["denial_code"], "timeout", "{answer}");
+    assert_eq!(result["result"], "timeout");
+    let audit = get(address, "/api/cluster/audit?request_id=slow-1").await;
+    assert_eq!(audit["records"][0]["result"], "timeout", "{audit}");
+    assert_eq!(
+        audit["records"][0]["audit_id"], result["audit_id"],
+        "the answer names the record"
+    );
+
+    drop(silent);
+    stop_a.send(()).unwrap();
+    run_a.await.unwrap().unwrap();
+}
