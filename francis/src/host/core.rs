@@ -167,6 +167,11 @@ impl HostCore {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
+    /// Whether the store is the host's own (local) or its link to a runtime (remote).
+    pub(crate) fn topology(&self) -> Topology {
+        self.topology
+    }
+
     /// How many activations are live on this host.
     pub fn active_count(&self) -> usize {
         self.table.read().map(|t| t.len()).unwrap_or(0)

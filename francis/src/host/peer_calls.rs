@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::actor::service::InvokeOptions;
+use crate::actor::service::Topology;
 use crate::host::core::{HostCore, Ownership};
 use crate::model::{ActorKey, Envelope};
 use crate::net::peer::PeerHandler;
@@ -209,9 +210,17 @@ impl PeerHandler for PeerCalls {
 
     async fn admin(
         &self,
-        _caller: SpiffeId,
+        caller: SpiffeId,
         action: crate::cluster::actions::HostOrder,
     ) -> Result<crate::net::wire::AdminResponse, WireError> {
+        if !may_order(self.core.topology(), &caller) {
+            return Err(WireError::new(
+                ErrorCode::Unauthorized,
+                format!(
+                    "{caller} may not give this host orders: in the remote topology only the runtime relays operators' actions; in the local topology only hosts of the cluster do"
+                ),
+            ));
+        }
         self.core
             .admin(action)
             .await
@@ -219,9 +228,32 @@ impl PeerHandler for PeerCalls {
     }
 }
 
+/// Who relays operators' orders to a host: the runtime in the remote topology (a worker acts
+/// only for itself there), any host of the cluster in the local one (hosts serve the actions
+/// and relay them to each other).
+fn may_order(topology: Topology, caller: &SpiffeId) -> bool {
+    match topology {
+        Topology::Remote => caller.path().starts_with(crate::net::pki::RUNTIME_PREFIX),
+        Topology::Local => caller.host_id().is_some(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_runtime_orders_a_worker_and_only_hosts_order_a_local_host() {
+        let host = SpiffeId::host("h2").unwrap();
+        let runtime = SpiffeId::runtime("rt").unwrap();
+        assert!(may_order(Topology::Remote, &runtime));
+        assert!(
+            !may_order(Topology::Remote, &host),
+            "a worker may not order another"
+        );
+        assert!(may_order(Topology::Local, &host));
+        assert!(!may_order(Topology::Local, &runtime));
+    }
 
     /// Call `request_id` of host `h1` to counter/alice.add.
     fn id(request_id: &str) -> CallId {

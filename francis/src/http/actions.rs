@@ -19,8 +19,8 @@ use super::auth::Principal;
 use crate::actor::service::Service;
 use crate::clock::BoxFuture;
 use crate::cluster::actions::{
-    ActionRequest, ActionType, CheckedRequest, Decision, DenialCode, Facts, HostOrder, Target,
-    check_contract, decide, first_denial,
+    ActionRequest, ActionType, CheckedRequest, Decision, DenialCode, Facts, HostOrder,
+    MAX_BUDGET_MS, Target, check_contract, decide, first_denial,
 };
 use crate::cluster::{API_VERSION, EventKind, NodeRef, TimelineEvent};
 use crate::model::{
@@ -185,19 +185,18 @@ pub(crate) async fn preflight(
     let checked = match check_contract(request) {
         Ok(checked) => checked,
         Err(reason) => {
-            let targets: Vec<&str> = if request.targets.is_empty() {
-                vec![""]
-            } else {
-                request.targets.iter().map(String::as_str).collect()
-            };
-            response.decisions = targets
-                .into_iter()
-                .map(|t| Decision::denied(t, DenialCode::ContractViolation, reason.clone()))
-                .collect();
+            // One decision for the whole request: it names no target preflight could judge.
+            response.decisions = vec![Decision::denied("", DenialCode::ContractViolation, reason)];
             finish(&mut response);
             return (None, facts, response);
         }
     };
+    // A caller whose role is too low learns nothing about the targets, and costs no lookups.
+    if principal.role < checked.action.role() {
+        response.decisions = decide(&checked, &principal.name, principal.role, &facts);
+        finish(&mut response);
+        return (Some(checked), facts, response);
+    }
     match gather(node, &checked, &mut facts).await {
         Ok(()) => response.decisions = decide(&checked, &principal.name, principal.role, &facts),
         Err(reason) => {
@@ -284,7 +283,9 @@ pub(crate) async fn dispatch(
             Some(DenialCode::ContractViolation | DenialCode::PermissionDenied)
         )
     });
-    if contract_and_role_passed && let Some(stored) = replay(node, &checked, &mut response).await {
+    if contract_and_role_passed
+        && let Some(stored) = replay(node, &checked, principal, &mut response).await
+    {
         return stored;
     }
     if !response.preflight.allowed || request.dry_run {
@@ -298,11 +299,13 @@ pub(crate) async fn dispatch(
             return response;
         }
     };
-    // Recorded before anything runs: a request replayed while this one runs finds them.
+    // Recorded, all at once, before anything runs: a request replayed while this one runs
+    // finds them.
     let started_ms = node.now_ms();
-    let mut audits = Vec::with_capacity(checked.targets.len());
-    for (text, _) in &checked.targets {
-        let record = AuditRecord {
+    let records: Vec<AuditRecord> = checked
+        .targets
+        .iter()
+        .map(|(text, _)| AuditRecord {
             audit_id: uuid::Uuid::now_v7().to_string(),
             request_id: request.request_id.clone(),
             action: checked.action.as_str().to_owned(),
@@ -313,28 +316,68 @@ pub(crate) async fn dispatch(
             result: AuditResult::Pending,
             error: None,
             detail: None,
-        };
-        match ops.begin_audit(&record).await {
-            Ok(stored) => audits.push((stored.audit_id == record.audit_id, stored)),
-            Err(e) => {
-                deny_all(
-                    &mut response,
-                    DenialCode::Failed,
-                    &format!("could not write the audit record, so nothing ran: {e}"),
-                );
-                return response;
-            }
+        })
+        .collect();
+    let stored = match ops.begin_audit(&records).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            deny_all(
+                &mut response,
+                DenialCode::Failed,
+                &format!("could not write the audit records, so nothing ran: {e}"),
+            );
+            return response;
         }
+    };
+    let ours = records
+        .iter()
+        .zip(&stored)
+        .filter(|(mine, kept)| mine.audit_id == kept.audit_id)
+        .count();
+    if ours < records.len() {
+        // Another dispatch of this request ID got there first (concurrently).
+        return claimed_elsewhere(node, &checked, principal, response, records, stored).await;
     }
+    // Run apart from this request, so a caller that goes away does not leave the records
+    // pending and the targets half done.
+    let run = tokio::spawn(run_targets(
+        node.clone(),
+        checked.clone(),
+        facts,
+        principal.name.clone(),
+        stored,
+    ));
+    response.results = match run.await {
+        Ok(results) => results,
+        Err(e) => {
+            deny_all(
+                &mut response,
+                DenialCode::Failed,
+                &format!("the action's task failed: {e}"),
+            );
+            return response;
+        }
+    };
+    response.ok = response.results.iter().all(|r| r.ok);
+    response
+}
+
+/// Run every target of a claimed request in parallel under its budget, recording how each
+/// ended in its audit record and on the node's timeline.
+async fn run_targets(
+    node: ActionNode,
+    checked: CheckedRequest,
+    facts: Facts,
+    principal: String,
+    audits: Vec<AuditRecord>,
+) -> Vec<TargetResult> {
+    let Ok(ops) = node.operations() else {
+        return Vec::new();
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(checked.budget_ms);
-    let runs = checked.targets.iter().zip(&audits).map(|((text, target), (ours, audit))| {
-        let facts = &facts;
-        let checked = &checked;
+    let runs = checked.targets.iter().zip(&audits).map(|((text, target), audit)| {
+        let (node, checked, facts, principal) = (&node, &checked, &facts, &principal);
         async move {
-            if !ours {
-                // Another dispatch of this request got there first: report its record.
-                return from_record(audit);
-            }
             let outcome = tokio::time::timeout_at(deadline, execute(node, checked, target, facts))
                 .await;
             let (result, error, detail) = match outcome {
@@ -343,7 +386,7 @@ pub(crate) async fn dispatch(
                 Err(_) => (
                     AuditResult::Timeout,
                     Some(format!(
-                        "still running after the budget of {} ms; it may still complete",
+                        "still running after the budget of {} ms; it may have partly completed",
                         checked.budget_ms
                     )),
                     None,
@@ -369,9 +412,8 @@ pub(crate) async fn dispatch(
                     EventKind::AdminAction,
                     text.clone(),
                     format!(
-                        "{} by {}: {}",
+                        "{} by {principal}: {}",
                         checked.action.as_str(),
-                        principal.name,
                         error.as_deref().unwrap_or(result.as_str())
                     ),
                 )
@@ -380,7 +422,54 @@ pub(crate) async fn dispatch(
             result_of(text, result, error, detail, &audit.audit_id)
         }
     });
-    response.results = futures_util::future::join_all(runs).await;
+    futures_util::future::join_all(runs).await
+}
+
+/// A dispatch whose request ID another dispatch claimed first (concurrently): the stored
+/// result when that one is the same request, else a conflict (and this one's own records, if
+/// any were written, end as failed: nothing of it ran).
+async fn claimed_elsewhere(
+    node: &ActionNode,
+    checked: &CheckedRequest,
+    principal: &Principal,
+    mut response: DispatchResponse,
+    records: Vec<AuditRecord>,
+    stored: Vec<AuditRecord>,
+) -> DispatchResponse {
+    let mine: Vec<&AuditRecord> = records
+        .iter()
+        .zip(&stored)
+        .filter(|(r, s)| r.audit_id == s.audit_id)
+        .map(|(r, _)| r)
+        .collect();
+    if let Ok(ops) = node.operations() {
+        for record in &mine {
+            let _ = ops
+                .finish_audit(
+                    &record.audit_id,
+                    node.now_ms(),
+                    AuditResult::Failed,
+                    Some("not run: another dispatch of this request_id holds other targets"),
+                    None,
+                )
+                .await;
+        }
+    }
+    let same = mine.is_empty()
+        && stored
+            .iter()
+            .all(|r| r.action == checked.action.as_str() && r.principal == principal.name);
+    if !same {
+        let reason = format!(
+            "request_id {:?} is in use by another dispatch with other targets, another action or another caller",
+            response.request_id
+        );
+        deny_all(&mut response, DenialCode::Conflict, &reason);
+        return response;
+    }
+    let now = node.now_ms();
+    response.replayed = true;
+    response.results = stored.iter().map(|r| from_record(r, now)).collect();
     response.ok = response.results.iter().all(|r| r.ok);
     response
 }
@@ -390,6 +479,7 @@ pub(crate) async fn dispatch(
 async fn replay(
     node: &ActionNode,
     checked: &CheckedRequest,
+    principal: &Principal,
     response: &mut DispatchResponse,
 ) -> Option<DispatchResponse> {
     let ops = node.operations().ok()?;
@@ -408,26 +498,32 @@ async fn replay(
     targets.sort_unstable();
     stored_targets.sort_unstable();
     let mut replayed = response.clone();
-    if stored.iter().any(|r| r.action != checked.action.as_str()) || targets != stored_targets {
+    if stored
+        .iter()
+        .any(|r| r.action != checked.action.as_str() || r.principal != principal.name)
+        || targets != stored_targets
+    {
         deny_all(
             &mut replayed,
             DenialCode::Conflict,
             &format!(
-                "request_id {:?} was used for {} on {}",
+                "request_id {:?} was used for {} on {} by {}",
                 response.request_id,
                 stored[0].action,
-                stored_targets.join(", ")
+                stored_targets.join(", "),
+                stored[0].principal
             ),
         );
         return Some(replayed);
     }
     replayed.replayed = true;
     replayed.dry_run = false;
+    let now = node.now_ms();
     replayed.results = checked
         .targets
         .iter()
         .filter_map(|(text, _)| stored.iter().find(|r| &r.target == text))
-        .map(from_record)
+        .map(|r| from_record(r, now))
         .collect();
     replayed.ok = replayed.results.iter().all(|r| r.ok);
     Some(replayed)
@@ -449,7 +545,23 @@ fn deny_all(response: &mut DispatchResponse, code: DenialCode, reason: &str) {
     response.results.clear();
 }
 
-fn from_record(record: &AuditRecord) -> TargetResult {
+/// How long after it started a record still `pending` is taken for one whose node stopped
+/// while it ran: well past any budget.
+const PENDING_GIVEN_UP_MS: i64 = MAX_BUDGET_MS as i64 + 60_000;
+
+/// A stored record as a result, at `now_ms`.
+fn from_record(record: &AuditRecord, now_ms: i64) -> TargetResult {
+    if record.result == AuditResult::Pending
+        && now_ms.saturating_sub(record.started_ms) > PENDING_GIVEN_UP_MS
+    {
+        return result_of(
+            &record.target,
+            AuditResult::Timeout,
+            Some("no end was recorded: the node that ran it may have stopped meanwhile".into()),
+            None,
+            &record.audit_id,
+        );
+    }
     result_of(
         &record.target,
         record.result,

@@ -312,7 +312,9 @@ pub(super) async fn guard(
         Ok(Some(origin)) => {
             let normalized = normalize_origin(origin);
             let own = normalize_origin(&format!("http://{host}"));
-            let same = normalized.is_some() && normalized == own;
+            // A server behind TLS (the runtime's with http.tls) is its own origin as https.
+            let own_tls = normalize_origin(&format!("https://{host}"));
+            let same = normalized.is_some() && (normalized == own || normalized == own_tls);
             let allowed = normalized
                 .as_ref()
                 .is_some_and(|o| api.allowed_origins.iter().any(|a| a == o));

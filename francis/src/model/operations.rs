@@ -134,10 +134,11 @@ pub trait OperationsStore: Send + Sync {
     /// host's registration: a host that registers anew starts undrained.
     async fn set_host_draining(&self, host_id: &str, draining: bool) -> Result<bool, StoreError>;
 
-    /// Record that an action on a target started. The first record of a `(request_id, target)`
-    /// wins: if one exists, it is returned unchanged and nothing is written (the caller then
-    /// reports it instead of acting again); otherwise `record` is written and returned.
-    async fn begin_audit(&self, record: &AuditRecord) -> Result<AuditRecord, StoreError>;
+    /// Record, in one transaction, that an action started on each of its targets. The first
+    /// record of a `(request_id, target)` wins: where one exists it is kept and returned
+    /// unchanged (the caller then reports it instead of acting again); the others are written.
+    /// Returns the stored record of each of `records`, in their order.
+    async fn begin_audit(&self, records: &[AuditRecord]) -> Result<Vec<AuditRecord>, StoreError>;
 
     /// Record how a started action ended. Returns whether the record exists and was pending.
     async fn finish_audit(

@@ -777,17 +777,21 @@ impl OperationsStore for MemoryStore {
         })
     }
 
-    async fn begin_audit(&self, record: &AuditRecord) -> Result<AuditRecord, StoreError> {
+    async fn begin_audit(&self, records: &[AuditRecord]) -> Result<Vec<AuditRecord>, StoreError> {
         let mut t = self.tables();
-        if let Some(existing) = t
-            .audit
-            .iter()
-            .find(|r| r.request_id == record.request_id && r.target == record.target)
-        {
-            return Ok(existing.clone());
+        let mut stored = Vec::with_capacity(records.len());
+        for record in records {
+            let existing = t
+                .audit
+                .iter()
+                .find(|r| r.request_id == record.request_id && r.target == record.target)
+                .cloned();
+            stored.push(existing.unwrap_or_else(|| {
+                t.audit.push(record.clone());
+                record.clone()
+            }));
         }
-        t.audit.push(record.clone());
-        Ok(record.clone())
+        Ok(stored)
     }
 
     async fn finish_audit(

@@ -1731,17 +1731,24 @@ async fn audit_keeps_the_first_record_of_a_request_and_target(h: Harness) {
         detail: None,
     };
     let first = record("a1", "r1", "h1", 100);
-    assert_eq!(ops(&h).begin_audit(&first).await.unwrap(), first);
-    // The same request and target again: the first record comes back, nothing is written.
+    let begun = ops(&h)
+        .begin_audit(std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    assert_eq!(begun, std::slice::from_ref(&first));
+    // The same request and target again, with a new one: the first record comes back, the
+    // new target's is written.
     let again = record("a2", "r1", "h1", 200);
-    assert_eq!(ops(&h).begin_audit(&again).await.unwrap(), first);
     let second_target = record("a3", "r1", "h2", 150);
     assert_eq!(
-        ops(&h).begin_audit(&second_target).await.unwrap(),
-        second_target
+        ops(&h)
+            .begin_audit(&[again, second_target.clone()])
+            .await
+            .unwrap(),
+        [first.clone(), second_target.clone()]
     );
     let other = record("a4", "r2", "h1", 300);
-    ops(&h).begin_audit(&other).await.unwrap();
+    ops(&h).begin_audit(&[other]).await.unwrap();
 
     let long_error = "x".repeat(MAX_RECORDED_ERROR_BYTES + 10);
     assert!(

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 
 use super::SqlStore;
+use super::dialect::Dialect;
 use super::rows::{AuditRow, DeadLetterRow};
 use crate::model::operations::{
     MAX_AUDIT_DETAIL_BYTES, MAX_RECORDED_ERROR_BYTES, bounded_text, page_size,
@@ -49,45 +50,54 @@ macro_rules! operations_store {
                 .await
             }
 
-            async fn begin_audit(&self, record: &AuditRecord) -> Result<AuditRecord, StoreError> {
+            async fn begin_audit(
+                &self,
+                records: &[AuditRecord],
+            ) -> Result<Vec<AuditRecord>, StoreError> {
                 self.operation("begin_audit", async {
-                    sqlx::query(
-                        "INSERT INTO francis_audit (audit_id, request_id, audit_action,
-                             audit_target, audit_principal, audit_started_at, audit_finished_at,
-                             audit_result, audit_error, audit_detail)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                         ON CONFLICT (request_id, audit_target) DO NOTHING",
-                    )
-                    .bind(record.audit_id.as_str())
-                    .bind(record.request_id.as_str())
-                    .bind(record.action.as_str())
-                    .bind(record.target.as_str())
-                    .bind(record.principal.as_str())
-                    .bind(record.started_ms)
-                    .bind(record.finished_ms)
-                    .bind(record.result.as_str())
-                    .bind(
-                        record
-                            .error
-                            .as_deref()
-                            .map(|e| bounded_text(e, MAX_RECORDED_ERROR_BYTES)),
-                    )
-                    .bind(
-                        record
-                            .detail
-                            .as_deref()
-                            .map(|d| bounded_text(d, MAX_AUDIT_DETAIL_BYTES)),
-                    )
-                    .execute(&self.pool)
-                    .await?;
-                    let stored: AuditRow = sqlx::query_as(&format!(
-                        "{AUDIT_COLUMNS} WHERE request_id = $1 AND audit_target = $2"
-                    ))
-                    .bind(record.request_id.as_str())
-                    .bind(record.target.as_str())
-                    .fetch_one(&self.pool)
-                    .await?;
-                    AuditRecord::try_from(stored)
+                    let (_turn, mut tx) = self.dialect.begin_write(&self.pool).await?;
+                    let mut stored = Vec::with_capacity(records.len());
+                    for record in records {
+                        sqlx::query(
+                            "INSERT INTO francis_audit (audit_id, request_id, audit_action,
+                                 audit_target, audit_principal, audit_started_at,
+                                 audit_finished_at, audit_result, audit_error, audit_detail)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                             ON CONFLICT (request_id, audit_target) DO NOTHING",
+                        )
+                        .bind(record.audit_id.as_str())
+                        .bind(record.request_id.as_str())
+                        .bind(record.action.as_str())
+                        .bind(record.target.as_str())
+                        .bind(record.principal.as_str())
+                        .bind(record.started_ms)
+                        .bind(record.finished_ms)
+                        .bind(record.result.as_str())
+                        .bind(
+                            record
+                                .error
+                                .as_deref()
+                                .map(|e| bounded_text(e, MAX_RECORDED_ERROR_BYTES)),
+                        )
+                        .bind(
+                            record
+                                .detail
+                                .as_deref()
+                                .map(|d| bounded_text(d, MAX_AUDIT_DETAIL_BYTES)),
+                        )
+                        .execute(&mut *tx)
+                        .await?;
+                        let row: AuditRow = sqlx::query_as(&format!(
+                            "{AUDIT_COLUMNS} WHERE request_id = $1 AND audit_target = $2"
+                        ))
+                        .bind(record.request_id.as_str())
+                        .bind(record.target.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        stored.push(AuditRecord::try_from(row)?);
+                    }
+                    tx.commit().await?;
+                    Ok(stored)
                 })
                 .await
             }
