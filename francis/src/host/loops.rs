@@ -110,7 +110,7 @@ pub(super) async fn idle_loop(core: Arc<HostCore>, mut stop: watch::Receiver<boo
     }
 }
 
-/// Periodically delete expired hosts and state.
+/// Periodically delete expired hosts and state, and operations records past their retention.
 pub(super) async fn cleanup_loop(core: Arc<HostCore>, mut stop: watch::Receiver<bool>) {
     let every = duration_ms(core.timings.cleanup_interval);
     loop {
@@ -120,6 +120,7 @@ pub(super) async fn cleanup_loop(core: Arc<HostCore>, mut stop: watch::Receiver<
                     Ok(stats) => tracing::debug!(hosts = stats.hosts, states = stats.states, "cleanup"),
                     Err(e) => tracing::warn!(error = %e, "cleanup failed"),
                 }
+                crate::model::operations::prune_operations(&*core.store, core.clock.now_ms()).await;
             }
             _ = stopped(&mut stop) => return,
         }

@@ -89,6 +89,10 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+/// How long audit records and dead letters are kept: 30 days.
+pub const OPERATIONS_RETENTION: std::time::Duration =
+    std::time::Duration::from_secs(30 * 24 * 3600);
+
 /// The most audit records or dead letters one list returns.
 pub const MAX_AUDIT_PAGE: u32 = 500;
 
@@ -159,15 +163,35 @@ pub trait OperationsStore: Send + Sync {
         query: &DeadLetterQuery,
     ) -> Result<Vec<DeadLetter>, StoreError>;
 
-    /// Run a dead letter again: in one transaction, set its alarm as a one-shot due at `due_ms`
-    /// with its handler and payload (replacing an alarm of that name, whose other occurrences
-    /// then no longer run), and delete the dead letter. Returns it, or `None` if it no longer
-    /// exists.
+    /// Run a dead letter again: in one transaction, delete the dead letter and set its alarm
+    /// as a one-shot due at `due_ms` with its handler and payload (replacing an alarm of that
+    /// name, whose other occurrences then no longer run). Concurrent replays of one letter run
+    /// it once. Returns it, or `None` if it no longer exists.
     async fn replay_dead_letter(
         &self,
         id: &str,
         due_ms: i64,
     ) -> Result<Option<DeadLetter>, StoreError>;
+
+    /// Delete the finished audit records started before `before_ms` and the dead letters
+    /// dropped before it: how many of each.
+    async fn prune_records(&self, before_ms: i64) -> Result<(u64, u64), StoreError>;
+}
+
+/// Delete what `store` keeps of the operations plane past [`OPERATIONS_RETENTION`] at `now_ms`,
+/// if it keeps any (the cleanup loops of hosts and the runtime call it); logs what it did.
+pub async fn prune_operations(store: &dyn super::Store, now_ms: i64) {
+    let Some(ops) = store.operations() else {
+        return;
+    };
+    let before = now_ms.saturating_sub(OPERATIONS_RETENTION.as_millis() as i64);
+    match ops.prune_records(before).await {
+        Ok((audit, dead_letters)) if audit + dead_letters > 0 => {
+            tracing::debug!(audit, dead_letters, "pruned old operations records");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "pruning old operations records failed"),
+    }
 }
 
 /// `text` cut to at most `max` bytes, on a character boundary.

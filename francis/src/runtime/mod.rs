@@ -367,6 +367,8 @@ async fn maintenance(
                     Ok(stats) => tracing::debug!(hosts = stats.hosts, states = stats.states, "cleanup"),
                     Err(e) => tracing::warn!(error = %e, "cleanup failed"),
                 }
+                let now_ms = policy.store.options().clock.now_ms();
+                crate::model::operations::prune_operations(&*policy.store, now_ms).await;
             }
             _ = renew.tick() => {
                 match runtime_identity(&policy.ca, &runtime_id, &names) {

@@ -878,4 +878,16 @@ impl OperationsStore for MemoryStore {
         );
         Ok(Some(letter))
     }
+
+    async fn prune_records(&self, before_ms: i64) -> Result<(u64, u64), StoreError> {
+        let mut t = self.tables();
+        let (audit, letters) = (t.audit.len(), t.dead_letters.len());
+        t.audit
+            .retain(|r| r.result == AuditResult::Pending || r.started_ms >= before_ms);
+        t.dead_letters.retain(|_, d| d.dropped_ms >= before_ms);
+        Ok((
+            (audit - t.audit.len()) as u64,
+            (letters - t.dead_letters.len()) as u64,
+        ))
+    }
 }

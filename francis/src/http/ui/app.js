@@ -111,6 +111,13 @@
     return new Date(ms).toLocaleTimeString([], { hour12: false });
   }
 
+  // An ISO time for a <time> element; empty for a time the server sent that is not one (a bad
+  // value must not stop the page).
+  function isoTime(ms) {
+    const date = new Date(ms);
+    return Number.isFinite(date.getTime()) ? date.toISOString() : '';
+  }
+
   function age(ms) {
     if (typeof ms !== 'number') return '—';
     if (ms < 1000) return `${ms} ms ago`;
@@ -537,7 +544,7 @@
       return;
     }
     ui.timeline.replaceChildren(...events.map((event) => el('li', { 'data-kind': event.kind },
-      el('time', { datetime: new Date(event.at_ms).toISOString() }, clock(event.at_ms)),
+      el('time', { datetime: isoTime(event.at_ms) }, clock(event.at_ms)),
       el('span', { class: 'kind' }, KINDS[event.kind] || event.kind),
       el('span', { class: 'what' },
         el('span', { class: 'subject' }, event.subject),

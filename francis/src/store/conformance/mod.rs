@@ -1718,13 +1718,15 @@ async fn a_drained_host_takes_no_new_placements_until_resumed(h: Harness) {
 }
 
 async fn audit_keeps_the_first_record_of_a_request_and_target(h: Harness) {
+    // Times near the store's now: a runtime's cleanup prunes records past their retention.
+    let t0 = h.now();
     let record = |id: &str, request: &str, target: &str, at: i64| AuditRecord {
         audit_id: id.to_owned(),
         request_id: request.to_owned(),
         action: "drain_host".to_owned(),
         target: target.to_owned(),
         principal: "token:admin:0123abcd".to_owned(),
-        started_ms: at,
+        started_ms: t0 + at,
         finished_ms: None,
         result: AuditResult::Pending,
         error: None,
@@ -1753,20 +1755,26 @@ async fn audit_keeps_the_first_record_of_a_request_and_target(h: Harness) {
     let long_error = "x".repeat(MAX_RECORDED_ERROR_BYTES + 10);
     assert!(
         ops(&h)
-            .finish_audit("a1", 400, AuditResult::Failed, Some(&long_error), None)
+            .finish_audit("a1", t0 + 400, AuditResult::Failed, Some(&long_error), None)
             .await
             .unwrap()
     );
     assert!(
         !ops(&h)
-            .finish_audit("a1", 500, AuditResult::Ok, None, None)
+            .finish_audit("a1", t0 + 500, AuditResult::Ok, None, None)
             .await
             .unwrap(),
         "a finished record is not finished again"
     );
     assert!(
         ops(&h)
-            .finish_audit("a3", 450, AuditResult::Ok, None, Some("{\"actors\":3}"))
+            .finish_audit(
+                "a3",
+                t0 + 450,
+                AuditResult::Ok,
+                None,
+                Some("{\"actors\":3}")
+            )
             .await
             .unwrap()
     );
@@ -1782,7 +1790,7 @@ async fn audit_keeps_the_first_record_of_a_request_and_target(h: Harness) {
     assert_eq!(ids, ["a4", "a3", "a1"], "newest first");
     let a1 = all.iter().find(|r| r.audit_id == "a1").unwrap();
     assert_eq!(a1.result, AuditResult::Failed);
-    assert_eq!(a1.finished_ms, Some(400));
+    assert_eq!(a1.finished_ms, Some(t0 + 400));
     assert_eq!(
         a1.error.as_ref().map(String::len),
         Some(MAX_RECORDED_ERROR_BYTES)
@@ -1800,7 +1808,7 @@ async fn audit_keeps_the_first_record_of_a_request_and_target(h: Harness) {
     assert_eq!(r1.len(), 2);
     let page = ops(&h)
         .list_audit(&AuditQuery {
-            before_ms: Some(300),
+            before_ms: Some(t0 + 300),
             limit: 1,
             ..AuditQuery::default()
         })
@@ -1870,7 +1878,17 @@ async fn a_dead_letter_keeps_the_failed_occurrence_and_replays_it(h: Harness) {
     );
 
     let due = h.now() + 5;
-    let replayed = ops(&h).replay_dead_letter(&letter.id, due).await.unwrap();
+    // Two replays at once: one wins.
+    let (first, second) = tokio::join!(
+        ops(&h).replay_dead_letter(&letter.id, due),
+        ops(&h).replay_dead_letter(&letter.id, due)
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert!(
+        first.is_some() != second.is_some(),
+        "exactly one replay takes the letter: {first:?} {second:?}"
+    );
+    let replayed = first.or(second);
     assert_eq!(replayed.as_ref(), Some(letter));
     let again = h.store.get_alarm(&k, "a").await.unwrap().unwrap();
     assert_eq!(again.handler, "ring");
@@ -1889,6 +1907,63 @@ async fn a_dead_letter_keeps_the_failed_occurrence_and_replays_it(h: Harness) {
             .unwrap()
             .is_empty()
     );
+}
+
+async fn old_operations_records_are_pruned(h: Harness) {
+    let a = h.host("127.0.0.1:7000", &[("counter", 0)]).await;
+    let t0 = h.now();
+    let record = |id: &str, target: &str, at: i64, result: AuditResult| AuditRecord {
+        audit_id: id.to_owned(),
+        request_id: format!("r-{id}"),
+        action: "halt_type".to_owned(),
+        target: target.to_owned(),
+        principal: "cert:alice".to_owned(),
+        started_ms: at,
+        finished_ms: None,
+        result,
+        error: None,
+        detail: None,
+    };
+    ops(&h)
+        .begin_audit(&[
+            record("old", "t", t0 - 10, AuditResult::Ok),
+            record("old-pending", "t2", t0 - 10, AuditResult::Pending),
+            record("new", "t3", t0 + 100_000, AuditResult::Ok),
+        ])
+        .await
+        .unwrap();
+    // Two dead letters, dropped now and 20 seconds later.
+    let first_dropped = h.now();
+    for name in ["a", "b"] {
+        let k = key("counter", name);
+        h.alarm(&k, "x", h.now()).await;
+        let lease = h.fetch(&[&a], 10).await.remove(0);
+        assert_eq!(lease.key, k);
+        assert!(h.store.record_dead_letter(&lease, 3, "boom").await.unwrap());
+        h.store
+            .complete_leased_alarm(&lease, &AlarmCompletion::Delete, LEASE)
+            .await
+            .unwrap();
+        h.advance_ms(20_000);
+        h.store.heartbeat(&a).await.unwrap();
+    }
+    let cut = first_dropped + 10_000;
+    assert_eq!(ops(&h).prune_records(t0).await.unwrap().0, 1);
+    assert_eq!(ops(&h).prune_records(cut).await.unwrap(), (0, 1));
+    let left: Vec<String> = ops(&h)
+        .list_audit(&AuditQuery::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.audit_id)
+        .collect();
+    assert_eq!(left, ["new", "old-pending"], "pending records are kept");
+    let letters = ops(&h)
+        .list_dead_letters(&DeadLetterQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].key, key("counter", "b"));
 }
 
 /// Instantiate every case for one store, as `$store::$case` tests. With `?$harness`, the
@@ -1970,6 +2045,7 @@ conformance_suite!(
     a_drained_host_takes_no_new_placements_until_resumed,
     audit_keeps_the_first_record_of_a_request_and_target,
     a_dead_letter_keeps_the_failed_occurrence_and_replays_it,
+    old_operations_records_are_pruned,
     ],
     // `allowed_hosts` is the runtime's own option: a worker cannot narrow placement.
     // So are `avoid_hosts` and the cluster identity, which the runtime checks for itself, and

@@ -91,6 +91,32 @@ macro_rules! lease_columns {
     };
 }
 
+/// Set an alarm (`$1` new alarm ID, `$2`-`$4` type, ID and name, `$5`-`$11` the record): insert,
+/// or replace every field unless the compared properties are all equal (`IS NOT DISTINCT FROM`
+/// compares NULLs as equal), in which case the row is left untouched, keeping its ID, attempts
+/// and lease.
+pub(crate) const SET_ALARM: &str =
+    "INSERT INTO francis_alarms AS al (alarm_id, actor_type, actor_id, alarm_name,
+         alarm_handler, alarm_due_time, alarm_scheduled_time, alarm_interval,
+         alarm_ttl_time, alarm_data, alarm_attempts)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+     ON CONFLICT (actor_type, actor_id, alarm_name) DO UPDATE SET
+         alarm_id = excluded.alarm_id,
+         alarm_handler = excluded.alarm_handler,
+         alarm_due_time = excluded.alarm_due_time,
+         alarm_scheduled_time = excluded.alarm_scheduled_time,
+         alarm_interval = excluded.alarm_interval,
+         alarm_ttl_time = excluded.alarm_ttl_time,
+         alarm_data = excluded.alarm_data,
+         alarm_attempts = excluded.alarm_attempts,
+         alarm_lease_id = NULL,
+         alarm_lease_expiration_time = NULL
+     WHERE NOT (al.alarm_handler IS NOT DISTINCT FROM excluded.alarm_handler
+         AND al.alarm_due_time IS NOT DISTINCT FROM excluded.alarm_due_time
+         AND al.alarm_interval IS NOT DISTINCT FROM excluded.alarm_interval
+         AND al.alarm_ttl_time IS NOT DISTINCT FROM excluded.alarm_ttl_time
+         AND al.alarm_data IS NOT DISTINCT FROM excluded.alarm_data)";
+
 const PRUNE_EXPIRED_HOSTS: &str = "DELETE FROM francis_hosts WHERE host_last_health_check < $1";
 
 const LIVE_PLACEMENT: &str = "SELECT a.host_id, h.host_address AS address, \
@@ -1038,44 +1064,20 @@ where
         alarm: &AlarmRecord,
     ) -> Result<(), StoreError> {
         self.operation("set_alarm", async {
-            // One statement: insert, or replace every field unless the compared properties are all
-            // equal (`IS NOT DISTINCT FROM` compares NULLs as equal), in which case the row is left
-            // untouched, keeping its ID, attempts and lease.
-            sqlx::query(
-                "INSERT INTO francis_alarms AS al (alarm_id, actor_type, actor_id, alarm_name,
-                     alarm_handler, alarm_due_time, alarm_scheduled_time, alarm_interval,
-                     alarm_ttl_time, alarm_data, alarm_attempts)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                 ON CONFLICT (actor_type, actor_id, alarm_name) DO UPDATE SET
-                     alarm_id = excluded.alarm_id,
-                     alarm_handler = excluded.alarm_handler,
-                     alarm_due_time = excluded.alarm_due_time,
-                     alarm_scheduled_time = excluded.alarm_scheduled_time,
-                     alarm_interval = excluded.alarm_interval,
-                     alarm_ttl_time = excluded.alarm_ttl_time,
-                     alarm_data = excluded.alarm_data,
-                     alarm_attempts = excluded.alarm_attempts,
-                     alarm_lease_id = NULL,
-                     alarm_lease_expiration_time = NULL
-                 WHERE NOT (al.alarm_handler IS NOT DISTINCT FROM excluded.alarm_handler
-                     AND al.alarm_due_time IS NOT DISTINCT FROM excluded.alarm_due_time
-                     AND al.alarm_interval IS NOT DISTINCT FROM excluded.alarm_interval
-                     AND al.alarm_ttl_time IS NOT DISTINCT FROM excluded.alarm_ttl_time
-                     AND al.alarm_data IS NOT DISTINCT FROM excluded.alarm_data)",
-            )
-            .bind(new_alarm_id().as_str())
-            .bind(key.actor_type.as_str())
-            .bind(key.actor_id.as_str())
-            .bind(name)
-            .bind(alarm.handler.as_str())
-            .bind(alarm.due_ms)
-            .bind(alarm.scheduled_ms)
-            .bind(alarm.interval.as_deref())
-            .bind(alarm.ttl_ms)
-            .bind(alarm.data.as_deref())
-            .bind(i64::from(alarm.attempts))
-            .execute(&self.pool)
-            .await?;
+            sqlx::query(SET_ALARM)
+                .bind(new_alarm_id().as_str())
+                .bind(key.actor_type.as_str())
+                .bind(key.actor_id.as_str())
+                .bind(name)
+                .bind(alarm.handler.as_str())
+                .bind(alarm.due_ms)
+                .bind(alarm.scheduled_ms)
+                .bind(alarm.interval.as_deref())
+                .bind(alarm.ttl_ms)
+                .bind(alarm.data.as_deref())
+                .bind(i64::from(alarm.attempts))
+                .execute(&self.pool)
+                .await?;
             Ok(())
         })
         .await

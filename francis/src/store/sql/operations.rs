@@ -4,16 +4,17 @@
 
 use async_trait::async_trait;
 
-use super::SqlStore;
 use super::dialect::Dialect;
 use super::rows::{AuditRow, DeadLetterRow};
+use super::{SET_ALARM, SqlStore};
 use crate::model::operations::{
     MAX_AUDIT_DETAIL_BYTES, MAX_RECORDED_ERROR_BYTES, bounded_text, page_size,
 };
 use crate::model::{
     AlarmRecord, AuditQuery, AuditRecord, AuditResult, DeadLetter, DeadLetterQuery,
-    OperationsStore, Store, StoreError,
+    OperationsStore, StoreError,
 };
+use crate::store::rules::new_alarm_id;
 
 /// The columns of an [`AuditRow`].
 const AUDIT_COLUMNS: &str = "SELECT audit_id, request_id, audit_action AS action,
@@ -21,12 +22,11 @@ const AUDIT_COLUMNS: &str = "SELECT audit_id, request_id, audit_action AS action
     audit_finished_at AS finished_ms, audit_result AS result, audit_error AS error,
     audit_detail AS detail FROM francis_audit";
 
-/// The columns of a [`DeadLetterRow`].
-const DEAD_LETTER_COLUMNS: &str = "SELECT dead_letter_id AS id, actor_type, actor_id,
+/// The fields of a [`DeadLetterRow`].
+const DEAD_LETTER_FIELDS: &str = "dead_letter_id AS id, actor_type, actor_id,
     alarm_name AS name, alarm_handler AS handler, alarm_data AS data,
     alarm_scheduled_time AS scheduled_ms, dead_letter_attempts AS attempts,
-    dead_letter_error AS last_error, dead_letter_dropped_at AS dropped_ms
-    FROM francis_dead_letters";
+    dead_letter_error AS last_error, dead_letter_dropped_at AS dropped_ms";
 
 macro_rules! operations_store {
     ($dialect:ty) => {
@@ -152,7 +152,7 @@ macro_rules! operations_store {
             ) -> Result<Vec<DeadLetter>, StoreError> {
                 self.operation("list_dead_letters", async {
                     let rows: Vec<DeadLetterRow> = sqlx::query_as(&format!(
-                        "{DEAD_LETTER_COLUMNS}
+                        "SELECT {DEAD_LETTER_FIELDS} FROM francis_dead_letters
                          WHERE ($1 IS NULL OR actor_type = $1)
                          ORDER BY dead_letter_dropped_at DESC, dead_letter_id DESC LIMIT $2"
                     ))
@@ -170,36 +170,62 @@ macro_rules! operations_store {
                 id: &str,
                 due_ms: i64,
             ) -> Result<Option<DeadLetter>, StoreError> {
-                let row: Option<DeadLetterRow> = self
-                    .operation("replay_dead_letter", async {
-                        Ok(sqlx::query_as(&format!(
-                            "{DEAD_LETTER_COLUMNS} WHERE dead_letter_id = $1"
-                        ))
-                        .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await?)
-                    })
+                self.operation("replay_dead_letter", async {
+                    // One transaction: the letter is claimed (deleted) and its alarm set
+                    // together, so concurrent replays run it once and a failure loses neither.
+                    let (_turn, mut tx) = self.dialect.begin_write(&self.pool).await?;
+                    let row: Option<DeadLetterRow> = sqlx::query_as(&format!(
+                        "DELETE FROM francis_dead_letters WHERE dead_letter_id = $1 RETURNING {}",
+                        DEAD_LETTER_FIELDS
+                    ))
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
                     .await?;
-                let Some(letter) = row.map(DeadLetter::try_from).transpose()? else {
-                    return Ok(None);
-                };
-                // The alarm first, then the letter goes: a failure in between leaves the
-                // letter to replay again, never a letter lost without its alarm.
-                let mut alarm = AlarmRecord::new(letter.handler.clone(), due_ms);
-                alarm.data = letter.data.clone();
-                self.set_alarm(&letter.key, &letter.name, &alarm).await?;
-                let deleted = self
-                    .operation("replay_dead_letter", async {
-                        Ok(sqlx::query(
-                            "DELETE FROM francis_dead_letters WHERE dead_letter_id = $1",
-                        )
-                        .bind(id)
-                        .execute(&self.pool)
-                        .await?
-                        .rows_affected())
-                    })
-                    .await?;
-                Ok((deleted > 0).then_some(letter))
+                    let Some(letter) = row.map(DeadLetter::try_from).transpose()? else {
+                        return Ok(None);
+                    };
+                    let mut alarm = AlarmRecord::new(letter.handler.clone(), due_ms);
+                    alarm.data = letter.data.clone();
+                    sqlx::query(SET_ALARM)
+                        .bind(new_alarm_id().as_str())
+                        .bind(letter.key.actor_type.as_str())
+                        .bind(letter.key.actor_id.as_str())
+                        .bind(letter.name.as_str())
+                        .bind(alarm.handler.as_str())
+                        .bind(alarm.due_ms)
+                        .bind(alarm.scheduled_ms)
+                        .bind(alarm.interval.as_deref())
+                        .bind(alarm.ttl_ms)
+                        .bind(alarm.data.as_deref())
+                        .bind(i64::from(alarm.attempts))
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(Some(letter))
+                })
+                .await
+            }
+
+            async fn prune_records(&self, before_ms: i64) -> Result<(u64, u64), StoreError> {
+                self.operation("prune_records", async {
+                    let audit = sqlx::query(
+                        "DELETE FROM francis_audit
+                         WHERE audit_started_at < $1 AND audit_result <> 'pending'",
+                    )
+                    .bind(before_ms)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                    let letters = sqlx::query(
+                        "DELETE FROM francis_dead_letters WHERE dead_letter_dropped_at < $1",
+                    )
+                    .bind(before_ms)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                    Ok((audit, letters))
+                })
+                .await
             }
         }
     };
