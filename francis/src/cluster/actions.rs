@@ -1,6 +1,6 @@
 //! Operators' actions on a cluster, the pure half: the request envelope that
 //! `POST /api/cluster/actions/preflight` and `/dispatch` take, the closed set of denial codes,
-//! and [`preflight`], which decides per target from facts gathered beforehand. Running the
+//! and [`decide`], which judges each target from facts gathered beforehand. Running the
 //! actions (and auditing them) is the executor's job (`crate::http::actions`).
 //!
 //! Preflight checks in this order, and the first check that fails decides a target's code:

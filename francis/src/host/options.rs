@@ -70,7 +70,7 @@ impl ActorOptions {
     }
 
     /// How many calls one activation holds at most, waiting and running (default
-    /// [`DEFAULT_MAX_QUEUED_CALLS`]). A call beyond it fails at once with
+    /// 1000). A call beyond it fails at once with
     /// [`Error::Overloaded`] (remote callers see `overloaded`, with a time to retry after), so a
     /// flood of calls to one actor cannot grow its mailbox without bound.
     pub fn max_queued_calls(mut self, calls: usize) -> Self {

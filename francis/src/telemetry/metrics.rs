@@ -1,6 +1,6 @@
 //! The process's metrics: counters, gauges and histograms kept in atomics, grouped in labelled
 //! families, read by the Prometheus endpoint ([`super::prometheus`]) and mirrored to
-//! OpenTelemetry when an exporter is installed ([`super::otel`]).
+//! OpenTelemetry when an exporter is installed (`Telemetry::init`, feature `telemetry`).
 //!
 //! Recording is built for the invoke path: code that records often holds its series (an
 //! `Arc` handle found once, e.g. per actor type and method when the type is registered), and a

@@ -1,6 +1,6 @@
 //! Seeing into a running process: metrics, traces and logs.
 //!
-//! - **Metrics** ([`metrics`]) are always recorded, cheaply, and served in the Prometheus text
+//! - **Metrics** ([`metrics()`]) are always recorded, cheaply, and served in the Prometheus text
 //!   format ([`prometheus::render`]) at `GET /metrics` on the control server and the runtime.
 //! - **Traces** are `tracing` spans named after what they measure (`actor.invoke`,
 //!   `peer.invoke`, `store.<operation>`, `runtime.<kind>`, `alarm.execute`, ...). With the
