@@ -261,6 +261,31 @@ async fn over_tls_a_client_certificate_of_the_cluster_names_the_caller() {
     assert_eq!(state["context"]["caller"]["principal"], "cert:alice");
     assert_eq!(state["context"]["caller"]["role"], "viewer");
 
+    // A page the TLS server served (the fleet UI) posts with its https origin, and is let in;
+    // an http origin of the same address is another site's.
+    let preflight = format!(
+        "https://127.0.0.1:{}/api/cluster/actions/preflight",
+        address.port()
+    );
+    let body = serde_json::json!({
+        "api_version": "1.0", "request_id": "tls-1", "action_type": "drain_host",
+        "targets": ["no-such-host"],
+    });
+    let operator = client_of(&ca, Role::Operator, "olga");
+    for (origin, status) in [
+        (format!("https://127.0.0.1:{}", address.port()), 404),
+        (format!("http://127.0.0.1:{}", address.port()), 403),
+    ] {
+        let response = operator
+            .post(&preflight)
+            .header("origin", &origin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{origin}");
+    }
+
     let stranger_ca = ClusterCa::from_psks(&["another-cluster-psk-0123456789abcdef0123"]).unwrap();
     let mallory = client_of(&stranger_ca, Role::Admin, "mallory");
     assert!(

@@ -311,10 +311,10 @@ pub(super) async fn guard(
         Ok(None) => {}
         Ok(Some(origin)) => {
             let normalized = normalize_origin(origin);
-            let own = normalize_origin(&format!("http://{host}"));
-            // A server behind TLS (the runtime's with http.tls) is its own origin as https.
-            let own_tls = normalize_origin(&format!("https://{host}"));
-            let same = normalized.is_some() && (normalized == own || normalized == own_tls);
+            // A server that speaks TLS (the runtime's with http.tls) is its own origin as https.
+            let scheme = if api.tls { "https" } else { "http" };
+            let own = normalize_origin(&format!("{scheme}://{host}"));
+            let same = normalized.is_some() && normalized == own;
             let allowed = normalized
                 .as_ref()
                 .is_some_and(|o| api.allowed_origins.iter().any(|a| a == o));
@@ -329,7 +329,7 @@ pub(super) async fn guard(
                     format!(
                         "this control API does not answer requests from web pages of the origin {:?}: only from its own ({}) and from the origins configured with ControlApi::allowed_origins",
                         origin.escape_debug().to_string(),
-                        own.unwrap_or_else(|| format!("http://{host}"))
+                        own.unwrap_or_else(|| format!("{scheme}://{host}"))
                     ),
                 );
             }

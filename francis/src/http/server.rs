@@ -43,6 +43,8 @@ pub struct ControlApi {
     pub(super) tokens: Vec<(HttpToken, Role)>,
     pub(super) allowed_hosts: Vec<String>,
     pub(super) allowed_origins: Vec<String>,
+    /// Whether the server speaks TLS: its own origin is then `https://<host>`.
+    pub(super) tls: bool,
 }
 
 /// Why a control server could not be configured or started.
@@ -179,6 +181,14 @@ impl ControlApi {
     /// does), a server without a token also refuses peers that are not on loopback.
     pub fn router(&self, service: Service) -> Router {
         self.protect(super::routes(service))
+    }
+
+    /// The same configuration for a server that speaks TLS (the runtime's operations server
+    /// with `http.tls`): pages it serves have the origin `https://<host>`.
+    #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+    pub(crate) fn serving_tls(mut self) -> Self {
+        self.tls = true;
+        self
     }
 
     /// `routes` behind this configuration's guard.

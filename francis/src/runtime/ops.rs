@@ -160,7 +160,12 @@ impl OpsServer {
             .layer(DefaultBodyLimit::max(actions::MAX_ACTION_BODY_BYTES + 1))
             .merge(crate::http::ui::routes())
             .with_state(view);
-        let app = self.api.protect(routes);
+        let api = if self.tls.is_some() {
+            self.api.clone().serving_tls()
+        } else {
+            self.api.clone()
+        };
+        let app = api.protect(routes);
         match self.tls {
             None => {
                 if let Err(e) = axum::serve(
