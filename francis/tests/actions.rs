@@ -34,10 +34,7 @@ async fn serve(service: Service) -> SocketAddr {
         .token(HttpToken::new(ADMIN).unwrap())
         .role_token(Role::Operator, HttpToken::new(OPERATOR).unwrap())
         .role_token(Role::Viewer, HttpToken::new(VIEWER).unwrap());
-    let listener = api.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(listener.serve(service, std::future::pending()));
-    address
+    support::serve_control(service, api).await
 }
 
 async fn post(address: SocketAddr, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
@@ -551,12 +548,7 @@ async fn a_prod_host_takes_no_action_from_an_unauthenticated_caller() {
     let (service, stop, task) = run(host);
     let host_id = service.host_status().unwrap().host_id;
     // No tokens: the server answers this machine, and takes the caller for `loopback`.
-    let listener = ControlApi::new()
-        .bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(listener.serve(service.clone(), std::future::pending()));
+    let address = support::serve_control(service.clone(), ControlApi::new()).await;
 
     let (status, answer) = post(
         address,

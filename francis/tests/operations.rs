@@ -49,10 +49,7 @@ async fn serve(service: Service) -> SocketAddr {
     let api = ControlApi::new()
         .token(HttpToken::new(ADMIN).unwrap())
         .role_token(Role::Viewer, HttpToken::new(VIEWER).unwrap());
-    let listener = api.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(listener.serve(service, std::future::pending()));
-    address
+    support::serve_control(service, api).await
 }
 
 async fn get(address: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {

@@ -117,25 +117,6 @@ fn codes(e: &ProfileError) -> Vec<&'static str> {
     e.codes().iter().map(|c| c.as_str()).collect()
 }
 
-/// Run `runtime` until the returned sender fires.
-fn serve(
-    runtime: Runtime,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        runtime
-            .run(async move {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
-    (stop, task)
-}
-
 /// The status of `GET path` on the HTTP server at `address`, sent with `token` if any.
 async fn status_of(address: std::net::SocketAddr, path: &str, token: Option<&str>) -> u16 {
     let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
@@ -231,7 +212,7 @@ async fn prod_runtime_with_a_token_starts() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let http = runtime.http_addr().expect("the operations server runs");
-    let (stop, task) = serve(runtime);
+    let (stop, task) = support::run_runtime(runtime);
     assert_eq!(status_of(http, "/readyz", None).await, 200);
     assert_eq!(status_of(http, "/api/cluster/state", None).await, 401);
     assert_eq!(
@@ -353,7 +334,7 @@ async fn dev_builds_a_runtime_and_hosts_with_every_unsafe_setting() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let address = runtime.local_addr();
-    let (stop_runtime, runtime_task) = serve(runtime);
+    let (stop_runtime, runtime_task) = support::run_runtime(runtime);
 
     // A worker that does not pin the CA joins it.
     let worker = Host::remote()

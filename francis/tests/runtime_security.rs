@@ -20,6 +20,8 @@ use tokio::io::AsyncWriteExt;
 use wtransport::endpoint::endpoint_side::Client;
 use wtransport::{ClientConfig, Connection, Endpoint};
 
+mod support;
+
 const RUNTIME_PSK: &str = "security-test-runtime-psk-0123456789abcdef";
 const HOST_PSK: &str = "security-test-host-psk";
 const STEP: Duration = Duration::from_secs(10);
@@ -48,15 +50,7 @@ async fn runtime_with(
     let runtime = bootstrap(builder).build().await.unwrap();
     let addr = runtime.local_addr();
     let ca = runtime.cluster_ca().clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        runtime
-            .run(async move {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
+    let (stop, task) = support::run_runtime(runtime);
     Running {
         addr,
         ca,

@@ -347,12 +347,7 @@ async fn an_operator_drains_a_host_from_the_fleet_ui_in_a_real_browser() {
     let (a, stop_a, run_a) = support::start(&db, "a", PSK).await;
     let (b, stop_b, run_b) = support::start(&db, "b", PSK).await;
     // Host A serves the control API and the page on loopback, without a token.
-    let listener = ControlApi::new()
-        .bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(listener.serve(a.clone(), std::future::pending()));
+    let address = support::serve_control(a.clone(), ControlApi::new()).await;
     let a_id = a.host_status().unwrap().host_id;
     let b_id = b.host_status().unwrap().host_id;
     for i in 0..20 {

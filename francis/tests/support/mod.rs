@@ -1,5 +1,6 @@
-//! Scaffolding the integration tests share: an actor that tells which host runs it, and a
-//! local host on a SQLite file, run until its stop sender fires.
+//! Scaffolding the integration tests share: an actor that tells which host runs it, a local
+//! host on a SQLite file, run until its stop sender fires, a runtime run the same way, and a
+//! control API served on loopback.
 
 // Each test binary compiles this module and uses part of it.
 #![allow(dead_code)]
@@ -7,8 +8,12 @@
 use std::path::Path;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use francis::host::{ActorOptions, HostBuilder};
+use francis::http::ControlApi;
 use francis::prelude::*;
+use francis::runtime::Runtime;
 
 /// Which host an activation runs on (the `name` of [`local`]).
 pub struct HostName(pub String);
@@ -106,4 +111,31 @@ pub async fn start(db: &Path, name: &str, psk: &str) -> Running {
         .await
         .unwrap();
     run(host)
+}
+
+/// Run a built runtime until the returned sender fires; its task ends when it has stopped.
+pub fn run_runtime(
+    runtime: Runtime,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        runtime
+            .run(async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    (stop, task)
+}
+
+/// Serve `service`'s control API, configured as `api`, on a free loopback port.
+pub async fn serve_control(service: Service, api: ControlApi) -> SocketAddr {
+    let listener = api.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(listener.serve(service, std::future::pending()));
+    address
 }
