@@ -393,6 +393,9 @@ impl HostCore {
         mut ownership: Ownership,
     ) -> Result<Envelope, Error> {
         let mut retried = false;
+        // Called for an activation found live here (the fast path of `invoke`): a retry after a
+        // halt is routed afresh, since the actor may have moved meanwhile.
+        let from_live = live.is_some();
         loop {
             let (activation, info) = match live.take() {
                 Some(activation) => {
@@ -414,9 +417,16 @@ impl HostCore {
                 // then try once more on a fresh activation.
                 Err(TurnError::Halted { args: Some(unused) }) if !retried => {
                     retried = true;
+                    activation.removed().await;
+                    if from_live {
+                        // Through `invoke` again: the halted activation is gone, so the call
+                        // finds a fresh one here, or goes to wherever the actor is placed now.
+                        self.placements.invalidate(key);
+                        return <Self as HostHandle>::invoke(self, key, method, unused, options)
+                            .await;
+                    }
                     args = unused;
                     ownership = Ownership::Unconfirmed;
-                    activation.removed().await;
                 }
                 Err(e) => return Err(turn_error(key, info.name, e)),
             }
