@@ -14,6 +14,8 @@ use francis::prelude::*;
 use francis::runtime::{Runtime, TokenValidator};
 use serde::{Deserialize, Serialize};
 
+mod support;
+
 const RUNTIME_PSK: &str = "remote-test-runtime-psk-0123456789abcdef";
 const HOST_PSK: &str = "remote-test-host-psk";
 /// Upper bound of any wait in these tests.
@@ -120,15 +122,7 @@ async fn start_runtime(
     let runtime = configure(builder).build().await.expect("runtime starts");
     let addr = runtime.local_addr();
     let ca_pem = runtime.cluster_ca().bundle_pem();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        runtime
-            .run(async move {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("runtime runs");
-    });
+    let (stop, task) = support::run_runtime(runtime);
     RunningRuntime {
         addr,
         ca_pem,
@@ -641,15 +635,7 @@ mod jwt_bootstrap {
         let runtime = Runtime::from_config(&config).await.unwrap();
         let addr = runtime.local_addr();
         let ca_pem = runtime.cluster_ca().bundle_pem();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            runtime
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
+        let (stop, task) = support::run_runtime(runtime);
         let running = RunningRuntime {
             addr,
             ca_pem,
