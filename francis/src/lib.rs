@@ -98,6 +98,7 @@ extern crate self as francis;
 pub mod actor;
 pub mod clock;
 pub mod cluster;
+pub mod cron;
 pub mod error;
 pub mod host;
 #[cfg(feature = "http")]

@@ -950,8 +950,8 @@ mod tests {
     use super::*;
     use crate::model::{
         AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity,
-        ClusterObservation, FetchAlarms, HostInfo, HostRegistration, ListStatesOptions, StateList,
-        StoreOptions,
+        ClusterObservation, DeadLetter, DeadLetterQuery, FetchAlarms, HostInfo, HostRegistration,
+        JobInfo, JobRecord, ListStatesOptions, StateList, StoreOptions,
     };
     use crate::net::runtime::messages::for_each_store_op;
     use crate::prelude::*;

@@ -721,17 +721,21 @@ async fn execute(
             Ok(json!({"deleted": deleted}))
         }
         (ActionType::ReplayDeadLetter, Target::DeadLetter(id)) => {
-            let replayed = node
+            let (replayed, alarm_id) = node
                 .operations()?
                 .replay_dead_letter(id, node.now_ms())
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no dead letter {id} (replayed already?)"))?;
-            Ok(json!({
+            let mut detail = json!({
                 "actor": replayed.key.to_string(),
                 "alarm": replayed.name,
                 "handler": replayed.handler,
-            }))
+            });
+            if replayed.job_id.is_some() {
+                detail["jobId"] = json!(alarm_id);
+            }
+            Ok(detail)
         }
         (action, target) => Err(format!("{} cannot act on {target:?}", action.as_str())),
     }

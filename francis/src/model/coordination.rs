@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::jobs::{JobInfo, JobRecord};
 use super::key::{ActorKey, HostId, new_host_id};
+use super::operations::{DeadLetter, DeadLetterQuery};
 use super::records::{
     AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity, ClusterObservation,
     FetchAlarms, HostInfo, HostRegistration, ListStatesOptions, LookupOptions, Placement,
@@ -275,6 +277,44 @@ pub trait Store: Send + Sync + 'static {
         error: &str,
     ) -> Result<bool, StoreError>;
 
+    // ---- jobs --------------------------------------------------------------------------------
+
+    /// Dispatch a job to an actor: store it as a row of the alarm engine named
+    /// [`job_alarm_name`](super::jobs::job_alarm_name) of its idempotency key (or of its new
+    /// ID). With a key, the first write wins: while a job with that key is pending, running, or
+    /// succeeded within [`JOB_RESULT_RETENTION`](super::jobs::JOB_RESULT_RETENTION), its ID is
+    /// returned and nothing is written. Returns the job's ID.
+    async fn dispatch_job(&self, key: &ActorKey, job: &JobRecord) -> Result<String, StoreError>;
+
+    /// A job by ID: pending or running (a live row), succeeded (a remembered result), or
+    /// dead-lettered (its newest dead letter, when it has no live row). `None` if unknown.
+    async fn get_job(&self, job_id: &str) -> Result<Option<JobInfo>, StoreError>;
+
+    /// An actor's jobs: live ones, remembered successes and dead-lettered ones, by job ID.
+    async fn list_jobs(&self, key: &ActorKey) -> Result<Vec<JobInfo>, StoreError>;
+
+    /// Cancel an actor's pending (or running) job: its row is deleted, so no further
+    /// occurrence runs and a running one's lease is void. Returns whether it existed.
+    async fn cancel_job(&self, key: &ActorKey, job_id: &str) -> Result<bool, StoreError>;
+
+    /// Dead letters of jobs (not of plain alarms), newest first.
+    async fn list_dead_jobs(&self, query: &DeadLetterQuery) -> Result<Vec<DeadLetter>, StoreError>;
+
+    /// One dead letter of a job, by its dead-letter ID.
+    async fn get_dead_job(&self, id: &str) -> Result<Option<DeadLetter>, StoreError>;
+
+    /// Delete one dead letter of a job. Returns whether it existed.
+    async fn delete_dead_job(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Run a dead-lettered job again: in one transaction, delete the dead letter and dispatch
+    /// its method and payload as a fresh one-shot job due now (a new job ID, no key, no
+    /// repeat). Concurrent retries of one letter run it once. Returns the new job's ID, or
+    /// `None` if the dead letter no longer exists.
+    async fn retry_dead_job(&self, id: &str) -> Result<Option<String>, StoreError>;
+
+    /// Delete the dead letters of jobs dropped before `before_ms`: how many.
+    async fn purge_dead_jobs(&self, before_ms: i64) -> Result<u64, StoreError>;
+
     // ---- maintenance -------------------------------------------------------------------------
 
     /// Check this process's cluster CAs, given as the fingerprints of its trusted CA
@@ -295,7 +335,8 @@ pub trait Store: Send + Sync + 'static {
     /// worker's link to its runtime refuses.
     async fn observe_cluster(&self) -> Result<ClusterObservation, StoreError>;
 
-    /// Delete expired hosts (with their placements) and expired state.
+    /// Delete expired hosts (with their placements), expired state, and job results older
+    /// than [`JOB_RESULT_RETENTION`](super::jobs::JOB_RESULT_RETENTION).
     async fn cleanup(&self) -> Result<CleanupStats, StoreError>;
 
     /// The operations plane's records (audit trail, dead letters, draining hosts), if this

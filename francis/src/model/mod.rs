@@ -13,12 +13,14 @@
 //! This module depends on nothing above it (only [`crate::clock`] for the store's clock).
 
 pub mod coordination;
+pub mod jobs;
 pub mod key;
 pub mod operations;
 pub mod payload;
 pub mod records;
 
 pub use coordination::{Store, StoreError, StoreOptions};
+pub use jobs::{JobInfo, JobRecord, JobStatus};
 pub use key::{ActorKey, HostId};
 pub use operations::{
     AuditQuery, AuditRecord, AuditResult, DeadLetter, DeadLetterQuery, OperationsStore,

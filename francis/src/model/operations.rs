@@ -119,6 +119,9 @@ pub struct DeadLetter {
     pub last_error: String,
     /// When it was given up on (Unix ms).
     pub dropped_ms: i64,
+    /// The job's ID, when the occurrence was a job's (`None` for a plain alarm's).
+    #[serde(default)]
+    pub job_id: Option<String>,
 }
 
 /// Which dead letters to list, newest first.
@@ -165,13 +168,15 @@ pub trait OperationsStore: Send + Sync {
 
     /// Run a dead letter again: in one transaction, delete the dead letter and set its alarm
     /// as a one-shot due at `due_ms` with its handler and payload (replacing an alarm of that
-    /// name, whose other occurrences then no longer run). Concurrent replays of one letter run
-    /// it once. Returns it, or `None` if it no longer exists.
+    /// name, whose other occurrences then no longer run). A job's letter is dispatched as a
+    /// fresh one-shot job instead (a new job ID, no idempotency key), leaving the job's own
+    /// schedule alone. Concurrent replays of one letter run it once. Returns the letter and
+    /// the ID of the alarm (or job) set, or `None` if the letter no longer exists.
     async fn replay_dead_letter(
         &self,
         id: &str,
         due_ms: i64,
-    ) -> Result<Option<DeadLetter>, StoreError>;
+    ) -> Result<Option<(DeadLetter, String)>, StoreError>;
 
     /// Delete the finished audit records started before `before_ms` and the dead letters
     /// dropped before it: how many of each.

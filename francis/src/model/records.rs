@@ -118,6 +118,10 @@ pub struct AlarmRecord {
     pub scheduled_ms: i64,
     /// Repeat interval, canonical ISO 8601 (e.g. `PT1M`); `None` for a one-shot alarm.
     pub interval: Option<String>,
+    /// Repeat schedule, a 5-field cron expression evaluated in UTC (see [`crate::cron::Cron`]);
+    /// `None` unless the alarm repeats by cron. At most one of `interval` and `cron` is set.
+    #[serde(default)]
+    pub cron: Option<String>,
     /// No repeat is scheduled after this time (Unix ms).
     pub ttl_ms: Option<i64>,
     /// Handler payload (MessagePack), if any.
@@ -135,6 +139,7 @@ impl AlarmRecord {
             due_ms,
             scheduled_ms: due_ms,
             interval: None,
+            cron: None,
             ttl_ms: None,
             data: None,
             attempts: 0,
@@ -164,6 +169,9 @@ pub struct AlarmLease {
 pub enum AlarmCompletion {
     /// Delete the alarm (one-shot done, TTL passed, or attempts exhausted).
     Delete,
+    /// Delete a one-shot that ran to success: as [`AlarmCompletion::Delete`], and a job is
+    /// remembered as succeeded (see [`crate::model::JobStatus::Succeeded`]).
+    Succeeded,
     /// Schedule the next occurrence at `due_ms` (also its nominal time) with attempts reset to 0.
     /// With `keep_lease` the lease is refreshed for this holder; otherwise it is released.
     Reschedule {
@@ -207,6 +215,9 @@ pub struct CleanupStats {
     pub hosts: u64,
     /// Expired state rows.
     pub states: u64,
+    /// Results of succeeded jobs past their retention.
+    #[serde(default)]
+    pub job_results: u64,
 }
 
 /// What [`Store::claim_cluster_identity`](super::Store::claim_cluster_identity) found.

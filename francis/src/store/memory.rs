@@ -21,9 +21,11 @@ use super::{
     ListStatesOptions, LookupOptions, ObservedHost, OperationsStore, Placement, PlacementCount,
     StateEntry, StateList, Store, StoreError, StoreOptions,
 };
+use crate::model::jobs::{JOB_RESULT_RETENTION, is_job_name, job_alarm_name, job_key_of};
 use crate::model::operations::{
-    MAX_AUDIT_DETAIL_BYTES, MAX_RECORDED_ERROR_BYTES, bounded_text, page_size,
+    MAX_AUDIT_DETAIL_BYTES, MAX_AUDIT_PAGE, MAX_RECORDED_ERROR_BYTES, bounded_text, page_size,
 };
+use crate::model::{JobInfo, JobRecord, JobStatus};
 
 /// A [`Store`] that keeps everything in memory, in this process only.
 pub struct MemoryStore {
@@ -56,6 +58,17 @@ struct Tables {
     audit: Vec<AuditRecord>,
     /// Dead letters by ID.
     dead_letters: BTreeMap<String, DeadLetter>,
+    /// Succeeded one-shot jobs by job ID.
+    job_results: BTreeMap<String, JobResult>,
+}
+
+/// A succeeded one-shot job, remembered for its status and idempotency key.
+struct JobResult {
+    key: ActorKey,
+    name: String,
+    method: String,
+    attempts: u32,
+    finished_ms: i64,
 }
 
 struct HostRow {
@@ -230,6 +243,56 @@ impl Tables {
     }
 
     /// The alarm behind a lease, if the lease is valid at `now`.
+    /// The jobs `wanted(job_id, actor)` selects, one per job ID (live, else succeeded, else
+    /// its newest dead letter), ordered by job ID.
+    fn jobs(&self, now: i64, wanted: impl Fn(&str, &ActorKey) -> bool) -> Vec<JobInfo> {
+        let mut jobs: BTreeMap<String, JobInfo> = BTreeMap::new();
+        for letter in self.dead_letters.values() {
+            let Some(job_id) = &letter.job_id else {
+                continue;
+            };
+            if !wanted(job_id, &letter.key)
+                || jobs
+                    .get(job_id)
+                    .is_some_and(|j| j.finished_ms >= Some(letter.dropped_ms))
+            {
+                continue;
+            }
+            let mut info = job_info(job_id, &letter.key, &letter.name, &letter.handler);
+            info.status = JobStatus::DeadLettered;
+            info.attempts = letter.attempts;
+            info.last_error = Some(letter.last_error.clone());
+            info.finished_ms = Some(letter.dropped_ms);
+            jobs.insert(job_id.clone(), info);
+        }
+        for (job_id, result) in &self.job_results {
+            if wanted(job_id, &result.key) {
+                let mut info = job_info(job_id, &result.key, &result.name, &result.method);
+                info.status = JobStatus::Succeeded;
+                info.attempts = result.attempts;
+                info.finished_ms = Some(result.finished_ms);
+                jobs.insert(job_id.clone(), info);
+            }
+        }
+        for ((key, name), row) in &self.alarms {
+            if !is_job_name(name) || !wanted(&row.alarm_id, key) {
+                continue;
+            }
+            let record = &row.record;
+            let mut info = job_info(&row.alarm_id, key, name, &record.handler);
+            let leased = row.lease.as_ref().is_some_and(|l| l.expires_ms >= now);
+            if leased && record.due_ms <= now {
+                info.status = JobStatus::Running;
+            }
+            info.attempts = record.attempts;
+            info.due_ms = Some(record.due_ms);
+            info.interval = record.interval.clone();
+            info.cron = record.cron.clone();
+            jobs.insert(row.alarm_id.clone(), info);
+        }
+        jobs.into_values().collect()
+    }
+
     fn leased_alarm_mut(&mut self, lease: &AlarmLease, now: i64) -> Option<&mut AlarmRow> {
         self.alarms
             .get_mut(&(lease.key.clone(), lease.name.clone()))
@@ -586,7 +649,22 @@ impl Store for MemoryStore {
             return Ok(None);
         };
         let Some(update) = CompletionUpdate::of(completion) else {
-            t.alarms.remove(&(lease.key.clone(), lease.name.clone()));
+            let removed = t.alarms.remove(&(lease.key.clone(), lease.name.clone()));
+            if let Some(row) = removed
+                && *completion == AlarmCompletion::Succeeded
+                && is_job_name(&lease.name)
+            {
+                t.job_results.insert(
+                    row.alarm_id,
+                    JobResult {
+                        key: lease.key.clone(),
+                        name: lease.name.clone(),
+                        method: row.record.handler,
+                        attempts: row.record.attempts,
+                        finished_ms: now,
+                    },
+                );
+            }
             return Ok(Some(lease.clone()));
         };
         let updated = update.lease_after(lease, now, lease_duration);
@@ -724,6 +802,7 @@ impl Store for MemoryStore {
             return Ok(false);
         };
         let record = alarm.record.clone();
+        let job_id = is_job_name(&lease.name).then(|| alarm.alarm_id.clone());
         let duplicate = t.dead_letters.values().any(|d| {
             d.key == lease.key && d.name == lease.name && d.scheduled_ms == record.scheduled_ms
         });
@@ -741,10 +820,108 @@ impl Store for MemoryStore {
                     attempts,
                     last_error: bounded_text(error, MAX_RECORDED_ERROR_BYTES).to_owned(),
                     dropped_ms: now,
+                    job_id,
                 },
             );
         }
         Ok(true)
+    }
+
+    async fn dispatch_job(&self, key: &ActorKey, job: &JobRecord) -> Result<String, StoreError> {
+        let now = self.now();
+        let mut t = self.tables();
+        let id = new_alarm_id();
+        let name = job_alarm_name(job.idempotency_key.as_deref().unwrap_or(&id));
+        if let Some(row) = t.alarms.get(&(key.clone(), name.clone())) {
+            return Ok(row.alarm_id.clone());
+        }
+        let kept_since = now.saturating_sub(duration_ms(JOB_RESULT_RETENTION));
+        if job.idempotency_key.is_some()
+            && let Some((id, _)) = t
+                .job_results
+                .iter()
+                .find(|(_, r)| r.key == *key && r.name == name && r.finished_ms >= kept_since)
+        {
+            return Ok(id.clone());
+        }
+        let mut record = AlarmRecord::new(job.method.clone(), job.due_ms);
+        record.interval = job.interval.clone();
+        record.cron = job.cron.clone();
+        record.ttl_ms = job.ttl_ms;
+        record.data = job.data.clone();
+        t.alarms.insert(
+            (key.clone(), name),
+            AlarmRow {
+                alarm_id: id.clone(),
+                record,
+                lease: None,
+            },
+        );
+        Ok(id)
+    }
+
+    async fn get_job(&self, job_id: &str) -> Result<Option<JobInfo>, StoreError> {
+        let now = self.now();
+        Ok(self
+            .tables()
+            .jobs(now, |job_id_of, _| job_id_of == job_id)
+            .into_iter()
+            .next())
+    }
+
+    async fn list_jobs(&self, key: &ActorKey) -> Result<Vec<JobInfo>, StoreError> {
+        let now = self.now();
+        Ok(self.tables().jobs(now, |_, of| of == key))
+    }
+
+    async fn cancel_job(&self, key: &ActorKey, job_id: &str) -> Result<bool, StoreError> {
+        let mut t = self.tables();
+        let before = t.alarms.len();
+        t.alarms
+            .retain(|(k, name), row| !(k == key && is_job_name(name) && row.alarm_id == job_id));
+        Ok(t.alarms.len() < before)
+    }
+
+    async fn list_dead_jobs(&self, query: &DeadLetterQuery) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut jobs_only = query.clone();
+        jobs_only.limit = MAX_AUDIT_PAGE;
+        let mut letters = OperationsStore::list_dead_letters(self, &jobs_only).await?;
+        letters.retain(|d| d.job_id.is_some());
+        letters.truncate(page_size(query.limit) as usize);
+        Ok(letters)
+    }
+
+    async fn get_dead_job(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        Ok(self
+            .tables()
+            .dead_letters
+            .get(id)
+            .filter(|d| d.job_id.is_some())
+            .cloned())
+    }
+
+    async fn delete_dead_job(&self, id: &str) -> Result<bool, StoreError> {
+        let mut t = self.tables();
+        if t.dead_letters.get(id).is_none_or(|d| d.job_id.is_none()) {
+            return Ok(false);
+        }
+        Ok(t.dead_letters.remove(id).is_some())
+    }
+
+    async fn retry_dead_job(&self, id: &str) -> Result<Option<String>, StoreError> {
+        if self.get_dead_job(id).await?.is_none() {
+            return Ok(None);
+        }
+        let replayed = OperationsStore::replay_dead_letter(self, id, self.now()).await?;
+        Ok(replayed.map(|(_, job_id)| job_id))
+    }
+
+    async fn purge_dead_jobs(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let mut t = self.tables();
+        let before = t.dead_letters.len();
+        t.dead_letters
+            .retain(|_, d| d.job_id.is_none() || d.dropped_ms >= before_ms);
+        Ok((before - t.dead_letters.len()) as u64)
     }
 
     fn operations(&self) -> Option<&dyn OperationsStore> {
@@ -757,9 +934,13 @@ impl Store for MemoryStore {
         let hosts = t.prune_expired_hosts(threshold);
         let before = t.states.len();
         t.states.retain(|_, s| s.is_live(now));
+        let results = t.job_results.len();
+        let kept_since = now.saturating_sub(duration_ms(JOB_RESULT_RETENTION));
+        t.job_results.retain(|_, r| r.finished_ms >= kept_since);
         Ok(CleanupStats {
             hosts,
             states: (before - t.states.len()) as u64,
+            job_results: (results - t.job_results.len()) as u64,
         })
     }
 }
@@ -861,22 +1042,28 @@ impl OperationsStore for MemoryStore {
         &self,
         id: &str,
         due_ms: i64,
-    ) -> Result<Option<DeadLetter>, StoreError> {
+    ) -> Result<Option<(DeadLetter, String)>, StoreError> {
         let mut t = self.tables();
         let Some(letter) = t.dead_letters.remove(id) else {
             return Ok(None);
         };
         let mut record = AlarmRecord::new(letter.handler.clone(), due_ms);
         record.data = letter.data.clone();
+        let alarm_id = new_alarm_id();
+        // A job's letter runs as a fresh one-shot job; an alarm's sets its alarm again.
+        let name = match letter.job_id {
+            Some(_) => job_alarm_name(&alarm_id),
+            None => letter.name.clone(),
+        };
         t.alarms.insert(
-            (letter.key.clone(), letter.name.clone()),
+            (letter.key.clone(), name),
             AlarmRow {
-                alarm_id: new_alarm_id(),
+                alarm_id: alarm_id.clone(),
                 record,
                 lease: None,
             },
         );
-        Ok(Some(letter))
+        Ok(Some((letter, alarm_id)))
     }
 
     async fn prune_records(&self, before_ms: i64) -> Result<(u64, u64), StoreError> {
@@ -889,5 +1076,22 @@ impl OperationsStore for MemoryStore {
             (audit - t.audit.len()) as u64,
             (letters - t.dead_letters.len()) as u64,
         ))
+    }
+}
+
+/// A pending job's report, before the caller fills in what its source knows.
+fn job_info(job_id: &str, key: &ActorKey, name: &str, method: &str) -> JobInfo {
+    JobInfo {
+        job_id: job_id.to_owned(),
+        key: key.clone(),
+        method: method.to_owned(),
+        status: JobStatus::Pending,
+        attempts: 0,
+        due_ms: None,
+        interval: None,
+        cron: None,
+        idempotency_key: job_key_of(name, job_id).map(str::to_owned),
+        last_error: None,
+        finished_ms: None,
     }
 }

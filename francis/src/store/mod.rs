@@ -25,9 +25,9 @@ mod conformance;
 pub use crate::model::{
     ActorKey, ActorTypeRegistration, AlarmCompletion, AlarmLease, AlarmRecord, AuditQuery,
     AuditRecord, AuditResult, CleanupStats, ClusterIdentity, ClusterObservation, DeadLetter,
-    DeadLetterQuery, DueAlarmCount, FetchAlarms, HostId, HostInfo, HostRegistration,
-    ListStatesOptions, LookupOptions, ObservedHost, OperationsStore, Placement, PlacementCount,
-    StateEntry, StateList, Store, StoreError, StoreOptions,
+    DeadLetterQuery, DueAlarmCount, FetchAlarms, HostId, HostInfo, HostRegistration, JobInfo,
+    JobRecord, JobStatus, ListStatesOptions, LookupOptions, ObservedHost, OperationsStore,
+    Placement, PlacementCount, StateEntry, StateList, Store, StoreError, StoreOptions,
 };
 
 /// How long one store operation may take by default ([`SqlOptions::timeout`]): 5 s, or half

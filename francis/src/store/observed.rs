@@ -10,8 +10,9 @@ use tracing::Instrument;
 
 use crate::model::{
     ActorKey, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity,
-    ClusterObservation, FetchAlarms, HostId, HostInfo, HostRegistration, ListStatesOptions,
-    LookupOptions, Placement, StateList, Store, StoreError, StoreOptions,
+    ClusterObservation, DeadLetter, DeadLetterQuery, FetchAlarms, HostId, HostInfo,
+    HostRegistration, JobInfo, JobRecord, ListStatesOptions, LookupOptions, Placement, StateList,
+    Store, StoreError, StoreOptions,
 };
 use crate::telemetry::metrics::metrics;
 
@@ -96,6 +97,15 @@ observed! {
     claim_cluster_identity(fingerprints: &[String]) -> ClusterIdentity;
     observe_cluster() -> ClusterObservation;
     record_dead_letter(lease: &AlarmLease, attempts: u32, error: &str) -> bool;
+    dispatch_job(key: &ActorKey, job: &JobRecord) -> String;
+    get_job(job_id: &str) -> Option<JobInfo>;
+    list_jobs(key: &ActorKey) -> Vec<JobInfo>;
+    cancel_job(key: &ActorKey, job_id: &str) -> bool;
+    list_dead_jobs(query: &DeadLetterQuery) -> Vec<DeadLetter>;
+    get_dead_job(id: &str) -> Option<DeadLetter>;
+    delete_dead_job(id: &str) -> bool;
+    retry_dead_job(id: &str) -> Option<String>;
+    purge_dead_jobs(before_ms: i64) -> u64;
     cleanup() -> CleanupStats;
 }
 

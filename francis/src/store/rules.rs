@@ -53,6 +53,7 @@ pub(crate) fn same_alarm_properties(old: &AlarmRecord, new: &AlarmRecord) -> boo
     old.handler == new.handler
         && old.due_ms == new.due_ms
         && old.interval == new.interval
+        && old.cron == new.cron
         && old.ttl_ms == new.ttl_ms
         && old.data == new.data
 }
@@ -191,10 +192,10 @@ pub(crate) struct CompletionUpdate {
 }
 
 impl CompletionUpdate {
-    /// `None` for [`AlarmCompletion::Delete`].
+    /// `None` for [`AlarmCompletion::Delete`] and [`AlarmCompletion::Succeeded`].
     pub(crate) fn of(completion: &AlarmCompletion) -> Option<Self> {
         match *completion {
-            AlarmCompletion::Delete => None,
+            AlarmCompletion::Delete | AlarmCompletion::Succeeded => None,
             AlarmCompletion::Reschedule { due_ms, keep_lease } => Some(CompletionUpdate {
                 due_ms,
                 scheduled_ms: Some(due_ms),

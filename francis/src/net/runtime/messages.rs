@@ -238,7 +238,7 @@ impl Message for RenewResponse {
 /// (the functions of the runtime's `screen` module): `[session]` marks a value it does not take
 /// from the worker (it puts the session's own host there, so a host can only ever act for
 /// itself, and bounds a fetch's lease and horizon); `[lease]` a lease duration it caps;
-/// `[key]`, `[actor_type]`, `[alarm_name]` and `[alarm]` names it checks as hosts check them
+/// `[key]`, `[actor_type]`, `[alarm_name]`, `[alarm]` and `[job]` names it checks as hosts check them
 /// (refused with `bad_request`). Values convert between their two types through [`Convert`].
 ///
 /// Adding a store operation is: the trait method, its SQL and memory implementations, and one
@@ -293,6 +293,16 @@ macro_rules! for_each_store_op {
                 attempts: u32,
                 error: &str => String [error_text]
             ) -> bool;
+            dispatch_job(key: &ActorKey => ActorKey [key], job: &JobRecord => JobRecord [job])
+                -> String;
+            get_job(job_id: &str => String) -> Option<JobInfo>;
+            list_jobs(key: &ActorKey => ActorKey [key]) -> Vec<JobInfo>;
+            cancel_job(key: &ActorKey => ActorKey [key], job_id: &str => String) -> bool;
+            list_dead_jobs(query: &DeadLetterQuery => DeadLetterQuery) -> Vec<DeadLetter>;
+            get_dead_job(id: &str => String) -> Option<DeadLetter>;
+            delete_dead_job(id: &str => String) -> bool;
+            retry_dead_job(id: &str => String) -> Option<String>;
+            purge_dead_jobs(before_ms: i64) -> u64;
         }
     };
 }

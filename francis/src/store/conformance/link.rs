@@ -157,6 +157,42 @@ impl Store for LinkStore {
             .await
     }
 
+    async fn dispatch_job(&self, key: &ActorKey, job: &JobRecord) -> Result<String, StoreError> {
+        self.any().await?.dispatch_job(key, job).await
+    }
+
+    async fn get_job(&self, job_id: &str) -> Result<Option<JobInfo>, StoreError> {
+        self.any().await?.get_job(job_id).await
+    }
+
+    async fn list_jobs(&self, key: &ActorKey) -> Result<Vec<JobInfo>, StoreError> {
+        self.any().await?.list_jobs(key).await
+    }
+
+    async fn cancel_job(&self, key: &ActorKey, job_id: &str) -> Result<bool, StoreError> {
+        self.any().await?.cancel_job(key, job_id).await
+    }
+
+    async fn list_dead_jobs(&self, query: &DeadLetterQuery) -> Result<Vec<DeadLetter>, StoreError> {
+        self.any().await?.list_dead_jobs(query).await
+    }
+
+    async fn get_dead_job(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        self.any().await?.get_dead_job(id).await
+    }
+
+    async fn delete_dead_job(&self, id: &str) -> Result<bool, StoreError> {
+        self.any().await?.delete_dead_job(id).await
+    }
+
+    async fn retry_dead_job(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.any().await?.retry_dead_job(id).await
+    }
+
+    async fn purge_dead_jobs(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.any().await?.purge_dead_jobs(before_ms).await
+    }
+
     /// A worker's link has none: the runtime's own store answers for the operations plane.
     fn operations(&self) -> Option<&dyn crate::model::OperationsStore> {
         self.direct.operations()

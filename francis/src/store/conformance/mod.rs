@@ -15,8 +15,13 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+mod jobs;
 mod link;
 
+use jobs::{
+    jobs_cancel_delete_and_purge_touch_jobs_only, jobs_dead_letters_keep_the_job_and_retry_it_once,
+    jobs_keys_win_first_and_never_meet_a_plain_alarm, jobs_report_running_retries_and_success,
+};
 use link::{link_postgres_harness, link_sqlite_harness};
 
 use super::memory::MemoryStore;
@@ -1138,7 +1143,8 @@ async fn cleanup_removes_expired_hosts_and_state(h: Harness) {
         stats,
         CleanupStats {
             hosts: 0,
-            states: 1
+            states: 1,
+            job_results: 0,
         }
     );
     assert!(matches!(
@@ -1152,7 +1158,8 @@ async fn cleanup_removes_expired_hosts_and_state(h: Harness) {
         stats,
         CleanupStats {
             hosts: 1,
-            states: 1
+            states: 1,
+            job_results: 0,
         }
     );
     assert_eq!(h.store.cleanup().await.unwrap(), CleanupStats::default());
@@ -1888,7 +1895,7 @@ async fn a_dead_letter_keeps_the_failed_occurrence_and_replays_it(h: Harness) {
         first.is_some() != second.is_some(),
         "exactly one replay takes the letter: {first:?} {second:?}"
     );
-    let replayed = first.or(second);
+    let replayed = first.or(second).map(|(letter, _)| letter);
     assert_eq!(replayed.as_ref(), Some(letter));
     let again = h.store.get_alarm(&k, "a").await.unwrap().unwrap();
     assert_eq!(again.handler, "ring");
@@ -2046,6 +2053,10 @@ conformance_suite!(
     audit_keeps_the_first_record_of_a_request_and_target,
     a_dead_letter_keeps_the_failed_occurrence_and_replays_it,
     old_operations_records_are_pruned,
+    jobs_keys_win_first_and_never_meet_a_plain_alarm,
+    jobs_report_running_retries_and_success,
+    jobs_dead_letters_keep_the_job_and_retry_it_once,
+    jobs_cancel_delete_and_purge_touch_jobs_only,
     ],
     // `allowed_hosts` is the runtime's own option: a worker cannot narrow placement.
     // So are `avoid_hosts` and the cluster identity, which the runtime checks for itself, and

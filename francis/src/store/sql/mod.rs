@@ -32,6 +32,7 @@
 //! own time, so tests control them.
 
 pub mod dialect;
+mod jobs;
 mod operations;
 mod rows;
 
@@ -44,6 +45,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArgumen
 
 pub use self::dialect::Dialect;
 use self::dialect::Tx;
+use self::jobs::SqlJobs;
 use self::rows::{
     AlarmRow, CandidateRow, CurrentPlacementRow, DueAlarmCountRow, HostRow, HostTypeRow, LeaseRow,
     ObservedHostRow, PlacementCountRow, PlacementRow, SlotRow, StateRow,
@@ -61,6 +63,7 @@ use crate::model::{
     HostRegistration, ListStatesOptions, LookupOptions, ObservedHost, OperationsStore, Placement,
     PlacementCount, StateEntry, StateList, Store, StoreError, StoreOptions,
 };
+use crate::model::{DeadLetter, DeadLetterQuery, JobInfo, JobRecord};
 use crate::store::{QueryLog, SqlOptions};
 
 /// How many times a transaction that failed retryably is run in total before its error is
@@ -78,7 +81,8 @@ macro_rules! valid_lease {
 macro_rules! alarm_columns {
     () => {
         "alarm_handler AS handler, alarm_due_time AS due_ms, alarm_scheduled_time AS scheduled_ms, \
-         alarm_interval AS interval, alarm_ttl_time AS ttl_ms, alarm_data AS data, \
+         alarm_interval AS interval, alarm_cron AS cron, alarm_ttl_time AS ttl_ms, \
+         alarm_data AS data, \
          alarm_attempts AS attempts"
     };
 }
@@ -91,21 +95,22 @@ macro_rules! lease_columns {
     };
 }
 
-/// Set an alarm (`$1` new alarm ID, `$2`-`$4` type, ID and name, `$5`-`$11` the record): insert,
+/// Set an alarm (`$1` new alarm ID, `$2`-`$4` type, ID and name, `$5`-`$12` the record): insert,
 /// or replace every field unless the compared properties are all equal (`IS NOT DISTINCT FROM`
 /// compares NULLs as equal), in which case the row is left untouched, keeping its ID, attempts
 /// and lease.
 pub(crate) const SET_ALARM: &str =
     "INSERT INTO francis_alarms AS al (alarm_id, actor_type, actor_id, alarm_name,
          alarm_handler, alarm_due_time, alarm_scheduled_time, alarm_interval,
-         alarm_ttl_time, alarm_data, alarm_attempts)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         alarm_ttl_time, alarm_data, alarm_attempts, alarm_cron)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
      ON CONFLICT (actor_type, actor_id, alarm_name) DO UPDATE SET
          alarm_id = excluded.alarm_id,
          alarm_handler = excluded.alarm_handler,
          alarm_due_time = excluded.alarm_due_time,
          alarm_scheduled_time = excluded.alarm_scheduled_time,
          alarm_interval = excluded.alarm_interval,
+         alarm_cron = excluded.alarm_cron,
          alarm_ttl_time = excluded.alarm_ttl_time,
          alarm_data = excluded.alarm_data,
          alarm_attempts = excluded.alarm_attempts,
@@ -114,6 +119,7 @@ pub(crate) const SET_ALARM: &str =
      WHERE NOT (al.alarm_handler IS NOT DISTINCT FROM excluded.alarm_handler
          AND al.alarm_due_time IS NOT DISTINCT FROM excluded.alarm_due_time
          AND al.alarm_interval IS NOT DISTINCT FROM excluded.alarm_interval
+         AND al.alarm_cron IS NOT DISTINCT FROM excluded.alarm_cron
          AND al.alarm_ttl_time IS NOT DISTINCT FROM excluded.alarm_ttl_time
          AND al.alarm_data IS NOT DISTINCT FROM excluded.alarm_data)";
 
@@ -855,7 +861,7 @@ where
     for<'r> HostTypeRow: FromRow<'r, <D::Db as Database>::Row>,
     for<'r> PlacementCountRow: FromRow<'r, <D::Db as Database>::Row>,
     for<'r> DueAlarmCountRow: FromRow<'r, <D::Db as Database>::Row>,
-    Self: OperationsStore,
+    Self: OperationsStore + jobs::SqlJobs,
 {
     fn options(&self) -> &StoreOptions {
         &self.options
@@ -1076,6 +1082,7 @@ where
                 .bind(alarm.ttl_ms)
                 .bind(alarm.data.as_deref())
                 .bind(i64::from(alarm.attempts))
+                .bind(alarm.cron.as_deref())
                 .execute(&self.pool)
                 .await?;
             Ok(())
@@ -1161,12 +1168,27 @@ where
     ) -> Result<Option<AlarmLease>, StoreError> {
         self.operation("complete_leased_alarm", async {
             let Some(update) = CompletionUpdate::of(completion) else {
-                let deleted = self
-                    .by_lease(
-                        concat!("DELETE FROM francis_alarms WHERE ", valid_lease!()),
-                        lease,
-                    )
-                    .await?;
+                let delete = concat!("DELETE FROM francis_alarms WHERE ", valid_lease!());
+                let deleted = if *completion == AlarmCompletion::Succeeded {
+                    // A job that succeeded leaves its result, in the same transaction.
+                    let now = self.now();
+                    let (_turn, mut tx) = self.dialect.begin_write(&self.pool).await?;
+                    for sql in [jobs::REMEMBER_SUCCESS, delete] {
+                        let done = sqlx::query(sql)
+                            .bind(lease.alarm_id.as_str())
+                            .bind(lease.lease_id.as_str())
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                        if sql == delete {
+                            tx.commit().await?;
+                            return Ok((D::rows_affected(&done) > 0).then(|| lease.clone()));
+                        }
+                    }
+                    0
+                } else {
+                    self.by_lease(delete, lease).await?
+                };
                 return Ok((deleted > 0).then(|| lease.clone()));
             };
             let now = self.now();
@@ -1375,9 +1397,10 @@ where
             let done = sqlx::query(concat!(
                 "INSERT INTO francis_dead_letters (dead_letter_id, actor_type, actor_id,
                      alarm_name, alarm_handler, alarm_data, alarm_scheduled_time,
-                     dead_letter_attempts, dead_letter_error, dead_letter_dropped_at)
+                     dead_letter_attempts, dead_letter_error, dead_letter_dropped_at, job_id)
                  SELECT $4, actor_type, actor_id, alarm_name, alarm_handler, alarm_data,
-                     alarm_scheduled_time, $5, $6, $3
+                     alarm_scheduled_time, $5, $6, $3,
+                     CASE WHEN alarm_name LIKE 'job/%' THEN alarm_id END
                  FROM francis_alarms WHERE ",
                 valid_lease!(),
                 " ON CONFLICT DO NOTHING"
@@ -1408,6 +1431,42 @@ where
         .await
     }
 
+    async fn dispatch_job(&self, key: &ActorKey, job: &JobRecord) -> Result<String, StoreError> {
+        self.dispatch_job_sql(key, job).await
+    }
+
+    async fn get_job(&self, job_id: &str) -> Result<Option<JobInfo>, StoreError> {
+        self.get_job_sql(job_id).await
+    }
+
+    async fn list_jobs(&self, key: &ActorKey) -> Result<Vec<JobInfo>, StoreError> {
+        self.list_jobs_sql(key).await
+    }
+
+    async fn cancel_job(&self, key: &ActorKey, job_id: &str) -> Result<bool, StoreError> {
+        self.cancel_job_sql(key, job_id).await
+    }
+
+    async fn list_dead_jobs(&self, query: &DeadLetterQuery) -> Result<Vec<DeadLetter>, StoreError> {
+        self.list_dead_jobs_sql(query).await
+    }
+
+    async fn get_dead_job(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        self.get_dead_job_sql(id).await
+    }
+
+    async fn delete_dead_job(&self, id: &str) -> Result<bool, StoreError> {
+        self.delete_dead_job_sql(id).await
+    }
+
+    async fn retry_dead_job(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.retry_dead_job_sql(id).await
+    }
+
+    async fn purge_dead_jobs(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.purge_dead_jobs_sql(before_ms).await
+    }
+
     fn operations(&self) -> Option<&dyn OperationsStore> {
         Some(self)
     }
@@ -1429,9 +1488,14 @@ where
             .bind(now)
             .execute(&self.pool)
             .await?;
+            let results = sqlx::query(jobs::PRUNE_RESULTS)
+                .bind(jobs::results_kept_since(now))
+                .execute(&self.pool)
+                .await?;
             Ok(CleanupStats {
                 hosts: D::rows_affected(&pruned),
                 states: D::rows_affected(&states),
+                job_results: D::rows_affected(&results),
             })
         })
         .await

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use super::dialect::Dialect;
 use super::rows::{AuditRow, DeadLetterRow};
 use super::{SET_ALARM, SqlStore};
+use crate::model::jobs::job_alarm_name;
 use crate::model::operations::{
     MAX_AUDIT_DETAIL_BYTES, MAX_RECORDED_ERROR_BYTES, bounded_text, page_size,
 };
@@ -23,10 +24,10 @@ const AUDIT_COLUMNS: &str = "SELECT audit_id, request_id, audit_action AS action
     audit_detail AS detail FROM francis_audit";
 
 /// The fields of a [`DeadLetterRow`].
-const DEAD_LETTER_FIELDS: &str = "dead_letter_id AS id, actor_type, actor_id,
+pub(super) const DEAD_LETTER_FIELDS: &str = "dead_letter_id AS id, actor_type, actor_id,
     alarm_name AS name, alarm_handler AS handler, alarm_data AS data,
     alarm_scheduled_time AS scheduled_ms, dead_letter_attempts AS attempts,
-    dead_letter_error AS last_error, dead_letter_dropped_at AS dropped_ms";
+    dead_letter_error AS last_error, dead_letter_dropped_at AS dropped_ms, job_id";
 
 macro_rules! operations_store {
     ($dialect:ty) => {
@@ -169,7 +170,7 @@ macro_rules! operations_store {
                 &self,
                 id: &str,
                 due_ms: i64,
-            ) -> Result<Option<DeadLetter>, StoreError> {
+            ) -> Result<Option<(DeadLetter, String)>, StoreError> {
                 self.operation("replay_dead_letter", async {
                     // One transaction: the letter is claimed (deleted) and its alarm set
                     // together, so concurrent replays run it once and a failure loses neither.
@@ -186,11 +187,18 @@ macro_rules! operations_store {
                     };
                     let mut alarm = AlarmRecord::new(letter.handler.clone(), due_ms);
                     alarm.data = letter.data.clone();
+                    // A job's letter runs as a fresh one-shot job (new ID, no key); an
+                    // alarm's sets its alarm again.
+                    let alarm_id = new_alarm_id();
+                    let name = match letter.job_id {
+                        Some(_) => job_alarm_name(&alarm_id),
+                        None => letter.name.clone(),
+                    };
                     sqlx::query(SET_ALARM)
-                        .bind(new_alarm_id().as_str())
+                        .bind(alarm_id.as_str())
                         .bind(letter.key.actor_type.as_str())
                         .bind(letter.key.actor_id.as_str())
-                        .bind(letter.name.as_str())
+                        .bind(name.as_str())
                         .bind(alarm.handler.as_str())
                         .bind(alarm.due_ms)
                         .bind(alarm.scheduled_ms)
@@ -198,10 +206,11 @@ macro_rules! operations_store {
                         .bind(alarm.ttl_ms)
                         .bind(alarm.data.as_deref())
                         .bind(i64::from(alarm.attempts))
+                        .bind(None::<&str>)
                         .execute(&mut *tx)
                         .await?;
                     tx.commit().await?;
-                    Ok(Some(letter))
+                    Ok(Some((letter, alarm_id)))
                 })
                 .await
             }

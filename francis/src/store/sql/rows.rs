@@ -16,6 +16,7 @@ pub(crate) struct AlarmRow {
     pub(crate) due_ms: i64,
     pub(crate) scheduled_ms: i64,
     pub(crate) interval: Option<String>,
+    pub(crate) cron: Option<String>,
     pub(crate) ttl_ms: Option<i64>,
     pub(crate) data: Option<Vec<u8>>,
     pub(crate) attempts: i64,
@@ -33,6 +34,7 @@ impl TryFrom<AlarmRow> for AlarmRecord {
             due_ms: r.due_ms,
             scheduled_ms: r.scheduled_ms,
             interval: r.interval,
+            cron: r.cron,
             ttl_ms: r.ttl_ms,
             data: r.data,
             attempts,
@@ -308,6 +310,7 @@ pub(crate) struct DeadLetterRow {
     pub(crate) attempts: i64,
     pub(crate) last_error: String,
     pub(crate) dropped_ms: i64,
+    pub(crate) job_id: Option<String>,
 }
 
 impl TryFrom<DeadLetterRow> for DeadLetter {
@@ -327,6 +330,24 @@ impl TryFrom<DeadLetterRow> for DeadLetter {
             attempts,
             last_error: r.last_error,
             dropped_ms: r.dropped_ms,
+            job_id: r.job_id,
         })
     }
+}
+
+/// One job, from its live row, its remembered result or its dead letter (`status` says which).
+#[derive(sqlx::FromRow)]
+pub(crate) struct JobRow {
+    pub(crate) job_id: String,
+    pub(crate) actor_type: String,
+    pub(crate) actor_id: String,
+    pub(crate) name: String,
+    pub(crate) method: String,
+    pub(crate) attempts: i64,
+    pub(crate) due_ms: Option<i64>,
+    pub(crate) interval: Option<String>,
+    pub(crate) cron: Option<String>,
+    pub(crate) status: String,
+    pub(crate) last_error: Option<String>,
+    pub(crate) finished_ms: Option<i64>,
 }

@@ -37,8 +37,9 @@ use super::messages::{
 use crate::clock::SharedClock;
 use crate::model::{
     ActorKey, AlarmCompletion, AlarmLease, AlarmRecord, CleanupStats, ClusterIdentity,
-    ClusterObservation, FetchAlarms, HostId, HostInfo, HostRegistration, ListStatesOptions,
-    LookupOptions, Placement, StateList, Store, StoreError, StoreOptions,
+    ClusterObservation, DeadLetter, DeadLetterQuery, FetchAlarms, HostId, HostInfo,
+    HostRegistration, JobInfo, JobRecord, ListStatesOptions, LookupOptions, Placement, StateList,
+    Store, StoreError, StoreOptions,
 };
 use crate::net::peer::{NetError, client_endpoint, transport_config};
 use crate::net::pki::RUNTIME_PREFIX;

@@ -13,8 +13,8 @@ use wtransport::{RecvStream, SendStream, VarInt};
 
 use super::{RegisteredHost, Shared};
 use crate::model::{
-    ActorKey, AlarmCompletion, AlarmLease, AlarmRecord, FetchAlarms, HostInfo, ListStatesOptions,
-    LookupOptions, Placement, StateList, Store,
+    ActorKey, AlarmCompletion, AlarmLease, AlarmRecord, DeadLetter, DeadLetterQuery, FetchAlarms,
+    HostInfo, JobInfo, JobRecord, ListStatesOptions, LookupOptions, Placement, StateList, Store,
 };
 use crate::net::runtime::messages::{
     Convert, RenewRequest, SessionHost, StoreRequest, for_each_store_op, kind, wire_type,
@@ -33,10 +33,10 @@ pub(super) const MAX_SESSION_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 const MAX_SMALL_ARGS_BYTES: usize = 64 * 1024;
 
 /// The largest encoded arguments operation `op` takes: a whole frame for those that carry
-/// actor data (a state, an alarm's data), [`MAX_SMALL_ARGS_BYTES`] for the rest.
+/// actor data (a state, an alarm's or a job's data), [`MAX_SMALL_ARGS_BYTES`] for the rest.
 fn max_args_bytes(op: &str) -> usize {
     match op {
-        "set_state" | "set_alarm" => MAX_FRAME_BYTES,
+        "set_state" | "set_alarm" | "dispatch_job" => MAX_FRAME_BYTES,
         _ => MAX_SMALL_ARGS_BYTES,
     }
 }
@@ -58,7 +58,7 @@ mod screen {
     use super::Session;
     use crate::clock::duration_ms;
     use crate::error::validate_name;
-    use crate::model::{ActorKey, AlarmRecord, FetchAlarms};
+    use crate::model::{ActorKey, AlarmRecord, FetchAlarms, JobRecord};
     use crate::net::runtime::messages::SessionHost;
     use crate::net::wire::{ErrorCode, WireError};
     use crate::runtime::{MAX_ALARMS_FETCH_AHEAD, MAX_ALARMS_LEASE_DURATION};
@@ -121,6 +121,24 @@ mod screen {
     /// An alarm's handler (a method name).
     pub(super) fn alarm(value: &mut AlarmRecord, _: &Session<'_>) -> Screened {
         checked("alarm handler", &value.handler)
+    }
+
+    /// A job: its method and idempotency key checked as names, its schedule parsed.
+    pub(super) fn job(value: &mut JobRecord, _: &Session<'_>) -> Screened {
+        checked("job method", &value.method)?;
+        if let Some(key) = &value.idempotency_key {
+            checked("idempotency key", key)?;
+        }
+        let bad = |e: String| WireError::new(ErrorCode::BadRequest, e);
+        if let Some(cron) = &value.cron {
+            crate::cron::Cron::parse(cron).map_err(|e| bad(e.to_string()))?;
+        }
+        if let Some(interval) = &value.interval {
+            interval
+                .parse::<crate::time::Interval>()
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// An error text a worker reports: cut to what a store keeps.
