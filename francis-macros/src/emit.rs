@@ -45,6 +45,9 @@ fn actor_impl(model: &ActorModel) -> TokenStream {
             Kind::Exclusive => quote!(Exclusive),
             Kind::Shared => quote!(Shared),
             Kind::Alarm => quote!(Alarm),
+            Kind::Job => quote!(Job),
+            Kind::JobFailed => quote!(JobFailed),
+            Kind::Bootstrap => quote!(Bootstrap),
         };
         quote! {
             ::francis::actor::MethodInfo {
@@ -191,7 +194,12 @@ fn dispatch_arm(self_ty: &syn::Type, m: &Method, args: &Ident) -> TokenStream {
     };
     let ident = &m.ident;
     let ok = quote_spanned!(m.ok_ty.span()=> ::francis::actor::DispatchError::encode_ok(&value));
-    let err = quote_spanned!(m.err_ty.span()=> ::francis::actor::DispatchError::actor(&error));
+    let err = if m.kind == Kind::Job {
+        // Spanned on the error type, so "E: JobError is not satisfied" points at it.
+        quote_spanned!(m.err_ty.span()=> ::francis::actor::DispatchError::job(&error))
+    } else {
+        quote_spanned!(m.err_ty.span()=> ::francis::actor::DispatchError::actor(&error))
+    };
     // Checking `Send` on the method's own future makes a non-`Send` future an error pointing
     // at the method's name, rather than at the attribute.
     let call = quote_spanned!(ident.span()=> __actor_method_futures_must_be_send(<#self_ty>::#ident(self, #(#names),*)));
@@ -254,6 +262,27 @@ fn proxy_method(m: &Method) -> TokenStream {
         quote!(#name: #ty)
     });
     let docs = &m.docs;
+    if matches!(m.kind, Kind::JobFailed | Kind::Bootstrap) {
+        return TokenStream::new();
+    }
+    if m.kind == Kind::Job {
+        let dispatcher = names::job_dispatcher_ident(ident);
+        let data = m.args.first().map(|a| &a.ident);
+        let doc = format!(
+            "Prepare job `{wire}` with this payload; nothing is stored until `.dispatch().await`, \
+             which returns its ID (chain `.after(..)`, `.at(..)`, `.every(..)`, `.cron(..)`, \
+             `.ttl(..)`, `.key(..)` before it)."
+        );
+        let separator = (!docs.is_empty()).then(|| quote!(#[doc = ""]));
+        return quote! {
+            #(#docs)*
+            #separator
+            #[doc = #doc]
+            pub fn #dispatcher(&self, #(#params),*) -> ::francis::JobBuilder {
+                self.raw.job(#wire, &#data)
+            }
+        };
+    }
     if m.kind == Kind::Alarm {
         let setter = names::alarm_setter_ident(ident);
         let data = m.args.first().map(|a| &a.ident);

@@ -26,6 +26,25 @@ pub enum Kind {
     Shared,
     /// `#[alarm]` with `&mut self`.
     Alarm,
+    /// `#[job]` with `&mut self`.
+    Job,
+    /// `#[job_failed(job)]` with `&mut self`.
+    JobFailed,
+    /// `#[bootstrap]` with `&mut self`.
+    Bootstrap,
+}
+
+impl Kind {
+    /// What the kind is called in messages.
+    pub fn what(self) -> &'static str {
+        match self {
+            Kind::Exclusive | Kind::Shared => "actor method",
+            Kind::Alarm => "alarm handler",
+            Kind::Job => "job method",
+            Kind::JobFailed => "job_failed hook",
+            Kind::Bootstrap => "bootstrap hook",
+        }
+    }
 }
 
 /// One actor method (callable or alarm handler).
@@ -44,6 +63,9 @@ pub struct Method {
     pub err_ty: Type,
     /// The `///` doc attributes, copied onto the proxy method.
     pub docs: Vec<Attribute>,
+    /// For a `#[job_failed(job)]` hook: the job method's Rust name (its wire name is then
+    /// derived from the job's once all methods are known).
+    pub failed_job: Option<Ident>,
 }
 
 /// One method parameter.

@@ -48,6 +48,11 @@ pub fn proxy_ident(ty: &Ident) -> Ident {
     format_ident!("{}Proxy", ty, span = ty.span())
 }
 
+/// The proxy method that dispatches job `method`: `ship` -> `job_ship`.
+pub fn job_dispatcher_ident(method: &Ident) -> Ident {
+    format_ident!("job_{}", method, span = method.span())
+}
+
 /// The proxy method that starts an alarm for handler `method`: `tick` -> `alarm_tick`.
 pub fn alarm_setter_ident(method: &Ident) -> Ident {
     format_ident!("alarm_{}", method, span = method.span())

@@ -11,7 +11,7 @@ use syn::{
     FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, PathArguments, ReturnType, Type, Visibility,
 };
 
-use crate::attrs::{self, ActorArgs, Marks};
+use crate::attrs::{self, ActorArgs, Mark, Marks};
 use crate::errors::Errors;
 use crate::model::{ActorModel, Arg, Hook, Kind, Method};
 use crate::names;
@@ -104,6 +104,7 @@ pub fn actor(args: ActorArgs, item: &mut ItemImpl) -> syn::Result<ActorModel> {
             ),
         );
     }
+    link_hooks(&mut methods, &mut errors);
     check_names(&methods, &mut errors);
     if methods.len() > usize::from(u16::MAX) {
         errors.add(
@@ -257,12 +258,19 @@ fn check_deactivate(func: &ImplItemFn, errors: &mut Errors) -> Option<Hook> {
 fn method(func: &ImplItemFn, marks: Marks, self_ty: &Type, outer: &mut Errors) -> Option<Method> {
     let sig = &func.sig;
     let ident = &sig.ident;
-    let is_alarm = marks.alarm.is_some();
-    let what = if is_alarm {
-        "alarm handler"
-    } else {
-        "actor method"
+    let special = match marks.mark.as_ref().map(|(m, _)| m) {
+        Some(Mark::Alarm) => Some(Kind::Alarm),
+        Some(Mark::Job) => Some(Kind::Job),
+        Some(Mark::JobFailed(_)) => Some(Kind::JobFailed),
+        Some(Mark::Bootstrap) => Some(Kind::Bootstrap),
+        Some(Mark::Method) | None => None,
     };
+    let failed_job = match marks.mark.as_ref().map(|(m, _)| m) {
+        Some(Mark::JobFailed(job)) => Some(job.clone()),
+        _ => None,
+    };
+    let is_alarm = special.is_some();
+    let what = special.map_or("actor method", Kind::what);
     // Errors of this method go to `local` first, so we know whether it is usable.
     let mut local = Errors::default();
     let errors = &mut local;
@@ -305,17 +313,17 @@ fn method(func: &ImplItemFn, marks: Marks, self_ty: &Type, outer: &mut Errors) -
     let mut kind = None;
     match sig.inputs.first() {
         Some(FnArg::Receiver(r)) if r.reference.is_some() && r.colon_token.is_none() => {
-            kind = Some(match (is_alarm, r.mutability.is_some()) {
-                (true, true) => Kind::Alarm,
-                (true, false) => {
+            kind = Some(match (special, r.mutability.is_some()) {
+                (Some(kind), true) => kind,
+                (Some(kind), false) => {
                     errors.add(
                         r,
-                        format_args!("alarm handler `{ident}` must take `&mut self`: alarms run in an exclusive turn"),
+                        format_args!("{what} `{ident}` must take `&mut self`: it runs in an exclusive turn"),
                     );
-                    Kind::Alarm
+                    kind
                 }
-                (false, true) => Kind::Exclusive,
-                (false, false) => Kind::Shared,
+                (None, true) => Kind::Exclusive,
+                (None, false) => Kind::Shared,
             });
         }
         Some(receiver) => errors.add(
@@ -345,8 +353,13 @@ fn method(func: &ImplItemFn, marks: Marks, self_ty: &Type, outer: &mut Errors) -
         });
     }
     if is_alarm && args.len() != 1 {
+        let payload = if special == Some(Kind::JobFailed) {
+            "failed: JobFailed<TheJobsPayload>"
+        } else {
+            "data: YourPayload"
+        };
         let message = format!(
-            "alarm handler `{ident}` takes exactly one payload argument after `&mut self` (it has {}): write `pub async fn {ident}(&mut self, data: YourPayload)`; use `data: ()` for none, or a struct for several values",
+            "{what} `{ident}` takes exactly one payload argument after `&mut self` (it has {}): write `pub async fn {ident}(&mut self, {payload})`; use `data: ()` for none, or a struct for several values",
             args.len()
         );
         if typed.len() > 1 {
@@ -385,7 +398,7 @@ fn method(func: &ImplItemFn, marks: Marks, self_ty: &Type, outer: &mut Errors) -
         if is_alarm && !types::is_unit(ok) {
             errors.add(
                 ok,
-                format_args!("alarm handler `{ident}` has no caller to return a value to: return `Result<(), YourError>`"),
+                format_args!("{what} `{ident}` has no caller to return a value to: return `Result<(), YourError>`"),
             );
         }
         types::check_data_type(ok, &format!("result type of `{ident}`"), errors);
@@ -401,6 +414,13 @@ fn method(func: &ImplItemFn, marks: Marks, self_ty: &Type, outer: &mut Errors) -
             value
         }
         None => ident.to_string().trim_start_matches("r#").to_owned(),
+    };
+    if let (Some(lit), Some(Kind::JobFailed | Kind::Bootstrap)) = (&marks.name, special) {
+        errors.add(lit, format_args!("a {what} has no wire name of its own"));
+    }
+    let wire = match special {
+        Some(Kind::Bootstrap) => "francis/bootstrap".to_owned(),
+        _ => wire,
     };
 
     let usable = local.0.is_none();
@@ -422,7 +442,42 @@ fn method(func: &ImplItemFn, marks: Marks, self_ty: &Type, outer: &mut Errors) -
             .filter(|a| a.path().is_ident("doc"))
             .cloned()
             .collect(),
+        failed_job,
     })
+}
+
+/// Give each `#[job_failed(job)]` hook the wire name derived from its job's, and check that
+/// it names a `#[job]` method; at most one `#[bootstrap]` hook.
+fn link_hooks(methods: &mut [Method], errors: &mut Errors) {
+    let jobs: Vec<(Ident, String)> = methods
+        .iter()
+        .filter(|m| m.kind == Kind::Job)
+        .map(|m| (m.ident.clone(), m.wire.clone()))
+        .collect();
+    for m in methods.iter_mut() {
+        let Some(target) = &m.failed_job else {
+            continue;
+        };
+        match jobs.iter().find(|(ident, _)| ident == target) {
+            Some((_, wire)) => m.wire = format!("francis/job_failed/{wire}"),
+            None => {
+                let known: Vec<String> = jobs.iter().map(|(i, _)| i.to_string()).collect();
+                let known = if known.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    known.join(", ")
+                };
+                errors.add(
+                    target,
+                    format_args!("#[job_failed({target})] names no #[job] method of this actor; its #[job] methods are: {known}"),
+                );
+            }
+        }
+    }
+    let mut bootstraps = methods.iter().filter(|m| m.kind == Kind::Bootstrap);
+    if let (Some(_), Some(second)) = (bootstraps.next(), bootstraps.next()) {
+        errors.add(&second.ident, "an actor has at most one #[bootstrap] hook");
+    }
 }
 
 /// The span of `pub fn name` (visibility to name) for "must be async" errors.
@@ -445,6 +500,7 @@ fn check_names(methods: &[Method], errors: &mut Errors) {
     // `RESERVED` names cannot start with `alarm_`, so only plain methods can hit them.
     let origin = |m: &Method| match m.kind {
         Kind::Alarm => format!("the alarm setter of alarm handler `{}`", m.ident),
+        Kind::Job => format!("the job dispatcher of job method `{}`", m.ident),
         _ => format!("the proxy method of `{}`", m.ident),
     };
     let mut wires: Vec<(&str, &Ident)> = Vec::new();
@@ -463,6 +519,9 @@ fn check_names(methods: &[Method], errors: &mut Errors) {
         }
         let proxy = match m.kind {
             Kind::Alarm => names::alarm_setter_ident(&m.ident).to_string(),
+            Kind::Job => names::job_dispatcher_ident(&m.ident).to_string(),
+            // Hooks have no proxy method.
+            Kind::JobFailed | Kind::Bootstrap => continue,
             _ => m.ident.to_string(),
         };
         if let Some((_, what)) = RESERVED.iter().find(|(name, _)| *name == proxy) {
@@ -474,7 +533,7 @@ fn check_names(methods: &[Method], errors: &mut Errors) {
         if let Some((_, first)) = proxies.iter().find(|(p, _)| *p == proxy) {
             errors.add(
                 &m.ident,
-                format_args!("{} and {} would both be named `{proxy}`: rename one of them (alarm handler `x` gets the setter `alarm_x`)", origin(m), origin(first)),
+                format_args!("{} and {} would both be named `{proxy}`: rename one of them (alarm handler `x` gets the setter `alarm_x`, job method `x` the dispatcher `job_x`)", origin(m), origin(first)),
             );
         } else {
             proxies.push((proxy, m));

@@ -31,9 +31,11 @@ pub enum Error {
         /// The methods it has, comma-separated.
         known: String,
     },
-    /// The method is an alarm handler; it runs when an alarm fires, not by invocation.
+    /// The method is an alarm handler, a job or a hook: it runs when an alarm fires or a job
+    /// runs, not by invocation.
     #[error(
-        "method {method:?} of actor type {actor_type:?} is an alarm handler: schedule it with an alarm instead of invoking it"
+        "method {method:?} of actor type {actor_type:?} is an #[alarm] or #[job] method (or a \
+         hook): schedule it with an alarm or dispatch it as a job instead of invoking it"
     )]
     NotInvokable {
         /// The actor type.
@@ -156,6 +158,10 @@ pub enum Error {
     /// An alarm specification is invalid.
     #[error("invalid alarm: {0}")]
     InvalidAlarm(String),
+    /// A job specification is invalid (both an interval and a cron schedule, a zero
+    /// interval, a malformed cron expression, or a method that is not a `#[job]`).
+    #[error("invalid job: {0}")]
+    InvalidJob(String),
     /// A payload could not be encoded or decoded.
     #[error("payload error: {0}")]
     Codec(#[from] CodecError),

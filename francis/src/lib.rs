@@ -114,12 +114,13 @@ pub mod testing;
 pub mod time;
 
 pub use actor::{
-    ActorContext, ActorRef, AlarmBuilder, AlarmSpec, Envelope, HostStatus, RawRef, Service, State,
-    Topology,
+    ActorContext, ActorRef, AlarmBuilder, AlarmSpec, Disposition, Envelope, HostStatus, JobBuilder,
+    JobError, JobFailed, JobFailure, JobId, JobSpec, RawRef, Service, State, Topology,
 };
 pub use error::{ActorFailure, CallError, Error, MAX_NAME_BYTES};
 pub use francis_macros::actor;
 pub use host::{ActorOptions, Host};
+pub use model::{JobInfo, JobStatus};
 pub use profile::Profile;
 
 /// The internals the project's own benches and tests use (the raw peer transport, wire frames,
@@ -158,7 +159,10 @@ pub mod __private {
 
 /// The names an actor file usually needs: `use francis::prelude::*;`.
 pub mod prelude {
-    pub use crate::actor::{Actor, ActorContext, ActorRef, Envelope, Service, State};
+    pub use crate::actor::{
+        Actor, ActorContext, ActorRef, Disposition, Envelope, JobError, JobFailed, JobFailure,
+        Service, State,
+    };
     pub use crate::error::{CallError, Error};
     pub use crate::host::{ActorOptions, Host};
     pub use serde::{Deserialize, Serialize};

@@ -17,6 +17,31 @@ pub enum MethodKind {
     Shared,
     /// `#[alarm]`: an exclusive turn started by a durable alarm; not invokable directly.
     Alarm,
+    /// `#[job]`: an exclusive turn started by a durable job; not invokable directly.
+    Job,
+    /// `#[job_failed(job)]`: an exclusive turn after a job was dead-lettered. Its wire name
+    /// is [`job_failed_wire_name`] of the job's.
+    JobFailed,
+    /// `#[bootstrap]`: an exclusive turn that starts a singleton's activation. Its wire name
+    /// is [`BOOTSTRAP_WIRE_NAME`].
+    Bootstrap,
+}
+
+impl MethodKind {
+    /// Whether callers may invoke methods of this kind (only `&mut self` and `&self` methods;
+    /// the others run from alarms, jobs and the host).
+    pub fn is_invokable(self) -> bool {
+        matches!(self, MethodKind::Exclusive | MethodKind::Shared)
+    }
+}
+
+/// The wire name of a `#[bootstrap]` hook (holds `/`, which user wire names cannot).
+pub const BOOTSTRAP_WIRE_NAME: &str = "francis/bootstrap";
+
+/// The wire name of the `#[job_failed]` hook of the job named `job` (holds `/`, which user
+/// wire names cannot).
+pub fn job_failed_wire_name(job: &str) -> String {
+    format!("francis/job_failed/{job}")
 }
 
 /// One entry of an actor's method table.
@@ -51,6 +76,13 @@ pub enum DispatchError {
         /// The encoded error value (MessagePack), so the caller gets it back typed.
         payload: Envelope,
     },
+    /// A `#[job]` method returned its error type; `disposition` is what the error asks for.
+    Job {
+        /// The error's `Display` text.
+        message: String,
+        /// Retry, give up, or run elsewhere.
+        disposition: crate::actor::job::Disposition,
+    },
     /// The index does not name a method of this kind (a macro/host mismatch).
     NoSuchMethod,
 }
@@ -62,6 +94,14 @@ impl DispatchError {
         match Envelope::encode(error) {
             Ok(payload) => DispatchError::Actor { message, payload },
             Err(e) => DispatchError::BadResult(e),
+        }
+    }
+
+    /// Wrap a `#[job]` method's error value.
+    pub fn job<E: crate::actor::job::JobError>(error: &E) -> Self {
+        DispatchError::Job {
+            message: error.to_string(),
+            disposition: error.disposition(),
         }
     }
 

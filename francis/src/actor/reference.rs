@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::actor::alarm::AlarmBuilder;
 use crate::actor::dispatch::{Actor, Proxy};
+use crate::actor::job::JobBuilder;
 use crate::actor::service::{InvokeOptions, Service};
 use crate::error::{CallError, Error};
 use crate::model::Envelope;
@@ -85,6 +86,25 @@ impl RawRef {
     /// Start a typed alarm setter for `handler` (used by generated proxies).
     pub fn alarm<T: Serialize>(&self, handler: &'static str, data: &T) -> AlarmBuilder {
         AlarmBuilder::new(self.clone(), handler, data)
+    }
+
+    /// Start a typed job dispatcher for `method` (used by generated proxies).
+    pub fn job<T: Serialize>(&self, method: &'static str, data: &T) -> JobBuilder {
+        JobBuilder::new(self.clone(), method, data)
+    }
+
+    /// This actor's jobs.
+    pub async fn jobs(&self) -> Result<Vec<crate::model::JobInfo>, Error> {
+        self.service
+            .list_jobs(&self.key.actor_type, &self.key.actor_id)
+            .await
+    }
+
+    /// Cancel this actor's job `job_id`; returns whether it existed.
+    pub async fn cancel_job(&self, job_id: &str) -> Result<bool, Error> {
+        self.service
+            .cancel_job(&self.key.actor_type, &self.key.actor_id, job_id)
+            .await
     }
 
     /// This actor's alarm `name`, if set.

@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use crate::actor::alarm::AlarmSpec;
 use crate::actor::dispatch::Actor;
+use crate::actor::job::{JobId, JobSpec};
 use crate::actor::reference::{ActorRef, RawRef};
 use crate::clock::{BoxFuture, SharedClock};
 use crate::error::{Error, validate_name};
 use crate::model::Envelope;
-use crate::model::{ActorKey, AlarmRecord, ListStatesOptions, StateList, Store};
+use crate::model::{
+    ActorKey, AlarmRecord, DeadLetter, DeadLetterQuery, JobInfo, ListStatesOptions, StateList,
+    Store,
+};
 
 /// Options for one invocation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -64,6 +68,12 @@ pub trait HostHandle: sealed::Sealed + Send + Sync + 'static {
         requested: Option<&str>,
         name: &str,
     ) -> Result<String, Error>;
+    /// Check that `method` is a `#[job]` method of `actor_type`, if this host knows the type
+    /// (another host may; it checks when the job runs).
+    fn check_job_method(&self, actor_type: &str, method: &str) -> Result<(), Error> {
+        let _ = (actor_type, method);
+        Ok(())
+    }
     /// Tell the alarm loop an alarm changed, so it polls soon.
     fn alarms_changed(&self);
     /// Application data registered on the host under this type.
@@ -408,6 +418,87 @@ impl Service {
         let key = checked_key(actor_type, id)?;
         validate_name("alarm name", name)?;
         Ok(self.handle.store().delete_alarm(&key, name).await?)
+    }
+
+    /// Dispatch a job: method `method` (a `#[job]` method) of an actor runs as `spec` says,
+    /// durably, with retries and dead letters. Returns the job's ID (with an idempotency key
+    /// that is taken, the existing job's). Generated proxies offer the typed form,
+    /// `actor.job_ship(payload).after(..).dispatch().await`.
+    pub async fn dispatch_job(
+        &self,
+        actor_type: &str,
+        id: &str,
+        method: &str,
+        spec: JobSpec,
+    ) -> Result<JobId, Error> {
+        let key = checked_key(actor_type, id)?;
+        validate_name("job method", method)?;
+        if let Some(idempotency_key) = &spec.key {
+            validate_name("idempotency key", idempotency_key)?;
+        }
+        self.handle.check_job_method(actor_type, method)?;
+        let record = spec.into_record(method.to_owned(), self.handle.clock().now_ms())?;
+        let job_id = self.handle.store().dispatch_job(&key, &record).await?;
+        self.handle.alarms_changed();
+        Ok(JobId(job_id))
+    }
+
+    /// A job by ID: pending, running, succeeded (a one-shot, for 24 hours after it ran) or
+    /// dead-lettered, with its attempts; `None` if unknown.
+    pub async fn get_job(&self, job_id: &str) -> Result<Option<JobInfo>, Error> {
+        Ok(self.handle.store().get_job(job_id).await?)
+    }
+
+    /// An actor's jobs, by job ID.
+    pub async fn list_jobs(&self, actor_type: &str, id: &str) -> Result<Vec<JobInfo>, Error> {
+        let key = checked_key(actor_type, id)?;
+        Ok(self.handle.store().list_jobs(&key).await?)
+    }
+
+    /// Cancel an actor's pending job (no further run or repeat); returns whether it existed.
+    pub async fn cancel_job(
+        &self,
+        actor_type: &str,
+        id: &str,
+        job_id: &str,
+    ) -> Result<bool, Error> {
+        let key = checked_key(actor_type, id)?;
+        Ok(self.handle.store().cancel_job(&key, job_id).await?)
+    }
+
+    /// Dead letters of jobs, newest first (of one actor type, if the query says so).
+    pub async fn dead_jobs(&self, query: &DeadLetterQuery) -> Result<Vec<DeadLetter>, Error> {
+        Ok(self.handle.store().list_dead_jobs(query).await?)
+    }
+
+    /// One dead letter of a job, by its dead-letter ID.
+    pub async fn dead_job(&self, id: &str) -> Result<Option<DeadLetter>, Error> {
+        Ok(self.handle.store().get_dead_job(id).await?)
+    }
+
+    /// Delete a dead letter of a job; returns whether it existed.
+    pub async fn delete_dead_job(&self, id: &str) -> Result<bool, Error> {
+        Ok(self.handle.store().delete_dead_job(id).await?)
+    }
+
+    /// Run a dead-lettered job again, as a fresh one-shot job due now: its new ID, or `None`
+    /// if the dead letter no longer exists (retried or deleted already).
+    pub async fn retry_dead_job(&self, id: &str) -> Result<Option<JobId>, Error> {
+        let job_id = self.handle.store().retry_dead_job(id).await?;
+        if job_id.is_some() {
+            self.handle.alarms_changed();
+        }
+        Ok(job_id.map(JobId))
+    }
+
+    /// Delete the dead letters of jobs dropped more than `age` ago: how many.
+    pub async fn purge_dead_jobs(&self, age: Duration) -> Result<u64, Error> {
+        let before = self
+            .handle
+            .clock()
+            .now_ms()
+            .saturating_sub(crate::clock::duration_ms(age));
+        Ok(self.handle.store().purge_dead_jobs(before).await?)
     }
 }
 

@@ -150,7 +150,9 @@ impl Outcome {
     fn of(result: &Result<Envelope, TurnError>) -> Outcome {
         match result {
             Ok(_) => Outcome::Ok,
-            Err(TurnError::Dispatch(DispatchError::Actor { .. })) => Outcome::ActorError,
+            Err(TurnError::Dispatch(DispatchError::Actor { .. } | DispatchError::Job { .. })) => {
+                Outcome::ActorError
+            }
             Err(TurnError::Overloaded { .. }) => Outcome::Overloaded,
             Err(_) => Outcome::Error,
         }

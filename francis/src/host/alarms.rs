@@ -13,20 +13,25 @@ use std::sync::{Arc, Mutex};
 use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::actor::dispatch::MethodKind;
+use crate::actor::dispatch::{DispatchError, MethodKind, job_failed_wire_name};
+use crate::actor::job::{Disposition, job_failed_envelope};
+use crate::actor::service::HostHandle;
 use crate::clock::BoxFuture;
 use crate::clock::duration_ms;
+use crate::cron::Cron;
 use crate::error::Error;
 use crate::host::activation::{ExclusiveActor, ExclusiveJob};
 use crate::host::core::{HostCore, Ownership, dispatch_error};
 use crate::host::options::ActorOptions;
 use crate::host::registry::ActorTypeEntry;
 use crate::host::stopped;
+use crate::model::ActorKey;
 use crate::model::Envelope;
+use crate::model::jobs::is_job_name;
 use crate::model::{AlarmCompletion, AlarmLease, AlarmRecord, FetchAlarms};
 use crate::telemetry::metrics::metrics;
 use crate::time::{Interval, next_occurrence};
@@ -35,16 +40,41 @@ use crate::time::{Interval, next_occurrence};
 enum Outcome {
     /// The handler returned `Ok`.
     Succeeded,
-    /// The handler failed (error, panic, bad payload, unknown handler).
+    /// The handler failed (error, panic, bad payload, unknown handler): retry it until the
+    /// attempts are used up.
     Failed(String),
+    /// A job's error asked to give up now.
+    Permanent(String),
+    /// A job's error asked to run elsewhere: no attempt is counted.
+    Rejected(String),
 }
 
-/// One alarm occurrence, run as an exclusive job on the actor's activation.
+impl Outcome {
+    /// The outcome of a handler's result.
+    fn of(key: &ActorKey, method: &str, result: Result<Envelope, DispatchError>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Succeeded,
+            Err(DispatchError::Job {
+                message,
+                disposition,
+            }) => match disposition {
+                Disposition::Retry => Outcome::Failed(message),
+                Disposition::Permanent => Outcome::Permanent(message),
+                Disposition::Reject => Outcome::Rejected(message),
+            },
+            Err(e) => Outcome::Failed(dispatch_error(key, method, e).to_string()),
+        }
+    }
+}
+
+/// One alarm (or job) occurrence, run as an exclusive job on the actor's activation.
 struct AlarmJob {
     core: Arc<HostCore>,
     lease: AlarmLease,
     entry: Arc<ActorTypeEntry>,
     reply: oneshot::Sender<Option<AlarmLease>>,
+    /// The job's slot in its capacity group, held until the turn ends.
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 impl ExclusiveJob for AlarmJob {
@@ -55,6 +85,7 @@ impl ExclusiveJob for AlarmJob {
                 lease,
                 entry,
                 reply,
+                _slot,
             } = *self;
             let kept = core.alarm_turn(actor, &lease, &entry).await;
             let _ = reply.send(kept);
@@ -91,6 +122,20 @@ impl HostCore {
             self.release(&lease).await;
             return None;
         };
+        // A job of a capacity group runs only while the group has a free slot here.
+        let slot = match (&entry.capacity, is_job_name(&lease.name)) {
+            (Some(slots), true) => match slots.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    tracing::debug!(actor = %lease.key, job = %lease.alarm_id, "capacity group full; releasing the job to run elsewhere");
+                    if let Ok(Some(record)) = self.store.get_leased_alarm(&lease).await {
+                        self.reroute(&lease, &record).await;
+                    }
+                    return None;
+                }
+            },
+            _ => None,
+        };
         let activation = match self
             .find_or_activate(&lease.key, &entry, false, Ownership::Unconfirmed)
             .await
@@ -108,6 +153,7 @@ impl HostCore {
             lease: lease.clone(),
             entry,
             reply,
+            _slot: slot,
         };
         if activation.run_exclusive(Box::new(job))
             && let Ok(kept) = done.await
@@ -143,12 +189,15 @@ impl HostCore {
             .alarm_delay
             .with(&[])
             .observe_seconds(late_ms as f64 / 1000.0);
-        let outcome = match entry
-            .method(&record.handler)
-            .filter(|m| m.kind == MethodKind::Alarm)
-        {
+        let is_job = is_job_name(&lease.name);
+        let (kind, what) = if is_job {
+            (MethodKind::Job, "#[job] method")
+        } else {
+            (MethodKind::Alarm, "alarm handler")
+        };
+        let outcome = match entry.method(&record.handler).filter(|m| m.kind == kind) {
             None => Outcome::Failed(format!(
-                "actor type {:?} has no alarm handler {:?}",
+                "actor type {:?} has no {what} {:?}",
                 lease.key.actor_type, record.handler
             )),
             Some(info) => {
@@ -157,18 +206,25 @@ impl HostCore {
                     .catch_unwind()
                     .await
                 {
-                    Ok(Ok(_)) => Outcome::Succeeded,
-                    Ok(Err(e)) => {
-                        Outcome::Failed(dispatch_error(&lease.key, info.name, e).to_string())
-                    }
-                    Err(_) => Outcome::Failed("the alarm handler panicked".to_owned()),
+                    Ok(result) => Outcome::of(&lease.key, info.name, result),
+                    Err(_) => Outcome::Failed(format!("the {what} panicked")),
                 }
             }
         };
+        if let Outcome::Rejected(reason) = &outcome {
+            tracing::debug!(actor = %lease.key, job = %lease.alarm_id, reason = %reason, "job rejected here; releasing it to run elsewhere");
+            self.reroute(lease, &record).await;
+            return None;
+        }
         let failures = record.attempts.saturating_add(1);
-        if let Outcome::Failed(reason) = &outcome
-            && failures >= entry.options.alarm_max_attempts
-        {
+        let dropped = match &outcome {
+            Outcome::Failed(reason) if failures >= entry.options.alarm_max_attempts => {
+                Some(reason.clone())
+            }
+            Outcome::Permanent(reason) => Some(reason.clone()),
+            _ => None,
+        };
+        if let Some(reason) = &dropped {
             // Kept before the occurrence is completed (which may delete the alarm), so an
             // operator can see it and run it again.
             if let Err(e) = self.store.record_dead_letter(lease, failures, reason).await {
@@ -192,11 +248,41 @@ impl HostCore {
             .await
         {
             Ok(Some(updated)) if kept => Some(updated),
-            Ok(_) => None,
+            Ok(completed) => {
+                if let (true, Some(reason), Some(_)) = (is_job, &dropped, completed) {
+                    job_failed_hook(actor, lease, &record, entry, failures, reason).await;
+                }
+                None
+            }
             Err(e) => {
                 tracing::warn!(actor = %lease.key, alarm = %lease.name, error = %e, "could not complete alarm; it will run again after its lease expires");
                 None
             }
+        }
+    }
+
+    /// Give a job up here without counting an attempt: postpone it by one to two poll
+    /// intervals, drop its lease, and let the actor's placement go (after this turn, if it is
+    /// active), so any host may take the job.
+    async fn reroute(&self, lease: &AlarmLease, record: &AlarmRecord) {
+        let poll_ms = duration_ms(self.timings.alarms_poll_interval).max(1);
+        let delay = rand::random_range(poll_ms..poll_ms.saturating_mul(2).max(poll_ms + 1));
+        let completion = AlarmCompletion::Retry {
+            due_ms: self.clock.now_ms().saturating_add(delay),
+            attempts: record.attempts,
+            keep_lease: false,
+        };
+        if let Err(e) = self
+            .store
+            .complete_leased_alarm(lease, &completion, self.timings.alarms_lease_duration)
+            .await
+        {
+            tracing::warn!(actor = %lease.key, job = %lease.alarm_id, error = %e, "could not release the job; it runs again after its lease expires");
+        }
+        if self.lookup_local(&lease.key).is_some() {
+            self.halt_deferred(lease.key.clone());
+        } else if let Err(e) = self.store.remove_actor(&lease.key, &self.host_id).await {
+            tracing::debug!(actor = %lease.key, error = %e, "could not give up the placement");
         }
     }
 
@@ -209,20 +295,22 @@ impl HostCore {
         outcome: Outcome,
     ) -> AlarmCompletion {
         let now = self.clock.now_ms();
+        let succeeded = matches!(outcome, Outcome::Succeeded);
         let keep_window = duration_ms(self.timings.alarms_poll_interval);
+        let failures = record.attempts.saturating_add(1);
         let event = match &outcome {
             Outcome::Succeeded => "fired",
-            Outcome::Failed(_)
-                if record.attempts.saturating_add(1) < options.alarm_max_attempts =>
-            {
-                "retried"
-            }
-            Outcome::Failed(_) => "dropped",
+            Outcome::Failed(_) if failures < options.alarm_max_attempts => "retried",
+            Outcome::Failed(_) | Outcome::Permanent(_) | Outcome::Rejected(_) => "dropped",
         };
         metrics().alarms.with(&[event]).inc();
-        if let Outcome::Failed(reason) = outcome {
-            let failures = record.attempts.saturating_add(1);
-            if failures < options.alarm_max_attempts {
+        let failure = match outcome {
+            Outcome::Succeeded => None,
+            Outcome::Failed(reason) => Some((reason, failures < options.alarm_max_attempts)),
+            Outcome::Permanent(reason) | Outcome::Rejected(reason) => Some((reason, false)),
+        };
+        if let Some((reason, retry)) = failure {
+            if retry {
                 let due_ms = now.saturating_add(duration_ms(options.retry_delay(failures)));
                 tracing::warn!(actor = %lease.key, alarm = %lease.name, attempt = failures, error = %reason, "alarm failed; will retry");
                 return AlarmCompletion::Retry {
@@ -243,17 +331,27 @@ impl HostCore {
             ));
         }
         // Success, or a failed occurrence that was dropped: move on to the next occurrence.
-        let Some(text) = &record.interval else {
-            return AlarmCompletion::Delete;
+        let next = match (&record.interval, &record.cron) {
+            (Some(text), _) => text
+                .parse::<Interval>()
+                .map(|interval| next_occurrence(record.scheduled_ms, &interval, now))
+                .map_err(|e| e.to_string()),
+            (None, Some(text)) => Cron::parse(text)
+                .map(|cron| cron.next_after(now.max(record.scheduled_ms)))
+                .map_err(|e| e.to_string()),
+            (None, None) if succeeded && is_job_name(&lease.name) => {
+                return AlarmCompletion::Succeeded;
+            }
+            (None, None) => return AlarmCompletion::Delete,
         };
-        let interval = match text.parse::<Interval>() {
-            Ok(interval) => interval,
+        let next = match next {
+            Ok(next) => next,
             Err(e) => {
-                tracing::error!(actor = %lease.key, alarm = %lease.name, error = %e, "stored alarm interval is invalid; deleting the alarm");
+                tracing::error!(actor = %lease.key, alarm = %lease.name, error = %e, "stored repeat schedule is invalid; deleting the alarm");
                 return AlarmCompletion::Delete;
             }
         };
-        match next_occurrence(record.scheduled_ms, &interval, now) {
+        match next {
             Some(next) if record.ttl_ms.is_none_or(|ttl| next <= ttl) => {
                 AlarmCompletion::Reschedule {
                     due_ms: next,
@@ -281,9 +379,8 @@ impl HostCore {
         let mut queue: BinaryHeap<Reverse<(i64, String, LeaseSlot)>> = BinaryHeap::new();
         let mut ran = 0;
         loop {
-            if queue
-                .peek()
-                .is_none_or(|Reverse((due, _, _))| *due > target_ms)
+            // Fetched before every occurrence, not only when the queue runs dry: one that
+            // just ran may have rescheduled itself before those already queued.
             {
                 for lease in self
                     .store
@@ -318,6 +415,51 @@ impl HostCore {
             set_clock(target_ms);
         }
         Ok(ran)
+    }
+}
+
+/// After a job was dead-lettered, run its `#[job_failed]` hook, if the type has one, in the
+/// same turn. Best effort: a failure is logged, never retried.
+async fn job_failed_hook(
+    actor: &mut dyn ExclusiveActor,
+    lease: &AlarmLease,
+    record: &AlarmRecord,
+    entry: &ActorTypeEntry,
+    attempts: u32,
+    reason: &str,
+) {
+    let hook = job_failed_wire_name(&record.handler);
+    let Some(info) = entry
+        .method(&hook)
+        .filter(|m| m.kind == MethodKind::JobFailed)
+    else {
+        return;
+    };
+    let args = match job_failed_envelope(
+        &lease.alarm_id,
+        &record.handler,
+        reason,
+        attempts,
+        record.data.as_deref(),
+    ) {
+        Ok(args) => args,
+        Err(e) => {
+            tracing::warn!(actor = %lease.key, job = %lease.alarm_id, error = %e, "could not build the job_failed hook's argument");
+            return;
+        }
+    };
+    match AssertUnwindSafe(actor.call_exclusive(info.index, args))
+        .catch_unwind()
+        .await
+    {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            let e = dispatch_error(&lease.key, info.name, e);
+            tracing::warn!(actor = %lease.key, job = %lease.alarm_id, error = %e, "the job_failed hook failed");
+        }
+        Err(_) => {
+            tracing::warn!(actor = %lease.key, job = %lease.alarm_id, "the job_failed hook panicked");
+        }
     }
 }
 
@@ -367,6 +509,10 @@ pub(crate) async fn alarm_loop(core: Arc<HostCore>, mut shutdown: watch::Receive
                             in_flight.clone(),
                             shutdown.clone(),
                         ));
+                    } else {
+                        // Its previous run here is still ending (it gave its lease up, e.g. a
+                        // job released to run elsewhere): let a later fetch take it.
+                        core.release(&lease).await;
                     }
                 }
             }

@@ -28,7 +28,7 @@ use super::options::{
     MAX_REQUEST_BODY_SIZE, MIN_REQUEST_BODY_SIZE,
 };
 use super::peer_calls::PeerCalls;
-use super::registry::{ActorTypeEntry, Registry};
+use super::registry::{ActorTypeEntry, Registry, registry};
 use super::{Host, MIN_PSK_LEN};
 use crate::actor::dispatch::Actor;
 use crate::actor::service::Topology;
@@ -156,6 +156,21 @@ impl<T> HostBuilder<T> {
             self.errors.push(format!(
                 "actor type {:?} is registered twice; register each type once",
                 A::NAME
+            ));
+        }
+        if let Some((group, limit)) = &options.capacity_group
+            && let Some(other) = self.types.iter().find(|t| {
+                t.options
+                    .capacity_group
+                    .as_ref()
+                    .is_some_and(|(g, l)| g == group && l != limit)
+            })
+        {
+            self.errors.push(format!(
+                "capacity group {group:?} has limit {limit} for actor type {:?} but another \
+                 for {:?}; give every type of a group the same limit",
+                A::NAME,
+                other.name
             ));
         }
         self.types.push(ActorTypeEntry::new::<A>(options));
@@ -765,7 +780,7 @@ impl Assembly {
         let request_timeout = timings.request_timeout;
         let clock = store.options().clock.clone();
         tracing::info!(host = %host_id, address = %registration.address, types = registration.actor_types.len(), "host registered");
-        let types: Registry = types.into_iter().map(|t| (t.name, Arc::new(t))).collect();
+        let types: Registry = registry(types).map_err(Error::Config)?;
         // A crashed peer must be noticed well within the health deadline, by which time its
         // actors move to a survivor.
         let liveness = (timings.health_check_deadline / 4)

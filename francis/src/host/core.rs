@@ -182,7 +182,7 @@ impl HostCore {
         self.lookup_local(key).is_some()
     }
 
-    fn lookup_local(&self, key: &ActorKey) -> Option<Arc<Activation>> {
+    pub(crate) fn lookup_local(&self, key: &ActorKey) -> Option<Arc<Activation>> {
         self.table.read().ok()?.get(key).cloned()
     }
 
@@ -693,6 +693,32 @@ impl HostHandle for HostCore {
         })
     }
 
+    fn check_job_method(&self, actor_type: &str, method: &str) -> Result<(), Error> {
+        let Some(entry) = self.types.get(actor_type) else {
+            return Ok(());
+        };
+        if entry
+            .method(method)
+            .is_some_and(|m| m.kind == MethodKind::Job)
+        {
+            return Ok(());
+        }
+        let jobs: Vec<&str> = entry
+            .methods
+            .iter()
+            .filter(|m| m.kind == MethodKind::Job)
+            .map(|m| m.name)
+            .collect();
+        let listed = if jobs.is_empty() {
+            "(none)".to_owned()
+        } else {
+            jobs.join(", ")
+        };
+        Err(Error::InvalidJob(format!(
+            "actor type {actor_type:?} has no #[job] method {method:?}; its #[job] methods are: {listed}"
+        )))
+    }
+
     fn alarms_changed(&self) {
         self.alarm_wake.notify_one();
     }
@@ -869,7 +895,7 @@ fn callable(
         });
     };
     match info.kind {
-        MethodKind::Alarm => Err(Error::NotInvokable {
+        kind if !kind.is_invokable() => Err(Error::NotInvokable {
             actor_type: key.actor_type.clone(),
             method: method.to_owned(),
         }),
@@ -932,6 +958,12 @@ pub(crate) fn dispatch_error(key: &ActorKey, method: &str, e: DispatchError) -> 
             method: method.to_owned(),
             message,
             payload,
+        })),
+        DispatchError::Job { message, .. } => Error::Actor(Box::new(ActorFailure {
+            key: key.clone(),
+            method: method.to_owned(),
+            message,
+            payload: Envelope::empty(),
         })),
         DispatchError::NoSuchMethod => Error::UnknownMethod {
             actor_type: key.actor_type.clone(),

@@ -13,6 +13,7 @@ pub struct ActorOptions {
     pub(crate) alarm_max_attempts: u32,
     pub(crate) alarm_initial_retry_delay: Duration,
     pub(crate) max_queued_calls: usize,
+    pub(crate) capacity_group: Option<(String, u32)>,
 }
 
 /// Calls one activation holds at most (queued and running) unless its type says otherwise.
@@ -27,6 +28,7 @@ impl Default for ActorOptions {
             alarm_max_attempts: 3,
             alarm_initial_retry_delay: Duration::from_secs(2),
             max_queued_calls: DEFAULT_MAX_QUEUED_CALLS,
+            capacity_group: None,
         }
     }
 }
@@ -78,7 +80,28 @@ impl ActorOptions {
         self
     }
 
+    /// Run this type's jobs in capacity group `name`: one host runs at most `limit` jobs of
+    /// the group's types at once (every type in a group must give the same limit). A host
+    /// that is full releases a due job to run elsewhere, without counting an attempt. Alarms
+    /// and calls are not counted.
+    pub fn capacity_group(mut self, name: impl Into<String>, limit: u32) -> Self {
+        self.capacity_group = Some((name.into(), limit));
+        self
+    }
+
     pub(crate) fn validate(&self, actor_type: &str) -> Result<(), Error> {
+        if let Some((group, limit)) = &self.capacity_group {
+            if group.is_empty() {
+                return Err(Error::Config(format!(
+                    "actor type {actor_type:?}: the capacity group's name is empty; name it, e.g. capacity_group(\"uploads\", 4)"
+                )));
+            }
+            if *limit == 0 {
+                return Err(Error::Config(format!(
+                    "actor type {actor_type:?}: capacity group {group:?} has limit 0, so its jobs could never run; give a limit of at least 1"
+                )));
+            }
+        }
         if self.max_queued_calls == 0 {
             return Err(Error::Config(format!(
                 "actor type {actor_type:?}: max_queued_calls is 0; an activation must take at least one call (default {DEFAULT_MAX_QUEUED_CALLS})"

@@ -24,6 +24,8 @@ pub(crate) struct ActorTypeEntry {
     pub methods: &'static [MethodInfo],
     /// The series its activations record into.
     pub metrics: Arc<TypeMetrics>,
+    /// The job slots of its capacity group on this host, shared with the group's other types.
+    pub capacity: Option<Arc<tokio::sync::Semaphore>>,
     factory: Factory,
 }
 
@@ -37,6 +39,7 @@ impl ActorTypeEntry {
                 A::NAME,
                 A::methods().iter().map(|m| (m.index, m.name)),
             )),
+            capacity: None,
             factory: activate::<A>,
         }
     }
@@ -82,3 +85,30 @@ fn activate<A: Actor>(
 
 /// The set of registered types, frozen once the host is built.
 pub(crate) type Registry = HashMap<&'static str, Arc<ActorTypeEntry>>;
+
+/// Freeze `types` into a registry, giving each capacity group one set of job slots. Every
+/// type of a group must give the group the same limit.
+pub(crate) fn registry(types: Vec<ActorTypeEntry>) -> Result<Registry, String> {
+    let mut groups: HashMap<String, (u32, &'static str, Arc<tokio::sync::Semaphore>)> =
+        HashMap::new();
+    let mut registry = Registry::with_capacity(types.len());
+    for mut entry in types {
+        if let Some((group, limit)) = &entry.options.capacity_group {
+            let (first_limit, first_type, slots) =
+                groups.entry(group.clone()).or_insert_with(|| {
+                    let slots = Arc::new(tokio::sync::Semaphore::new(*limit as usize));
+                    (*limit, entry.name, slots)
+                });
+            if first_limit != limit {
+                return Err(format!(
+                    "capacity group {group:?} has limit {first_limit} for actor type {first_type:?} \
+                     but {limit} for {:?}; give every type of a group the same limit",
+                    entry.name
+                ));
+            }
+            entry.capacity = Some(slots.clone());
+        }
+        registry.insert(entry.name, Arc::new(entry));
+    }
+    Ok(registry)
+}

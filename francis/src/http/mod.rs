@@ -267,7 +267,7 @@ fn classify(e: &Error) -> (StatusCode, &'static str) {
             (StatusCode::BAD_REQUEST, "method_not_allowed")
         }
         Error::BadArguments { .. } | Error::Codec(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-        Error::InvalidName { .. } | Error::InvalidAlarm(_) => {
+        Error::InvalidName { .. } | Error::InvalidAlarm(_) | Error::InvalidJob(_) => {
             (StatusCode::BAD_REQUEST, "bad_request")
         }
         Error::Actor(_) => (StatusCode::UNPROCESSABLE_ENTITY, "actor_error"),
