@@ -149,17 +149,22 @@ impl<T> HostBuilder<T> {
 
     /// Register actor type `A` with options.
     pub fn register_with<A: Actor>(mut self, options: ActorOptions) -> Self {
-        if let Err(e) = options.validate(A::NAME) {
+        self.add_type(ActorTypeEntry::new::<A>(options));
+        self
+    }
+
+    /// Add a type, checking its options and that its name is new.
+    fn add_type(&mut self, entry: ActorTypeEntry) {
+        if let Err(e) = entry.options.validate(entry.name) {
             self.errors.push(e.to_string());
         }
-        if self.types.iter().any(|t| t.name == A::NAME) {
+        if self.types.iter().any(|t| t.name == entry.name) {
             self.errors.push(format!(
                 "actor type {:?} is registered twice; register each type once",
-                A::NAME
+                entry.name
             ));
         }
-        self.types.push(ActorTypeEntry::new::<A>(options));
-        self
+        self.types.push(entry);
     }
 
     /// How long running turns may take to finish at shutdown or halt before they are
