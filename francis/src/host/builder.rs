@@ -153,6 +153,19 @@ impl<T> HostBuilder<T> {
         self
     }
 
+    /// Register a built-in actor ([`crate::builtin`]): its actor types, under
+    /// `francis.builtin.<kind>.<name>`, with the settings it was configured with. Invalid
+    /// settings fail `build()` with the others.
+    pub fn builtin(mut self, builtin: impl crate::builtin::BuiltIn) -> Self {
+        let registration = crate::builtin::Registration::of(builtin);
+        self.errors.extend(registration.errors);
+        for entry in registration.types {
+            self.add_type(entry);
+        }
+        crate::builtin::add_configs(&mut self.app_data, registration.configs);
+        self
+    }
+
     /// Add a type, checking its options and that its name is new.
     fn add_type(&mut self, entry: ActorTypeEntry) {
         if let Err(e) = entry.options.validate(entry.name) {
