@@ -3,17 +3,19 @@
 //! `francis.builtin.<kind>.<name>`, and called through a typed handle.
 //!
 //! - [`ratelimit`]: a token bucket per key, in memory.
+//! - [`signal`]: one-shot broadcasts that waiters park on, kept in actor state.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
-//! use francis::builtin::ratelimit::RateLimiter;
+//! use francis::builtin::{ratelimit::RateLimiter, signal::Signals};
 //!
 //! let host = francis::Host::local()
 //!     .address("127.0.0.1:7571")
 //!     .memory_store()
 //!     .runtime_psk("an example cluster key of 32+ bytes!")
 //!     .builtin(RateLimiter::new("api", 10).per(Duration::from_secs(1)).burst(20))
+//!     .builtin(Signals::new("orders"))
 //!     .build()
 //!     .await?;
 //! let service = host.service();
@@ -22,6 +24,9 @@
 //! if !allowance.allowed {
 //!     println!("retry in {:?}", allowance.retry_after);
 //! }
+//! let orders = Signals::handle(&service, "orders");
+//! orders.complete("order-1", &"shipped").await?;
+//! let status: String = orders.wait("order-1").await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -41,6 +46,7 @@ use crate::host::ActorOptions;
 use crate::host::registry::ActorTypeEntry;
 
 pub mod ratelimit;
+pub mod signal;
 
 /// The prefix of every built-in actor type's wire name.
 pub const TYPE_PREFIX: &str = "francis.builtin.";
@@ -53,7 +59,7 @@ mod sealed {
 /// A configured built-in actor, ready to be registered on a host with
 /// [`HostBuilder::builtin`](crate::host::HostBuilder::builtin) (or
 /// [`TestHostBuilder::builtin`](crate::testing::TestHostBuilder::builtin)). Implemented by
-/// [`ratelimit::RateLimiter`]; sealed.
+/// [`ratelimit::RateLimiter`] and [`signal::Signals`]; sealed.
 pub trait BuiltIn: sealed::Sealed {
     /// Add this built-in's actor types and settings to `registration`, or the problems with its
     /// settings.
