@@ -91,11 +91,14 @@
 //!   admission and certificate issuance over the runtime protocol.
 //! - `http` (feature `http`): the HTTP control API of the docs' curl examples, behind a guard
 //!   (JSON content type, same origin, loopback `Host`, optional bearer token).
+//! - [`builtin`]: ready-made actors a host registers with `.builtin(..)`: a rate limiter and
+//!   one-shot signals.
 //! - [`testing`]: an in-process host on a virtual clock for unit-testing actors.
 
 extern crate self as francis;
 
 pub mod actor;
+pub mod builtin;
 pub mod clock;
 pub mod cluster;
 pub mod cron;

@@ -158,6 +158,12 @@ impl TestHostBuilder {
         self
     }
 
+    /// Register a built-in actor (see `HostBuilder::builtin`).
+    pub fn builtin(mut self, builtin: impl crate::builtin::BuiltIn) -> Self {
+        self.builder = self.builder.builtin(builtin);
+        self
+    }
+
     /// Share a value with every actor (see `HostBuilder::data`).
     pub fn data<T: Send + Sync + 'static>(mut self, value: T) -> Self {
         self.builder = self.builder.data(value);

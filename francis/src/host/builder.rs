@@ -149,16 +149,35 @@ impl<T> HostBuilder<T> {
 
     /// Register actor type `A` with options.
     pub fn register_with<A: Actor>(mut self, options: ActorOptions) -> Self {
-        if let Err(e) = options.validate(A::NAME) {
+        self.add_type(ActorTypeEntry::new::<A>(options));
+        self
+    }
+
+    /// Register a built-in actor ([`crate::builtin`]): its actor types, under
+    /// `francis.builtin.<kind>.<name>`, with the settings it was configured with. Invalid
+    /// settings fail `build()` with the others.
+    pub fn builtin(mut self, builtin: impl crate::builtin::BuiltIn) -> Self {
+        let registration = crate::builtin::Registration::of(builtin);
+        self.errors.extend(registration.errors);
+        for entry in registration.types {
+            self.add_type(entry);
+        }
+        crate::builtin::add_configs(&mut self.app_data, registration.configs);
+        self
+    }
+
+    /// Add a type, checking its options and that its name is new.
+    fn add_type(&mut self, entry: ActorTypeEntry) {
+        if let Err(e) = entry.options.validate(entry.name) {
             self.errors.push(e.to_string());
         }
-        if self.types.iter().any(|t| t.name == A::NAME) {
+        if self.types.iter().any(|t| t.name == entry.name) {
             self.errors.push(format!(
                 "actor type {:?} is registered twice; register each type once",
-                A::NAME
+                entry.name
             ));
         }
-        if let Some((group, limit)) = &options.capacity_group
+        if let Some((group, limit)) = &entry.options.capacity_group
             && let Some(other) = self.types.iter().find(|t| {
                 t.options
                     .capacity_group
@@ -169,12 +188,10 @@ impl<T> HostBuilder<T> {
             self.errors.push(format!(
                 "capacity group {group:?} has limit {limit} for actor type {:?} but another \
                  for {:?}; give every type of a group the same limit",
-                A::NAME,
-                other.name
+                entry.name, other.name
             ));
         }
-        self.types.push(ActorTypeEntry::new::<A>(options));
-        self
+        self.types.push(entry);
     }
 
     /// How long running turns may take to finish at shutdown or halt before they are

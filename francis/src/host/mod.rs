@@ -13,7 +13,7 @@ mod options;
 mod peer_calls;
 mod placement;
 mod reachability;
-mod registry;
+pub(crate) mod registry;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -31,12 +31,18 @@ pub(crate) struct ActorTypeEntry {
 
 impl ActorTypeEntry {
     pub fn new<A: Actor>(options: ActorOptions) -> Self {
+        Self::named::<A>(A::NAME, options)
+    }
+
+    /// Actor type `A` registered under `name` instead of `A::NAME`: for types registered
+    /// several times under names chosen at run time (the built-in actors).
+    pub fn named<A: Actor>(name: &'static str, options: ActorOptions) -> Self {
         ActorTypeEntry {
-            name: A::NAME,
+            name,
             options,
             methods: A::methods(),
             metrics: Arc::new(TypeMetrics::new(
-                A::NAME,
+                name,
                 A::methods().iter().map(|m| (m.index, m.name)),
             )),
             capacity: None,
