@@ -158,6 +158,13 @@ impl TestHostBuilder {
         self
     }
 
+    /// Register actor type `A` as a singleton (see `HostBuilder::register_singleton`); it is
+    /// bootstrapped when the host is built.
+    pub fn register_singleton<A: Actor>(mut self, bootstrap_data: &impl serde::Serialize) -> Self {
+        self.builder = self.builder.register_singleton::<A>(bootstrap_data);
+        self
+    }
+
     /// Register a built-in actor (see `HostBuilder::builtin`).
     pub fn builtin(mut self, builtin: impl crate::builtin::BuiltIn) -> Self {
         self.builder = self.builder.builtin(builtin);
@@ -199,8 +206,10 @@ impl TestHostBuilder {
         };
         #[cfg(not(feature = "sqlite"))]
         let builder = self.builder.memory_store();
+        let host = builder.build().await?;
+        crate::host::singletons::bootstrap_singletons(host.core().clone()).await;
         Ok(TestHost {
-            host: builder.build().await?,
+            host,
             clock: self.clock,
         })
     }

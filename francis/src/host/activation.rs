@@ -274,6 +274,8 @@ pub(crate) struct Activation {
     methods: &'static [MethodInfo],
     mailbox: mpsc::UnboundedSender<Command>,
     shared: Arc<Shared>,
+    /// Whether this activation ran its singleton bootstrap.
+    bootstrapped: Arc<AtomicBool>,
 }
 
 /// How an activation is set up.
@@ -323,7 +325,13 @@ impl Activation {
             methods: A::methods(),
             mailbox,
             shared,
+            bootstrapped: Arc::default(),
         })
+    }
+
+    /// The flag a singleton's bootstrap sets once it ran on this activation.
+    pub(crate) fn bootstrapped(&self) -> Arc<AtomicBool> {
+        self.bootstrapped.clone()
     }
 
     /// The actor's address.

@@ -153,6 +153,33 @@ impl<T> HostBuilder<T> {
         self
     }
 
+    /// Register actor type `A` as a singleton: the cluster runs one instance, at ID
+    /// [`SINGLETON_ID`](crate::host::SINGLETON_ID), which never idles out. Each activation
+    /// of it runs its `#[bootstrap]` hook first, with `bootstrap_data`; when this host is ready
+    /// it activates the instance through placement (so it runs wherever the cluster places
+    /// it), trying up to 5 times. Reach it with `service.actor::<A>(SINGLETON_ID)`.
+    pub fn register_singleton<A: Actor>(self, bootstrap_data: &impl serde::Serialize) -> Self {
+        self.register_singleton_with::<A>(bootstrap_data, ActorOptions::default().never_idle())
+    }
+
+    /// [`register_singleton`](Self::register_singleton) with options.
+    pub fn register_singleton_with<A: Actor>(
+        mut self,
+        bootstrap_data: &impl serde::Serialize,
+        options: ActorOptions,
+    ) -> Self {
+        let mut entry = ActorTypeEntry::new::<A>(options);
+        match crate::model::Envelope::encode(bootstrap_data) {
+            Ok(data) => entry.bootstrap = Some(data),
+            Err(e) => self.errors.push(format!(
+                "actor type {:?}: its singleton bootstrap data does not encode: {e}",
+                A::NAME
+            )),
+        }
+        self.add_type(entry);
+        self
+    }
+
     /// Register a built-in actor ([`crate::builtin`]): its actor types, under
     /// `francis.builtin.<kind>.<name>`, with the settings it was configured with. Invalid
     /// settings fail `build()` with the others.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use crate::actor::dispatch::{DispatchError, MethodInfo, MethodKind};
+use crate::actor::dispatch::{BOOTSTRAP_WIRE_NAME, DispatchError, MethodInfo, MethodKind};
 use crate::actor::service::{HostHandle, HostStatus, InvokeOptions, Service, Topology};
 use crate::clock::{BoxFuture, SharedClock};
 use crate::cluster::actions::HostOrder;
@@ -392,6 +392,17 @@ impl HostCore {
         mut live: Option<Arc<Activation>>,
         mut ownership: Ownership,
     ) -> Result<Envelope, Error> {
+        if method == BOOTSTRAP_WIRE_NAME {
+            let entry = self.actor_type(&key.actor_type)?;
+            let activation = match live {
+                Some(activation) => activation,
+                None => {
+                    self.find_or_activate(key, entry, options.active_only, ownership)
+                        .await?
+                }
+            };
+            return self.bootstrap_here(entry, &activation).await;
+        }
         let mut retried = false;
         // Called for an activation found live here (the fast path of `invoke`): a retry after a
         // halt is routed afresh, since the actor may have moved meanwhile.
@@ -484,6 +495,8 @@ impl HostCore {
             .entered();
             entry.activate(self.service()?, key.clone(), self.clock.clone())
         };
+        // Ahead of any call: nothing else can reach the activation before it is in the table.
+        self.bootstrap_new(entry, &activation);
         let mut table = self.table.write().map_err(|_| Error::ShuttingDown)?;
         table.insert(key.clone(), activation.clone());
         tracing::debug!(actor = %key, "activated");

@@ -14,6 +14,7 @@ mod peer_calls;
 mod placement;
 mod reachability;
 pub(crate) mod registry;
+pub(crate) mod singletons;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -40,6 +41,7 @@ pub use self::options::{
     MAX_ALARMS_FETCH_AHEAD, MAX_IN_FLIGHT_REQUESTS, MAX_REQUEST_BODY_SIZE, MIN_REQUEST_BODY_SIZE,
 };
 pub use self::reachability::UnreachablePeer;
+pub use self::singletons::{BOOTSTRAP_ATTEMPTS, SINGLETON_ID};
 pub use crate::net::pki::{DEVELOPMENT_PSK, MIN_PSK_LEN};
 pub use crate::store::{OperationLog, QueryLog};
 
@@ -162,6 +164,7 @@ impl Host {
         let alarms = tokio::spawn(alarms::alarm_loop(core.clone(), stop_rx.clone()));
         let idle = tokio::spawn(idle_loop(core.clone(), stop_rx.clone()));
         let cleanup = tokio::spawn(cleanup_loop(core.clone(), stop_rx.clone()));
+        let singletons = tokio::spawn(singletons::bootstrap_singletons(core.clone()));
         let renewal = self
             .certificate
             .take()
@@ -172,6 +175,7 @@ impl Host {
         };
         tracing::info!(host = %core.host_id, "host shutting down");
         core.begin_shutdown();
+        singletons.abort();
         let _ = stop_tx.send(true);
         for task in [alarms, idle, cleanup].into_iter().chain(renewal) {
             let _ = task.await;

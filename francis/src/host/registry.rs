@@ -26,6 +26,8 @@ pub(crate) struct ActorTypeEntry {
     pub metrics: Arc<TypeMetrics>,
     /// The job slots of its capacity group on this host, shared with the group's other types.
     pub capacity: Option<Arc<tokio::sync::Semaphore>>,
+    /// For a singleton type, the data its `#[bootstrap]` hook gets.
+    pub bootstrap: Option<crate::model::Envelope>,
     factory: Factory,
 }
 
@@ -46,6 +48,7 @@ impl ActorTypeEntry {
                 A::methods().iter().map(|m| (m.index, m.name)),
             )),
             capacity: None,
+            bootstrap: None,
             factory: activate::<A>,
         }
     }
