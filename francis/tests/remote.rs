@@ -38,6 +38,15 @@ enum TallyError {
     Negative(i64),
 }
 
+impl JobError for TallyError {
+    fn disposition(&self) -> Disposition {
+        match self {
+            TallyError::Store(_) => Disposition::Retry,
+            TallyError::Negative(_) => Disposition::Permanent,
+        }
+    }
+}
+
 impl From<francis::Error> for TallyError {
     fn from(e: francis::Error) -> Self {
         TallyError::Store(e.to_string())
@@ -79,6 +88,12 @@ impl Counter {
 
     pub async fn ticks(&self) -> Result<i64, TallyError> {
         Ok(self.tally.get().await?.ticks)
+    }
+
+    /// A job: adds `by`, refusing negative increments for good.
+    #[job]
+    pub async fn bump(&mut self, by: i64) -> Result<(), TallyError> {
+        self.add(by).await.map(|_| ())
     }
 
     #[alarm]
@@ -741,6 +756,72 @@ async fn workers_renew_their_certificates_and_keep_calling_each_other() {
     }
     let _ = stop.send(());
     task.await.unwrap().unwrap();
+    b.stop().await;
+    runtime.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_on_workers_through_the_runtime_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runtime.db");
+    let runtime = start_runtime(&db, "127.0.0.1:0".parse().unwrap(), psk_runtime).await;
+    let a = run_worker(worker_builder("a", &runtime).host_bootstrap_psk(HOST_PSK)).await;
+    let b = run_worker(worker_builder("b", &runtime).host_bootstrap_psk(HOST_PSK)).await;
+    let counter = a.service.actor::<Counter>("jobs");
+    let id = counter.job_bump(5).key("first").dispatch().await.unwrap();
+    assert_eq!(
+        counter.job_bump(7).key("first").dispatch().await.unwrap(),
+        id,
+        "a taken key answers with its job, through the runtime too"
+    );
+    let done = eventually("the job succeeds", || {
+        let service = b.service.clone();
+        let id = id.clone();
+        async move {
+            match service
+                .get_job(id.as_str())
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Some(info) if info.status == francis::JobStatus::Succeeded => Ok(info),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    assert_eq!(done.attempts, 0);
+    let (count, _) = b.service.actor::<Counter>("jobs").add(0).await.unwrap();
+    assert_eq!(count, 5, "it ran once");
+
+    // A permanent failure is dead-lettered at once; the letter is retried through a worker.
+    let doomed = counter.job_bump(-1).dispatch().await.unwrap();
+    let letter = eventually("the job is dead-lettered", || {
+        let service = a.service.clone();
+        async move {
+            let letters = service
+                .dead_jobs(&francis::model::DeadLetterQuery::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            letters
+                .into_iter()
+                .next()
+                .ok_or_else(|| "no dead letter yet".to_owned())
+        }
+    })
+    .await;
+    assert_eq!(letter.job_id.as_deref(), Some(doomed.as_str()));
+    assert!(letter.last_error.contains("negative"), "{letter:?}");
+    let retried = b.service.retry_dead_job(&letter.id).await.unwrap().unwrap();
+    assert_ne!(retried, doomed);
+    assert!(
+        b.service
+            .list_jobs("counter", "jobs")
+            .await
+            .unwrap()
+            .iter()
+            .any(|j| j.job_id == retried.as_str())
+    );
+    a.stop().await;
     b.stop().await;
     runtime.stop().await;
 }
