@@ -23,7 +23,7 @@ use super::{
 };
 use crate::model::jobs::{JOB_RESULT_RETENTION, is_job_name, job_alarm_name, job_key_of};
 use crate::model::operations::{
-    MAX_AUDIT_DETAIL_BYTES, MAX_AUDIT_PAGE, MAX_RECORDED_ERROR_BYTES, bounded_text, page_size,
+    MAX_AUDIT_DETAIL_BYTES, MAX_RECORDED_ERROR_BYTES, bounded_text, page_size,
 };
 use crate::model::{JobInfo, JobRecord, JobStatus};
 
@@ -243,6 +243,29 @@ impl Tables {
     }
 
     /// The alarm behind a lease, if the lease is valid at `now`.
+    /// The dead letters `query` and `wanted` select, newest first, one page.
+    fn dead_letters(
+        &self,
+        query: &DeadLetterQuery,
+        wanted: impl Fn(&DeadLetter) -> bool,
+    ) -> Vec<DeadLetter> {
+        let mut letters: Vec<DeadLetter> = self
+            .dead_letters
+            .values()
+            .filter(|d| {
+                wanted(d)
+                    && query
+                        .actor_type
+                        .as_ref()
+                        .is_none_or(|a| &d.key.actor_type == a)
+            })
+            .cloned()
+            .collect();
+        letters.sort_by(|a, b| (b.dropped_ms, &b.id).cmp(&(a.dropped_ms, &a.id)));
+        letters.truncate(page_size(query.limit) as usize);
+        letters
+    }
+
     /// The jobs `wanted(job_id, actor)` selects, one per job ID (live, else succeeded, else
     /// its newest dead letter), ordered by job ID.
     fn jobs(&self, now: i64, wanted: impl Fn(&str, &ActorKey) -> bool) -> Vec<JobInfo> {
@@ -883,12 +906,7 @@ impl Store for MemoryStore {
     }
 
     async fn list_dead_jobs(&self, query: &DeadLetterQuery) -> Result<Vec<DeadLetter>, StoreError> {
-        let mut jobs_only = query.clone();
-        jobs_only.limit = MAX_AUDIT_PAGE;
-        let mut letters = OperationsStore::list_dead_letters(self, &jobs_only).await?;
-        letters.retain(|d| d.job_id.is_some());
-        letters.truncate(page_size(query.limit) as usize);
-        Ok(letters)
+        Ok(self.tables().dead_letters(query, |d| d.job_id.is_some()))
     }
 
     async fn get_dead_job(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
@@ -1021,21 +1039,7 @@ impl OperationsStore for MemoryStore {
         &self,
         query: &DeadLetterQuery,
     ) -> Result<Vec<DeadLetter>, StoreError> {
-        let t = self.tables();
-        let mut letters: Vec<DeadLetter> = t
-            .dead_letters
-            .values()
-            .filter(|d| {
-                query
-                    .actor_type
-                    .as_ref()
-                    .is_none_or(|a| &d.key.actor_type == a)
-            })
-            .cloned()
-            .collect();
-        letters.sort_by(|a, b| (b.dropped_ms, &b.id).cmp(&(a.dropped_ms, &a.id)));
-        letters.truncate(page_size(query.limit) as usize);
-        Ok(letters)
+        Ok(self.tables().dead_letters(query, |_| true))
     }
 
     async fn replay_dead_letter(
