@@ -138,6 +138,32 @@ impl Order {
     }
 }
 
+/// A second type that can share `Order`'s capacity group.
+struct Invoice {
+    ctx: ActorContext,
+}
+
+#[francis::actor]
+impl Invoice {
+    fn activate(ctx: &ActorContext) -> Self {
+        Invoice { ctx: ctx.clone() }
+    }
+
+    /// Takes 150 ms, counted in the same gauge as `Order::ship`'s slow mode.
+    #[job]
+    pub async fn send(&mut self, _to: String) -> Result<(), ShipError> {
+        let probe = self.ctx.data::<Arc<Probe>>().unwrap();
+        {
+            let mut running = probe.running.lock().unwrap();
+            running.0 += 1;
+            running.1 = running.1.max(running.0);
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        probe.running.lock().unwrap().0 -= 1;
+        Ok(())
+    }
+}
+
 async fn host() -> (TestHost, Arc<Probe>) {
     let probe = Arc::new(Probe::default());
     let host = TestHost::builder()
@@ -458,6 +484,7 @@ async fn shipping_host(
         .data(support::HostName(name.to_owned()))
         .data(probe)
         .register_with::<Order>(ActorOptions::default().capacity_group("shipping", limit))
+        .register_with::<Invoice>(ActorOptions::default().capacity_group("shipping", limit))
         .build()
         .await
         .unwrap();
@@ -506,12 +533,14 @@ async fn a_full_capacity_group_releases_jobs_without_counting_attempts() {
                 .await
                 .unwrap(),
         );
+        let invoice = service.actor::<Invoice>(format!("slow-{i}"));
+        ids.push(invoice.job_send(format!("s{i}")).dispatch().await.unwrap());
     }
     until_succeeded(&service, &ids, &probe).await;
     assert_eq!(
         probe.running.lock().unwrap().1,
         1,
-        "the group never ran two jobs at once"
+        "the group never ran two jobs at once, of either type"
     );
     stop.send(()).unwrap();
     run.await.unwrap().unwrap();
@@ -544,4 +573,28 @@ async fn a_rejected_job_runs_on_another_host_without_counting_an_attempt() {
     stop_b.send(()).unwrap();
     run_a.await.unwrap().unwrap();
     run_b.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_capacity_group_needs_one_limit_and_a_positive_one() {
+    let refused = TestHost::builder()
+        .register_with::<Order>(ActorOptions::default().capacity_group("shipping", 2))
+        .register_with::<Invoice>(ActorOptions::default().capacity_group("shipping", 3))
+        .build()
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        refused
+            .to_string()
+            .contains("give every type of a group the same limit"),
+        "{refused}"
+    );
+    let zero = TestHost::builder()
+        .register_with::<Order>(ActorOptions::default().capacity_group("shipping", 0))
+        .build()
+        .await
+        .err()
+        .unwrap();
+    assert!(zero.to_string().contains("limit 0"), "{zero}");
 }
