@@ -22,7 +22,8 @@ pub enum Code {
     Config = 6,
     /// `francis ca pin`: the runtime's CA does not have the expected fingerprint.
     Mismatch = 7,
-    /// `francis ca pin`, `francis cluster status`: the runtime or server could not be reached.
+    /// `francis ca pin`, `francis cluster`, `francis jobs`: the runtime or server could not be
+    /// reached.
     Unreachable = 8,
     /// `francis cluster <action>`: preflight denied it, or it failed on a target.
     Denied = 9,
@@ -42,7 +43,7 @@ macro_rules! exit_codes_help {
   5    francis dev: a host could not start, or kept exiting before it became ready
   6    francis runtime / ca print: the runtime configuration is invalid
   7    francis ca pin: the CA does not have the expected fingerprint (nothing written)
-  8    francis ca pin / cluster: the runtime or server could not be reached
+  8    francis ca pin / cluster / jobs: the runtime or server could not be reached
   9    francis cluster <action>: preflight denied it, or it failed on a target
   130  interrupted: a second Ctrl-C killed the hosts, or a prompt got no answer"
     };

@@ -1,15 +1,17 @@
 //! The `francis` command-line tool: `francis new` scaffolds a project from an embedded template,
 //! `francis dev` runs a development cluster of it (local, or a runtime and workers with
 //! `--remote`), `francis runtime` and `francis ca` run and pin the remote topology's control
-//! plane, `francis cluster status` shows a running cluster's state, `francis completions`
-//! prints shell completions. Each subcommand lives in its own module; errors carry an exit code
-//! and a fix ([`exit::Failure`]).
+//! plane, `francis cluster status` shows a running cluster's state, `francis jobs` dispatches
+//! and manages durable jobs through a host's control API, `francis completions` prints shell
+//! completions. Each subcommand lives in its own module; errors carry an exit code and a fix
+//! ([`exit::Failure`]).
 
 mod actions;
 mod ca;
 mod cluster;
 mod dev;
 mod exit;
+mod jobs;
 mod new;
 mod runtime;
 mod server;
@@ -48,6 +50,7 @@ const AFTER_HELP: &str = concat!(
   francis runtime --config config.yaml     # the control plane of the remote topology
   francis ca print --config config.yaml > ca.pem   # the CA workers pin
   francis cluster status --url http://127.0.0.1:8444   # the cluster as a runtime sees it
+  francis jobs dispatch order o-1 ship --data '{\"to\": \"Oslo\"}' --after 10s
   francis completions bash > ~/.local/share/bash-completion/completions/francis
 
 ",
@@ -67,6 +70,9 @@ enum Command {
     Ca(ca::CaArgs),
     /// Show the state of a running cluster, as one of its hosts or runtimes sees it.
     Cluster(cluster::ClusterArgs),
+    /// Dispatch durable jobs to actors, read and cancel them, and retry or purge the dead
+    /// letters of jobs that failed (through a host's control API).
+    Jobs(jobs::JobsArgs),
     /// Print shell completions for francis.
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions {
@@ -89,6 +95,7 @@ fn main() -> std::process::ExitCode {
         Command::Runtime(args) => runtime::run(args),
         Command::Ca(args) => ca::run(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Jobs(args) => jobs::run(args),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "francis", &mut std::io::stdout());

@@ -1,6 +1,6 @@
 //! Talking to an operations HTTP server (a host's control server, or a runtime's
-//! `http.bind`) for the `francis cluster` commands: the connection options they share, and
-//! requests whose failures say what to do.
+//! `http.bind`) for the `francis cluster` and `francis jobs` commands: the connection options
+//! they share, and requests whose failures say what to do.
 
 use std::time::Duration;
 
@@ -130,6 +130,24 @@ impl Server {
         Ok((status, answer))
     }
 
+    /// Send `method` to `path` with `body` (JSON; empty for none) and the JSON content type the
+    /// control API asks of every request that changes something: the status and body of any
+    /// answer the server gave, or what went wrong before one came.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<(u16, String)> {
+        let url = self.url(path);
+        let request = self
+            .client
+            .request(method, &url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        self.send(request, &url).await
+    }
+
     async fn send(
         &self,
         mut request: reqwest::RequestBuilder,
@@ -166,7 +184,7 @@ impl Server {
     }
 
     /// What an answer of `status` that is not the expected one means, and what to do.
-    fn refusal(&self, url: &str, status: u16, body: &str) -> Failure {
+    pub fn refusal(&self, url: &str, status: u16, body: &str) -> Failure {
         let reason = reqwest::StatusCode::from_u16(status)
             .ok()
             .and_then(|s| s.canonical_reason())

@@ -103,6 +103,18 @@ mod tests {
             needed(&Method::DELETE, "/alarm/counter/a/tick"),
             Need::Role(Role::Operator)
         );
+        assert_eq!(
+            needed(&Method::GET, "/jobs/dead-letters"),
+            Need::Role(Role::Viewer)
+        );
+        for (method, path) in [
+            (Method::POST, "/jobs/order/o-1/ship"),
+            (Method::DELETE, "/jobs/order/o-1/0190-job"),
+            (Method::POST, "/jobs/dead-letters/0190-letter/retry"),
+            (Method::POST, "/jobs/dead-letters/purge"),
+        ] {
+            assert_eq!(needed(&method, path), Need::Role(Role::Operator), "{path}");
+        }
     }
 
     #[test]

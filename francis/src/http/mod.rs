@@ -11,6 +11,10 @@
 //! | `POST /halt-all` | — | halt every actor on this host |
 //! | `POST /alarm/{type}/{id}/{name}` | `{"dueTime", "interval", "ttl", "data", "handler"}` | set an alarm |
 //! | `DELETE /alarm/{type}/{id}/{name}` | — | delete an alarm |
+//! | `POST /jobs/{type}/{id}/{method}` | the job's payload as JSON; options in the query (`after`, `at`, `every`, `cron`, `ttl`, `until`, `key`) | dispatch a durable job: `202 {"jobId"}` |
+//! | `GET /jobs/{job_id}`, `GET /jobs/{type}/{id}` | — | a job, an actor's jobs |
+//! | `DELETE /jobs/{type}/{id}/{job_id}` | — | cancel a pending job |
+//! | `GET`, `DELETE /jobs/dead-letters[/{id}]`, `POST /jobs/dead-letters/{id}/retry`, `POST /jobs/dead-letters/purge?olderThan=7d` | — | the dead letters of jobs |
 //! | `GET /status` | — | this host: `{"hostId", "address", "activeActors", "topology", "unreachablePeers"?}` ([`HostStatus`]) |
 //! | `GET /ui` | — | the fleet web UI: the cluster's topology, timeline and operators' actions, in a browser |
 //!
@@ -46,12 +50,14 @@
 pub(crate) mod actions;
 pub(crate) mod auth;
 mod guard;
+mod jobs;
 pub(crate) mod ops;
 mod server;
 pub(crate) mod ui;
 
 pub use auth::{Principal, Role};
 pub use guard::{HttpToken, InvalidToken, TOKEN_ENV};
+pub use jobs::{MAX_JOB_BODY_BYTES, MAX_JOB_QUERY_BYTES};
 #[cfg(feature = "runtime")]
 pub(crate) use server::token_in_env;
 pub use server::{
@@ -94,6 +100,7 @@ fn routes(service: Service) -> Router {
             post(set_alarm).delete(delete_alarm),
         )
         .route("/status", get(status))
+        .merge(jobs::routes())
         .merge(ops::routes())
         .with_state(service)
 }
