@@ -137,7 +137,7 @@ fn every_template_generates_a_project_that_builds_and_passes_its_tests() {
             status.success(),
             "cargo test of {template} failed:\n{output}"
         );
-        assert!(output.contains("test result: ok. 4 passed"), "{output}");
+        assert!(output.contains("test result: ok. 5 passed"), "{output}");
         if template == "remote-worker" {
             check_runtime_yaml(&dir);
         }

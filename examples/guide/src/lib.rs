@@ -4,6 +4,7 @@
 
 pub mod alarms;
 pub mod calling;
+pub mod jobs;
 pub mod lifecycle;
 pub mod methods;
 pub mod options;

@@ -235,6 +235,330 @@ mod alarms {
     }
 }
 
+mod jobs {
+    use super::*;
+    use francis::model::DeadLetterQuery;
+    use francis::{JobSpec, JobStatus};
+    use guide::jobs::{
+        Carrier, Delivery, Parcel, Scope, Stocktake, delivery_options, describe,
+        handle_dead_deliveries, schedule, ship_later, ship_untyped,
+    };
+
+    async fn host(carrier: Option<&Carrier>) -> anyhow::Result<TestHost> {
+        let mut builder = TestHost::builder()
+            .register_with::<Delivery>(delivery_options())
+            .register::<Stocktake>()
+            .start_at("2030-01-01T00:00:00Z".parse()?);
+        if let Some(carrier) = carrier {
+            builder = builder.data(carrier.clone());
+        }
+        Ok(builder.build().await?)
+    }
+
+    #[tokio::test]
+    async fn a_key_keeps_the_first_job_while_it_is_pending_and_a_day_after_it_succeeded()
+    -> anyhow::Result<()> {
+        let carrier = Carrier::default();
+        let host = host(Some(&carrier)).await?;
+        let service = host.service();
+        let job = ship_later(&service, "order-7", Parcel::new("Storgata 1, Oslo")).await?;
+        // Same actor, same key: typed from outside, from inside the actor, or untyped.
+        let order = host.actor::<Delivery>("order-7");
+        assert_eq!(order.place(Parcel::new("elsewhere")).await?, job);
+        assert_eq!(
+            ship_untyped(&service, "order-7")
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            job
+        );
+        // Another actor: the key is free there. The untyped job's JSON payload is a `Parcel`.
+        assert_ne!(
+            ship_later(&service, "order-8", Parcel::new("Oslo")).await?,
+            job
+        );
+        ship_untyped(&service, "order-6")
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        assert_eq!(
+            describe(&service, &job).await?,
+            "due at 2030-01-01T00:15:00Z, 0 failed attempts so far"
+        );
+
+        host.advance(Duration::from_secs(15 * 60)).await?;
+        assert_eq!(
+            describe(&service, &job).await?,
+            "done at 2030-01-01T00:15:00Z, after 0 failed attempts"
+        );
+        // The first payload was shipped, once.
+        assert_eq!(
+            carrier.bookings(),
+            vec![
+                (
+                    "delivery/order-6".to_owned(),
+                    Parcel {
+                        to: "Storgata 1, Oslo".into(),
+                        weight_grams: 1200
+                    }
+                ),
+                (
+                    "delivery/order-7".to_owned(),
+                    Parcel::new("Storgata 1, Oslo")
+                ),
+                ("delivery/order-8".to_owned(), Parcel::new("Oslo")),
+            ]
+        );
+        assert_eq!(order.place(Parcel::new("Oslo")).await?, job, "still taken");
+        assert_eq!(order.jobs().await?.len(), 1);
+
+        // After 24 hours the key is free again.
+        host.advance(Duration::from_secs(24 * 3600 + 1)).await?;
+        let next = order.place(Parcel::new("Oslo")).await?;
+        assert_ne!(next, job);
+        // Nothing ships twice: the handler sees the tracking number and returns.
+        host.run_due_alarms().await?;
+        assert_eq!(carrier.bookings().len(), 3);
+        let info = service.get_job(next.as_str()).await?.expect("known");
+        assert_eq!(info.status, JobStatus::Succeeded);
+        assert_eq!(info.idempotency_key.as_deref(), Some("ship"));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_bad_address_is_dead_lettered_at_once_and_the_hook_keeps_the_problem()
+    -> anyhow::Result<()> {
+        let carrier = Carrier::default();
+        let host = host(Some(&carrier)).await?;
+        let service = host.service();
+        let order = host.actor::<Delivery>("order-9");
+        let job = order.place(Parcel::new("")).await?;
+        assert_eq!(host.run_due_alarms().await?, 1);
+        let info = service.get_job(job.as_str()).await?.expect("known");
+        assert_eq!((info.status, info.attempts), (JobStatus::DeadLettered, 1));
+        assert_eq!(
+            describe(&service, &job).await?,
+            "gave up after 1 attempts: the carrier refused the address \"\""
+        );
+        assert_eq!(
+            order.problem().await?.as_deref(),
+            Some("not shipped to \"\" after 1 attempts: the carrier refused the address \"\"")
+        );
+        // A dead-lettered job frees its key.
+        host.advance(Duration::from_secs(1)).await?;
+        assert_ne!(order.place(Parcel::new("")).await?, job);
+        host.run_due_alarms().await?;
+        let letters = service.dead_jobs(&DeadLetterQuery::default()).await?;
+        assert_eq!(letters.len(), 2);
+        assert_eq!(letters[1].job_id.as_deref(), Some(job.as_str()));
+        // Letters that cannot succeed are deleted, not retried.
+        assert!(handle_dead_deliveries(&service).await?.is_empty());
+        assert!(
+            service
+                .dead_jobs(&DeadLetterQuery::default())
+                .await?
+                .is_empty()
+        );
+        assert_eq!(
+            service.get_job(job.as_str()).await?,
+            None,
+            "its letter is gone"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_outage_dead_letters_after_five_runs_and_a_retry_ships() -> anyhow::Result<()> {
+        let carrier = Carrier::default();
+        let host = host(Some(&carrier)).await?;
+        let service = host.service();
+        let order = host.actor::<Delivery>("order-10");
+        carrier.fail_next(100);
+        let job = order.place(Parcel::new("Oslo")).await?;
+        // Runs at 0 s, then 10, 15, 22.5 and 33.75 s (each ±10%) after each failure: the
+        // fourth run comes 43 to 53 s after the first, the fifth 73 to 90 s after it.
+        assert_eq!(host.advance(Duration::from_secs(60)).await?, 4);
+        assert_eq!(
+            service.get_job(job.as_str()).await?.map(|i| i.attempts),
+            Some(4)
+        );
+        assert_eq!(host.advance(Duration::from_secs(3600)).await?, 1);
+        let info = service.get_job(job.as_str()).await?.expect("known");
+        assert_eq!((info.status, info.attempts), (JobStatus::DeadLettered, 5));
+        assert!(
+            order
+                .problem()
+                .await?
+                .is_some_and(|p| p.contains("after 5 attempts: carrier unavailable")),
+        );
+
+        carrier.fail_next(0);
+        let retried = handle_dead_deliveries(&service).await?;
+        assert_eq!(retried.len(), 1);
+        assert_ne!(retried[0], job);
+        assert_eq!(host.run_due_alarms().await?, 1);
+        assert_eq!(order.tracking().await?.as_deref(), Some("TRK0001"));
+        let info = service.get_job(retried[0].as_str()).await?.expect("known");
+        assert_eq!(info.idempotency_key, None, "a retried job has no key");
+        assert_eq!(service.retry_dead_job("no-such-letter").await?, None);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn old_dead_letters_are_purged_by_age() -> anyhow::Result<()> {
+        let host = host(Some(&Carrier::default())).await?;
+        let service = host.service();
+        host.actor::<Delivery>("order-11")
+            .place(Parcel::new(""))
+            .await?;
+        host.run_due_alarms().await?;
+        host.advance(Duration::from_secs(6 * 24 * 3600)).await?;
+        assert_eq!(
+            service
+                .purge_dead_jobs(Duration::from_secs(7 * 24 * 3600))
+                .await?,
+            0
+        );
+        host.advance(Duration::from_secs(24 * 3600 + 1)).await?;
+        assert_eq!(
+            service
+                .purge_dead_jobs(Duration::from_secs(7 * 24 * 3600))
+                .await?,
+            1
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_host_without_a_carrier_rejects_the_job_without_counting_runs() -> anyhow::Result<()>
+    {
+        let host = host(None).await?;
+        let service = host.service();
+        let job = host
+            .actor::<Delivery>("order-12")
+            .place(Parcel::new("Oslo"))
+            .await?;
+        // Released each time, and due again 1.5 to 3 s later (one to two poll intervals).
+        let ran = host.advance(Duration::from_secs(60)).await?;
+        assert!((20..=41).contains(&ran), "{ran}");
+        let info = service.get_job(job.as_str()).await?.expect("known");
+        assert_eq!((info.status, info.attempts), (JobStatus::Pending, 0));
+        assert!(
+            service
+                .dead_jobs(&DeadLetterQuery::default())
+                .await?
+                .is_empty()
+        );
+        assert!(
+            host.actor::<Delivery>("order-12")
+                .cancel_job(job.as_str())
+                .await?
+        );
+        assert_eq!(host.advance(Duration::from_secs(60)).await?, 0);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn stocktakes_run_on_their_interval_and_cron_schedules() -> anyhow::Result<()> {
+        let start: jiff::Timestamp = "2030-01-01T00:00:00Z".parse()?;
+        let host = host(None).await?;
+        schedule(&host.service(), "oslo", start)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let oslo = host.actor::<Stocktake>("oslo");
+
+        host.advance(Duration::from_secs(24 * 3600)).await?;
+        let done = oslo.done().await?;
+        let full: Vec<&String> = done.iter().filter(|l| l.starts_with("Full")).collect();
+        assert_eq!(full, ["Full at 2030-01-01T03:00:00Z"]);
+        // 13 spot checks (00:00 to 24:00), and "closing" on Tuesday at 18:30.
+        assert_eq!(done.iter().filter(|l| l.starts_with("Spot")).count(), 14);
+        assert!(done.contains(&"Spot at 2030-01-01T18:30:00Z".to_owned()));
+
+        // A repeating job stays pending, with its next run. The spot checks reached their
+        // TTL and are gone, key included.
+        let jobs = oslo.jobs().await?;
+        assert_eq!(jobs.len(), 2);
+        let again = oslo
+            .job_count(Scope::Spot)
+            .key("spot-checks")
+            .dispatch()
+            .await?;
+        assert_eq!(oslo.jobs().await?.len(), 3, "a new job");
+        assert!(oslo.cancel_job(again.as_str()).await?);
+        let nightly = jobs
+            .iter()
+            .find(|j| j.idempotency_key.as_deref() == Some("nightly"))
+            .expect("nightly");
+        assert_eq!(nightly.status, JobStatus::Pending);
+        assert_eq!(nightly.cron.as_deref(), Some("0 3 * * *"));
+        let next: jiff::Timestamp = "2030-01-02T03:00:00Z".parse()?;
+        assert_eq!(nightly.due_ms, Some(next.as_millisecond()));
+
+        // Closing runs on weekdays until 31 January.
+        host.advance(Duration::from_secs(40 * 24 * 3600)).await?;
+        let done = oslo.done().await?;
+        let spot: Vec<&String> = done.iter().filter(|l| l.starts_with("Spot")).collect();
+        // 13 spot checks, and 23 weekdays from 1 to 31 January 2030.
+        assert_eq!(spot.len(), 13 + 23, "{spot:?}");
+        assert_eq!(oslo.jobs().await?.len(), 1, "only the nightly job is left");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn schedules_are_checked_when_dispatched() -> anyhow::Result<()> {
+        let host = host(None).await?;
+        let service = host.service();
+        let oslo = host.actor::<Stocktake>("oslo");
+        let six = oslo
+            .job_count(Scope::Full)
+            .cron("0 0 3 * * *")
+            .dispatch()
+            .await;
+        assert!(six.is_err_and(|e| e.to_string().contains("5 fields")));
+        let both = oslo
+            .job_count(Scope::Full)
+            .cron("0 3 * * *")
+            .every(Duration::from_secs(3600))
+            .dispatch()
+            .await;
+        assert!(both.is_err());
+        let zero = oslo
+            .job_count(Scope::Full)
+            .every(Duration::ZERO)
+            .dispatch()
+            .await;
+        assert!(zero.is_err());
+        // Untyped: a cron schedule is a parsed `francis::cron::Cron`.
+        let job = service
+            .dispatch_job(
+                "stocktake",
+                "oslo",
+                "count",
+                JobSpec {
+                    cron: Some("0 3 * * *".parse()?),
+                    data: Some(Envelope::json(&"Full")?),
+                    ..JobSpec::default()
+                },
+            )
+            .await?;
+        host.advance(Duration::from_secs(3 * 3600)).await?;
+        assert_eq!(oslo.done().await?, ["Full at 2030-01-01T03:00:00Z"]);
+        assert!(oslo.cancel_job(job.as_str()).await?);
+        // Only `#[job]` methods can be dispatched, and a key is a name without '/'.
+        let not_a_job = service
+            .dispatch_job("stocktake", "oslo", "done", JobSpec::default())
+            .await;
+        assert!(not_a_job.is_err_and(|e| e.to_string().contains("count")));
+        let bad_key = oslo.job_count(Scope::Full).key("a/b").dispatch().await;
+        assert!(bad_key.is_err());
+        // A job method cannot be called.
+        let call = service
+            .invoke("stocktake", "oslo", "count", Envelope::json(&"Full")?)
+            .await;
+        assert!(matches!(call, Err(Error::NotInvokable { .. })));
+        Ok(())
+    }
+}
+
 mod lifecycle {
     use super::*;
     use guide::lifecycle::{Batch, FLUSH_EVERY, PageHits};

@@ -1,11 +1,13 @@
 //! The tests the "Testing actors" chapter shows: actors on a `TestHost`, with a virtual clock
-//! that the test moves to fire alarms and deactivate idle actors.
+//! that the test moves to fire alarms, run jobs and deactivate idle actors.
 
 use std::time::Duration;
 
+use francis::JobStatus;
 use francis::prelude::*;
 use francis::testing::TestHost;
 use guide::alarms::{DailyDigest, Nudge, Outbox, Reminders};
+use guide::jobs::{Carrier, Delivery, Parcel, delivery_options};
 use guide::methods::{Account, AccountError};
 
 // ANCHOR: first
@@ -100,6 +102,34 @@ async fn a_failed_digest_is_retried_and_sent_once_a_day() -> anyhow::Result<()> 
     Ok(())
 }
 // ANCHOR_END: retries
+
+// ANCHOR: jobs
+#[tokio::test]
+async fn a_delivery_ships_once_after_a_carrier_outage() -> anyhow::Result<()> {
+    let carrier = Carrier::default();
+    let host = TestHost::builder()
+        .register_with::<Delivery>(delivery_options())
+        .data(carrier.clone())
+        .build()
+        .await?;
+    let order = host.actor::<Delivery>("order-42");
+    let job = order.place(Parcel::new("Storgata 1, Oslo")).await?;
+
+    // The job is due now. The carrier fails twice, and the retries come 10 s and 15 s
+    // (each ±10%) after the failures: three runs within the minute.
+    carrier.fail_next(2);
+    assert_eq!(host.advance(Duration::from_secs(60)).await?, 3);
+    let info = host
+        .service()
+        .get_job(job.as_str())
+        .await?
+        .expect("a known job");
+    assert_eq!((info.status, info.attempts), (JobStatus::Succeeded, 2));
+    assert_eq!(order.tracking().await?.as_deref(), Some("TRK0001"));
+    assert_eq!(carrier.bookings().len(), 1);
+    Ok(())
+}
+// ANCHOR_END: jobs
 
 // ANCHOR: idle
 #[tokio::test]

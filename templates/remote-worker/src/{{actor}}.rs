@@ -1,7 +1,8 @@
 //! The `{{actor}}` actor: a durable running total. `add` takes an exclusive turn (one at a time
-//! per actor), `get` a shared read turn (alongside other reads), and the `tick` alarm adds to the
-//! total each time it fires. Each `{{actor}}` is addressed by an ID (`{{actor}}/alice`), lives on
-//! one host of the cluster at a time, and keeps its state in the store across restarts.
+//! per actor), `get` a shared read turn (alongside other reads), the `tick` alarm adds to the
+//! total each time it fires, and the `reset` job starts over from zero. Each `{{actor}}` is
+//! addressed by an ID (`{{actor}}/alice`), lives on one host of the cluster at a time, and keeps
+//! its state in the store across restarts.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +29,17 @@ pub enum {{actor | pascal_case}}Error {
     /// The state could not be read or written.
     #[error("storage failed: {0}")]
     Storage(String),
+}
+
+/// What a failed job asks for: a storage failure is retried after a backoff, an overflow would
+/// fail the same way again, so its job is dead-lettered at once.
+impl francis::JobError for {{actor | pascal_case}}Error {
+    fn disposition(&self) -> francis::Disposition {
+        match self {
+            {{actor | pascal_case}}Error::Overflow { .. } => francis::Disposition::Permanent,
+            {{actor | pascal_case}}Error::Storage(_) => francis::Disposition::Retry,
+        }
+    }
 }
 
 impl From<francis::Error> for {{actor | pascal_case}}Error {
@@ -77,6 +89,17 @@ impl {{actor | pascal_case}} {
                 s.ticks += 1;
             })
             .await?;
+        Ok(())
+    }
+
+    /// A job: start over from zero. Dispatch it with `job_reset(())`, once (`.after(..)`,
+    /// `.at(..)`) or on a schedule (`.cron("0 0 * * *")`: every day at midnight UTC). A job runs
+    /// at least once, and again if its host dies before recording the run, so it sets the state
+    /// rather than changing it: resetting twice is the same as resetting once.
+    #[job]
+    pub async fn reset(&mut self, _data: ()) -> Result<(), {{actor | pascal_case}}Error> {
+        tracing::info!("reset");
+        self.state.set({{actor | pascal_case}}State::default()).await?;
         Ok(())
     }
 }

@@ -1,9 +1,10 @@
 //! Tests of the `{{actor}}` actor on `francis::testing::TestHost`: a real host, in process, on
-//! an in-memory store and a virtual clock, so alarms fire without sleeping.
+//! an in-memory store and a virtual clock, so alarms fire and jobs run without sleeping.
 
 use std::time::Duration;
 
 use francis::CallError;
+use francis::JobStatus;
 use francis::testing::TestHost;
 use {{crate_name}}::{{actor}}::{{actor | pascal_case}};
 use {{crate_name}}::{{actor}}::{{actor | pascal_case}}Error;
@@ -73,6 +74,36 @@ async fn the_tick_alarm_fires_on_the_virtual_clock() -> anyhow::Result<()> {
     );
     host.advance(Duration::from_secs(120)).await?;
     assert_eq!(alice.get().await?.ticks, 3, "once per interval");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_reset_job_runs_when_due_and_succeeds() -> anyhow::Result<()> {
+    let host = host().await;
+    let alice = host.actor::<{{actor | pascal_case}}>("alice");
+    alice.add(5).await?;
+    let job = alice
+        .job_reset(())
+        .after(Duration::from_secs(3600))
+        .key("reset")
+        .dispatch()
+        .await?;
+    // While it is pending, a dispatch with the same key returns the same job.
+    assert_eq!(alice.job_reset(()).key("reset").dispatch().await?, job);
+
+    host.advance(Duration::from_secs(3599)).await?;
+    assert_eq!(alice.get().await?.total, 5, "not due yet");
+    let info = host.service().get_job(job.as_str()).await?;
+    assert_eq!(info.map(|i| i.status), Some(JobStatus::Pending));
+
+    host.advance(Duration::from_secs(1)).await?;
+    assert_eq!(alice.get().await?, {{actor | pascal_case}}State::default());
+    let info = host.service().get_job(job.as_str()).await?;
+    assert_eq!(
+        info.map(|i| (i.status, i.attempts)),
+        Some((JobStatus::Succeeded, 0)),
+        "it ran once, without failing"
+    );
     Ok(())
 }
 
