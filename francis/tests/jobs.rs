@@ -598,3 +598,22 @@ async fn a_capacity_group_needs_one_limit_and_a_positive_one() {
         .unwrap();
     assert!(zero.to_string().contains("limit 0"), "{zero}");
 }
+
+#[tokio::test]
+async fn a_repeating_job_runs_its_failure_hook_on_every_dead_occurrence() {
+    let (host, probe) = host().await;
+    // Due again within the poll interval: the host keeps the lease between occurrences.
+    host.actor::<Order>("o-6")
+        .job_ship(ship("often", "bad"))
+        .every(Duration::from_secs(1))
+        .dispatch()
+        .await
+        .unwrap();
+    host.advance(Duration::from_millis(2500)).await.unwrap();
+    let failed = probe
+        .log()
+        .iter()
+        .filter(|l| l.starts_with("failed often"))
+        .count();
+    assert_eq!(failed, 3, "{:?}", probe.log());
+}

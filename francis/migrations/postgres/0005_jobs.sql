@@ -5,8 +5,22 @@
 -- A 5-field cron expression (UTC); NULL unless the row repeats by cron.
 ALTER TABLE francis_alarms ADD COLUMN alarm_cron TEXT;
 
--- The job's ID when the dead occurrence was a job's; NULL for a plain alarm's.
+-- Dead letters gain the job's ID (NULL for a plain alarm's), and an occurrence is kept once
+-- per job: two jobs dispatched with one key for the same time are two occurrences.
 ALTER TABLE francis_dead_letters ADD COLUMN job_id TEXT COLLATE "C";
+
+DO $$
+DECLARE unique_name TEXT;
+BEGIN
+    SELECT conname INTO unique_name FROM pg_constraint
+    WHERE conrelid = 'francis_dead_letters'::regclass AND contype = 'u';
+    IF unique_name IS NOT NULL THEN
+        EXECUTE format('ALTER TABLE francis_dead_letters DROP CONSTRAINT %I', unique_name);
+    END IF;
+END $$;
+
+CREATE UNIQUE INDEX francis_dead_letters_occurrence ON francis_dead_letters
+    (actor_type, actor_id, alarm_name, alarm_scheduled_time, COALESCE(job_id, ''));
 
 CREATE INDEX francis_dead_letters_job ON francis_dead_letters (job_id) WHERE job_id IS NOT NULL;
 

@@ -5,8 +5,38 @@
 -- A 5-field cron expression (UTC); NULL unless the row repeats by cron.
 ALTER TABLE francis_alarms ADD COLUMN alarm_cron TEXT;
 
--- The job's ID when the dead occurrence was a job's; NULL for a plain alarm's.
-ALTER TABLE francis_dead_letters ADD COLUMN job_id TEXT;
+-- Dead letters gain the job's ID (NULL for a plain alarm's), and an occurrence is kept once
+-- per job: two jobs dispatched with one key for the same time are two occurrences. SQLite
+-- cannot drop the table's inline UNIQUE constraint, so the table is rebuilt.
+CREATE TABLE francis_dead_letters_v5 (
+    dead_letter_id TEXT PRIMARY KEY NOT NULL,
+    actor_type TEXT NOT NULL,
+    actor_id TEXT NOT NULL,
+    alarm_name TEXT NOT NULL,
+    alarm_handler TEXT NOT NULL,
+    alarm_data BLOB,
+    alarm_scheduled_time INTEGER NOT NULL,
+    dead_letter_attempts INTEGER NOT NULL,
+    dead_letter_error TEXT NOT NULL,
+    dead_letter_dropped_at INTEGER NOT NULL,
+    job_id TEXT
+) STRICT;
+
+INSERT INTO francis_dead_letters_v5 (dead_letter_id, actor_type, actor_id, alarm_name,
+    alarm_handler, alarm_data, alarm_scheduled_time, dead_letter_attempts, dead_letter_error,
+    dead_letter_dropped_at)
+SELECT dead_letter_id, actor_type, actor_id, alarm_name, alarm_handler, alarm_data,
+    alarm_scheduled_time, dead_letter_attempts, dead_letter_error, dead_letter_dropped_at
+FROM francis_dead_letters;
+
+DROP TABLE francis_dead_letters;
+
+ALTER TABLE francis_dead_letters_v5 RENAME TO francis_dead_letters;
+
+CREATE INDEX francis_dead_letters_dropped_at ON francis_dead_letters (dead_letter_dropped_at, dead_letter_id);
+
+CREATE UNIQUE INDEX francis_dead_letters_occurrence ON francis_dead_letters
+    (actor_type, actor_id, alarm_name, alarm_scheduled_time, COALESCE(job_id, ''));
 
 CREATE INDEX francis_dead_letters_job ON francis_dead_letters (job_id) WHERE job_id IS NOT NULL;
 

@@ -242,18 +242,16 @@ impl HostCore {
                 ..
             }
         );
-        match self
+        let completed = self
             .store
             .complete_leased_alarm(lease, &completion, self.timings.alarms_lease_duration)
-            .await
-        {
+            .await;
+        if let (true, Some(reason), Ok(Some(_))) = (is_job, &dropped, &completed) {
+            job_failed_hook(actor, lease, &record, entry, failures, reason).await;
+        }
+        match completed {
             Ok(Some(updated)) if kept => Some(updated),
-            Ok(completed) => {
-                if let (true, Some(reason), Some(_)) = (is_job, &dropped, completed) {
-                    job_failed_hook(actor, lease, &record, entry, failures, reason).await;
-                }
-                None
-            }
+            Ok(_) => None,
             Err(e) => {
                 tracing::warn!(actor = %lease.key, alarm = %lease.name, error = %e, "could not complete alarm; it will run again after its lease expires");
                 None

@@ -827,7 +827,10 @@ impl Store for MemoryStore {
         let record = alarm.record.clone();
         let job_id = is_job_name(&lease.name).then(|| alarm.alarm_id.clone());
         let duplicate = t.dead_letters.values().any(|d| {
-            d.key == lease.key && d.name == lease.name && d.scheduled_ms == record.scheduled_ms
+            d.key == lease.key
+                && d.name == lease.name
+                && d.scheduled_ms == record.scheduled_ms
+                && d.job_id == job_id
         });
         if !duplicate {
             let id = new_alarm_id();

@@ -294,3 +294,37 @@ async fn ops_letters(h: &Harness) -> Vec<DeadLetter> {
         .await
         .unwrap()
 }
+
+pub(super) async fn jobs_of_one_key_and_time_keep_a_dead_letter_each(h: Harness) {
+    let a = h.host("127.0.0.1:7000", &[("order", 0)]).await;
+    let k = key("order", "1");
+    let due = h.now();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        // The second job takes the key the first left behind, for the same time.
+        let id = h
+            .store
+            .dispatch_job(&k, &job("ship", due, Some("k")))
+            .await
+            .unwrap();
+        let lease = h.fetch(&[&a], 10).await.remove(0);
+        assert!(h.store.record_dead_letter(&lease, 1, "boom").await.unwrap());
+        h.store
+            .complete_leased_alarm(&lease, &AlarmCompletion::Delete, LEASE)
+            .await
+            .unwrap()
+            .unwrap();
+        ids.push(id);
+    }
+    assert_ne!(ids[0], ids[1]);
+    for id in &ids {
+        let info = h.store.get_job(id).await.unwrap().unwrap();
+        assert_eq!(info.status, JobStatus::DeadLettered, "{id}");
+    }
+    let dead = h
+        .store
+        .list_dead_jobs(&DeadLetterQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+}

@@ -20,7 +20,8 @@ mod link;
 
 use jobs::{
     jobs_cancel_delete_and_purge_touch_jobs_only, jobs_dead_letters_keep_the_job_and_retry_it_once,
-    jobs_keys_win_first_and_never_meet_a_plain_alarm, jobs_report_running_retries_and_success,
+    jobs_keys_win_first_and_never_meet_a_plain_alarm,
+    jobs_of_one_key_and_time_keep_a_dead_letter_each, jobs_report_running_retries_and_success,
 };
 use link::{link_postgres_harness, link_sqlite_harness};
 
@@ -2057,6 +2058,7 @@ conformance_suite!(
     jobs_report_running_retries_and_success,
     jobs_dead_letters_keep_the_job_and_retry_it_once,
     jobs_cancel_delete_and_purge_touch_jobs_only,
+    jobs_of_one_key_and_time_keep_a_dead_letter_each,
     ],
     // `allowed_hosts` is the runtime's own option: a worker cannot narrow placement.
     // So are `avoid_hosts` and the cluster identity, which the runtime checks for itself, and
