@@ -105,21 +105,55 @@ impl Registration {
         options: ActorOptions,
         config: C,
     ) {
+        if let Some(entry) = self.entry::<A>(kind, name, options) {
+            self.add(entry, config);
+        }
+    }
+
+    /// Register actor type `A` as `francis.builtin.<kind>.<name>`, as [`Self::actor_type`]
+    /// does, and make it a singleton whose `#[bootstrap]` hook gets `bootstrap_data` (see
+    /// [`crate::host::SINGLETON_ID`]).
+    pub(crate) fn singleton_type<A: Actor, C: Send + Sync + 'static>(
+        &mut self,
+        kind: &str,
+        name: &str,
+        options: ActorOptions,
+        config: C,
+        bootstrap_data: &impl serde::Serialize,
+    ) {
+        if let Some(mut entry) = self.entry::<A>(kind, name, options) {
+            match entry.singleton(bootstrap_data) {
+                Ok(()) => self.add(entry, config),
+                Err(problem) => self.problem(problem),
+            }
+        }
+    }
+
+    /// The entry of `A` as `francis.builtin.<kind>.<name>`, or `None` (and a problem) if that
+    /// is no valid type name.
+    fn entry<A: Actor>(
+        &mut self,
+        kind: &str,
+        name: &str,
+        options: ActorOptions,
+    ) -> Option<ActorTypeEntry> {
         let type_name = type_name(kind, name);
         if name.is_empty() {
             self.problem(format!(
                 "a {kind} built-in has an empty name; give it one, e.g. \"api\" (its actor type is then \"{TYPE_PREFIX}{kind}.api\")"
             ));
-            return;
+            return None;
         }
         if let Err(e) = validate_name("actor type", &type_name) {
             self.problem(format!("{kind} {name:?}: {e}"));
-            return;
+            return None;
         }
-        let type_name = intern(&type_name);
-        self.types
-            .push(ActorTypeEntry::named::<A>(type_name, options));
-        self.configs.push((type_name, Arc::new(config)));
+        Some(ActorTypeEntry::named::<A>(intern(&type_name), options))
+    }
+
+    fn add<C: Send + Sync + 'static>(&mut self, entry: ActorTypeEntry, config: C) {
+        self.configs.push((entry.name, Arc::new(config)));
+        self.types.push(entry);
     }
 
     /// Report a problem with the built-in's settings (it fails `build()`).
