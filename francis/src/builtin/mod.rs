@@ -2,6 +2,8 @@
 //! [`HostBuilder::builtin`](crate::host::HostBuilder::builtin), each under the wire type name
 //! `francis.builtin.<kind>.<name>`, and called through a typed handle.
 //!
+//! - [`cron`]: a named schedule (interval, ISO period or cron expression) running an async
+//!   function once per occurrence cluster-wide, as a durable job.
 //! - [`ratelimit`]: a token bucket per key, in memory.
 //! - [`signal`]: one-shot broadcasts that waiters park on, kept in actor state.
 //!
@@ -45,6 +47,7 @@ use crate::error::validate_name;
 use crate::host::ActorOptions;
 use crate::host::registry::ActorTypeEntry;
 
+pub mod cron;
 pub mod ratelimit;
 pub mod signal;
 
@@ -59,7 +62,7 @@ mod sealed {
 /// A configured built-in actor, ready to be registered on a host with
 /// [`HostBuilder::builtin`](crate::host::HostBuilder::builtin) (or
 /// [`TestHostBuilder::builtin`](crate::testing::TestHostBuilder::builtin)). Implemented by
-/// [`ratelimit::RateLimiter`] and [`signal::Signals`]; sealed.
+/// [`cron::CronJob`], [`ratelimit::RateLimiter`] and [`signal::Signals`]; sealed.
 pub trait BuiltIn: sealed::Sealed {
     /// Add this built-in's actor types and settings to `registration`, or the problems with its
     /// settings.
