@@ -278,6 +278,33 @@ async fn unregistering_stops_the_schedule() {
 }
 
 #[tokio::test]
+async fn a_job_whose_schedule_is_no_longer_recorded_removes_itself_instead_of_running() {
+    // As if an unregister had forgotten the schedule but missed its jobs.
+    for jitter in [Duration::ZERO, Duration::from_secs(60)] {
+        let runs = Arc::new(Runs::default());
+        let job = CronJob::new("orphan")
+            .every(Duration::from_secs(3600))
+            .jitter(jitter);
+        let host = cron_host(recorded(job, &runs, "", None)).await;
+        let service = host.service();
+        let actor_type = "francis.builtin.cron.orphan";
+        let jobs = service.list_jobs(actor_type, "runner").await.unwrap();
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        assert!(service.delete_state(actor_type, "singleton").await.unwrap());
+        host.advance(Duration::from_secs(3 * 3600)).await.unwrap();
+        assert_eq!(runs.all(), [], "jitter {jitter:?}");
+        let live: Vec<_> = service
+            .list_jobs(actor_type, "runner")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|j| matches!(j.status, JobStatus::Pending | JobStatus::Running))
+            .collect();
+        assert_eq!(live, [], "jitter {jitter:?}");
+    }
+}
+
+#[tokio::test]
 async fn a_failing_run_is_retried_then_dead_lettered_and_the_schedule_goes_on() {
     let runs = Arc::new(Runs::default());
     let job = CronJob::new("flaky")

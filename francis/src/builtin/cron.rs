@@ -543,7 +543,9 @@ impl Schedule {
                 .parse::<Interval>()
                 .map(Plan::Every)
                 .map_err(|e| e.to_string()),
-            Schedule::Cron(text) => Cron::parse(text).map(Plan::Cron).map_err(|e| e.to_string()),
+            Schedule::Cron(text) => Cron::parse(text)
+                .map(|cron| Plan::Cron(Box::new(cron)))
+                .map_err(|e| e.to_string()),
         }
     }
 }
@@ -552,7 +554,7 @@ impl Schedule {
 #[derive(Debug, Clone)]
 enum Plan {
     Every(Interval),
-    Cron(Cron),
+    Cron(Box<Cron>),
 }
 
 impl Plan {
@@ -1034,7 +1036,7 @@ impl CronActor {
             };
             let (interval, cron) = match plan {
                 Plan::Every(interval) => (Some(*interval), None),
-                Plan::Cron(cron) => (None, Some(cron.clone())),
+                Plan::Cron(cron) => (None, Some(Cron::clone(cron))),
             };
             let job = JobSpec {
                 due: Some(Due::AtMs(first)),
