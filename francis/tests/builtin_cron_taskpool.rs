@@ -3,17 +3,23 @@
 //! run, jitter that never drifts the schedule, triggers that collapse, unregistering, failed
 //! runs retried then dead-lettered while the schedule goes on, a restart with a changed
 //! schedule keeping the next due time, three hosts on one store running each occurrence once,
-//! and settings refused with the fix.
+//! and settings refused with the fix. Task pools: a host's concurrency never exceeded, a task
+//! turned down on one host running on another, capability routing, idempotent keys, looking
+//! tasks up, cancelling and retrying them, the input size limit, and settings refused.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use francis::JobStatus;
 use francis::builtin::cron::{CronCause, CronError, CronJob, CronRun};
+use francis::builtin::taskpool::{
+    MAX_INPUT_SIZE, SubmitOptions, Task, TaskError, TaskPool, TaskPoolHandle,
+};
 use francis::model::DeadLetterQuery;
 use francis::prelude::*;
 use francis::testing::TestHost;
+use francis::{JobId, JobStatus};
 
 mod support;
 
@@ -514,6 +520,388 @@ async fn invalid_settings_fail_the_build_with_what_to_do() {
         "cron \"bad\": no function to run",
         "cron \"jumpy\": jitter 30s is not less than half the schedule's shortest period (60s)",
         "a cron built-in has an empty name",
+    ] {
+        assert!(err.contains(expected), "{expected:?} not in {err}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Task pools
+// ---------------------------------------------------------------------------------------------
+
+/// A task of the pools under test.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Resize {
+    image: u32,
+    /// How long the handler takes.
+    millis: u64,
+}
+
+fn resize(image: u32, millis: u64) -> Resize {
+    Resize { image, millis }
+}
+
+/// What the pools' handlers did.
+#[derive(Default)]
+struct Work {
+    /// `(image, host, attempt)` of each run that finished.
+    done: Mutex<Vec<(u32, String, u32)>>,
+    /// Runs in progress now, and the most at once.
+    running: Mutex<(u32, u32)>,
+    /// Fail every run for good while set.
+    broken: AtomicBool,
+    /// Fail the first attempt of each task (to retry) while set.
+    flaky: AtomicBool,
+}
+
+impl Work {
+    fn done(&self) -> Vec<(u32, String, u32)> {
+        self.done.lock().unwrap().clone()
+    }
+}
+
+/// Pool `name` run by `host`, recording on `work`.
+fn pool(name: &str, host: &str, work: &Arc<Work>) -> TaskPool {
+    let work = work.clone();
+    let host = host.to_owned();
+    TaskPool::new(name).handler(move |task: Task<Resize>| {
+        let work = work.clone();
+        let host = host.clone();
+        async move {
+            if work.broken.load(Ordering::SeqCst) {
+                return Err(JobFailure::Permanent("image is corrupt".into()));
+            }
+            if work.flaky.load(Ordering::SeqCst) && task.info.attempt == 1 {
+                return Err(JobFailure::Retry("disk busy".into()));
+            }
+            {
+                let mut running = work.running.lock().unwrap();
+                running.0 += 1;
+                running.1 = running.1.max(running.0);
+            }
+            tokio::time::sleep(Duration::from_millis(task.input.millis)).await;
+            work.running.lock().unwrap().0 -= 1;
+            work.done
+                .lock()
+                .unwrap()
+                .push((task.input.image, host, task.info.attempt));
+            Ok(())
+        }
+    })
+}
+
+/// A local host on `db` named `name`, with task pool `pool`, run until stopped.
+async fn pool_host(db: &std::path::Path, pool: TaskPool) -> support::Running {
+    let host = Host::local()
+        .sqlite(db)
+        .runtime_psk("taskpool test psk, at least thirty-two bytes")
+        .address(francis::testing::free_local_address())
+        .alarms_poll_interval(Duration::from_millis(100))
+        .builtin(pool)
+        .build()
+        .await
+        .unwrap();
+    support::run(host)
+}
+
+/// Wait (bounded) until every task in `ids` succeeded, with no attempt counted.
+async fn until_done(pool: &TaskPoolHandle, ids: &[JobId], work: &Work) {
+    for _ in 0..200 {
+        let mut done = 0;
+        for id in ids {
+            if let Some(info) = pool.get(id.as_str()).await.unwrap()
+                && info.status == JobStatus::Succeeded
+            {
+                assert_eq!(info.attempts, 0, "released tasks count no attempt");
+                done += 1;
+            }
+        }
+        if done == ids.len() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the tasks did not all succeed within 10 s; done: {:?}",
+        work.done()
+    );
+}
+
+async fn stop(hosts: Vec<support::Running>) {
+    for (_, stop, run) in hosts {
+        stop.send(()).unwrap();
+        run.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_host_runs_at_most_its_concurrency_and_every_task_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = Arc::new(Work::default());
+    let host = pool_host(
+        &dir.path().join("c.db"),
+        pool("resize", "a", &work).concurrency(2),
+    )
+    .await;
+    let resize_pool = TaskPool::handle(&host.0, "resize");
+    let mut ids = Vec::new();
+    for image in 0..6 {
+        ids.push(
+            resize_pool
+                .submit(&resize(image, 200), SubmitOptions::default())
+                .await
+                .unwrap(),
+        );
+    }
+    until_done(&resize_pool, &ids, &work).await;
+    let most = work.running.lock().unwrap().1;
+    assert_eq!(most, 2, "two at once, never more");
+    let mut images: Vec<u32> = work.done().iter().map(|d| d.0).collect();
+    images.sort_unstable();
+    assert_eq!(images, [0, 1, 2, 3, 4, 5]);
+    stop(vec![host]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_task_turned_down_on_one_host_runs_on_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let work = Arc::new(Work::default());
+    let picky = pool_host(&db, pool("resize", "a", &work).accept(|_task| false)).await;
+    let willing = pool_host(
+        &db,
+        pool("resize", "b", &work).accept(|task| task.attempt == 1),
+    )
+    .await;
+    let resize_pool = TaskPool::handle(&picky.0, "resize");
+    let mut ids = Vec::new();
+    for image in 0..4 {
+        ids.push(
+            resize_pool
+                .submit(&resize(image, 0), SubmitOptions::default())
+                .await
+                .unwrap(),
+        );
+    }
+    until_done(&resize_pool, &ids, &work).await;
+    let done = work.done();
+    assert_eq!(done.len(), 4, "{done:?}");
+    assert!(done.iter().all(|(_, host, _)| host == "b"), "{done:?}");
+    stop(vec![picky, willing]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tasks_requiring_a_capability_run_only_where_it_is_offered() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    let work = Arc::new(Work::default());
+    let plain = pool_host(&db, pool("resize", "cpu", &work).concurrency(4)).await;
+    let gpu = pool_host(&db, pool("resize", "gpu", &work).capability("gpu")).await;
+    let resize_pool = TaskPool::handle(&plain.0, "resize");
+    let mut ids = Vec::new();
+    for image in 0..6 {
+        let capability = (image % 2 == 0).then(|| "gpu".to_owned());
+        let options = SubmitOptions {
+            capability,
+            ..SubmitOptions::default()
+        };
+        ids.push(
+            resize_pool
+                .submit(&resize(image, 20), options)
+                .await
+                .unwrap(),
+        );
+    }
+    until_done(&resize_pool, &ids, &work).await;
+    let done = work.done();
+    for (image, host, _) in &done {
+        if image % 2 == 0 {
+            assert_eq!(host, "gpu", "{done:?}");
+        }
+    }
+    let gpu_task = resize_pool.get(ids[0].as_str()).await.unwrap().unwrap();
+    assert_eq!(
+        gpu_task.key.actor_type,
+        "francis.builtin.taskpool.resize.gpu"
+    );
+    stop(vec![plain, gpu]).await;
+}
+
+async fn pool_test_host(pool: TaskPool) -> TestHost {
+    TestHost::builder()
+        .start_at(t0())
+        .builtin(pool)
+        .build()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_key_makes_a_submission_idempotent() {
+    let work = Arc::new(Work::default());
+    let host = pool_test_host(pool("resize", "t", &work)).await;
+    let resize_pool = TaskPool::handle(&host.service(), "resize");
+    let keyed = || SubmitOptions {
+        key: Some("image-7".into()),
+        ..SubmitOptions::default()
+    };
+    let first = resize_pool.submit(&resize(7, 0), keyed()).await.unwrap();
+    let again = resize_pool.submit(&resize(8, 0), keyed()).await.unwrap();
+    assert_eq!(first, again);
+    host.run_due_alarms().await.unwrap();
+    let after = resize_pool.submit(&resize(9, 0), keyed()).await.unwrap();
+    assert_eq!(after, first, "a success is remembered under its key");
+    host.run_due_alarms().await.unwrap();
+    assert_eq!(work.done(), [(7, "t".to_owned(), 1)]);
+    let info = resize_pool.get(first.as_str()).await.unwrap().unwrap();
+    assert_eq!(info.key.actor_id, "image-7", "the key names the worker");
+    assert_eq!(info.status, JobStatus::Succeeded);
+    // The worker halted once done.
+    for _ in 0..100 {
+        if host.active_actors() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(host.active_actors(), 0);
+}
+
+#[tokio::test]
+async fn tasks_are_looked_up_cancelled_retried_and_their_input_bounded() {
+    let work = Arc::new(Work::default());
+    let host = pool_test_host(
+        pool("resize", "t", &work)
+            .max_attempts(2)
+            .retry_delay(Duration::from_secs(1)),
+    )
+    .await;
+    let service = host.service();
+    let resize_pool = TaskPool::handle(&service, "resize");
+    let submit = |image: u32| {
+        let resize_pool = resize_pool.clone();
+        async move {
+            resize_pool
+                .submit(&resize(image, 0), SubmitOptions::default())
+                .await
+                .unwrap()
+        }
+    };
+
+    // Cancelled before it ran: it never does.
+    let kept = submit(1).await;
+    let cancelled = submit(2).await;
+    assert_eq!(
+        resize_pool
+            .get(cancelled.as_str())
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        JobStatus::Pending
+    );
+    assert!(resize_pool.cancel(cancelled.as_str()).await.unwrap());
+    assert!(!resize_pool.cancel(cancelled.as_str()).await.unwrap());
+    assert_eq!(resize_pool.get(cancelled.as_str()).await.unwrap(), None);
+    host.run_due_alarms().await.unwrap();
+    assert_eq!(work.done(), [(1, "t".to_owned(), 1)]);
+    assert!(
+        !resize_pool.cancel(kept.as_str()).await.unwrap(),
+        "finished"
+    );
+
+    // A retryable failure runs again; the handler sees the attempt.
+    work.flaky.store(true, Ordering::SeqCst);
+    let flaky = submit(3).await;
+    host.advance(Duration::from_secs(10)).await.unwrap();
+    let info = resize_pool.get(flaky.as_str()).await.unwrap().unwrap();
+    assert_eq!((info.status, info.attempts), (JobStatus::Succeeded, 1));
+    assert_eq!(work.done()[1], (3, "t".to_owned(), 2));
+    work.flaky.store(false, Ordering::SeqCst);
+
+    // A permanent failure is dead-lettered at once, and retried on demand.
+    work.broken.store(true, Ordering::SeqCst);
+    let doomed = submit(4).await;
+    host.run_due_alarms().await.unwrap();
+    let info = resize_pool.get(doomed.as_str()).await.unwrap().unwrap();
+    assert_eq!((info.status, info.attempts), (JobStatus::DeadLettered, 1));
+    assert_eq!(
+        info.last_error.as_deref(),
+        Some("permanent failure: image is corrupt")
+    );
+    let letters = resize_pool.dead_letters().await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].job_id.as_deref(), Some(doomed.as_str()));
+    work.broken.store(false, Ordering::SeqCst);
+    let retried = resize_pool.retry(&letters[0].id).await.unwrap().unwrap();
+    assert_ne!(retried, doomed);
+    assert_eq!(resize_pool.retry(&letters[0].id).await.unwrap(), None);
+    host.run_due_alarms().await.unwrap();
+    assert_eq!(
+        resize_pool
+            .get(retried.as_str())
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        JobStatus::Succeeded
+    );
+    assert_eq!(work.done().last().unwrap().0, 4);
+
+    // Another pool's task is not this pool's to see.
+    let other = TaskPool::handle(&service, "other");
+    assert_eq!(other.get(kept.as_str()).await.unwrap(), None);
+    assert!(!other.cancel(kept.as_str()).await.unwrap());
+
+    // Inputs are bounded, to the byte: a str 32 header takes 5 bytes.
+    let too_big = "x".repeat(MAX_INPUT_SIZE - 4);
+    let refused = resize_pool
+        .submit(&too_big, SubmitOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, TaskError::InputTooLarge { size, limit: MAX_INPUT_SIZE, .. } if size == MAX_INPUT_SIZE + 1),
+        "{refused}"
+    );
+    // The largest input is taken; a handler expecting another type fails it for good.
+    let fits = "x".repeat(MAX_INPUT_SIZE - 5);
+    let wrong = resize_pool
+        .submit(&fits, SubmitOptions::default())
+        .await
+        .unwrap();
+    host.run_due_alarms().await.unwrap();
+    let info = resize_pool.get(wrong.as_str()).await.unwrap().unwrap();
+    assert_eq!(info.status, JobStatus::DeadLettered);
+    assert!(
+        info.last_error.unwrap().contains("does not decode"),
+        "the handler wants a Resize"
+    );
+
+    // Capabilities are names.
+    let bad = resize_pool
+        .submit(
+            &resize(5, 0),
+            SubmitOptions {
+                capability: Some("g.p.u".into()),
+                ..SubmitOptions::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(bad, TaskError::InvalidCapability { .. }), "{bad}");
+}
+
+#[tokio::test]
+async fn invalid_pool_settings_fail_the_build_with_what_to_do() {
+    let err = TestHost::builder()
+        .builtin(TaskPool::new("thumbs").concurrency(0))
+        .build()
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    for expected in [
+        "taskpool \"thumbs\": no handler",
+        "taskpool \"thumbs\": concurrency is 0",
     ] {
         assert!(err.contains(expected), "{expected:?} not in {err}");
     }

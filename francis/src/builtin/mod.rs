@@ -6,6 +6,8 @@
 //!   function once per occurrence cluster-wide, as a durable job.
 //! - [`ratelimit`]: a token bucket per key, in memory.
 //! - [`signal`]: one-shot broadcasts that waiters park on, kept in actor state.
+//! - [`taskpool`]: tasks submitted to a pool of workers, run as durable jobs with a per-host
+//!   concurrency, capabilities that route them, and a predicate that turns them away.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -50,6 +52,7 @@ use crate::host::registry::ActorTypeEntry;
 pub mod cron;
 pub mod ratelimit;
 pub mod signal;
+pub mod taskpool;
 
 /// The prefix of every built-in actor type's wire name.
 pub const TYPE_PREFIX: &str = "francis.builtin.";
@@ -62,7 +65,8 @@ mod sealed {
 /// A configured built-in actor, ready to be registered on a host with
 /// [`HostBuilder::builtin`](crate::host::HostBuilder::builtin) (or
 /// [`TestHostBuilder::builtin`](crate::testing::TestHostBuilder::builtin)). Implemented by
-/// [`cron::CronJob`], [`ratelimit::RateLimiter`] and [`signal::Signals`]; sealed.
+/// [`cron::CronJob`], [`ratelimit::RateLimiter`], [`signal::Signals`] and
+/// [`taskpool::TaskPool`]; sealed.
 pub trait BuiltIn: sealed::Sealed {
     /// Add this built-in's actor types and settings to `registration`, or the problems with its
     /// settings.
