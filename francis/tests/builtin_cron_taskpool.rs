@@ -348,6 +348,75 @@ async fn a_failing_run_is_retried_then_dead_lettered_and_the_schedule_goes_on() 
 }
 
 #[tokio::test]
+async fn a_replayed_dead_letter_runs_once_more_and_leaves_the_schedule_alone() {
+    for jitter in [Duration::ZERO, Duration::from_secs(60)] {
+        let runs = Arc::new(Runs::default());
+        let failing = Arc::new(AtomicBool::new(true));
+        let job = CronJob::new("replayed")
+            .every(Duration::from_secs(3600))
+            .jitter(jitter)
+            .max_attempts(1);
+        let job = {
+            let failing = failing.clone();
+            let runs = runs.clone();
+            job.run(move |run: CronRun| {
+                let failing = failing.clone();
+                let runs = runs.clone();
+                async move {
+                    if failing.load(Ordering::SeqCst) {
+                        return Err("not yet".to_owned());
+                    }
+                    runs.0.lock().unwrap().push(Seen {
+                        scheduled: run.scheduled().as_millisecond() - T0,
+                        started: run.started().as_millisecond() - T0,
+                        attempt: run.attempt(),
+                        cause: run.cause(),
+                        host: String::new(),
+                    });
+                    Ok(())
+                }
+            })
+        };
+        let host = cron_host(job).await;
+        let service = host.service();
+        let handle = CronJob::handle(&service, "replayed");
+        host.advance(Duration::from_secs(3600 + 120)).await.unwrap();
+        let letters = service
+            .dead_jobs(&DeadLetterQuery {
+                actor_type: Some(handle.actor_type().into()),
+                limit: 0,
+            })
+            .await
+            .unwrap();
+        assert_eq!(letters.len(), 1, "jitter {jitter:?}");
+        failing.store(false, Ordering::SeqCst);
+        let next = handle.next_run().await.unwrap();
+        assert!(
+            service
+                .retry_dead_job(&letters[0].id)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // The scheduler starts again while the replay waits: the schedule stays as it was.
+        service
+            .halt(handle.actor_type(), "singleton")
+            .await
+            .unwrap();
+        assert_eq!(handle.next_run().await.unwrap(), next, "jitter {jitter:?}");
+        host.run_due_alarms().await.unwrap();
+        assert_eq!(runs.all().len(), 1, "the replay ran: {:?}", runs.all());
+        host.advance(Duration::from_secs(2 * 3600)).await.unwrap();
+        let scheduled: Vec<i64> = runs.scheduled()[1..].to_vec();
+        assert_eq!(
+            scheduled,
+            [2 * HOUR, 3 * HOUR],
+            "each occurrence once, no second chain: jitter {jitter:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_restart_with_a_changed_schedule_replaces_its_job_and_keeps_the_next_due_time() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cron.db");

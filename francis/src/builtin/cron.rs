@@ -79,6 +79,9 @@ const RUN_KEY: &str = "run";
 /// The key prefix of triggered runs.
 const TRIGGER_KEY: &str = "trigger-";
 
+/// The key prefix of the links of jitter chains.
+const CHAIN_KEY: &str = "chain-";
+
 /// How many upcoming ticks of a cron expression are looked at to find its shortest period.
 const CRON_TICKS_CHECKED: usize = 16;
 
@@ -642,7 +645,7 @@ impl Spec {
 
     /// The key prefix of this schedule's chain jobs.
     fn chain_prefix(&self) -> String {
-        format!("chain-{}-", self.generation())
+        format!("{CHAIN_KEY}{}-", self.generation())
     }
 
     /// Whether live job `job` is one of this schedule's.
@@ -744,6 +747,13 @@ fn is_live(job: &JobInfo) -> bool {
     matches!(job.status, JobStatus::Pending | JobStatus::Running)
 }
 
+/// Whether a job is one the scheduler dispatched to carry a schedule: the repeating job, or a
+/// link of a jitter chain (not a dead letter's replay, which runs one occurrence again).
+fn carries_schedule(job: &JobInfo) -> bool {
+    let key = job.idempotency_key.as_deref().unwrap_or_default();
+    (job.method == RUN && key == RUN_KEY) || (job.method == CHAIN && key.starts_with(CHAIN_KEY))
+}
+
 /// One schedule: the scheduler at [`SINGLETON_ID`], the runner at [`RUNNER_ID`].
 struct CronActor {
     ctx: ActorContext,
@@ -834,7 +844,7 @@ impl CronActor {
         let jobs = self.runner_jobs().await?;
         let next_run_ms = jobs
             .iter()
-            .filter(|job| is_live(job) && (job.method == RUN || job.method == CHAIN))
+            .filter(|job| is_live(job) && carries_schedule(job))
             .filter_map(|job| job.due_ms)
             .min();
         Ok(StatusReply {
@@ -873,7 +883,9 @@ impl CronActor {
         let spec = registered.spec;
         let plan = spec.schedule.plan().map_err(JobFailure::Permanent)?;
         let now = self.now_ms();
-        if let Some(next) = plan.next_after(step.nominal_ms, now) {
+        // A dead letter's replay runs its occurrence again, but the chain went on without it.
+        let link = self.is_chain_link(&job.job_id).await?;
+        if let Some(next) = plan.next_after(step.nominal_ms, now).filter(|_| link) {
             let successor = JobSpec {
                 due: Some(Due::AtMs(next.saturating_add(spec.jitter()))),
                 data: Some(
@@ -942,7 +954,7 @@ impl CronActor {
             .runner_jobs()
             .await?
             .into_iter()
-            .filter(|job| is_live(job) && (job.method == RUN || job.method == CHAIN))
+            .filter(|job| is_live(job) && carries_schedule(job))
             .partition(|job| spec.owns(job));
         if let Some(job) = current.first() {
             let record = Registered {
@@ -1113,6 +1125,17 @@ impl CronActor {
         let job = RunningJob::current()
             .ok_or_else(|| JobFailure::Permanent("a cron run must run as a job".into()))?;
         Ok((settings, job))
+    }
+
+    /// Whether job `job_id` is a link of a chain (not a replay of one).
+    async fn is_chain_link(&self, job_id: &str) -> Result<bool, JobFailure> {
+        let job = self
+            .ctx
+            .service()
+            .get_job(job_id)
+            .await
+            .map_err(|e| JobFailure::Retry(format!("could not read the job: {e}")))?;
+        Ok(job.is_some_and(|job| carries_schedule(&job)))
     }
 
     /// The scheduler's record, if the schedule of fingerprint `schedule` is the registered one.
