@@ -63,7 +63,10 @@ impl Cron {
     /// The first time the schedule fires strictly after `after_ms` (Unix ms), or `None` when it
     /// never does again (or not within the representable range).
     pub fn next_after(&self, after_ms: i64) -> Option<i64> {
-        let start: DateTime<Utc> = DateTime::from_timestamp_millis(after_ms)?;
+        // From the whole second: `croner` keeps the start's fraction of a second in what it
+        // finds, and ticks fall on whole minutes, so the next one after the second is the next
+        // one after `after_ms` too.
+        let start: DateTime<Utc> = DateTime::from_timestamp(after_ms.div_euclid(1000), 0)?;
         self.parsed
             .find_next_occurrence(&start, false)
             .ok()
@@ -119,6 +122,15 @@ mod tests {
             cron.next_after(ms("2026-12-05T03:00:00Z")),
             Some(ms("2026-12-06T03:00:00Z"))
         );
+    }
+
+    #[test]
+    fn ticks_fall_on_the_minute_whatever_fraction_of_a_second_it_is() {
+        let cron = Cron::parse("0 * * * *").unwrap();
+        let hour = ms("2026-12-05T01:00:00Z");
+        assert_eq!(cron.next_after(hour + 10), Some(hour + 3_600_000));
+        assert_eq!(cron.next_after(hour - 1), Some(hour));
+        assert_eq!(cron.next_after(hour + 999), Some(hour + 3_600_000));
     }
 
     #[test]

@@ -88,6 +88,55 @@ impl JobError for JobFailure {
 
 impl JobError for String {}
 
+impl From<String> for JobFailure {
+    /// A message becomes a failure to retry.
+    fn from(message: String) -> Self {
+        JobFailure::Retry(message)
+    }
+}
+
+impl From<&str> for JobFailure {
+    /// A message becomes a failure to retry.
+    fn from(message: &str) -> Self {
+        JobFailure::Retry(message.to_owned())
+    }
+}
+
+impl From<Box<dyn std::error::Error + Send + Sync>> for JobFailure {
+    /// Any error becomes a failure to retry, with its text.
+    fn from(error: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        JobFailure::Retry(error.to_string())
+    }
+}
+
+/// The job occurrence a `#[job]` method is running for, as the host knows it: set by the
+/// alarm engine around the method's call, read by the built-ins that run user code in jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RunningJob {
+    /// The job's ID.
+    pub job_id: String,
+    /// The nominal time of this occurrence (Unix ms): its due time, unchanged by retries.
+    pub scheduled_ms: i64,
+    /// Executions of this occurrence that failed before this one.
+    pub failures: u32,
+}
+
+tokio::task_local! {
+    static RUNNING_JOB: RunningJob;
+}
+
+impl RunningJob {
+    /// The occurrence the calling `#[job]` method runs for; `None` outside of one.
+    pub(crate) fn current() -> Option<RunningJob> {
+        RUNNING_JOB.try_with(Clone::clone).ok()
+    }
+
+    /// Run `future` (a `#[job]` method's call) as this occurrence.
+    pub(crate) async fn scope<F: std::future::Future>(self, future: F) -> F::Output {
+        RUNNING_JOB.scope(self, future).await
+    }
+}
+
 /// What a `#[job_failed(job)]` hook receives when that job was dead-lettered: the job, why it
 /// failed, and its payload, typed as the job's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,8 +2,12 @@
 //! [`HostBuilder::builtin`](crate::host::HostBuilder::builtin), each under the wire type name
 //! `francis.builtin.<kind>.<name>`, and called through a typed handle.
 //!
+//! - [`cron`]: a named schedule (interval, ISO period or cron expression) running an async
+//!   function once per occurrence cluster-wide, as a durable job.
 //! - [`ratelimit`]: a token bucket per key, in memory.
 //! - [`signal`]: one-shot broadcasts that waiters park on, kept in actor state.
+//! - [`taskpool`]: tasks submitted to a pool of workers, run as durable jobs with a per-host
+//!   concurrency, capabilities that route them, and a predicate that turns them away.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -45,8 +49,10 @@ use crate::error::validate_name;
 use crate::host::ActorOptions;
 use crate::host::registry::ActorTypeEntry;
 
+pub mod cron;
 pub mod ratelimit;
 pub mod signal;
+pub mod taskpool;
 
 /// The prefix of every built-in actor type's wire name.
 pub const TYPE_PREFIX: &str = "francis.builtin.";
@@ -59,7 +65,8 @@ mod sealed {
 /// A configured built-in actor, ready to be registered on a host with
 /// [`HostBuilder::builtin`](crate::host::HostBuilder::builtin) (or
 /// [`TestHostBuilder::builtin`](crate::testing::TestHostBuilder::builtin)). Implemented by
-/// [`ratelimit::RateLimiter`] and [`signal::Signals`]; sealed.
+/// [`cron::CronJob`], [`ratelimit::RateLimiter`], [`signal::Signals`] and
+/// [`taskpool::TaskPool`]; sealed.
 pub trait BuiltIn: sealed::Sealed {
     /// Add this built-in's actor types and settings to `registration`, or the problems with its
     /// settings.
@@ -105,21 +112,55 @@ impl Registration {
         options: ActorOptions,
         config: C,
     ) {
+        if let Some(entry) = self.entry::<A>(kind, name, options) {
+            self.add(entry, config);
+        }
+    }
+
+    /// Register actor type `A` as `francis.builtin.<kind>.<name>`, as [`Self::actor_type`]
+    /// does, and make it a singleton whose `#[bootstrap]` hook gets `bootstrap_data` (see
+    /// [`crate::host::SINGLETON_ID`]).
+    pub(crate) fn singleton_type<A: Actor, C: Send + Sync + 'static>(
+        &mut self,
+        kind: &str,
+        name: &str,
+        options: ActorOptions,
+        config: C,
+        bootstrap_data: &impl serde::Serialize,
+    ) {
+        if let Some(mut entry) = self.entry::<A>(kind, name, options) {
+            match entry.singleton(bootstrap_data) {
+                Ok(()) => self.add(entry, config),
+                Err(problem) => self.problem(problem),
+            }
+        }
+    }
+
+    /// The entry of `A` as `francis.builtin.<kind>.<name>`, or `None` (and a problem) if that
+    /// is no valid type name.
+    fn entry<A: Actor>(
+        &mut self,
+        kind: &str,
+        name: &str,
+        options: ActorOptions,
+    ) -> Option<ActorTypeEntry> {
         let type_name = type_name(kind, name);
         if name.is_empty() {
             self.problem(format!(
                 "a {kind} built-in has an empty name; give it one, e.g. \"api\" (its actor type is then \"{TYPE_PREFIX}{kind}.api\")"
             ));
-            return;
+            return None;
         }
         if let Err(e) = validate_name("actor type", &type_name) {
             self.problem(format!("{kind} {name:?}: {e}"));
-            return;
+            return None;
         }
-        let type_name = intern(&type_name);
-        self.types
-            .push(ActorTypeEntry::named::<A>(type_name, options));
-        self.configs.push((type_name, Arc::new(config)));
+        Some(ActorTypeEntry::named::<A>(intern(&type_name), options))
+    }
+
+    fn add<C: Send + Sync + 'static>(&mut self, entry: ActorTypeEntry, config: C) {
+        self.configs.push((entry.name, Arc::new(config)));
+        self.types.push(entry);
     }
 
     /// Report a problem with the built-in's settings (it fails `build()`).

@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::actor::dispatch::{DispatchError, MethodKind, job_failed_wire_name};
-use crate::actor::job::{Disposition, job_failed_envelope};
+use crate::actor::job::{Disposition, RunningJob, job_failed_envelope};
 use crate::actor::service::HostHandle;
 use crate::clock::BoxFuture;
 use crate::clock::duration_ms;
@@ -202,10 +202,18 @@ impl HostCore {
             )),
             Some(info) => {
                 let data = Envelope::from_msgpack_bytes(record.data.clone().unwrap_or_default());
-                match AssertUnwindSafe(actor.call_exclusive(info.index, data))
-                    .catch_unwind()
-                    .await
-                {
+                let call = actor.call_exclusive(info.index, data);
+                let call = if is_job {
+                    let running = RunningJob {
+                        job_id: lease.alarm_id.clone(),
+                        scheduled_ms: record.scheduled_ms,
+                        failures: record.attempts,
+                    };
+                    running.scope(call).boxed()
+                } else {
+                    call
+                };
+                match AssertUnwindSafe(call).catch_unwind().await {
                     Ok(result) => Outcome::of(&lease.key, info.name, result),
                     Err(_) => Outcome::Failed(format!("the {what} panicked")),
                 }

@@ -169,12 +169,8 @@ impl<T> HostBuilder<T> {
         options: ActorOptions,
     ) -> Self {
         let mut entry = ActorTypeEntry::new::<A>(options);
-        match crate::model::Envelope::encode(bootstrap_data) {
-            Ok(data) => entry.bootstrap = Some(data),
-            Err(e) => self.errors.push(format!(
-                "actor type {:?}: its singleton bootstrap data does not encode: {e}",
-                A::NAME
-            )),
+        if let Err(problem) = entry.singleton(bootstrap_data) {
+            self.errors.push(problem);
         }
         self.add_type(entry);
         self

@@ -53,6 +53,22 @@ impl ActorTypeEntry {
         }
     }
 
+    /// Make the type a singleton whose `#[bootstrap]` hook gets `data`: the one way both
+    /// `HostBuilder::register_singleton_with` and the built-ins make one. The problem, if `data`
+    /// does not encode.
+    pub fn singleton(&mut self, data: &impl serde::Serialize) -> Result<(), String> {
+        match crate::model::Envelope::encode(data) {
+            Ok(data) => {
+                self.bootstrap = Some(data);
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "actor type {:?}: its singleton bootstrap data does not encode: {e}",
+                self.name
+            )),
+        }
+    }
+
     /// Look a method up by wire name.
     pub fn method(&self, name: &str) -> Option<MethodInfo> {
         MethodInfo::find(self.methods, name)
