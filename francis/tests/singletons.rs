@@ -103,6 +103,13 @@ async fn a_singleton_is_bootstrapped_before_its_first_call_and_once_per_activati
     assert_eq!(leader.region().await.unwrap().as_deref(), Some("eu"));
     assert_eq!(probe.bootstraps.lock().unwrap().len(), 2);
 
+    // A bootstrap that fails is tried again ahead of the next call.
+    host.halt_all().await;
+    *probe.fail_first.lock().unwrap() = 1;
+    assert_eq!(leader.region().await.unwrap().as_deref(), Some("eu"));
+    assert_eq!(probe.bootstraps.lock().unwrap().len(), 3);
+    assert_eq!(*probe.fail_first.lock().unwrap(), 0, "the first try failed");
+
     // The reserved bootstrap is no method a caller can name.
     let refused = host
         .service()
@@ -118,7 +125,7 @@ async fn a_singleton_is_bootstrapped_before_its_first_call_and_once_per_activati
         matches!(refused, francis::Error::InvalidName { .. }),
         "{refused}"
     );
-    assert_eq!(probe.bootstraps.lock().unwrap().len(), 2);
+    assert_eq!(probe.bootstraps.lock().unwrap().len(), 3);
 }
 
 #[tokio::test]

@@ -274,8 +274,8 @@ pub(crate) struct Activation {
     methods: &'static [MethodInfo],
     mailbox: mpsc::UnboundedSender<Command>,
     shared: Arc<Shared>,
-    /// Whether this activation ran its singleton bootstrap.
-    bootstrapped: Arc<AtomicBool>,
+    /// For a singleton's activation, whether it ran its bootstrap.
+    bootstrapped: Option<Arc<AtomicBool>>,
 }
 
 /// How an activation is set up.
@@ -285,6 +285,8 @@ pub(crate) struct ActivationSettings {
     pub max_queued_calls: usize,
     pub clock: SharedClock,
     pub metrics: Arc<TypeMetrics>,
+    /// Whether it is a singleton's activation (it bootstraps before its calls).
+    pub singleton: bool,
 }
 
 impl Activation {
@@ -325,13 +327,21 @@ impl Activation {
             methods: A::methods(),
             mailbox,
             shared,
-            bootstrapped: Arc::default(),
+            bootstrapped: settings.singleton.then(Arc::default),
         })
     }
 
-    /// The flag a singleton's bootstrap sets once it ran on this activation.
-    pub(crate) fn bootstrapped(&self) -> Arc<AtomicBool> {
+    /// For a singleton's activation, the flag its bootstrap sets once it ran.
+    pub(crate) fn bootstrapped(&self) -> Option<Arc<AtomicBool>> {
         self.bootstrapped.clone()
+    }
+
+    /// Whether this is a singleton's activation that has not bootstrapped yet (its first
+    /// bootstrap failed): calls then queue another try ahead of themselves.
+    pub(crate) fn awaiting_bootstrap(&self) -> bool {
+        self.bootstrapped
+            .as_ref()
+            .is_some_and(|done| !done.load(Ordering::Acquire))
     }
 
     /// The actor's address.

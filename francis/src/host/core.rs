@@ -422,6 +422,11 @@ impl HostCore {
                     (activation, info)
                 }
             };
+            if activation.awaiting_bootstrap()
+                && let Some(entry) = self.types.get(key.actor_type.as_str())
+            {
+                self.bootstrap_new(entry, &activation);
+            }
             match activation.call(info.kind, info.index, args).await {
                 Ok(out) => return Ok(out),
                 // The activation was halting and the method never ran: wait until it is gone,

@@ -104,6 +104,8 @@ fn activate<A: Actor>(
         max_queued_calls: entry.options.max_queued_calls,
         clock,
         metrics: entry.metrics.clone(),
+        singleton: entry.bootstrap.is_some()
+            && key.actor_id == crate::host::singletons::SINGLETON_ID,
     };
     Activation::spawn(key, actor, halting_tx, settings)
 }

@@ -2,7 +2,7 @@
 //! data its type was registered with.
 //!
 //! Every activation of a singleton runs its `#[bootstrap]` hook first, before any call, once
-//! (a failed bootstrap is tried again by the next touch). When a host is ready it touches each
+//! (a failed bootstrap is tried again ahead of the next call or touch). When a host is ready it touches each
 //! of its singleton types: it invokes the reserved method [`BOOTSTRAP_WIRE_NAME`] through
 //! placement, so the one instance is activated (and bootstrapped) wherever the cluster places
 //! it, with up to [`BOOTSTRAP_ATTEMPTS`] attempts. Hosts starting together touch the same
@@ -129,9 +129,6 @@ fn bootstrap_job(
     reply: Option<oneshot::Sender<Result<(), Error>>>,
 ) -> Option<Box<dyn ExclusiveJob>> {
     let data = entry.bootstrap.as_ref()?;
-    if activation.key().actor_id != SINGLETON_ID {
-        return None;
-    }
     let hook = entry
         .method(BOOTSTRAP_WIRE_NAME)
         .filter(|m| m.kind == MethodKind::Bootstrap)
@@ -140,7 +137,7 @@ fn bootstrap_job(
         key: activation.key().clone(),
         data: data.clone(),
         hook,
-        done: activation.bootstrapped(),
+        done: activation.bootstrapped()?,
         reply,
     }))
 }
