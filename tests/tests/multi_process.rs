@@ -193,3 +193,29 @@ async fn a_job_whose_host_is_killed_runs_again_elsewhere_and_succeeds_once() {
         .collect();
     assert_eq!(done, [&format!("done parcel on {survivor}")], "{lines:?}");
 }
+
+#[test]
+fn a_cron_schedule_on_three_hosts_runs_each_occurrence_once() {
+    let (_dir, db, log) = files();
+    let hosts = start_together(&db, &log, &["h1", "h2", "h3"]);
+    let ticks = |lines: &[String]| -> Vec<i64> {
+        lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("tick "))
+            .filter_map(|rest| rest.split(' ').next()?.parse().ok())
+            .collect()
+    };
+    until(&log, Duration::from_secs(30), |lines| {
+        ticks(lines).len() >= 5
+    });
+    drop(hosts);
+    let mut seen = ticks(&lines(&log));
+    seen.sort_unstable();
+    let mut unique = seen.clone();
+    unique.dedup();
+    assert_eq!(seen, unique, "an occurrence ran twice: {seen:?}");
+    // One per second, none skipped, from the first to the last.
+    for pair in seen.windows(2) {
+        assert_eq!(pair[1] - pair[0], 1000, "{seen:?}");
+    }
+}

@@ -1,5 +1,5 @@
 //! A host process for the multi-process tests: a local host on a shared SQLite file, with a
-//! `#[job]` actor and a singleton that write what they do to a shared log file (one line per
+//! `#[job]` actor, a singleton and a cron schedule that write what they do to a shared log file (one line per
 //! event, appended), so a test can kill this process at any moment and still read what ran.
 //!
 //! `francis-test-host <sqlite-file> <log-file> <name>`; it prints `ready` once serving and
@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use francis::builtin::cron::CronJob;
 use francis::prelude::*;
 
 /// Where events go, and this host's name.
@@ -52,7 +53,11 @@ struct Work {
 impl Work {
     fn activate(ctx: &ActorContext) -> Self {
         Work {
-            log: ctx.data::<Log>().expect("the log is registered"),
+            log: ctx
+                .data::<Arc<Log>>()
+                .expect("the log is registered")
+                .as_ref()
+                .clone(),
         }
     }
 
@@ -74,7 +79,11 @@ struct Leader {
 impl Leader {
     fn activate(ctx: &ActorContext) -> Self {
         Leader {
-            log: ctx.data::<Log>().expect("the log is registered"),
+            log: ctx
+                .data::<Arc<Log>>()
+                .expect("the log is registered")
+                .as_ref()
+                .clone(),
         }
     }
 
@@ -102,6 +111,18 @@ async fn main() -> anyhow::Result<()> {
         host: name.clone(),
     };
     log.write("started");
+    let log = Arc::new(log);
+    let ticks = log.clone();
+    // Every second, cluster-wide: each occurrence logs its nominal time where it ran.
+    let cron = CronJob::new("tick")
+        .every(Duration::from_secs(1))
+        .run(move |run| {
+            let ticks = ticks.clone();
+            async move {
+                ticks.write(&format!("tick {}", run.scheduled().as_millisecond()));
+                Ok::<(), String>(())
+            }
+        });
     let host = Host::local()
         .sqlite(db)
         .runtime_psk("multi-process test psk, 32 bytes or more")
@@ -110,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
         .alarms_lease_duration(Duration::from_secs(3))
         .alarms_poll_interval(Duration::from_millis(200))
         .data(log)
+        .builtin(cron)
         .register::<Work>()
         .register_singleton::<Leader>(&name)
         .build()
