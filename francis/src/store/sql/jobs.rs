@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::SqlStore;
 use super::dialect::Dialect;
-use super::operations::DEAD_LETTER_FIELDS;
+use super::operations::{DEAD_LETTER_FIELDS, list_dead_letters_sql};
 use super::rows::{DeadLetterRow, JobRow};
 use crate::model::jobs::{JOB_RESULT_RETENTION, job_alarm_name, job_key_of};
 use crate::model::operations::page_size;
@@ -254,11 +254,7 @@ macro_rules! sql_jobs {
                 query: &DeadLetterQuery,
             ) -> Result<Vec<DeadLetter>, StoreError> {
                 self.operation("list_dead_jobs", async {
-                    let rows: Vec<DeadLetterRow> = sqlx::query_as(&format!(
-                        "SELECT {DEAD_LETTER_FIELDS} FROM francis_dead_letters
-                         WHERE job_id IS NOT NULL AND ($1 IS NULL OR actor_type = $1)
-                         ORDER BY dead_letter_dropped_at DESC, dead_letter_id DESC LIMIT $2"
-                    ))
+                    let rows: Vec<DeadLetterRow> = sqlx::query_as(&list_dead_letters_sql(true))
                     .bind(query.actor_type.as_deref())
                     .bind(i64::from(page_size(query.limit)))
                     .fetch_all(&self.pool)

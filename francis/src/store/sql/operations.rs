@@ -29,6 +29,21 @@ pub(super) const DEAD_LETTER_FIELDS: &str = "dead_letter_id AS id, actor_type, a
     alarm_scheduled_time AS scheduled_ms, dead_letter_attempts AS attempts,
     dead_letter_error AS last_error, dead_letter_dropped_at AS dropped_ms, job_id";
 
+/// The page of dead letters a [`DeadLetterQuery`] asks for (`$1` actor type or NULL, `$2` page
+/// size), newest first; with `jobs_only`, those of jobs only.
+pub(super) fn list_dead_letters_sql(jobs_only: bool) -> String {
+    let jobs = if jobs_only {
+        "job_id IS NOT NULL AND"
+    } else {
+        ""
+    };
+    format!(
+        "SELECT {DEAD_LETTER_FIELDS} FROM francis_dead_letters
+         WHERE {jobs} ($1 IS NULL OR actor_type = $1)
+         ORDER BY dead_letter_dropped_at DESC, dead_letter_id DESC LIMIT $2"
+    )
+}
+
 macro_rules! operations_store {
     ($dialect:ty) => {
         #[async_trait]
@@ -152,15 +167,11 @@ macro_rules! operations_store {
                 query: &DeadLetterQuery,
             ) -> Result<Vec<DeadLetter>, StoreError> {
                 self.operation("list_dead_letters", async {
-                    let rows: Vec<DeadLetterRow> = sqlx::query_as(&format!(
-                        "SELECT {DEAD_LETTER_FIELDS} FROM francis_dead_letters
-                         WHERE ($1 IS NULL OR actor_type = $1)
-                         ORDER BY dead_letter_dropped_at DESC, dead_letter_id DESC LIMIT $2"
-                    ))
-                    .bind(query.actor_type.as_deref())
-                    .bind(i64::from(page_size(query.limit)))
-                    .fetch_all(&self.pool)
-                    .await?;
+                    let rows: Vec<DeadLetterRow> = sqlx::query_as(&list_dead_letters_sql(false))
+                        .bind(query.actor_type.as_deref())
+                        .bind(i64::from(page_size(query.limit)))
+                        .fetch_all(&self.pool)
+                        .await?;
                     rows.into_iter().map(DeadLetter::try_from).collect()
                 })
                 .await
