@@ -9,4 +9,5 @@ pub mod lifecycle;
 pub mod methods;
 pub mod options;
 pub mod security;
+pub mod singletons;
 pub mod state;
