@@ -3,6 +3,7 @@
 //! chapter says about them, so the book shows code that compiles and behaves as described.
 
 pub mod alarms;
+pub mod builtin;
 pub mod calling;
 pub mod jobs;
 pub mod lifecycle;

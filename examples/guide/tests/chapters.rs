@@ -727,6 +727,187 @@ mod singletons {
     }
 }
 
+mod builtin {
+    use super::*;
+    use francis::builtin::ratelimit::RateLimiter;
+    use francis::builtin::signal::{SignalError, Signals};
+    use guide::builtin::{
+        Payment, Reply, api_limiter, await_payment, is_paid, payment_confirmed, payment_signals,
+        serve,
+    };
+
+    async fn host() -> anyhow::Result<TestHost> {
+        Ok(TestHost::builder()
+            .builtin(api_limiter())
+            .builtin(payment_signals())
+            .build()
+            .await?)
+    }
+
+    fn paid(reference: &str) -> Payment {
+        Payment {
+            amount_cents: 4200,
+            reference: reference.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_gets_its_burst_then_one_request_per_token() -> anyhow::Result<()> {
+        let host = host().await?;
+        let service = host.service();
+        assert_eq!(
+            RateLimiter::handle(&service, "api").actor_type(),
+            "francis.builtin.ratelimit.api"
+        );
+        // A full bucket: 20 at once, then a token every 100 ms.
+        for _ in 0..20 {
+            assert_eq!(serve(&service, "client-7").await?, Reply::Served);
+        }
+        let api = RateLimiter::handle(&service, "api");
+        let denied = api.allow("client-7").await?;
+        assert!(!denied.allowed);
+        assert_eq!(denied.retry_after, Duration::from_millis(100));
+        assert_eq!(
+            serve(&service, "client-7").await?,
+            Reply::TooManyRequests {
+                retry_after_secs: 1
+            }
+        );
+        // Another key has a bucket of its own.
+        assert_eq!(serve(&service, "client-8").await?, Reply::Served);
+        host.advance(Duration::from_millis(100)).await?;
+        assert_eq!(serve(&service, "client-7").await?, Reply::Served);
+        assert_eq!(serve(&service, "client-8").await?, Reply::Served);
+        assert!(!api.allow("client-7").await?.allowed);
+
+        // A minute without requests: the key's actor idles out, and its bucket is forgotten
+        // (it would be full again by now anyway).
+        host.advance(Duration::from_secs(60)).await?;
+        assert_eq!(host.active_actors(), 0);
+        for _ in 0..20 {
+            assert!(api.allow("client-7").await?.allowed);
+        }
+        // A key is a name: no '/'.
+        assert!(matches!(
+            api.allow("a/b").await,
+            Err(Error::InvalidName { .. })
+        ));
+        // A limiter no host registers.
+        assert!(matches!(
+            RateLimiter::handle(&service, "nobody").allow("a").await,
+            Err(Error::UnknownActorType { .. })
+        ));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn every_waiting_checkout_gets_the_first_confirmation() -> anyhow::Result<()> {
+        let host = host().await?;
+        let service = host.service();
+        assert!(!is_paid(&service, "order-1").await?);
+        let checkouts: Vec<_> = (0..2)
+            .map(|_| {
+                let service = service.clone();
+                tokio::spawn(async move {
+                    await_payment(&service, "order-1", Duration::from_secs(10)).await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(checkouts.iter().all(|c| !c.is_finished()), "parked");
+
+        // The webhook arrives twice, the second time with other data: the first counts.
+        payment_confirmed(&service, "order-1", &paid("first")).await?;
+        payment_confirmed(&service, "order-1", &paid("again")).await?;
+        for checkout in checkouts {
+            assert_eq!(checkout.await??, Some(paid("first")));
+        }
+        assert!(is_paid(&service, "order-1").await?);
+        let payments = Signals::handle(&service, "payments");
+        assert!(matches!(
+            payments.complete("order-1", &paid("again")).await,
+            Err(SignalError::AlreadyCompleted { .. })
+        ));
+        // A late checkout is answered at once.
+        assert_eq!(
+            await_payment(&service, "order-1", Duration::from_millis(1)).await?,
+            Some(paid("first"))
+        );
+        // Another order is another signal; its wait times out, in real time.
+        assert_eq!(
+            await_payment(&service, "order-2", Duration::from_millis(100)).await?,
+            None
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_waiter_outlives_a_halt_of_its_signal() -> anyhow::Result<()> {
+        let host = host().await?;
+        let service = host.service();
+        let checkout = {
+            let service = service.clone();
+            tokio::spawn(async move {
+                await_payment(&service, "order-3", Duration::from_secs(10)).await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        service
+            .halt("francis.builtin.signal.payments", "order-3")
+            .await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!checkout.is_finished(), "still waiting");
+        payment_confirmed(&service, "order-3", &paid("after the halt")).await?;
+        assert_eq!(checkout.await??, Some(paid("after the halt")));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn confirmations_are_kept_a_week_and_held_to_4_kib() -> anyhow::Result<()> {
+        let host = host().await?;
+        let service = host.service();
+        payment_confirmed(&service, "order-4", &paid("kept")).await?;
+        // Long after its actor idled out, the completion is read back from the store.
+        host.advance(Duration::from_secs(7 * 24 * 3600 - 1)).await?;
+        assert_eq!(host.active_actors(), 0);
+        assert!(is_paid(&service, "order-4").await?);
+        // After the retention it is gone, and the signal may be completed again.
+        host.advance(Duration::from_secs(1)).await?;
+        assert!(!is_paid(&service, "order-4").await?);
+        payment_confirmed(&service, "order-4", &paid("new")).await?;
+        assert!(is_paid(&service, "order-4").await?);
+
+        let too_large = payment_confirmed(&service, "order-5", &paid(&"x".repeat(5000))).await;
+        assert!(matches!(
+            too_large,
+            Err(SignalError::PayloadTooLarge { limit: 4096, .. })
+        ));
+        assert!(!is_paid(&service, "order-5").await?);
+        // Read as another type: a payload error.
+        let wrong = Signals::handle(&service, "payments")
+            .check::<Vec<u64>>("order-4")
+            .await;
+        assert!(matches!(wrong, Err(SignalError::Payload { .. })));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn invalid_settings_fail_the_build_and_say_what_to_do() -> anyhow::Result<()> {
+        let built = TestHost::builder()
+            .builtin(RateLimiter::new("api", 0))
+            .builtin(Signals::new("payments").retention(Duration::ZERO))
+            .build()
+            .await;
+        let Err(e) = built else {
+            anyhow::bail!("the build should fail");
+        };
+        let text = e.to_string();
+        assert!(text.contains("rate is 0"), "{text}");
+        assert!(text.contains("retain_forever()"), "{text}");
+        Ok(())
+    }
+}
+
 mod lifecycle {
     use super::*;
     use guide::lifecycle::{Batch, FLUSH_EVERY, PageHits};
