@@ -3,10 +3,12 @@
 //! chapter says about them, so the book shows code that compiles and behaves as described.
 
 pub mod alarms;
+pub mod builtin;
 pub mod calling;
 pub mod jobs;
 pub mod lifecycle;
 pub mod methods;
 pub mod options;
 pub mod security;
+pub mod singletons;
 pub mod state;

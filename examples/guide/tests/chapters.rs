@@ -559,6 +559,355 @@ mod jobs {
     }
 }
 
+mod singletons {
+    use super::*;
+    use francis::host::SINGLETON_ID;
+    use guide::security::with_keys;
+    use guide::singletons::{RateSettings, RateSource, Rates, RatesError, convert, with_rates};
+
+    fn settings(base: &str) -> RateSettings {
+        RateSettings {
+            base: base.into(),
+            currencies: vec!["EUR".into(), "NOK".into(), "USD".into()],
+            refresh: Duration::from_secs(6 * 3600),
+        }
+    }
+
+    async fn host(source: &RateSource) -> anyhow::Result<TestHost> {
+        Ok(TestHost::builder()
+            .data(source.clone())
+            .register_singleton::<Rates>(&settings("EUR"))
+            .build()
+            .await?)
+    }
+
+    #[tokio::test]
+    async fn bootstrap_runs_before_any_call_once_per_activation() -> anyhow::Result<()> {
+        let source = RateSource::default();
+        let host = host(&source).await?;
+        let service = host.service();
+        // Built means touched: active and bootstrapped before anyone called it.
+        assert!(host.is_active::<Rates>(SINGLETON_ID));
+        assert_eq!(source.fetches(), 1);
+        assert_eq!(convert(&service, 10.0, "NOK").await?, 115.0);
+        assert!(matches!(
+            convert(&service, 1.0, "JPY").await,
+            Err(CallError::Actor(RatesError::Unknown(c))) if c == "JPY"
+        ));
+        let rates = host.actor::<Rates>(SINGLETON_ID);
+        assert_eq!(rates.jobs().await?.len(), 1);
+
+        // It never idles out (the default timeout is 5 minutes), and calls do not bootstrap
+        // it again.
+        host.advance(Duration::from_secs(3600)).await?;
+        assert!(host.is_active::<Rates>(SINGLETON_ID));
+        assert_eq!(rates.base().await?, "EUR");
+        assert_eq!(source.fetches(), 1);
+        // The refresh job runs 6 hours after the bootstrap.
+        host.advance(Duration::from_secs(5 * 3600)).await?;
+        assert_eq!(source.fetches(), 2);
+
+        // A new activation bootstraps again, before the call that activated it; the keyed
+        // refresh job stays one job.
+        host.halt_all().await;
+        assert!(!host.is_active::<Rates>(SINGLETON_ID));
+        assert_eq!(convert(&service, 2.0, "USD").await?, 2.5);
+        assert_eq!(source.fetches(), 3);
+        assert_eq!(rates.jobs().await?.len(), 1);
+
+        // Another ID of the type is an ordinary actor: it is not bootstrapped.
+        assert!(matches!(
+            host.actor::<Rates>("other").base().await,
+            Err(CallError::Actor(RatesError::NotLoaded))
+        ));
+        // Nobody can invoke the bootstrap hook.
+        let refused = service
+            .invoke(
+                "rates",
+                SINGLETON_ID,
+                "francis/bootstrap",
+                Envelope::empty(),
+            )
+            .await;
+        assert!(matches!(refused, Err(Error::InvalidName { .. })));
+        assert!(matches!(
+            service
+                .invoke("rates", SINGLETON_ID, "bootstrap", Envelope::empty())
+                .await,
+            Err(Error::UnknownMethod { .. })
+        ));
+        assert_eq!(source.fetches(), 3);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_failed_bootstrap_is_tried_again_and_calls_do_not_wait_for_it() -> anyhow::Result<()>
+    {
+        // The first two tries fail: the host's touch tries again, 500 ms later.
+        let source = RateSource::default();
+        source.fail_next(2);
+        let host = host(&source).await?;
+        assert_eq!(source.fetches(), 3);
+        let rates = host.actor::<Rates>(SINGLETON_ID);
+        assert_eq!(rates.base().await?, "EUR");
+
+        // A new activation whose bootstrap fails takes calls all the same, not bootstrapped;
+        // calls do not try the hook again.
+        host.halt_all().await;
+        source.fail_next(1);
+        assert!(matches!(
+            rates.base().await,
+            Err(CallError::Actor(RatesError::NotLoaded))
+        ));
+        assert!(matches!(
+            rates.rate("NOK".into()).await,
+            Err(CallError::Actor(RatesError::NotLoaded))
+        ));
+        assert_eq!(source.fetches(), 4);
+        // The next activation bootstraps.
+        host.halt_all().await;
+        assert_eq!(rates.base().await?, "EUR");
+        assert_eq!(source.fetches(), 5);
+        Ok(())
+    }
+
+    /// Start a host with the rates on `db` and run it until the returned sender fires.
+    async fn start(
+        db: &std::path::Path,
+        settings: &RateSettings,
+        source: &RateSource,
+    ) -> anyhow::Result<(
+        Service,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<(), Error>>,
+    )> {
+        let address = francis::testing::free_local_address();
+        let builder = with_keys(&address, db, &["the rates cluster key, at least 32 bytes"]);
+        let host = with_rates(builder, settings, source.clone())
+            .build()
+            .await?;
+        let service = host.service();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(host.run(async move {
+            let _ = stopped.await;
+        }));
+        Ok((service, stop, run))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hosts_starting_together_bootstrap_it_once_with_the_owners_data() -> anyhow::Result<()>
+    {
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("cluster.db");
+        // Settings that differ show whose were used (keep them the same in a real cluster).
+        let (eur, nok) = (RateSource::default(), RateSource::default());
+        let (in_eur, in_nok) = (settings("EUR"), settings("NOK"));
+        let (a, b) = tokio::join!(start(&db, &in_eur, &eur), start(&db, &in_nok, &nok));
+        let ((a, stop_a, run_a), (b, stop_b, run_b)) = (a?, b?);
+        for _ in 0..100 {
+            if eur.fetches() + nok.fetches() > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Both hosts have touched it by now; give a late touch time to (not) bootstrap again.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(eur.fetches() + nok.fetches(), 1);
+        // Its owner bootstrapped it, with its own settings; both hosts reach that instance.
+        let owners = if eur.fetches() == 1 { "EUR" } else { "NOK" };
+        for service in [&a, &b] {
+            let base = service.actor::<Rates>(SINGLETON_ID).base().await?;
+            assert_eq!(base, owners);
+        }
+        stop_a.send(()).ok();
+        stop_b.send(()).ok();
+        run_a.await??;
+        run_b.await??;
+        Ok(())
+    }
+}
+
+mod builtin {
+    use super::*;
+    use francis::builtin::ratelimit::RateLimiter;
+    use francis::builtin::signal::{SignalError, Signals};
+    use guide::builtin::{
+        Payment, Reply, api_limiter, await_payment, is_paid, payment_confirmed, payment_signals,
+        serve,
+    };
+
+    async fn host() -> anyhow::Result<TestHost> {
+        Ok(TestHost::builder()
+            .builtin(api_limiter())
+            .builtin(payment_signals())
+            .build()
+            .await?)
+    }
+
+    fn paid(reference: &str) -> Payment {
+        Payment {
+            amount_cents: 4200,
+            reference: reference.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_gets_its_burst_then_one_request_per_token() -> anyhow::Result<()> {
+        let host = host().await?;
+        let service = host.service();
+        assert_eq!(
+            RateLimiter::handle(&service, "api").actor_type(),
+            "francis.builtin.ratelimit.api"
+        );
+        // A full bucket: 20 at once, then a token every 100 ms.
+        for _ in 0..20 {
+            assert_eq!(serve(&service, "client-7").await?, Reply::Served);
+        }
+        let api = RateLimiter::handle(&service, "api");
+        let denied = api.allow("client-7").await?;
+        assert!(!denied.allowed);
+        assert_eq!(denied.retry_after, Duration::from_millis(100));
+        assert_eq!(
+            serve(&service, "client-7").await?,
+            Reply::TooManyRequests {
+                retry_after_secs: 1
+            }
+        );
+        // Another key has a bucket of its own.
+        assert_eq!(serve(&service, "client-8").await?, Reply::Served);
+        host.advance(Duration::from_millis(100)).await?;
+        assert_eq!(serve(&service, "client-7").await?, Reply::Served);
+        assert_eq!(serve(&service, "client-8").await?, Reply::Served);
+        assert!(!api.allow("client-7").await?.allowed);
+
+        // A minute without requests: the key's actor idles out, and its bucket is forgotten
+        // (it would be full again by now anyway).
+        host.advance(Duration::from_secs(60)).await?;
+        assert_eq!(host.active_actors(), 0);
+        for _ in 0..20 {
+            assert!(api.allow("client-7").await?.allowed);
+        }
+        // A key is a name: no '/'.
+        assert!(matches!(
+            api.allow("a/b").await,
+            Err(Error::InvalidName { .. })
+        ));
+        // A limiter no host registers.
+        assert!(matches!(
+            RateLimiter::handle(&service, "nobody").allow("a").await,
+            Err(Error::UnknownActorType { .. })
+        ));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn every_waiting_checkout_gets_the_first_confirmation() -> anyhow::Result<()> {
+        let host = host().await?;
+        let service = host.service();
+        assert!(!is_paid(&service, "order-1").await?);
+        let checkouts: Vec<_> = (0..2)
+            .map(|_| {
+                let service = service.clone();
+                tokio::spawn(async move {
+                    await_payment(&service, "order-1", Duration::from_secs(10)).await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(checkouts.iter().all(|c| !c.is_finished()), "parked");
+
+        // The webhook arrives twice, the second time with other data: the first counts.
+        payment_confirmed(&service, "order-1", &paid("first")).await?;
+        payment_confirmed(&service, "order-1", &paid("again")).await?;
+        for checkout in checkouts {
+            assert_eq!(checkout.await??, Some(paid("first")));
+        }
+        assert!(is_paid(&service, "order-1").await?);
+        let payments = Signals::handle(&service, "payments");
+        assert!(matches!(
+            payments.complete("order-1", &paid("again")).await,
+            Err(SignalError::AlreadyCompleted { .. })
+        ));
+        // A late checkout is answered at once.
+        assert_eq!(
+            await_payment(&service, "order-1", Duration::from_millis(1)).await?,
+            Some(paid("first"))
+        );
+        // Another order is another signal; its wait times out, in real time.
+        assert_eq!(
+            await_payment(&service, "order-2", Duration::from_millis(100)).await?,
+            None
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_waiter_outlives_a_halt_of_its_signal() -> anyhow::Result<()> {
+        let host = host().await?;
+        let service = host.service();
+        let checkout = {
+            let service = service.clone();
+            tokio::spawn(async move {
+                await_payment(&service, "order-3", Duration::from_secs(10)).await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        service
+            .halt("francis.builtin.signal.payments", "order-3")
+            .await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!checkout.is_finished(), "still waiting");
+        payment_confirmed(&service, "order-3", &paid("after the halt")).await?;
+        assert_eq!(checkout.await??, Some(paid("after the halt")));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn confirmations_are_kept_a_week_and_held_to_4_kib() -> anyhow::Result<()> {
+        let host = host().await?;
+        let service = host.service();
+        payment_confirmed(&service, "order-4", &paid("kept")).await?;
+        // Long after its actor idled out, the completion is read back from the store.
+        host.advance(Duration::from_secs(7 * 24 * 3600 - 1)).await?;
+        assert_eq!(host.active_actors(), 0);
+        assert!(is_paid(&service, "order-4").await?);
+        // After the retention it is gone, and the signal may be completed again.
+        host.advance(Duration::from_secs(1)).await?;
+        assert!(!is_paid(&service, "order-4").await?);
+        payment_confirmed(&service, "order-4", &paid("new")).await?;
+        assert!(is_paid(&service, "order-4").await?);
+
+        let too_large = payment_confirmed(&service, "order-5", &paid(&"x".repeat(5000))).await;
+        assert!(matches!(
+            too_large,
+            Err(SignalError::PayloadTooLarge { limit: 4096, .. })
+        ));
+        assert!(!is_paid(&service, "order-5").await?);
+        // Read as another type: a payload error.
+        let wrong = Signals::handle(&service, "payments")
+            .check::<Vec<u64>>("order-4")
+            .await;
+        assert!(matches!(wrong, Err(SignalError::Payload { .. })));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn invalid_settings_fail_the_build_and_say_what_to_do() -> anyhow::Result<()> {
+        let built = TestHost::builder()
+            .builtin(RateLimiter::new("api", 0))
+            .builtin(Signals::new("payments").retention(Duration::ZERO))
+            .build()
+            .await;
+        let Err(e) = built else {
+            anyhow::bail!("the build should fail");
+        };
+        let text = e.to_string();
+        assert!(text.contains("rate is 0"), "{text}");
+        assert!(text.contains("retain_forever()"), "{text}");
+        Ok(())
+    }
+}
+
 mod lifecycle {
     use super::*;
     use guide::lifecycle::{Batch, FLUSH_EVERY, PageHits};

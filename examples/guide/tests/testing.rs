@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use francis::JobStatus;
+use francis::host::SINGLETON_ID;
 use francis::prelude::*;
 use francis::testing::TestHost;
 use guide::alarms::{DailyDigest, Nudge, Outbox, Reminders};
 use guide::jobs::{Carrier, Delivery, Parcel, delivery_options};
 use guide::methods::{Account, AccountError};
+use guide::singletons::{RateSettings, RateSource, Rates};
 
 // ANCHOR: first
 #[tokio::test]
@@ -130,6 +132,35 @@ async fn a_delivery_ships_once_after_a_carrier_outage() -> anyhow::Result<()> {
     Ok(())
 }
 // ANCHOR_END: jobs
+
+// ANCHOR: singletons
+#[tokio::test]
+async fn the_rates_are_loaded_before_the_first_call_and_again_after_a_halt() -> anyhow::Result<()> {
+    let source = RateSource::default();
+    let settings = RateSettings {
+        base: "EUR".into(),
+        currencies: vec!["NOK".into()],
+        refresh: Duration::from_secs(3600),
+    };
+    let host = TestHost::builder()
+        .data(source.clone())
+        .register_singleton::<Rates>(&settings)
+        .build()
+        .await?;
+
+    // `build` touched the singleton: it is active and bootstrapped, before any call.
+    assert!(host.is_active::<Rates>(SINGLETON_ID));
+    assert_eq!(source.fetches(), 1);
+    let rates = host.actor::<Rates>(SINGLETON_ID);
+    assert_eq!(rates.rate("NOK".into()).await?, 11.5);
+
+    // A new activation bootstraps again, before the call that activated it.
+    host.halt_all().await;
+    assert_eq!(rates.rate("NOK".into()).await?, 11.5);
+    assert_eq!(source.fetches(), 2);
+    Ok(())
+}
+// ANCHOR_END: singletons
 
 // ANCHOR: idle
 #[tokio::test]
