@@ -165,6 +165,19 @@ impl TestHostBuilder {
         self
     }
 
+    /// [`register_singleton`](Self::register_singleton) with options (see
+    /// `HostBuilder::register_singleton_with`).
+    pub fn register_singleton_with<A: Actor>(
+        mut self,
+        bootstrap_data: &impl serde::Serialize,
+        options: ActorOptions,
+    ) -> Self {
+        self.builder = self
+            .builder
+            .register_singleton_with::<A>(bootstrap_data, options);
+        self
+    }
+
     /// Register a built-in actor (see `HostBuilder::builtin`).
     pub fn builtin(mut self, builtin: impl crate::builtin::BuiltIn) -> Self {
         self.builder = self.builder.builtin(builtin);

@@ -173,13 +173,15 @@ pub(crate) async fn bootstrap_singletons(core: Arc<HostCore>) {
                     tracing::debug!(actor = %key, attempt, error = %e, "singleton not bootstrapped yet; trying again");
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!(actor = %key, attempts = attempt, error = %e, "gave up bootstrapping the singleton; the next call or host start activates it");
+                    tracing::warn!(actor = %key, attempts = attempt, error = %e, "gave up bootstrapping the singleton; its next call tries again");
                 }
                 Err(_) => {
-                    tracing::warn!(actor = %key, attempt, "bootstrapping the singleton timed out");
+                    tracing::warn!(actor = %key, attempt, "bootstrapping the singleton timed out; trying again unless this was the last try");
                 }
             }
-            tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+            if attempt < BOOTSTRAP_ATTEMPTS {
+                tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+            }
         }
     }
 }
