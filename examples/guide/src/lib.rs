@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod methods;
 pub mod options;
+pub mod scheduled;
 pub mod security;
 pub mod singletons;
 pub mod state;

@@ -907,6 +907,373 @@ mod builtin {
     }
 }
 
+mod scheduled {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use francis::JobStatus;
+    use francis::builtin::cron::{CronCause, CronError, CronJob};
+    use francis::builtin::taskpool::{MAX_INPUT_SIZE, SubmitOptions, TaskError, TaskPool};
+    use francis::model::DeadLetterQuery;
+    use guide::builtin::{Payment, payment_confirmed, payment_signals};
+    use guide::scheduled::{
+        Receipt, ReceiptRequest, Settlement, next_settlement, receipt_pool, request_receipt,
+        retry_failed_receipts, settle, settle_now, settlement,
+    };
+
+    const MINUTE: i64 = 60_000;
+
+    fn at(time: &str) -> jiff::Timestamp {
+        time.parse().expect("a valid timestamp")
+    }
+
+    fn ms(time: &str) -> i64 {
+        at(time).as_millisecond()
+    }
+
+    /// Midnight UTC, 2026-12-05.
+    fn t0() -> jiff::Timestamp {
+        at("2026-12-05T00:00:00Z")
+    }
+
+    async fn cron_host() -> anyhow::Result<TestHost> {
+        Ok(TestHost::builder()
+            .start_at(t0())
+            .builtin(settlement())
+            .build()
+            .await?)
+    }
+
+    async fn settled(service: &Service, day: &str) -> anyhow::Result<Option<Settlement>> {
+        Ok(service.get_state("settlement", day).await?)
+    }
+
+    /// Whether `time` is within the 5 minutes of jitter after `nominal`.
+    fn jittered(time: i64, nominal: &str) -> bool {
+        (ms(nominal)..=ms(nominal) + 5 * MINUTE).contains(&time)
+    }
+
+    #[tokio::test]
+    async fn the_settlement_runs_each_night_on_the_previous_day() -> anyhow::Result<()> {
+        let host = cron_host().await?;
+        let service = host.service();
+        let status = CronJob::handle(&service, "settlement").status().await?;
+        assert!(status.registered);
+        assert_eq!(status.schedule.as_deref(), Some("cron 0 3 * * *"));
+        assert_eq!(status.jitter, Duration::from_secs(300));
+        let next = next_settlement(&service).await?.expect("scheduled");
+        assert!(jittered(next.as_millisecond(), "2026-12-05T03:00:00Z"));
+
+        for (day, total) in [
+            ("2026-12-04", 1200_u64),
+            ("2026-12-05", 3400),
+            ("2026-12-06", 0),
+        ] {
+            service.set_state("statement", day, &total, None).await?;
+        }
+        host.advance(Duration::from_secs(3 * 24 * 3600)).await?;
+        for (day, total, nominal) in [
+            ("2026-12-04", 1200, "2026-12-05T03:00:00Z"),
+            ("2026-12-05", 3400, "2026-12-06T03:00:00Z"),
+            ("2026-12-06", 0, "2026-12-07T03:00:00Z"),
+        ] {
+            let done = settled(&service, day).await?.expect("settled");
+            assert_eq!((done.total_cents, done.attempt), (total, 1));
+            assert_eq!(done.cause, CronCause::Schedule);
+            assert!(jittered(done.settled_at_ms, nominal), "{day}: {done:?}");
+        }
+        assert!(
+            service
+                .dead_jobs(&DeadLetterQuery::default())
+                .await?
+                .is_empty()
+        );
+        let next = next_settlement(&service).await?.expect("scheduled");
+        assert!(jittered(next.as_millisecond(), "2026-12-08T03:00:00Z"));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_missing_statement_is_retried_then_dead_lettered_and_replayed() -> anyhow::Result<()>
+    {
+        let host = cron_host().await?;
+        let service = host.service();
+        host.advance(Duration::from_secs(4 * 3600)).await?;
+        let letters = service
+            .dead_jobs(&DeadLetterQuery {
+                actor_type: Some("francis.builtin.cron.settlement".into()),
+                limit: 0,
+            })
+            .await?;
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].attempts, 5);
+        assert_eq!(letters[0].last_error, "no statement for 2026-12-04 yet");
+        assert_eq!(settled(&service, "2026-12-04").await?, None);
+        // The schedule goes on.
+        let next = next_settlement(&service).await?.expect("scheduled");
+        assert!(jittered(next.as_millisecond(), "2026-12-06T03:00:00Z"));
+
+        // The statement comes late; replayed, the failed run settles the day it was for.
+        service
+            .set_state("statement", "2026-12-04", &777_u64, None)
+            .await?;
+        assert!(service.retry_dead_job(&letters[0].id).await?.is_some());
+        host.run_due_alarms().await?;
+        let done = settled(&service, "2026-12-04").await?.expect("settled");
+        assert_eq!((done.total_cents, done.attempt), (777, 1));
+        assert_eq!(done.settled_at_ms, ms("2026-12-05T04:00:00Z"));
+        assert_eq!(next_settlement(&service).await?, Some(next));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_trigger_settles_now_and_unregistering_stops_the_schedule() -> anyhow::Result<()> {
+        let host = cron_host().await?;
+        let service = host.service();
+        service
+            .set_state("statement", "2026-12-04", &100_u64, None)
+            .await?;
+        host.advance(Duration::from_secs(10 * 3600)).await?;
+        assert_eq!(
+            settled(&service, "2026-12-04")
+                .await?
+                .map(|s| s.total_cents),
+            Some(100)
+        );
+        let next = next_settlement(&service).await?;
+
+        // The provider corrects its statement: settle again now.
+        service
+            .set_state("statement", "2026-12-04", &150_u64, None)
+            .await?;
+        let run = settle_now(&service).await?;
+        assert_eq!(
+            settle_now(&service).await?,
+            run,
+            "a trigger waiting to start"
+        );
+        host.run_due_alarms().await?;
+        let done = settled(&service, "2026-12-04").await?.expect("settled");
+        assert_eq!((done.total_cents, done.cause), (150, CronCause::Trigger));
+        assert_eq!(done.settled_at_ms, ms("2026-12-05T10:00:00Z"));
+        let job = service.get_job(run.as_str()).await?.expect("kept 24 hours");
+        assert_eq!(job.status, JobStatus::Succeeded);
+        assert_eq!(
+            next_settlement(&service).await?,
+            next,
+            "the schedule is untouched"
+        );
+
+        let handle = CronJob::handle(&service, "settlement");
+        assert!(handle.unregister().await?);
+        service
+            .set_state("statement", "2026-12-05", &200_u64, None)
+            .await?;
+        host.advance(Duration::from_secs(2 * 24 * 3600)).await?;
+        assert_eq!(settled(&service, "2026-12-05").await?, None);
+        let status = handle.status().await?;
+        assert!(!status.registered);
+        assert_eq!((status.schedule, status.next_run), (None, None));
+        assert!(matches!(
+            settle_now(&service).await,
+            Err(CronError::NotRegistered { .. })
+        ));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_restart_with_a_new_schedule_keeps_the_next_due_time() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("shop.db");
+        let first = TestHost::builder()
+            .start_at(t0())
+            .sqlite(&db)
+            .builtin(settlement())
+            .build()
+            .await?;
+        let due = next_settlement(&first.service()).await?.expect("scheduled");
+        first.shutdown().await?;
+
+        // An hour later the hosts come back settling at 02:30: the next run stays where it was.
+        let earlier = CronJob::new("settlement")
+            .cron("30 2 * * *")
+            .jitter(Duration::from_secs(5 * 60))
+            .max_attempts(5)
+            .run(settle);
+        let second = TestHost::builder()
+            .start_at(at("2026-12-05T01:00:00Z"))
+            .sqlite(&db)
+            .builtin(earlier)
+            .build()
+            .await?;
+        let service = second.service();
+        let status = CronJob::handle(&service, "settlement").status().await?;
+        assert_eq!(status.schedule.as_deref(), Some("cron 30 2 * * *"));
+        assert_eq!(status.next_run, Some(due));
+        for day in ["2026-12-04", "2026-12-05"] {
+            service.set_state("statement", day, &1_u64, None).await?;
+        }
+        second.advance(Duration::from_secs(2 * 24 * 3600)).await?;
+        let kept = settled(&service, "2026-12-04").await?.expect("settled");
+        assert_eq!(kept.settled_at_ms, due.as_millisecond());
+        let moved = settled(&service, "2026-12-05").await?.expect("settled");
+        assert!(jittered(moved.settled_at_ms, "2026-12-06T02:30:00Z"));
+        Ok(())
+    }
+
+    async fn shop(draining: &Arc<AtomicBool>) -> anyhow::Result<TestHost> {
+        Ok(TestHost::builder()
+            .start_at(t0())
+            .builtin(payment_signals())
+            .builtin(receipt_pool(true, draining.clone()))
+            .build()
+            .await?)
+    }
+
+    async fn pay(service: &Service, order: &str) -> anyhow::Result<()> {
+        let payment = Payment {
+            amount_cents: 4200,
+            reference: format!("psp-{order}"),
+        };
+        Ok(payment_confirmed(service, order, &payment).await?)
+    }
+
+    async fn receipt(service: &Service, order: &str) -> anyhow::Result<Option<Receipt>> {
+        Ok(service.get_state("receipt", order).await?)
+    }
+
+    #[tokio::test]
+    async fn a_receipt_is_rendered_once_per_order_and_signed_where_the_key_is() -> anyhow::Result<()>
+    {
+        let draining = Arc::new(AtomicBool::new(false));
+        let host = shop(&draining).await?;
+        let service = host.service();
+        let receipts = TaskPool::handle(&service, "receipts");
+        pay(&service, "order-1").await?;
+        let task = request_receipt(&service, "order-1", false).await?;
+        assert_eq!(request_receipt(&service, "order-1", false).await?, task);
+        host.run_due_alarms().await?;
+        assert_eq!(
+            receipt(&service, "order-1").await?,
+            Some(Receipt {
+                amount_cents: 4200,
+                reference: "psp-order-1".into(),
+                signed: false,
+            })
+        );
+        let info = receipts.get(task.as_str()).await?.expect("kept 24 hours");
+        assert_eq!((info.status, info.attempts), (JobStatus::Succeeded, 0));
+        assert_eq!(info.key.actor_id, "order-1", "the key names the worker");
+        assert_eq!(
+            request_receipt(&service, "order-1", false).await?,
+            task,
+            "a success keeps its key"
+        );
+
+        pay(&service, "order-2").await?;
+        let signed = request_receipt(&service, "order-2", true).await?;
+        host.run_due_alarms().await?;
+        assert!(
+            receipt(&service, "order-2")
+                .await?
+                .expect("rendered")
+                .signed
+        );
+        let info = receipts.get(signed.as_str()).await?.expect("kept");
+        assert_eq!(info.key.actor_type, "francis.builtin.taskpool.receipts.hsm");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_unpaid_order_is_retried_dead_lettered_and_retried_on_demand() -> anyhow::Result<()>
+    {
+        let draining = Arc::new(AtomicBool::new(false));
+        let host = shop(&draining).await?;
+        let service = host.service();
+        let receipts = TaskPool::handle(&service, "receipts");
+        let task = request_receipt(&service, "order-3", false).await?;
+        host.advance(Duration::from_secs(120)).await?;
+        let info = receipts.get(task.as_str()).await?.expect("dead-lettered");
+        assert_eq!((info.status, info.attempts), (JobStatus::DeadLettered, 4));
+        assert_eq!(
+            info.last_error.as_deref(),
+            Some("order order-3 is not paid yet")
+        );
+        assert_eq!(receipts.dead_letters().await?.len(), 1);
+
+        pay(&service, "order-3").await?;
+        let retried = retry_failed_receipts(&service).await?;
+        assert_eq!(retried.len(), 1);
+        assert_ne!(retried[0], task);
+        host.run_due_alarms().await?;
+        assert!(receipt(&service, "order-3").await?.is_some());
+        assert!(retry_failed_receipts(&service).await?.is_empty());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_task_turned_away_counts_no_attempt_and_waits_for_a_host() -> anyhow::Result<()> {
+        let draining = Arc::new(AtomicBool::new(true));
+        let host = shop(&draining).await?;
+        let service = host.service();
+        let receipts = TaskPool::handle(&service, "receipts");
+        pay(&service, "order-4").await?;
+        let task = request_receipt(&service, "order-4", false).await?;
+        host.advance(Duration::from_secs(60)).await?;
+        let info = receipts.get(task.as_str()).await?.expect("pending");
+        assert_eq!((info.status, info.attempts), (JobStatus::Pending, 0));
+        assert_eq!(receipt(&service, "order-4").await?, None);
+
+        // Cancelled while it waits: it never runs.
+        pay(&service, "order-5").await?;
+        let cancelled = request_receipt(&service, "order-5", false).await?;
+        assert!(receipts.cancel(cancelled.as_str()).await?);
+        assert_eq!(receipts.get(cancelled.as_str()).await?, None);
+
+        draining.store(false, Ordering::Relaxed);
+        host.advance(Duration::from_secs(10)).await?;
+        let info = receipts.get(task.as_str()).await?.expect("kept");
+        assert_eq!((info.status, info.attempts), (JobStatus::Succeeded, 0));
+        assert!(receipt(&service, "order-4").await?.is_some());
+        assert_eq!(receipt(&service, "order-5").await?, None);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn inputs_are_bounded_and_invalid_settings_fail_the_build() -> anyhow::Result<()> {
+        let draining = Arc::new(AtomicBool::new(false));
+        let host = shop(&draining).await?;
+        let huge = ReceiptRequest {
+            order: "x".repeat(MAX_INPUT_SIZE),
+            business: false,
+        };
+        let refused = TaskPool::handle(&host.service(), "receipts")
+            .submit(&huge, SubmitOptions::default())
+            .await;
+        assert!(matches!(refused, Err(TaskError::InputTooLarge { .. })));
+
+        let built = TestHost::builder()
+            .builtin(
+                CronJob::new("settlement")
+                    .cron("0 3 * * *")
+                    .every(Duration::from_secs(3600))
+                    .run(settle),
+            )
+            .builtin(TaskPool::new("receipts").concurrency(0))
+            .build()
+            .await;
+        let Err(e) = built else {
+            anyhow::bail!("the build should fail");
+        };
+        let text = e.to_string();
+        assert!(text.contains("2 schedules given"), "{text}");
+        assert!(text.contains("no handler"), "{text}");
+        assert!(text.contains("concurrency is 0"), "{text}");
+        Ok(())
+    }
+}
+
 mod lifecycle {
     use super::*;
     use guide::lifecycle::{Batch, FLUSH_EVERY, PageHits};
