@@ -182,7 +182,8 @@ impl TaskPool {
 
     /// Run only the tasks `accept` says yes to on this host: a task it turns down is released
     /// to run on another host (or here again later), without counting an attempt. A task no
-    /// host accepts waits until one does.
+    /// host accepts is released and offered again every one to two poll intervals, for as
+    /// long as it exists: cancel it to stop that.
     pub fn accept<F>(mut self, accept: F) -> Self
     where
         F: Fn(&TaskInfo) -> bool + Send + Sync + 'static,
