@@ -21,9 +21,12 @@
 //!    one case), `alarms_poll_interval(--poll-ms, default 250 ms)` and the default 20 s lease.
 //!
 //! For each drain it also prints what the store did per job (`francis_store_operation_duration
-//! _seconds`: calls and mean time of each store operation, all hosts of the process together)
-//! and where the CPU went: this process, the PostgreSQL server's processes (from `/proc`), and
-//! the whole machine's busy share.
+//! _seconds`: calls and mean time of each store operation, all hosts of the process together),
+//! the most jobs leased and started at once (`francis_alarms_total`: due − fired − retried −
+//! dropped), and where the CPU went: this process, the PostgreSQL server's processes (from
+//! `/proc`), and the whole machine's busy share. `--analyze` runs `ANALYZE` on the store between
+//! the two phases (the planner otherwise plans the drain's queries with the statistics of an
+//! empty table, until autovacuum catches up).
 //!
 //! The raw baseline (`raw/<hosts>x<conns>/b<batch>`, PostgreSQL only): a table
 //! `raw_jobs (id bigserial, payload bytea, due bigint, done bool)` with a partial index on `due`
@@ -38,7 +41,7 @@
 //! with the same batch size.
 //!
 //! Run: `cargo bench -p francis --bench jobs -- [--jobs N] [--actors N] [--batch 25,100]
-//! [--dispatchers 64] [--poll-ms 250] [FILTER]`; `FRANCIS_BENCH_JOBS` also sets N. FILTER is a
+//! [--dispatchers 64] [--poll-ms 250] [--analyze] [FILTER]`; `FRANCIS_BENCH_JOBS` also sets N. FILTER is a
 //! comma-separated list of substrings of case names (`sqlite`, `postgres/3h`, `raw`, `b100`):
 //! only cases matching one of them run. The PostgreSQL cases need `FRANCIS_TEST_POSTGRES_URL`
 //! (`source tests/postgres.sh start` provides a server; each case creates a database
@@ -114,6 +117,8 @@ struct Settings {
     dispatchers: usize,
     batches: Vec<u32>,
     poll: Duration,
+    /// Run `ANALYZE` on the store after dispatching, before draining.
+    analyze: bool,
     filters: Vec<String>,
 }
 
@@ -128,6 +133,7 @@ impl Settings {
             dispatchers: if full { 64 } else { 8 },
             batches: if full { vec![25, 100] } else { vec![25] },
             poll: Duration::from_millis(250),
+            analyze: false,
             filters: Vec::new(),
         };
         if let Some(jobs) = std::env::var(JOBS_ENV).ok().and_then(|v| v.parse().ok()) {
@@ -153,6 +159,7 @@ impl Settings {
                         .map(|b| b.trim().parse().expect("--batch B[,B…]"))
                         .collect()
                 }
+                "--analyze" => settings.analyze = true,
                 flag if flag.starts_with("--") => {}
                 filter => settings.filters = filter.split(',').map(str::to_owned).collect(),
             }
@@ -236,6 +243,14 @@ impl Db {
             Db::Pg(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
         }
         .expect("count rows")
+    }
+
+    async fn execute(&self, sql: &str) {
+        match self {
+            Db::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+            Db::Pg(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+        }
+        .expect("run a statement")
     }
 
     async fn close(&self) {
@@ -498,7 +513,7 @@ struct Measured {
     hosts: usize,
     batch: u32,
     dispatch: Duration,
-    /// Until the method had run N times.
+    /// Until the method had run N times (runs of a job run twice included).
     ran: Duration,
     /// Until every job row was gone.
     completed: Duration,
@@ -515,6 +530,14 @@ impl Measured {
     fn drain_rate(&self) -> f64 {
         self.jobs as f64 / self.completed.as_secs_f64()
     }
+}
+
+/// Alarm occurrences (jobs) leased and started on this process's hosts but not finished yet
+/// (`francis_alarms_total`: due − fired − retried − dropped).
+fn in_flight() -> i64 {
+    let alarms = &francis::telemetry::metrics().alarms;
+    let count = |event: &str| alarms.with(&[event]).count() as i64;
+    count("due") - count("fired") - count("retried") - count("dropped")
 }
 
 /// Wait (bounded by `limit` from `start`) until `done()`; false if it never was.
@@ -554,6 +577,7 @@ async fn francis_case(
     let service = front.service();
     let payload = ByteBuf::from(vec![7u8; PAYLOAD_BYTES]);
     let next = Arc::new(AtomicU64::new(0));
+    eprintln!("{case}: dispatching {jobs} jobs");
     let ops_before = StoreOps::now();
     let start = Instant::now();
     let dispatchers: Vec<_> = (0..settings.dispatchers)
@@ -589,6 +613,9 @@ async fn francis_case(
         .count("SELECT COUNT(*) FROM francis_alarms WHERE alarm_name LIKE 'job/%'")
         .await;
     assert_eq!(queued, jobs as i64, "every dispatched job is queued");
+    if settings.analyze {
+        db.execute("ANALYZE").await;
+    }
 
     // Phase 2: build the hosts, then start them together.
     let mut built = Vec::with_capacity(hosts);
@@ -600,12 +627,16 @@ async fn francis_case(
                 .expect("host"),
         );
     }
+    eprintln!("{case}: draining");
     let ops_before = StoreOps::now();
     let cpu_before = Cpu::now();
     let start = Instant::now();
     let running: Vec<RunningHost> = built.into_iter().map(RunningHost::start).collect();
     let limit = settings.drain_limit();
+    let base = in_flight();
+    let mut most_in_flight = 0;
     let all_ran = until(start, limit, Duration::from_millis(2), async || {
+        most_in_flight = most_in_flight.max(in_flight() - base);
         ran.get() >= jobs
     })
     .await;
@@ -642,9 +673,15 @@ async fn francis_case(
         extra_runs: ran.get().saturating_sub(jobs),
         jobs,
     };
+    let analyzed = if settings.analyze {
+        " (store analyzed before the drain)"
+    } else {
+        ""
+    };
     println!(
-        "\n#### {}\n\nDispatch: {jobs} jobs in {:.2} s ({}). Drain: last run after {:.2} s, \
-         all completed after {:.2} s ({}); runs beyond {jobs}: {}.\nCPU during the drain: {}.\n",
+        "\n#### {}\n\nDispatch: {jobs} jobs in {:.2} s ({}). Drain: N runs (duplicates included) after {:.2} s, \
+         all completed after {:.2} s ({}){analyzed}; runs beyond {jobs}: {}; most jobs leased \
+         and started at once (all hosts): {most_in_flight}.\nCPU during the drain: {}.\n",
         measured.case,
         dispatch.as_secs_f64(),
         rate(measured.dispatch_rate()),
@@ -818,14 +855,19 @@ fn main() {
     }
     println!(
         "jobs: {} jobs on {} actors, {} dispatchers; batch sizes {:?}; poll interval {:?}, fetch \
-         ahead {:?}, lease 20 s (default); {} worker threads",
+         ahead {:?}, lease 20 s (default); {} worker threads{}",
         settings.jobs,
         settings.actors,
         settings.dispatchers,
         settings.batches,
         settings.poll,
         DEFAULT_ALARMS_FETCH_AHEAD,
-        2
+        2,
+        if settings.analyze {
+            "; ANALYZE before each drain"
+        } else {
+            ""
+        }
     );
     let rt = runtime();
     let postgres = std::env::var(POSTGRES_ENV).ok();
@@ -894,7 +936,7 @@ fn print_summary(francis: &[Measured], raw: &[RawMeasured], full: bool) {
     }
     println!("\n### Summary\n");
     println!(
-        "| case | store | hosts | batch | dispatch | drain (all completed) | last run after | vs raw (same hosts, batch) |"
+        "| case | store | hosts | batch | dispatch | drain (all completed) | N runs after | vs raw (same hosts, batch) |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     for m in francis {
