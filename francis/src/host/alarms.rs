@@ -261,7 +261,9 @@ impl HostCore {
             Ok(Some(updated)) if kept => Some(updated),
             Ok(_) => None,
             Err(e) => {
-                tracing::warn!(actor = %lease.key, alarm = %lease.name, error = %e, "could not complete alarm; it will run again after its lease expires");
+                // Its lease would otherwise be renewed for as long as the actor stays here.
+                tracing::warn!(actor = %lease.key, alarm = %lease.name, error = %e, "could not complete alarm; releasing it, it will run again");
+                self.release(lease).await;
                 None
             }
         }
