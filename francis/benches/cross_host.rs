@@ -784,23 +784,6 @@ fn sqlite_cold_phase(config: Config) {
     cold_phase(config, &store, "sqlite");
 }
 
-/// `url` with its database name replaced by `name` (query string kept).
-fn with_database(url: &str, name: &str) -> Option<String> {
-    let scheme_end = url.find("://")? + 3;
-    let path_start = scheme_end + url[scheme_end..].find('/')?;
-    let query = url[path_start..]
-        .find('?')
-        .map_or("", |q| &url[path_start + q..]);
-    Some(format!("{}/{name}{query}", &url[..path_start]))
-}
-
-async fn postgres_admin(url: &str, sql: &str) -> Result<(), sqlx::Error> {
-    use sqlx::{Connection, Executor};
-    let mut conn = sqlx::PgConnection::connect(url).await?;
-    conn.execute(sql).await?;
-    conn.close().await
-}
-
 /// The PostgreSQL phase: cold activations with both hosts on a fresh database.
 fn postgres_phase(config: Config) {
     if !wanted_cold("postgres") {
@@ -815,12 +798,12 @@ fn postgres_phase(config: Config) {
         return;
     };
     let name = format!("francis_bench_{}", std::process::id());
-    let Some(url) = with_database(&admin_url, &name) else {
+    let Some(url) = support::with_database(&admin_url, &name) else {
         println!("{heading}\nNot measured: cannot parse {POSTGRES_ENV}.");
         return;
     };
     let rt = runtime();
-    if let Err(e) = rt.block_on(postgres_admin(
+    if let Err(e) = rt.block_on(support::postgres_admin(
         &admin_url,
         &format!("CREATE DATABASE {name}"),
     )) {
@@ -829,7 +812,7 @@ fn postgres_phase(config: Config) {
     }
     let store = StoreSpec::Postgres(url);
     cold_phase(config, &store, "postgres");
-    if let Err(e) = rt.block_on(postgres_admin(
+    if let Err(e) = rt.block_on(support::postgres_admin(
         &admin_url,
         &format!("DROP DATABASE {name} WITH (FORCE)"),
     )) {

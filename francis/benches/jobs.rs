@@ -285,9 +285,9 @@ impl FreshStore {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let url = with_database(admin_url, &name)
+        let url = support::with_database(admin_url, &name)
             .ok_or_else(|| format!("cannot parse {POSTGRES_ENV}"))?;
-        postgres_admin(admin_url, &format!("CREATE DATABASE {name}"))
+        support::postgres_admin(admin_url, &format!("CREATE DATABASE {name}"))
             .await
             .map_err(|e| format!("cannot create a database: {e}"))?;
         Ok(FreshStore {
@@ -300,28 +300,11 @@ impl FreshStore {
     async fn drop_database(self) {
         if let Some((admin, name)) = self.admin
             && let Err(e) =
-                postgres_admin(&admin, &format!("DROP DATABASE {name} WITH (FORCE)")).await
+                support::postgres_admin(&admin, &format!("DROP DATABASE {name} WITH (FORCE)")).await
         {
             eprintln!("could not drop the bench database {name}: {e}");
         }
     }
-}
-
-/// `url` with its database name replaced by `name` (query string kept).
-fn with_database(url: &str, name: &str) -> Option<String> {
-    let scheme_end = url.find("://")? + 3;
-    let path_start = scheme_end + url[scheme_end..].find('/')?;
-    let query = url[path_start..]
-        .find('?')
-        .map_or("", |q| &url[path_start + q..]);
-    Some(format!("{}/{name}{query}", &url[..path_start]))
-}
-
-async fn postgres_admin(url: &str, sql: &str) -> Result<(), sqlx::Error> {
-    use sqlx::{Connection, Executor};
-    let mut conn = sqlx::PgConnection::connect(url).await?;
-    conn.execute(sql).await?;
-    conn.close().await
 }
 
 // ---- hosts ----------------------------------------------------------------------------------

@@ -216,3 +216,21 @@ where
     }
     Stats::new(all, last - window_start)
 }
+
+/// `url` with its database name replaced by `name` (query string kept).
+pub fn with_database(url: &str, name: &str) -> Option<String> {
+    let scheme_end = url.find("://")? + 3;
+    let path_start = scheme_end + url[scheme_end..].find('/')?;
+    let query = url[path_start..]
+        .find('?')
+        .map_or("", |q| &url[path_start + q..]);
+    Some(format!("{}/{name}{query}", &url[..path_start]))
+}
+
+/// Run one administrative statement (`CREATE DATABASE`, `DROP DATABASE`) on its own connection.
+pub async fn postgres_admin(url: &str, sql: &str) -> Result<(), sqlx::Error> {
+    use sqlx::{Connection, Executor};
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    conn.execute(sql).await?;
+    conn.close().await
+}
