@@ -703,7 +703,7 @@ impl HostHandle for HostCore {
                 }),
         };
         chosen.map(|h| (*h).to_owned()).ok_or_else(|| {
-            let listed = if handlers.is_empty() { "(none)".to_owned() } else { handlers.join(", ") };
+            let listed = names_of_kind(entry.methods, MethodKind::Alarm);
             Error::InvalidAlarm(match requested {
                 Some(handler) => format!("actor type {actor_type:?} has no alarm handler {handler:?}; its #[alarm] methods are: {listed}"),
                 None => format!("actor type {actor_type:?} has no alarm handler named {name:?} and more than one to choose from; name one of: {listed}"),
@@ -721,17 +721,7 @@ impl HostHandle for HostCore {
         {
             return Ok(());
         }
-        let jobs: Vec<&str> = entry
-            .methods
-            .iter()
-            .filter(|m| m.kind == MethodKind::Job)
-            .map(|m| m.name)
-            .collect();
-        let listed = if jobs.is_empty() {
-            "(none)".to_owned()
-        } else {
-            jobs.join(", ")
-        };
+        let listed = names_of_kind(entry.methods, MethodKind::Job);
         Err(Error::InvalidJob(format!(
             "actor type {actor_type:?} has no #[job] method {method:?}; its #[job] methods are: {listed}"
         )))
@@ -923,6 +913,19 @@ fn callable(
         }),
         _ => Ok(info),
     }
+}
+
+/// The names of a method table's methods of one kind, for error messages.
+fn names_of_kind(methods: &[MethodInfo], kind: MethodKind) -> String {
+    let names: Vec<&str> = methods
+        .iter()
+        .filter(|m| m.kind == kind)
+        .map(|m| m.name)
+        .collect();
+    if names.is_empty() {
+        return "(none)".to_owned();
+    }
+    names.join(", ")
 }
 
 /// The names of a method table, for error messages.
